@@ -1,0 +1,61 @@
+# The README's two commands are the contract: `make demo` and `make test`.
+# Everything is installed on first use: a .venv for the app and tests, node_modules for Azurite,
+# and a separate tool venv for checkov (its pinned `packaging` conflicts with current pytest).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help deps test lint typecheck pytest demo bench soak infra-check clean
+
+help:
+	@echo "make demo   - replay the seed attack on the emulator, fix it through the triggers, write out/report.html"
+	@echo "make test   - install what is needed, then ruff, mypy --strict and pytest"
+	@echo "make bench  - tenant-scale benchmark against the emulator"
+	@echo "make soak   - chaos/soak tests (slow)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for Azurite: install nodejs and npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(TOOLS)/checkov/.installed:
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install -q --disable-pip-version-check "checkov>=3.2,<4"
+	@touch $@
+
+deps: $(VENV)/.installed node_modules/.installed
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+pytest: deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: deps lint typecheck pytest
+
+demo: deps
+	$(BIN)/python -m demo
+
+bench: deps
+	$(BIN)/python -m bench
+
+soak: deps
+	$(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) node_modules out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""`make bench`: tenant-scale benchmarks against the emulator."""

@@ -1,0 +1,136 @@
+"""App settings: the names Azure (infra/) sets and the code reads, in one place.
+
+Values are read from the environment (Functions app settings, local.settings.json, or a shell).
+`check()` reports problems by setting *name* only, so health output never leaks a value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SWEEP_SCHEDULE = "VAULTGUARD_SWEEP_SCHEDULE"
+DRY_RUN = "VAULTGUARD_DRY_RUN"
+MAX_ACTIONS_PER_RUN = "VAULTGUARD_MAX_ACTIONS_PER_RUN"
+SUBSCRIPTION_IDS = "VAULTGUARD_SUBSCRIPTION_IDS"
+POLICY_FILE = "VAULTGUARD_POLICY_FILE"
+POLICY_JSON = "VAULTGUARD_POLICY_JSON"
+QUEUE_NAME = "VAULTGUARD_QUEUE_NAME"
+AUDIT_TABLE = "VAULTGUARD_AUDIT_TABLE"
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
+STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
+
+# Every app setting the code reads. infra tests cross-check this list against the Bicep.
+ALL_SETTINGS: tuple[str, ...] = (
+    SWEEP_SCHEDULE,
+    DRY_RUN,
+    MAX_ACTIONS_PER_RUN,
+    SUBSCRIPTION_IDS,
+    POLICY_FILE,
+    POLICY_JSON,
+    QUEUE_NAME,
+    AUDIT_TABLE,
+)
+
+DEFAULT_QUEUE_NAME = "vaultguard-scopes"
+DEFAULT_AUDIT_TABLE = "vaultguardaudit"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+# Six-field NCRONTAB as the Functions timer trigger expects it.
+_NCRONTAB = re.compile(r"^\s*(\S+\s+){5}\S+\s*$")
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    dry_run: bool = True
+    max_actions_per_run: int = 50
+    subscription_ids: tuple[str, ...] = ()
+    policy_file: str | None = None
+    policy_json: str | None = None
+    queue_name: str = DEFAULT_QUEUE_NAME
+    audit_table: str = DEFAULT_AUDIT_TABLE
+    storage_connection: str | None = None
+    storage_queue_uri: str | None = None
+    storage_table_uri: str | None = None
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
+        source = os.environ if env is None else env
+        problems: list[str] = []
+
+        def text(name: str) -> str | None:
+            value = source.get(name, "").strip()
+            return value or None
+
+        dry_run = True
+        raw_dry = text(DRY_RUN)
+        if raw_dry is not None:
+            if raw_dry.lower() in _TRUE:
+                dry_run = True
+            elif raw_dry.lower() in _FALSE:
+                dry_run = False
+            else:
+                problems.append(f"{DRY_RUN} must be true or false")
+
+        cap = 50
+        raw_cap = text(MAX_ACTIONS_PER_RUN)
+        if raw_cap is not None:
+            if raw_cap.isdigit() and int(raw_cap) > 0:
+                cap = int(raw_cap)
+            else:
+                problems.append(f"{MAX_ACTIONS_PER_RUN} must be a positive integer")
+
+        subscriptions: list[str] = []
+        for raw_part in (text(SUBSCRIPTION_IDS) or "").split(","):
+            part = raw_part.strip()
+            if not part:
+                continue
+            try:
+                subscriptions.append(str(uuid.UUID(part)))
+            except ValueError:
+                problems.append(f"{SUBSCRIPTION_IDS} holds a value that is not a subscription GUID")
+
+        schedule = text(SWEEP_SCHEDULE)
+        if schedule is not None and not _NCRONTAB.match(schedule):
+            problems.append(f"{SWEEP_SCHEDULE} must be a six-field NCRONTAB expression")
+
+        queue_name = text(QUEUE_NAME) or DEFAULT_QUEUE_NAME
+        if not _QUEUE_NAME.match(queue_name):
+            problems.append(f"{QUEUE_NAME} is not a valid Storage queue name")
+        audit_table = text(AUDIT_TABLE) or DEFAULT_AUDIT_TABLE
+        if not _TABLE_NAME.match(audit_table):
+            problems.append(f"{AUDIT_TABLE} is not a valid Storage table name")
+
+        storage_connection = text(STORAGE_CONNECTION)
+        queue_uri = text(STORAGE_QUEUE_URI)
+        table_uri = text(STORAGE_TABLE_URI)
+        if storage_connection is None and (queue_uri is None or table_uri is None):
+            problems.append(
+                f"storage is not configured: set {STORAGE_CONNECTION} or both "
+                f"{STORAGE_QUEUE_URI} and {STORAGE_TABLE_URI}"
+            )
+
+        policy_file = text(POLICY_FILE)
+        if policy_file is not None and not os.path.isfile(policy_file):
+            problems.append(f"{POLICY_FILE} names a file that does not exist")
+
+        return cls(
+            dry_run=dry_run,
+            max_actions_per_run=cap,
+            subscription_ids=tuple(subscriptions),
+            policy_file=policy_file,
+            policy_json=text(POLICY_JSON),
+            queue_name=queue_name,
+            audit_table=audit_table,
+            storage_connection=storage_connection,
+            storage_queue_uri=queue_uri,
+            storage_table_uri=table_uri,
+            problems=tuple(problems),
+        )
