@@ -17,10 +17,17 @@ def load_scenario(data: dict[str, Any]) -> State:
     if not isinstance(data, dict):
         raise ScenarioError("a scenario is a JSON object")
     state = State()
-    known: set[str] = set()
+    known: set[str] = {"powerPlatform"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ScenarioError(f"unknown scenario field(s): {', '.join(unknown)}")
+    if "powerPlatform" in data:  # after the Azure section: it references identities by object id
+        from emulator.powerplatform import scenario as powerplatform_scenario
+
+        try:
+            powerplatform_scenario.load(state, data["powerPlatform"])
+        except powerplatform_scenario.PowerPlatformScenarioError as error:
+            raise ScenarioError(str(error)) from None
     return state
 
 
