@@ -94,7 +94,7 @@ var auditTableName = 'vaultguardaudit'
 var wholeSubscription = targetScopeKind == 'subscription'
 var targetResourceGroups = wholeSubscription ? [] : targetResourceGroupNames
 // Resource-id prefixes the activity-log alerts watch: the subscription or each target resource group.
-var resourceGroupScopes = [for name in targetResourceGroups: '${subscription().id}/resourceGroups/${name}']
+var resourceGroupScopes = [for groupName in targetResourceGroups: '${subscription().id}/resourceGroups/${groupName}']
 var activityLogScopes = wholeSubscription ? [
   subscription().id
 ] : resourceGroupScopes
@@ -248,9 +248,9 @@ resource subscriptionRbacAdministrator 'Microsoft.Authorization/roleAssignments@
 }
 
 // Remediation roles, target scope = each listed resource group.
-module targetRoles 'app/target-roles.bicep' = [for name in targetResourceGroups: {
-  name: 'vaultguard-target-roles-${uniqueString(name)}'
-  scope: resourceGroup(name)
+module targetRoles 'app/target-roles.bicep' = [for groupName in targetResourceGroups: {
+  name: 'vaultguard-target-roles-${uniqueString(groupName)}'
+  scope: resourceGroup(groupName)
   params: {
     principalId: identity.outputs.principalId
     resourceToken: resourceToken

@@ -135,7 +135,7 @@ def test_azd_outputs() -> None:
 
 def test_remediation_scope_modules_loop_over_their_parameters() -> None:
     modules = template("main.bicep")["modules"]
-    assert loop(modules["targetRoles"]) == {"item_name": "name", "array_name": "targetResourceGroups"}
+    assert loop(modules["targetRoles"]) == {"item_name": "groupName", "array_name": "targetResourceGroups"}
     assert body(modules["targetRoles"])["scope"]["function"]["type"] == "resource_group"
     assert loop(modules["rotationRoles"]) == {
         "item_name": "vaultId",
