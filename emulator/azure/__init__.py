@@ -12,10 +12,18 @@ if TYPE_CHECKING:
 
 def register(emulator: Emulator) -> None:
     """Adds the Azure routes and middleware (bearer auth, api-version, throttling) to the emulator."""
-    from emulator.azure import arm_keyvault, arm_resources, entra, keyvault_data
+    from emulator.azure import (
+        arm_authorization,
+        arm_keyvault,
+        arm_resources,
+        arm_storage,
+        entra,
+        graph,
+        keyvault_data,
+    )
     from emulator.azure.common import AzureContext, make_middleware
 
     ctx = AzureContext(emulator)
     emulator.middlewares.append(make_middleware(ctx))
-    for module in (entra, arm_resources, arm_keyvault, keyvault_data):
+    for module in (entra, arm_resources, arm_keyvault, arm_authorization, arm_storage, keyvault_data, graph):
         module.register(ctx)

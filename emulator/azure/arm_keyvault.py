@@ -356,8 +356,14 @@ def register(ctx: AzureContext) -> None:
                 400,
                 "BadRequest",
                 "The 'properties' property is required.",
-                [*details, {"code": "InvalidParameter", "target": "properties",
-                            "message": "'properties' is required."}],
+                [
+                    *details,
+                    {
+                        "code": "InvalidParameter",
+                        "target": "properties",
+                        "message": "'properties' is required.",
+                    },
+                ],
             )
         for name_required in ("tenantId", "sku"):
             if props.get(name_required) is None:

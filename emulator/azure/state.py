@@ -303,7 +303,7 @@ class StorageAccount:
     resource_group: str
     location: str = DEFAULT_LOCATION
     tags: dict[str, str] = field(default_factory=dict)
-    keys: list[str] = field(default_factory=lambda: [_storage_key(), _storage_key()])
+    keys: list[str] = field(default_factory=lambda: [new_storage_key(), new_storage_key()])
     key_created: list[int] = field(default_factory=lambda: [now(), now()])
 
     @property
@@ -350,7 +350,7 @@ class StorageAccount:
         }
 
 
-def _storage_key() -> str:
+def new_storage_key() -> str:
     import base64
 
     return base64.b64encode(_secrets.token_bytes(64)).decode()
