@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from emulator import azure, powerplatform
+from emulator.azure.throttling import Limits
 from emulator.ca import LocalCA
 from emulator.faults import ConnectionReset, Faults
 from emulator.log import LoggedRequest, RequestLog
@@ -32,6 +35,8 @@ class Emulator:
         self.router = Router()
         self.requests = RequestLog(keep=keep_log)
         self.faults = Faults(seed)
+        # Azure's real request limits (ARM token buckets, Key Vault windows); tune or disable here.
+        self.limits = Limits()
         # Run before routing (throttling, auth challenges); the first non-None response wins.
         self.middlewares: list[Middleware] = []
         self._host = host
@@ -95,6 +100,14 @@ class Emulator:
             "AZURE_CLIENT_SECRET": az.admin_client_secret,
         }
 
+    def dump(self, path: str | Path) -> None:
+        """Writes the state as a scenario file (JSON) that `load_scenario_file` reads back."""
+        from emulator.scenario import dump_scenario
+
+        with self.state.lock:
+            data = dump_scenario(self.state)
+        Path(path).write_text(json.dumps(data, indent=1))
+
     # -- request handling --------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -126,6 +139,8 @@ class Emulator:
             except Exception:  # an emulator bug: say so loudly, answer like a server fault
                 traceback.print_exc(file=sys.stderr)
                 response = HttpError(500, "InternalServerError", "Emulator error.").to_response()
+            if request.response_headers:
+                response.headers.update(request.response_headers)
         self._log(request, response.status, started, fault, route_name)
         return response
 

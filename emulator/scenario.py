@@ -39,3 +39,8 @@ def load_scenario_file(path: str | Path) -> State:
     except json.JSONDecodeError as error:
         raise ScenarioError(f"scenario file {path} is not valid JSON: {error}") from None
     return load_scenario(data)
+
+
+def dump_scenario(state: State) -> dict[str, Any]:
+    """The state as a scenario document (filled in by the Azure scenario module)."""
+    return {}

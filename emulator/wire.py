@@ -20,6 +20,8 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)  # named groups from the route match
     caller: dict[str, Any] | None = None  # decoded token claims, set by services that authenticate
+    # Headers a middleware wants on the response (e.g. ARM's x-ms-ratelimit-remaining-*).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_target(

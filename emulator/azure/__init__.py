@@ -1,5 +1,6 @@
-"""Emulated Azure: Entra ID token endpoint, ARM (Key Vault, role assignments, storage), Key Vault
-data plane, Microsoft Graph. `register(emulator)` adds the routes."""
+"""Emulated Azure: Entra ID token endpoint, ARM (subscriptions, resource groups, Key Vault vaults and
+access policies, role assignments and definitions, storage accounts), the Key Vault data plane and
+Microsoft Graph. `register(emulator)` adds the routes and the authentication/throttling middleware."""
 
 from __future__ import annotations
 
@@ -10,4 +11,19 @@ if TYPE_CHECKING:
 
 
 def register(emulator: Emulator) -> None:
-    """Adds the Azure routes to the emulator's router (filled in by the Azure services)."""
+    """Adds the Azure routes and middleware (bearer auth, api-version, throttling) to the emulator."""
+    from emulator.azure import (
+        arm_authorization,
+        arm_keyvault,
+        arm_resources,
+        arm_storage,
+        entra,
+        graph,
+        keyvault_data,
+    )
+    from emulator.azure.common import AzureContext, make_middleware
+
+    ctx = AzureContext(emulator)
+    emulator.middlewares.append(make_middleware(ctx))
+    for module in (entra, arm_resources, arm_keyvault, arm_authorization, arm_storage, keyvault_data, graph):
+        module.register(ctx)

@@ -19,6 +19,8 @@ from emulator.wire import HttpError, Request, Response
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     with Emulator() as emulator:
+        emulator.middlewares.clear()  # transport only: no Azure authentication or throttling
+
         def echo(request: Request) -> Response:
             return Response.json(200, {"host": request.host, "path": request.path, "query": request.query,
                                        "vault": request.params.get("vault")})
