@@ -124,10 +124,22 @@ def _check_principal(state: State, principal: str, path: str) -> None:
         raise _fail(path, f"unknown principal '{principal}' (not an identity of the scenario)")
 
 
+def sync_directory(state: State) -> None:
+    """Display facts (name, UPN, type, appId) of the Azure section's identities, by object id."""
+    for principal in getattr(state.azure, "principals", {}).values():
+        entry = {"displayName": principal.display_name, "type": principal.kind}
+        if principal.user_principal_name:
+            entry["email"] = principal.user_principal_name
+        if principal.app_id:
+            entry["appId"] = principal.app_id
+        state.powerplatform.directory.setdefault(principal.id, entry)
+
+
 def load(state: State, data: Any) -> None:
     """Validates the `powerPlatform` section and loads it into `state.powerplatform`."""
     pp = state.powerplatform
     root = _object(data, _ROOT, _TOP, set())
+    sync_directory(state)
     for key, value in (root.get("directory") or {}).items():  # extra display facts (tests, generator)
         pp.directory[str(key)] = dict(value)
     pp.admins |= {

@@ -33,6 +33,9 @@ def emu() -> Iterator[Emulator]:
     load(
         state,
         {
+            "directory": {
+                oid: {"displayName": oid[-4:], "type": "User"} for oid in (OWNER, CUSTOMIZER, ANALYST)
+            },
             "environments": [
                 {
                     "name": ENV,
@@ -109,6 +112,8 @@ def _fake_vault(emu: Emulator) -> None:
 
     emu.router.add(r"kv-test\.vault\.azure\.net", "GET", r"/secrets", list_secrets)
     emu.router.add(r"kv-test\.vault\.azure\.net", "GET", r"/secrets/(?P<name>[^/]+)", get_secret)
+    # ahead of the Azure half's Key Vault routes, which would answer 404 for this unknown vault
+    emu.router.routes[:0] = [emu.router.routes.pop(), emu.router.routes.pop()]
 
 
 def _client(emu: Emulator, oid: str | None) -> requests.Session:
