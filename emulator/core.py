@@ -1,0 +1,159 @@
+"""`Emulator`: the CA, the proxy server, the state, the router, faults and the request log."""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+
+from emulator import azure, powerplatform
+from emulator.ca import LocalCA
+from emulator.faults import ConnectionReset, Faults
+from emulator.log import LoggedRequest, RequestLog
+from emulator.server import ProxyServer
+from emulator.state import State
+from emulator.tokens import bearer_claims
+from emulator.wire import HttpError, Request, Response, Router
+
+Middleware = Callable[[Request], Response | None]
+
+
+class Emulator:
+    """`with Emulator() as emu:` then use `emu.env` as the client environment.
+
+    `emu.state` is the live state, `emu.requests` the request log, `emu.faults` the fault rules.
+    """
+
+    def __init__(self, state: State | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 seed: int | None = None, keep_log: bool = True) -> None:
+        self.state = state if state is not None else State()
+        self.router = Router()
+        self.requests = RequestLog(keep=keep_log)
+        self.faults = Faults(seed)
+        # Run before routing (throttling, auth challenges); the first non-None response wins.
+        self.middlewares: list[Middleware] = []
+        self._host = host
+        self._port = port
+        self._ca: LocalCA | None = None
+        self._server: ProxyServer | None = None
+        azure.register(self)
+        powerplatform.register(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        self._ca = LocalCA()
+        self._server = ProxyServer((self._host, self._port), self._ca.server_context(), self.dispatch)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._ca is not None:
+            self._ca.cleanup()
+            self._ca = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def proxy_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def ca_bundle(self) -> str:
+        if self._ca is None:
+            raise RuntimeError("the emulator is not started")
+        return self._ca.bundle_path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a client process needs: proxy, CA bundle and the admin principal's credentials."""
+        az = self.state.azure
+        return {
+            "HTTPS_PROXY": self.proxy_url,
+            "https_proxy": self.proxy_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "REQUESTS_CA_BUNDLE": self.ca_bundle,
+            "SSL_CERT_FILE": self.ca_bundle,
+            "CURL_CA_BUNDLE": self.ca_bundle,
+            "AZURE_TENANT_ID": az.tenant_id,
+            "AZURE_SUBSCRIPTION_ID": az.subscription_id,
+            "AZURE_CLIENT_ID": az.admin_client_id,
+            "AZURE_CLIENT_SECRET": az.admin_client_secret,
+        }
+
+    # -- request handling --------------------------------------------------------------------
+    def dispatch(self, request: Request) -> Response:
+        started = time.perf_counter()
+        decision = self.faults.decide(request.method, request.host, request.path)
+        if decision.delay_s:
+            time.sleep(decision.delay_s)
+        fault: str | None = None
+        route_name: str | None = None
+        if decision.rule is not None and decision.rule.kind == "reset":
+            self._log(request, 0, started, "reset", None)
+            raise ConnectionReset()
+        if decision.rule is not None:
+            fault = f"status:{decision.rule.status}"
+            headers = {}
+            if decision.rule.retry_after is not None:
+                headers["Retry-After"] = f"{decision.rule.retry_after:g}"
+            response = HttpError(decision.rule.status, _fault_code(decision.rule.status),
+                                 "Injected fault.", headers).to_response()
+        else:
+            try:
+                response = self._run_middlewares(request)
+                if response is None:
+                    route, params = self.router.resolve(request)
+                    route_name = route.name
+                    request.params = params
+                    response = route.handler(request)
+            except HttpError as error:
+                response = error.to_response()
+            except Exception:  # an emulator bug: say so loudly, answer like a server fault
+                traceback.print_exc(file=sys.stderr)
+                response = HttpError(500, "InternalServerError", "Emulator error.").to_response()
+        self._log(request, response.status, started, fault, route_name)
+        return response
+
+    def _run_middlewares(self, request: Request) -> Response | None:
+        for middleware in self.middlewares:
+            response = middleware(request)
+            if response is not None:
+                return response
+        return None
+
+    def _log(self, request: Request, status: int, started: float, fault: str | None,
+             route: str | None) -> None:
+        claims = request.caller if request.caller is not None else bearer_claims(
+            request.headers.get("authorization"))
+        self.requests.add(LoggedRequest(
+            method=request.method,
+            host=request.host,
+            path=request.path,
+            query=request.query,
+            caller_oid=(claims or {}).get("oid"),
+            status=status,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            body=request.body if request.method != "GET" else b"",
+            fault=fault,
+            route=route,
+        ))
+
+
+def _fault_code(status: int) -> str:
+    return {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
+            503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(status, "InjectedFault")

@@ -1,0 +1,128 @@
+"""The emulator's transport: a CONNECT proxy terminating TLS with a local CA, keep-alive,
+fault injection and the request log, exercised with the `requests` library as the SDKs use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from emulator import Emulator
+from emulator.wire import HttpError, Request, Response
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        def echo(request: Request) -> Response:
+            return Response.json(200, {"host": request.host, "path": request.path, "query": request.query,
+                                       "vault": request.params.get("vault")})
+
+        def boom(request: Request) -> Response:
+            raise HttpError(409, "Conflict", "already there")
+
+        emulator.router.add(r"(?P<vault>[a-z0-9-]+)\.vault\.azure\.net", "GET", r"/echo", echo)
+        emulator.router.add(r"management\.azure\.com", "GET", r"/echo", echo)
+        emulator.router.add(r"management\.azure\.com", "PUT", r"/conflict", boom)
+        yield emulator
+
+
+def _session(emulator: Emulator) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # this machine sets REQUESTS_CA_BUNDLE, which would override `verify`
+    session.proxies = {"https": emulator.proxy_url}
+    session.verify = emulator.ca_bundle
+    return session
+
+
+def test_tls_through_proxy_with_route_params(emu: Emulator) -> None:
+    response = _session(emu).get("https://myvault.vault.azure.net/echo?api-version=7.5")
+    assert response.status_code == 200
+    assert response.json() == {"host": "myvault.vault.azure.net", "path": "/echo",
+                               "query": {"api-version": "7.5"}, "vault": "myvault"}
+
+
+def test_unknown_host_certificate_is_rejected(emu: Emulator) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        _session(emu).get("https://example.com/echo")
+
+
+def test_errors_use_the_azure_envelope_and_unknown_routes_404(emu: Emulator) -> None:
+    session = _session(emu)
+    conflict = session.put("https://management.azure.com/conflict", json={})
+    assert conflict.status_code == 409
+    assert conflict.json() == {"error": {"code": "Conflict", "message": "already there"}}
+    assert session.get("https://management.azure.com/nothing").status_code == 404
+    assert session.delete("https://management.azure.com/echo").status_code == 405
+
+
+def test_keep_alive_is_fast(emu: Emulator) -> None:
+    session = _session(emu)
+    session.get("https://management.azure.com/echo")
+    started = time.perf_counter()
+    for _ in range(50):
+        assert session.get("https://management.azure.com/echo").status_code == 200
+    per_request = (time.perf_counter() - started) / 50
+    # A tunnel without TCP_NODELAY stalls ~40 ms per request on delayed ACKs.
+    assert per_request < 0.03, per_request
+
+
+def test_injected_429_with_retry_after_is_logged(emu: Emulator) -> None:
+    emu.faults.status(429, host=r"management\.azure\.com", path="/echo", count=1, retry_after=2)
+    session = _session(emu)
+    first = session.get("https://management.azure.com/echo")
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "2"
+    assert session.get("https://management.azure.com/echo").status_code == 200
+    statuses = [(e.status, e.fault) for e in emu.requests.filter(host="management.azure.com")]
+    assert statuses == [(429, "status:429"), (200, None)]
+
+
+def test_injected_reset_drops_the_connection(emu: Emulator) -> None:
+    emu.faults.reset(path="/echo", count=1)
+    session = _session(emu)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        session.get("https://management.azure.com/echo")
+    assert session.get("https://management.azure.com/echo").status_code == 200
+
+
+def test_injected_latency(emu: Emulator) -> None:
+    emu.faults.latency(120, host=r".*\.vault\.azure\.net")
+    session = _session(emu)
+    started = time.perf_counter()
+    session.get("https://v1.vault.azure.net/echo")
+    assert time.perf_counter() - started >= 0.12
+    started = time.perf_counter()
+    session.get("https://management.azure.com/echo")
+    assert time.perf_counter() - started < 0.1
+
+
+def test_plain_http_to_the_proxy_is_refused(emu: Emulator) -> None:
+    response = requests.get(emu.proxy_url + "/anything", timeout=5)
+    assert response.status_code == 400
+
+
+def test_serve_prints_exports_then_ready_and_stops_on_sigterm() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "emulator", "serve"], stdout=subprocess.PIPE, text=True,
+                            cwd=os.getcwd())
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                break
+        exports = [line.removeprefix("export ") for line in lines if line.startswith("export ")]
+        names = {line.split("=", 1)[0] for line in exports}
+        assert {"HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "AZURE_TENANT_ID",
+                "AZURE_SUBSCRIPTION_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"} <= names
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
