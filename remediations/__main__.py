@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,7 +175,10 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         if args.plan:
             plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
             plan = plan.model_copy(update={"dry_run": args.dry_run})
-            context = RunContext(correlation_id=plan.id, trigger="cli", ticket_id=args.ticket, caller=caller)
+            # A fresh run id: applying a stored plan twice must not overwrite the first run's audit rows.
+            context = RunContext(
+                correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
+            )
             outcomes = apply_plan(plan, clients, audit, context, progress=progress)
             scope = Scope.parse(plan.actions[0].target) if plan.actions else Scope(subscription_id="-")
             result = RunResult(
