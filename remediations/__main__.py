@@ -128,9 +128,7 @@ def _show_plan(plan: Plan) -> None:
         print(f"{state:<8} {action.remediation_id} {action.target} principal={action.principal}")
         print(f"         secrets: {action.before.get('secrets', [])} -> {action.after.get('secrets', [])}")
         for change in action.changes:
-            print(
-                f"         PUT accessPolicies/{change.operation} secrets={list(change.permissions.secrets)}"
-            )
+            print(f"         {change.describe()}")
         print(f"         why: {action.skip_reason or action.reason}")
     print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
 

@@ -185,6 +185,9 @@ def apply_changes(action: Action, clients: Clients) -> Outcome:
     observed: dict[str, list[str]] | None = None
     total = len(action.changes)
     for step, change in enumerate(action.changes, start=1):
+        if not isinstance(change, AccessPolicyChange):
+            unexpected = f"step {step}/{total}: not an access-policy change ({change.type})"
+            return _failed(action, observed, unexpected)
         try:
             policies = api.update_access_policy(resource_group, vault_name, change)
         except ResourceGone as gone:

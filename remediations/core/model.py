@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -292,13 +292,87 @@ class AccessPolicyChange(Frozen):
     application_id: str | None = None
     permissions: Permissions
 
+    def describe(self) -> str:
+        return f"PUT accessPolicies/{self.operation} secrets={list(self.permissions.secrets)}"
+
+
+class RoleAssignmentChange(Frozen):
+    """Create or delete one Azure role assignment (RBAC-mode vaults)."""
+
+    type: Literal["roleAssignment"] = "roleAssignment"
+    operation: Literal["create", "delete"]
+    scope: str  # ARM scope: subscription, resource group, vault or `/vaults/{v}/secrets/{s}`
+    role_definition_id: str
+    principal_id: str
+    principal_type: str | None = None
+    assignment_name: str  # GUID; derived from (scope, principal, role) for create so a retry is a no-op
+
+    def describe(self) -> str:
+        role = self.role_definition_id.rsplit("/", 1)[-1]
+        return f"{self.operation} role assignment role={role} principal={self.principal_id} at {self.scope}"
+
+
+class ShareChange(Frozen):
+    """Revoke (or grant) one person's permission on a flow or a connection."""
+
+    type: Literal["share"] = "share"
+    operation: Literal["delete", "put"]
+    resource_kind: Literal["flow", "connection"]
+    environment: str
+    resource_id: str
+    principal_id: str
+    principal_kind: Literal["user", "group"] = "user"
+    role: str
+
+    def describe(self) -> str:
+        who = f"{self.role} of {self.principal_id}"
+        return f"modifyPermissions {self.operation} {who} on {self.resource_kind} {self.resource_id}"
+
+
+class DlpPolicyChange(Frozen):
+    """Create or update a DLP policy so that blocked connector actions (e.g. Key Vault ListSecrets)
+    and blocked connectors hold in the listed environments."""
+
+    type: Literal["dlpPolicy"] = "dlpPolicy"
+    operation: Literal["create", "update"]
+    policy_id: str | None = None  # None for create
+    display_name: str
+    environments: tuple[str, ...] = ()
+    blocked_actions: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # connector id -> actions
+    blocked_connectors: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        blocked = {k: list(v) for k, v in self.blocked_actions.items()}
+        return f"{self.operation} DLP policy {self.display_name!r} blocking actions {blocked}"
+
+
+class SecretRotationChange(Frozen):
+    """Put a new version of a secret, verify it, then disable the exposed version. Never a value."""
+
+    type: Literal["secretRotation"] = "secretRotation"
+    vault_uri: str
+    secret_name: str
+    rotator: str  # random | app-credential | storage-key | manual
+    exposed_version: str | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        version = self.exposed_version or "current"
+        return f"rotate {self.secret_name} ({self.rotator}); disable version {version}"
+
+
+Change = Annotated[
+    AccessPolicyChange | RoleAssignmentChange | ShareChange | DlpPolicyChange | SecretRotationChange,
+    Field(discriminator="type"),
+]
+
 
 class Action(Frozen):
     id: str
     remediation_id: str
     target: str  # resource id the change is made on
     principal: str | None = None
-    changes: tuple[AccessPolicyChange, ...]  # applied in order
+    changes: tuple[Change, ...]  # applied in order
     before: dict[str, list[str]]
     after: dict[str, list[str]]
     reason: str
@@ -312,7 +386,7 @@ class Action(Frozen):
         remediation_id: str,
         target: str,
         principal: str | None,
-        changes: tuple[AccessPolicyChange, ...],
+        changes: tuple[Change, ...],
         before: dict[str, list[str]],
         after: dict[str, list[str]],
         reason: str,
