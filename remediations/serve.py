@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -57,9 +57,10 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(f"^{ROUTE_PREFIX}/{regex}/?$")
 
 
-def discover_routes(app: Any) -> list[Route]:
+def discover_routes(functions: Iterable[Any]) -> list[Route]:
+    """Routes of the HTTP-triggered functions among `app.get_functions()` (callable once per app)."""
     routes: list[Route] = []
-    for function in app.get_functions():
+    for function in functions:
         bindings = json.loads(function.get_function_json())["bindings"]
         trigger = next((b for b in bindings if b.get("type") == "httpTrigger"), None)
         if trigger is None:
@@ -187,14 +188,15 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
 
 
 def make_server(
-    host: str, port: int, function_key: str | None = None, app: Any = None
+    host: str, port: int, function_key: str | None = None, functions: Iterable[Any] | None = None
 ) -> ThreadingHTTPServer:
-    if app is None:
+    """`functions`: the indexed functions, when the caller already ran `app.get_functions()`."""
+    if functions is None:
         import function_app  # noqa: PLC0415 - the app module lives at the repo root, loaded on demand
 
-        app = function_app.app
+        functions = function_app.app.get_functions()
     key = function_key if function_key is not None else os.environ.get(LOCAL_FUNCTION_KEY, "").strip() or None
-    runner = Runner(discover_routes(app), key)
+    runner = Runner(discover_routes(functions), key)
     server = ThreadingHTTPServer((host, port), _handler_class(runner))
     server.daemon_threads = True
     return server
