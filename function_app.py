@@ -1,6 +1,12 @@
 """Azure Functions entry points (Python v2 programming model). Triggers only: parse, delegate, shape.
 
-The engine is imported inside each handler so that cold start pays only for azure.functions.
+Everything beyond azure.functions is imported inside the handlers, so that indexing and cold start
+pay only for azure.functions (a test checks no azure.mgmt/keyvault/identity module loads here).
+The logic lives in `remediations.triggers` (api.py for HTTP, jobs.py for timer and queue), where
+the local runner (`python -m remediations.serve`) reaches it through these same functions.
+
+`VAULTGUARD_SWEEP_SCHEDULE` and `VAULTGUARD_QUEUE_NAME` are binding expressions: the host fails to
+index the app when they are unset, so infra always sets both (local.settings.example.json too).
 """
 
 from __future__ import annotations
@@ -23,3 +29,57 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
     report = health_report()
     return _json(report, status=200 if report["status"] == "ok" else 503)
+
+
+@app.function_name("tickets")
+@app.route(route="remediations", methods=["GET", "POST"])
+def tickets(req: func.HttpRequest) -> func.HttpResponse:
+    """POST: submit a ticket (idempotent by ticketId). GET: recent runs (`?limit=&kind=ticket|alert`)."""
+    from remediations.triggers import api, http
+
+    return http.handle("tickets", req, api.tickets)
+
+
+@app.function_name("ticket")
+@app.route(route="remediations/{ticketId}", methods=["GET"])
+def ticket(req: func.HttpRequest) -> func.HttpResponse:
+    from remediations.triggers import api, http
+
+    return http.handle("ticket", req, api.get_ticket)
+
+
+@app.function_name("alerts")
+@app.route(route="alerts", methods=["POST"])
+def alerts(req: func.HttpRequest) -> func.HttpResponse:
+    """Azure Monitor common alert schema (action group webhook / Azure Function receiver)."""
+    from remediations.triggers import api, http
+
+    return http.handle("alerts", req, api.receive_alert)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=["GET"])
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    from remediations.triggers import api, http
+
+    return http.handle("openapi", req, api.openapi)
+
+
+@app.function_name("sweep")
+@app.timer_trigger(
+    arg_name="timer", schedule="%VAULTGUARD_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def sweep(timer: func.TimerRequest) -> None:
+    from remediations.triggers import jobs
+
+    jobs.sweep(past_due=timer.past_due)
+
+
+@app.function_name("remediate_worker")
+@app.queue_trigger(arg_name="msg", queue_name="%VAULTGUARD_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def remediate_worker(msg: func.QueueMessage) -> None:
+    """One scope per message; a message that fails validation raises, so it is poisoned after
+    host.json `maxDequeueCount` tries (never silently dropped)."""
+    from remediations.triggers import jobs
+
+    jobs.work(msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)

@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the emulated APIs until SIGINT/SIGTERM")
     serve.add_argument("--scenario", help="scenario JSON file to seed the state")
+    serve.add_argument("--dump", help="write the state as a scenario file (JSON) here on exit")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {name}={shlex.quote(value)}")
         print("ready", flush=True)
         stop.wait()
+        if args.dump:
+            emulator.dump(args.dump)
     return 0
 
 

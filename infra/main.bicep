@@ -91,6 +91,7 @@ var functionAppName = '${abbrs.webSitesFunctions}vaultguard-${resourceToken}'
 var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var queueName = 'vaultguard-scopes'
 var auditTableName = 'vaultguardaudit'
+var runsTableName = 'vaultguardruns'
 var wholeSubscription = targetScopeKind == 'subscription'
 var targetResourceGroups = wholeSubscription ? [] : targetResourceGroupNames
 // Resource-id prefixes the activity-log alerts watch: the subscription or each target resource group.
@@ -177,6 +178,7 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: deploymentStorageContainerName
     queueName: queueName
     auditTableName: auditTableName
+    runsTableName: runsTableName
   }
 }
 
@@ -216,6 +218,7 @@ module api 'app/api.bicep' = {
     policyJson: policyJson
     queueName: queueName
     auditTableName: auditTableName
+    runsTableName: runsTableName
     enableEntraAuth: enableEntraAuth
     entraAuthClientId: entraAuthClientId
   }

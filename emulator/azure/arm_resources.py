@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from emulator.azure.common import ARM, AzureContext, arm_allowed, arm_error, body_json, page, require_arm
+from emulator.azure.common import ARM, AzureContext, arm_error, body_json, page, require_arm
 from emulator.azure.state import ResourceGroup, Subscription
 from emulator.wire import Request, Response
 
@@ -137,15 +137,9 @@ def register(ctx: AzureContext) -> None:
     @route(ARM, "GET", SUB + r"/resources")
     def list_resources(request: Request) -> Response:
         sub = subscription_or_404(ctx, request.params["sub"])
-        if not arm_allowed(
-            ctx.state,
-            str((request.caller or {}).get("oid", "")),
-            "Microsoft.Resources/read",
-            f"/subscriptions/{sub.id}",
-        ):
-            require_arm(
-                ctx, request, "Microsoft.Resources/subscriptions/resources/read", f"/subscriptions/{sub.id}"
-            )
+        require_arm(
+            ctx, request, "Microsoft.Resources/subscriptions/resources/read", f"/subscriptions/{sub.id}"
+        )
         match = _RESOURCE_TYPE_FILTER.search(request.query.get("$filter", ""))
         wanted = match.group(1).lower() if match else None
         items: list[dict[str, Any]] = []

@@ -24,6 +24,7 @@ param policyFile string = ''
 param policyJson string = ''
 param queueName string
 param auditTableName string
+param runsTableName string
 
 @description('Require Entra ID tokens on the HTTP functions (App Service Authentication); function keys stay required too.')
 param enableEntraAuth bool = false
@@ -138,6 +139,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'VAULTGUARD_AUDIT_TABLE'
           value: auditTableName
+        }
+        {
+          name: 'VAULTGUARD_RUNS_TABLE'
+          value: runsTableName
         }
       ]
     }

@@ -12,6 +12,8 @@ param deploymentContainerName string
 param queueName string
 @description('Table the audit log is written to.')
 param auditTableName string
+@description('Table that stores ticket and alert results (idempotency by ticket id / alert id).')
+param runsTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration reaches its storage over the public endpoint; access is Entra-ID-only (allowSharedKeyAccess false) and RBAC-scoped to the app identity.
@@ -108,6 +110,11 @@ resource tableServices 'Microsoft.Storage/storageAccounts/tableServices@2023-05-
 resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableServices
   name: auditTableName
+}
+
+resource runsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableServices
+  name: runsTableName
 }
 
 output name string = storage.name

@@ -20,6 +20,10 @@ POLICY_FILE = "VAULTGUARD_POLICY_FILE"
 POLICY_JSON = "VAULTGUARD_POLICY_JSON"
 QUEUE_NAME = "VAULTGUARD_QUEUE_NAME"
 AUDIT_TABLE = "VAULTGUARD_AUDIT_TABLE"
+# Table of ticket and alert runs (idempotency records); read by remediations/triggers/runs.py.
+RUNS_TABLE = "VAULTGUARD_RUNS_TABLE"
+# Optional: the function key the local runner (remediations/serve.py) requires; never set in Azure.
+LOCAL_FUNCTION_KEY = "VAULTGUARD_LOCAL_FUNCTION_KEY"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
 STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
@@ -34,10 +38,12 @@ ALL_SETTINGS: tuple[str, ...] = (
     POLICY_JSON,
     QUEUE_NAME,
     AUDIT_TABLE,
+    RUNS_TABLE,
 )
 
 DEFAULT_QUEUE_NAME = "vaultguard-scopes"
 DEFAULT_AUDIT_TABLE = "vaultguardaudit"
+DEFAULT_RUNS_TABLE = "vaultguardruns"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 # Six-field NCRONTAB as the Functions timer trigger expects it.

@@ -1,4 +1,4 @@
-"""The seed attack, end to end over HTTP against both halves of the emulator, from the seed scenario:
+"""The seed attack end to end over HTTP, both halves of the emulator, from emulator/scenarios/seed.json:
 a System Customizer edits the admin's flow to leak the secret and then to dump the vault; after the
 admin identity's `list` is removed through ARM the same flow gets 403 from Key Vault; a DLP rule blocking
 ListSecrets stops the edit from being saved; revoked shares are gone from the next permissions list."""
@@ -14,56 +14,13 @@ import pytest
 import requests
 
 from emulator import Emulator
-from emulator.azure.state import AccessPolicy, AzureState, ResourceGroup, Secret, SecretVersion, Vault
 from emulator.powerplatform import FLOW_AUDIENCE, POWERAPPS_AUDIENCE, token_for
 from emulator.powerplatform import definitions as defs
-from emulator.powerplatform.scenario import load as load_powerplatform
-from emulator.state import State
+from emulator.scenario import load_scenario_file
 from tests.emulator.helpers import Raw, admin_token
 
 SEED = Path(__file__).resolve().parents[2] / "emulator" / "scenarios" / "seed.json"
 V = {"api-version": "2016-11-01"}
-
-
-def load_azure_half(section: dict[str, Any]) -> State:
-    """Stop-gap until the Azure scenario loader lands: builds the seed's `azure` section with the Azure
-    state's own types (the format is the natural one: identities, resourceGroups, vaults)."""
-    azure = AzureState(tenant_id=section["tenantId"], subscription_id=section["subscriptionId"])
-    for identity in section["identities"]:
-        azure.add_principal(
-            identity["objectId"],
-            identity["kind"],
-            identity["displayName"],
-            app_id=identity.get("appId"),
-            user_principal_name=identity.get("userPrincipalName"),
-        )
-    for group in section["resourceGroups"]:
-        azure.resource_groups[(azure.subscription_id.lower(), group["name"].lower())] = ResourceGroup(
-            azure.subscription_id, group["name"], group.get("location", "eastus")
-        )
-    for item in section["vaults"]:
-        vault = Vault(
-            name=item["name"],
-            subscription_id=azure.subscription_id,
-            resource_group=item["resourceGroup"],
-            tenant_id=azure.tenant_id,
-            location=item.get("location", "eastus"),
-        )
-        vault.access_policies = [
-            AccessPolicy(azure.tenant_id, p["objectId"], permissions=p["permissions"])
-            for p in item.get("accessPolicies", [])
-        ]
-        for secret in item.get("secrets", []):
-            version = SecretVersion(
-                version=f"{abs(hash(secret['name'])):032x}"[:32],
-                value=secret["value"],
-                content_type=secret.get("contentType"),
-                created=1717200000,
-                updated=1717200000,
-            )
-            vault.secrets[secret["name"].lower()] = Secret(secret["name"], [version])
-        azure.vaults[vault.name.lower()] = vault
-    return State(azure=azure)
 
 
 @pytest.fixture
@@ -73,18 +30,12 @@ def seed() -> dict[str, Any]:
 
 @pytest.fixture
 def emu(seed: dict[str, Any]) -> Iterator[Emulator]:
-    state = load_azure_half(seed["azure"])
-    load_powerplatform(state, seed["powerPlatform"])
-    with Emulator(state) as emulator:
+    with Emulator(load_scenario_file(SEED)) as emulator:
         yield emulator
 
 
 def _who(seed: dict[str, Any], upn_prefix: str) -> str:
-    return next(
-        i["objectId"]
-        for i in seed["azure"]["identities"]
-        if str(i.get("userPrincipalName", "")).startswith(upn_prefix)
-    )
+    return next(u["id"] for u in seed["users"] if u["userPrincipalName"].startswith(upn_prefix))
 
 
 def _client(emu: Emulator, oid: str, audience: str = FLOW_AUDIENCE) -> requests.Session:
@@ -107,7 +58,7 @@ class Attack:
         )
         self.env = flow["environment"]
         self.attacker = _client(emu, _who(seed, "customizer@"))
-        self.secrets = {s["name"]: s["value"] for s in seed["azure"]["vaults"][0]["secrets"]}
+        self.secrets = {s["name"]: s["value"] for s in seed["vaults"][0]["secrets"]}
 
     def edit(self, definition: dict[str, Any]) -> requests.Response:
         return self.attacker.patch(self.base, params=V, json={"properties": {"definition": definition}})
@@ -160,7 +111,7 @@ def test_seed_attack_then_remediation(emu: Emulator, seed: dict[str, Any]) -> No
     assert kv_callers == {admin}  # Key Vault saw the connection's identity, never the attacker
 
     # 3. remediation through ARM: remove `list` from the admin's access policy (a delta, not a replace)
-    az = seed["azure"]
+    az = {"tenantId": seed["tenantId"], "subscriptionId": seed["subscriptions"][0]["subscriptionId"]}
     vault_url = (
         f"https://management.azure.com/subscriptions/{az['subscriptionId']}/resourceGroups/"
         f"rg-secrets-prod/providers/Microsoft.KeyVault/vaults/kv-shared-prod"

@@ -35,7 +35,7 @@ def test_storage_holds_the_sweep_queue_its_poison_queue_the_audit_table_and_the_
     ]
     containers = resources(storage_tpl, "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert sorted(queues) == ["${queueName}-poison", "queueName"]
-    assert tables == ["auditTableName"]
+    assert sorted(tables) == ["auditTableName", "runsTableName"]
     assert [body(c)["name"] for c in containers.values()] == ["deploymentContainerName"]
 
     # main.bicep passes the names the code defaults to, and the same names reach the app settings.
@@ -44,6 +44,8 @@ def test_storage_holds_the_sweep_queue_its_poison_queue_the_audit_table_and_the_
     api_params = body(main["modules"]["api"])["params"]
     assert resolve(main, storage_params["queueName"]) == settings.DEFAULT_QUEUE_NAME
     assert resolve(main, storage_params["auditTableName"]) == settings.DEFAULT_AUDIT_TABLE
+    assert resolve(main, storage_params["runsTableName"]) == settings.DEFAULT_RUNS_TABLE
+    assert api_params["runsTableName"] == storage_params["runsTableName"]
     assert api_params["queueName"] == storage_params["queueName"]
     assert api_params["auditTableName"] == storage_params["auditTableName"]
     assert api_params["deploymentContainerName"] == storage_params["deploymentContainerName"]
@@ -121,6 +123,7 @@ def test_policy_settings_come_from_parameters() -> None:
     assert values[settings.SWEEP_SCHEDULE] == "sweepSchedule"
     assert values[settings.QUEUE_NAME] == "queueName"
     assert values[settings.AUDIT_TABLE] == "auditTableName"
+    assert values[settings.RUNS_TABLE] == "runsTableName"
     dry_run = values[settings.DRY_RUN]["operator"]
     assert dry_run["type"] == "conditional"
     assert json.dumps(dry_run).count('"dryRun"') == 1

@@ -1,0 +1,280 @@
+"""`python -m remediations` / `vaultguard`: inventory, graph, plan, apply, audit, list-remediations.
+
+Exit codes: 0 success, 1 a read or write failed (each failure is printed), 2 bad input or policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from remediations.adapters.clients import AzureClients
+from remediations.core.audit import AuditSink, TableAuditSink
+from remediations.core.detect import detect
+from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory, run
+from remediations.core.graph import ExposureGraph
+from remediations.core.graph import Path as GraphPath
+from remediations.core.model import Plan, Scope, Snapshot
+from remediations.core.policy import Policy, PolicyError, load_policy
+from remediations.core.registry import all_remediations
+from remediations.core.settings import AppSettings
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """A rich progress bar on a terminal; silent otherwise (and when rich is not installed, as in Azure)."""
+    if not sys.stderr.isatty():
+        yield lambda stage, done, total: None
+        return
+    try:
+        from rich.progress import Progress as RichProgress  # noqa: PLC0415 - optional, dev-only dependency
+    except ImportError:
+        yield lambda stage, done, total: None
+        return
+    with RichProgress(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _snapshot(args: argparse.Namespace, progress: Progress) -> Snapshot:
+    if args.snapshot:
+        return Snapshot.model_validate_json(Path(args.snapshot).read_text(encoding="utf-8"))
+    if not args.scope:
+        raise PolicyError("give --scope (or --snapshot FILE)")
+    with AzureClients() as clients:
+        return inventory(Scope.parse(args.scope), clients, progress=progress)
+
+
+def _print_errors(snapshot_errors: Sequence[Any]) -> None:
+    for error in snapshot_errors:
+        print(f"read failed: {error.operation} {error.resource_id}: {error.message}", file=sys.stderr)
+
+
+def cmd_list_remediations(args: argparse.Namespace) -> int:
+    items = [
+        {"id": r.id, "handles": sorted(r.handles), **r.metadata.model_dump()} for r in all_remediations()
+    ]
+    if args.json:
+        _print_json(items)
+    else:
+        for item in items:
+            print(f"{item['id']:<28} {item['severity']:<8} {item['title']}")
+    return EXIT_OK
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    with _progress() as progress:
+        snapshot = _snapshot(args, progress)
+    if args.out:
+        Path(args.out).write_text(snapshot.model_dump_json(indent=2), encoding="utf-8")
+    if args.json:
+        print(snapshot.model_dump_json(indent=2))
+    else:
+        for vault in snapshot.vaults:
+            mode = "rbac" if vault.enable_rbac_authorization else "access policies"
+            counts = f"policies={len(vault.access_policies)} secrets={len(vault.secrets)}"
+            print(f"{vault.name:<30} {mode:<16} {counts}")
+    _print_errors(snapshot.errors)
+    return EXIT_FAILURES if snapshot.errors else EXIT_OK
+
+
+def _describe(path: GraphPath) -> str:
+    hops = [path[0].source] + [
+        f"-[{e.relation}{':' + ','.join(e.permissions) if e.permissions else ''}]-> {e.target}" for e in path
+    ]
+    return " ".join(hops)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    with _progress() as progress:
+        snapshot = _snapshot(args, progress)
+    graph = ExposureGraph.build(snapshot)
+    if args.principal:
+        paths = graph.what_can_read(args.principal)
+    else:
+        secrets = sorted({e.target for e in graph.edges if e.target.startswith("secret:")})
+        paths = [p for s in secrets for p in graph.who_can_read(s) if p[0].source.startswith("principal:")]
+    if args.json:
+        _print_json([[e.model_dump() for e in p] for p in paths])
+    else:
+        for path in paths:
+            print(_describe(path))
+    _print_errors(snapshot.errors)
+    return EXIT_FAILURES if snapshot.errors else EXIT_OK
+
+
+def _show_plan(plan: Plan) -> None:
+    for action in plan.actions + plan.deferred:
+        state = "SKIP" if action.skip_reason else ("DEFERRED" if action in plan.deferred else "CHANGE")
+        print(f"{state:<8} {action.remediation_id} {action.target} principal={action.principal}")
+        print(f"         secrets: {action.before.get('secrets', [])} -> {action.after.get('secrets', [])}")
+        for change in action.changes:
+            print(f"         {change.describe()}")
+        print(f"         why: {action.skip_reason or action.reason}")
+    print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
+
+
+def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
+    with _progress() as progress:
+        snapshot = _snapshot(args, progress)
+    findings = detect(snapshot, policy)
+    plan = build_plan(findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=True)
+    if args.out:
+        Path(args.out).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    if args.json:
+        _print_json(
+            {"findings": [f.model_dump(mode="json") for f in findings], "plan": plan.model_dump(mode="json")}
+        )
+    else:
+        _show_plan(plan)
+    _print_errors(snapshot.errors)
+    return EXIT_FAILURES if snapshot.errors else EXIT_OK
+
+
+def _report_run(result: RunResult, as_json: bool) -> int:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for outcome in result.outcomes:
+            print(f"{outcome.status:<9} {outcome.action_id} {outcome.error or ''}".rstrip())
+        counts = {s: result.count(s) for s in ("applied", "failed", "skipped", "noop", "deferred")}
+        print(f"run {result.correlation_id}: {counts}")
+    _print_errors(result.inventory_errors)
+    return EXIT_FAILURES if result.failures else EXIT_OK
+
+
+def _audit_sink() -> AuditSink:
+    return TableAuditSink.from_settings(AppSettings.from_env())
+
+
+def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
+    caller = f"cli:{getpass.getuser()}"
+    audit = _audit_sink()
+    with AzureClients() as clients, _progress() as progress:
+        if args.plan:
+            plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
+            plan = plan.model_copy(update={"dry_run": args.dry_run})
+            # A fresh run id: applying a stored plan twice must not overwrite the first run's audit rows.
+            context = RunContext(
+                correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
+            )
+            outcomes = apply_plan(plan, clients, audit, context, progress=progress)
+            scope = Scope.parse(plan.actions[0].target) if plan.actions else Scope(subscription_id="-")
+            result = RunResult(
+                correlation_id=context.correlation_id,
+                scope=scope,
+                findings=(),
+                plan=plan,
+                outcomes=tuple(outcomes),
+                inventory_errors=(),
+            )
+        else:
+            if not args.scope:
+                raise PolicyError("give --scope or --plan FILE")
+            result = run(
+                Scope.parse(args.scope),
+                policy,
+                clients,
+                audit,
+                trigger="cli",
+                dry_run=args.dry_run,
+                remediation_ids=args.remediation or None,
+                ticket_id=args.ticket,
+                caller=caller,
+                progress=progress,
+            )
+    return _report_run(result, args.json)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    records = _audit_sink().records(args.run)
+    if args.json:
+        _print_json([r.model_dump(mode="json") for r in records])
+    else:
+        for r in records:
+            print(
+                f"{r.recorded_at:%Y-%m-%dT%H:%M:%S} {r.state:<8} {r.remediation_id} {r.target} "
+                f"{r.principal} {r.before.get('secrets', [])} -> {r.after.get('secrets', [])} {r.error or ''}"
+            )
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="vaultguard", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, *, scope: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--policy", metavar="FILE", help="policy JSON (default: VAULTGUARD_POLICY_FILE/_JSON)")
+        if scope:
+            p.add_argument(
+                "--scope",
+                help="/subscriptions/<id>[/resourceGroups/<rg>[/providers/Microsoft.KeyVault/vaults/<name>]]",
+            )
+        return p
+
+    command("list-remediations", "the registered fixes and their metadata", scope=False)
+    for name, help_text in (
+        ("inventory", "read vaults, policies, secret metadata"),
+        ("graph", "who can reach which secret"),
+        ("plan", "dry run: findings and the before/after diff"),
+    ):
+        p = command(name, help_text)
+        p.add_argument("--snapshot", metavar="FILE", help="use a stored snapshot instead of reading Azure")
+        if name == "inventory":
+            p.add_argument("--out", metavar="FILE", help="also write the snapshot JSON here")
+        if name == "graph":
+            p.add_argument("--principal", help="paths from this object id instead of into every secret")
+        if name == "plan":
+            p.add_argument("--out", metavar="FILE", help="store the plan to apply later (apply --plan)")
+            p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
+    p = command("apply", "plan and apply (writes unless --dry-run), audited")
+    p.add_argument("--plan", metavar="FILE", help="apply a stored plan instead of planning now")
+    p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
+    p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
+    p.add_argument("--ticket", help="ticket id recorded in the audit log")
+    p = command("audit", "audit rows of one run", scope=False)
+    p.add_argument("--run", required=True, help="correlation (run) id")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        policy = load_policy(path=args.policy)
+        handlers: dict[str, Callable[[], int]] = {
+            "list-remediations": lambda: cmd_list_remediations(args),
+            "inventory": lambda: cmd_inventory(args),
+            "graph": lambda: cmd_graph(args),
+            "plan": lambda: cmd_plan(args, policy),
+            "apply": lambda: cmd_apply(args, policy),
+            "audit": lambda: cmd_audit(args),
+        }
+        return handlers[args.command]()
+    except (PolicyError, ValueError) as error:
+        print(f"vaultguard: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

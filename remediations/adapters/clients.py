@@ -1,0 +1,125 @@
+"""`Clients`: everything that talks to Azure, built once per invocation (no import-time singletons).
+
+`Clients` is a Protocol so the engine and remediations depend on shapes, not on the SDK.
+`AzureClients` is the real one: one SDK client per service and subscription, a SecretClient per
+vault URL, all reused for the invocation and closed at the end. It knows only public endpoints and
+standard environment variables (AZURE_*, HTTPS_PROXY, REQUESTS_CA_BUNDLE).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol
+
+from azure.core.credentials import TokenCredential
+from azure.identity import DefaultAzureCredential
+
+from remediations.adapters.authorization import Authorization
+from remediations.adapters.graph_api import Directory
+from remediations.adapters.keyvault_data import KeyVaultSecrets
+from remediations.adapters.keyvault_mgmt import KeyVaultManagement
+from remediations.core.model import (
+    AccessPolicy,
+    AccessPolicyChange,
+    Identity,
+    RoleAssignment,
+    Scope,
+    SecretMeta,
+    Vault,
+)
+
+
+class KeyVaultManagementApi(Protocol):
+    def list_vaults(self, scope: Scope) -> list[Vault]: ...
+
+    def update_access_policy(
+        self, resource_group: str, vault_name: str, change: AccessPolicyChange
+    ) -> tuple[AccessPolicy, ...]: ...
+
+
+class KeyVaultSecretsApi(Protocol):
+    def list_secret_metadata(self) -> list[SecretMeta]: ...
+
+
+class AuthorizationApi(Protocol):
+    def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
+
+
+class DirectoryApi(Protocol):
+    def resolve(self, object_ids: Sequence[str]) -> list[Identity]: ...
+
+
+class Clients(Protocol):
+    def keyvault_management(self, subscription_id: str) -> KeyVaultManagementApi: ...
+
+    def keyvault_secrets(self, vault_uri: str) -> KeyVaultSecretsApi: ...
+
+    def authorization(self, subscription_id: str) -> AuthorizationApi: ...
+
+    def directory(self) -> DirectoryApi: ...
+
+
+class AzureClients:
+    """The real clients. Use as a context manager so connections are closed."""
+
+    def __init__(self, credential: TokenCredential | None = None) -> None:
+        if credential is None:
+            # Managed identity in Azure; AZURE_CLIENT_ID/SECRET/TENANT_ID or a developer login locally.
+            credential = DefaultAzureCredential()
+        self.credential = credential
+        self._lock = threading.Lock()  # inventory reads vaults concurrently
+        self._mgmt: dict[str, KeyVaultManagement] = {}
+        self._secrets: dict[str, KeyVaultSecrets] = {}
+        self._authz: dict[str, Authorization] = {}
+        self._directory: Directory | None = None
+
+    def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
+        with self._lock:
+            if subscription_id not in self._mgmt:
+                self._mgmt[subscription_id] = KeyVaultManagement(self.credential, subscription_id)
+            return self._mgmt[subscription_id]
+
+    def keyvault_secrets(self, vault_uri: str) -> KeyVaultSecrets:
+        key = vault_uri.rstrip("/").lower()
+        with self._lock:
+            if key not in self._secrets:
+                self._secrets[key] = KeyVaultSecrets(self.credential, vault_uri)
+            return self._secrets[key]
+
+    def authorization(self, subscription_id: str) -> Authorization:
+        with self._lock:
+            if subscription_id not in self._authz:
+                self._authz[subscription_id] = Authorization(self.credential, subscription_id)
+            return self._authz[subscription_id]
+
+    def directory(self) -> Directory:
+        with self._lock:
+            if self._directory is None:
+                self._directory = Directory(self.credential)
+            return self._directory
+
+    def close(self) -> None:
+        with self._lock:
+            closables: list[KeyVaultManagement | KeyVaultSecrets | Authorization | Directory] = [
+                *self._mgmt.values(),
+                *self._secrets.values(),
+                *self._authz.values(),
+            ]
+            if self._directory is not None:
+                closables.append(self._directory)
+            self._mgmt, self._secrets, self._authz, self._directory = {}, {}, {}, None
+        for client in closables:
+            client.close()
+        close_credential = getattr(self.credential, "close", None)
+        if callable(close_credential):
+            close_credential()
+
+    def __enter__(self) -> AzureClients:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

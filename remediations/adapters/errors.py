@@ -1,0 +1,67 @@
+"""Typed failures of calls to Azure. Adapters raise these; callers turn them into Outcomes/InventoryErrors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+
+
+class AzureCallFailed(Exception):
+    """A call to Azure failed; `status` is the HTTP status when there was a response."""
+
+    def __init__(
+        self,
+        operation: str,
+        status: int | None,
+        code: str | None,
+        message: str,
+        retry_after: float | None = None,
+    ) -> None:
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        label = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{operation}: {label}{f' {code}' if code else ''}: {message}")
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class ResourceGone(AzureCallFailed):
+    """404: the resource no longer exists. For a delta that removes access this is a no-op."""
+
+
+def _retry_after(error: HttpResponseError) -> float | None:
+    response = error.response
+    headers: Any = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    raw = headers.get("Retry-After") or headers.get("x-ms-retry-after-ms")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None  # an HTTP date; fall back to exponential backoff
+    if "Retry-After" not in headers:
+        seconds /= 1000.0
+    return max(0.0, seconds)
+
+
+def translate(operation: str, error: Exception) -> AzureCallFailed:
+    """Map an azure-core exception to ours, keeping status, error code and Retry-After."""
+    if isinstance(error, AzureCallFailed):
+        return error
+    if isinstance(error, HttpResponseError):
+        status = error.status_code
+        code = error.error.code if error.error is not None else None
+        message = (error.error.message if error.error is not None else None) or error.reason or str(error)
+        cls = ResourceGone if isinstance(error, ResourceNotFoundError) or status == 404 else AzureCallFailed
+        return cls(operation, status, code, str(message), _retry_after(error))
+    if isinstance(error, ServiceRequestError):
+        return AzureCallFailed(operation, None, None, str(error))
+    return AzureCallFailed(operation, None, type(error).__name__, str(error))

@@ -1,0 +1,88 @@
+"""Microsoft Graph `directoryObjects/getByIds`: which principals in access policies still exist.
+
+There is no Graph SDK in our dependencies, so this is an `azure.core` pipeline with a bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from azure.core import PipelineClient
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline.policies import (
+    BearerTokenCredentialPolicy,
+    HeadersPolicy,
+    ProxyPolicy,
+    UserAgentPolicy,
+)
+from azure.core.rest import HttpRequest
+
+from remediations.adapters.errors import AzureCallFailed
+from remediations.adapters.retry import with_retry
+from remediations.core.model import Identity, IdentityKind
+
+GRAPH = "https://graph.microsoft.com"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+BATCH = 1000  # getByIds accepts up to 1,000 ids per call
+_KINDS: dict[str, IdentityKind] = {
+    "#microsoft.graph.user": "user",
+    "#microsoft.graph.group": "group",
+    "#microsoft.graph.servicePrincipal": "servicePrincipal",
+}
+
+
+def identity_from_graph(item: dict[str, Any]) -> Identity:
+    kind = _KINDS.get(str(item.get("@odata.type", "")), "unknown")
+    if kind == "servicePrincipal" and item.get("servicePrincipalType") == "ManagedIdentity":
+        kind = "managedIdentity"
+    return Identity(object_id=str(item["id"]), kind=kind, display_name=item.get("displayName"), exists=True)
+
+
+class Directory:
+    def __init__(self, credential: TokenCredential) -> None:
+        # No RetryPolicy in the pipeline: retries are ours (adapters/retry.py).
+        self._client: PipelineClient[HttpRequest, Any] = PipelineClient(
+            GRAPH,
+            policies=[
+                HeadersPolicy({"Accept": "application/json"}),
+                UserAgentPolicy("vaultguard"),
+                ProxyPolicy(),
+                BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
+            ],
+        )
+
+    def _get_by_ids(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        request = HttpRequest(
+            "POST",
+            f"{GRAPH}/v1.0/directoryObjects/getByIds",
+            json={"ids": list(ids), "types": ["user", "group", "servicePrincipal"]},
+        )
+        response = self._client.send_request(request)
+        if response.status_code != 200:
+            retry_after = response.headers.get("Retry-After")
+            raise AzureCallFailed(
+                "directoryObjects/getByIds",
+                response.status_code,
+                None,
+                response.text()[:300],
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        values: list[dict[str, Any]] = json.loads(response.text()).get("value", [])
+        return values
+
+    def resolve(self, object_ids: Sequence[str]) -> list[Identity]:
+        """One Identity per id: exists=True if found, False if Graph says it is gone."""
+        unique = list(dict.fromkeys(i.lower() for i in object_ids))
+        found: dict[str, Identity] = {}
+        for start in range(0, len(unique), BATCH):
+            batch = unique[start : start + BATCH]
+            for item in with_retry("directoryObjects/getByIds", partial(self._get_by_ids, batch)):
+                identity = identity_from_graph(item)
+                found[identity.object_id.lower()] = identity
+        return [found.get(i, Identity(object_id=i, exists=False)) for i in unique]
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,122 @@
+"""Key Vault management plane (ARM): list vaults with their access policies; access-policy deltas.
+
+One list call per page returns `properties.accessPolicies`, so there is never a GET per vault in a sweep.
+Permission strings are kept and sent exactly as Azure returned them: `accessPolicies/remove` matches
+case-sensitively and answers 200 without change on a mismatch (azure-rest-api-specs #42963).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
+
+from remediations.adapters.errors import ResourceGone
+from remediations.adapters.retry import with_retry
+from remediations.core.model import AccessPolicy, AccessPolicyChange, Permissions, Scope, Vault
+
+
+def _texts(values: Iterable[Any] | None) -> tuple[str, ...]:
+    # The SDK turns known lower-case names into enum members and keeps other spellings as str.
+    return tuple(v.value if isinstance(v, Enum) else str(v) for v in (values or ()))
+
+
+def _resource_group(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+
+
+def access_policy_from_sdk(entry: Any) -> AccessPolicy:
+    perms = entry.permissions
+    return AccessPolicy(
+        tenant_id=str(entry.tenant_id),
+        object_id=str(entry.object_id),
+        application_id=str(entry.application_id) if entry.application_id else None,
+        permissions=Permissions(
+            secrets=_texts(perms.secrets if perms is not None else None),
+            keys=_texts(perms.keys_property if perms is not None else None),
+            certificates=_texts(perms.certificates if perms is not None else None),
+            storage=_texts(perms.storage if perms is not None else None),
+        ),
+    )
+
+
+def vault_from_sdk(vault: Any, subscription_id: str) -> Vault:
+    props = vault.properties
+    return Vault(
+        id=str(vault.id),
+        name=str(vault.name),
+        resource_group=_resource_group(str(vault.id)),
+        subscription_id=subscription_id,
+        location=str(vault.location or ""),
+        tenant_id=str(props.tenant_id or ""),
+        vault_uri=str(props.vault_uri or ""),
+        enable_rbac_authorization=bool(props.enable_rbac_authorization),
+        tags=dict(vault.tags or {}),
+        access_policies=tuple(access_policy_from_sdk(e) for e in (props.access_policies or ())),
+    )
+
+
+def change_body(change: AccessPolicyChange) -> dict[str, Any]:
+    """The request body of one delta: only the categories being changed, strings exactly as given."""
+    entry: dict[str, Any] = {
+        "tenantId": change.tenant_id,
+        "objectId": change.object_id,
+        "permissions": {k: v for k, v in change.permissions.as_dict().items() if v},
+    }
+    if change.application_id:
+        entry["applicationId"] = change.application_id
+    return {"properties": {"accessPolicies": [entry]}}
+
+
+class KeyVaultManagement:
+    """Thin adapter over `KeyVaultManagementClient` for one subscription."""
+
+    def __init__(self, credential: TokenCredential, subscription_id: str) -> None:
+        self.subscription_id = subscription_id
+        # retry_total=0: retries are ours, around whole operations (adapters/retry.py).
+        self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0)
+
+    def list_vaults(self, scope: Scope) -> list[Vault]:
+        """Vaults in the scope with their access policies (no secrets yet)."""
+        vaults = self._client.vaults
+        if scope.vault_name is not None:
+            rg, name = scope.resource_group or "", scope.vault_name
+            try:
+                return with_retry(
+                    f"get vault {name}", lambda: [vault_from_sdk(vaults.get(rg, name), self.subscription_id)]
+                )
+            except ResourceGone:
+                return []
+        if scope.resource_group is not None:
+            rg = scope.resource_group
+            return with_retry(
+                f"list vaults in {rg}",
+                lambda: [vault_from_sdk(v, self.subscription_id) for v in vaults.list_by_resource_group(rg)],
+            )
+        return with_retry(
+            f"list vaults in subscription {self.subscription_id}",
+            lambda: [vault_from_sdk(v, self.subscription_id) for v in vaults.list_by_subscription()],
+        )
+
+    def update_access_policy(
+        self, resource_group: str, vault_name: str, change: AccessPolicyChange
+    ) -> tuple[AccessPolicy, ...]:
+        """`PUT .../accessPolicies/{add|remove}`; returns the vault's resulting access policies."""
+        parameters = VaultAccessPolicyParameters(change_body(change))
+
+        def put() -> tuple[AccessPolicy, ...]:
+            result = self._client.vaults.update_access_policy(
+                resource_group, vault_name, change.operation, parameters
+            )
+            return tuple(access_policy_from_sdk(e) for e in (result.properties.access_policies or ()))
+
+        return with_retry(f"accessPolicies/{change.operation} on {vault_name}", put)
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,220 @@
+"""Shared by the access-policy remediations: plan a permission removal as exact-cased deltas, guard
+the last manager of a vault, and apply deltas with verification from the PUT response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from remediations.adapters.clients import Clients
+from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.model import (
+    SECRET_MANAGEMENT_PERMISSIONS,
+    SECRET_PERMISSIONS,
+    AccessPolicy,
+    AccessPolicyChange,
+    Action,
+    Outcome,
+    Permissions,
+    Snapshot,
+    Vault,
+    expand_secret_permissions,
+)
+from remediations.core.policy import Policy
+
+# Built-in roles that can manage a vault (and so restore access) from the control plane:
+# Owner, Contributor, Key Vault Contributor, Key Vault Administrator.
+VAULT_ADMIN_ROLES = frozenset(
+    {
+        "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "f25e0fa2-a7c8-4377-a976-54943a77a395",
+        "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+    }
+)
+
+
+def secret_removal(entry: AccessPolicy, remove: Iterable[str]) -> tuple[AccessPolicyChange, ...]:
+    """Deltas that take `remove` (lower-case names) out of the entry's secret permissions.
+
+    Every stored spelling is sent as stored (`List` and `list` both, if both are there). When the
+    entry holds `all`, the permissions that must stay are added first and `all` removed second, so the
+    identity never has less than its target, and the two writes are recorded as two changes.
+    """
+    to_remove = {p.lower() for p in remove}
+    stored = entry.permissions.secrets
+    holds_all = any(p.lower() == "all" for p in stored)
+    changes: list[AccessPolicyChange] = []
+    if holds_all:
+        keep = [p for p in SECRET_PERMISSIONS if p not in to_remove]
+        explicit = {p.lower() for p in stored}
+        missing = tuple(p for p in keep if p not in explicit)
+        if missing:
+            changes.append(_change("add", entry, missing))
+        to_remove.add("all")
+    exact = tuple(p for p in stored if p.lower() in to_remove)
+    if exact:
+        changes.append(_change("remove", entry, exact))
+    return tuple(changes)
+
+
+def _change(operation: str, entry: AccessPolicy, secrets: tuple[str, ...]) -> AccessPolicyChange:
+    return AccessPolicyChange(
+        operation="add" if operation == "add" else "remove",
+        tenant_id=entry.tenant_id,
+        object_id=entry.object_id,
+        application_id=entry.application_id,
+        permissions=Permissions(secrets=secrets),
+    )
+
+
+def simulate(entry: AccessPolicy, changes: Iterable[AccessPolicyChange]) -> AccessPolicy:
+    """What Key Vault does with our deltas: add appends new names, remove drops exact matches."""
+    secrets = list(entry.permissions.secrets)
+    for change in changes:
+        if change.operation == "add":
+            secrets += [p for p in change.permissions.secrets if p not in secrets]
+        else:
+            secrets = [p for p in secrets if p not in change.permissions.secrets]
+    permissions = entry.permissions.model_copy(update={"secrets": tuple(secrets)})
+    return entry.model_copy(update={"permissions": permissions})
+
+
+def _same_principal(a: AccessPolicy, object_id: str, application_id: str | None) -> bool:
+    return (
+        a.object_id.lower() == object_id.lower()
+        and (a.application_id or "").lower() == (application_id or "").lower()
+    )
+
+
+def can_manage(entry: AccessPolicy) -> bool:
+    return bool(expand_secret_permissions(entry.permissions.secrets) & SECRET_MANAGEMENT_PERMISSIONS)
+
+
+def has_rbac_admin(vault: Vault, snapshot: Snapshot) -> bool:
+    vault_id = vault.id.lower()
+    for assignment in snapshot.role_assignments:
+        scope = assignment.scope.rstrip("/").lower()
+        covers = vault_id == scope or vault_id.startswith(scope + "/") or scope == ""
+        if covers and assignment.role_guid in VAULT_ADMIN_ROLES:
+            return True
+    return False
+
+
+def last_manager_reason(
+    vault: Vault, entries: list[AccessPolicy], snapshot: Snapshot, before: AccessPolicy, after: AccessPolicy
+) -> str | None:
+    """Why this change must be skipped (it removes the vault's last secret manager), else None."""
+    if not can_manage(before) or can_manage(after):
+        return None
+    others = [e for e in entries if not _same_principal(e, before.object_id, before.application_id)]
+    if any(can_manage(e) for e in others) or has_rbac_admin(vault, snapshot):
+        return None
+    return (
+        f"{before.object_id} is the last identity that can manage secrets in vault {vault.name} and no "
+        "Owner/Contributor/Key Vault Administrator role assignment covers the vault"
+    )
+
+
+def plan_removals(
+    remediation_id: str,
+    snapshot: Snapshot,
+    policy: Policy,
+    wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]],
+) -> list[Action]:
+    """Actions for {(vault id, object id, application id): (permissions to remove, finding ids, reason)}.
+
+    Entries of one vault are simulated in order so that two actions cannot together remove the last
+    manager. Break-glass identities are never touched, whatever the findings say.
+    """
+    actions: list[Action] = []
+    for vault in snapshot.vaults:
+        entries = list(vault.access_policies)
+        for index, entry in enumerate(vault.access_policies):
+            key = (vault.id.lower(), entry.object_id.lower(), (entry.application_id or "").lower())
+            if key not in wanted or policy.is_break_glass(entry.object_id):
+                continue
+            remove, finding_ids, reason = wanted[key]
+            changes = secret_removal(entry, remove)
+            if not changes:
+                continue
+            after = simulate(entry, changes)
+            skip = last_manager_reason(vault, entries, snapshot, entry, after)
+            if skip is None:
+                entries[index] = after
+            actions.append(
+                Action.create(
+                    remediation_id=remediation_id,
+                    target=vault.id,
+                    principal=entry.object_id,
+                    changes=changes,
+                    before=entry.permissions.as_dict(),
+                    after=after.permissions.as_dict(),
+                    reason=reason,
+                    finding_ids=tuple(finding_ids),
+                    skip_reason=skip,
+                )
+            )
+    return actions
+
+
+def _vault_coordinates(vault_id: str) -> tuple[str, str, str]:
+    parts = vault_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    try:
+        return (
+            parts[lowered.index("subscriptions") + 1],
+            parts[lowered.index("resourcegroups") + 1],
+            parts[lowered.index("vaults") + 1],
+        )
+    except (ValueError, IndexError):
+        raise ValueError(f"{vault_id!r} is not a Key Vault resource id") from None
+
+
+def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> list[str]:
+    """Permissions the response shows were not changed as asked (case-insensitive: `List` is `list`)."""
+    held = {p.lower() for p in (result.permissions.secrets if result is not None else ())}
+    if change.operation == "remove":
+        return [p for p in change.permissions.secrets if p.lower() in held]
+    return [p for p in change.permissions.secrets if p.lower() not in held]
+
+
+def apply_changes(action: Action, clients: Clients) -> Outcome:
+    """Send each delta in order; check each response. A change that did not happen is `failed`."""
+    subscription_id, resource_group, vault_name = _vault_coordinates(action.target)
+    api = clients.keyvault_management(subscription_id)
+    observed: dict[str, list[str]] | None = None
+    total = len(action.changes)
+    for step, change in enumerate(action.changes, start=1):
+        if not isinstance(change, AccessPolicyChange):
+            unexpected = f"step {step}/{total}: not an access-policy change ({change.type})"
+            return _failed(action, observed, unexpected)
+        try:
+            policies = api.update_access_policy(resource_group, vault_name, change)
+        except ResourceGone as gone:
+            if step == 1:
+                return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
+            return _failed(action, observed, f"step {step}/{total}: {gone}")
+        except AzureCallFailed as error:
+            done = f" (steps 1-{step - 1} were applied)" if step > 1 else ""
+            return _failed(action, observed, f"step {step}/{total} {change.operation}: {error}{done}")
+        mine = next(
+            (p for p in policies if _same_principal(p, change.object_id, change.application_id)), None
+        )
+        observed = (mine.permissions if mine is not None else Permissions()).as_dict()
+        unchanged = _took_effect(change, mine)
+        if unchanged:
+            return _failed(
+                action,
+                observed,
+                f"step {step}/{total}: Key Vault answered success but {change.operation} of {unchanged} "
+                "did not take effect (permission names are matched case-sensitively)",
+            )
+    return Outcome(
+        action_id=action.id, status="applied", before=action.before, after=observed or {}, verified=True
+    )
+
+
+def _failed(action: Action, observed: dict[str, list[str]] | None, error: str) -> Outcome:
+    return Outcome(
+        action_id=action.id, status="failed", before=action.before, after=observed or {}, error=error
+    )

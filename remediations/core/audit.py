@@ -1,0 +1,138 @@
+"""Audit log: one row per action state. `pending` is written before a write, the outcome after.
+
+Rows hold who/what/why and the before/after permission sets; the model has no field for a secret
+value. PartitionKey = correlation (run) id, RowKey = `<action id>-<sequence>-<state>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient
+from azure.identity import DefaultAzureCredential
+from pydantic import BaseModel, ConfigDict, Field
+
+from remediations.core.settings import AppSettings
+
+AuditState = Literal["pending", "applied", "failed", "skipped", "noop", "deferred"]
+Trigger = Literal["timer", "ticket", "alert", "cli"]
+
+
+class AuditRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    correlation_id: str
+    action_id: str
+    sequence: int  # 0 = pending, 1 = outcome
+    state: AuditState
+    remediation_id: str
+    target: str
+    principal: str | None = None
+    before: dict[str, list[str]] = Field(default_factory=dict)
+    after: dict[str, list[str]] = Field(default_factory=dict)
+    reason: str = ""
+    error: str | None = None
+    trigger: Trigger
+    ticket_id: str | None = None
+    caller: str | None = None
+    recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def row_key(self) -> str:
+        return f"{self.action_id}-{self.sequence:02d}-{self.state}"
+
+
+class AuditSink(Protocol):
+    def record(self, entry: AuditRecord) -> None: ...
+
+    def records(self, correlation_id: str) -> list[AuditRecord]: ...
+
+
+class MemoryAuditSink:
+    """The same protocol in memory, for unit tests and dry runs that want a trail."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.entries: list[AuditRecord] = []
+
+    def record(self, entry: AuditRecord) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def records(self, correlation_id: str) -> list[AuditRecord]:
+        with self._lock:
+            return sorted(
+                (e for e in self.entries if e.correlation_id == correlation_id), key=lambda e: e.row_key
+            )
+
+
+_JSON_FIELDS = ("before", "after")
+
+
+def to_entity(entry: AuditRecord) -> dict[str, Any]:
+    data = entry.model_dump(mode="json")
+    entity: dict[str, Any] = {"PartitionKey": entry.correlation_id, "RowKey": entry.row_key}
+    for key, value in data.items():
+        if key in _JSON_FIELDS:
+            entity[key] = json.dumps(value, sort_keys=True)
+        elif value is not None:
+            entity[key] = value
+    return entity
+
+
+def from_entity(entity: dict[str, Any]) -> AuditRecord:
+    fields = {k: v for k, v in entity.items() if k in AuditRecord.model_fields}
+    for key in _JSON_FIELDS:
+        if key in fields:
+            fields[key] = json.loads(fields[key])
+    return AuditRecord.model_validate(fields)
+
+
+class TableAuditSink:
+    """Azure Table Storage: `AzureWebJobsStorage` connection string, or the table service URI with
+    DefaultAzureCredential (identity-based storage in Azure)."""
+
+    def __init__(self, table_client: Any) -> None:
+        self._table = table_client
+        self._created = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings | None = None) -> TableAuditSink:
+        settings = settings or AppSettings.from_env()
+        if settings.storage_connection is not None:
+            return cls(TableClient.from_connection_string(settings.storage_connection, settings.audit_table))
+        if settings.storage_table_uri is not None:
+            return cls(
+                TableClient(
+                    settings.storage_table_uri, settings.audit_table, credential=DefaultAzureCredential()
+                )
+            )
+        raise RuntimeError(
+            "audit storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri"
+        )
+
+    def _ensure_table(self) -> None:
+        with self._lock:
+            if self._created:
+                return
+            with contextlib.suppress(ResourceExistsError):  # created earlier: the state we want
+                self._table.create_table()
+            self._created = True
+
+    def record(self, entry: AuditRecord) -> None:
+        self._ensure_table()
+        self._table.upsert_entity(to_entity(entry))  # upsert: re-recording the same state is idempotent
+
+    def records(self, correlation_id: str) -> list[AuditRecord]:
+        self._ensure_table()
+        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
+        return sorted((from_entity(dict(r)) for r in rows), key=lambda e: e.row_key)
+
+    def close(self) -> None:
+        self._table.close()

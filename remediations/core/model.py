@@ -1,0 +1,432 @@
+"""The engine's data: what was seen (Snapshot), what is wrong (Finding), what to do (Action, Plan),
+and what happened (Outcome). Plain, frozen, JSON-serialisable. No field can hold a secret value.
+
+Ids are derived from content (`stable_id`) so a plan can be shown, stored, approved and applied later,
+and so that the same problem seen twice has the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SECRET_PERMISSIONS: tuple[str, ...] = (
+    "get",
+    "list",
+    "set",
+    "delete",
+    "backup",
+    "restore",
+    "recover",
+    "purge",
+)
+# Rights that let an identity manage a vault's secrets; the last holder of one is never removed.
+SECRET_MANAGEMENT_PERMISSIONS: frozenset[str] = frozenset({"set", "delete", "purge", "recover", "restore"})
+
+
+def stable_id(*parts: object) -> str:
+    """A short content hash: the same inputs always give the same id, on any machine."""
+    payload = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def expand_secret_permissions(granted: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """Lower-case effective secret permissions, with `all` expanded to every secret permission."""
+    lowered = {p.lower() for p in granted}
+    if "all" in lowered:
+        lowered.discard("all")
+        lowered.update(SECRET_PERMISSIONS)
+    return frozenset(lowered)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- scope -------------------------------------------------------------------------------------------
+
+_SCOPE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)"
+    r"(?:/resourceGroups/(?P<rg>[^/]+)"
+    r"(?:/providers/Microsoft\.KeyVault/vaults/(?P<vault>[^/]+))?)?/?$",
+    re.IGNORECASE,
+)
+
+
+class Scope(Frozen):
+    """What to look at: a subscription, a resource group, or one vault."""
+
+    subscription_id: str
+    resource_group: str | None = None
+    vault_name: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        match = _SCOPE.match(text.strip())
+        if match is None:
+            raise ValueError(
+                f"scope {text!r} is not /subscriptions/<id>, /subscriptions/<id>/resourceGroups/<rg> "
+                "or a Key Vault resource id"
+            )
+        return cls(subscription_id=match["sub"], resource_group=match["rg"], vault_name=match["vault"])
+
+    @property
+    def kind(self) -> Literal["subscription", "resource_group", "vault"]:
+        if self.vault_name is not None:
+            return "vault"
+        return "resource_group" if self.resource_group is not None else "subscription"
+
+    @property
+    def resource_id(self) -> str:
+        rid = f"/subscriptions/{self.subscription_id}"
+        if self.resource_group is not None:
+            rid += f"/resourceGroups/{self.resource_group}"
+        if self.vault_name is not None:
+            rid += f"/providers/Microsoft.KeyVault/vaults/{self.vault_name}"
+        return rid
+
+
+# --- Key Vault and directory -------------------------------------------------------------------------
+
+
+class Permissions(Frozen):
+    """Access-policy permissions exactly as Azure returned them (casing kept: `Get`, `list`, `List`)."""
+
+    secrets: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    certificates: tuple[str, ...] = ()
+    storage: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "secrets": list(self.secrets),
+            "keys": list(self.keys),
+            "certificates": list(self.certificates),
+            "storage": list(self.storage),
+        }
+
+
+class AccessPolicy(Frozen):
+    tenant_id: str
+    object_id: str
+    application_id: str | None = None
+    permissions: Permissions = Permissions()
+
+
+class SecretMeta(Frozen):
+    """Secret metadata from the list call. There is deliberately no value field."""
+
+    name: str
+    id: str
+    enabled: bool | None = None
+    expires: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    content_type: str | None = None
+
+
+class Vault(Frozen):
+    id: str  # ARM resource id
+    name: str
+    resource_group: str
+    subscription_id: str
+    location: str = ""
+    tenant_id: str = ""
+    vault_uri: str = ""
+    enable_rbac_authorization: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+    access_policies: tuple[AccessPolicy, ...] = ()
+    secrets: tuple[SecretMeta, ...] = ()
+
+    def policies_for(self, object_id: str) -> tuple[AccessPolicy, ...]:
+        return tuple(p for p in self.access_policies if p.object_id.lower() == object_id.lower())
+
+
+class RoleAssignment(Frozen):
+    id: str
+    scope: str
+    role_definition_id: str
+    principal_id: str
+    principal_type: str | None = None
+
+    @property
+    def role_guid(self) -> str:
+        return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+IdentityKind = Literal["user", "group", "servicePrincipal", "managedIdentity", "unknown"]
+
+
+class Identity(Frozen):
+    object_id: str
+    kind: IdentityKind = "unknown"
+    display_name: str | None = None
+    exists: bool | None = None  # None: the directory could not be asked
+
+
+# --- Power Platform (inventoried by a later issue; modelled now so the graph has its shape) -------------
+
+
+class Environment(Frozen):
+    id: str
+    name: str
+    role_holders: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # principal id -> roles
+
+
+class Flow(Frozen):
+    id: str
+    environment: str
+    display_name: str = ""
+    creator: str | None = None  # principal object id of the owner/creator
+    connection_references: tuple[str, ...] = ()  # connection ids
+    definition: dict[str, Any] = Field(default_factory=dict)
+    state: str = "Started"
+
+
+class Connection(Frozen):
+    id: str
+    environment: str
+    connector_id: str  # e.g. /providers/Microsoft.PowerApps/apis/shared_keyvault
+    identity_principal_id: str | None = None
+    identity_kind: Literal["user", "servicePrincipal", "managedIdentity"] = "user"
+    parameters: dict[str, str] = Field(default_factory=dict)  # e.g. {"vaultName": "kv-payroll"}
+
+
+class Share(Frozen):
+    resource_kind: Literal["flow", "connection"]
+    resource_id: str
+    principal_id: str
+    principal_kind: Literal["user", "group"] = "user"
+    role: str  # Owner, CanEdit, CanView, RunOnly
+
+
+class DlpPolicy(Frozen):
+    id: str
+    display_name: str = ""
+    environments: tuple[str, ...] = ()
+    blocked_actions: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # connector id -> action ids
+
+
+class InventoryError(Frozen):
+    """A read that failed. Surfaced in the run result; never silently dropped."""
+
+    resource_id: str
+    operation: str
+    status: int | None = None
+    message: str
+
+
+class Snapshot(Frozen):
+    scope: Scope
+    taken_at: datetime
+    vaults: tuple[Vault, ...] = ()
+    role_assignments: tuple[RoleAssignment, ...] = ()
+    identities: tuple[Identity, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    flows: tuple[Flow, ...] = ()
+    connections: tuple[Connection, ...] = ()
+    shares: tuple[Share, ...] = ()
+    dlp_policies: tuple[DlpPolicy, ...] = ()
+    errors: tuple[InventoryError, ...] = ()
+
+    def identity(self, object_id: str) -> Identity | None:
+        for identity in self.identities:
+            if identity.object_id.lower() == object_id.lower():
+                return identity
+        return None
+
+    def vault(self, vault_id: str) -> Vault | None:
+        for vault in self.vaults:
+            if vault.id.lower() == vault_id.lower():
+                return vault
+        return None
+
+
+# --- findings, actions, plans, outcomes -----------------------------------------------------------------
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class Finding(Frozen):
+    id: str
+    detector_id: str
+    severity: Severity
+    resource_id: str
+    principal: str | None = None
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        detector_id: str,
+        severity: Severity,
+        resource_id: str,
+        principal: str | None,
+        message: str,
+        evidence: dict[str, Any],
+    ) -> Finding:
+        return cls(
+            id=stable_id(detector_id, resource_id.lower(), (principal or "").lower(), evidence),
+            detector_id=detector_id,
+            severity=severity,
+            resource_id=resource_id,
+            principal=principal,
+            message=message,
+            evidence=evidence,
+        )
+
+
+class AccessPolicyChange(Frozen):
+    """One `PUT .../accessPolicies/{operation}` call: a server-side delta for one identity."""
+
+    type: Literal["accessPolicy"] = "accessPolicy"
+    operation: Literal["add", "remove"]
+    tenant_id: str
+    object_id: str
+    application_id: str | None = None
+    permissions: Permissions
+
+    def describe(self) -> str:
+        return f"PUT accessPolicies/{self.operation} secrets={list(self.permissions.secrets)}"
+
+
+class RoleAssignmentChange(Frozen):
+    """Create or delete one Azure role assignment (RBAC-mode vaults)."""
+
+    type: Literal["roleAssignment"] = "roleAssignment"
+    operation: Literal["create", "delete"]
+    scope: str  # ARM scope: subscription, resource group, vault or `/vaults/{v}/secrets/{s}`
+    role_definition_id: str
+    principal_id: str
+    principal_type: str | None = None
+    assignment_name: str  # GUID; derived from (scope, principal, role) for create so a retry is a no-op
+
+    def describe(self) -> str:
+        role = self.role_definition_id.rsplit("/", 1)[-1]
+        return f"{self.operation} role assignment role={role} principal={self.principal_id} at {self.scope}"
+
+
+class ShareChange(Frozen):
+    """Revoke (or grant) one person's permission on a flow or a connection."""
+
+    type: Literal["share"] = "share"
+    operation: Literal["delete", "put"]
+    resource_kind: Literal["flow", "connection"]
+    environment: str
+    resource_id: str
+    principal_id: str
+    principal_kind: Literal["user", "group"] = "user"
+    role: str
+
+    def describe(self) -> str:
+        who = f"{self.role} of {self.principal_id}"
+        return f"modifyPermissions {self.operation} {who} on {self.resource_kind} {self.resource_id}"
+
+
+class DlpPolicyChange(Frozen):
+    """Create or update a DLP policy so that blocked connector actions (e.g. Key Vault ListSecrets)
+    and blocked connectors hold in the listed environments."""
+
+    type: Literal["dlpPolicy"] = "dlpPolicy"
+    operation: Literal["create", "update"]
+    policy_id: str | None = None  # None for create
+    display_name: str
+    environments: tuple[str, ...] = ()
+    blocked_actions: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # connector id -> actions
+    blocked_connectors: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        blocked = {k: list(v) for k, v in self.blocked_actions.items()}
+        return f"{self.operation} DLP policy {self.display_name!r} blocking actions {blocked}"
+
+
+class SecretRotationChange(Frozen):
+    """Put a new version of a secret, verify it, then disable the exposed version. Never a value."""
+
+    type: Literal["secretRotation"] = "secretRotation"
+    vault_uri: str
+    secret_name: str
+    rotator: str  # random | app-credential | storage-key | manual
+    exposed_version: str | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        version = self.exposed_version or "current"
+        return f"rotate {self.secret_name} ({self.rotator}); disable version {version}"
+
+
+Change = Annotated[
+    AccessPolicyChange | RoleAssignmentChange | ShareChange | DlpPolicyChange | SecretRotationChange,
+    Field(discriminator="type"),
+]
+
+
+class Action(Frozen):
+    id: str
+    remediation_id: str
+    target: str  # resource id the change is made on
+    principal: str | None = None
+    changes: tuple[Change, ...]  # applied in order
+    before: dict[str, list[str]]
+    after: dict[str, list[str]]
+    reason: str
+    finding_ids: tuple[str, ...] = ()
+    skip_reason: str | None = None  # planned but must not be applied (e.g. it would remove the last manager)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        remediation_id: str,
+        target: str,
+        principal: str | None,
+        changes: tuple[Change, ...],
+        before: dict[str, list[str]],
+        after: dict[str, list[str]],
+        reason: str,
+        finding_ids: tuple[str, ...],
+        skip_reason: str | None = None,
+    ) -> Action:
+        change_payload = [c.model_dump(mode="json") for c in changes]
+        return cls(
+            id=stable_id(remediation_id, target.lower(), (principal or "").lower(), change_payload),
+            remediation_id=remediation_id,
+            target=target,
+            principal=principal,
+            changes=changes,
+            before=before,
+            after=after,
+            reason=reason,
+            finding_ids=tuple(sorted(finding_ids)),
+            skip_reason=skip_reason,
+        )
+
+
+class Plan(Frozen):
+    id: str
+    actions: tuple[Action, ...] = ()
+    deferred: tuple[Action, ...] = ()  # over the per-run cap; planned again next run
+    created_at: datetime
+    dry_run: bool = True
+
+    @property
+    def writes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.skip_reason is None)
+
+
+OutcomeStatus = Literal["applied", "failed", "skipped", "noop", "deferred"]
+
+
+class Outcome(Frozen):
+    action_id: str
+    status: OutcomeStatus
+    before: dict[str, list[str]] = Field(default_factory=dict)
+    after: dict[str, list[str]] = Field(default_factory=dict)
+    error: str | None = None
+    verified: bool = False

@@ -1,0 +1,160 @@
+"""Policy: our configuration of what each identity may do. Validated strictly (unknown keys fail) and
+loaded from `VAULTGUARD_POLICY_FILE` / `VAULTGUARD_POLICY_JSON` or a file given on the command line.
+
+JSON keys are camelCase (`maxActionsPerRun`); Python attributes are snake_case.
+
+Resolution of an identity's allowed secret permissions, first match wins:
+`secretPermissions.byIdentity[objectId]`, then the union of `secretPermissions.byVaultTag["k=v"]` for
+every tag the vault carries, then `secretPermissions.default`. None of them set means "no rule":
+`narrow_access_policy` then leaves the identity alone, and `remove_list_permission` still removes
+`list`, because enumeration is never allowed unless a rule grants it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from remediations.core.model import SECRET_PERMISSIONS, Vault, expand_secret_permissions
+from remediations.core.settings import AppSettings
+
+_KNOWN_SECRET_PERMISSIONS = frozenset((*SECRET_PERMISSIONS, "all"))
+
+
+class PolicyError(ValueError):
+    """The policy is invalid; the message names the field path."""
+
+
+class _PolicyModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+def _check_permissions(values: tuple[str, ...]) -> tuple[str, ...]:
+    lowered = tuple(dict.fromkeys(v.lower() for v in values))
+    unknown = [v for v in lowered if v not in _KNOWN_SECRET_PERMISSIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown secret permission(s) {unknown}; known: {sorted(_KNOWN_SECRET_PERMISSIONS)}"
+        )
+    return lowered
+
+
+class SecretPermissionRules(_PolicyModel):
+    by_identity: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    by_vault_tag: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # "purpose=payroll" -> [get]
+    default: tuple[str, ...] | None = None
+
+    @field_validator("by_identity", "by_vault_tag")
+    @classmethod
+    def _valid_map(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {k.lower(): _check_permissions(v) for k, v in value.items()}
+
+    @field_validator("by_vault_tag")
+    @classmethod
+    def _tag_form(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for key in value:
+            if "=" not in key:
+                raise ValueError(f"tag rule {key!r} must be written name=value")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _valid_default(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _check_permissions(value)
+
+
+class Exclusions(_PolicyModel):
+    vaults: tuple[str, ...] = ()  # vault resource ids or names
+    identities: tuple[str, ...] = ()  # object ids
+
+
+class Policy(_PolicyModel):
+    secret_permissions: SecretPermissionRules = SecretPermissionRules()
+    # Secret names an identity needs (per-secret RBAC narrowing and the exposure report use it).
+    allowed_secret_names: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Placeholder: derive allow-lists from what flows actually use (a later issue).
+    allow_list: Literal["fromFlows"] | None = None
+    break_glass: tuple[str, ...] = ()  # identities never reduced
+    exclusions: Exclusions = Exclusions()
+    service_accounts: tuple[str, ...] = ()  # may own flows
+    max_actions_per_run: int = Field(default=50, gt=0)
+    dry_run: bool = True
+
+    @field_validator("break_glass", "service_accounts")
+    @classmethod
+    def _lower_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() for v in value)
+
+    def is_break_glass(self, object_id: str) -> bool:
+        return object_id.lower() in self.break_glass
+
+    def excludes_identity(self, object_id: str) -> bool:
+        return object_id.lower() in {i.lower() for i in self.exclusions.identities}
+
+    def excludes_vault(self, vault: Vault) -> bool:
+        wanted = {v.lower() for v in self.exclusions.vaults}
+        return vault.id.lower() in wanted or vault.name.lower() in wanted
+
+    def allowed_secret_permissions(self, object_id: str, vault: Vault) -> frozenset[str] | None:
+        """Lower-case allowed secret permissions (`all` expanded), or None when no rule applies."""
+        rules = self.secret_permissions
+        explicit = rules.by_identity.get(object_id.lower())
+        if explicit is not None:
+            return expand_secret_permissions(explicit)
+        tagged = [
+            rules.by_vault_tag[f"{k}={v}".lower()]
+            for k, v in vault.tags.items()
+            if f"{k}={v}".lower() in rules.by_vault_tag
+        ]
+        if tagged:
+            return expand_secret_permissions([p for perms in tagged for p in perms])
+        if rules.default is not None:
+            return expand_secret_permissions(rules.default)
+        return None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(root)"
+
+
+def parse_policy(data: Any, source: str = "policy") -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise PolicyError(f"{source} is invalid: {problems}") from exc
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"policy file {path} is not JSON: {exc.msg} at line {exc.lineno}") from exc
+    return parse_policy(data, source=f"policy file {path}")
+
+
+def load_policy(settings: AppSettings | None = None, path: str | Path | None = None) -> Policy:
+    """An explicit path wins, then VAULTGUARD_POLICY_FILE, then VAULTGUARD_POLICY_JSON, else defaults."""
+    if path is not None:
+        return load_policy_file(path)
+    settings = settings or AppSettings.from_env()
+    if settings.policy_file is not None:
+        return load_policy_file(settings.policy_file)
+    if settings.policy_json is not None:
+        try:
+            data = json.loads(settings.policy_json)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"VAULTGUARD_POLICY_JSON is not JSON: {exc.msg}") from exc
+        return parse_policy(data, source="VAULTGUARD_POLICY_JSON")
+    return Policy()

@@ -1,0 +1,86 @@
+"""Remediations: one module per fix, registered under a stable id equal to its module name.
+
+A remediation is a class with `id`, `metadata`, `handles` (the detector ids whose findings it fixes),
+a pure `plan()` and an `apply()` that goes through `Clients`. Dispatch is by id; there is no
+signature introspection and no `**kwargs`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+import remediations
+from remediations.core.model import Action, Finding, Outcome, Severity, Snapshot
+from remediations.core.policy import Policy
+
+if TYPE_CHECKING:
+    from remediations.adapters.clients import Clients
+
+
+class RemediationMetadata(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str
+    severity: Severity
+    risk: str  # what could go wrong when this fix is applied
+    permissions_required: tuple[str, ...]  # Azure RBAC actions the app's identity needs
+    cli_equivalent: str
+    bicep_hint: str
+
+
+class Remediation(ABC):
+    id: ClassVar[str]
+    metadata: ClassVar[RemediationMetadata]
+    handles: ClassVar[frozenset[str]]
+
+    @abstractmethod
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        """Pure: the actions that fix `findings` (already filtered to `handles`)."""
+
+    @abstractmethod
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        """Make the change; verify it from the response; never raise for an Azure error."""
+
+
+_REGISTRY: dict[str, type[Remediation]] = {}
+R = TypeVar("R", bound=type[Remediation])
+_NOT_REMEDIATIONS = {"core", "adapters", "report", "__main__", "serve"}
+
+
+def register(cls: R) -> R:
+    module_name = cls.__module__.rsplit(".", 1)[-1]
+    if cls.id != module_name:
+        raise ValueError(f"remediation id {cls.id!r} must equal its module name {module_name!r}")
+    if cls.id in _REGISTRY and _REGISTRY[cls.id] is not cls:
+        raise ValueError(f"remediation {cls.id!r} is registered twice")
+    _REGISTRY[cls.id] = cls
+    return cls
+
+
+def load_remediations() -> None:
+    """Import every remediation module in the `remediations` package (each registers itself)."""
+    for info in pkgutil.iter_modules(remediations.__path__):
+        if not info.ispkg and info.name not in _NOT_REMEDIATIONS and not info.name.startswith("_"):
+            importlib.import_module(f"remediations.{info.name}")
+
+
+def remediation_ids() -> list[str]:
+    load_remediations()
+    return sorted(_REGISTRY)
+
+
+def get_remediation(remediation_id: str) -> Remediation:
+    load_remediations()
+    try:
+        return _REGISTRY[remediation_id]()
+    except KeyError:
+        raise KeyError(f"unknown remediation {remediation_id!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def all_remediations() -> list[Remediation]:
+    return [get_remediation(rid) for rid in remediation_ids()]

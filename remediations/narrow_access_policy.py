@@ -1,0 +1,53 @@
+"""narrow_access_policy: remove the secret permissions beyond an identity's allow-list.
+
+Deltas only (`accessPolicies/remove`, and `add` before `remove` when `all` must be split), never a
+whole-list `replace`, so a concurrent change by someone else is not overwritten.
+"""
+
+from __future__ import annotations
+
+from remediations.adapters.clients import Clients
+from remediations.core.access_policy import apply_changes, plan_removals
+from remediations.core.model import Action, Finding, Outcome, Snapshot
+from remediations.core.policy import Policy
+from remediations.core.registry import Remediation, RemediationMetadata, register
+
+
+@register
+class NarrowAccessPolicy(Remediation):
+    id = "narrow_access_policy"
+    handles = frozenset({"excess_secret_permissions"})
+    metadata = RemediationMetadata(
+        title="Narrow vault access policies to the secret permissions a purpose needs",
+        severity="medium",
+        risk="Callers that relied on the removed permissions (set, delete, list...) start getting 403.",
+        permissions_required=(
+            "Microsoft.KeyVault/vaults/read",
+            "Microsoft.KeyVault/vaults/accessPolicies/write",
+        ),
+        cli_equivalent=(
+            "az keyvault delete-policy --name <vault> --object-id <id> --secret-permissions <excess...>  "
+            "(az keyvault set-policy --secret-permissions <allowed...> first when the identity holds `all`)"
+        ),
+        bicep_hint=(
+            "Microsoft.KeyVault/vaults/accessPolicies@2023-07-01 name 'remove' with the excess permissions"
+        ),
+    )
+
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]] = {}
+        for finding in findings:
+            key = (
+                finding.resource_id.lower(),
+                (finding.principal or "").lower(),
+                str(finding.evidence.get("applicationId") or "").lower(),
+            )
+            excess = {str(p) for p in finding.evidence.get("excess", [])}
+            allowed = finding.evidence.get("allowed", [])
+            remove, ids, _ = wanted.setdefault(key, (set(), [], f"allow-list for this identity is {allowed}"))
+            remove.update(excess)
+            ids.append(finding.id)
+        return plan_removals(self.id, snapshot, policy, wanted)
+
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        return apply_changes(action, clients)

@@ -1,0 +1,52 @@
+"""remove_list_permission: take `list` away from identities no rule allows it.
+
+`list` is the enumeration step of the seed attack (a flow adds "List secrets" + for-each "Get secret").
+One `PUT .../accessPolicies/remove` per identity with only the `list` spellings the vault stores.
+"""
+
+from __future__ import annotations
+
+from remediations.adapters.clients import Clients
+from remediations.core.access_policy import apply_changes, plan_removals
+from remediations.core.model import Action, Finding, Outcome, Snapshot
+from remediations.core.policy import Policy
+from remediations.core.registry import Remediation, RemediationMetadata, register
+
+
+@register
+class RemoveListPermission(Remediation):
+    id = "remove_list_permission"
+    handles = frozenset({"secret_list_permission"})
+    metadata = RemediationMetadata(
+        title="Remove the secrets `list` permission from vault access policies",
+        severity="high",
+        risk=(
+            "Flows or apps that enumerate the vault (List secrets) stop working; "
+            "reading a named secret still works."
+        ),
+        permissions_required=(
+            "Microsoft.KeyVault/vaults/read",
+            "Microsoft.KeyVault/vaults/accessPolicies/write",
+        ),
+        cli_equivalent="az keyvault delete-policy --name <vault> --object-id <id> --secret-permissions list",
+        bicep_hint=(
+            "Microsoft.KeyVault/vaults/accessPolicies@2023-07-01 name 'remove', permissions.secrets ['list']"
+        ),
+    )
+
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]] = {}
+        for finding in findings:
+            key = (
+                finding.resource_id.lower(),
+                (finding.principal or "").lower(),
+                str(finding.evidence.get("applicationId") or "").lower(),
+            )
+            _, ids, _ = wanted.setdefault(
+                key, ({"list"}, [], "no policy rule allows this identity to list secrets")
+            )
+            ids.append(finding.id)
+        return plan_removals(self.id, snapshot, policy, wanted)
+
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        return apply_changes(action, clients)

@@ -1,0 +1,237 @@
+"""Local runner: serve the app's HTTP functions at their /api routes without the Functions host.
+
+    python -m remediations.serve --port 7071 [--host 127.0.0.1]
+
+The routes, methods and handlers come from `function_app.app.get_functions()` (the binding JSON of
+each HTTP-triggered function), so this is the same code Azure runs, not a second implementation.
+Each real request becomes an `azure.functions.HttpRequest` (method, url, headers, query params,
+route params from the route template, body) and the returned `HttpResponse` is written back.
+
+Function keys, as Azure does for AuthLevel FUNCTION: when `VAULTGUARD_LOCAL_FUNCTION_KEY` is set,
+a request must carry it in `x-functions-key` or `?code=`, else 401. Unset, no key is asked (bind to
+127.0.0.1, the default, when so). Timer and queue functions are not served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+
+from remediations.core.settings import LOCAL_FUNCTION_KEY
+from remediations.triggers.observability import JsonFormatter
+from remediations.triggers.problems import MAX_BODY_BYTES, Problem
+
+ROUTE_PREFIX = "/api"
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    template: str
+    methods: frozenset[str]
+    auth_level: str
+    pattern: re.Pattern[str]
+    handler: Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    regex, last = "", 0
+    for match in _PARAM.finditer(template):
+        regex += re.escape(template[last : match.start()]) + f"(?P<{match.group(1)}>[^/]+)"
+        last = match.end()
+    regex += re.escape(template[last:])
+    return re.compile(f"^{ROUTE_PREFIX}/{regex}/?$")
+
+
+def discover_routes(functions: Iterable[Any]) -> list[Route]:
+    """Routes of the HTTP-triggered functions among `app.get_functions()` (callable once per app)."""
+    routes: list[Route] = []
+    for function in functions:
+        bindings = json.loads(function.get_function_json())["bindings"]
+        trigger = next((b for b in bindings if b.get("type") == "httpTrigger"), None)
+        if trigger is None:
+            continue
+        template = str(trigger.get("route") or function.get_function_name())
+        methods = frozenset(m.upper() for m in (trigger.get("methods") or ["GET", "POST"]))
+        routes.append(
+            Route(
+                name=function.get_function_name(),
+                template=template,
+                methods=methods,
+                auth_level=str(trigger.get("authLevel", "FUNCTION")).upper(),
+                pattern=_compile(template),
+                handler=function.get_user_function(),
+            )
+        )
+    # Literal routes before parameterised ones, as ASP.NET routing prefers them.
+    routes.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
+    return routes
+
+
+def _problem(status: int, kind: str, detail: str) -> tuple[int, dict[str, str], bytes]:
+    body = Problem(status, kind, detail).body()
+    return status, {"Content-Type": "application/problem+json; charset=utf-8"}, body
+
+
+class Runner:
+    """Dispatches (method, target, headers, body) to the functions; usable without a socket."""
+
+    def __init__(self, routes: Sequence[Route], function_key: str | None) -> None:
+        self.routes = list(routes)
+        self.function_key = function_key or None
+
+    def authorised(self, headers: dict[str, str], params: dict[str, str]) -> bool:
+        if self.function_key is None:
+            return True
+        given = headers.get("x-functions-key") or params.get("code") or ""
+        return hmac.compare_digest(given.encode(), self.function_key.encode())
+
+    def dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, host: str = "localhost"
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(target)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        lowered = {k.lower(): v for k, v in headers.items()}
+        matched = [(route, m) for route in self.routes if (m := route.pattern.match(parts.path))]
+        if not matched:
+            return _problem(404, "not-found", "No function serves this path.")
+        allowed = [(route, m) for route, m in matched if method.upper() in route.methods]
+        if not allowed:
+            methods = sorted({m for route, _ in matched for m in route.methods})
+            status, out_headers, out = _problem(
+                405, "method-not-allowed", "This path does not accept the method."
+            )
+            out_headers["Allow"] = ", ".join(methods)
+            return status, out_headers, out
+        route, match = allowed[0]
+        if route.auth_level != "ANONYMOUS" and not self.authorised(lowered, params):
+            return _problem(
+                401, "unauthorized", "A valid function key is required (x-functions-key or ?code=)."
+            )
+        params.pop("code", None)
+        request = func.HttpRequest(
+            method=method.upper(),
+            url=f"http://{host}{target}",
+            headers=lowered,
+            params=params,
+            route_params=match.groupdict(),
+            body=body,
+        )
+        response = route.handler(request)
+        out_headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+        mimetype = response.mimetype or "text/plain"
+        out_headers["Content-Type"] = f"{mimetype}; charset={response.charset or 'utf-8'}"
+        return response.status_code, out_headers, response.get_body() or b""
+
+
+def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "vaultguard-local"
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            raw_length = self.headers.get("Content-Length", "0") or "0"
+            length = int(raw_length) if raw_length.isdigit() else -1
+            if length < 0:
+                self._write(*_problem(400, "bad-request", "Content-Length is not valid."))
+                return
+            if length > MAX_BODY_BYTES:
+                # Do not read it: answer as the function would, and close the connection.
+                self.close_connection = True
+                self._write(
+                    *_problem(
+                        413, "payload-too-large", f"The request body is larger than {MAX_BODY_BYTES} bytes."
+                    )
+                )
+                return
+            body = self.rfile.read(length) if length else b""
+            headers = {k: v for k, v in self.headers.items()}
+            try:
+                result = runner.dispatch(
+                    self.command, self.path, headers, body, self.headers.get("Host", "localhost")
+                )
+            except Exception:
+                logging.getLogger("vaultguard.serve").exception("handler failed")
+                result = _problem(500, "internal-error", "The request could not be completed.")
+            self._write(*result)
+
+        def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logging.getLogger("vaultguard.serve").info(format, *args)
+
+    return Handler
+
+
+def make_server(
+    host: str, port: int, function_key: str | None = None, functions: Iterable[Any] | None = None
+) -> ThreadingHTTPServer:
+    """`functions`: the indexed functions, when the caller already ran `app.get_functions()`."""
+    if functions is None:
+        import function_app  # noqa: PLC0415 - the app module lives at the repo root, loaded on demand
+
+        functions = function_app.app.get_functions()
+    key = function_key if function_key is not None else os.environ.get(LOCAL_FUNCTION_KEY, "").strip() or None
+    runner = Runner(discover_routes(functions), key)
+    server = ThreadingHTTPServer((host, port), _handler_class(runner))
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="vaultguard-serve", daemon=True)
+    thread.start()
+    return thread
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m remediations.serve", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    server = make_server(args.host, args.port)
+    key_note = "function key required" if os.environ.get(LOCAL_FUNCTION_KEY) else "no function key required"
+    print(
+        f"serving on http://{args.host}:{server.server_address[1]}{ROUTE_PREFIX}/ ({key_note})",
+        file=sys.stderr,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

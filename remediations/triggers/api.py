@@ -1,0 +1,216 @@
+"""The HTTP endpoints' logic (function_app.py only routes here): tickets, runs, alerts, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from pydantic import ValidationError
+
+from remediations.core.settings import AppSettings
+from remediations.triggers import observability, service
+from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
+from remediations.triggers.http import json_response, read_json
+from remediations.triggers.observability import InvocationContext
+from remediations.triggers.problems import (
+    FieldError,
+    Problem,
+    ProblemError,
+    conflict,
+    internal_error,
+    not_found,
+    pydantic_errors,
+    validation_failed,
+)
+from remediations.triggers.runs import RunStore
+from remediations.triggers.storage import StorageNotConfigured
+from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+_IN_PROGRESS = ("pending-engine", "running")
+MAX_LIST = 200
+
+
+def _store() -> RunStore:
+    try:
+        return RunStore.from_env()
+    except StorageNotConfigured as error:
+        observability.logger().error("run store not configured: %s", error)
+        raise ProblemError(
+            Problem(
+                503, "not-configured", "Storage for the run store is not configured; see GET /api/health."
+            )
+        ) from None
+
+
+def parse_ticket(payload: object) -> TicketRequest:
+    try:
+        return TicketRequest.model_validate(payload, strict=True)
+    except ValidationError as error:
+        raise validation_failed(pydantic_errors(error.errors())) from None
+
+
+# --- tickets -------------------------------------------------------------------------------------
+
+
+def tickets(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    if req.method.upper() == "GET":
+        return list_runs(req, context)
+    return submit_ticket(req, context)
+
+
+def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    request = parse_ticket(read_json(req))
+    observability.bind_ticket(request.ticketId)
+    fingerprint = request.fingerprint()
+    store = _store()
+    placeholder = TicketResult.accepted(request, status="running")
+    existing = store.reserve(
+        "ticket",
+        request.ticketId,
+        fingerprint,
+        placeholder.model_dump(mode="json"),
+        "running",
+        request.dryRun,
+    )
+    if existing is not None:
+        if existing.fingerprint != fingerprint:
+            raise conflict(
+                "A ticket with this ticketId was already submitted with a different body; "
+                "use a new ticketId for a new request."
+            )
+        observability.logger().info("ticket replayed: returning the stored result")
+        return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
+
+    settings = AppSettings.from_env()
+    try:
+        result = service.run_ticket(request, settings=settings, correlation_id=context.correlation_id)
+        store.save(
+            "ticket",
+            request.ticketId,
+            fingerprint,
+            result.model_dump(mode="json"),
+            result.status,
+            request.dryRun,
+        )
+    except Exception:  # noqa: BLE001 - any engine/storage fault: logged with traceback, run failed, 500
+        observability.logger().exception("ticket run failed")
+        failed = placeholder.model_copy(
+            update={
+                "status": "failed",
+                "message": f"The run failed; correlation id {context.correlation_id}.",
+                "completedAt": datetime.now(UTC),
+            }
+        )
+        store.save(
+            "ticket", request.ticketId, fingerprint, failed.model_dump(mode="json"), "failed", request.dryRun
+        )
+        observability.record_run_metric("ticket", failures=1, dry_run=request.dryRun, status="failed")
+        raise ProblemError(internal_error(context.correlation_id)) from None
+    observability.record_run_metric(
+        "ticket", dry_run=request.dryRun, status=result.status, **result.summary.model_dump()
+    )
+    status = 202 if result.status in _IN_PROGRESS else 200
+    location = f"/api/remediations/{request.ticketId}"
+    return json_response(
+        result.model_dump(mode="json"), status, {"Location": location}, context.correlation_id
+    )
+
+
+def get_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    ticket_id = req.route_params.get("ticketId", "")
+    if not valid_ticket_id(ticket_id):
+        raise not_found("No ticket with that id (ticket ids are 1-64 of A-Z a-z 0-9 . _ -).")
+    observability.bind_ticket(ticket_id)
+    stored = _store().get("ticket", ticket_id)
+    if stored is None or stored.body is None:
+        raise not_found("No ticket with that id.")
+    return json_response(stored.body, 200, correlation_id=context.correlation_id)
+
+
+def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    errors: list[FieldError] = []
+    raw_limit = req.params.get("limit", "50")
+    limit = int(raw_limit) if raw_limit.isdigit() and 0 < int(raw_limit) <= MAX_LIST else 0
+    if not limit:
+        errors.append(FieldError("query.limit", f"must be an integer from 1 to {MAX_LIST}"))
+    kind = req.params.get("kind")
+    if kind is not None and kind not in ("ticket", "alert"):
+        errors.append(FieldError("query.kind", "must be ticket or alert"))
+    if errors:
+        raise validation_failed(errors, "The query is not valid.")
+    rows = _store().recent(limit, "alert" if kind == "alert" else "ticket" if kind == "ticket" else None)
+    return json_response(
+        {"runs": [row.to_json() for row in rows]}, 200, correlation_id=context.correlation_id
+    )
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+def receive_alert(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    signal = parse_alert(read_json(req))
+    key = signal.idempotency_key()
+    store = _store()
+    received = AlertResult(
+        alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
+    )
+    existing = store.reserve("alert", key, key, received.model_dump(mode="json"), "received")
+    if existing is not None:
+        observability.logger().info("alert replayed: returning the stored handling")
+        return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
+    observability.logger().info(
+        "alert %s from %s: %s",
+        signal.kind,
+        signal.source,
+        signal.reason,
+        extra={"alert_kind": signal.kind, "alert_source": signal.source},
+    )
+    result = _handle(signal, received, context)
+    store.save("alert", key, key, result.model_dump(mode="json"), result.status)
+    if result.status == "failed":
+        raise ProblemError(internal_error(context.correlation_id))
+    return json_response(result.model_dump(mode="json"), 202, correlation_id=context.correlation_id)
+
+
+def _handle(signal: AlertSignal, received: AlertResult, context: InvocationContext) -> AlertResult:
+    if not signal.actionable:
+        return received.model_copy(update={"status": "acknowledged", "message": signal.reason})
+    try:
+        result = service.handle_alert(
+            signal, settings=AppSettings.from_env(), correlation_id=context.correlation_id
+        )
+    except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
+        observability.logger().exception("alert handling failed")
+        observability.record_run_metric("alert", failures=1, status="failed")
+        return received.model_copy(
+            update={
+                "status": "failed",
+                "message": f"Handling failed; correlation id {context.correlation_id}.",
+            }
+        )
+    numbers = _summary_numbers(result.summary)
+    observability.record_run_metric(
+        "alert",
+        status=result.status,
+        findings=numbers["findings"],
+        actions=numbers["actions"],
+        failures=numbers["failures"],
+        throttled=numbers["throttled"],
+    )
+    return result
+
+
+def _summary_numbers(summary: dict[str, int]) -> dict[str, int]:
+    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled")}
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+
+def openapi(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    document: Any = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return json_response(document, 200, correlation_id=context.correlation_id)

@@ -1,0 +1,67 @@
+"""The sweep queue's message: one scope for `remediate_worker` to run detect -> plan -> apply on."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from remediations.triggers import ids
+
+SCHEMA_VERSION = 1
+ScopeKind = Literal["subscription", "vault", "environment"]
+
+
+def _guid(value: str) -> str:
+    return ids.principal_id(value)
+
+
+class ScopeMessage(BaseModel):
+    """`{"version": 1, "kind": "subscription", "id": "<guid>", "sweepId": "...", "dryRun": true, ...}`.
+
+    `id` is a subscription GUID, a Key Vault resource id or a Power Platform environment name,
+    validated for its `kind`. Receiving the same message twice must be safe (the engine's writes
+    are deltas); `sweepId` groups the messages of one sweep in logs and audit records.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    kind: ScopeKind
+    id: Annotated[str, Field(min_length=1, max_length=400)]
+    sweepId: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    dryRun: bool = True
+    enqueuedAt: datetime
+    correlationId: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
+
+    @model_validator(mode="after")
+    def _id_matches_kind(self) -> ScopeMessage:
+        if self.kind == "subscription":
+            object.__setattr__(self, "id", _guid(self.id))
+        elif self.kind == "vault":
+            ids.vault_id(self.id)
+        else:
+            ids.environment_name(self.id)
+        return self
+
+    @classmethod
+    def for_subscription(
+        cls, subscription_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+    ) -> ScopeMessage:
+        return cls(
+            kind="subscription",
+            id=subscription_id,
+            sweepId=sweep_id,
+            dryRun=dry_run,
+            enqueuedAt=datetime.now(UTC),
+            correlationId=correlation_id,
+        )
+
+
+def new_sweep_id() -> str:
+    return f"sweep-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+__all__ = ["ScopeMessage", "new_sweep_id"]

@@ -1,0 +1,221 @@
+"""Build the OpenAPI 3.1 document of the HTTP API from the pydantic models.
+
+`python -m remediations.triggers.openapi` rewrites `openapi.json` beside this file; a test fails
+when the committed file differs from what `build()` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from remediations import __version__
+from remediations.triggers.alerts import AlertResult
+from remediations.triggers.tickets import TicketRequest, TicketResult
+
+PATH = Path(__file__).with_name("openapi.json")
+_REF = "#/components/schemas/{model}"
+
+_PROBLEM: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details (application/problem+json).",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "correlationId": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_RUNS: dict[str, Any] = {
+    "type": "object",
+    "required": ["runs"],
+    "properties": {
+        "runs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": ["ticket", "alert"]},
+                    "id": {"type": "string"},
+                    "status": {"type": "string"},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                    "dryRun": {"type": ["boolean", "null"]},
+                },
+            },
+        }
+    },
+}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    descriptions = {
+        400: "Malformed JSON, or an alert of no known schema",
+        404: "Not found",
+        409: "The ticketId was used with a different body",
+        413: "Body larger than 256 KiB",
+        415: "Content-Type is not JSON",
+        422: "Validation failed; `errors` names each field",
+        500: "Internal error; the body carries a correlation id",
+        503: "Storage not configured",
+    }
+    ref = {"$ref": _REF.format(model="Problem")}
+    return {
+        str(code): {
+            "description": descriptions[code],
+            "content": {"application/problem+json": {"schema": ref}},
+        }
+        for code in codes
+    }
+
+
+def _json(model: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
+    }
+
+
+def build() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(TicketRequest, "validation"), (TicketResult, "serialization"), (AlertResult, "serialization")],
+        ref_template=_REF,
+    )
+    components = dict(sorted(schemas.get("$defs", {}).items()))
+    components["Problem"] = _PROBLEM
+    components["RunList"] = _RUNS
+    components["CommonAlert"] = {
+        "type": "object",
+        "description": "Azure Monitor common alert schema, or a Defender for Cloud SecurityAlert record.",
+        "additionalProperties": True,
+    }
+    key: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionKeyQuery": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "vaultguard",
+            "version": __version__,
+            "description": "Finds and fixes the ways Azure Key Vault secrets leak through Power Automate.",
+        },
+        "servers": [{"url": "/api"}],
+        "security": key,
+        "paths": {
+            "/remediations": {
+                "post": {
+                    "operationId": "submitTicket",
+                    "summary": "Submit a remediation ticket (idempotent by ticketId)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": _REF.format(model="TicketRequest")}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("TicketResult", "The stored result of an earlier identical request"),
+                        "202": _json("TicketResult", "Accepted and recorded"),
+                        **_problems(400, 409, 413, 415, 422, 500, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listRuns",
+                    "summary": "Recent runs, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        },
+                        {"name": "kind", "in": "query", "schema": {"enum": ["ticket", "alert"]}},
+                    ],
+                    "responses": {"200": _json("RunList", "Runs"), **_problems(422, 503)},
+                },
+            },
+            "/remediations/{ticketId}": {
+                "get": {
+                    "operationId": "getTicket",
+                    "summary": "The stored result of a ticket",
+                    "parameters": [
+                        {
+                            "name": "ticketId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                        }
+                    ],
+                    "responses": {"200": _json("TicketResult", "The ticket"), **_problems(404, 503)},
+                }
+            },
+            "/alerts": {
+                "post": {
+                    "operationId": "receiveAlert",
+                    "summary": "Azure Monitor common alert schema (action group) or Defender SecurityAlert",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": _REF.format(model="CommonAlert")}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("AlertResult", "Already handled: the stored result"),
+                        "202": _json("AlertResult", "Parsed; acknowledged or handed to the engine"),
+                        **_problems(400, 413, 415, 422, 500, 503),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OK"}},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Version and configuration problems (by setting name)",
+                    "responses": {"200": {"description": "OK"}, "503": {"description": "Degraded"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--check"]:
+        if PATH.read_text(encoding="utf-8") != render():
+            print(f"{PATH} is out of date: run python -m remediations.triggers.openapi", file=sys.stderr)
+            return 1
+        return 0
+    PATH.write_text(render(), encoding="utf-8")
+    print(f"wrote {PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

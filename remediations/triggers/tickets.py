@@ -1,0 +1,193 @@
+"""The ticket API's request and response models (`POST /api/remediations`).
+
+Input is validated strictly (`extra="forbid"`, anchored id patterns, bounded lists) so that nothing
+a caller sends can reach an ARM or Power Platform URL unchecked. Remediation names are checked
+against a lookup the engine provides: pass `context={"known_remediations": ids}` to
+`model_validate`, or rely on `default_remediation_ids()`, which the engine's registry replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from remediations.triggers import ids
+
+# The remediation ids of DESIGN.md section 1, until the engine's registry is importable.
+FALLBACK_REMEDIATION_IDS: frozenset[str] = frozenset(
+    {
+        "remove_list_permission",
+        "narrow_access_policy",
+        "narrow_role_assignment",
+        "remove_orphaned_principal",
+        "revoke_flow_shares",
+        "revoke_connection_shares",
+        "enforce_keyvault_dlp",
+        "rotate_secret",
+    }
+)
+
+RemediationLookup = Callable[[], Iterable[str]]
+
+
+def _fallback_lookup() -> Iterable[str]:
+    return FALLBACK_REMEDIATION_IDS
+
+
+_lookup: RemediationLookup = _fallback_lookup
+
+
+def use_remediation_registry(lookup: RemediationLookup) -> None:
+    """Plug the engine's registry in (e.g. `lambda: registry.ids()`); called once at import of the engine."""
+    global _lookup  # noqa: PLW0603 - one process-wide registry hook, set by the engine
+    _lookup = lookup
+
+
+def default_remediation_ids() -> frozenset[str]:
+    return frozenset(_lookup())
+
+
+TICKET_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_TICKET_ID = re.compile(TICKET_ID_PATTERN)
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+MAX_TARGETS_PER_KIND = 100
+
+TicketId = Annotated[str, Field(pattern=TICKET_ID_PATTERN, min_length=1, max_length=64)]
+VaultId = Annotated[str, Field(max_length=400), AfterValidator(ids.vault_id)]
+SecretId = Annotated[str, Field(max_length=600), AfterValidator(ids.secret_id)]
+FlowId = Annotated[str, Field(max_length=300), AfterValidator(ids.flow_id)]
+ConnectionId = Annotated[str, Field(max_length=300), AfterValidator(ids.connection_id)]
+PrincipalId = Annotated[str, Field(max_length=36), AfterValidator(ids.principal_id)]
+EnvironmentName = Annotated[str, Field(max_length=64), AfterValidator(ids.environment_name)]
+
+
+def _printable(value: str | None) -> str | None:
+    if value is not None and not _PRINTABLE.match(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class Targets(BaseModel):
+    """What a ticket acts on. At least one list must be non-empty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vaults: list[VaultId] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+    secrets: list[SecretId] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+    flows: list[FlowId] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+    connections: list[ConnectionId] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+    principals: list[PrincipalId] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+    environments: list[EnvironmentName] = Field(default_factory=list, max_length=MAX_TARGETS_PER_KIND)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Targets:
+        if not any(
+            (self.vaults, self.secrets, self.flows, self.connections, self.principals, self.environments)
+        ):
+            raise ValueError(
+                "name at least one target (vaults, secrets, flows, connections, principals, environments)"
+            )
+        return self
+
+
+class TicketRequest(BaseModel):
+    """Body of `POST /api/remediations`. `ticketId` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticketId: TicketId
+    remediations: list[str] = Field(min_length=1, max_length=16)
+    targets: Targets
+    dryRun: bool = True
+    requester: Annotated[str | None, Field(max_length=256), AfterValidator(_printable)] = None
+    reason: Annotated[str | None, Field(max_length=2000), AfterValidator(_printable)] = None
+
+    @field_validator("remediations")
+    @classmethod
+    def _known(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        context = info.context if isinstance(info.context, dict) else {}
+        known = context.get("known_remediations")
+        known_ids = frozenset(known) if known is not None else default_remediation_ids()
+        if len(set(value)) != len(value):
+            raise ValueError("lists a remediation more than once")
+        for name in value:
+            if name not in known_ids:
+                raise ValueError("names an unknown remediation; known: " + ", ".join(sorted(known_ids)))
+        return value
+
+    def fingerprint(self) -> str:
+        """A hash of the request as validated: equal for bodies that mean the same thing."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+TicketStatus = Literal["pending-engine", "running", "planned", "applied", "partially-applied", "failed"]
+
+
+class RunSummary(BaseModel):
+    """The per-run numbers that also go out as the run metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    findings: int = 0
+    actions: int = 0
+    failures: int = 0
+    throttled: int = 0
+
+
+class TicketResult(BaseModel):
+    """What `POST` and `GET /api/remediations/{ticketId}` return, and what the run store keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticketId: str
+    status: TicketStatus
+    dryRun: bool
+    remediations: list[str]
+    targets: Targets
+    plan: list[dict[str, Any]] = Field(
+        default_factory=list, description="The engine's planned actions (JSON of its Action model)."
+    )
+    outcomes: list[dict[str, Any]] = Field(
+        default_factory=list, description="The engine's outcomes (JSON of its Outcome model)."
+    )
+    summary: RunSummary = Field(default_factory=RunSummary)
+    message: str | None = None
+    createdAt: datetime
+    completedAt: datetime | None = None
+    requester: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def accepted(
+        cls, request: TicketRequest, status: TicketStatus, message: str | None = None
+    ) -> TicketResult:
+        return cls(
+            ticketId=request.ticketId,
+            status=status,
+            dryRun=request.dryRun,
+            remediations=list(request.remediations),
+            targets=request.targets,
+            message=message,
+            createdAt=datetime.now(UTC),
+            requester=request.requester,
+            reason=request.reason,
+        )
+
+
+def valid_ticket_id(value: str) -> bool:
+    return bool(_TICKET_ID.match(value))

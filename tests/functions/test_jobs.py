@@ -1,0 +1,97 @@
+"""The sweep timer enqueues one message per subscription on Azurite; the worker validates messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest
+from azure.storage.queue import QueueClient
+
+from tests.functions.conftest import SUBSCRIPTIONS
+
+
+def _drain(env: dict[str, str]) -> list[bytes]:
+    """Raw queue contents, decoded from base64 as the host does (host.json messageEncoding)."""
+    queue = QueueClient.from_connection_string(env["AzureWebJobsStorage"], env["VAULTGUARD_QUEUE_NAME"])
+    return [base64.b64decode(m.content) for m in queue.receive_messages(max_messages=32)]
+
+
+def test_timer_enqueues_one_message_per_subscription(
+    functions: dict[str, Any], app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="vaultguard")
+    functions["sweep"].get_user_function()(TimerRequest(past_due=True))
+    bodies = [json.loads(b) for b in _drain(app_env)]
+    assert sorted(b["id"] for b in bodies) == sorted(SUBSCRIPTIONS)
+    assert {b["kind"] for b in bodies} == {"subscription"}
+    assert len({b["sweepId"] for b in bodies}) == 1
+    assert any(getattr(r, "past_due", False) for r in caplog.records)
+    assert all(getattr(r, "trigger", None) == "sweep" for r in caplog.records if r.name == "vaultguard")
+
+
+def test_worker_accepts_what_the_timer_sent(functions: dict[str, Any], app_env: dict[str, str]) -> None:
+    functions["sweep"].get_user_function()(TimerRequest())
+    worker = functions["remediate_worker"].get_user_function()
+    for body in _drain(app_env):
+        worker(func.QueueMessage(id="m1", body=body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"{}",
+        json.dumps(
+            {
+                "version": 1,
+                "kind": "subscription",
+                "id": "not-a-guid",
+                "sweepId": "s1",
+                "enqueuedAt": "2025-01-01T00:00:00Z",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "version": 1,
+                "kind": "vault",
+                "id": "/subscriptions/../x",
+                "sweepId": "s1",
+                "enqueuedAt": "2025-01-01T00:00:00Z",
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "version": 2,
+                "kind": "subscription",
+                "id": SUBSCRIPTIONS[0],
+                "sweepId": "s1",
+                "enqueuedAt": "2025-01-01T00:00:00Z",
+                "extra": 1,
+            }
+        ).encode(),
+    ],
+)
+def test_worker_rejects_a_bad_message_by_raising(
+    functions: dict[str, Any], app_env: dict[str, str], body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    from remediations.triggers.jobs import InvalidScopeMessage
+
+    worker = functions["remediate_worker"].get_user_function()
+    with pytest.raises(InvalidScopeMessage):
+        worker(func.QueueMessage(id="bad", body=body))
+    assert any(r.levelname == "ERROR" and "rejecting queue message" in r.getMessage() for r in caplog.records)
+
+
+def test_sweep_with_no_subscriptions_logs_an_error_and_sends_nothing(
+    functions: dict[str, Any],
+    app_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("VAULTGUARD_SUBSCRIPTION_IDS", "")
+    functions["sweep"].get_user_function()(TimerRequest())
+    assert any(r.levelname == "ERROR" for r in caplog.records)

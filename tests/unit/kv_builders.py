@@ -1,0 +1,156 @@
+"""Builders for snapshots and an in-memory Key Vault management API with Azure's remove semantics
+(case-sensitive match; 200 with no change on a mismatch; the PUT returns the resulting policies)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.model import (
+    AccessPolicy,
+    AccessPolicyChange,
+    Identity,
+    Permissions,
+    RoleAssignment,
+    Scope,
+    SecretMeta,
+    Snapshot,
+    Vault,
+)
+
+SUB = "00000000-0000-0000-0000-000000000001"
+TENANT = "00000000-0000-0000-0000-0000000000aa"
+RG = "rg-app"
+OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+def vault_id(name: str) -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/{name}"
+
+
+def policy_entry(object_id: str, *secrets: str, application_id: str | None = None) -> AccessPolicy:
+    return AccessPolicy(
+        tenant_id=TENANT,
+        object_id=object_id,
+        application_id=application_id,
+        permissions=Permissions(secrets=tuple(secrets)),
+    )
+
+
+def vault(
+    name: str,
+    *entries: AccessPolicy,
+    tags: dict[str, str] | None = None,
+    rbac: bool = False,
+    secrets: tuple[str, ...] = ("db-password",),
+) -> Vault:
+    return Vault(
+        id=vault_id(name),
+        name=name,
+        resource_group=RG,
+        subscription_id=SUB,
+        location="westeurope",
+        tenant_id=TENANT,
+        vault_uri=f"https://{name}.vault.azure.net/",
+        enable_rbac_authorization=rbac,
+        tags=tags or {},
+        access_policies=entries,
+        secrets=tuple(SecretMeta(name=s, id=f"https://{name}.vault.azure.net/secrets/{s}") for s in secrets),
+    )
+
+
+def snapshot(
+    *vaults: Vault, role_assignments: tuple[RoleAssignment, ...] = (), identities: tuple[Identity, ...] = ()
+) -> Snapshot:
+    return Snapshot(
+        scope=Scope(subscription_id=SUB),
+        taken_at=datetime(2026, 1, 1, tzinfo=UTC),
+        vaults=vaults,
+        role_assignments=role_assignments,
+        identities=identities,
+    )
+
+
+def owner_at(scope: str, principal: str = "admin-group") -> RoleAssignment:
+    return RoleAssignment(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/1",
+        scope=scope,
+        role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{OWNER_ROLE}",
+        principal_id=principal,
+    )
+
+
+class MemoryKeyVaultManagement:
+    def __init__(self, *vaults: Vault) -> None:
+        self.vaults = {v.name: v for v in vaults}
+        self.calls: list[tuple[str, str, AccessPolicyChange]] = []
+        self.fail_with: AzureCallFailed | None = None
+        self.ignore_removes = False  # simulate a server that answers 200 and changes nothing
+
+    def list_vaults(self, scope: Scope) -> list[Vault]:
+        return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
+
+    def update_access_policy(
+        self, resource_group: str, vault_name: str, change: AccessPolicyChange
+    ) -> tuple[AccessPolicy, ...]:
+        self.calls.append((resource_group, vault_name, change))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if vault_name not in self.vaults:
+            raise ResourceGone("update", 404, "ResourceNotFound", "vault not found")
+        current = self.vaults[vault_name]
+        entries = list(current.access_policies)
+        for i, e in enumerate(entries):
+            if e.object_id == change.object_id and e.application_id == change.application_id:
+                secrets = list(e.permissions.secrets)
+                if change.operation == "add":
+                    secrets += [p for p in change.permissions.secrets if p not in secrets]
+                elif not self.ignore_removes:
+                    secrets = [p for p in secrets if p not in change.permissions.secrets]  # case-sensitive
+                entries[i] = e.model_copy(update={"permissions": Permissions(secrets=tuple(secrets))})
+        self.vaults[vault_name] = current.model_copy(update={"access_policies": tuple(entries)})
+        return tuple(entries)
+
+
+class MemorySecrets:
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    def list_secret_metadata(self) -> list[SecretMeta]:
+        return list(self.vault.secrets)
+
+
+class MemoryAuthorization:
+    def __init__(self, *assignments: RoleAssignment) -> None:
+        self.assignments = list(assignments)
+
+    def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]:
+        return self.assignments
+
+
+class MemoryDirectory:
+    def __init__(self, *missing: str) -> None:
+        self.missing = {m.lower() for m in missing}
+
+    def resolve(self, object_ids: list[str]) -> list[Identity]:
+        return [Identity(object_id=o, kind="user", exists=o.lower() not in self.missing) for o in object_ids]
+
+
+class MemoryClients:
+    def __init__(self, *vaults: Vault, assignments: tuple[RoleAssignment, ...] = ()) -> None:
+        self.mgmt = MemoryKeyVaultManagement(*vaults)
+        self._secrets = {v.vault_uri: v for v in vaults}
+        self.authz = MemoryAuthorization(*assignments)
+        self.dir = MemoryDirectory()
+
+    def keyvault_management(self, subscription_id: str) -> MemoryKeyVaultManagement:
+        return self.mgmt
+
+    def keyvault_secrets(self, vault_uri: str) -> MemorySecrets:
+        return MemorySecrets(self._secrets[vault_uri])
+
+    def authorization(self, subscription_id: str) -> MemoryAuthorization:
+        return self.authz
+
+    def directory(self) -> MemoryDirectory:
+        return self.dir

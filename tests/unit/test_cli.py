@@ -1,0 +1,56 @@
+"""The CLI on a stored snapshot (no Azure needed): plan shows the diff; bad policy exits 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from remediations.__main__ import main
+from remediations.core.model import Plan
+from tests.unit.kv_builders import policy_entry, snapshot, vault
+
+
+@pytest.fixture
+def snapshot_file(tmp_path: Path) -> Path:
+    path = tmp_path / "snapshot.json"
+    path.write_text(snapshot(vault("kv", policy_entry("u1", "get", "List", "set"))).model_dump_json())
+    return path
+
+
+def test_plan_json_from_snapshot(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"secretPermissions": {"default": ["get", "set"]}}))
+    out = tmp_path / "plan.json"
+    code = main(
+        ["plan", "--snapshot", str(snapshot_file), "--policy", str(policy), "--json", "--out", str(out)]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    [action] = printed["plan"]["actions"]
+    assert action["changes"][0]["permissions"]["secrets"] == ["List"]
+    assert action["after"]["secrets"] == ["get", "set"] and printed["plan"]["dry_run"] is True
+    assert Plan.model_validate_json(out.read_text()).actions[0].id == action["id"]
+
+
+def test_plan_text_shows_the_diff(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--snapshot", str(snapshot_file)]) == 0
+    text = capsys.readouterr().out
+    assert "['get', 'List', 'set'] -> ['get', 'set']" in text and "PUT accessPolicies/remove" in text
+
+
+def test_graph_and_list_remediations(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "--snapshot", str(snapshot_file)]) == 0
+    assert "principal:u1 -[access_policy:get,list,set]->" in capsys.readouterr().out
+    assert main(["list-remediations", "--json"]) == 0
+    assert {r["id"] for r in json.loads(capsys.readouterr().out)} >= {"remove_list_permission"}
+
+
+def test_invalid_policy_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "bad.json"
+    policy.write_text(json.dumps({"maxActionsPerRun": -1}))
+    assert main(["list-remediations", "--policy", str(policy)]) == 2
+    assert "maxActionsPerRun" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from remediations.adapters.errors import AzureCallFailed
+from remediations.core.audit import MemoryAuditSink
+from remediations.core.detect import detect
+from remediations.core.engine import build_plan, inventory, run
+from remediations.core.model import Plan, Scope
+from remediations.core.policy import parse_policy
+from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault
+
+SCOPE = Scope(subscription_id=SUB)
+OWNER = (owner_at(f"/subscriptions/{SUB}"),)
+
+
+def test_dry_run_plans_with_a_diff_and_writes_nothing() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list")), assignments=OWNER)
+    audit = MemoryAuditSink()
+    result = run(SCOPE, parse_policy({}), clients, audit, trigger="cli")
+    assert result.plan.dry_run and len(result.plan.actions) == 1
+    assert result.plan.actions[0].before["secrets"] == ["get", "list"]
+    assert result.plan.actions[0].after["secrets"] == ["get"]
+    assert clients.mgmt.calls == [] and audit.entries == []
+
+
+def test_apply_audits_pending_before_and_outcome_after_then_second_run_is_idempotent() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list", "set")), assignments=OWNER)
+    audit = MemoryAuditSink()
+    policy = parse_policy({"secretPermissions": {"default": ["get"]}, "dryRun": False})
+    first = run(SCOPE, policy, clients, audit, trigger="timer", correlation_id="run-1")
+    assert [o.status for o in first.outcomes] == ["applied"] and first.failures == 0
+    assert [(r.sequence, r.state) for r in audit.records("run-1")] == [(0, "pending"), (1, "applied")]
+    assert audit.records("run-1")[1].after["secrets"] == ["get"]
+    assert clients.mgmt.vaults["kv"].access_policies[0].permissions.secrets == ("get",)
+    second = run(SCOPE, policy, clients, audit, trigger="timer", correlation_id="run-2")
+    assert second.plan.actions == () and len(clients.mgmt.calls) == 1 and audit.records("run-2") == []
+
+
+def test_cap_defers_the_rest_and_reports_it() -> None:
+    kv = vault("kv", *(policy_entry(f"u{i}", "get", "list") for i in range(5)))
+    clients = MemoryClients(kv, assignments=OWNER)
+    audit = MemoryAuditSink()
+    result = run(SCOPE, parse_policy({"maxActionsPerRun": 2, "dryRun": False}), clients, audit, trigger="cli")
+    assert result.count("applied") == 2 and result.count("deferred") == 3
+    assert len(clients.mgmt.calls) == 2
+    assert sum(1 for r in audit.entries if r.state == "deferred") == 3
+
+
+def test_skipped_actions_do_not_use_the_cap_and_are_audited() -> None:
+    snap = snapshot(vault("kv", policy_entry("u1", "get", "set"), policy_entry("u2", "get", "list")))
+    policy = parse_policy({"secretPermissions": {"byIdentity": {"u1": ["get"]}}, "maxActionsPerRun": 1})
+    plan = build_plan(detect(snap, policy), snap, policy)
+    assert len(plan.writes) == 1 and plan.deferred == () and len(plan.actions) == 2
+
+
+def test_plan_is_stable_and_serialisable() -> None:
+    snap = snapshot(vault("kv", policy_entry("u1", "list"), policy_entry("u2", "List")))
+    policy = parse_policy({})
+    plan = build_plan(detect(snap, policy), snap, policy)
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan
+    assert build_plan(detect(snap, policy), snap, policy).id == plan.id
+
+
+def test_failures_are_counted_and_surfaced() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "list")), assignments=OWNER)
+    clients.mgmt.fail_with = AzureCallFailed("accessPolicies/remove", 403, "AuthorizationFailed", "denied")
+    audit = MemoryAuditSink()
+    result = run(SCOPE, parse_policy({"dryRun": False}), clients, audit, trigger="cli", correlation_id="r")
+    assert result.failures == 1 and result.outcomes[0].status == "failed"
+    assert audit.records("r")[-1].state == "failed" and "denied" in (audit.records("r")[-1].error or "")
+
+
+def test_inventory_read_failures_become_errors_not_silence() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get")))
+
+    def denied() -> list[object]:
+        raise AzureCallFailed("list secrets", 403, "Forbidden", "no list")
+
+    clients.keyvault_secrets = lambda uri: type("S", (), {"list_secret_metadata": staticmethod(denied)})()  # type: ignore[method-assign]
+    snap = inventory(SCOPE, clients)
+    assert [(e.operation, e.status) for e in snap.errors] == [("list secrets", 403)]
+    assert len(snap.vaults) == 1 and snap.identities[0].exists is True

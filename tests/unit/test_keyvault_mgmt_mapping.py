@@ -1,0 +1,61 @@
+"""The ARM shapes (as the SDK deserialises them) map to our model with casing kept, and our deltas
+serialise to exactly the body Key Vault expects."""
+
+from __future__ import annotations
+
+import json
+
+from azure.mgmt.keyvault._utils.model_base import SdkJSONEncoder
+from azure.mgmt.keyvault.models import Vault as SdkVault
+from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
+
+from remediations.adapters.keyvault_mgmt import change_body, vault_from_sdk
+from remediations.core.model import AccessPolicyChange, Permissions
+
+VAULT_ID = "/subscriptions/s1/resourceGroups/RG-Pay/providers/Microsoft.KeyVault/vaults/kv-pay"
+ARM_VAULT = {
+    "id": VAULT_ID,
+    "name": "kv-pay",
+    "type": "Microsoft.KeyVault/vaults",
+    "location": "westeurope",
+    "tags": {"purpose": "payroll"},
+    "properties": {
+        "tenantId": "t1",
+        "sku": {"family": "A", "name": "standard"},
+        "vaultUri": "https://kv-pay.vault.azure.net/",
+        "enableRbacAuthorization": False,
+        "accessPolicies": [
+            {
+                "tenantId": "t1",
+                "objectId": "o1",
+                "permissions": {"secrets": ["Get", "List", "list"], "keys": ["get"]},
+            },
+            {"tenantId": "t1", "objectId": "o2", "applicationId": "a2", "permissions": {}},
+        ],
+    },
+}
+
+
+def test_vault_list_item_maps_with_exact_casing() -> None:
+    vault = vault_from_sdk(SdkVault(ARM_VAULT), "s1")
+    assert vault.resource_group == "RG-Pay" and vault.tags == {"purpose": "payroll"}
+    assert vault.vault_uri == "https://kv-pay.vault.azure.net/" and not vault.enable_rbac_authorization
+    first, second = vault.access_policies
+    assert first.permissions.secrets == ("Get", "List", "list") and first.permissions.keys == ("get",)
+    assert second.application_id == "a2" and second.permissions == Permissions()
+
+
+def test_delta_body_is_only_the_changed_permissions_as_given() -> None:
+    change = AccessPolicyChange(
+        operation="remove", tenant_id="t1", object_id="o1", permissions=Permissions(secrets=("List", "set"))
+    )
+    body = change_body(change)
+    assert body == {
+        "properties": {
+            "accessPolicies": [
+                {"tenantId": "t1", "objectId": "o1", "permissions": {"secrets": ["List", "set"]}}
+            ]
+        }
+    }
+    wire = json.loads(json.dumps(VaultAccessPolicyParameters(body), cls=SdkJSONEncoder))
+    assert wire == body  # the SDK does not re-case `List`

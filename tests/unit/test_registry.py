@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remediations.core.detect import detector_ids
+from remediations.core.registry import Remediation, get_remediation, register, remediation_ids
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> None:
+    ids = remediation_ids()
+    assert {"remove_list_permission", "narrow_access_policy"} <= set(ids)
+    for rid in ids:
+        remediation = get_remediation(rid)
+        assert type(remediation).__module__ == f"remediations.{rid}"
+        assert (ROOT / "remediations" / f"{rid}.py").is_file()
+        assert (ROOT / "tests" / "unit" / f"test_{rid}.py").is_file(), f"missing tests/unit/test_{rid}.py"
+        assert remediation.handles and remediation.handles <= set(detector_ids())
+        meta = remediation.metadata
+        assert meta.permissions_required and meta.cli_equivalent.startswith("az ") and meta.bicep_hint
+
+
+def test_register_rejects_an_id_that_is_not_the_module_name() -> None:
+    class Misnamed(Remediation):
+        id = "something_else"
+
+    with pytest.raises(ValueError, match="must equal its module name"):
+        register(Misnamed)
+
+
+def test_unknown_remediation_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="remove_list_permission"):
+        get_remediation("nope")
