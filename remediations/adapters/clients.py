@@ -25,6 +25,8 @@ from remediations.core.model import (
     AccessPolicyChange,
     Identity,
     RoleAssignment,
+    RoleAssignmentChange,
+    RoleDefinition,
     Scope,
     SecretMeta,
     Vault,
@@ -45,6 +47,16 @@ class KeyVaultSecretsApi(Protocol):
 
 class AuthorizationApi(Protocol):
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
+
+    # RBAC remediations (issue 7): lists at any scope string, role definitions once per subscription,
+    # creates with deterministic names, deletes that treat "already gone" as done.
+    def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]: ...
+
+    def list_role_definitions(self) -> list[RoleDefinition]: ...
+
+    def create_role_assignment(self, change: RoleAssignmentChange) -> RoleAssignment | None: ...
+
+    def delete_role_assignment(self, change: RoleAssignmentChange) -> bool: ...
 
 
 class DirectoryApi(Protocol):

@@ -132,3 +132,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             )
         )
     return findings
+
+
+# RBAC and dead-identity detectors live in their own module and register themselves on import.
+from remediations.core import detect_rbac as _detect_rbac  # noqa: E402, F401

@@ -152,10 +152,32 @@ class RoleAssignment(Frozen):
     role_definition_id: str
     principal_id: str
     principal_type: str | None = None
+    created_on: datetime | None = None  # when it was made; role changes take time to propagate
 
     @property
     def role_guid(self) -> str:
         return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+    @property
+    def name(self) -> str:
+        """The assignment's GUID name (last segment of its id)."""
+        return self.id.rstrip("/").rsplit("/", 1)[-1]
+
+
+class RoleDefinition(Frozen):
+    """An Azure role definition's permissions (listed once per subscription, never per assignment)."""
+
+    id: str
+    role_name: str = ""
+    role_type: str = ""  # BuiltInRole | CustomRole
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    data_actions: tuple[str, ...] = ()
+    not_data_actions: tuple[str, ...] = ()
+
+    @property
+    def guid(self) -> str:
+        return self.id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 IdentityKind = Literal["user", "group", "servicePrincipal", "managedIdentity", "unknown"]
@@ -225,6 +247,7 @@ class Snapshot(Frozen):
     taken_at: datetime
     vaults: tuple[Vault, ...] = ()
     role_assignments: tuple[RoleAssignment, ...] = ()
+    role_definitions: tuple[RoleDefinition, ...] = ()
     identities: tuple[Identity, ...] = ()
     environments: tuple[Environment, ...] = ()
     flows: tuple[Flow, ...] = ()
