@@ -149,6 +149,17 @@ class ExposureGraph:
             key=lambda p: [e.target for e in p],
         )
 
+    def secrets_reachable_from(self, node: str) -> list[Path]:
+        """Every path from any node (e.g. `flow:<id>`) to a secret, with `get` granted all along."""
+        return sorted(
+            (
+                p
+                for p in self._paths_from(node, ())
+                if p[-1].target.startswith("secret:") and all(e.grants_read for e in p)
+            ),
+            key=lambda p: [e.target for e in p],
+        )
+
     def _paths_into(self, node: str, suffix: Path) -> Iterator[Path]:
         incoming = [e for e in self._in.get(node, []) if e not in suffix]
         if suffix:

@@ -129,6 +129,18 @@ class SecretMeta(Frozen):
     content_type: str | None = None
 
 
+class SecretVersionMeta(Frozen):
+    """One version of a secret (from the versions list or a write). No value field."""
+
+    name: str
+    version: str
+    enabled: bool | None = None
+    created: datetime | None = None
+    expires: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    content_type: str | None = None
+
+
 class Vault(Frozen):
     id: str  # ARM resource id
     name: str
@@ -378,8 +390,20 @@ class SecretRotationChange(Frozen):
     rotator: str  # random | app-credential | storage-key | manual
     exposed_version: str | None = None
     reason: str = ""
+    # "rotate": new version, verify, disable the old; "follow-up": finish a pending step of an earlier
+    # rotation (remove the old client secret after the overlap, regenerate the old storage key).
+    phase: Literal["rotate", "follow-up"] = "rotate"
+    ticket_id: str | None = None
+    # Taken from the policy at plan time, so that applying a stored plan needs no policy.
+    expiry_days: int = 90
+    overlap_hours: int = 0
+    value_length: int | None = None
+    charset: str | None = None
+    compromised: bool = False  # the exposed version is tagged `compromised` when it is disabled
 
     def describe(self) -> str:
+        if self.phase == "follow-up":
+            return f"finish the pending step of the last rotation of {self.secret_name} ({self.rotator})"
         version = self.exposed_version or "current"
         return f"rotate {self.secret_name} ({self.rotator}); disable version {version}"
 

@@ -95,6 +95,23 @@ class OversizedVaultRules(_PolicyModel):
     include_all_readers: bool = False
 
 
+RotatorName = Literal["random", "app-credential", "storage-key", "manual"]
+
+
+class RotationRules(_PolicyModel):
+    """`rotate_secret`: which rotator by default, when, and what an exposure or an alert leads to."""
+
+    default_rotator: RotatorName = "manual"  # a secret without a `rotator` tag is disabled and reported
+    near_expiry_days: int = Field(default=30, ge=0)  # rotate when expiry is this close; 0 = never
+    expiry_days: int = Field(default=90, gt=0, le=3650)  # expiry of every new version
+    app_credential_overlap_hours: int = Field(default=24, ge=0)  # old client secret kept this long
+    random_length: int = Field(default=40, ge=16, le=4096)
+    on_alert: Literal["rotate", "report"] = "report"  # Defender alert naming a vault
+    # Detectors whose findings mean "a path to these secrets existed" (evidence vault_id/secret_names,
+    # or a principal / flow whose reachable secrets the exposure graph gives).
+    exposing_detectors: tuple[str, ...] = ("flow_insecure_get_secret", "flow_lists_secrets")
+
+
 class Policy(_PolicyModel):
     secret_permissions: SecretPermissionRules = SecretPermissionRules()
     # Secret names an identity needs (per-secret RBAC narrowing and the exposure report use it).
@@ -108,6 +125,7 @@ class Policy(_PolicyModel):
     dry_run: bool = True
     rbac: RbacRules = RbacRules()
     oversized_vault: OversizedVaultRules = OversizedVaultRules()
+    rotation: RotationRules = RotationRules()
 
     @field_validator("break_glass", "service_accounts")
     @classmethod
