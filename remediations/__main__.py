@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,13 +19,14 @@ from typing import Any
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import AuditSink, TableAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory, run
+from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory
 from remediations.core.graph import ExposureGraph
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, Scope, Snapshot
 from remediations.core.policy import Policy, PolicyError, load_policy
 from remediations.core.registry import all_remediations
 from remediations.core.settings import AppSettings
+from remediations.report import SEVERITIES, at_least, build_report, parse_formats, write_reports
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -133,11 +135,27 @@ def _show_plan(plan: Plan) -> None:
     print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
 
 
+def _write_reports(args: argparse.Namespace, **report: Any) -> None:
+    """`--output-dir` / `--output-formats`: write the report files; say where on stderr."""
+    formats: list[str] = args.output_formats or []
+    if not formats and not args.output_dir:
+        return  # terminal only
+    title = f"vaultguard {args.command}"
+    data = build_report(title=title, **report)
+    written = write_reports(Path(args.output_dir or "out"), data, formats or ["json", "sarif", "md", "html"])
+    for path in written.values():
+        print(f"report written: {path}", file=sys.stderr)
+
+
 def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
+    started = time.monotonic()
     with _progress() as progress:
         snapshot = _snapshot(args, progress)
-    findings = detect(snapshot, policy)
+    findings = at_least(detect(snapshot, policy), args.severity)
     plan = build_plan(findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=True)
+    _write_reports(
+        args, findings=findings, snapshot=snapshot, plan=plan, duration_seconds=time.monotonic() - started
+    )
     if args.out:
         Path(args.out).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
     if args.json:
@@ -166,9 +184,40 @@ def _audit_sink() -> AuditSink:
     return TableAuditSink.from_settings(AppSettings.from_env())
 
 
+def _run(
+    args: argparse.Namespace,
+    policy: Policy,
+    clients: AzureClients,
+    audit: AuditSink,
+    caller: str,
+    progress: Progress,
+) -> tuple[RunResult, Snapshot]:
+    """engine.run, keeping the snapshot for the report and applying `--severity` before planning."""
+    context = RunContext(
+        correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
+    )
+    snapshot = inventory(Scope.parse(args.scope), clients, progress=progress)
+    findings = at_least(detect(snapshot, policy), args.severity)
+    plan = build_plan(
+        findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=args.dry_run
+    )
+    outcomes = apply_plan(plan, clients, audit, context, progress=progress)
+    result = RunResult(
+        correlation_id=context.correlation_id,
+        scope=snapshot.scope,
+        findings=tuple(findings),
+        plan=plan,
+        outcomes=tuple(outcomes),
+        inventory_errors=snapshot.errors,
+    )
+    return result, snapshot
+
+
 def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     caller = f"cli:{getpass.getuser()}"
     audit = _audit_sink()
+    started = time.monotonic()
+    snapshot: Snapshot | None = None
     with AzureClients() as clients, _progress() as progress:
         if args.plan:
             plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
@@ -190,18 +239,18 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         else:
             if not args.scope:
                 raise PolicyError("give --scope or --plan FILE")
-            result = run(
-                Scope.parse(args.scope),
-                policy,
-                clients,
-                audit,
-                trigger="cli",
-                dry_run=args.dry_run,
-                remediation_ids=args.remediation or None,
-                ticket_id=args.ticket,
-                caller=caller,
-                progress=progress,
-            )
+            result, snapshot = _run(args, policy, clients, audit, caller, progress)
+    _write_reports(
+        args,
+        findings=result.findings,
+        snapshot=snapshot,
+        plan=result.plan,
+        outcomes=result.outcomes,
+        audit=[] if result.plan.dry_run else audit.records(result.correlation_id),
+        run_id=result.correlation_id,
+        scope=result.scope.resource_id,
+        duration_seconds=time.monotonic() - started,
+    )
     return _report_run(result, args.json)
 
 
@@ -221,6 +270,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vaultguard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
+
+    def formats(text: str) -> list[str]:
+        try:  # checked while parsing: a typo must not surface only after `apply` has written
+            return parse_formats(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+
+    def reports(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--output-dir", metavar="DIR", help="write reports here (default formats: all)")
+        p.add_argument(
+            "--output-formats",
+            type=formats,
+            metavar="LIST",
+            help="comma-separated: json,sarif,md,html (default dir: out)",
+        )
+        p.add_argument("--severity", choices=SEVERITIES, help="only findings at or above this severity")
 
     def command(name: str, help_text: str, *, scope: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
@@ -248,11 +313,13 @@ def parser() -> argparse.ArgumentParser:
         if name == "plan":
             p.add_argument("--out", metavar="FILE", help="store the plan to apply later (apply --plan)")
             p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
+            reports(p)
     p = command("apply", "plan and apply (writes unless --dry-run), audited")
     p.add_argument("--plan", metavar="FILE", help="apply a stored plan instead of planning now")
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
     p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
     p.add_argument("--ticket", help="ticket id recorded in the audit log")
+    reports(p)
     p = command("audit", "audit rows of one run", scope=False)
     p.add_argument("--run", required=True, help="correlation (run) id")
     return top

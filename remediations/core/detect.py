@@ -39,6 +39,13 @@ def detector_ids() -> list[str]:
     return sorted(_DETECTORS)
 
 
+def detector_description(detector_id: str) -> str | None:
+    """The first line of a detector's docstring (reports use it as the rule's short description)."""
+    fn = _DETECTORS.get(detector_id)
+    doc = (fn.__doc__ or "").strip() if fn is not None else ""
+    return doc.splitlines()[0].strip() if doc else None
+
+
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
     load_detectors()
     findings: dict[str, Finding] = {}

@@ -1,0 +1,70 @@
+"""Plain-text helpers shared by the markdown and HTML renderers (no escaping here)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from remediations.core.model import Action
+from remediations.report.model import ReportData
+
+PERMISSION_KINDS = ("secrets", "keys", "certificates", "storage")
+
+
+def short_resource(resource_id: str) -> str:
+    """`/subscriptions/.../vaults/kv-payroll` -> `kv-payroll`; secret scopes keep `vault/secret`."""
+    parts = [p for p in resource_id.split("/") if p]
+    lowered = [p.lower() for p in parts]
+    if "secrets" in lowered and lowered.index("secrets") >= 1 and lowered.index("secrets") + 1 < len(parts):
+        i = lowered.index("secrets")
+        return f"{parts[i - 1]}/{parts[i + 1]}"
+    return parts[-1] if parts else resource_id
+
+
+def permission_sets(perms: dict[str, list[str]]) -> str:
+    """`secrets: get, set; keys: get` (empty kinds left out; `none` when nothing is granted)."""
+    ordered = sorted(
+        perms,
+        key=lambda k: (
+            k not in PERMISSION_KINDS,
+            PERMISSION_KINDS.index(k) if k in PERMISSION_KINDS else 0,
+            k,
+        ),
+    )
+    shown = [f"{k}: {', '.join(perms[k])}" for k in ordered if perms[k]]
+    return "; ".join(shown) if shown else "none"
+
+
+def permission_diff(before: dict[str, list[str]], after: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(removed, added) as `kind:permission` (secrets shown without a prefix), case-sensitive like Azure."""
+    removed: list[str] = []
+    added: list[str] = []
+    for kind in sorted(set(before) | set(after), key=lambda k: (k not in PERMISSION_KINDS, k)):
+        old, new = before.get(kind, []), after.get(kind, [])
+        prefix = "" if kind == "secrets" else f"{kind}:"
+        removed += [f"{prefix}{p}" for p in old if p not in new]
+        added += [f"{prefix}{p}" for p in new if p not in old]
+    return removed, added
+
+
+def action_status(report: ReportData, action: Action, deferred: bool = False) -> str:
+    outcome = report.outcome_for(action.id)
+    if outcome is not None:
+        if outcome.status == "skipped" and outcome.error == "dry run":
+            return "planned"
+        return outcome.status
+    if deferred:
+        return "deferred"
+    return "skipped" if action.skip_reason else "planned"
+
+
+def when(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,333 @@
+"""A serialisable view of the exposure graph for reports, and the "after" picture of a plan.
+
+The core graph (core/graph.py) has one `principal:` node kind; a report draws the design's columns
+
+    person -> flow -> connection -> identity -> vault -> secret
+
+so a principal becomes a `person:` node where it edits/runs flows or connections, and an `identity:`
+node where a connection authenticates as it or it holds vault access. A principal that is both (the
+admin who built the flow and whose identity the connection uses) appears in both columns: that is
+exactly the seed attack's shape.
+
+`simulate(snapshot, actions)` applies the graph-relevant changes of a plan to a copy of the snapshot
+(pure), so a dry run can show what the fix would cut; `compare(before, after)` marks removed and
+narrowed edges for the "after" picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from remediations.core.graph import ExposureGraph
+from remediations.core.model import (
+    AccessPolicy,
+    AccessPolicyChange,
+    Action,
+    Permissions,
+    RoleAssignment,
+    RoleAssignmentChange,
+    Share,
+    ShareChange,
+    Snapshot,
+    Vault,
+)
+
+NodeKind = Literal["person", "flow", "connection", "identity", "vault", "secret"]
+NODE_KINDS: tuple[NodeKind, ...] = ("person", "flow", "connection", "identity", "vault", "secret")
+EdgeStatus = Literal["kept", "removed", "narrowed", "added"]
+
+_PERSON_RELATIONS = {"can_edit", "can_run"}
+_ACCESS_RELATIONS = {"access_policy", "role_assignment"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GraphNode(_Frozen):
+    id: str  # `<kind>:<core node id without its prefix>`
+    kind: NodeKind
+    label: str  # display name where known (may be attacker-controlled: renderers escape it)
+    detail: str = ""  # the full id, for tooltips
+
+
+class GraphEdge(_Frozen):
+    source: str
+    target: str
+    relation: str  # can_edit, can_run, uses, authenticates_as, access_policy, role_assignment, contains
+    permissions: tuple[str, ...] = ()
+    status: EdgeStatus = "kept"
+    removed_permissions: tuple[str, ...] = ()  # for `narrowed`: what the fix took away
+
+    @property
+    def label(self) -> str:
+        if self.relation in _ACCESS_RELATIONS:
+            return ",".join(self.permissions) or self.relation
+        return self.relation.replace("_", " ")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.source, self.target, self.relation)
+
+
+class GraphView(_Frozen):
+    nodes: tuple[GraphNode, ...] = ()
+    edges: tuple[GraphEdge, ...] = ()
+
+    def count(self, kind: NodeKind) -> int:
+        return sum(1 for n in self.nodes if n.kind == kind)
+
+    def edges_with(self, status: EdgeStatus) -> tuple[GraphEdge, ...]:
+        return tuple(e for e in self.edges if e.status == status)
+
+
+def _labels(snapshot: Snapshot) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for identity in snapshot.identities:
+        if identity.display_name:
+            labels[f"principal:{identity.object_id.lower()}"] = identity.display_name
+    for flow in snapshot.flows:
+        labels[f"flow:{flow.id}"] = flow.display_name or flow.id
+    for connection in snapshot.connections:
+        connector = connection.connector_id.rstrip("/").rsplit("/", 1)[-1].removeprefix("shared_")
+        vault_name = connection.parameters.get("vaultName")
+        labels[f"connection:{connection.id}"] = f"{connector} {vault_name or connection.id}".strip()
+    for vault in snapshot.vaults:
+        labels[f"vault:{vault.id.lower()}"] = vault.name
+        for secret in vault.secrets:
+            labels[f"secret:{vault.id.lower()}/secrets/{secret.name.lower()}"] = f"{vault.name}/{secret.name}"
+    return labels
+
+
+def _fallback_label(core_id: str) -> str:
+    kind, _, rest = core_id.partition(":")
+    if kind == "secret" and "/secrets/" in rest:
+        vault_part, _, name = rest.rpartition("/secrets/")
+        return f"{vault_part.rsplit('/', 1)[-1]}/{name}"
+    return rest.rstrip("/").rsplit("/", 1)[-1] or rest
+
+
+def _view_id(core_id: str, role: NodeKind | None = None) -> str:
+    kind, _, rest = core_id.partition(":")
+    if kind == "principal":
+        assert role is not None
+        return f"{role}:{rest}"
+    return core_id
+
+
+def graph_view(snapshot: Snapshot, graph: ExposureGraph | None = None) -> GraphView:
+    """The exposure graph of `snapshot` as nodes (with display labels) and edges, in a stable order."""
+    graph = graph or ExposureGraph.build(snapshot)
+    labels = _labels(snapshot)
+    nodes: dict[str, GraphNode] = {}
+    edges: dict[tuple[str, str, str], GraphEdge] = {}
+
+    def node(core_id: str, role: NodeKind | None = None) -> str:
+        view_id = _view_id(core_id, role)
+        if view_id not in nodes:
+            kind: NodeKind = role if role is not None else _kind(core_id)
+            nodes[view_id] = GraphNode(
+                id=view_id,
+                kind=kind,
+                label=labels.get(core_id) or _fallback_label(core_id),
+                detail=core_id.partition(":")[2],
+            )
+        return view_id
+
+    for edge in graph.edges:
+        source_role: NodeKind | None = None
+        target_role: NodeKind | None = None
+        if edge.relation in _PERSON_RELATIONS:
+            source_role = "person"
+        elif edge.relation == "authenticates_as":
+            target_role = "identity"
+        elif edge.relation in _ACCESS_RELATIONS:
+            source_role = "identity"
+        view_edge = GraphEdge(
+            source=node(edge.source, source_role),
+            target=node(edge.target, target_role),
+            relation=edge.relation,
+            permissions=edge.permissions,
+        )
+        edges.setdefault(view_edge.key, view_edge)
+    ordered_nodes = sorted(nodes.values(), key=lambda n: (NODE_KINDS.index(n.kind), n.label.lower(), n.id))
+    return GraphView(nodes=tuple(ordered_nodes), edges=tuple(sorted(edges.values(), key=lambda e: e.key)))
+
+
+def _kind(core_id: str) -> NodeKind:
+    prefix = core_id.partition(":")[0]
+    for kind in NODE_KINDS:
+        if kind == prefix:
+            return kind
+    raise ValueError(f"unexpected graph node {core_id!r}")
+
+
+def compare(before: GraphView, after: GraphView) -> GraphView:
+    """The "after" picture: every node of both; edges kept, narrowed (fewer permissions), removed, added."""
+    after_edges = {e.key: e for e in after.edges}
+    before_edges = {e.key: e for e in before.edges}
+    edges: list[GraphEdge] = []
+    for key, old in before_edges.items():
+        new = after_edges.get(key)
+        if new is None:
+            edges.append(old.model_copy(update={"status": "removed"}))
+        elif set(new.permissions) < set(old.permissions):
+            lost = tuple(sorted(set(old.permissions) - set(new.permissions)))
+            edges.append(new.model_copy(update={"status": "narrowed", "removed_permissions": lost}))
+        else:
+            edges.append(new.model_copy(update={"status": "kept"}))
+    edges += [
+        e.model_copy(update={"status": "added"}) for k, e in after_edges.items() if k not in before_edges
+    ]
+    nodes = {n.id: n for n in before.nodes}
+    for n in after.nodes:
+        nodes.setdefault(n.id, n)
+    ordered_nodes = sorted(nodes.values(), key=lambda n: (NODE_KINDS.index(n.kind), n.label.lower(), n.id))
+    return GraphView(nodes=tuple(ordered_nodes), edges=tuple(sorted(edges, key=lambda e: e.key)))
+
+
+def readable_pairs(snapshot: Snapshot) -> set[tuple[str, str]]:
+    """(person object id, secret node) pairs where a person reaches a secret through a flow."""
+    graph = ExposureGraph.build(snapshot)
+    people = {e.source for e in graph.edges if e.relation in _PERSON_RELATIONS}
+    pairs: set[tuple[str, str]] = set()
+    for person in sorted(people):
+        oid = person.partition(":")[2]
+        for path in graph.what_can_read(oid):
+            if path[0].relation in _PERSON_RELATIONS:
+                pairs.add((oid, path[-1].target))
+    return pairs
+
+
+# --- the snapshot a plan would leave (pure) -----------------------------------------------------------
+
+
+def _remove_perms(entry: AccessPolicy, change: AccessPolicyChange) -> AccessPolicy:
+    # Azure's `remove` matches permission strings exactly (case-sensitive); mirror that here.
+    def minus(have: tuple[str, ...], gone: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(p for p in have if p not in gone)
+
+    perms = entry.permissions
+    return entry.model_copy(
+        update={
+            "permissions": Permissions(
+                secrets=minus(perms.secrets, change.permissions.secrets),
+                keys=minus(perms.keys, change.permissions.keys),
+                certificates=minus(perms.certificates, change.permissions.certificates),
+                storage=minus(perms.storage, change.permissions.storage),
+            )
+        }
+    )
+
+
+def _apply_access_policy(vault: Vault, change: AccessPolicyChange) -> Vault:
+    entries = list(vault.access_policies)
+    match = [
+        i
+        for i, e in enumerate(entries)
+        if e.object_id.lower() == change.object_id.lower()
+        and (e.application_id or "") == (change.application_id or "")
+    ]
+    if change.operation == "remove":
+        for i in match:
+            entries[i] = _remove_perms(entries[i], change)
+        entries = [e for e in entries if any(e.permissions.as_dict().values())]
+    elif match:
+        i = match[0]
+        merged = tuple(dict.fromkeys(entries[i].permissions.secrets + change.permissions.secrets))
+        entries[i] = entries[i].model_copy(
+            update={"permissions": entries[i].permissions.model_copy(update={"secrets": merged})}
+        )
+    else:
+        entries.append(
+            AccessPolicy(
+                tenant_id=change.tenant_id,
+                object_id=change.object_id,
+                application_id=change.application_id,
+                permissions=change.permissions,
+            )
+        )
+    return vault.model_copy(update={"access_policies": tuple(entries)})
+
+
+def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
+    """The snapshot after `actions` (access policy, role assignment and share changes; DLP and
+    rotation changes cut no edge of this graph). Pure: used for dry-run "after" pictures."""
+    vaults = {v.id.lower(): v for v in snapshot.vaults}
+    order = [v.id.lower() for v in snapshot.vaults]
+    role_assignments = list(snapshot.role_assignments)
+    shares = list(snapshot.shares)
+    for action in actions:
+        for change in action.changes:
+            if isinstance(change, AccessPolicyChange):
+                key = action.target.lower()
+                if key in vaults:
+                    vaults[key] = _apply_access_policy(vaults[key], change)
+            elif isinstance(change, RoleAssignmentChange):
+                if change.operation == "delete":
+                    role_assignments = [
+                        ra
+                        for ra in role_assignments
+                        if not (
+                            ra.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
+                            and ra.principal_id.lower() == change.principal_id.lower()
+                            and ra.role_guid
+                            == change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+                        )
+                    ]
+                else:
+                    role_assignments.append(
+                        RoleAssignment(
+                            id=f"{change.scope}/providers/Microsoft.Authorization/roleAssignments/"
+                            f"{change.assignment_name}",
+                            scope=change.scope,
+                            role_definition_id=change.role_definition_id,
+                            principal_id=change.principal_id,
+                            principal_type=change.principal_type,
+                        )
+                    )
+            elif isinstance(change, ShareChange):
+                if change.operation == "delete":
+                    shares = [s for s in shares if not _same_share(s, change)]
+                else:
+                    shares.append(
+                        Share(
+                            resource_kind=change.resource_kind,
+                            resource_id=change.resource_id,
+                            principal_id=change.principal_id,
+                            principal_kind=change.principal_kind,
+                            role=change.role,
+                        )
+                    )
+    return snapshot.model_copy(
+        update={
+            "vaults": tuple(vaults[k] for k in order),
+            "role_assignments": tuple(role_assignments),
+            "shares": tuple(shares),
+        }
+    )
+
+
+def _same_share(share: Share, change: ShareChange) -> bool:
+    return (
+        share.resource_kind == change.resource_kind
+        and share.resource_id.lower() == change.resource_id.lower()
+        and share.principal_id.lower() == change.principal_id.lower()
+        and share.role.lower() == change.role.lower()
+    )
+
+
+__all__ = [
+    "NODE_KINDS",
+    "GraphEdge",
+    "GraphNode",
+    "GraphView",
+    "NodeKind",
+    "compare",
+    "graph_view",
+    "readable_pairs",
+    "simulate",
+]

@@ -1,0 +1,250 @@
+"""The report's typed data (`ReportData`) and the pure builder that assembles it from a run.
+
+Everything a renderer needs is here, already ordered (findings by severity) and counted, so the
+markdown, HTML, JSON and SARIF renderers are plain functions over one value. No field can hold a
+secret value: the inputs (Finding, Action, Outcome, AuditRecord, Snapshot) have none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import remediations
+from remediations.core.audit import AuditRecord
+from remediations.core.detect import detector_description
+from remediations.core.model import (
+    Action,
+    Finding,
+    InventoryError,
+    Outcome,
+    Plan,
+    Severity,
+    Snapshot,
+)
+from remediations.report.graph_view import GraphView, compare, graph_view, readable_pairs, simulate
+
+SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
+OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")
+
+# Short rule texts for the detectors we ship; others fall back to the detector's docstring.
+RULE_TEXT: dict[str, str] = {
+    "secret_list_permission": "An identity can list every secret in a vault (enumeration: the seed attack)",
+    "excess_secret_permissions": "An identity holds secret permissions beyond its purpose's allow-list",
+    "orphaned_principal": "A vault grants access to an identity that no longer exists in the directory",
+}
+_ACCESS_POLICY_DOC = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
+RULE_HELP: dict[str, str] = {
+    "secret_list_permission": _ACCESS_POLICY_DOC,
+    "excess_secret_permissions": _ACCESS_POLICY_DOC,
+    "orphaned_principal": _ACCESS_POLICY_DOC,
+}
+DEFAULT_HELP = "https://learn.microsoft.com/azure/key-vault/general/security-features"
+
+AfterSource = Literal["re-read after apply", "applied outcomes", "planned (dry run)"]
+
+
+def severity_rank(severity: str) -> int:
+    """0 for critical ... 3 for low (unknown sorts last)."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def at_least(findings: Iterable[Finding], minimum: Severity | None) -> list[Finding]:
+    """Findings at or above `minimum` (all when None)."""
+    if minimum is None:
+        return list(findings)
+    limit = severity_rank(minimum)
+    return [f for f in findings if severity_rank(f.severity) <= limit]
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(
+        findings, key=lambda f: (severity_rank(f.severity), f.detector_id, f.resource_id.lower(), f.id)
+    )
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ActionCounts(_Frozen):
+    planned: int = 0  # writes in the plan (not skipped by the planner, not deferred)
+    applied: int = 0
+    noop: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+
+
+class Summary(_Frozen):
+    findings_by_severity: dict[str, int]  # every severity, most severe first
+    actions: ActionCounts
+    api_calls: dict[str, int] = Field(default_factory=dict)  # service -> calls, when the caller counted
+    duration_seconds: float | None = None
+    exposure_before: int | None = None  # (person, secret) pairs readable through a flow
+    exposure_after: int | None = None
+    inventory_errors: int = 0
+
+    @property
+    def total_findings(self) -> int:
+        return sum(self.findings_by_severity.values())
+
+
+class AttackReplay(_Frozen):
+    """The seed attack replayed before and after the fix: secret names only, never values."""
+
+    attacker: str
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    note: str = ""
+
+
+class RuleInfo(_Frozen):
+    id: str
+    description: str
+    help_uri: str
+    severity: Severity  # the most severe finding of this rule in the report
+
+
+class ReportData(_Frozen):
+    title: str
+    generated_at: datetime
+    scope: str
+    run_id: str | None = None
+    dry_run: bool = True
+    tool_version: str = remediations.__version__
+    summary: Summary
+    findings: tuple[Finding, ...] = ()  # most severe first
+    rules: tuple[RuleInfo, ...] = ()
+    actions: tuple[Action, ...] = ()
+    deferred: tuple[Action, ...] = ()
+    outcomes: tuple[Outcome, ...] = ()
+    graph_before: GraphView | None = None
+    graph_after: GraphView | None = None  # every node of both; edges marked kept/narrowed/removed/added
+    graph_after_source: AfterSource | None = None
+    audit: tuple[AuditRecord, ...] = ()  # an excerpt: the first `audit_limit` rows of the run
+    audit_total: int = 0
+    attack_replay: AttackReplay | None = None
+    inventory_errors: tuple[InventoryError, ...] = ()
+
+    def outcome_for(self, action_id: str) -> Outcome | None:
+        for outcome in self.outcomes:
+            if outcome.action_id == action_id:
+                return outcome
+        return None
+
+
+def _rules(findings: Sequence[Finding]) -> tuple[RuleInfo, ...]:
+    worst: dict[str, Severity] = {}
+    for finding in findings:
+        current = worst.get(finding.detector_id)
+        if current is None or severity_rank(finding.severity) < severity_rank(current):
+            worst[finding.detector_id] = finding.severity
+    return tuple(
+        RuleInfo(
+            id=rule_id,
+            description=RULE_TEXT.get(rule_id)
+            or detector_description(rule_id)
+            or rule_id.replace("_", " ").capitalize(),
+            help_uri=RULE_HELP.get(rule_id, DEFAULT_HELP),
+            severity=severity,
+        )
+        for rule_id, severity in sorted(worst.items())
+    )
+
+
+def _counts(plan: Plan | None, outcomes: Sequence[Outcome]) -> ActionCounts:
+    by_status = Counter(o.status for o in outcomes)
+    planned = len(plan.writes) if plan is not None else 0
+    skipped = by_status["skipped"]
+    if not outcomes and plan is not None:  # planned only: the planner's own skips still count
+        skipped = len(plan.actions) - len(plan.writes)
+    return ActionCounts(
+        planned=planned,
+        applied=by_status["applied"],
+        noop=by_status["noop"],
+        failed=by_status["failed"],
+        skipped=skipped,
+        deferred=by_status["deferred"] if outcomes else (len(plan.deferred) if plan is not None else 0),
+    )
+
+
+def build_report(
+    *,
+    findings: Sequence[Finding],
+    snapshot: Snapshot | None = None,
+    plan: Plan | None = None,
+    outcomes: Sequence[Outcome] = (),
+    audit: Sequence[AuditRecord] = (),
+    snapshot_after: Snapshot | None = None,
+    title: str = "vaultguard report",
+    scope: str | None = None,
+    run_id: str | None = None,
+    generated_at: datetime | None = None,
+    api_calls: Mapping[str, int] | None = None,
+    duration_seconds: float | None = None,
+    attack_replay: AttackReplay | None = None,
+    min_severity: Severity | None = None,
+    audit_limit: int = 50,
+) -> ReportData:
+    """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
+    (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
+    or (dry run, no outcomes) the snapshot with every planned write simulated."""
+    kept = sort_findings(at_least(findings, min_severity))
+    by_severity = Counter(f.severity for f in kept)
+
+    graph_before = graph_after = None
+    after_source: AfterSource | None = None
+    exposure_before = exposure_after = None
+    if snapshot is not None:
+        graph_before = graph_view(snapshot)
+        after_snapshot: Snapshot | None = None
+        if snapshot_after is not None:
+            after_snapshot, after_source = snapshot_after, "re-read after apply"
+        elif plan is not None:
+            if outcomes and not plan.dry_run:
+                done = {o.action_id for o in outcomes if o.status in {"applied", "noop"}}
+                chosen = [a for a in plan.actions if a.id in done]
+                after_source = "applied outcomes"
+            else:
+                chosen, after_source = list(plan.writes), "planned (dry run)"
+            after_snapshot = simulate(snapshot, chosen)
+        if after_snapshot is not None:
+            graph_after = compare(graph_before, graph_view(after_snapshot))
+            exposure_after = len(readable_pairs(after_snapshot))
+        exposure_before = len(readable_pairs(snapshot))
+
+    ordered_audit = sorted(audit, key=lambda r: (r.recorded_at, r.row_key))
+    errors = snapshot.errors if snapshot is not None else ()
+    return ReportData(
+        title=title,
+        generated_at=generated_at or datetime.now(UTC),
+        scope=scope or (snapshot.scope.resource_id if snapshot is not None else "-"),
+        run_id=run_id,
+        dry_run=plan.dry_run if plan is not None else True,
+        summary=Summary(
+            findings_by_severity={s: by_severity[s] for s in SEVERITIES},
+            actions=_counts(plan, outcomes),
+            api_calls=dict(sorted((api_calls or {}).items())),
+            duration_seconds=duration_seconds,
+            exposure_before=exposure_before,
+            exposure_after=exposure_after,
+            inventory_errors=len(errors),
+        ),
+        findings=tuple(kept),
+        rules=_rules(kept),
+        actions=plan.actions if plan is not None else (),
+        deferred=plan.deferred if plan is not None else (),
+        outcomes=tuple(outcomes),
+        graph_before=graph_before,
+        graph_after=graph_after,
+        graph_after_source=after_source,
+        audit=tuple(ordered_audit[:audit_limit]),
+        audit_total=len(ordered_audit),
+        attack_replay=attack_replay,
+        inventory_errors=tuple(errors),
+    )

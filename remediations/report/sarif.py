@@ -1,0 +1,118 @@
+"""SARIF 2.1.0 for code-scanning tools (GitHub code scanning, Azure DevOps, Defender for DevOps).
+
+Like Prowler, only failing findings become results (a finding *is* a failure here). Shapes:
+- one rule per detector id: `shortDescription`, `helpUri`, `defaultConfiguration.level`,
+  `properties.security-severity` (GitHub's numeric scale: critical 9.5, high 8.0, medium 5.5, low 3.0);
+- one result per finding: `ruleId`/`ruleIndex`, `level`, `message.text`, `partialFingerprints`
+  from the finding's stable id, and one location.
+
+Locations: GitHub rejects a whole file when any result has no `physicalLocation` ("expected at least
+one location" / "expected artifact location"), so every result gets one:
+- findings on a file (a flow definition scanned from disk) put `artifactUri` (repo-relative path) and
+  optionally `startLine`/`endLine`/`startColumn` in their evidence: that file and region are used;
+- cloud findings use the ARM resource id without its leading `/` as a relative URI (it names the
+  resource; no file exists), and the full resource id as a `logicalLocation` of kind `resource`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from remediations.core.model import Finding
+from remediations.report.guard import check_output
+from remediations.report.model import ReportData, severity_rank
+
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SARIF_VERSION = "2.1.0"
+INFORMATION_URI = "https://learn.microsoft.com/azure/key-vault/general/security-features"
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
+LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
+
+
+def _region(evidence: dict[str, Any]) -> dict[str, int] | None:
+    region: dict[str, int] = {}
+    for key in ("startLine", "startColumn", "endLine", "endColumn"):
+        value = evidence.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            region[key] = value
+    return region if "startLine" in region else None
+
+
+def _location(finding: Finding) -> dict[str, Any]:
+    artifact = finding.evidence.get("artifactUri")
+    logical = [{"fullyQualifiedName": finding.resource_id, "kind": "resource"}]
+    if isinstance(artifact, str) and artifact:
+        physical: dict[str, Any] = {"artifactLocation": {"uri": artifact.replace("\\", "/")}}
+        region = _region(finding.evidence)
+        if region is not None:
+            physical["region"] = region
+    else:
+        physical = {"artifactLocation": {"uri": finding.resource_id.lstrip("/")}}
+    return {"physicalLocation": physical, "logicalLocations": logical}
+
+
+def _utc(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sarif_document(report: ReportData) -> dict[str, Any]:
+    rules = list(report.rules)
+    index = {rule.id: i for i, rule in enumerate(rules)}
+    results: list[dict[str, Any]] = []
+    for finding in sorted(report.findings, key=lambda f: (severity_rank(f.severity), f.id)):
+        result: dict[str, Any] = {
+            "ruleId": finding.detector_id,
+            "level": LEVEL[finding.severity],
+            "message": {"text": finding.message},
+            "locations": [_location(finding)],
+            "partialFingerprints": {"vaultguardFindingId/v1": finding.id},
+            "properties": {"severity": finding.severity},
+        }
+        if finding.detector_id in index:
+            result["ruleIndex"] = index[finding.detector_id]
+        if finding.principal:
+            result["properties"]["principal"] = finding.principal
+        results.append(result)
+    driver = {
+        "name": "vaultguard",
+        "version": report.tool_version,
+        "semanticVersion": report.tool_version,
+        "informationUri": INFORMATION_URI,
+        "rules": [
+            {
+                "id": rule.id,
+                "name": "".join(part.capitalize() for part in rule.id.split("_")),
+                "shortDescription": {"text": rule.description},
+                "helpUri": rule.help_uri,
+                "defaultConfiguration": {"level": LEVEL[rule.severity]},
+                "properties": {
+                    "security-severity": SECURITY_SEVERITY[rule.severity],
+                    "tags": ["security", "azure-key-vault", "power-automate"],
+                },
+            }
+            for rule in rules
+        ],
+    }
+    run: dict[str, Any] = {
+        "tool": {"driver": driver},
+        "results": results,
+        "columnKind": "unicodeCodePoints",
+        "invocations": [
+            {
+                "executionSuccessful": report.summary.inventory_errors == 0,
+                "endTimeUtc": _utc(report.generated_at),
+            }
+        ],
+        "properties": {"scope": report.scope, **({"runId": report.run_id} if report.run_id else {})},
+    }
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
+
+
+def render_sarif(report: ReportData, *, forbidden_values: Collection[str] | None = None) -> str:
+    text = json.dumps(sarif_document(report), indent=2, ensure_ascii=False) + "\n"
+    return check_output(text, forbidden_values, fmt="sarif")

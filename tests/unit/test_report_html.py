@@ -1,0 +1,130 @@
+"""report.html: self-contained, escaped, both SVG graphs present with the expected nodes."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from remediations.report import ForbiddenValueError, render_html
+from tests.unit.report_builders import seed_report
+
+
+class _Page(HTMLParser):
+    """Collects what a reader (or an attacker) would care about: scripts, remote refs, SVG graphs."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.remote: list[str] = []
+        self.svgs: list[dict[str, object]] = []
+        self._svg: dict[str, object] | None = None
+        self._figure: str | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        for name in ("src", "href", "xlink:href"):
+            value = a.get(name) or ""
+            if value.startswith(("http:", "https:", "//")):
+                self.remote.append(value)
+        if tag == "div" and a.get("class") == "figure":
+            self._figure = a.get("id")
+        if tag == "svg":
+            self._svg = {"figure": self._figure, "kinds": [], "edges": []}
+            self.svgs.append(self._svg)
+        elif self._svg is not None and tag == "g" and a.get("data-kind"):
+            self._svg["kinds"].append(a["data-kind"])  # type: ignore[union-attr]
+        elif self._svg is not None and tag == "g" and a.get("data-status"):
+            self._svg["edges"].append(a["data-status"])  # type: ignore[union-attr]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._svg = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_both_graphs_are_inline_svg_with_the_expected_nodes() -> None:
+    report = seed_report()
+    page = parse(render_html(report))
+    assert [s["figure"] for s in page.svgs] == ["graph-before", "graph-after"]
+    before, after = page.svgs
+    expected = {"person": 2, "flow": 1, "connection": 1, "identity": 3, "vault": 2, "secret": 4}
+    for svg in (before, after):
+        kinds = svg["kinds"]
+        assert isinstance(kinds, list)
+        assert {k: kinds.count(k) for k in expected} == expected and len(kinds) == 13
+    assert before["edges"] == ["kept"] * 12
+    after_edges = after["edges"]
+    assert isinstance(after_edges, list)
+    assert sorted(after_edges) == ["kept"] * 10 + ["narrowed"] * 2
+
+
+def test_removed_edge_is_dashed_red_in_the_after_picture() -> None:
+    from remediations.core.model import Outcome
+    from remediations.report import build_report
+    from tests.unit.report_builders import GENERATED, seed_run
+    from tests.unit.test_report_model import revoke_share_action
+
+    snap, findings, plan = seed_run(dry_run=False)
+    plan = plan.model_copy(update={"actions": (*plan.actions, revoke_share_action())})
+    outcomes = [Outcome(action_id=a.id, status="applied") for a in plan.actions]
+    page = render_html(
+        build_report(findings=findings, snapshot=snap, plan=plan, outcomes=outcomes, generated_at=GENERATED)
+    )
+    after_svg = page[page.index('id="graph-after"') :]
+    start = after_svg.index('data-status="removed"')
+    removed_group = after_svg[start : after_svg.index("</g>", start)]
+    assert 'stroke="#e03131"' in removed_group and "stroke-dasharray" in removed_group
+    assert "can_edit" in removed_group  # its tooltip names the relation
+    assert 'data-status="removed"' not in page[: page.index('id="graph-after"')]  # not in "before"
+
+
+def test_self_contained_no_script_no_remote_assets() -> None:
+    page_text = render_html(seed_report())
+    page = parse(page_text)
+    assert "script" not in page.tags and page.remote == []
+    assert "Content-Security-Policy" in page_text and "default-src 'none'" in page_text
+    assert "<link" not in page_text and "@import" not in page_text and "url(http" not in page_text
+
+
+def test_every_string_is_escaped() -> None:
+    evil = '<script>alert("x")</script>'
+    report = seed_report(maker_name=evil, flow_name='"><img src=x onerror=alert(1)>')
+    page_text = render_html(report)
+    page = parse(page_text)
+    assert "<script>" not in page_text and "script" not in page.tags and "img" not in page.tags
+    assert "&lt;script&gt;" in page_text  # shown as text, escaped
+    assert any("<script>alert" in t for t in page.text)  # a reader sees the literal name
+    # The attribute-breaking flow name cannot close an attribute or open a tag.
+    assert '"><img' not in page_text and "&quot;&gt;&lt;img src=x" in page_text
+
+
+def test_severity_badges_in_order_and_summary_counts() -> None:
+    page_text = render_html(seed_report())
+    findings = page_text[page_text.index("<h2>Findings") : page_text.index("<h2>Actions")]
+    badges = [chunk.split('"', 1)[0] for chunk in findings.split('class="sev sev-')[1:]]
+    assert badges == ["high", "high", "medium"]
+    text = " ".join(parse(page_text).text)
+    assert "Findings (3)" in text and "Actions (2)" in text and "applied" in text
+
+
+def test_forbidden_values_guard() -> None:
+    report = seed_report()
+    render_html(report, forbidden_values={"s3cr3t-value-never-shown", ""})  # absent: fine
+    with pytest.raises(ForbiddenValueError) as raised:
+        render_html(report, forbidden_values={"Payroll sync"})  # present (a label): refused
+    assert "Payroll sync" not in str(raised.value)
+    with pytest.raises(ForbiddenValueError):
+        # Escaping must not hide a leak: `<` appears as `&lt;` in the page.
+        render_html(seed_report(maker_name="pw<1>"), forbidden_values={"pw<1>"})

@@ -1,0 +1,96 @@
+"""report.md: GitHub-flavoured tables that stay tables whatever the names contain."""
+
+from __future__ import annotations
+
+import pytest
+
+from remediations.report import ForbiddenValueError, render_markdown
+from remediations.report.markdown import cell, table
+from tests.unit.report_builders import seed_report
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """Split the markdown into tables of cells (unescaped `|` separates cells)."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells, buf, escaped = [], "", False
+            for ch in line.strip()[1:-1]:
+                if ch == "|" and not escaped:
+                    cells.append(buf.strip())
+                    buf = ""
+                else:
+                    buf += ch
+                escaped = ch == "\\" and not escaped
+            cells.append(buf.strip())
+            current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return tables
+
+
+def test_cell_escapes_pipes_newlines_and_html() -> None:
+    assert cell("a|b\nc") == "a\\|b c"
+    assert cell("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert cell(None) == "-" and cell("") == "-"
+    lines = table(["h1", "h2"], [["x|y", 2]])
+    assert lines == ["| h1 | h2 |", "|---|---|", "| x\\|y | 2 |"]
+
+
+def test_sections_and_tables_are_well_formed() -> None:
+    text = render_markdown(seed_report())
+    for heading in (
+        "# Seed attack: before and after",
+        "## Summary",
+        "## Attack replay",
+        "## Findings",
+        "## Actions",
+        "## Exposure graph",
+        "## Audit trail (excerpt)",
+    ):
+        assert heading in text.splitlines()
+    for rows in _tables(text):
+        assert len({len(r) for r in rows}) == 1, rows  # every row has the header's column count
+    tables = _tables(text)
+    severity = tables[0]
+    assert severity[0] == ["Critical", "High", "Medium", "Low", "Total findings"] and severity[2] == [
+        "0",
+        "2",
+        "1",
+        "0",
+        "3",
+    ]
+    findings = next(t for t in tables if t[0][:2] == ["Severity", "Rule"])
+    assert [r[0] for r in findings[2:]] == ["HIGH", "HIGH", "MEDIUM"]
+    actions = next(t for t in tables if t[0][0] == "Status")
+    assert [(r[0], r[6]) for r in actions[2:]] == [("applied", "-List"), ("applied", "-list")]
+    assert "secrets: get, list, set" in {r[4] for r in actions[2:]}
+    audit = next(t for t in tables if t[0][:2] == ["Time", "State"])
+    assert [r[1] for r in audit[2:]] == ["pending", "applied", "pending", "applied"]
+    changed = next(t for t in tables if t[0][0] == "change")
+    assert sorted(r[0] for r in changed[2:]) == ["narrowed", "narrowed"]
+
+
+def test_hostile_names_cannot_break_a_table() -> None:
+    report = seed_report(maker_name="evil | name\n# heading <script>", flow_name="x`y`*z*")
+    text = render_markdown(report)
+    assert "<script>" not in text and "\n# heading" not in text
+    for rows in _tables(text):
+        assert len({len(r) for r in rows}) == 1
+
+
+def test_dry_run_report_says_so_and_has_no_audit() -> None:
+    text = render_markdown(seed_report(applied=False))
+    assert "- Mode: dry run (nothing was changed)" in text
+    assert "_No audit rows (a dry run writes none)._" in text
+    actions = next(t for t in _tables(text) if t[0][0] == "Status")
+    assert {r[0] for r in actions[2:]} == {"planned"}
+
+
+def test_forbidden_values_guard() -> None:
+    with pytest.raises(ForbiddenValueError):
+        render_markdown(seed_report(), forbidden_values={"kv-payroll"})
