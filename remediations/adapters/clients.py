@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -20,13 +20,16 @@ from remediations.adapters.authorization import Authorization
 from remediations.adapters.graph_api import Directory
 from remediations.adapters.keyvault_data import KeyVaultSecrets
 from remediations.adapters.keyvault_mgmt import KeyVaultManagement
+from remediations.adapters.powerplatform import PowerPlatform
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
+    Flow,
     Identity,
     RoleAssignment,
     Scope,
     SecretMeta,
+    Share,
     Vault,
 )
 
@@ -50,6 +53,47 @@ class AuthorizationApi(Protocol):
 class DirectoryApi(Protocol):
     def resolve(self, object_ids: Sequence[str]) -> list[Identity]: ...
 
+    def object_ids_for_app_ids(self, app_ids: Sequence[str]) -> dict[str, str]: ...
+
+
+class PowerPlatformApi(Protocol):
+    """Power Platform admin routes (adapters/powerplatform.py). Lists return the API's items."""
+
+    def list_environments(self) -> list[dict[str, Any]]: ...
+
+    def get_environment(self, environment: str) -> dict[str, Any]: ...
+
+    def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]: ...
+
+    def list_flows(self, environment: str) -> list[dict[str, Any]]: ...
+
+    def get_flow(self, environment: str, flow: str) -> Flow: ...
+
+    def flow_permissions(self, environment: str, flow: str) -> list[Share]: ...
+
+    def modify_flow_permissions(
+        self,
+        environment: str,
+        flow: str,
+        *,
+        delete: Sequence[str] = (),
+        put: Sequence[dict[str, Any]] = (),
+    ) -> None: ...
+
+    def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]: ...
+
+    def connection_permissions(self, environment: str, api: str, connection: str) -> list[Share]: ...
+
+    def modify_connection_permissions(
+        self, environment: str, api: str, connection: str, *, delete: Sequence[str]
+    ) -> None: ...
+
+    def list_dlp_policies(self) -> list[dict[str, Any]]: ...
+
+    def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def update_dlp_policy(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
 
 class Clients(Protocol):
     def keyvault_management(self, subscription_id: str) -> KeyVaultManagementApi: ...
@@ -59,6 +103,8 @@ class Clients(Protocol):
     def authorization(self, subscription_id: str) -> AuthorizationApi: ...
 
     def directory(self) -> DirectoryApi: ...
+
+    def power_platform(self) -> PowerPlatformApi: ...
 
 
 class AzureClients:
@@ -74,6 +120,7 @@ class AzureClients:
         self._secrets: dict[str, KeyVaultSecrets] = {}
         self._authz: dict[str, Authorization] = {}
         self._directory: Directory | None = None
+        self._power_platform: PowerPlatform | None = None
 
     def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
         with self._lock:
@@ -100,16 +147,27 @@ class AzureClients:
                 self._directory = Directory(self.credential)
             return self._directory
 
+    def power_platform(self) -> PowerPlatform:
+        with self._lock:
+            if self._power_platform is None:
+                self._power_platform = PowerPlatform(self.credential)
+            return self._power_platform
+
     def close(self) -> None:
         with self._lock:
-            closables: list[KeyVaultManagement | KeyVaultSecrets | Authorization | Directory] = [
+            closables: list[
+                KeyVaultManagement | KeyVaultSecrets | Authorization | Directory | PowerPlatform
+            ] = [
                 *self._mgmt.values(),
                 *self._secrets.values(),
                 *self._authz.values(),
             ]
             if self._directory is not None:
                 closables.append(self._directory)
+            if self._power_platform is not None:
+                closables.append(self._power_platform)
             self._mgmt, self._secrets, self._authz, self._directory = {}, {}, {}, None
+            self._power_platform = None
         for client in closables:
             client.close()
         close_credential = getattr(self.credential, "close", None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
 from remediations.core.policy import Policy
 
@@ -31,6 +32,7 @@ def detector_ids() -> list[str]:
 
 
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
+    policy = effective_policy(policy, snapshot)  # `allowList: fromFlows` -> allow-lists from definitions
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
@@ -59,6 +61,11 @@ def _evidence(vault: Vault, entry: AccessPolicy, **extra: object) -> dict[str, o
         "secretPermissions": list(entry.permissions.secrets),
         **extra,
     }
+
+
+def _needed_names(policy: Policy, object_id: str, vault: Vault) -> dict[str, object]:
+    names = policy.needed_secret_names(object_id, vault)
+    return {} if names is None else {"neededSecretNames": list(names)}
 
 
 @detector("secret_list_permission")
@@ -106,7 +113,13 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
                 message=f"{entry.object_id} holds secret permissions {excess} on vault {vault.name} "
                 f"beyond its "
                 f"allow-list {sorted(allowed)}",
-                evidence=_evidence(vault, entry, allowed=sorted(allowed), excess=excess),
+                evidence=_evidence(
+                    vault,
+                    entry,
+                    allowed=sorted(allowed),
+                    excess=excess,
+                    **_needed_names(policy, entry.object_id, vault),
+                ),
             )
         )
     return findings
@@ -132,3 +145,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             )
         )
     return findings
+
+
+# Detector modules register themselves on import; imported last because they use `detector`.
+from remediations.core import pp_detect  # noqa: E402,F401
