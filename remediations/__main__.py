@@ -20,9 +20,9 @@ from remediations.adapters.clients import AzureClients
 from remediations.core.audit import AuditSink, TableAuditSink
 from remediations.core.detect import detect
 from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory
-from remediations.core.graph import ExposureGraph
+from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
-from remediations.core.model import Plan, Scope, Snapshot
+from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
 from remediations.core.policy import Policy, PolicyError, load_policy
 from remediations.core.registry import all_remediations
 from remediations.core.settings import AppSettings
@@ -63,7 +63,17 @@ def _snapshot(args: argparse.Namespace, progress: Progress) -> Snapshot:
     if not args.scope:
         raise PolicyError("give --scope (or --snapshot FILE)")
     with AzureClients() as clients:
-        return inventory(Scope.parse(args.scope), clients, progress=progress)
+        return inventory(Scope.parse(args.scope), clients, progress=progress, pp_scope=_pp_scope(args))
+
+
+def _pp_scope(args: argparse.Namespace) -> PowerPlatformScope | None:
+    environments = tuple(getattr(args, "environment", None) or ())
+    every = bool(getattr(args, "all_environments", False))
+    return (
+        PowerPlatformScope(environments=environments, all_environments=every)
+        if environments or every
+        else None
+    )
 
 
 def _print_errors(snapshot_errors: Sequence[Any]) -> None:
@@ -106,12 +116,28 @@ def _describe(path: GraphPath) -> str:
     return " ".join(hops)
 
 
+def _secret(snapshot: Snapshot, text: str) -> str:
+    """`VAULT/SECRET` (vault name or resource id) -> the graph's secret node."""
+    vault_part, _, name = text.rstrip("/").rpartition("/")
+    vault_part = vault_part.removesuffix("/secrets")
+    vault = next(
+        (v for v in snapshot.vaults if vault_part.lower() in {v.name.lower(), v.id.lower()}),
+        None,
+    )
+    if vault is None or not name:
+        raise ValueError(f"--who-can-read {text!r}: give VAULT/SECRET with a vault in the scope")
+    return secret_node(vault.id, name)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     with _progress() as progress:
         snapshot = _snapshot(args, progress)
     graph = ExposureGraph.build(snapshot)
-    if args.principal:
-        paths = graph.what_can_read(args.principal)
+    principal = args.what_can_read or args.principal
+    if principal:
+        paths = graph.what_can_read(principal)
+    elif args.who_can_read:
+        paths = graph.who_can_read(_secret(snapshot, args.who_can_read))
     else:
         secrets = sorted({e.target for e in graph.edges if e.target.startswith("secret:")})
         paths = [p for s in secrets for p in graph.who_can_read(s) if p[0].source.startswith("principal:")]
@@ -128,7 +154,10 @@ def _show_plan(plan: Plan) -> None:
     for action in plan.actions + plan.deferred:
         state = "SKIP" if action.skip_reason else ("DEFERRED" if action in plan.deferred else "CHANGE")
         print(f"{state:<8} {action.remediation_id} {action.target} principal={action.principal}")
-        print(f"         secrets: {action.before.get('secrets', [])} -> {action.after.get('secrets', [])}")
+        for key in sorted(set(action.before) | set(action.after)):
+            before, after = action.before.get(key, []), action.after.get(key, [])
+            if before or after:
+                print(f"         {key}: {before} -> {after}")
         for change in action.changes:
             print(f"         {change.describe()}")
         print(f"         why: {action.skip_reason or action.reason}")
@@ -196,7 +225,7 @@ def _run(
     context = RunContext(
         correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
     )
-    snapshot = inventory(Scope.parse(args.scope), clients, progress=progress)
+    snapshot = inventory(Scope.parse(args.scope), clients, progress=progress, pp_scope=_pp_scope(args))
     findings = at_least(detect(snapshot, policy), args.severity)
     plan = build_plan(
         findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=args.dry_run
@@ -211,6 +240,14 @@ def _run(
         inventory_errors=snapshot.errors,
     )
     return result, snapshot
+def _plan_scope(plan: Plan) -> Scope:
+    """The Azure scope of a stored plan, for the report (Power Platform targets are not Azure scopes)."""
+    for action in plan.actions:
+        try:
+            return Scope.parse(action.target)
+        except ValueError:
+            continue
+    return Scope(subscription_id="-")
 
 
 def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
@@ -227,7 +264,7 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
                 correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
             )
             outcomes = apply_plan(plan, clients, audit, context, progress=progress)
-            scope = Scope.parse(plan.actions[0].target) if plan.actions else Scope(subscription_id="-")
+            scope = _plan_scope(plan)
             result = RunResult(
                 correlation_id=context.correlation_id,
                 scope=scope,
@@ -296,6 +333,14 @@ def parser() -> argparse.ArgumentParser:
                 "--scope",
                 help="/subscriptions/<id>[/resourceGroups/<rg>[/providers/Microsoft.KeyVault/vaults/<name>]]",
             )
+            p.add_argument(
+                "--environment",
+                action="append",
+                help="also read this Power Platform environment (repeatable)",
+            )
+            p.add_argument(
+                "--all-environments", action="store_true", help="also read every Power Platform environment"
+            )
         return p
 
     command("list-remediations", "the registered fixes and their metadata", scope=False)
@@ -310,6 +355,12 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--out", metavar="FILE", help="also write the snapshot JSON here")
         if name == "graph":
             p.add_argument("--principal", help="paths from this object id instead of into every secret")
+            p.add_argument(
+                "--what-can-read", metavar="PRINCIPAL", help="paths from this object id to secrets"
+            )
+            p.add_argument(
+                "--who-can-read", metavar="VAULT/SECRET", help="paths from people into this secret"
+            )
         if name == "plan":
             p.add_argument("--out", metavar="FILE", help="store the plan to apply later (apply --plan)")
             p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")

@@ -44,7 +44,13 @@ class NarrowAccessPolicy(Remediation):
             )
             excess = {str(p) for p in finding.evidence.get("excess", [])}
             allowed = finding.evidence.get("allowed", [])
-            remove, ids, _ = wanted.setdefault(key, (set(), [], f"allow-list for this identity is {allowed}"))
+            reason = f"allow-list for this identity is {allowed}"
+            names = finding.evidence.get("neededSecretNames")
+            if names is not None:
+                # Access policies cannot be scoped to one secret: say what flows use, so the vault can be
+                # split or moved to RBAC (narrow_role_assignment scopes to exactly these names).
+                reason += f"; its flows read only the secrets {names}"
+            remove, ids, _ = wanted.setdefault(key, (set(), [], reason))
             remove.update(excess)
             ids.append(finding.id)
         return plan_removals(self.id, snapshot, policy, wanted)

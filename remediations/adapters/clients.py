@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -22,10 +22,12 @@ from remediations.adapters.graph_api import Directory
 from remediations.adapters.graph_applications import Applications
 from remediations.adapters.keyvault_data import KeyVaultSecrets
 from remediations.adapters.keyvault_mgmt import KeyVaultManagement
+from remediations.adapters.powerplatform import PowerPlatform
 from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
+    Flow,
     Identity,
     RoleAssignment,
     RoleAssignmentChange,
@@ -33,6 +35,7 @@ from remediations.core.model import (
     Scope,
     SecretMeta,
     SecretVersionMeta,
+    Share,
     Vault,
 )
 from remediations.core.secret_value import SecretValue
@@ -88,6 +91,47 @@ class AuthorizationApi(Protocol):
 class DirectoryApi(Protocol):
     def resolve(self, object_ids: Sequence[str]) -> list[Identity]: ...
 
+    def object_ids_for_app_ids(self, app_ids: Sequence[str]) -> dict[str, str]: ...
+
+
+class PowerPlatformApi(Protocol):
+    """Power Platform admin routes (adapters/powerplatform.py). Lists return the API's items."""
+
+    def list_environments(self) -> list[dict[str, Any]]: ...
+
+    def get_environment(self, environment: str) -> dict[str, Any]: ...
+
+    def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]: ...
+
+    def list_flows(self, environment: str) -> list[dict[str, Any]]: ...
+
+    def get_flow(self, environment: str, flow: str) -> Flow: ...
+
+    def flow_permissions(self, environment: str, flow: str) -> list[Share]: ...
+
+    def modify_flow_permissions(
+        self,
+        environment: str,
+        flow: str,
+        *,
+        delete: Sequence[str] = (),
+        put: Sequence[dict[str, Any]] = (),
+    ) -> None: ...
+
+    def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]: ...
+
+    def connection_permissions(self, environment: str, api: str, connection: str) -> list[Share]: ...
+
+    def modify_connection_permissions(
+        self, environment: str, api: str, connection: str, *, delete: Sequence[str]
+    ) -> None: ...
+
+    def list_dlp_policies(self) -> list[dict[str, Any]]: ...
+
+    def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def update_dlp_policy(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
 
 class ApplicationsApi(Protocol):
     def password_key_ids(self, app_object_id: str) -> list[str]: ...
@@ -117,6 +161,7 @@ class Clients(Protocol):
     def applications(self) -> ApplicationsApi: ...
 
     def storage(self, subscription_id: str) -> StorageKeysApi: ...
+    def power_platform(self) -> PowerPlatformApi: ...
 
 
 class AzureClients:
@@ -134,6 +179,7 @@ class AzureClients:
         self._directory: Directory | None = None
         self._applications: Applications | None = None
         self._storage: dict[str, StorageKeys] = {}
+        self._power_platform: PowerPlatform | None = None
 
     def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
         with self._lock:
@@ -171,23 +217,33 @@ class AzureClients:
             if subscription_id not in self._storage:
                 self._storage[subscription_id] = StorageKeys(self.credential, subscription_id)
             return self._storage[subscription_id]
+    def power_platform(self) -> PowerPlatform:
+        with self._lock:
+            if self._power_platform is None:
+                self._power_platform = PowerPlatform(self.credential)
+            return self._power_platform
 
     def close(self) -> None:
         with self._lock:
             closables: list[
-                KeyVaultManagement | KeyVaultSecrets | Authorization | Directory | Applications | StorageKeys
+                KeyVaultManagement
+                | KeyVaultSecrets
+                | Authorization
+                | Directory
+                | Applications
+                | StorageKeys
+                | PowerPlatform
             ] = [
                 *self._mgmt.values(),
                 *self._secrets.values(),
                 *self._authz.values(),
                 *self._storage.values(),
             ]
-            if self._directory is not None:
-                closables.append(self._directory)
-            if self._applications is not None:
-                closables.append(self._applications)
+            for single in (self._directory, self._applications, self._power_platform):
+                if single is not None:
+                    closables.append(single)
             self._mgmt, self._secrets, self._authz, self._directory = {}, {}, {}, None
-            self._applications, self._storage = None, {}
+            self._applications, self._storage, self._power_platform = None, {}, None
         for client in closables:
             client.close()
         close_credential = getattr(self.credential, "close", None)

@@ -84,5 +84,37 @@ class Directory:
                 found[identity.object_id.lower()] = identity
         return [found.get(i, Identity(object_id=i, exists=False)) for i in unique]
 
+    def _service_principals(self, app_id: str) -> list[dict[str, Any]]:
+        request = HttpRequest(
+            "GET",
+            f"{GRAPH}/v1.0/servicePrincipals?$filter=appId eq '{app_id}'&$select=id,appId,displayName",
+        )
+        response = self._client.send_request(request)
+        if response.status_code != 200:
+            retry_after = response.headers.get("Retry-After")
+            raise AzureCallFailed(
+                "servicePrincipals by appId",
+                response.status_code,
+                None,
+                response.text()[:300],
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        values: list[dict[str, Any]] = json.loads(response.text()).get("value", [])
+        return values
+
+    def object_ids_for_app_ids(self, app_ids: Sequence[str]) -> dict[str, str]:
+        """Application (client) id -> service principal object id; ids Graph does not know are left out.
+
+        Service-principal connections show only the client id; Key Vault access policies name object ids.
+        The appId match is re-checked here, so a server that ignores `$filter` still maps correctly.
+        """
+        found: dict[str, str] = {}
+        for app_id in dict.fromkeys(a.lower() for a in app_ids):
+            items = with_retry("servicePrincipals by appId", partial(self._service_principals, app_id))
+            for item in items:
+                if str(item.get("appId", "")).lower() == app_id and item.get("id"):
+                    found[app_id] = str(item["id"]).lower()
+        return found
+
     def close(self) -> None:
         self._client.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 
+from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
 from remediations.core.policy import Policy
 
@@ -48,6 +49,7 @@ def detector_description(detector_id: str) -> str | None:
 
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
     load_detectors()
+    policy = effective_policy(policy, snapshot)  # `allowList: fromFlows` -> allow-lists from definitions
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
@@ -76,6 +78,11 @@ def _evidence(vault: Vault, entry: AccessPolicy, **extra: object) -> dict[str, o
         "secretPermissions": list(entry.permissions.secrets),
         **extra,
     }
+
+
+def _needed_names(policy: Policy, object_id: str, vault: Vault) -> dict[str, object]:
+    names = policy.needed_secret_names(object_id, vault)
+    return {} if names is None else {"neededSecretNames": list(names)}
 
 
 @detector("secret_list_permission")
@@ -123,7 +130,13 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
                 message=f"{entry.object_id} holds secret permissions {excess} on vault {vault.name} "
                 f"beyond its "
                 f"allow-list {sorted(allowed)}",
-                evidence=_evidence(vault, entry, allowed=sorted(allowed), excess=excess),
+                evidence=_evidence(
+                    vault,
+                    entry,
+                    allowed=sorted(allowed),
+                    excess=excess,
+                    **_needed_names(policy, entry.object_id, vault),
+                ),
             )
         )
     return findings
@@ -153,3 +166,6 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
 
 # RBAC and dead-identity detectors live in their own module and register themselves on import.
 from remediations.core import detect_rbac as _detect_rbac  # noqa: E402, F401
+
+# Detector modules register themselves on import; imported last because they use `detector`.
+from remediations.core import pp_detect  # noqa: E402,F401

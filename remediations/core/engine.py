@@ -17,6 +17,7 @@ from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.audit import AuditRecord, AuditSink, AuditState, Trigger
 from remediations.core.detect import detect
+from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import (
     Action,
     Finding,
@@ -24,6 +25,7 @@ from remediations.core.model import (
     InventoryError,
     Outcome,
     Plan,
+    PowerPlatformScope,
     RoleDefinition,
     Scope,
     Snapshot,
@@ -31,6 +33,7 @@ from remediations.core.model import (
     stable_id,
 )
 from remediations.core.policy import Policy
+from remediations.core.pp_inventory import inventory_powerplatform
 from remediations.core.registry import all_remediations, get_remediation
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -48,12 +51,38 @@ def _error(resource_id: str, operation: str, error: AzureCallFailed) -> Inventor
 
 
 def inventory(
-    scope: Scope, clients: Clients, *, progress: Progress = _noop_progress, include_secrets: bool = True
+    scope: Scope,
+    clients: Clients,
+    *,
+    progress: Progress = _noop_progress,
+    include_secrets: bool = True,
+    pp_scope: PowerPlatformScope | None = None,
 ) -> Snapshot:
-    """Read-only: vaults (with access policies), role assignments, secret metadata, identities.
+    """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
+    when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
 
     A failed read becomes an InventoryError in the snapshot; nothing is silently dropped.
     """
+    snapshot = _inventory_azure(scope, clients, progress=progress, include_secrets=include_secrets)
+    if pp_scope is None or pp_scope.empty:
+        return snapshot
+    pp = inventory_powerplatform(pp_scope, clients, progress=progress)
+    return snapshot.model_copy(
+        update={
+            "environments": tuple(pp.environments),
+            "flows": tuple(pp.flows),
+            "connections": tuple(pp.connections),
+            "shares": tuple(pp.shares),
+            "dlp_policies": tuple(pp.dlp_policies),
+            "errors": snapshot.errors + tuple(pp.errors),
+            "power_platform_scope": pp_scope,
+        }
+    )
+
+
+def _inventory_azure(
+    scope: Scope, clients: Clients, *, progress: Progress = _noop_progress, include_secrets: bool = True
+) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
     try:
@@ -149,6 +178,7 @@ def build_plan(
     dry_run: bool | None = None,
 ) -> Plan:
     """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run."""
+    policy = effective_policy(policy, snapshot)  # the same derived allow-lists `detect` used
     actions: dict[str, Action] = {}
     for remediation in all_remediations():
         if remediation_ids is not None and remediation.id not in remediation_ids:
@@ -292,6 +322,7 @@ def run(
     ticket_id: str | None = None,
     caller: str | None = None,
     progress: Progress = _noop_progress,
+    pp_scope: PowerPlatformScope | None = None,
 ) -> RunResult:
     """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included."""
     context = RunContext(
@@ -300,7 +331,7 @@ def run(
         ticket_id=ticket_id,
         caller=caller,
     )
-    snapshot = inventory(scope, clients, progress=progress)
+    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope)
     findings = detect(snapshot, policy)
     plan = build_plan(findings, snapshot, policy, remediation_ids=remediation_ids, dry_run=dry_run)
     outcomes = apply_plan(plan, clients, audit, context, progress=progress)

@@ -3,6 +3,12 @@
     person --can edit/run--> flow --uses--> connection --authenticates as--> identity
     identity --access policy / role assignment--> vault --contains--> secret
 
+Person -> flow edges: the creator and Owner/CanEdit shares (`can_edit`), run-only users (CanView,
+`can_run`), and every System Customizer/Administrator of the flow's environment
+(`environment_role`: they can edit any flow). Person -> connection: anyone a connection is shared with
+(`can_use`: they can build their own flow on it). Group members -> group (`member_of`) where the
+snapshot knows the members.
+
 Node ids are prefixed strings: `principal:<oid>`, `flow:<id>`, `connection:<id>`, `vault:<id>`,
 `secret:<id>`. An identity *reads* a secret when some edge into the secret's vault (or the secret
 itself) grants `get`.
@@ -61,19 +67,25 @@ class ExposureGraph:
     @classmethod
     def build(cls, snapshot: Snapshot) -> ExposureGraph:
         edges: list[Edge] = []
+        customizers = {e.name.lower(): e.editors_of_all_flows() for e in snapshot.environments}
         for flow in snapshot.flows:
             if flow.creator:
                 edges.append(
                     Edge(source=principal_node(flow.creator), target=f"flow:{flow.id}", relation="can_edit")
                 )
             edges += [
+                Edge(source=principal_node(p), target=f"flow:{flow.id}", relation="environment_role")
+                for p in customizers.get(flow.environment.lower(), ())
+            ]
+            edges += [
                 Edge(source=f"flow:{flow.id}", target=f"connection:{cid}", relation="uses")
                 for cid in flow.connection_references
             ]
         for share in snapshot.shares:
-            relation = "can_edit" if share.role.lower() in _EDIT_ROLES else "can_run"
-            if share.role.lower() == "canview":
-                continue
+            if share.resource_kind == "connection":
+                relation = "can_use"
+            else:
+                relation = "can_edit" if share.role.lower() in _EDIT_ROLES else "can_run"
             edges.append(
                 Edge(
                     source=principal_node(share.principal_id),
@@ -81,6 +93,11 @@ class ExposureGraph:
                     relation=relation,
                 )
             )
+        for group, members in snapshot.group_members.items():
+            edges += [
+                Edge(source=principal_node(m), target=principal_node(group), relation="member_of")
+                for m in members
+            ]
         for connection in snapshot.connections:
             if connection.identity_principal_id:
                 edges.append(
@@ -125,7 +142,7 @@ class ExposureGraph:
                 edges.append(
                     Edge(source=vault_node, target=_secret_node(vault.id, secret.name), relation="contains")
                 )
-        return cls(edges)
+        return cls(list(dict.fromkeys(edges)))  # the creator is also listed as an Owner share
 
     def who_can_read(self, secret_node: str) -> list[Path]:
         """Every path into the secret along which `get` is granted, longest prefix first (people)."""

@@ -205,10 +205,31 @@ class Identity(Frozen):
 # --- Power Platform (inventoried by a later issue; modelled now so the graph has its shape) -------------
 
 
+# Dataverse security roles that can edit every flow of an environment, whoever owns it.
+EDIT_ALL_FLOWS_ROLES: frozenset[str] = frozenset({"System Administrator", "System Customizer"})
+KEYVAULT_CONNECTOR_ID = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
+
+
+class PowerPlatformScope(Frozen):
+    """Which Power Platform environments to look at: names, or every environment when `all_environments`."""
+
+    environments: tuple[str, ...] = ()
+    all_environments: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.environments and not self.all_environments
+
+
 class Environment(Frozen):
     id: str
     name: str
+    display_name: str = ""
     role_holders: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # principal id -> roles
+
+    def editors_of_all_flows(self) -> tuple[str, ...]:
+        """System Customizers and Administrators: they can edit every flow in the environment."""
+        return tuple(sorted(p for p, roles in self.role_holders.items() if set(roles) & EDIT_ALL_FLOWS_ROLES))
 
 
 class Flow(Frozen):
@@ -219,6 +240,9 @@ class Flow(Frozen):
     connection_references: tuple[str, ...] = ()  # connection ids
     definition: dict[str, Any] = Field(default_factory=dict)
     state: str = "Started"
+    # connectionReferences as the definition names them: reference key (e.g. "shared_keyvault") ->
+    # connection id, so an action's `inputs.host.connectionName` can be followed to its connection.
+    reference_keys: dict[str, str] = Field(default_factory=dict)
 
 
 class Connection(Frozen):
@@ -228,6 +252,18 @@ class Connection(Frozen):
     identity_principal_id: str | None = None
     identity_kind: Literal["user", "servicePrincipal", "managedIdentity"] = "user"
     parameters: dict[str, str] = Field(default_factory=dict)  # e.g. {"vaultName": "kv-payroll"}
+    display_name: str = ""
+    created_by: str | None = None  # principal object id of the connection's creator (its owner)
+
+    @property
+    def is_keyvault(self) -> bool:
+        return self.connector_id.rstrip("/").lower().endswith("/apis/shared_keyvault") or (
+            self.connector_id.lower() == "shared_keyvault"
+        )
+
+    @property
+    def api_name(self) -> str:
+        return self.connector_id.rstrip("/").rsplit("/", 1)[-1]
 
 
 class Share(Frozen):
@@ -236,6 +272,8 @@ class Share(Frozen):
     principal_id: str
     principal_kind: Literal["user", "group"] = "user"
     role: str  # Owner, CanEdit, CanView, RunOnly
+    environment: str = ""
+    permission_id: str | None = None  # the permission's id as the API lists it (connection deletes use it)
 
 
 class DlpPolicy(Frozen):
@@ -243,6 +281,17 @@ class DlpPolicy(Frozen):
     display_name: str = ""
     environments: tuple[str, ...] = ()
     blocked_actions: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # connector id -> action ids
+    # AllEnvironments | OnlyEnvironments | ExceptEnvironments (how `environments` is read)
+    environment_type: str = "OnlyEnvironments"
+    blocked_connectors: tuple[str, ...] = ()
+
+    def covers(self, environment: str) -> bool:
+        names = {e.lower() for e in self.environments}
+        if self.environment_type == "AllEnvironments":
+            return True
+        if self.environment_type == "ExceptEnvironments":
+            return environment.lower() not in names
+        return environment.lower() in names
 
 
 class InventoryError(Frozen):
@@ -267,6 +316,8 @@ class Snapshot(Frozen):
     shares: tuple[Share, ...] = ()
     dlp_policies: tuple[DlpPolicy, ...] = ()
     errors: tuple[InventoryError, ...] = ()
+    power_platform_scope: PowerPlatformScope | None = None
+    group_members: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # group id -> member ids
 
     def identity(self, object_id: str) -> Identity | None:
         for identity in self.identities:
@@ -358,6 +409,8 @@ class ShareChange(Frozen):
     principal_id: str
     principal_kind: Literal["user", "group"] = "user"
     role: str
+    api: str | None = None  # connector name for connections, e.g. shared_keyvault
+    permission_id: str | None = None  # the permission id to delete (connections); flows use the object id
 
     def describe(self) -> str:
         who = f"{self.role} of {self.principal_id}"
@@ -378,7 +431,11 @@ class DlpPolicyChange(Frozen):
 
     def describe(self) -> str:
         blocked = {k: list(v) for k, v in self.blocked_actions.items()}
-        return f"{self.operation} DLP policy {self.display_name!r} blocking actions {blocked}"
+        what = f"actions {blocked}" if blocked else f"connectors {list(self.blocked_connectors)}"
+        return (
+            f"{self.operation} DLP policy {self.display_name!r} blocking {what} "
+            f"in environments {list(self.environments)}"
+        )
 
 
 class SecretRotationChange(Frozen):

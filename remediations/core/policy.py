@@ -112,12 +112,44 @@ class RotationRules(_PolicyModel):
     exposing_detectors: tuple[str, ...] = ("flow_insecure_get_secret", "flow_lists_secrets")
 
 
+class DlpRules(_PolicyModel):
+    """`enforce_keyvault_dlp`: the DLP policy vaultguard owns (found again by its display name)."""
+
+    policy_name: str = Field(default="vaultguard: Key Vault without enumeration", min_length=1)
+    block_list_secrets: bool = True
+    # Environments where the Key Vault connector must not be used at all (a second policy blocks it).
+    block_connector_in_environments: tuple[str, ...] = ()
+
+
+class PowerPlatformRules(_PolicyModel):
+    """Who may edit/run flows that use Key Vault connections, and who may use those connections.
+
+    The configured `serviceAccounts` are always allowed in both lists.
+    """
+
+    allowed_flow_editors: tuple[str, ...] = ()
+    allowed_connection_users: tuple[str, ...] = ()
+    max_system_customizers: int | None = Field(default=None, ge=0)
+    dlp: DlpRules = DlpRules()
+
+    @field_validator("allowed_flow_editors", "allowed_connection_users")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() for v in value)
+
+
 class Policy(_PolicyModel):
     secret_permissions: SecretPermissionRules = SecretPermissionRules()
     # Secret names an identity needs (per-secret RBAC narrowing and the exposure report use it).
     allowed_secret_names: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    # Placeholder: derive allow-lists from what flows actually use (a later issue).
+    # "fromFlows": derive each Key Vault connection identity's allow-list (permissions per vault and
+    # secret names) from the flow definitions that use it (core/flow_allow_list.py).
     allow_list: Literal["fromFlows"] | None = None
+    power_platform: PowerPlatformRules = PowerPlatformRules()
+    # Filled by `core.flow_allow_list.effective_policy`, never by configuration: "<object id>|<vault name>"
+    # (lower case) -> permissions / secret names the flows using that identity need on that vault.
+    derived_secret_permissions: dict[str, tuple[str, ...]] = Field(default_factory=dict, exclude=True)
+    derived_secret_names: dict[str, tuple[str, ...]] = Field(default_factory=dict, exclude=True)
     break_glass: tuple[str, ...] = ()  # identities never reduced
     exclusions: Exclusions = Exclusions()
     service_accounts: tuple[str, ...] = ()  # may own flows
@@ -148,6 +180,9 @@ class Policy(_PolicyModel):
         explicit = rules.by_identity.get(object_id.lower())
         if explicit is not None:
             return expand_secret_permissions(explicit)
+        derived = self.derived_secret_permissions.get(f"{object_id}|{vault.name}".lower())
+        if derived is not None:
+            return expand_secret_permissions(derived)
         tagged = [
             rules.by_vault_tag[f"{k}={v}".lower()]
             for k, v in vault.tags.items()
@@ -158,6 +193,25 @@ class Policy(_PolicyModel):
         if rules.default is not None:
             return expand_secret_permissions(rules.default)
         return None
+
+    def needed_secret_names(self, object_id: str, vault: Vault) -> tuple[str, ...] | None:
+        """Secret names this identity needs in this vault: derived from flows (`allowList: fromFlows`),
+        else `allowedSecretNames[objectId]`; None when unknown (then nothing is narrowed per secret)."""
+        derived = self.derived_secret_names.get(f"{object_id}|{vault.name}".lower())
+        if derived is not None:
+            return derived
+        configured = self.allowed_secret_names.get(object_id) or self.allowed_secret_names.get(
+            object_id.lower()
+        )
+        return configured
+
+    def flow_editor_allowed(self, object_id: str) -> bool:
+        oid = object_id.lower()
+        return oid in self.service_accounts or oid in self.power_platform.allowed_flow_editors
+
+    def connection_user_allowed(self, object_id: str) -> bool:
+        oid = object_id.lower()
+        return oid in self.service_accounts or oid in self.power_platform.allowed_connection_users
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

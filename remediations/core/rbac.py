@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Literal
 
+from remediations.core.flow_allow_list import secrets_needed_by_identity
 from remediations.core.model import (
     SECRET_PERMISSIONS,
     Frozen,
@@ -206,62 +207,8 @@ def subscription_assignment_count(snapshot: Snapshot, subscription_id: str) -> i
 # --- which secrets an identity needs ------------------------------------------------------------------
 
 NeedsResolver = Callable[[Snapshot, str], frozenset[str] | None]
-_KEYVAULT_API = "shared_keyvault"
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _walk_actions(actions: Any) -> Iterator[dict[str, Any]]:
-    if not isinstance(actions, dict):
-        return
-    for action in actions.values():
-        if not isinstance(action, dict):
-            continue
-        yield action
-        yield from _walk_actions(action.get("actions"))
-        else_branch = action.get("else")
-        if isinstance(else_branch, dict):
-            yield from _walk_actions(else_branch.get("actions"))
-        for case in (action.get("cases") or {}).values():
-            if isinstance(case, dict):
-                yield from _walk_actions(case.get("actions"))
-
-
-def secrets_referenced_by_flows(snapshot: Snapshot, identity: str) -> frozenset[str] | None:
-    """Secret names the flows running as `identity` read with Key Vault "Get secret".
-
-    The hook for `allowList: fromFlows`; the Power Platform inventory extends it. None (unknown, do not
-    narrow) when no flow uses a connection of this identity, or a secret name is an expression.
-    """
-    connections = {
-        c.id.lower()
-        for c in snapshot.connections
-        if (c.identity_principal_id or "").lower() == identity.lower()
-    }
-    flows = [f for f in snapshot.flows if {r.lower() for r in f.connection_references} & connections]
-    if not flows:
-        return None
-    names: set[str] = set()
-    for flow in flows:
-        body = _dict(
-            _dict(flow.definition.get("properties", flow.definition)).get("definition", flow.definition)
-        )
-        for action in _walk_actions(body.get("actions")):
-            inputs = _dict(action.get("inputs"))
-            host = _dict(inputs.get("host"))
-            api = str(host.get("apiId") or host.get("connectionName") or host.get("connection") or "")
-            if _KEYVAULT_API not in api.lower() or str(host.get("operationId", "")).lower() != "getsecret":
-                continue
-            name = _dict(inputs.get("parameters")).get("secretName")
-            if not isinstance(name, str) or name.startswith("@"):
-                return None  # dynamic: we cannot know which secrets it needs
-            names.add(name)
-    return frozenset(names)
-
-
-_RESOLVERS: dict[str, NeedsResolver] = {"fromFlows": secrets_referenced_by_flows}
+# `allowList: fromFlows`: the static secret names the identity's flows read (flow_allow_list.py).
+_RESOLVERS: dict[str, NeedsResolver] = {"fromFlows": secrets_needed_by_identity}
 
 
 def needed_secret_names(snapshot: Snapshot, identity: str, policy: Policy) -> frozenset[str] | None:

@@ -54,3 +54,21 @@ def test_invalid_policy_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.
     policy.write_text(json.dumps({"maxActionsPerRun": -1}))
     assert main(["list-remediations", "--policy", str(policy)]) == 2
     assert "maxActionsPerRun" in capsys.readouterr().err
+
+
+def test_graph_who_can_read_and_what_can_read_on_a_power_platform_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.pp_builders import CUSTOMIZER, seed_like
+
+    path = tmp_path / "pp.json"
+    path.write_text(seed_like().model_dump_json())
+    assert main(["graph", "--snapshot", str(path), "--who-can-read", "kv/crm-key"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    customizer = [line for line in lines if line.startswith(f"principal:{CUSTOMIZER} ")]
+    assert customizer and "-[environment_role]-> flow:f1" in customizer[0]
+    assert customizer[0].endswith("/secrets/crm-key")
+    assert main(["graph", "--snapshot", str(path), "--what-can-read", CUSTOMIZER, "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    assert {p[-1]["target"].rsplit("/", 1)[-1] for p in paths} == {"db-password", "crm-key", "sftp"}
+    assert main(["graph", "--snapshot", str(path), "--who-can-read", "nope/x"]) == 2

@@ -24,7 +24,10 @@ def test_paths_from_person_through_flow_to_secret() -> None:
     graph = ExposureGraph.build(snap)
     paths = graph.who_can_read(secret_node(vault_id("kv"), "db-password"))
     starts = {p[0].source for p in paths}
-    assert starts == {"principal:admin", "principal:maker"}  # writer has no get; viewer cannot edit
+    # writer has no get; the run-only viewer reaches it by running the flow
+    assert starts == {"principal:admin", "principal:maker", "principal:viewer"}
+    viewer = next(p for p in paths if p[0].source == "principal:viewer")
+    assert viewer[0].relation == "can_run"
     maker = next(p for p in paths if p[0].source == "principal:maker")
     assert [e.relation for e in maker] == [
         "can_edit",

@@ -48,32 +48,35 @@ def _flow_snapshot(secret_name: str) -> object:
         connector_id="/providers/Microsoft.PowerApps/apis/shared_keyvault",
         identity_principal_id=FLOW,
         identity_kind="servicePrincipal",
+        parameters={"vaultName": "kv"},
     )
     definition = {
-        "properties": {
-            "definition": {
+        "actions": {
+            "Scope": {
+                "type": "Scope",
                 "actions": {
-                    "Scope": {
-                        "type": "Scope",
-                        "actions": {
-                            "Get_secret": {
-                                "type": "OpenApiConnection",
-                                "inputs": {
-                                    "host": {
-                                        "apiId": "/providers/Microsoft.PowerApps/apis/shared_keyvault",
-                                        "operationId": "GetSecret",
-                                        "connectionName": "shared_keyvault",
-                                    },
-                                    "parameters": {"secretName": secret_name},
-                                },
-                            }
+                    "Get_secret": {
+                        "type": "OpenApiConnection",
+                        "inputs": {
+                            "host": {
+                                "apiId": "/providers/Microsoft.PowerApps/apis/shared_keyvault",
+                                "operationId": "GetSecret",
+                                "connectionName": "shared_keyvault",
+                            },
+                            "parameters": {"secretName": secret_name},
                         },
                     }
-                }
+                },
             }
         }
     }
-    flow = Flow(id="f1", environment="env", connection_references=("conn1",), definition=definition)
+    flow = Flow(
+        id="f1",
+        environment="env",
+        connection_references=("conn1",),
+        reference_keys={"shared_keyvault": "conn1"},
+        definition=definition,
+    )
     return rbac_snapshot(
         rbac_vault("kv", "a", "b"),
         assignments=(assignment(KV, rbac.KEY_VAULT_SECRETS_USER),),

@@ -9,6 +9,10 @@ from remediations.core.registry import Remediation, get_remediation, register, r
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Azure fixes name an `az` command; Power Platform ones the admin PowerShell cmdlets (there is no az/pac
+# command for flow/connection shares or DLP connector action rules).
+_CLI_PREFIXES = ("az ", "pac ", "Remove-Admin", "New-DlpPolicy")
+
 
 def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> None:
     ids = remediation_ids()
@@ -20,7 +24,7 @@ def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> Non
         assert (ROOT / "tests" / "unit" / f"test_{rid}.py").is_file(), f"missing tests/unit/test_{rid}.py"
         assert remediation.handles and remediation.handles <= set(detector_ids())
         meta = remediation.metadata
-        assert meta.permissions_required and meta.cli_equivalent.startswith("az ") and meta.bicep_hint
+        assert meta.permissions_required and meta.cli_equivalent.startswith(_CLI_PREFIXES) and meta.bicep_hint
 
 
 def test_register_rejects_an_id_that_is_not_the_module_name() -> None:

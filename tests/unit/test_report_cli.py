@@ -29,6 +29,10 @@ def test_plan_writes_the_chosen_reports(
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.sarif"]
     sarif = json.loads((out / "report.sarif").read_text())
     assert sorted(r["ruleId"] for r in sarif["runs"][0]["results"]) == [
+        "connection_runs_as_user",
+        "flow_shared_beyond_allowed",
+        "flow_shared_beyond_allowed",
+        "flow_uses_keyvault",
         "orphaned_principal",
         "secret_list_permission",
         "secret_list_permission",

@@ -1,0 +1,761 @@
+"""Static analysis of a flow (Logic Apps workflow) definition: its Key Vault steps and hard-coded credentials.
+
+Pure: no I/O. Works on what Power Automate and Logic Apps store and export:
+
+- Power Automate `OpenApiConnection` steps of the `shared_keyvault` connector
+  (`inputs.host.apiId` / `inputs.host.api.id`, `inputs.host.operationId` GetSecret, ListSecrets, ...,
+  `inputs.parameters.secretName`), or the older path form (`inputs.path` `/secrets/.../value`);
+- Logic Apps `ApiConnection` steps whose `inputs.host.connection.name` is
+  `@parameters('$connections')['keyvault']['connectionId']` and whose `$connections` entry is a
+  `.../managedApis/keyvault`, with `inputs.path` `/secrets/@{encodeURIComponent('name')}/value` or `/secrets`;
+- Logic Apps Standard `ServiceProvider` steps with `serviceProviderId` `/serviceProviders/keyVault`.
+
+Steps are found at any depth (Scope, If `actions` / `else.actions`, Switch `cases.*.actions` /
+`default.actions`, Until, Foreach). Each one is reported with its JSON path, e.g.
+`actions.Scope_1.actions.Get_secret`.
+
+Hard-coded credentials are reported by action path and field, with only a kind and a length. The value is
+never copied into the analysis: a finding must be safe to print, log and store.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from pydantic import Field
+
+from remediations.core.model import Finding, Frozen, Severity
+
+KeyVaultOperation = Literal[
+    "get_secret",
+    "get_secret_version",
+    "list_secrets",
+    "list_secret_versions",
+    "get_secret_metadata",
+    "get_secret_version_metadata",
+    "other",
+]
+# Operations whose output is a secret value.
+VALUE_OPERATIONS: frozenset[str] = frozenset({"get_secret", "get_secret_version"})
+
+_OPERATION_IDS: dict[str, KeyVaultOperation] = {
+    "getsecret": "get_secret",
+    "getsecretversion": "get_secret_version",
+    "listsecrets": "list_secrets",
+    "listsecretversions": "list_secret_versions",
+    "getsecretmetadata": "get_secret_metadata",
+    "getsecretversionmetadata": "get_secret_version_metadata",
+}
+
+CredentialKind = Literal[
+    "basic_auth_header",
+    "bearer_token_header",
+    "authorization_header",
+    "api_key_header",
+    "oauth_client_secret",
+    "basic_auth_password",
+    "client_certificate_password",
+    "client_certificate_pfx",
+    "raw_authentication",
+    "query_string_secret",
+    "connection_string_key",
+    "secret_field",
+    "secure_parameter_default",
+    "jwt",
+    "high_entropy_token",
+]
+
+
+class KeyVaultAction(Frozen):
+    """One Key Vault step of a definition. Never holds a secret value (only names)."""
+
+    path: str  # JSON path, e.g. actions.Scope_1.actions.Get_secret
+    name: str  # the action's name (unique within a definition)
+    kind: str  # action type as written: OpenApiConnection, ApiConnection, ServiceProvider, ...
+    operation: KeyVaultOperation
+    operation_id: str | None = None  # as written (operationId), None for the path form
+    secret_name: str | None = None  # only when static
+    dynamic_secret_name: bool = False  # the name is an expression (e.g. @items('Apply_to_each')?['name'])
+    in_foreach: bool = False
+    foreach_path: str | None = None  # innermost enclosing Foreach
+    iterates_list_output: bool = False  # an enclosing Foreach iterates a List secrets output
+    list_action: str | None = None  # name of that List secrets action
+    secure_inputs: bool = False
+    secure_outputs: bool = False
+    connection_reference: str | None = None
+    vault: str | None = None  # when the connection reference says (vaultName); exports rarely do
+
+    @property
+    def reveals_value(self) -> bool:
+        return self.operation in VALUE_OPERATIONS
+
+
+class HardcodedCredential(Frozen):
+    """A literal credential in a step's inputs (or a secure parameter's default). No value, ever."""
+
+    path: str  # action (or parameter) path
+    field: str  # dotted field inside it, e.g. inputs.headers.Authorization, inputs.authentication.password
+    kind: CredentialKind
+    length: int  # length of the literal part, a redacted hint
+
+
+class DefinitionAnalysis(Frozen):
+    keyvault_actions: tuple[KeyVaultAction, ...] = ()
+    hardcoded_credentials: tuple[HardcodedCredential, ...] = ()
+    # Static names read by GetSecret/GetSecretVersion outside a List secrets loop: what the flow needs
+    # (usage-based least privilege, `allowList: fromFlows`). Sorted, unique.
+    needed_secret_names: tuple[str, ...] = ()
+    # True when some value-reading step takes its name from an expression other than a List secrets loop
+    # (a variable, a trigger input): the flow may read any secret, so `needed_secret_names` is not complete.
+    reads_dynamic_secret_names: bool = False
+    vault_names: tuple[str, ...] = Field(default=())  # vaults named by the connection references, if any
+
+    @property
+    def list_actions(self) -> tuple[KeyVaultAction, ...]:
+        return tuple(a for a in self.keyvault_actions if a.operation == "list_secrets")
+
+    @property
+    def value_reads(self) -> tuple[KeyVaultAction, ...]:
+        return tuple(a for a in self.keyvault_actions if a.reveals_value)
+
+    @property
+    def insecure_value_reads(self) -> tuple[KeyVaultAction, ...]:
+        return tuple(a for a in self.value_reads if not a.secure_outputs)
+
+    @property
+    def dumps_vault(self) -> bool:
+        """List secrets, then a Get secret per listed item: the flow reads every secret it can list."""
+        return any(a.iterates_list_output for a in self.value_reads)
+
+
+# --- walking -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    path: str
+    name: str
+    action: dict[str, Any]
+    foreaches: tuple[tuple[str, str, str], ...]  # enclosing (path, name, foreach expression), outermost first
+
+
+def _iter_steps(
+    actions: Any, prefix: str, foreaches: tuple[tuple[str, str, str], ...] = ()
+) -> Iterator[_Step]:
+    if not isinstance(actions, dict):
+        return
+    for name, action in actions.items():
+        if not isinstance(action, dict):
+            continue
+        path = f"{prefix}.{name}"
+        yield _Step(path, str(name), action, foreaches)
+        inner = foreaches
+        if str(action.get("type", "")).lower() == "foreach":
+            inner = (*foreaches, (path, str(name), str(action.get("foreach", ""))))
+        yield from _iter_steps(action.get("actions"), f"{path}.actions", inner)
+        otherwise = action.get("else")
+        if isinstance(otherwise, dict):
+            yield from _iter_steps(otherwise.get("actions"), f"{path}.else.actions", inner)
+        cases = action.get("cases")
+        if isinstance(cases, dict):
+            for case_name, case in cases.items():
+                if isinstance(case, dict):
+                    yield from _iter_steps(case.get("actions"), f"{path}.cases.{case_name}.actions", inner)
+        default = action.get("default")
+        if isinstance(default, dict):
+            yield from _iter_steps(default.get("actions"), f"{path}.default.actions", inner)
+
+
+def iter_actions(definition: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(JSON path, action) for every action at any depth, then every trigger."""
+    for step in _iter_steps(definition.get("actions"), "actions"):
+        yield step.path, step.action
+    triggers = definition.get("triggers")
+    if isinstance(triggers, dict):
+        for name, trigger in triggers.items():
+            if isinstance(trigger, dict):
+                yield f"triggers.{name}", trigger
+
+
+# --- Key Vault steps -----------------------------------------------------------------------------------
+
+# parameters('$connections')['keyvault'] -> keyvault (also inside {..} and @{..} wrappers)
+_CONNECTIONS_REF = re.compile(r"parameters\(\s*'\$connections'\s*\)\s*\[\s*'([^']+)'\s*\]")
+_ACTION_REF = re.compile(r"\b(?:body|outputs)\(\s*'([^']+)'\s*\)")
+_ENCODED_NAME = re.compile(r"^@\{\s*(?:encodeURIComponent\(\s*)+'((?:[^']|'')*)'\s*\)+\s*\}$")
+
+
+def _reference_name(host: Mapping[str, Any]) -> str | None:
+    """The connection reference a step uses: `connectionName`, or the `$connections` key it names."""
+    for raw in (host.get("connectionName"), host.get("connection")):
+        candidate = raw.get("name") or raw.get("referenceName") if isinstance(raw, dict) else raw
+        if isinstance(candidate, str) and candidate:
+            match = _CONNECTIONS_REF.search(candidate)
+            return match.group(1) if match else candidate
+    return None
+
+
+def _is_keyvault_api(api: str | None) -> bool:
+    if not api:
+        return False
+    tail = api.strip().rstrip("/").lower().rsplit("/", 1)[-1]
+    return tail in {"shared_keyvault", "keyvault"}
+
+
+def _reference_api(reference: Any) -> str | None:
+    """Connector of a connection reference in any export form: `id`, `api.id`, `api.name`, `apiId`."""
+    if not isinstance(reference, Mapping):
+        return None
+    api = reference.get("api")
+    for candidate in (
+        reference.get("id"),
+        reference.get("apiId"),
+        api.get("id") if isinstance(api, Mapping) else None,
+        api.get("name") if isinstance(api, Mapping) else None,
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
+
+
+def _find_vault_name(value: Any, depth: int = 0) -> str | None:
+    if depth > 3 or not isinstance(value, Mapping):
+        return None
+    for key, item in value.items():
+        if str(key).lower() == "vaultname":
+            if isinstance(item, str) and item and not _is_expression(item):
+                return item
+            if isinstance(item, Mapping) and isinstance(item.get("value"), str):
+                return str(item["value"])
+        found = _find_vault_name(item, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _operation_from_path(path: str) -> tuple[KeyVaultOperation, str | None] | None:
+    """(operation, raw name segment) from a Key Vault connector path such as `/secrets/{name}/value`."""
+    clean = path.split("?", 1)[0].strip().rstrip("/")
+    parts = clean.split("/")
+    if len(parts) < 2 or parts[0] != "" or parts[1].lower() != "secrets":
+        return None
+    rest = parts[2:]
+    if not rest:
+        return "list_secrets", None
+    name = rest[0]
+    tail = [p.lower() for p in rest[1:]]
+    shapes: dict[tuple[str, ...], KeyVaultOperation] = {
+        (): "get_secret_metadata",
+        ("value",): "get_secret",
+        ("versions",): "list_secret_versions",
+    }
+    if tuple(tail) in shapes:
+        return shapes[tuple(tail)], name
+    if len(tail) == 2 and tail[0] == "versions":
+        return "get_secret_version_metadata", name
+    if len(tail) == 3 and tail[0] == "versions" and tail[2] == "value":
+        return "get_secret_version", name
+    return "other", name
+
+
+def _static_name(raw: Any) -> tuple[str | None, bool]:
+    """(static name, dynamic?) of a secret-name parameter or path segment."""
+    if not isinstance(raw, str) or not raw:
+        return None, False
+    match = _ENCODED_NAME.match(raw.strip())
+    if match:
+        return match.group(1).replace("''", "'"), False
+    if _is_expression(raw):
+        return None, True
+    return unquote(raw.removeprefix("@@")) if raw.startswith("@@") else unquote(raw), False
+
+
+def _secure_data(action: Mapping[str, Any]) -> tuple[bool, bool]:
+    runtime = action.get("runtimeConfiguration")
+    secure = runtime.get("secureData") if isinstance(runtime, Mapping) else None
+    props = secure.get("properties") if isinstance(secure, Mapping) else None
+    names = {str(p).lower() for p in props} if isinstance(props, list) else set()
+    return "inputs" in names, "outputs" in names
+
+
+def _keyvault_step(
+    step: _Step, connection_references: Mapping[str, Any]
+) -> tuple[KeyVaultAction, tuple[str, ...]] | None:
+    """The Key Vault step at `step`, plus the action names its enclosing Foreach expressions read."""
+    action = step.action
+    kind = str(action.get("type", ""))
+    inputs = action.get("inputs")
+    if not isinstance(inputs, Mapping):
+        return None
+    reference: str | None = None
+    operation_id: str | None = None
+    parameters: Mapping[str, Any] = {}
+    raw_path: str | None = None
+    if kind.lower() == "serviceprovider":
+        config = inputs.get("serviceProviderConfiguration")
+        if not isinstance(config, Mapping):
+            return None
+        if str(config.get("serviceProviderId", "")).rstrip("/").lower() != "/serviceproviders/keyvault":
+            return None
+        reference = str(config.get("connectionName") or "") or None
+        operation_id = str(config.get("operationId") or "") or None
+    else:
+        host = inputs.get("host")
+        if not isinstance(host, Mapping):
+            return None
+        reference = _reference_name(host)
+        api = host.get("api")
+        api_id = host.get("apiId") or (api.get("id") if isinstance(api, Mapping) else None)
+        if not api_id and reference is not None:
+            api_id = _reference_api(connection_references.get(reference))
+        if api_id:
+            if not _is_keyvault_api(str(api_id)):
+                return None
+        # No connector known (a bare definition without its references): trust a reference named for it.
+        elif reference is None or "keyvault" not in reference.lower():
+            return None
+        operation_id = str(host.get("operationId") or "") or None
+        raw_path = inputs.get("path") if isinstance(inputs.get("path"), str) else None
+    if isinstance(inputs.get("parameters"), Mapping):
+        parameters = inputs["parameters"]
+
+    operation: KeyVaultOperation = "other"
+    raw_name: Any = parameters.get("secretName")
+    if operation_id:
+        operation = _OPERATION_IDS.get(operation_id.lower(), "other")
+    elif raw_path is not None:
+        parsed = _operation_from_path(raw_path)
+        if parsed is None:
+            operation = "other"
+        else:
+            operation, segment = parsed
+            raw_name = segment if raw_name is None else raw_name
+    if operation == "list_secrets":
+        raw_name = None
+    secret_name, dynamic = _static_name(raw_name)
+    secure_inputs, secure_outputs = _secure_data(action)
+
+    referenced: tuple[str, ...] = ()
+    foreach_path = None
+    if step.foreaches:
+        foreach_path = step.foreaches[-1][0]
+        referenced = tuple(n for _, _, expr in step.foreaches for n in _ACTION_REF.findall(expr))
+    vault = _find_vault_name(connection_references.get(reference)) if reference else None
+    return (
+        KeyVaultAction(
+            path=step.path,
+            name=step.name,
+            kind=kind,
+            operation=operation,
+            operation_id=operation_id,
+            secret_name=secret_name,
+            dynamic_secret_name=dynamic,
+            in_foreach=bool(step.foreaches),
+            foreach_path=foreach_path,
+            secure_inputs=secure_inputs,
+            secure_outputs=secure_outputs,
+            connection_reference=reference,
+            vault=vault,
+        ),
+        referenced,
+    )
+
+
+# --- hard-coded credentials ------------------------------------------------------------------------------
+
+_API_KEY_HEADERS = frozenset(
+    {
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-apikey",
+        "ocp-apim-subscription-key",
+        "x-functions-key",
+        "x-auth-token",
+        "x-access-token",
+        "private-token",
+    }
+)
+_AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+_SECRET_QUERY_NAMES = frozenset(
+    {
+        "sig",
+        "code",
+        "key",
+        "apikey",
+        "api_key",
+        "api-key",
+        "password",
+        "pwd",
+        "passwd",
+        "client_secret",
+        "access_token",
+        "token",
+        "subscription-key",
+    }
+)
+_SECRET_FIELD_NAMES = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "clientsecret",
+        "client_secret",
+        "apikey",
+        "api_key",
+        "accesstoken",
+        "access_token",
+        "refresh_token",
+        "sharedaccesskey",
+        "accountkey",
+        "subscriptionkey",
+        "privatekey",
+        "private_key",
+    }
+)
+_QUERY_PAIR = re.compile(r"(?:^|[?&])([A-Za-z0-9_.\-]+)=([^&#\s]*)")
+_CONN_STRING = re.compile(
+    r"(?:^|;)\s*(AccountKey|Password|Pwd|SharedAccessKey|SharedAccessSignature|SharedSecretValue)\s*=\s*([^;]*)",
+    re.IGNORECASE,
+)
+_JWT = re.compile(r"^eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}$")
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-.~]+$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\{\{.*\}\}|\$\{.*\}|#\{.*\}#|%[A-Za-z0-9_]+%|\*+|x+|X+)$")
+
+
+def _is_expression(value: str) -> bool:
+    """A workflow expression (`@...`, `@{...}` interpolation) or an ARM template expression (`[...]`):
+    a reference to a value kept elsewhere, not a literal."""
+    text = value.strip()
+    if text.startswith("@@"):
+        return False  # an escaped literal "@"
+    return text.startswith("@") or (text.startswith("[") and text.endswith("]"))
+
+
+def _literal(value: str) -> str | None:
+    """The literal part of a credential value, None when it is an expression, a placeholder or empty."""
+    text = value.strip()
+    if not text or _is_expression(text) or "@{" in text or _PLACEHOLDER.match(text):
+        return None
+    return text
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(c / len(text) * math.log2(c / len(text)) for c in counts.values())
+
+
+def _looks_random(text: str) -> CredentialKind | None:
+    if _JWT.match(text):
+        return "jwt"
+    if len(text) < 32 or not _TOKEN_CHARS.match(text) or _GUID.match(text):
+        return None
+    if not (re.search(r"[A-Za-z]", text) and re.search(r"[0-9]", text)):
+        return None
+    # Random hex carries 4 bits per character at most; random base64 about 6.
+    threshold = 3.5 if re.fullmatch(r"[0-9a-fA-F]+", text) else 4.0
+    return "high_entropy_token" if _entropy(text) >= threshold else None
+
+
+def _walk_strings(value: Any, field: str) -> Iterator[tuple[str, str, str]]:
+    """(field path, last key, string) for every string under `value`."""
+    if isinstance(value, str):
+        yield field, field.rsplit(".", 1)[-1], value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk_strings(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_strings(item, f"{field}[{index}]")
+
+
+def _authentication(auth: Any, field: str) -> Iterator[tuple[str, CredentialKind, int]]:
+    if not isinstance(auth, Mapping):
+        return
+    kind = str(auth.get("type", "")).lower()
+    checks: list[tuple[str, CredentialKind]] = []
+    if kind == "activedirectoryoauth":
+        checks = [("secret", "oauth_client_secret"), ("password", "client_certificate_password")]
+        checks.append(("pfx", "client_certificate_pfx"))
+    elif kind == "basic":
+        checks = [("password", "basic_auth_password")]
+    elif kind == "clientcertificate":
+        checks = [("password", "client_certificate_password"), ("pfx", "client_certificate_pfx")]
+    elif kind == "raw":
+        checks = [("value", "raw_authentication")]
+    for key, credential_kind in checks:
+        raw = auth.get(key)
+        literal = _literal(raw) if isinstance(raw, str) else None
+        if literal:
+            yield f"{field}.{key}", credential_kind, len(literal)
+
+
+def _parent(field: str) -> str:
+    """The key holding a field: `headers` for `inputs.headers.Authorization`."""
+    parts = field.split(".")
+    return parts[-2].lower() if len(parts) >= 2 else ""
+
+
+def _string_credential(field: str, key: str, value: str) -> tuple[CredentialKind, int] | None:
+    """The credential kind of one string field, by its header/field name, then by its content."""
+    lowered = key.lower()
+    parent = _parent(field)
+    in_headers = parent == "headers"
+    if in_headers and lowered in _AUTH_HEADERS:
+        literal = _literal(value)
+        if literal is None:
+            return None
+        scheme, _, credential = literal.partition(" ")
+        if credential:
+            credential_literal = _literal(credential)
+            if credential_literal is None:
+                return None
+            if scheme.lower() == "basic":
+                return "basic_auth_header", len(credential_literal)
+            if scheme.lower() == "bearer":
+                return "bearer_token_header", len(credential_literal)
+        return "authorization_header", len(literal)
+    if in_headers and lowered in _API_KEY_HEADERS:
+        literal = _literal(value)
+        return ("api_key_header", len(literal)) if literal else None
+    if parent == "queries" and lowered in _SECRET_QUERY_NAMES:
+        literal = _literal(value)
+        return ("query_string_secret", len(literal)) if literal else None
+    if lowered.replace("-", "_") in _SECRET_FIELD_NAMES or lowered in _SECRET_FIELD_NAMES:
+        literal = _literal(value)
+        if literal:
+            return "secret_field", len(literal)
+    for match in _CONN_STRING.finditer(value):
+        literal = _literal(match.group(2))
+        if literal:
+            return "connection_string_key", len(literal)
+    if "=" in value:
+        for name, raw in _QUERY_PAIR.findall(value.split("?", 1)[-1] if "?" in value else value):
+            literal = _literal(unquote(raw))
+            if name.lower() in _SECRET_QUERY_NAMES and literal:
+                return "query_string_secret", len(literal)
+    literal = _literal(value)
+    if literal:
+        random_kind = _looks_random(literal)
+        if random_kind:
+            return random_kind, len(literal)
+    return None
+
+
+def _credentials_in(path: str, action: Mapping[str, Any]) -> Iterator[HardcodedCredential]:
+    inputs = action.get("inputs")
+    if not isinstance(inputs, Mapping):
+        return
+    seen: set[str] = set()
+    for field, kind, length in _authentication(inputs.get("authentication"), "inputs.authentication"):
+        seen.add(field)
+        yield HardcodedCredential(path=path, field=field, kind=kind, length=length)
+    for field, key, value in _walk_strings(inputs, "inputs"):
+        # Key Vault step parameters hold names, and host blocks hold connector ids: not credentials.
+        if field in seen or field.startswith(("inputs.host.", "inputs.serviceProviderConfiguration.")):
+            continue
+        found = _string_credential(field, key, value)
+        if found:
+            yield HardcodedCredential(path=path, field=field, kind=found[0], length=found[1])
+
+
+def _secure_parameter_defaults(definition: Mapping[str, Any]) -> Iterator[HardcodedCredential]:
+    parameters = definition.get("parameters")
+    if not isinstance(parameters, Mapping):
+        return
+    for name, spec in parameters.items():
+        if not isinstance(spec, Mapping) or str(name).startswith("$"):
+            continue
+        if str(spec.get("type", "")).lower() not in {"securestring", "secureobject"}:
+            continue
+        for field, _, value in _walk_strings(spec.get("defaultValue"), "defaultValue"):
+            literal = _literal(value)
+            if literal:
+                yield HardcodedCredential(
+                    path=f"parameters.{name}",
+                    field=field,
+                    kind="secure_parameter_default",
+                    length=len(literal),
+                )
+
+
+# --- the analysis --------------------------------------------------------------------------------------
+
+
+def analyze_definition(
+    definition: dict[str, Any], *, connection_references: Mapping[str, Any] | None = None
+) -> DefinitionAnalysis:
+    """Every Key Vault step and every hard-coded credential in a flow definition.
+
+    `connection_references` is the flow's `connectionReferences` (Power Automate) or the `$connections`
+    parameter value (Logic Apps); it tells which connector a step without `apiId` uses and, when it carries
+    a `vaultName`, which vault.
+    """
+    references: Mapping[str, Any] = connection_references or {}
+    if not references:
+        # Logic Apps keep the references in the definition's $connections default, when at all.
+        connections = (definition.get("parameters") or {}).get("$connections")
+        if isinstance(connections, Mapping):
+            default = connections.get("defaultValue") or connections.get("value")
+            if isinstance(default, Mapping):
+                references = default
+
+    found: list[tuple[KeyVaultAction, tuple[str, ...]]] = []
+    credentials: list[HardcodedCredential] = []
+    for step in _iter_steps(definition.get("actions"), "actions"):
+        kv = _keyvault_step(step, references)
+        if kv is not None:
+            found.append(kv)
+        credentials.extend(_credentials_in(step.path, step.action))
+    triggers = definition.get("triggers")
+    if isinstance(triggers, Mapping):
+        for name, trigger in triggers.items():
+            if isinstance(trigger, Mapping):
+                credentials.extend(_credentials_in(f"triggers.{name}", trigger))
+    credentials.extend(_secure_parameter_defaults(definition))
+
+    list_names = {a.name for a, _ in found if a.operation == "list_secrets"}
+    actions: list[KeyVaultAction] = []
+    for found_action, referenced in found:
+        listed = next((n for n in referenced if n in list_names), None)
+        if listed is not None:
+            update = {"iterates_list_output": True, "list_action": listed}
+            found_action = found_action.model_copy(update=update)  # noqa: PLW2901 - frozen: copy to mark
+        actions.append(found_action)
+
+    needed = sorted(
+        {
+            a.secret_name
+            for a in actions
+            if a.reveals_value and a.secret_name is not None and not a.iterates_list_output
+        }
+    )
+    dynamic = any(a.reveals_value and a.dynamic_secret_name and not a.iterates_list_output for a in actions)
+    vaults = sorted({a.vault for a in actions if a.vault})
+    return DefinitionAnalysis(
+        keyvault_actions=tuple(actions),
+        hardcoded_credentials=tuple(credentials),
+        needed_secret_names=tuple(needed),
+        reads_dynamic_secret_names=dynamic,
+        vault_names=tuple(vaults),
+    )
+
+
+# --- findings ------------------------------------------------------------------------------------------
+
+DETECTOR_INSECURE_GET = "flow_insecure_get_secret"
+DETECTOR_LISTS_SECRETS = "flow_lists_secrets"
+DETECTOR_HARDCODED_CREDENTIAL = "flow_hardcoded_credential"
+DETECTOR_SECURE_GET = "flow_secure_get_secret"
+FLOW_DETECTOR_IDS: tuple[str, ...] = (
+    DETECTOR_INSECURE_GET,
+    DETECTOR_LISTS_SECRETS,
+    DETECTOR_HARDCODED_CREDENTIAL,
+    DETECTOR_SECURE_GET,
+)
+
+
+class FlowRef(Frozen):
+    """Which flow an analysis is of: a flow resource id online, a file path (plus entry) offline."""
+
+    resource_id: str
+    display_name: str = ""
+    principal: str | None = None  # the flow's owner/creator, when known
+
+
+def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> dict[str, Any]:
+    return {
+        "flow": flow.display_name or flow.resource_id,
+        "action_path": action.path,
+        "vault": action.vault,
+        "secret_names": [action.secret_name] if action.secret_name else [],
+        "connection_reference": action.connection_reference,
+        "operation": action.operation,
+        "secure_inputs": action.secure_inputs,
+        "secure_outputs": action.secure_outputs,
+        "in_foreach": action.in_foreach,
+        **extra,
+    }
+
+
+def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list[Finding]:
+    """Findings for one analysed definition.
+
+    Severities (the reasoning is the seed attack):
+    - `flow_insecure_get_secret` high: a Get secret without secure outputs shows the value in run history
+      to everyone who can see runs; critical when it sits in a loop over List secrets (the vault dump).
+    - `flow_lists_secrets` high: the enumeration step of the attack; critical when a Get secret iterates
+      its output, because then the flow reads every secret its connection can list.
+    - `flow_hardcoded_credential` high: a literal credential in the definition is readable by every editor
+      and in every export; only its place, kind and length are reported.
+    - `flow_secure_get_secret` low with `informational: true`: a Get secret with secure outputs is the
+      intended pattern; reported so the secrets a flow reads are visible (least privilege), never an alarm.
+    """
+    flow = FlowRef(resource_id=flow_ref) if isinstance(flow_ref, str) else flow_ref
+    label = flow.display_name or flow.resource_id
+    findings: list[Finding] = []
+
+    def add(detector_id: str, severity: Severity, message: str, evidence: dict[str, Any]) -> None:
+        findings.append(
+            Finding.create(
+                detector_id=detector_id,
+                severity=severity,
+                resource_id=flow.resource_id,
+                principal=flow.principal,
+                message=message,
+                evidence=evidence,
+            )
+        )
+
+    for action in analysis.keyvault_actions:
+        if action.operation == "list_secrets":
+            readers = sorted(a.path for a in analysis.value_reads if a.list_action == action.name)
+            add(
+                DETECTOR_LISTS_SECRETS,
+                "critical" if readers else "high",
+                f"flow {label!r} lists the vault's secrets at {action.path}"
+                + (f" and reads each listed secret ({', '.join(readers)})" if readers else ""),
+                _evidence(flow, action, reads_each_listed_secret=readers),
+            )
+        elif action.reveals_value and not action.secure_outputs:
+            add(
+                DETECTOR_INSECURE_GET,
+                "critical" if action.iterates_list_output else "high",
+                f"flow {label!r} reads a secret at {action.path} without secure outputs: the value is "
+                "shown in the run history"
+                + (" for every listed secret" if action.iterates_list_output else ""),
+                _evidence(flow, action, iterates_list_output=action.iterates_list_output),
+            )
+        elif action.reveals_value:
+            add(
+                DETECTOR_SECURE_GET,
+                "low",
+                f"flow {label!r} reads a secret at {action.path} with secure outputs",
+                _evidence(flow, action, informational=True, iterates_list_output=action.iterates_list_output),
+            )
+    for credential in analysis.hardcoded_credentials:
+        add(
+            DETECTOR_HARDCODED_CREDENTIAL,
+            "high",
+            f"flow {label!r} has a hard-coded credential ({credential.kind}, {credential.length} characters) "
+            f"in {credential.path} {credential.field}",
+            {
+                "flow": label,
+                "action_path": credential.path,
+                "field": credential.field,
+                "kind": credential.kind,
+                "length": credential.length,
+                "vault": None,
+                "secret_names": [],
+                "connection_reference": None,
+            },
+        )
+    return findings

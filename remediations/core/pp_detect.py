@@ -1,0 +1,270 @@
+"""Power Platform detectors (pure): who can reach a Key Vault connection, and as whom it runs.
+
+    flow_uses_keyvault                 a flow uses a Key Vault connection (feeds enforce_keyvault_dlp)
+    connection_runs_as_user            a Key Vault connection authenticates as a person, not an app identity
+    flow_owned_by_personal_account     a Key Vault flow's owner is not one of the configured service accounts
+    flow_shared_beyond_allowed         co-owner / run-only user of a Key Vault flow outside the allowed set
+    connection_shared_beyond_allowed   a Key Vault connection shared beyond the allowed set
+    environment_too_many_customizers   more System Customizers/Administrators than the policy allows
+    flow_insecure_get_secret, flow_lists_secrets, flow_hardcoded_credential, flow_secure_get_secret
+                                       the definition checks of core/flow_analysis.py, on every flow read
+
+The creator of a flow or connection is its owner and is judged by `flow_owned_by_personal_account`, not
+by the share detectors (the service cannot remove a creator's ownership).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from remediations.core.detect import Detector, detector
+from remediations.core.flow_allow_list import analyze_flows
+from remediations.core.flow_analysis import FLOW_DETECTOR_IDS, FlowRef, flow_findings
+from remediations.core.model import Connection, Finding, Flow, Snapshot
+from remediations.core.policy import Policy
+
+_FLOW_SHARE_ROLES = frozenset({"owner", "canedit", "canview"})
+_CONNECTION_SHARE_ROLES = frozenset({"canedit", "canview", "canviewwithshare"})
+
+
+def keyvault_connections(snapshot: Snapshot) -> dict[str, Connection]:
+    return {c.id.lower(): c for c in snapshot.connections if c.is_keyvault}
+
+
+def keyvault_flows(snapshot: Snapshot) -> list[tuple[Flow, list[Connection]]]:
+    """Flows with the Key Vault connections they reference."""
+    connections = keyvault_connections(snapshot)
+    found = []
+    for flow in snapshot.flows:
+        used = [connections[c.lower()] for c in flow.connection_references if c.lower() in connections]
+        if used:
+            found.append((flow, used))
+    return found
+
+
+def flow_resource_id(flow: Flow) -> str:
+    return f"/providers/Microsoft.ProcessSimple/environments/{flow.environment}/flows/{flow.id}"
+
+
+def connection_resource_id(connection: Connection) -> str:
+    return (
+        f"/providers/Microsoft.PowerApps/environments/{connection.environment}/apis/{connection.api_name}"
+        f"/connections/{connection.id}"
+    )
+
+
+def _vaults(used: list[Connection]) -> list[str]:
+    return sorted({c.parameters.get("vaultName", "") for c in used} - {""})
+
+
+@detector("flow_uses_keyvault")
+def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    return [
+        Finding.create(
+            detector_id="flow_uses_keyvault",
+            severity="low",
+            resource_id=flow_resource_id(flow),
+            principal=None,
+            message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
+            f"{sorted(c.id for c in used)}",
+            evidence={
+                "environment": flow.environment,
+                "flow": flow.id,
+                "connections": sorted(c.id for c in used),
+                "vaults": _vaults(used),
+            },
+        )
+        for flow, used in keyvault_flows(snapshot)
+    ]
+
+
+@detector("connection_runs_as_user")
+def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
+
+    One finding per flow that uses the connection (that is what an attacker edits), and one for the
+    connection itself when no flow uses it yet.
+    """
+    administrators = {
+        p.lower()
+        for e in snapshot.environments
+        for p, roles in e.role_holders.items()
+        if "System Administrator" in roles
+    }
+    users = [
+        c
+        for c in keyvault_connections(snapshot).values()
+        if c.identity_kind == "user" and c.identity_principal_id
+    ]
+    flows = keyvault_flows(snapshot)
+    findings = []
+    for connection in users:
+        person = (connection.identity_principal_id or "").lower()
+        administrator = person in administrators
+        admin_note = " (an environment administrator)" if administrator else ""
+        using = [flow for flow, used in flows if connection in used]
+        label = connection.display_name or connection.id
+        evidence = {
+            "environment": connection.environment,
+            "connection": connection.id,
+            "vault": connection.parameters.get("vaultName"),
+            "identityKind": connection.identity_kind,
+            "administrator": administrator,
+        }
+        targets = [
+            (flow_resource_id(f), f"flow {f.display_name or f.id!r} uses", {"flow": f.id}) for f in using
+        ]
+        for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
+            findings.append(
+                Finding.create(
+                    detector_id="connection_runs_as_user",
+                    severity="high" if administrator else "medium",
+                    resource_id=resource_id,
+                    principal=person,
+                    message=f"{subject + ' ' if subject else ''}Key Vault connection {label!r}, which "
+                    f"authenticates as the user {person}{admin_note}, not as a service principal or "
+                    "managed identity",
+                    evidence={**evidence, **extra},
+                )
+            )
+    return findings
+
+
+@detector("flow_owned_by_personal_account")
+def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
+    if not policy.service_accounts:
+        return []
+    findings = []
+    for flow, used in keyvault_flows(snapshot):
+        owner = (flow.creator or "").lower()
+        if owner and owner in policy.service_accounts:
+            continue
+        findings.append(
+            Finding.create(
+                detector_id="flow_owned_by_personal_account",
+                severity="medium",
+                resource_id=flow_resource_id(flow),
+                principal=owner or None,
+                message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
+                f"{owner or 'nobody known'}, not by a configured service account",
+                evidence={
+                    "environment": flow.environment,
+                    "flow": flow.id,
+                    "owner": owner,
+                    "serviceAccounts": list(policy.service_accounts),
+                    "vaults": _vaults(used),
+                },
+            )
+        )
+    return findings
+
+
+@detector("flow_shared_beyond_allowed")
+def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
+    findings = []
+    for share in snapshot.shares:
+        if share.resource_kind != "flow" or share.resource_id.lower() not in flows:
+            continue
+        flow, used = flows[share.resource_id.lower()]
+        who = share.principal_id.lower()
+        if share.role.lower() not in _FLOW_SHARE_ROLES or who == (flow.creator or "").lower():
+            continue
+        if policy.flow_editor_allowed(who) or policy.is_break_glass(who):
+            continue
+        findings.append(
+            Finding.create(
+                detector_id="flow_shared_beyond_allowed",
+                severity="high" if share.role.lower() in {"owner", "canedit"} else "medium",
+                resource_id=flow_resource_id(flow),
+                principal=who,
+                message=f"{who} is {share.role} of Key Vault flow {flow.display_name or flow.id!r} "
+                "and is not in the allowed flow editors",
+                evidence={
+                    "environment": flow.environment,
+                    "flow": flow.id,
+                    "role": share.role,
+                    "principalKind": share.principal_kind,
+                    "connections": sorted(c.id for c in used),
+                },
+            )
+        )
+    return findings
+
+
+@detector("connection_shared_beyond_allowed")
+def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    connections = keyvault_connections(snapshot)
+    findings = []
+    for share in snapshot.shares:
+        if share.resource_kind != "connection" or share.resource_id.lower() not in connections:
+            continue
+        connection = connections[share.resource_id.lower()]
+        who = share.principal_id.lower()
+        if share.role.lower() not in _CONNECTION_SHARE_ROLES or who == (connection.created_by or "").lower():
+            continue
+        if policy.connection_user_allowed(who) or policy.is_break_glass(who):
+            continue
+        findings.append(
+            Finding.create(
+                detector_id="connection_shared_beyond_allowed",
+                severity="high",
+                resource_id=connection_resource_id(connection),
+                principal=who,
+                message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
+                f"({share.role}) with {who}, who is not in the allowed connection users",
+                evidence={
+                    "environment": connection.environment,
+                    "connection": connection.id,
+                    "api": connection.api_name,
+                    "role": share.role,
+                    "permissionId": share.permission_id,
+                    "principalKind": share.principal_kind,
+                },
+            )
+        )
+    return findings
+
+
+@detector("environment_too_many_customizers")
+def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    limit = policy.power_platform.max_system_customizers
+    if limit is None:
+        return []
+    findings = []
+    for environment in snapshot.environments:
+        holders = environment.editors_of_all_flows()
+        if len(holders) <= limit:
+            continue
+        findings.append(
+            Finding.create(
+                detector_id="environment_too_many_customizers",
+                severity="medium",
+                resource_id=environment.id,
+                principal=None,
+                message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
+                f"System Customizers/Administrators (limit {limit}); each can edit every flow in it",
+                evidence={"environment": environment.name, "holders": list(holders), "limit": limit},
+            )
+        )
+    return findings
+
+
+def _definition_detector(detector_id: str) -> Detector:
+    def detect_definitions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+        findings = []
+        for flow_id, analysis in analyze_flows(snapshot).items():
+            flow = next(f for f in snapshot.flows if f.id == flow_id)
+            ref = FlowRef(
+                resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
+            )
+            findings += [f for f in flow_findings(ref, analysis) if f.detector_id == detector_id]
+        return findings
+
+    return detect_definitions
+
+
+_register: Callable[[str], Callable[[Detector], Detector]] = detector
+for _detector_id in FLOW_DETECTOR_IDS:
+    _register(_detector_id)(_definition_detector(_detector_id))

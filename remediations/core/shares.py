@@ -1,0 +1,122 @@
+"""Shared by revoke_flow_shares and revoke_connection_shares: plan one action per flow/connection that
+deletes the shares findings name, and apply it with `modifyPermissions` plus one verification read
+(the write answers 200 with an empty body, so only a re-read shows what holds)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.model import Action, Finding, Outcome, Share, ShareChange, Snapshot
+
+
+def _label(share: Share) -> str:
+    return f"{share.principal_id}:{share.role}"
+
+
+def plan_share_revocations(
+    remediation_id: str,
+    kind: Literal["flow", "connection"],
+    snapshot: Snapshot,
+    findings: list[Finding],
+    resource_key: str,
+) -> list[Action]:
+    """`resource_key` is the evidence field naming the flow or connection id."""
+    wanted: dict[tuple[str, str], tuple[Finding, list[Finding]]] = {}
+    for finding in findings:
+        key = (
+            str(finding.evidence.get("environment", "")).lower(),
+            str(finding.evidence[resource_key]).lower(),
+        )
+        wanted.setdefault(key, (finding, []))[1].append(finding)
+    actions = []
+    for (environment, resource), (first, group) in sorted(wanted.items()):
+        current = [
+            s
+            for s in snapshot.shares
+            if s.resource_kind == kind
+            and s.resource_id.lower() == resource
+            and (not s.environment or s.environment.lower() == environment)
+        ]
+        revoke = {(f.principal or "").lower() for f in group}
+        # A connection's Owner is its creator, whom the service never lets go; a flow keeps an Owner.
+        removed = [
+            s
+            for s in current
+            if s.principal_id.lower() in revoke and not (kind == "connection" and s.role.lower() == "owner")
+        ]
+        if not removed:
+            continue
+        kept = [s for s in current if s not in removed]
+        owners_left = any(s.role.lower() == "owner" for s in kept)
+        skip = (
+            None
+            if kind == "connection" or owners_left or not current
+            else "it would leave the flow with no owner"
+        )
+        changes = tuple(
+            ShareChange(
+                operation="delete",
+                resource_kind=kind,
+                environment=str(first.evidence.get("environment", "")),
+                resource_id=str(first.evidence[resource_key]),
+                principal_id=s.principal_id,
+                principal_kind=s.principal_kind,
+                role=s.role,
+                api=str(first.evidence["api"]) if kind == "connection" else None,
+                permission_id=s.permission_id,
+            )
+            for s in sorted(removed, key=lambda s: s.principal_id)
+        )
+        actions.append(
+            Action.create(
+                remediation_id=remediation_id,
+                target=first.resource_id,
+                principal=None,
+                changes=changes,
+                before={"shares": sorted(_label(s) for s in current)},
+                after={"shares": sorted(_label(s) for s in kept)},
+                reason=f"shared beyond the allowed set: {sorted(_label(s) for s in removed)}",
+                finding_ids=tuple(f.id for f in group),
+                skip_reason=skip,
+            )
+        )
+    return actions
+
+
+def apply_share_revocations(
+    action: Action,
+    delete: Callable[[list[ShareChange]], None],
+    read: Callable[[], list[Share]],
+) -> Outcome:
+    changes = [c for c in action.changes if isinstance(c, ShareChange)]
+    if len(changes) != len(action.changes) or not changes:
+        return Outcome(action_id=action.id, status="failed", before=action.before, error="not a share action")
+    try:
+        delete(changes)
+    except ResourceGone as gone:  # the flow/connection is gone: nothing is shared any more
+        return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
+    except AzureCallFailed as error:
+        return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
+    try:
+        remaining = read()
+    except AzureCallFailed as error:
+        return Outcome(
+            action_id=action.id,
+            status="failed",
+            before=action.before,
+            error=f"modifyPermissions answered success but the verification read failed: {error}",
+        )
+    after = {"shares": sorted(_label(s) for s in remaining)}
+    revoked = {c.principal_id.lower() for c in changes}
+    still = sorted(s.principal_id for s in remaining if s.principal_id.lower() in revoked)
+    if still:
+        return Outcome(
+            action_id=action.id,
+            status="failed",
+            before=action.before,
+            after=after,
+            error=f"modifyPermissions answered success but {still} still hold a share",
+        )
+    return Outcome(action_id=action.id, status="applied", before=action.before, after=after, verified=True)

@@ -1,0 +1,52 @@
+"""revoke_connection_shares: remove CanEdit/CanView shares of Key Vault connections beyond the allowed set
+(`powerPlatform.allowedConnectionUsers` and `serviceAccounts`). Someone a Key Vault connection is shared
+with can build their own flow on it and read whatever its identity can. One admin `modifyPermissions`
+call per connection (deleting the permission ids as listed), then one permissions read to verify.
+"""
+
+from __future__ import annotations
+
+from remediations.adapters.clients import Clients
+from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
+from remediations.core.policy import Policy
+from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.shares import apply_share_revocations, plan_share_revocations
+
+
+@register
+class RevokeConnectionShares(Remediation):
+    id = "revoke_connection_shares"
+    handles = frozenset({"connection_shared_beyond_allowed"})
+    metadata = RemediationMetadata(
+        title="Revoke shares of Key Vault connections outside the allowed set",
+        severity="high",
+        risk="Flows those users built on the shared connection stop working until re-pointed.",
+        permissions_required=(
+            "Power Platform administrator (or a registered management app): POST api.powerapps.com/"
+            ".../scopes/admin/environments/{env}/apis/shared_keyvault/connections/{c}/modifyPermissions",
+        ),
+        cli_equivalent=(
+            "Remove-AdminPowerAppConnectionRoleAssignment -EnvironmentName <env> -ConnectorName "
+            "shared_keyvault -ConnectionName <c> -RoleId <permission id>"
+        ),
+        bicep_hint="not expressible in Bicep: connection sharing is a Power Platform setting",
+    )
+
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        return plan_share_revocations(self.id, "connection", snapshot, findings, "connection")
+
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        api = clients.power_platform()
+        first = action.changes[0]
+        if not isinstance(first, ShareChange):
+            return Outcome(action_id=action.id, status="failed", error="not a share action")
+        environment, connection = first.environment, first.resource_id
+        connector = first.api or "shared_keyvault"
+
+        def delete(changes: list[ShareChange]) -> None:
+            ids = [c.permission_id or c.principal_id for c in changes]
+            api.modify_connection_permissions(environment, connector, connection, delete=ids)
+
+        return apply_share_revocations(
+            action, delete, lambda: api.connection_permissions(environment, connector, connection)
+        )

@@ -1,0 +1,47 @@
+"""revoke_flow_shares: remove co-owners (CanEdit) and run-only users (CanView) of flows that use a Key
+Vault connection when they are not in the policy's allowed set (`powerPlatform.allowedFlowEditors` and
+`serviceAccounts`). The creator stays owner (the service refuses to remove it), so a flow always keeps
+its owner. One admin `modifyPermissions` call per flow, then one permissions read to verify.
+"""
+
+from __future__ import annotations
+
+from remediations.adapters.clients import Clients
+from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
+from remediations.core.policy import Policy
+from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.shares import apply_share_revocations, plan_share_revocations
+
+
+@register
+class RevokeFlowShares(Remediation):
+    id = "revoke_flow_shares"
+    handles = frozenset({"flow_shared_beyond_allowed"})
+    metadata = RemediationMetadata(
+        title="Revoke co-owners and run-only users of Key Vault flows outside the allowed set",
+        severity="high",
+        risk="People who edited or ran the flow lose access to it; re-share through the allowed accounts.",
+        permissions_required=(
+            "Power Platform administrator (or a registered management app): "
+            "POST api.flow.microsoft.com/.../scopes/admin/environments/{env}/flows/{flow}/modifyPermissions",
+        ),
+        cli_equivalent=(
+            "Remove-AdminFlowOwnerRole -EnvironmentName <env> -FlowName <flow> -RoleId <principal id>"
+        ),
+        bicep_hint="not expressible in Bicep: flow sharing is a Power Platform setting",
+    )
+
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        return plan_share_revocations(self.id, "flow", snapshot, findings, "flow")
+
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        api = clients.power_platform()
+        first = action.changes[0]
+        if not isinstance(first, ShareChange):
+            return Outcome(action_id=action.id, status="failed", error="not a share action")
+        environment, flow = first.environment, first.resource_id
+
+        def delete(changes: list[ShareChange]) -> None:
+            api.modify_flow_permissions(environment, flow, delete=[c.principal_id for c in changes])
+
+        return apply_share_revocations(action, delete, lambda: api.flow_permissions(environment, flow))

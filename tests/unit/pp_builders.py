@@ -1,0 +1,197 @@
+"""Builders for Power Platform snapshots and an in-memory Power Platform admin API with the service's
+semantics: modifyPermissions answers 200 with no body; a flow's creator and a connection's owner cannot
+be removed; an unknown flow/connection is 404; DLP create returns the whole policy."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from remediations.adapters.errors import ResourceGone
+from remediations.core.model import (
+    KEYVAULT_CONNECTOR_ID,
+    Connection,
+    Environment,
+    Flow,
+    Share,
+    Snapshot,
+)
+from tests.unit.kv_builders import policy_entry, snapshot, vault
+
+ENV = "env-1"
+ADMIN, CUSTOMIZER, ANALYST, SVC = "admin", "customizer", "analyst", "svc-flows"
+
+
+def keyvault_action(
+    operation: str, secret: str | None = None, *, secure: bool = True, **extra: Any
+) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "runAfter": {},
+        "type": "OpenApiConnection",
+        "inputs": {
+            "host": {
+                "apiId": KEYVAULT_CONNECTOR_ID,
+                "connectionName": "shared_keyvault",
+                "operationId": operation,
+            },
+            "parameters": {"secretName": secret} if secret else {},
+        },
+        **extra,
+    }
+    if secure:
+        action["runtimeConfiguration"] = {"secureData": {"properties": ["inputs", "outputs"]}}
+    return action
+
+
+def definition(actions: dict[str, Any]) -> dict[str, Any]:
+    return {"triggers": {"manual": {"type": "Request", "kind": "Button"}}, "actions": actions}
+
+
+def flow(
+    flow_id: str, creator: str, connection: str, actions: dict[str, Any] | None = None, env: str = ENV
+) -> Flow:
+    return Flow(
+        id=flow_id,
+        environment=env,
+        display_name=f"flow {flow_id}",
+        creator=creator,
+        connection_references=(connection,),
+        reference_keys={"shared_keyvault": connection},
+        definition=definition(
+            actions if actions is not None else {"Get_secret": keyvault_action("GetSecret", "db-password")}
+        ),
+    )
+
+
+def connection(
+    connection_id: str, identity: str, kind: str = "user", vault_name: str = "kv", env: str = ENV
+) -> Connection:
+    return Connection(
+        id=connection_id,
+        environment=env,
+        connector_id=KEYVAULT_CONNECTOR_ID,
+        identity_principal_id=identity,
+        identity_kind=kind,  # type: ignore[arg-type]
+        parameters={"vaultName": vault_name},
+        created_by=identity if kind == "user" else SVC,
+    )
+
+
+def share(kind: str, resource: str, principal: str, role: str, env: str = ENV) -> Share:
+    permission = f"/providers/x/{kind}s/{resource}/permissions/{principal}-perm"
+    return Share(
+        resource_kind=kind,  # type: ignore[arg-type]
+        resource_id=resource,
+        principal_id=principal,
+        role=role,
+        environment=env,
+        permission_id=permission if kind == "connection" else None,
+    )
+
+
+def seed_like() -> Snapshot:
+    """The seed scenario in miniature: the admin's Key Vault connection behind a flow the analyst co-owns."""
+    base = snapshot(
+        vault("kv", policy_entry(ADMIN, "Get", "List"), secrets=("db-password", "crm-key", "sftp"))
+    )
+    return base.model_copy(
+        update={
+            "environments": (
+                Environment(
+                    id=f"/environments/{ENV}",
+                    name=ENV,
+                    role_holders={
+                        ADMIN: ("System Administrator",),
+                        CUSTOMIZER: ("System Customizer",),
+                        ANALYST: ("Environment Maker",),
+                    },
+                ),
+            ),
+            "flows": (flow("f1", ADMIN, "c-admin"),),
+            "connections": (connection("c-admin", ADMIN),),
+            "shares": (
+                share("flow", "f1", ADMIN, "Owner"),
+                share("flow", "f1", ANALYST, "CanEdit"),
+                share("connection", "c-admin", ADMIN, "Owner"),
+                share("connection", "c-admin", ANALYST, "CanView"),
+            ),
+        }
+    )
+
+
+class MemoryPowerPlatform:
+    def __init__(self, snap: Snapshot) -> None:
+        self.flow_shares: dict[str, list[Share]] = {}
+        self.connection_shares: dict[str, list[Share]] = {}
+        self.creators = {f.id: f.creator for f in snap.flows}
+        for s in snap.shares:
+            target = self.flow_shares if s.resource_kind == "flow" else self.connection_shares
+            target.setdefault(s.resource_id, []).append(s)
+        self.policies: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.ignore_deletes = False
+
+    def flow_permissions(self, environment: str, flow_id: str) -> list[Share]:
+        self.calls.append(("flow_permissions", flow_id))
+        if flow_id not in self.flow_shares:
+            raise ResourceGone("permissions", 404, "FlowNotFound", "no flow")
+        return list(self.flow_shares[flow_id])
+
+    def modify_flow_permissions(
+        self,
+        environment: str,
+        flow_id: str,
+        *,
+        delete: Sequence[str] = (),
+        put: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        self.calls.append(("modify_flow_permissions", (flow_id, list(delete))))
+        if flow_id not in self.flow_shares:
+            raise ResourceGone("modifyPermissions", 404, "FlowNotFound", "no flow")
+        if not self.ignore_deletes:
+            gone = {d for d in delete if d != self.creators.get(flow_id)}
+            self.flow_shares[flow_id] = [s for s in self.flow_shares[flow_id] if s.principal_id not in gone]
+
+    def connection_permissions(self, environment: str, api: str, connection_id: str) -> list[Share]:
+        self.calls.append(("connection_permissions", connection_id))
+        return list(self.connection_shares.get(connection_id, []))
+
+    def modify_connection_permissions(
+        self, environment: str, api: str, connection_id: str, *, delete: Sequence[str]
+    ) -> None:
+        self.calls.append(("modify_connection_permissions", (connection_id, api, list(delete))))
+        if connection_id not in self.connection_shares:
+            raise ResourceGone("modifyPermissions", 404, "ConnectionNotFound", "no connection")
+        self.connection_shares[connection_id] = [
+            s
+            for s in self.connection_shares[connection_id]
+            if s.permission_id not in delete or s.role == "Owner"
+        ]
+
+    def list_dlp_policies(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_dlp_policies", None))
+        return copy.deepcopy(self.policies)
+
+    def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create_dlp_policy", copy.deepcopy(body)))
+        created = copy.deepcopy(body)
+        created["policyDefinition"]["name"] = str(uuid.uuid4())
+        self.policies.append(created)
+        return copy.deepcopy(created)
+
+    def update_dlp_policy(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("update_dlp_policy", (name, copy.deepcopy(body))))
+        self.policies = [p for p in self.policies if p["policyDefinition"]["name"] != name] + [
+            copy.deepcopy(body)
+        ]
+        return copy.deepcopy(body)
+
+
+class PPClients:
+    def __init__(self, api: MemoryPowerPlatform) -> None:
+        self.api = api
+
+    def power_platform(self) -> MemoryPowerPlatform:
+        return self.api
