@@ -116,16 +116,13 @@ class Emulator:
             time.sleep(decision.delay_s)
         fault: str | None = None
         route_name: str | None = None
-        if decision.rule is not None and decision.rule.kind == "reset":
-            self._log(request, 0, started, "reset", None)
-            raise ConnectionReset()
-        if decision.rule is not None:
-            fault = f"status:{decision.rule.status}"
-            headers = {}
-            if decision.rule.retry_after is not None:
-                headers["Retry-After"] = f"{decision.rule.retry_after:g}"
-            response = HttpError(decision.rule.status, _fault_code(decision.rule.status),
-                                 "Injected fault.", headers).to_response()
+        rule = decision.rule
+        if rule is not None and not rule.after:
+            if rule.kind == "reset":
+                self._log(request, 0, started, "reset", None)
+                raise ConnectionReset()
+            fault = f"status:{rule.status}"
+            response = _fault_response(rule.status, rule.retry_after)
         else:
             try:
                 response = self._run_middlewares(request)
@@ -141,6 +138,12 @@ class Emulator:
                 response = HttpError(500, "InternalServerError", "Emulator error.").to_response()
             if request.response_headers:
                 response.headers.update(request.response_headers)
+            if rule is not None:  # handled (a write took effect); the client never sees the answer
+                if rule.kind == "reset":
+                    self._log(request, 0, started, "reset-after", route_name)
+                    raise ConnectionReset()
+                fault = f"status-after:{rule.status}"
+                response = _fault_response(rule.status, rule.retry_after)
         self._log(request, response.status, started, fault, route_name)
         return response
 
@@ -167,6 +170,11 @@ class Emulator:
             fault=fault,
             route=route,
         ))
+
+
+def _fault_response(status: int, retry_after: float | None) -> Response:
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+    return HttpError(status, _fault_code(status), "Injected fault.", headers).to_response()
 
 
 def _fault_code(status: int) -> str:

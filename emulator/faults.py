@@ -25,6 +25,9 @@ class FaultRule:
     latency_ms: float = 0.0
     status: int = 503
     retry_after: float | None = None
+    # False: the request never reaches the handler. True: the handler runs (a write takes effect) and
+    # the client gets the fault instead of the response, the ambiguous case retries must survive.
+    after: bool = False
     fired: int = 0
     _host_re: re.Pattern[str] = field(init=False, repr=False)
     _path_re: re.Pattern[str] = field(init=False, repr=False)
@@ -73,18 +76,21 @@ class Faults:
         probability: float = 1.0,
         count: int | None = None,
         retry_after: float | None = None,
+        after: bool = False,
     ) -> FaultRule:
         return self.add(
             FaultRule(
                 "status", host=host, path=path, method=method, probability=probability,
-                count=count, status=status, retry_after=retry_after,
+                count=count, status=status, retry_after=retry_after, after=after,
             )
         )
 
     def reset(
-        self, host: str = ".*", path: str = ".*", probability: float = 1.0, count: int | None = None
+        self, host: str = ".*", path: str = ".*", probability: float = 1.0, count: int | None = None,
+        method: str | None = None, after: bool = False,
     ) -> FaultRule:
-        return self.add(FaultRule("reset", host=host, path=path, probability=probability, count=count))
+        return self.add(FaultRule("reset", host=host, path=path, method=method, probability=probability,
+                                  count=count, after=after))
 
     def clear(self) -> None:
         with self._lock:

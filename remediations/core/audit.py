@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from azure.core.exceptions import ResourceExistsError
@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from remediations.core.settings import AppSettings
 
 AuditState = Literal["pending", "applied", "failed", "skipped", "noop", "deferred"]
+TERMINAL_STATES = frozenset({"applied", "failed", "skipped", "noop", "deferred"})
+DANGLING_LOOKBACK = timedelta(days=7)  # older interrupted runs are a human's job (the rows stay)
 Trigger = Literal["timer", "ticket", "alert", "cli"]
 
 
@@ -52,6 +54,30 @@ class AuditSink(Protocol):
 
     def records(self, correlation_id: str) -> list[AuditRecord]: ...
 
+    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+        """`pending` rows for targets under `scope_id`, recorded before `older_than` (within
+        DANGLING_LOOKBACK), with no outcome row in their run: writes interrupted between intent and
+        result."""
+        ...
+
+
+def in_scope(target: str, scope_id: str) -> bool:
+    target, scope_id = target.rstrip("/").lower(), scope_id.rstrip("/").lower()
+    return scope_id in ("", target) or target.startswith(scope_id + "/")
+
+
+def without_outcome(rows: list[AuditRecord], older_than: datetime) -> list[AuditRecord]:
+    """The pending rows of `rows` (one or more runs) that have no terminal row for the same action."""
+    done = {(r.correlation_id, r.action_id) for r in rows if r.state in TERMINAL_STATES}
+    return [
+        r
+        for r in rows
+        if r.state == "pending"
+        and (r.correlation_id, r.action_id) not in done
+        and r.recorded_at < older_than
+        and r.recorded_at >= older_than - DANGLING_LOOKBACK
+    ]
+
 
 class MemoryAuditSink:
     """The same protocol in memory, for unit tests and dry runs that want a trail."""
@@ -69,6 +95,11 @@ class MemoryAuditSink:
             return sorted(
                 (e for e in self.entries if e.correlation_id == correlation_id), key=lambda e: e.row_key
             )
+
+    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+        with self._lock:
+            rows = without_outcome(list(self.entries), older_than)
+        return [r for r in rows if in_scope(r.target, scope_id)]
 
 
 _JSON_FIELDS = ("before", "after")
@@ -133,6 +164,28 @@ class TableAuditSink:
         self._ensure_table()
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
         return sorted((from_entity(dict(r)) for r in rows), key=lambda e: e.row_key)
+
+    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+        # Server side: pending rows of the look-back window (the row's Timestamp). Then, only for those
+        # in scope, the outcome rows of the same action (one range query each): a crash leaves few.
+        self._ensure_table()
+        since = (older_than - DANGLING_LOOKBACK).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pending = [
+            from_entity(dict(r))
+            for r in self._table.query_entities(f"state eq 'pending' and Timestamp ge datetime'{since}'")
+        ]
+        rows: list[AuditRecord] = []
+        for row in pending:
+            if not in_scope(row.target, scope_id) or row.recorded_at >= older_than:
+                continue
+            rows.append(row)
+            prefix = f"{row.action_id}-01-"
+            outcomes = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": row.correlation_id, "lo": prefix, "hi": prefix + "~"},
+            )
+            rows.extend(from_entity(dict(r)) for r in outcomes)
+        return without_outcome(rows, older_than)
 
     def close(self) -> None:
         self._table.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,9 +34,13 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import inventory_powerplatform
+from remediations.core.reconcile import reconcile
 from remediations.core.registry import all_remediations, get_remediation
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# A pending row younger than this may belong to a run still in flight (retries honour Retry-After up to
+# a minute per attempt); the Functions host kills an invocation long before (timeout 30 min on Flex).
+RECONCILE_AFTER = timedelta(minutes=30)
 SECRET_LIST_CONCURRENCY = 8  # vault hosts are independent; LIMITS.md: latency-bound, not throttle-bound
 
 
@@ -290,6 +294,29 @@ def apply_plan(
     return outcomes
 
 
+def reconcile_dangling(
+    snapshot: Snapshot,
+    plan: Plan,
+    audit: AuditSink,
+    context: RunContext,
+    *,
+    older_than: timedelta = RECONCILE_AFTER,
+) -> list[AuditRecord]:
+    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
+
+    Runs after inventory and planning (the snapshot is the re-read), before this run writes anything;
+    never in a dry run (a dry run writes no audit rows). The rows go into the interrupted run's partition.
+    """
+    if plan.dry_run:
+        return []
+    dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
+    planned = {a.id for a in (*plan.actions, *plan.deferred)}
+    rows = reconcile(dangling, snapshot, planned, context.correlation_id)
+    for row in rows:
+        audit.record(row)
+    return rows
+
+
 class RunResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -299,6 +326,7 @@ class RunResult(BaseModel):
     plan: Plan
     outcomes: tuple[Outcome, ...]
     inventory_errors: tuple[InventoryError, ...]
+    reconciled: tuple[AuditRecord, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -323,8 +351,10 @@ def run(
     caller: str | None = None,
     progress: Progress = _noop_progress,
     pp_scope: PowerPlatformScope | None = None,
+    reconcile_after: timedelta = RECONCILE_AFTER,
 ) -> RunResult:
-    """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included."""
+    """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included.
+    Writes an earlier run left pending for longer than `reconcile_after` are reconciled first."""
     context = RunContext(
         correlation_id=correlation_id or str(uuid.uuid4()),
         trigger=trigger,
@@ -334,6 +364,7 @@ def run(
     snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope)
     findings = detect(snapshot, policy)
     plan = build_plan(findings, snapshot, policy, remediation_ids=remediation_ids, dry_run=dry_run)
+    reconciled = reconcile_dangling(snapshot, plan, audit, context, older_than=reconcile_after)
     outcomes = apply_plan(plan, clients, audit, context, progress=progress)
     return RunResult(
         correlation_id=context.correlation_id,
@@ -342,4 +373,5 @@ def run(
         plan=plan,
         outcomes=tuple(outcomes),
         inventory_errors=snapshot.errors,
+        reconciled=tuple(reconciled),
     )

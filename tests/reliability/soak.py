@@ -1,0 +1,46 @@
+"""The soak summary: what the chaos runs did, printed at the end of the session (`make soak`)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator import Emulator
+    from tests.reliability.chaos import Convergence
+
+
+@dataclass
+class Summary:
+    tenants: int = 0
+    sweeps: int = 0
+    faults: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    server_errors: int = 0  # 5xx answered by the app's own HTTP functions
+    leaks: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, done: Convergence, emu: Emulator, *, lost: int = 0, leaks: int = 0) -> None:
+        applied = Counter(r.action_id for r in done.rows if r.state == "applied")
+        with self._lock:
+            self.tenants += 1
+            self.sweeps += done.sweeps
+            self.faults += emu.faults.injected
+            self.applied += sum(applied.values())
+            self.duplicates += sum(n - 1 for n in applied.values() if n > 1)
+            self.lost += lost
+            self.leaks += leaks
+
+    def line(self) -> str:
+        return (
+            f"soak: tenants {self.tenants}, sweeps run {self.sweeps}, faults injected {self.faults}, "
+            f"actions applied {self.applied}, duplicates {self.duplicates}, lost {self.lost}, "
+            f"5xx {self.server_errors}, leaks {self.leaks}"
+        )
+
+
+SOAK = Summary()
