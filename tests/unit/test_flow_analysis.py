@@ -212,6 +212,10 @@ def test_logic_apps_api_connection_paths_with_connections_parameter() -> None:
         "Get_version": api_connection("/secrets/@{encodeURIComponent('cert')}/versions/abc/value"),
         "List_secrets": api_connection("/secrets"),
         "Meta": api_connection("/secrets/@{encodeURIComponent('x')}"),
+        # `?[...]` inside an expression is not a query string.
+        "Dynamic": api_connection(
+            "/secrets/@{encodeURIComponent(items('Loop')?['name'])}/value?api-version=1"
+        ),
         "Send_mail": api_connection("/v2/Mail", reference="office365"),
     }
     analysis = analyze_definition(definition(actions), connection_references=connections)
@@ -225,7 +229,9 @@ def test_logic_apps_api_connection_paths_with_connections_parameter() -> None:
         "Get_version": ("ApiConnection", "get_secret_version", "cert", "keyvault"),
         "List_secrets": ("ApiConnection", "list_secrets", None, "keyvault"),
         "Meta": ("ApiConnection", "get_secret_metadata", "x", "keyvault"),
+        "Dynamic": ("ApiConnection", "get_secret", None, "keyvault"),
     }
+    assert analysis.reads_dynamic_secret_names
     assert analysis.needed_secret_names == ("api-token", "cert", "sql-pw")
 
 
