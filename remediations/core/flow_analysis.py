@@ -474,7 +474,8 @@ def _entropy(text: str) -> float:
 def _looks_random(text: str) -> CredentialKind | None:
     if _JWT.match(text):
         return "jwt"
-    if len(text) < 32 or not _TOKEN_CHARS.match(text) or _GUID.match(text):
+    # Over 256 characters it is more likely content (an embedded image, a document) than a credential.
+    if not 32 <= len(text) <= 256 or not _TOKEN_CHARS.match(text) or _GUID.match(text):
         return None
     if not (re.search(r"[A-Za-z]", text) and re.search(r"[0-9]", text)):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -428,6 +429,8 @@ def test_references_and_placeholders_are_not_credentials() -> None:
                     "tenant": "72f988bf-86f1-41af-91ab-2d7cd011db47",
                     "schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/x#",
                     "text": "this is an ordinary sentence, not a token at all",
+                    # embedded content (an icon), not a credential: longer than any token we flag
+                    "icon": "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAYAAAAf8/9hAAAAGXRFWHRTb2Z0" * 6,
                 },
             },
             "Get_secret": kv("GetSecret", "partner-api-key", secure=["inputs", "outputs"]),
@@ -541,3 +544,21 @@ def test_credential_findings_carry_no_value_and_ids_are_stable() -> None:
         f.id for f in flow_findings("exports/flow.json", analyze_definition(credential_definition()))
     ]
     assert len({f.id for f in first}) == len(first)
+
+
+def test_agrees_with_the_emulator_seed_and_attack() -> None:
+    """The emulator's flow runner executes these shapes; the analysis must read them the same way."""
+    from emulator.powerplatform.definitions import dump_vault_definition
+
+    dump = flow_findings("attack", analyze_definition(dump_vault_definition()))
+    assert sorted((f.detector_id, f.severity) for f in dump) == [
+        ("flow_insecure_get_secret", "critical"),
+        ("flow_lists_secrets", "critical"),
+    ]
+    seed = json.loads((Path(__file__).resolve().parents[2] / "emulator/scenarios/seed.json").read_text())
+    verdicts = {}
+    for flow in seed["powerPlatform"]["flows"]:
+        analysis = analyze_definition(flow["definition"], connection_references=flow["connectionReferences"])
+        verdicts[flow["displayName"]] = sorted(f.detector_id for f in flow_findings(flow["name"], analysis))
+    assert verdicts["Nightly payroll export"] == ["flow_secure_get_secret"]
+    assert verdicts["Quarterly report (personal)"] == ["flow_insecure_get_secret"]
