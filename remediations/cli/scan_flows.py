@@ -14,8 +14,8 @@ flows (manifests, connection maps) are skipped. A file named on the command line
 
 Exit codes: 0 no finding at or above `--fail-on` (default high), 1 at least one, 2 unreadable input
 (a message per file, never a traceback). Informational findings (a Get secret with secure outputs) never
-fail the scan. Output: a text table, `--json`, and/or `--sarif FILE|-` (SARIF 2.1.0, a minimal emitter
-of our own: the shared report/sarif.py was not on main when this was written).
+fail the scan. Output: a text table, `--json`, and/or `--sarif FILE|-` (SARIF 2.1.0 through the shared
+writer in remediations/report/sarif.py, with the file and line of each action).
 """
 
 from __future__ import annotations
@@ -28,26 +28,18 @@ import sys
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from remediations.core.flow_analysis import (
-    DETECTOR_HARDCODED_CREDENTIAL,
-    DETECTOR_INSECURE_GET,
-    DETECTOR_LISTS_SECRETS,
-    DETECTOR_SECURE_GET,
-    DefinitionAnalysis,
-    FlowRef,
-    analyze_definition,
-    flow_findings,
-)
-from remediations.core.model import Finding, Severity
+from remediations.core.flow_analysis import DefinitionAnalysis, FlowRef, analyze_definition, flow_findings
+from remediations.core.model import Finding, InventoryError, Severity
+from remediations.report import ReportData, build_report, render_sarif
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a flow definition is kilobytes; refuse archive members that are not
-TOOL_URI = "https://github.com/vaultguard/vaultguard"
 
 
 class ScanError(Exception):
@@ -355,35 +347,6 @@ def render_json(result: ScanResult) -> dict[str, Any]:
     }
 
 
-_RULES: dict[str, tuple[str, str, Severity]] = {
-    DETECTOR_INSECURE_GET: (
-        "Key Vault Get secret without secure outputs",
-        "The secret value is shown in the flow's run history to everyone who can see its runs. Turn on "
-        "Secure outputs (and inputs) in the action's settings.",
-        "high",
-    ),
-    DETECTOR_LISTS_SECRETS: (
-        "Key Vault List secrets in a flow",
-        "Listing is the enumeration step of the vault dump: with a Get secret for each item the flow reads "
-        "every secret its connection can list. Read named secrets instead and remove the list permission.",
-        "high",
-    ),
-    DETECTOR_HARDCODED_CREDENTIAL: (
-        "Hard-coded credential in a flow definition",
-        "A literal credential is readable by every editor of the flow and in every export. Keep it in Key "
-        "Vault and read it with a secured Get secret, or use a managed identity.",
-        "high",
-    ),
-    DETECTOR_SECURE_GET: (
-        "Key Vault Get secret with secure outputs (informational)",
-        "The flow reads this secret with secure outputs on; listed so its use is visible.",
-        "low",
-    ),
-}
-_SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "2.0"}
-_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
-
-
 def _line_of(text: str | None, action_path: str) -> int | None:
     """The line declaring the action (last segment of its JSON path), for code-scanning annotations."""
     if not text or not action_path:
@@ -399,65 +362,30 @@ def _artifact_uri(artifact: str) -> str:
     return path.as_uri() if path.is_absolute() else quote(artifact)
 
 
-def render_sarif(result: ScanResult) -> dict[str, Any]:
-    """A minimal SARIF 2.1.0 log: one run, one rule per detector, one result per finding."""
-    rule_ids = list(_RULES)
+def sarif_report(result: ScanResult, generated_at: datetime | None = None) -> ReportData:
+    """The scan as report data for the shared SARIF writer (remediations/report/sarif.py): each finding
+    gets its file (`artifactUri`) and the line declaring its action (`startLine`); unreadable inputs are
+    the run's execution errors."""
     flows = {flow.ref.resource_id: flow for flow in result.flows}
-    results = []
+    located = []
     for finding in result.findings:
         flow = flows[finding.resource_id]
-        informational = bool(finding.evidence.get("informational"))
-        location: dict[str, Any] = {
-            "physicalLocation": {"artifactLocation": {"uri": _artifact_uri(flow.artifact)}},
-            "logicalLocations": [
-                {"fullyQualifiedName": f"{finding.resource_id}/{_where(finding)}", "kind": "member"}
-            ],
-        }
+        where: dict[str, Any] = {"artifactUri": _artifact_uri(flow.artifact)}
         line = _line_of(flow.text, str(finding.evidence.get("action_path", "")))
         if line is not None:
-            location["physicalLocation"]["region"] = {"startLine": line}
-        results.append(
-            {
-                "ruleId": finding.detector_id,
-                "ruleIndex": rule_ids.index(finding.detector_id),
-                "kind": "informational" if informational else "fail",
-                "level": "none" if informational else _LEVEL[finding.severity],
-                "message": {"text": finding.message},
-                "locations": [location],
-                "partialFingerprints": {"vaultguardFindingId/v1": finding.id},
-                "properties": {"severity": finding.severity, **finding.evidence},
-            }
-        )
-    rules = [
-        {
-            "id": rule_id,
-            "name": rule_id,
-            "shortDescription": {"text": title},
-            "fullDescription": {"text": help_text},
-            "help": {"text": help_text},
-            "defaultConfiguration": {"level": _LEVEL[severity] if rule_id != DETECTOR_SECURE_GET else "none"},
-            "properties": {"security-severity": _SECURITY_SEVERITY[severity], "tags": ["security"]},
-        }
-        for rule_id, (title, help_text, severity) in _RULES.items()
-    ]
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {"driver": {"name": "vaultguard", "informationUri": TOOL_URI, "rules": rules}},
-                "results": results,
-                "invocations": [
-                    {
-                        "executionSuccessful": not result.errors,
-                        "toolExecutionNotifications": [
-                            {"level": "error", "message": {"text": error}} for error in result.errors
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
+            where["startLine"] = line
+        located.append(finding.model_copy(update={"evidence": {**finding.evidence, **where}}))
+    errors = []
+    for error in result.errors:
+        path, _, message = error.partition(": ")
+        errors.append(InventoryError(resource_id=path, operation="read", message=message or error))
+    return build_report(
+        findings=located,
+        title="vaultguard scan-flows",
+        scope="exported flows",
+        generated_at=generated_at,
+        inventory_errors=errors,
+    )
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -486,11 +414,11 @@ def run(args: argparse.Namespace) -> int:
     sarif_to_stdout = args.sarif == "-"
     if args.sarif and not sarif_to_stdout:
         try:
-            Path(args.sarif).write_text(json.dumps(render_sarif(result), indent=2), encoding="utf-8")
+            Path(args.sarif).write_text(render_sarif(sarif_report(result)), encoding="utf-8")
         except OSError as exc:
             result.errors.append(f"{args.sarif}: SARIF cannot be written ({exc.strerror or exc})")
     if sarif_to_stdout:
-        print(json.dumps(render_sarif(result), indent=2))
+        print(render_sarif(sarif_report(result)), end="")
     elif args.json:
         print(json.dumps(render_json(result), indent=2, sort_keys=True))
     else:
