@@ -35,6 +35,7 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
+from remediations.core.role_changes import assignment_matches
 
 NodeKind = Literal["person", "flow", "connection", "identity", "vault", "secret"]
 NODE_KINDS: tuple[NodeKind, ...] = ("person", "flow", "connection", "identity", "vault", "secret")
@@ -297,16 +298,7 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
                     vaults[key] = _apply_access_policy(vaults[key], change)
             elif isinstance(change, RoleAssignmentChange):
                 if change.operation == "delete":
-                    role_assignments = [
-                        ra
-                        for ra in role_assignments
-                        if not (
-                            ra.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
-                            and ra.principal_id.lower() == change.principal_id.lower()
-                            and ra.role_guid
-                            == change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
-                        )
-                    ]
+                    role_assignments = [ra for ra in role_assignments if not assignment_matches(ra, change)]
                 else:
                     role_assignments.append(
                         RoleAssignment(

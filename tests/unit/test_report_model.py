@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from remediations.core.model import Environment, Finding, Identity, Outcome, Permissions, Plan, Share
+from remediations.core.model import Action, Environment, Finding, Identity, Outcome, Permissions, Plan, Share
 from remediations.report import build_report, graph_view, simulate
 from remediations.report.graph_view import compare, readable_pairs
 from remediations.report.model import at_least, sort_findings
@@ -244,3 +244,40 @@ def test_seed_report_round_trips_as_json() -> None:
 
     again = ReportData.model_validate_json(report.model_dump_json())
     assert again == report
+
+
+def test_simulate_deletes_the_role_assignment_a_change_names() -> None:
+    """Matched as the apply path matches (role_changes.assignment_matches): ARM ids ignore case."""
+    from remediations.core import rbac
+    from remediations.core.model import RoleAssignmentChange
+    from tests.unit.rbac_builders import FLOW, assignment, rbac_snapshot, rbac_vault
+
+    kv = rbac_vault("kv-rbac", "a", "b")
+    officer = assignment(kv.id, rbac.KEY_VAULT_SECRETS_OFFICER)
+    other = assignment(
+        kv.id, rbac.KEY_VAULT_SECRETS_OFFICER, principal="33333333-0000-0000-0000-000000000033"
+    )
+    snap = rbac_snapshot(kv, assignments=(officer, other))
+    delete = RoleAssignmentChange(
+        operation="delete",
+        scope=kv.id.upper() + "/",
+        role_definition_id=officer.role_definition_id.upper(),
+        principal_id=FLOW.upper(),
+        principal_type="ServicePrincipal",
+        assignment_name=officer.name,
+    )
+    action = Action.create(
+        remediation_id="narrow_role_assignment",
+        target=kv.id,
+        principal=FLOW,
+        changes=(delete,),
+        before={},
+        after={},
+        reason="narrow",
+        finding_ids=(),
+    )
+    after = simulate(snap, [action])
+    assert after.role_assignments == (other,)
+    view = compare(graph_view(snap), graph_view(after))
+    [removed] = view.edges_with("removed")
+    assert removed.source == f"identity:{FLOW}" and removed.relation == "role_assignment"
