@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.core.rest import HttpResponse
 
 
 class AzureCallFailed(Exception):
@@ -36,8 +38,11 @@ class ResourceGone(AzureCallFailed):
 
 
 def _retry_after(error: HttpResponseError) -> float | None:
-    response = error.response
-    headers: Any = getattr(response, "headers", None)
+    return retry_after_seconds(getattr(error.response, "headers", None))
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds to wait from `Retry-After` (or `x-ms-retry-after-ms`); None when absent or an HTTP date."""
     if headers is None:
         return None
     raw = headers.get("Retry-After") or headers.get("x-ms-retry-after-ms")
@@ -50,6 +55,29 @@ def _retry_after(error: HttpResponseError) -> float | None:
     if "Retry-After" not in headers:
         seconds /= 1000.0
     return max(0.0, seconds)
+
+
+def failure_from_response(operation: str, response: HttpResponse) -> AzureCallFailed:
+    """A non-2xx answer of our own REST pipelines (Graph, Power Platform) as our failure: 404 is
+    ResourceGone; code and message from the `{"error": {...}}` body when there is one; Retry-After kept.
+    Error bodies carry no secret values (a Graph `secretText` only comes in a 200)."""
+    text = response.text()
+    code: str | None = None
+    message = text[:300]
+    try:
+        error = json.loads(text).get("error") or {}
+        code = error.get("code")
+        message = str(error.get("message") or message)[:300]
+    except (ValueError, AttributeError):
+        pass
+    cls = ResourceGone if response.status_code == 404 else AzureCallFailed
+    return cls(
+        operation,
+        response.status_code,
+        code,
+        message or f"HTTP {response.status_code}",
+        retry_after_seconds(response.headers),
+    )
 
 
 def translate(operation: str, error: Exception) -> AzureCallFailed:

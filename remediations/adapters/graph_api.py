@@ -12,15 +12,10 @@ from typing import Any
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    ProxyPolicy,
-    UserAgentPolicy,
-)
 from azure.core.rest import HttpRequest
 
-from remediations.adapters.errors import AzureCallFailed
+from remediations.adapters.errors import failure_from_response
+from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
 from remediations.core.model import Identity, IdentityKind
 
@@ -43,16 +38,7 @@ def identity_from_graph(item: dict[str, Any]) -> Identity:
 
 class Directory:
     def __init__(self, credential: TokenCredential) -> None:
-        # No RetryPolicy in the pipeline: retries are ours (adapters/retry.py).
-        self._client: PipelineClient[HttpRequest, Any] = PipelineClient(
-            GRAPH,
-            policies=[
-                HeadersPolicy({"Accept": "application/json"}),
-                UserAgentPolicy("vaultguard"),
-                ProxyPolicy(),
-                BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
-            ],
-        )
+        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(GRAPH, credential, GRAPH_SCOPE)
 
     def _get_by_ids(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         request = HttpRequest(
@@ -62,14 +48,7 @@ class Directory:
         )
         response = self._client.send_request(request)
         if response.status_code != 200:
-            retry_after = response.headers.get("Retry-After")
-            raise AzureCallFailed(
-                "directoryObjects/getByIds",
-                response.status_code,
-                None,
-                response.text()[:300],
-                float(retry_after) if retry_after and retry_after.isdigit() else None,
-            )
+            raise failure_from_response("directoryObjects/getByIds", response)
         values: list[dict[str, Any]] = json.loads(response.text()).get("value", [])
         return values
 
@@ -91,14 +70,7 @@ class Directory:
         )
         response = self._client.send_request(request)
         if response.status_code != 200:
-            retry_after = response.headers.get("Retry-After")
-            raise AzureCallFailed(
-                "servicePrincipals by appId",
-                response.status_code,
-                None,
-                response.text()[:300],
-                float(retry_after) if retry_after and retry_after.isdigit() else None,
-            )
+            raise failure_from_response("servicePrincipals by appId", response)
         values: list[dict[str, Any]] = json.loads(response.text()).get("value", [])
         return values
 

@@ -14,53 +14,22 @@ from urllib.parse import quote
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    ProxyPolicy,
-    UserAgentPolicy,
-)
 from azure.core.rest import HttpRequest, HttpResponse
 
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.adapters.errors import failure_from_response
 from remediations.adapters.graph_api import GRAPH, GRAPH_SCOPE
+from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
 from remediations.core.secret_value import SecretValue
 
 
-def _error_code(response: HttpResponse) -> tuple[str | None, str]:
-    try:
-        error = json.loads(response.text()).get("error") or {}
-        return error.get("code"), str(error.get("message", ""))[:300]
-    except (ValueError, AttributeError):
-        return None, ""
-
-
 def _raise_for(operation: str, response: HttpResponse) -> None:
-    code, message = _error_code(response)  # error bodies never carry a secretText
-    retry_after = response.headers.get("Retry-After")
-    cls = ResourceGone if response.status_code == 404 else AzureCallFailed
-    raise cls(
-        operation,
-        response.status_code,
-        code,
-        message or f"HTTP {response.status_code}",
-        float(retry_after) if retry_after and retry_after.isdigit() else None,
-    )
+    raise failure_from_response(operation, response)  # error bodies never carry a secretText
 
 
 class Applications:
     def __init__(self, credential: TokenCredential) -> None:
-        # No RetryPolicy in the pipeline: retries are ours (adapters/retry.py).
-        self._client: PipelineClient[HttpRequest, Any] = PipelineClient(
-            GRAPH,
-            policies=[
-                HeadersPolicy({"Accept": "application/json"}),
-                UserAgentPolicy("vaultguard"),
-                ProxyPolicy(),
-                BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
-            ],
-        )
+        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(GRAPH, credential, GRAPH_SCOPE)
 
     def _url(self, app_object_id: str, tail: str = "") -> str:
         return f"{GRAPH}/v1.0/applications/{quote(app_object_id, safe='')}{tail}"

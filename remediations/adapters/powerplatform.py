@@ -20,15 +20,10 @@ from urllib.parse import quote
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    ProxyPolicy,
-    UserAgentPolicy,
-)
 from azure.core.rest import HttpRequest, HttpResponse
 
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.adapters.errors import AzureCallFailed, failure_from_response
+from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
 from remediations.core.model import (
     Connection,
@@ -59,29 +54,6 @@ _DLP = "/providers/PowerPlatform.Governance/v2/policies"
 
 def _q(value: str) -> str:
     return quote(value, safe="")
-
-
-def _retry_after(response: HttpResponse) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None  # an HTTP date: fall back to exponential backoff
-
-
-def _failure(operation: str, response: HttpResponse) -> AzureCallFailed:
-    code: str | None = None
-    message = response.text()[:300]
-    try:
-        error = json.loads(response.text()).get("error") or {}
-        code = error.get("code")
-        message = str(error.get("message") or message)[:300]
-    except (ValueError, AttributeError):
-        pass
-    cls = ResourceGone if response.status_code == 404 else AzureCallFailed
-    return cls(operation, response.status_code, code, message, _retry_after(response))
 
 
 # --- mapping from the wire to the model (pure) ------------------------------------------------------
@@ -262,19 +234,10 @@ class PowerPlatform:
     """One pipeline per token audience; reused for the invocation and closed at the end."""
 
     def __init__(self, credential: TokenCredential) -> None:
-        def pipeline(base: str, scope: str) -> PipelineClient[HttpRequest, HttpResponse]:
-            return PipelineClient(
-                base,
-                policies=[
-                    HeadersPolicy({"Accept": "application/json"}),
-                    UserAgentPolicy("vaultguard"),
-                    ProxyPolicy(),
-                    BearerTokenCredentialPolicy(credential, scope),
-                ],
-            )
-
-        self._flow = pipeline(FLOW, FLOW_SCOPE)
-        self._apps = pipeline(POWERAPPS, POWERAPPS_SCOPE)
+        self._flow: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(FLOW, credential, FLOW_SCOPE)
+        self._apps: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(
+            POWERAPPS, credential, POWERAPPS_SCOPE
+        )
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _client(self, url: str) -> PipelineClient[HttpRequest, HttpResponse]:
@@ -286,7 +249,7 @@ class PowerPlatform:
             response = self._client(url).send_request(request)
             response.read()
             if response.status_code >= 300:
-                raise _failure(operation, response)
+                raise failure_from_response(operation, response)
             return response
 
         return with_retry(operation, once)

@@ -16,8 +16,14 @@ from remediations.core.policy import Policy
 Detector = Callable[[Snapshot, Policy], list[Finding]]
 
 _DETECTORS: dict[str, Detector] = {}
-# Modules whose detectors register on import; loaded before any detector is listed or run.
-DETECTOR_MODULES: tuple[str, ...] = ("remediations.core.rotation",)
+# Every module holding detectors besides this one. They register on import and import `detector` from
+# here, so they are loaded lazily (before any detector is listed, described or run), never at the
+# bottom of this file. A test imports the whole package in a fresh interpreter and checks this list.
+DETECTOR_MODULES: tuple[str, ...] = (
+    "remediations.core.detect_rbac",  # RBAC grants, orphaned assignments, dead identities, big vaults
+    "remediations.core.pp_detect",  # Power Platform shares, connections, flow definitions
+    "remediations.core.rotation",  # exposed / near-expiry secrets, rotation follow-ups
+)
 
 
 def load_detectors() -> None:
@@ -42,6 +48,7 @@ def detector_ids() -> list[str]:
 
 def detector_description(detector_id: str) -> str | None:
     """The first line of a detector's docstring (reports use it as the rule's short description)."""
+    load_detectors()
     fn = _DETECTORS.get(detector_id)
     doc = (fn.__doc__ or "").strip() if fn is not None else ""
     return doc.splitlines()[0].strip() if doc else None
@@ -162,10 +169,3 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             )
         )
     return findings
-
-
-# RBAC and dead-identity detectors live in their own module and register themselves on import.
-from remediations.core import detect_rbac as _detect_rbac  # noqa: E402, F401
-
-# Detector modules register themselves on import; imported last because they use `detector`.
-from remediations.core import pp_detect  # noqa: E402,F401

@@ -29,7 +29,9 @@ def _norm(scope: str) -> str:
     return scope.rstrip("/").lower()
 
 
-def _matches(assignment: RoleAssignment, change: RoleAssignmentChange) -> bool:
+def assignment_matches(assignment: RoleAssignment, change: RoleAssignmentChange) -> bool:
+    """The assignment a change names: same scope, principal and role (ARM compares case-insensitively).
+    Also used by the report's simulated "after" graph."""
     return (
         _norm(assignment.scope) == _norm(change.scope)
         and assignment.principal_id.lower() == change.principal_id.lower()
@@ -66,7 +68,7 @@ def apply_role_changes(action: Action, clients: Clients) -> Outcome:
         return listed[key]
 
     try:
-        missing = [c for c in creates if not any(_matches(a, c) for a in current(c.scope))]
+        missing = [c for c in creates if not any(assignment_matches(a, c) for a in current(c.scope))]
     except AzureCallFailed as error:
         return _failed(action, {}, f"verify creates: {error}; nothing deleted")
     if missing:
@@ -86,7 +88,10 @@ def apply_role_changes(action: Action, clients: Clients) -> Outcome:
         left = [
             c
             for c in deletes
-            if any(a.name.lower() == c.assignment_name.lower() or _matches(a, c) for a in current(c.scope))
+            if any(
+                a.name.lower() == c.assignment_name.lower() or assignment_matches(a, c)
+                for a in current(c.scope)
+            )
         ]
     except AzureCallFailed as error:
         return _failed(action, {}, f"verify deletes: {error}")

@@ -36,6 +36,22 @@ RULE_TEXT: dict[str, str] = {
     "secret_list_permission": "An identity can list every secret in a vault (enumeration: the seed attack)",
     "excess_secret_permissions": "An identity holds secret permissions beyond its purpose's allow-list",
     "orphaned_principal": "A vault grants access to an identity that no longer exists in the directory",
+    "flow_insecure_get_secret": "Key Vault Get secret without secure outputs",
+    "flow_lists_secrets": "Key Vault List secrets in a flow",
+    "flow_hardcoded_credential": "Hard-coded credential in a flow definition",
+    "flow_secure_get_secret": "Key Vault Get secret with secure outputs (informational)",
+}
+# What to do about it (SARIF fullDescription/help), where a sentence helps more than the link.
+RULE_DETAIL: dict[str, str] = {
+    "flow_insecure_get_secret": "The secret value is shown in the flow's run history to everyone who can "
+    "see its runs. Turn on Secure outputs (and inputs) in the action's settings.",
+    "flow_lists_secrets": "Listing is the enumeration step of the vault dump: with a Get secret for each "
+    "item the flow reads every secret its connection can list. Read named secrets instead and remove the "
+    "list permission.",
+    "flow_hardcoded_credential": "A literal credential is readable by every editor of the flow and in every "
+    "export. Keep it in Key Vault and read it with a secured Get secret, or use a managed identity.",
+    "flow_secure_get_secret": "The flow reads this secret with secure outputs on; listed so its use is "
+    "visible.",
 }
 _ACCESS_POLICY_DOC = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
 RULE_HELP: dict[str, str] = {
@@ -108,6 +124,13 @@ class RuleInfo(_Frozen):
     description: str
     help_uri: str
     severity: Severity  # the most severe finding of this rule in the report
+    detail: str = ""  # a longer "what to do", when we have one
+    informational: bool = False  # every finding of the rule is informational (evidence `informational`)
+
+
+def is_informational(finding: Finding) -> bool:
+    """A finding that records good practice (e.g. a secured Get secret): shown, never a failure."""
+    return finding.evidence.get("informational") is True
 
 
 class ReportData(_Frozen):
@@ -140,10 +163,13 @@ class ReportData(_Frozen):
 
 def _rules(findings: Sequence[Finding]) -> tuple[RuleInfo, ...]:
     worst: dict[str, Severity] = {}
+    failing: set[str] = set()
     for finding in findings:
         current = worst.get(finding.detector_id)
         if current is None or severity_rank(finding.severity) < severity_rank(current):
             worst[finding.detector_id] = finding.severity
+        if not is_informational(finding):
+            failing.add(finding.detector_id)
     return tuple(
         RuleInfo(
             id=rule_id,
@@ -152,6 +178,8 @@ def _rules(findings: Sequence[Finding]) -> tuple[RuleInfo, ...]:
             or rule_id.replace("_", " ").capitalize(),
             help_uri=RULE_HELP.get(rule_id, DEFAULT_HELP),
             severity=severity,
+            detail=RULE_DETAIL.get(rule_id, ""),
+            informational=rule_id not in failing,
         )
         for rule_id, severity in sorted(worst.items())
     )
@@ -190,6 +218,7 @@ def build_report(
     attack_replay: AttackReplay | None = None,
     min_severity: Severity | None = None,
     audit_limit: int = 50,
+    inventory_errors: Sequence[InventoryError] = (),
 ) -> ReportData:
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
@@ -219,7 +248,8 @@ def build_report(
         exposure_before = len(readable_pairs(snapshot))
 
     ordered_audit = sorted(audit, key=lambda r: (r.recorded_at, r.row_key))
-    errors = snapshot.errors if snapshot is not None else ()
+    # Reads that failed: the snapshot's, plus the caller's (e.g. files scan-flows could not read).
+    errors = (*(snapshot.errors if snapshot is not None else ()), *inventory_errors)
     return ReportData(
         title=title,
         generated_at=generated_at or datetime.now(UTC),

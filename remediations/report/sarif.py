@@ -3,13 +3,21 @@
 Like Prowler, only failing findings become results (a finding *is* a failure here). Shapes:
 - one rule per detector id: `shortDescription`, `helpUri`, `defaultConfiguration.level`,
   `properties.security-severity` (GitHub's numeric scale: critical 9.5, high 8.0, medium 5.5, low 3.0);
-- one result per finding: `ruleId`/`ruleIndex`, `level`, `message.text`, `partialFingerprints`
-  from the finding's stable id, and one location.
+- one result per finding: `ruleId`/`ruleIndex`, `kind`, `level`, `message.text`, `partialFingerprints`
+  from the finding's stable id, the finding's evidence as `properties`, and one location. A finding
+  whose evidence says `informational: true` (good practice seen, e.g. a secured Get secret) is
+  `kind: informational`, `level: none`, and so is its rule's default when all its findings are;
+- reads that failed (inventory errors, unreadable files) become `toolExecutionNotifications` and make
+  `executionSuccessful` false.
+
+Both the cloud report (`plan/apply --output-formats sarif`) and the offline `scan-flows --sarif` use
+this one writer.
 
 Locations: GitHub rejects a whole file when any result has no `physicalLocation` ("expected at least
 one location" / "expected artifact location"), so every result gets one:
-- findings on a file (a flow definition scanned from disk) put `artifactUri` (repo-relative path) and
-  optionally `startLine`/`endLine`/`startColumn` in their evidence: that file and region are used;
+- findings on a file (a flow definition scanned from disk) put `artifactUri` (a repo-relative path or
+  URI reference, or a file:// URI) and optionally `startLine`/`endLine`/`startColumn` in their
+  evidence: that file and region are used;
 - cloud findings use the ARM resource id without its leading `/` as a relative URI (it names the
   resource; no file exists), and the full resource id as a `logicalLocation` of kind `resource`.
 """
@@ -23,7 +31,7 @@ from typing import Any
 
 from remediations.core.model import Finding
 from remediations.report.guard import check_output
-from remediations.report.model import ReportData, severity_rank
+from remediations.report.model import ReportData, is_informational, severity_rank
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -65,13 +73,16 @@ def sarif_document(report: ReportData) -> dict[str, Any]:
     index = {rule.id: i for i, rule in enumerate(rules)}
     results: list[dict[str, Any]] = []
     for finding in sorted(report.findings, key=lambda f: (severity_rank(f.severity), f.id)):
+        informational = is_informational(finding)
+        evidence = finding.model_dump(mode="json")["evidence"]  # JSON-safe; never holds a secret value
         result: dict[str, Any] = {
             "ruleId": finding.detector_id,
-            "level": LEVEL[finding.severity],
+            "kind": "informational" if informational else "fail",
+            "level": "none" if informational else LEVEL[finding.severity],
             "message": {"text": finding.message},
             "locations": [_location(finding)],
             "partialFingerprints": {"vaultguardFindingId/v1": finding.id},
-            "properties": {"severity": finding.severity},
+            "properties": {**evidence, "severity": finding.severity},
         }
         if finding.detector_id in index:
             result["ruleIndex"] = index[finding.detector_id]
@@ -88,8 +99,13 @@ def sarif_document(report: ReportData) -> dict[str, Any]:
                 "id": rule.id,
                 "name": "".join(part.capitalize() for part in rule.id.split("_")),
                 "shortDescription": {"text": rule.description},
+                **(
+                    {"fullDescription": {"text": rule.detail}, "help": {"text": rule.detail}}
+                    if rule.detail
+                    else {}
+                ),
                 "helpUri": rule.help_uri,
-                "defaultConfiguration": {"level": LEVEL[rule.severity]},
+                "defaultConfiguration": {"level": "none" if rule.informational else LEVEL[rule.severity]},
                 "properties": {
                     "security-severity": SECURITY_SEVERITY[rule.severity],
                     "tags": ["security", "azure-key-vault", "power-automate"],
@@ -106,6 +122,16 @@ def sarif_document(report: ReportData) -> dict[str, Any]:
             {
                 "executionSuccessful": report.summary.inventory_errors == 0,
                 "endTimeUtc": _utc(report.generated_at),
+                **(
+                    {
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": f"{e.resource_id}: {e.message}"}}
+                            for e in report.inventory_errors
+                        ]
+                    }
+                    if report.inventory_errors
+                    else {}
+                ),
             }
         ],
         "properties": {"scope": report.scope, **({"runId": report.run_id} if report.run_id else {})},
