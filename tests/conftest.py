@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from emulator.azurite import Azurite
+from tests.security.leakscan import LeakScan, scan_after_test
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,20 @@ def functions() -> dict[str, object]:
     import function_app
 
     return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+
+
+@pytest.fixture
+def leak_scan() -> LeakScan:
+    """Hand it what a test produced (`leak_scan.add("ticket response", response.text)`,
+    `leak_scan.add_path(report_dir)`, `leak_scan.watch(emulator)`); scanned at teardown."""
+    return LeakScan()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_stay_secret(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, leak_scan: LeakScan
+) -> Iterator[None]:
+    """Issue 14.6: every test that used an emulator is scanned for the emulator's secret values in its
+    logs, captured output, audit rows, reports and whatever it gave `leak_scan` (tests/security/leakscan.py)."""
+    yield
+    scan_after_test(request, leak_scan, caplog)

@@ -22,8 +22,15 @@ def emu() -> Iterator[Emulator]:
         emulator.middlewares.clear()  # transport only: no Azure authentication or throttling
 
         def echo(request: Request) -> Response:
-            return Response.json(200, {"host": request.host, "path": request.path, "query": request.query,
-                                       "vault": request.params.get("vault")})
+            return Response.json(
+                200,
+                {
+                    "host": request.host,
+                    "path": request.path,
+                    "query": request.query,
+                    "vault": request.params.get("vault"),
+                },
+            )
 
         def boom(request: Request) -> Response:
             raise HttpError(409, "Conflict", "already there")
@@ -45,8 +52,12 @@ def _session(emulator: Emulator) -> requests.Session:
 def test_tls_through_proxy_with_route_params(emu: Emulator) -> None:
     response = _session(emu).get("https://myvault.vault.azure.net/echo?api-version=7.5")
     assert response.status_code == 200
-    assert response.json() == {"host": "myvault.vault.azure.net", "path": "/echo",
-                               "query": {"api-version": "7.5"}, "vault": "myvault"}
+    assert response.json() == {
+        "host": "myvault.vault.azure.net",
+        "path": "/echo",
+        "query": {"api-version": "7.5"},
+        "vault": "myvault",
+    }
 
 
 def test_unknown_host_certificate_is_rejected(emu: Emulator) -> None:
@@ -110,8 +121,9 @@ def test_plain_http_to_the_proxy_is_refused(emu: Emulator) -> None:
 
 
 def test_serve_prints_exports_then_ready_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "emulator", "serve"], stdout=subprocess.PIPE, text=True,
-                            cwd=os.getcwd())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "serve"], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
     try:
         assert proc.stdout is not None
         lines = []
@@ -121,8 +133,15 @@ def test_serve_prints_exports_then_ready_and_stops_on_sigterm() -> None:
                 break
         exports = [line.removeprefix("export ") for line in lines if line.startswith("export ")]
         names = {line.split("=", 1)[0] for line in exports}
-        assert {"HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "AZURE_TENANT_ID",
-                "AZURE_SUBSCRIPTION_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"} <= names
+        assert {
+            "HTTPS_PROXY",
+            "REQUESTS_CA_BUNDLE",
+            "SSL_CERT_FILE",
+            "AZURE_TENANT_ID",
+            "AZURE_SUBSCRIPTION_ID",
+            "AZURE_CLIENT_ID",
+            "AZURE_CLIENT_SECRET",
+        } <= names
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     finally:

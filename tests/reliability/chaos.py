@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from azure.keyvault.secrets._shared import http_challenge_cache
 
 from emulator import Emulator
 from emulator.azure import roles
@@ -37,6 +38,9 @@ def tenant(vaults: int, seed: int) -> Generated:
     """Non-compliant access-policy vaults (with orphans) and RBAC vaults, deterministic for a seed.
     The app's identity reads secret metadata of RBAC vaults (Key Vault Reader on the subscription), so
     RBAC narrowing to per-secret grants is part of the run."""
+    # The Key Vault SDK caches each vault URL's auth challenge (its tenant) per process; generated
+    # tenants reuse vault names (kv-000000...) with a new tenant id.
+    http_challenge_cache.clear()
     generated = generate(
         vaults=vaults,
         secrets_per_vault=2,
