@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.credentials import TokenCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 
@@ -10,8 +12,10 @@ from remediations.core.model import RoleAssignment, Scope
 
 
 class Authorization:
-    def __init__(self, credential: TokenCredential, subscription_id: str) -> None:
-        self._client = AuthorizationManagementClient(credential, subscription_id, retry_total=0)
+    def __init__(self, credential: TokenCredential, subscription_id: str, **client_kwargs: Any) -> None:
+        self._client = AuthorizationManagementClient(
+            credential, subscription_id, retry_total=0, **client_kwargs
+        )
 
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]:
         """Assignments at, above and below the scope (one paged list; no per-vault calls)."""

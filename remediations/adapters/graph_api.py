@@ -42,7 +42,7 @@ def identity_from_graph(item: dict[str, Any]) -> Identity:
 
 
 class Directory:
-    def __init__(self, credential: TokenCredential) -> None:
+    def __init__(self, credential: TokenCredential, **client_kwargs: Any) -> None:
         # No RetryPolicy in the pipeline: retries are ours (adapters/retry.py).
         self._client: PipelineClient[HttpRequest, Any] = PipelineClient(
             GRAPH,
@@ -52,6 +52,7 @@ class Directory:
                 ProxyPolicy(),
                 BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
             ],
+            **client_kwargs,
         )
 
     def _get_by_ids(self, ids: Sequence[str]) -> list[dict[str, Any]]:
