@@ -40,7 +40,10 @@ def load_scenario(data: dict[str, Any]) -> State:
                 stacklevel=2,
             )
         else:
-            module.load(state, data["powerPlatform"])
+            try:
+                module.load(state, data["powerPlatform"])
+            except ValueError as error:  # PowerPlatformScenarioError: the message names the field path
+                raise ScenarioError(f"invalid scenario: {error}") from None
     return state
 
 

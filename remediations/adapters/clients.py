@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -18,18 +19,24 @@ from azure.identity import DefaultAzureCredential
 
 from remediations.adapters.authorization import Authorization
 from remediations.adapters.graph_api import Directory
+from remediations.adapters.graph_applications import Applications
 from remediations.adapters.http import EnvOnceSession, shared_transport
 from remediations.adapters.keyvault_data import KeyVaultSecrets
 from remediations.adapters.keyvault_mgmt import KeyVaultManagement
+from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
     Identity,
     RoleAssignment,
+    RoleAssignmentChange,
+    RoleDefinition,
     Scope,
     SecretMeta,
+    SecretVersionMeta,
     Vault,
 )
+from remediations.core.secret_value import SecretValue
 
 
 class KeyVaultManagementApi(Protocol):
@@ -43,13 +50,60 @@ class KeyVaultManagementApi(Protocol):
 class KeyVaultSecretsApi(Protocol):
     def list_secret_metadata(self) -> list[SecretMeta]: ...
 
+    # Rotation (rotate_secret): versions metadata, a new version, version properties, a read-back check.
+    def list_versions(self, name: str) -> list[SecretVersionMeta]: ...
+
+    def set_secret(
+        self,
+        name: str,
+        value: SecretValue,
+        *,
+        content_type: str | None,
+        expires: datetime | None,
+        tags: dict[str, str],
+    ) -> SecretVersionMeta: ...
+
+    def update_version(
+        self, name: str, version: str, *, enabled: bool | None = None, tags: dict[str, str] | None = None
+    ) -> SecretVersionMeta: ...
+
+    def value_matches(self, name: str, version: str, value: SecretValue) -> bool: ...
+
+    def is_readable(self, name: str, version: str) -> bool: ...
+
 
 class AuthorizationApi(Protocol):
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
 
+    # RBAC remediations (issue 7): lists at any scope string, role definitions once per subscription,
+    # creates with deterministic names, deletes that treat "already gone" as done.
+    def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]: ...
+
+    def list_role_definitions(self) -> list[RoleDefinition]: ...
+
+    def create_role_assignment(self, change: RoleAssignmentChange) -> RoleAssignment | None: ...
+
+    def delete_role_assignment(self, change: RoleAssignmentChange) -> bool: ...
+
 
 class DirectoryApi(Protocol):
     def resolve(self, object_ids: Sequence[str]) -> list[Identity]: ...
+
+
+class ApplicationsApi(Protocol):
+    def password_key_ids(self, app_object_id: str) -> list[str]: ...
+
+    def add_password(
+        self, app_object_id: str, display_name: str, end: datetime
+    ) -> tuple[str, SecretValue]: ...
+
+    def remove_password(self, app_object_id: str, key_id: str) -> None: ...
+
+
+class StorageKeysApi(Protocol):
+    def list_keys(self, resource_group: str, account: str) -> dict[str, SecretValue]: ...
+
+    def regenerate_key(self, resource_group: str, account: str, key_name: str) -> dict[str, SecretValue]: ...
 
 
 class Clients(Protocol):
@@ -60,6 +114,10 @@ class Clients(Protocol):
     def authorization(self, subscription_id: str) -> AuthorizationApi: ...
 
     def directory(self) -> DirectoryApi: ...
+
+    def applications(self) -> ApplicationsApi: ...
+
+    def storage(self, subscription_id: str) -> StorageKeysApi: ...
 
 
 class AzureClients:
@@ -81,6 +139,8 @@ class AzureClients:
         self._mgmt: dict[str, KeyVaultManagement] = {}
         self._authz: dict[str, Authorization] = {}
         self._directory: Directory | None = None
+        self._applications: Applications | None = None
+        self._storage: dict[str, StorageKeys] = {}
 
     def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
         with self._lock:
@@ -110,15 +170,33 @@ class AzureClients:
                 self._directory = Directory(self.credential, **self._transport())
             return self._directory
 
+    def applications(self) -> Applications:
+        with self._lock:
+            if self._applications is None:
+                self._applications = Applications(self.credential)
+            return self._applications
+
+    def storage(self, subscription_id: str) -> StorageKeys:
+        with self._lock:
+            if subscription_id not in self._storage:
+                self._storage[subscription_id] = StorageKeys(self.credential, subscription_id)
+            return self._storage[subscription_id]
+
     def close(self) -> None:
         with self._lock:
-            closables: list[KeyVaultManagement | KeyVaultSecrets | Authorization | Directory] = [
+            closables: list[
+                KeyVaultManagement | KeyVaultSecrets | Authorization | Directory | Applications | StorageKeys
+            ] = [
                 *self._mgmt.values(),
                 *self._authz.values(),
+                *self._storage.values(),
             ]
             if self._directory is not None:
                 closables.append(self._directory)
+            if self._applications is not None:
+                closables.append(self._applications)
             self._mgmt, self._authz, self._directory = {}, {}, None
+            self._applications, self._storage = None, {}
         for client in closables:
             client.close()
         self._session.close()

@@ -6,6 +6,7 @@ ignores access policies) produce no access-policy findings.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 
 from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
@@ -14,6 +15,13 @@ from remediations.core.policy import Policy
 Detector = Callable[[Snapshot, Policy], list[Finding]]
 
 _DETECTORS: dict[str, Detector] = {}
+# Modules whose detectors register on import; loaded before any detector is listed or run.
+DETECTOR_MODULES: tuple[str, ...] = ("remediations.core.rotation",)
+
+
+def load_detectors() -> None:
+    for module in DETECTOR_MODULES:
+        importlib.import_module(module)
 
 
 def detector(detector_id: str) -> Callable[[Detector], Detector]:
@@ -27,10 +35,12 @@ def detector(detector_id: str) -> Callable[[Detector], Detector]:
 
 
 def detector_ids() -> list[str]:
+    load_detectors()
     return sorted(_DETECTORS)
 
 
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
+    load_detectors()
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
@@ -132,3 +142,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             )
         )
     return findings
+
+
+# RBAC and dead-identity detectors live in their own module and register themselves on import.
+from remediations.core import detect_rbac as _detect_rbac  # noqa: E402, F401

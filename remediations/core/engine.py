@@ -25,6 +25,7 @@ from remediations.core.model import (
     InventoryError,
     Outcome,
     Plan,
+    RoleDefinition,
     Scope,
     Snapshot,
     Vault,
@@ -81,11 +82,15 @@ def inventory(
             scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
         )
 
+    # Subscription-wide: one paged list gives every assignment at, above and below any vault in it,
+    # and the count the 4,000-per-subscription budget of RBAC narrowing needs.
+    subscription = Scope(subscription_id=scope.subscription_id)
     try:
-        role_assignments = clients.authorization(scope.subscription_id).list_role_assignments(scope)
+        role_assignments = clients.authorization(scope.subscription_id).list_role_assignments(subscription)
     except AzureCallFailed as error:
         role_assignments = []
-        errors.append(_error(scope.resource_id, "list role assignments", error))
+        errors.append(_error(subscription.resource_id, "list role assignments", error))
+    role_definitions = _role_definitions(vaults, clients, scope, errors)
 
     if include_secrets:
         vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets)
@@ -107,9 +112,23 @@ def inventory(
         taken_at=taken_at,
         vaults=tuple(vaults),
         role_assignments=tuple(role_assignments),
+        role_definitions=tuple(role_definitions),
         identities=tuple(identities),
         errors=tuple(errors),
     )
+
+
+def _role_definitions(
+    vaults: list[Vault], clients: Clients, scope: Scope, errors: list[InventoryError]
+) -> list[RoleDefinition]:
+    """Once per subscription, only when an RBAC vault needs them (no GET per assignment)."""
+    if not any(v.enable_rbac_authorization for v in vaults):
+        return []
+    try:
+        return clients.authorization(scope.subscription_id).list_role_definitions()
+    except AzureCallFailed as error:
+        errors.append(_error(f"/subscriptions/{scope.subscription_id}", "list role definitions", error))
+        return []
 
 
 def _with_secrets(

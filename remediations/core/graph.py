@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict
 
 from remediations.core.model import Snapshot, expand_secret_permissions
+from remediations.core.rbac import secret_grants
 
 # Data-plane roles that read secret values: Key Vault Administrator, Secrets Officer, Secrets User.
 SECRET_READER_ROLES = frozenset(
@@ -104,29 +105,22 @@ class ExposureGraph:
                             )
                         )
             else:
-                vault_id = vault.id.lower()
-                for ra in snapshot.role_assignments:
-                    scope = ra.scope.rstrip("/").lower()
-                    if ra.role_guid not in SECRET_READER_ROLES:
-                        continue
-                    if vault_id == scope or vault_id.startswith(scope + "/"):
-                        edges.append(
-                            Edge(
-                                source=principal_node(ra.principal_id),
-                                target=vault_node,
-                                relation="role_assignment",
-                                permissions=("get", "list"),
-                            )
+                # Role assignments at secret, vault, resource group or subscription scope, with the
+                # secret rights their role definitions' dataActions grant (custom roles included).
+                for grant in secret_grants(snapshot, vault):
+                    target = (
+                        f"secret:{grant.assignment.scope.rstrip('/').lower()}"
+                        if grant.level == "secret"
+                        else vault_node
+                    )
+                    edges.append(
+                        Edge(
+                            source=principal_node(grant.assignment.principal_id),
+                            target=target,
+                            relation="role_assignment",
+                            permissions=grant.permissions,
                         )
-                    elif scope.startswith(vault_id + "/secrets/"):
-                        edges.append(
-                            Edge(
-                                source=principal_node(ra.principal_id),
-                                target=f"secret:{scope}",
-                                relation="role_assignment",
-                                permissions=("get",),
-                            )
-                        )
+                    )
             for secret in vault.secrets:
                 edges.append(
                     Edge(source=vault_node, target=_secret_node(vault.id, secret.name), relation="contains")
@@ -150,6 +144,17 @@ class ExposureGraph:
             (
                 p
                 for p in self._paths_from(principal_node(object_id), ())
+                if p[-1].target.startswith("secret:") and all(e.grants_read for e in p)
+            ),
+            key=lambda p: [e.target for e in p],
+        )
+
+    def secrets_reachable_from(self, node: str) -> list[Path]:
+        """Every path from any node (e.g. `flow:<id>`) to a secret, with `get` granted all along."""
+        return sorted(
+            (
+                p
+                for p in self._paths_from(node, ())
                 if p[-1].target.startswith("secret:") and all(e.grants_read for e in p)
             ),
             key=lambda p: [e.target for e in p],

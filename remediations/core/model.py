@@ -129,6 +129,18 @@ class SecretMeta(Frozen):
     content_type: str | None = None
 
 
+class SecretVersionMeta(Frozen):
+    """One version of a secret (from the versions list or a write). No value field."""
+
+    name: str
+    version: str
+    enabled: bool | None = None
+    created: datetime | None = None
+    expires: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    content_type: str | None = None
+
+
 class Vault(Frozen):
     id: str  # ARM resource id
     name: str
@@ -154,10 +166,32 @@ class RoleAssignment(Frozen):
     role_definition_id: str
     principal_id: str
     principal_type: str | None = None
+    created_on: datetime | None = None  # when it was made; role changes take time to propagate
 
     @property
     def role_guid(self) -> str:
         return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+    @property
+    def name(self) -> str:
+        """The assignment's GUID name (last segment of its id)."""
+        return self.id.rstrip("/").rsplit("/", 1)[-1]
+
+
+class RoleDefinition(Frozen):
+    """An Azure role definition's permissions (listed once per subscription, never per assignment)."""
+
+    id: str
+    role_name: str = ""
+    role_type: str = ""  # BuiltInRole | CustomRole
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    data_actions: tuple[str, ...] = ()
+    not_data_actions: tuple[str, ...] = ()
+
+    @property
+    def guid(self) -> str:
+        return self.id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 IdentityKind = Literal["user", "group", "servicePrincipal", "managedIdentity", "unknown"]
@@ -227,6 +261,7 @@ class Snapshot(Frozen):
     taken_at: datetime
     vaults: tuple[Vault, ...] = ()
     role_assignments: tuple[RoleAssignment, ...] = ()
+    role_definitions: tuple[RoleDefinition, ...] = ()
     identities: tuple[Identity, ...] = ()
     environments: tuple[Environment, ...] = ()
     flows: tuple[Flow, ...] = ()
@@ -357,8 +392,20 @@ class SecretRotationChange(Frozen):
     rotator: str  # random | app-credential | storage-key | manual
     exposed_version: str | None = None
     reason: str = ""
+    # "rotate": new version, verify, disable the old; "follow-up": finish a pending step of an earlier
+    # rotation (remove the old client secret after the overlap, regenerate the old storage key).
+    phase: Literal["rotate", "follow-up"] = "rotate"
+    ticket_id: str | None = None
+    # Taken from the policy at plan time, so that applying a stored plan needs no policy.
+    expiry_days: int = 90
+    overlap_hours: int = 0
+    value_length: int | None = None
+    charset: str | None = None
+    compromised: bool = False  # the exposed version is tagged `compromised` when it is disabled
 
     def describe(self) -> str:
+        if self.phase == "follow-up":
+            return f"finish the pending step of the last rotation of {self.secret_name} ({self.rotator})"
         version = self.exposed_version or "current"
         return f"rotate {self.secret_name} ({self.rotator}); disable version {version}"
 

@@ -72,6 +72,46 @@ class Exclusions(_PolicyModel):
     identities: tuple[str, ...] = ()  # object ids
 
 
+class RbacRules(_PolicyModel):
+    """Role-assignment narrowing (RBAC-mode vaults)."""
+
+    # Also narrow assignments inherited from a resource group or subscription (off: report them only).
+    narrow_inherited: bool = False
+    # Keep the wide assignment until the new per-secret ones are this old (Azure: up to 10 minutes to
+    # propagate). 0 deletes it in the same run, right after the new ones are verified in the list.
+    propagation_grace_seconds: int = Field(default=0, ge=0)
+    # Azure allows 4,000 role assignments per subscription; keep `headroom` of them free for others.
+    assignment_limit: int = Field(default=4000, gt=0)
+    headroom: int = Field(default=100, ge=0)
+
+
+class OversizedVaultRules(_PolicyModel):
+    """`oversized_vault`: a vault flow identities reach that holds too many secrets or purposes."""
+
+    max_purposes: int = Field(default=1, ge=1)
+    max_secrets: int = Field(default=50, ge=1)
+    purpose_tag: str = "purpose"  # secret tag naming its purpose
+    # Until Power Platform inventory exists: treat every identity with secret read as a flow identity.
+    include_all_readers: bool = False
+
+
+RotatorName = Literal["random", "app-credential", "storage-key", "manual"]
+
+
+class RotationRules(_PolicyModel):
+    """`rotate_secret`: which rotator by default, when, and what an exposure or an alert leads to."""
+
+    default_rotator: RotatorName = "manual"  # a secret without a `rotator` tag is disabled and reported
+    near_expiry_days: int = Field(default=30, ge=0)  # rotate when expiry is this close; 0 = never
+    expiry_days: int = Field(default=90, gt=0, le=3650)  # expiry of every new version
+    app_credential_overlap_hours: int = Field(default=24, ge=0)  # old client secret kept this long
+    random_length: int = Field(default=40, ge=16, le=4096)
+    on_alert: Literal["rotate", "report"] = "report"  # Defender alert naming a vault
+    # Detectors whose findings mean "a path to these secrets existed" (evidence vault_id/secret_names,
+    # or a principal / flow whose reachable secrets the exposure graph gives).
+    exposing_detectors: tuple[str, ...] = ("flow_insecure_get_secret", "flow_lists_secrets")
+
+
 class Policy(_PolicyModel):
     secret_permissions: SecretPermissionRules = SecretPermissionRules()
     # Secret names an identity needs (per-secret RBAC narrowing and the exposure report use it).
@@ -83,6 +123,9 @@ class Policy(_PolicyModel):
     service_accounts: tuple[str, ...] = ()  # may own flows
     max_actions_per_run: int = Field(default=50, gt=0)
     dry_run: bool = True
+    rbac: RbacRules = RbacRules()
+    oversized_vault: OversizedVaultRules = OversizedVaultRules()
+    rotation: RotationRules = RotationRules()
 
     @field_validator("break_glass", "service_accounts")
     @classmethod

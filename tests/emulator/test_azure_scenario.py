@@ -77,7 +77,7 @@ def _scenario() -> dict[str, Any]:
             }
         ],
         "storageAccounts": [{"name": "stseeded", "resourceGroup": "rg-seeded"}],
-        "powerPlatform": {"reserved": True},
+        "powerPlatform": {},  # the Power Platform loader validates this section
     }
 
 

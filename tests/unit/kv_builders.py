@@ -12,6 +12,8 @@ from remediations.core.model import (
     Identity,
     Permissions,
     RoleAssignment,
+    RoleAssignmentChange,
+    RoleDefinition,
     Scope,
     SecretMeta,
     Snapshot,
@@ -121,11 +123,73 @@ class MemorySecrets:
 
 
 class MemoryAuthorization:
-    def __init__(self, *assignments: RoleAssignment) -> None:
+    """Role assignments with ARM's semantics: PUT of an existing name is a no-op, the same principal +
+    role + scope under another name is a conflict (None), DELETE of a missing name is a no-op."""
+
+    def __init__(self, *assignments: RoleAssignment, definitions: tuple[RoleDefinition, ...] = ()) -> None:
         self.assignments = list(assignments)
+        self.definitions = list(definitions)
+        self.calls: list[tuple[str, str]] = []  # (operation, scope or name)
+        self.fail_on: dict[str, AzureCallFailed] = {}  # operation -> error
+        self.hide_creates = False  # simulate a create that answers 201 but never shows up in lists
+
+    def _maybe_fail(self, operation: str) -> None:
+        if operation in self.fail_on:
+            raise self.fail_on[operation]
 
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]:
-        return self.assignments
+        self.calls.append(("list", scope.resource_id))
+        self._maybe_fail("list")
+        return list(self.assignments)
+
+    def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]:
+        self.calls.append(("list", scope))
+        self._maybe_fail("list")
+        low = scope.rstrip("/").lower()
+        return [
+            a
+            for a in self.assignments
+            if a.scope.lower() == low
+            or a.scope.lower().startswith(low + "/")
+            or low.startswith(a.scope.rstrip("/").lower() + "/")
+        ]
+
+    def list_role_definitions(self) -> list[RoleDefinition]:
+        self.calls.append(("definitions", ""))
+        self._maybe_fail("definitions")
+        return list(self.definitions)
+
+    def create_role_assignment(self, change: RoleAssignmentChange) -> RoleAssignment | None:
+        self.calls.append(("create", change.scope))
+        self._maybe_fail("create")
+        for a in self.assignments:
+            if a.name == change.assignment_name:
+                return a
+            same = (a.scope.lower(), a.principal_id.lower(), a.role_guid)
+            if same == (
+                change.scope.lower(),
+                change.principal_id.lower(),
+                change.role_definition_id.rsplit("/", 1)[-1].lower(),
+            ):
+                return None
+        created = RoleAssignment(
+            id=f"{change.scope}/providers/Microsoft.Authorization/roleAssignments/{change.assignment_name}",
+            scope=change.scope,
+            role_definition_id=change.role_definition_id,
+            principal_id=change.principal_id,
+            principal_type=change.principal_type,
+            created_on=datetime.now(UTC),
+        )
+        if not self.hide_creates:
+            self.assignments.append(created)
+        return created
+
+    def delete_role_assignment(self, change: RoleAssignmentChange) -> bool:
+        self.calls.append(("delete", change.assignment_name))
+        self._maybe_fail("delete")
+        before = len(self.assignments)
+        self.assignments = [a for a in self.assignments if a.name != change.assignment_name]
+        return len(self.assignments) < before
 
 
 class MemoryDirectory:

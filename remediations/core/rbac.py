@@ -1,0 +1,283 @@
+"""Azure RBAC on Key Vault, as pure functions over a Snapshot: which role assignments grant which secret
+permissions where, which secrets an identity needs, deterministic assignment names, the budget.
+
+Secret permissions of a role are read from its definition's dataActions (wildcards as Azure matches
+them), so custom roles with `Microsoft.KeyVault/vaults/secrets/*` count like the built-in ones. The
+definitions come from one list per subscription; the built-in Key Vault roles are known here too, so
+a snapshot without definitions (or a failed list) still sees them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from remediations.core.model import (
+    SECRET_PERMISSIONS,
+    Frozen,
+    RoleAssignment,
+    RoleDefinition,
+    Snapshot,
+    Vault,
+)
+from remediations.core.policy import Policy
+
+KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
+MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION = 4000  # LIMITS.md 1a
+
+_SECRETS = "Microsoft.KeyVault/vaults/secrets/"
+# Access-policy secret permission -> the data action that grants it on an RBAC vault.
+DATA_ACTIONS: dict[str, str] = {
+    "get": _SECRETS + "getSecret/action",
+    "list": _SECRETS + "readMetadata/action",
+    "set": _SECRETS + "setSecret/action",
+    "delete": _SECRETS + "delete",
+    "backup": _SECRETS + "backup/action",
+    "restore": _SECRETS + "restore/action",
+    "recover": _SECRETS + "recover/action",
+    "purge": _SECRETS + "purge/action",
+}
+
+BUILT_IN_DEFINITIONS: tuple[RoleDefinition, ...] = (
+    RoleDefinition(
+        id=KEY_VAULT_ADMINISTRATOR,
+        role_name="Key Vault Administrator",
+        role_type="BuiltInRole",
+        data_actions=("Microsoft.KeyVault/vaults/*",),
+    ),
+    RoleDefinition(
+        id=KEY_VAULT_SECRETS_OFFICER,
+        role_name="Key Vault Secrets Officer",
+        role_type="BuiltInRole",
+        data_actions=("Microsoft.KeyVault/vaults/secrets/*",),
+    ),
+    RoleDefinition(
+        id=KEY_VAULT_SECRETS_USER,
+        role_name="Key Vault Secrets User",
+        role_type="BuiltInRole",
+        data_actions=(DATA_ACTIONS["get"], DATA_ACTIONS["list"]),
+    ),
+    RoleDefinition(
+        id=KEY_VAULT_READER,
+        role_name="Key Vault Reader",
+        role_type="BuiltInRole",
+        data_actions=("Microsoft.KeyVault/vaults/*/read", DATA_ACTIONS["list"]),
+    ),
+)
+
+ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Azure's action wildcards: `*` matches any run of characters; case is ignored."""
+    pattern, action = pattern.lower(), action.lower()
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return pattern == action
+    if not action.startswith(parts[0]) or not action.endswith(parts[-1]):
+        return False
+    position, end = len(parts[0]), len(action) - len(parts[-1])
+    for part in parts[1:-1]:
+        found = action.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return position <= end
+
+
+def _allows(definition: RoleDefinition, data_action: str) -> bool:
+    return any(action_matches(p, data_action) for p in definition.data_actions) and not any(
+        action_matches(p, data_action) for p in definition.not_data_actions
+    )
+
+
+def secret_permissions(definition: RoleDefinition) -> frozenset[str]:
+    """The role's secret rights in access-policy words (`get`, `list`, `set`, ...)."""
+    return frozenset(p for p in SECRET_PERMISSIONS if _allows(definition, DATA_ACTIONS[p]))
+
+
+def secrets_only(definition: RoleDefinition) -> bool:
+    """True when every data action is about secrets: replacing it by Secrets User loses no key or
+    certificate access. (Key Vault Administrator's `vaults/*` is not.)"""
+    return bool(definition.data_actions) and all(
+        p.lower().startswith(_SECRETS.lower()) for p in definition.data_actions
+    )
+
+
+def definitions(snapshot: Snapshot) -> dict[str, RoleDefinition]:
+    """Role definitions by lower-case GUID: the snapshot's, with the built-in Key Vault roles as fallback."""
+    known = {d.guid: d for d in BUILT_IN_DEFINITIONS}
+    known.update({d.guid: d for d in snapshot.role_definitions})
+    return known
+
+
+def role_id(subscription_id: str, role_guid: str) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+
+
+def assignment_name(scope: str, principal_id: str, role_guid: str) -> str:
+    """Deterministic GUID name, so creating the same assignment twice is a no-op (uuid5 of the triple)."""
+    key = f"{scope.rstrip('/').lower()}|{principal_id.lower()}|{role_guid.lower()}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def _norm(scope: str) -> str:
+    return scope.rstrip("/").lower()
+
+
+def covers(scope: str, target: str) -> bool:
+    """An assignment at `scope` applies at `target` (the same scope or anything below it)."""
+    outer, inner = _norm(scope), _norm(target)
+    return outer in {"", "/"} or inner == outer or inner.startswith(outer + "/")
+
+
+def level(scope: str, vault: Vault) -> ScopeLevel | None:
+    """Where the assignment sits relative to the vault; None when it does not reach the vault."""
+    norm, vault_id = _norm(scope), _norm(vault.id)
+    if norm.startswith(vault_id + "/secrets/"):
+        return "secret"
+    if not covers(scope, vault.id):
+        return None
+    if norm == vault_id:
+        return "vault"
+    if norm == _norm(f"/subscriptions/{vault.subscription_id}/resourceGroups/{vault.resource_group}"):
+        return "resource_group"
+    if norm == _norm(f"/subscriptions/{vault.subscription_id}"):
+        return "subscription"
+    return "above_subscription"  # management group or root
+
+
+def secret_name_of(scope: str) -> str:
+    return scope.rstrip("/").rsplit("/secrets/", 1)[-1]
+
+
+class SecretGrant(Frozen):
+    """One role assignment that grants secret rights on one RBAC vault (or on one secret in it)."""
+
+    assignment: RoleAssignment
+    vault_id: str
+    level: ScopeLevel
+    permissions: tuple[str, ...]  # sorted, lower-case
+    role_name: str
+    secrets_only: bool
+    secret_name: str | None = None  # for level == "secret"
+
+    @property
+    def inherited(self) -> bool:
+        return self.level in {"resource_group", "subscription", "above_subscription"}
+
+
+def secret_grants(snapshot: Snapshot, vault: Vault | None = None) -> Iterator[SecretGrant]:
+    """Assignments granting secret rights on RBAC vaults, at secret, vault or any wider scope."""
+    roles = definitions(snapshot)
+    vaults = [vault] if vault is not None else list(snapshot.vaults)
+    for v in vaults:
+        if not v.enable_rbac_authorization:
+            continue  # access-policy vaults ignore data actions
+        for assignment in snapshot.role_assignments:
+            where = level(assignment.scope, v)
+            definition = roles.get(assignment.role_guid)
+            if where is None or definition is None:
+                continue
+            granted = secret_permissions(definition)
+            if not granted:
+                continue
+            yield SecretGrant(
+                assignment=assignment,
+                vault_id=v.id,
+                level=where,
+                permissions=tuple(sorted(granted)),
+                role_name=definition.role_name or definition.guid,
+                secrets_only=secrets_only(definition),
+                secret_name=secret_name_of(assignment.scope) if where == "secret" else None,
+            )
+
+
+def subscription_assignment_count(snapshot: Snapshot, subscription_id: str) -> int:
+    """Assignments counted against the subscription's limit (inventory lists them subscription-wide)."""
+    prefix = f"/subscriptions/{subscription_id.lower()}"
+    return sum(1 for a in snapshot.role_assignments if covers(prefix, a.scope))
+
+
+# --- which secrets an identity needs ------------------------------------------------------------------
+
+NeedsResolver = Callable[[Snapshot, str], frozenset[str] | None]
+_KEYVAULT_API = "shared_keyvault"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _walk_actions(actions: Any) -> Iterator[dict[str, Any]]:
+    if not isinstance(actions, dict):
+        return
+    for action in actions.values():
+        if not isinstance(action, dict):
+            continue
+        yield action
+        yield from _walk_actions(action.get("actions"))
+        else_branch = action.get("else")
+        if isinstance(else_branch, dict):
+            yield from _walk_actions(else_branch.get("actions"))
+        for case in (action.get("cases") or {}).values():
+            if isinstance(case, dict):
+                yield from _walk_actions(case.get("actions"))
+
+
+def secrets_referenced_by_flows(snapshot: Snapshot, identity: str) -> frozenset[str] | None:
+    """Secret names the flows running as `identity` read with Key Vault "Get secret".
+
+    The hook for `allowList: fromFlows`; the Power Platform inventory extends it. None (unknown, do not
+    narrow) when no flow uses a connection of this identity, or a secret name is an expression.
+    """
+    connections = {
+        c.id.lower()
+        for c in snapshot.connections
+        if (c.identity_principal_id or "").lower() == identity.lower()
+    }
+    flows = [f for f in snapshot.flows if {r.lower() for r in f.connection_references} & connections]
+    if not flows:
+        return None
+    names: set[str] = set()
+    for flow in flows:
+        body = _dict(
+            _dict(flow.definition.get("properties", flow.definition)).get("definition", flow.definition)
+        )
+        for action in _walk_actions(body.get("actions")):
+            inputs = _dict(action.get("inputs"))
+            host = _dict(inputs.get("host"))
+            api = str(host.get("apiId") or host.get("connectionName") or host.get("connection") or "")
+            if _KEYVAULT_API not in api.lower() or str(host.get("operationId", "")).lower() != "getsecret":
+                continue
+            name = _dict(inputs.get("parameters")).get("secretName")
+            if not isinstance(name, str) or name.startswith("@"):
+                return None  # dynamic: we cannot know which secrets it needs
+            names.add(name)
+    return frozenset(names)
+
+
+_RESOLVERS: dict[str, NeedsResolver] = {"fromFlows": secrets_referenced_by_flows}
+
+
+def needed_secret_names(snapshot: Snapshot, identity: str, policy: Policy) -> frozenset[str] | None:
+    """The secret names `identity` needs, lower-case; None when nothing says (then nothing is narrowed).
+
+    The policy's `allowedSecretNames[objectId]` wins; otherwise `allowList` names a resolver.
+    """
+    for key, names in policy.allowed_secret_names.items():
+        if key.lower() == identity.lower():
+            return frozenset(n.lower() for n in names)
+    if policy.allow_list is not None:
+        found = _RESOLVERS[policy.allow_list](snapshot, identity)
+        return None if found is None else frozenset(n.lower() for n in found)
+    return None
+
+
+def flow_identities(snapshot: Snapshot) -> set[str]:
+    """Identities that Power Platform connections authenticate as (lower-case object ids)."""
+    return {c.identity_principal_id.lower() for c in snapshot.connections if c.identity_principal_id}
