@@ -6,6 +6,7 @@ every write is audited `pending` before and with its outcome after.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +33,20 @@ from remediations.core.model import (
     Vault,
     stable_id,
 )
+from remediations.core.pacing import TokenBucket, arm_write_pacer
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import inventory_powerplatform
 from remediations.core.registry import all_remediations, get_remediation
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-SECRET_LIST_CONCURRENCY = 8  # vault hosts are independent; LIMITS.md: latency-bound, not throttle-bound
+# Vault hosts are independent and the secret lists are latency-bound, not throttle-bound (LIMITS.md
+# section 2): K workers at latency L send K/L calls/s. Key Vault's subscription budget is 20,000 per
+# 10 s (2,000/s), so K <= 2,000 * L: 30 at L = 15 ms, 100 at 50 ms. 32 stays inside it for any real
+# latency (a sweep of 5,000 vaults of 40 secrets makes 15,000 calls, under one window anyway).
+SECRET_LIST_CONCURRENCY = 32
+# ARM writes: 200 tokens refilled at 10/s per subscription x principal. 10 writers at ~40-100 ms each
+# already outrun the refill, so more only queue on the pacer; writes to one vault stay sequential.
+WRITE_CONCURRENCY = 10
 
 
 def _noop_progress(stage: str, done: int, total: int) -> None:
@@ -57,13 +66,26 @@ def inventory(
     progress: Progress = _noop_progress,
     include_secrets: bool = True,
     pp_scope: PowerPlatformScope | None = None,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
 
-    A failed read becomes an InventoryError in the snapshot; nothing is silently dropped.
+    `concurrency` vault hosts are read at a time. `keep_secrets=False` reads the same lists but
+    keeps only each vault's secret count, so memory is bounded by one page per worker, not by the
+    tenant (200,000 SecretMeta objects take about 450 MiB; detectors and plans do not use them, the
+    exposure graph does). A failed read becomes an InventoryError in the
+    snapshot; nothing is silently dropped.
     """
-    snapshot = _inventory_azure(scope, clients, progress=progress, include_secrets=include_secrets)
+    snapshot = _inventory_azure(
+        scope,
+        clients,
+        progress=progress,
+        include_secrets=include_secrets,
+        concurrency=concurrency,
+        keep_secrets=keep_secrets,
+    )
     if pp_scope is None or pp_scope.empty:
         return snapshot
     pp = inventory_powerplatform(pp_scope, clients, progress=progress)
@@ -81,7 +103,13 @@ def inventory(
 
 
 def _inventory_azure(
-    scope: Scope, clients: Clients, *, progress: Progress = _noop_progress, include_secrets: bool = True
+    scope: Scope,
+    clients: Clients,
+    *,
+    progress: Progress = _noop_progress,
+    include_secrets: bool = True,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
@@ -103,7 +131,7 @@ def _inventory_azure(
     role_definitions = _role_definitions(vaults, clients, scope, errors)
 
     if include_secrets:
-        vaults = _with_secrets(vaults, clients, errors, progress)
+        vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets)
 
     object_ids = sorted(
         {p.object_id.lower() for v in vaults for p in v.access_policies}
@@ -142,7 +170,12 @@ def _role_definitions(
 
 
 def _with_secrets(
-    vaults: list[Vault], clients: Clients, errors: list[InventoryError], progress: Progress
+    vaults: list[Vault],
+    clients: Clients,
+    errors: list[InventoryError],
+    progress: Progress,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> list[Vault]:
     def read(vault: Vault) -> Vault | InventoryError:
         if not vault.vault_uri:
@@ -153,10 +186,11 @@ def _with_secrets(
             secrets = clients.keyvault_secrets(vault.vault_uri).list_secret_metadata()
         except AzureCallFailed as error:
             return _error(vault.id, "list secrets", error)
-        return vault.model_copy(update={"secrets": tuple(secrets)})
+        kept = tuple(secrets) if keep_secrets else ()
+        return vault.model_copy(update={"secrets": kept, "secret_count": len(secrets)})
 
     result: list[Vault] = []
-    with ThreadPoolExecutor(max_workers=SECRET_LIST_CONCURRENCY) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for done, (vault, read_result) in enumerate(
             zip(vaults, pool.map(read, vaults), strict=True), start=1
         ):
@@ -253,30 +287,76 @@ def apply_plan(
     context: RunContext,
     *,
     progress: Progress = _noop_progress,
+    concurrency: int = WRITE_CONCURRENCY,
+    pacer: TokenBucket | None = None,
 ) -> list[Outcome]:
-    """Apply each action (never in a dry run). An audit failure stops the run before the next write."""
-    outcomes: list[Outcome] = []
+    """Apply each action (never in a dry run). An audit failure stops the run before the next write.
+
+    Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
+    last-manager checks were simulated in that order). Every write takes a token from `pacer`
+    (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
+    in plan order.
+    """
+    pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
-    for done, action in enumerate(plan.actions, start=1):
+    results: list[Outcome | None] = [None] * len(plan.actions)
+    lock = threading.Lock()
+    stop = threading.Event()
+    raised: list[BaseException] = []
+    done = 0
+
+    def one(action: Action) -> Outcome:
         if action.skip_reason is not None:
             outcome = Outcome(
                 action_id=action.id, status="skipped", before=action.before, error=action.skip_reason
             )
             _audit(audit, context, action, sequence=1, state="skipped", outcome=outcome)
-        elif plan.dry_run:
-            outcome = Outcome(
+            return outcome
+        if plan.dry_run:
+            return Outcome(
                 action_id=action.id,
                 status="skipped",
                 before=action.before,
                 after=action.after,
                 error="dry run",
             )
-        else:
-            _audit(audit, context, action, sequence=0, state="pending")
-            outcome = get_remediation(action.remediation_id).apply(action, clients)
-            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
-        outcomes.append(outcome)
-        progress("apply", done, total)
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(max(1, len(action.changes)))
+        outcome = get_remediation(action.remediation_id).apply(action, clients)
+        _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
+        return outcome
+
+    def work(indices: list[int]) -> None:
+        nonlocal done
+        for index in indices:
+            if stop.is_set():
+                return
+            try:
+                results[index] = one(plan.actions[index])
+            except BaseException as error:  # noqa: BLE001 - re-raised below; an audit failure stops new writes
+                with lock:
+                    raised.append(error)
+                stop.set()
+                return
+            with lock:
+                done += 1
+                current = done
+            progress("apply", current, total)
+
+    by_target: dict[str, list[int]] = {}
+    for index, action in enumerate(plan.actions):
+        by_target.setdefault(action.target.lower(), []).append(index)
+    groups = list(by_target.values())
+    workers = max(1, min(concurrency, len(groups)))
+    if workers == 1 or plan.dry_run:
+        for indices in groups:
+            work(indices)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, groups))
+    if raised:
+        raise raised[0]
+    outcomes = [o for o in results if o is not None]
     for action in plan.deferred:
         outcome = Outcome(
             action_id=action.id,
@@ -323,6 +403,8 @@ def run(
     caller: str | None = None,
     progress: Progress = _noop_progress,
     pp_scope: PowerPlatformScope | None = None,
+    read_concurrency: int = SECRET_LIST_CONCURRENCY,
+    write_concurrency: int = WRITE_CONCURRENCY,
 ) -> RunResult:
     """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included."""
     context = RunContext(
@@ -331,10 +413,10 @@ def run(
         ticket_id=ticket_id,
         caller=caller,
     )
-    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope)
+    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope, concurrency=read_concurrency)
     findings = detect(snapshot, policy)
     plan = build_plan(findings, snapshot, policy, remediation_ids=remediation_ids, dry_run=dry_run)
-    outcomes = apply_plan(plan, clients, audit, context, progress=progress)
+    outcomes = apply_plan(plan, clients, audit, context, progress=progress, concurrency=write_concurrency)
     return RunResult(
         correlation_id=context.correlation_id,
         scope=scope,

@@ -153,6 +153,8 @@ class Vault(Frozen):
     tags: dict[str, str] = Field(default_factory=dict)
     access_policies: tuple[AccessPolicy, ...] = ()
     secrets: tuple[SecretMeta, ...] = ()
+    # Secrets the list returned; set by inventory even when `secrets` is not kept (keep_secrets=False).
+    secret_count: int | None = None
 
     def policies_for(self, object_id: str) -> tuple[AccessPolicy, ...]:
         return tuple(p for p in self.access_policies if p.object_id.lower() == object_id.lower())

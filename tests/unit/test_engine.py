@@ -3,7 +3,7 @@ from __future__ import annotations
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan, inventory, run
+from remediations.core.engine import RunContext, apply_plan, build_plan, inventory, run
 from remediations.core.model import Plan, Scope
 from remediations.core.policy import parse_policy
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault
@@ -79,3 +79,26 @@ def test_inventory_read_failures_become_errors_not_silence() -> None:
     snap = inventory(SCOPE, clients)
     assert [(e.operation, e.status) for e in snap.errors] == [("list secrets", 403)]
     assert len(snap.vaults) == 1 and snap.identities[0].exists is True
+
+
+def test_concurrent_apply_keeps_plan_order_per_vault_and_count_mode_keeps_no_secrets() -> None:
+    vaults = [
+        vault(f"kv{i}", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"))
+        for i in range(6)
+    ]
+    clients = MemoryClients(*vaults, assignments=OWNER)
+    audit = MemoryAuditSink()
+    policy = parse_policy({"dryRun": False, "maxActionsPerRun": 100})
+    snap = inventory(SCOPE, clients, keep_secrets=False, concurrency=4)
+    assert all(v.secrets == () and v.secret_count is not None for v in snap.vaults)
+    plan = build_plan(detect(snap, policy), snap, policy)
+    outcomes = apply_plan(plan, clients, audit, RunContext(correlation_id="c", trigger="cli"), concurrency=4)
+    assert [o.action_id for o in outcomes] == [a.id for a in plan.actions]
+    assert [o.status for o in outcomes] == ["applied"] * 12 and len(clients.mgmt.calls) == 12
+    # per vault, the writes happen in plan order (u1 then u2)
+    by_vault: dict[str, list[str]] = {}
+    for call in clients.mgmt.calls:
+        by_vault.setdefault(str(call[1]), []).append(str(call[2].object_id))
+    assert all(order == ["u1", "u2"] for order in by_vault.values())
+    pending = [r for r in audit.entries if r.state == "pending"]
+    assert len(pending) == 12
