@@ -443,7 +443,7 @@ def _string_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
     return [item for item in value[:100] if isinstance(item, str)]
 
 
-AlertStatus = Literal["received", "acknowledged", "pending-engine", "planned", "handled", "failed"]
+AlertStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
 
 
 class AlertResult(BaseModel):

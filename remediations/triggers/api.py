@@ -167,7 +167,8 @@ def receive_alert(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
     )
     existing = store.reserve("alert", key, key, received.model_dump(mode="json"), "received")
-    if existing is not None:
+    # A delivery whose handling failed is handled again when Azure Monitor retries it.
+    if existing is not None and existing.status != "failed":
         observability.logger().info("alert replayed: returning the stored handling")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
     observability.logger().info(

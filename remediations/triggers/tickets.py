@@ -135,7 +135,7 @@ class TicketRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-TicketStatus = Literal["pending-engine", "running", "planned", "applied", "partially-applied", "failed"]
+TicketStatus = Literal["running", "planned", "applied", "partially-applied", "failed"]
 
 
 class RunSummary(BaseModel):

@@ -263,3 +263,20 @@ def test_alerts_appear_in_the_run_list(call: Call, app_env: dict[str, str]) -> N
     runs = json.loads(response.get_body())["runs"]
     assert [r["kind"] for r in runs] == ["alert"]
     assert runs[0]["status"] == "planned"
+
+
+def test_a_failed_handling_is_500_and_the_retried_delivery_is_handled(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    rule = cloud.faults.status(403, host="management.azure.com", path="/vaults/kv-fin-flows$", method="GET")
+    try:
+        failed = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    finally:
+        rule.count = 0
+    assert failed.status_code == 500
+    problem(failed)
+    assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+    retried = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert retried.status_code == 202
+    assert json.loads(retried.get_body())["status"] == "handled"
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
