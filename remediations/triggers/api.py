@@ -117,7 +117,7 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         observability.record_run_metric("ticket", failures=1, dry_run=request.dryRun, status="failed")
         raise ProblemError(internal_error(context.correlation_id)) from None
     observability.record_run_metric(
-        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.model_dump()
+        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.metric()
     )
     # 200: a dry run, complete with its plan. 202: changes were applied (outcomes in the body; the
     # result stays at Location).
@@ -210,12 +210,13 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
         actions=numbers["actions"],
         failures=numbers["failures"],
         throttled=numbers["throttled"],
+        read_errors=numbers["readErrors"],
     )
     return result
 
 
 def _summary_numbers(summary: dict[str, int]) -> dict[str, int]:
-    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled")}
+    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled", "readErrors")}
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------

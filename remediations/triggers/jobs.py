@@ -187,7 +187,7 @@ def _run(
     outcome = service.work(message, settings=settings, correlation_id=correlation_id, budget=take)
     summary = outcome.summary
     observability.record_run_metric(
-        "scope", dry_run=outcome.dry_run, status=outcome.status, **summary.model_dump()
+        "scope", dry_run=outcome.dry_run, status=outcome.status, **summary.metric()
     )
     record.update(
         {

@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from remediations.core import settings as names
-from remediations.core.model import Plan, Scope, stable_id
+from remediations.core.model import Action, Plan, Scope, Snapshot, stable_id
 from remediations.core.policy import Policy, load_policy
-from remediations.core.registry import remediation_ids
+from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.settings import AppSettings
 from remediations.triggers import ids, tickets
 from remediations.triggers.alerts import AlertResult, AlertSignal
@@ -102,6 +102,15 @@ def _azure(settings: AppSettings) -> Iterator[tuple[AzureClients, AuditSink]]:
 
 
 Budget = Callable[[int], int]
+# Actions planned outside detection for one scope's snapshot (a ticket's named secrets, an alert's vault).
+Planner = Callable[[Snapshot, Policy], list[Action]]
+
+
+def secrets_needed(only: Collection[str] | None) -> bool:
+    """Whether any selected remediation plans from secret metadata (so the inventory must list it)."""
+    return any(
+        get_remediation(r).needs_secret_metadata for r in (remediation_ids() if only is None else only)
+    )
 
 
 def limit_writes(plan: Plan, granted: int) -> Plan:
@@ -134,13 +143,16 @@ def run_scope(
     only: Collection[str] | None = None,
     principals: Collection[str] | None = None,
     budget: Budget | None = None,
-    include_secrets: bool = False,
+    extra: Planner | None = None,
 ) -> RunResult:
-    """engine.run for one scope, plus: a principal filter on findings, and a write budget taken
-    between planning and applying (so a shared cap is spent only on writes that will be made).
+    """engine.run for one scope, plus: a principal filter on findings, actions from `extra` merged into
+    the plan, and a write budget taken between planning and applying (so a shared cap is spent only on
+    writes that will be made).
 
-    Secret metadata is read only when asked (rotation needs it; access-policy fixes do not): the
-    app's identity usually has no data-plane `list` on access-policy vaults, and must not need it."""
+    Secret metadata is read only when a selected remediation plans from it (rotation, RBAC narrowing).
+    The app's identity often has no data-plane `list` on access-policy vaults: a refused list is an
+    InventoryError marked partial, the access-policy fixes still run, and the remediations that need
+    the list plan skipped actions for that vault saying why."""
     from remediations.core.detect import detect  # noqa: PLC0415
     from remediations.core.engine import (  # noqa: PLC0415
         RunContext,
@@ -151,12 +163,13 @@ def run_scope(
     )
 
     context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
-    snapshot = inventory(scope, clients, include_secrets=include_secrets)
+    snapshot = inventory(scope, clients, include_secrets=secrets_needed(only) or extra is not None)
     findings = detect(snapshot, policy)
     if principals is not None:
         wanted = {p.lower() for p in principals}
         findings = [f for f in findings if (f.principal or "").lower() in wanted]
-    plan = build_plan(findings, snapshot, policy, remediation_ids=only)
+    planned = extra(snapshot, policy) if extra is not None else []
+    plan = build_plan(findings, snapshot, policy, remediation_ids=only, extra=planned)
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     outcomes = apply_plan(plan, clients, audit, context)
@@ -183,19 +196,30 @@ def retry_after(result: RunResult) -> float:
     return min(max(delay, 1.0), MAX_THROTTLE_DELAY_SECONDS)
 
 
-def summarise(results: Collection[RunResult]) -> RunSummary:
+def _failures(results: Collection[RunResult], partial_reads_fail: bool) -> int:
+    if partial_reads_fail:
+        return sum(r.count("failed") + r.read_errors for r in results)
+    return sum(r.failures for r in results)
+
+
+def summarise(results: Collection[RunResult], *, partial_reads_fail: bool = False) -> RunSummary:
+    """`partial_reads_fail`: a partial read failure counts as a failure too (a ticket that asked for a
+    remediation the failed read kept from running)."""
     return RunSummary(
         findings=sum(len(r.findings) for r in results),
         actions=sum(len(r.plan.writes) for r in results),
-        failures=sum(r.failures for r in results),
+        failures=_failures(results, partial_reads_fail),
         throttled=sum(throttled_calls(r) for r in results),
+        readErrors=sum(r.read_errors for r in results),
     )
 
 
-def run_status(results: Collection[RunResult], dry_run: bool) -> TicketStatus:
+def run_status(
+    results: Collection[RunResult], dry_run: bool, *, partial_reads_fail: bool = False
+) -> TicketStatus:
     if dry_run:
         return "planned"
-    failures = sum(r.failures for r in results)
+    failures = _failures(results, partial_reads_fail)
     if failures == 0:
         return "applied"
     done = sum(r.count("applied") + r.count("noop") for r in results)
@@ -212,7 +236,12 @@ def _outcomes(results: Collection[RunResult]) -> list[dict[str, Any]]:
 
 def _inventory_notes(results: Collection[RunResult]) -> list[str]:
     return [
-        f"read failed: {e.operation} {e.resource_id}: HTTP {e.status}"
+        f"read failed: {e.operation} {e.resource_id}: {e.label}"
+        + (
+            "; the scope's other remediations still ran, those needing this read were skipped"
+            if e.partial
+            else ""
+        )
         for r in results
         for e in r.inventory_errors
     ]
@@ -260,7 +289,8 @@ def ticket_scopes(
                     Scope(subscription_id=subscription)
                 )
             except AzureCallFailed as error:
-                notes.append(f"could not list vaults of subscription {subscription}: HTTP {error.status}")
+                label = f"HTTP {error.status}" if error.status is not None else "no response"
+                notes.append(f"could not list vaults of subscription {subscription}: {label}")
                 continue
             for found in vaults:
                 if found.name.lower() in by_host:
@@ -281,11 +311,48 @@ def ticket_scopes(
     return scopes, notes
 
 
+def secret_targets(secrets: Collection[str]) -> list[tuple[str, str]]:
+    """`(vault reference, secret name)` of each validated secret target: the vault's ARM id for an ARM
+    secret id, `https://{host}` for a secret URL (a version in the URL is ignored: the secret rotates)."""
+    targets: list[tuple[str, str]] = []
+    for secret in secrets:
+        vault_id = ids.vault_id_in(secret)
+        if vault_id is not None:
+            targets.append((vault_id, secret.rstrip("/").rsplit("/secrets/", 1)[1].split("/")[0]))
+        else:
+            host = secret.split("/")[2]
+            targets.append((f"https://{host}", secret.split("/secrets/", 1)[1].split("/")[0]))
+    return targets
+
+
+def _ticket_rotation(request: TicketRequest) -> Planner:
+    """Rotation of exactly the secrets the ticket names (those of the vault being run)."""
+    from remediations.core.rotation import find_vault  # noqa: PLC0415
+    from remediations.rotate_secret import plan_for_targets  # noqa: PLC0415
+
+    named = secret_targets(request.targets.secrets)
+    reason = request.reason or "named in a ticket"
+
+    def plan(snapshot: Snapshot, policy: Policy) -> list[Action]:
+        mine = [(v, n) for v, n in named if find_vault(snapshot, v) is not None]
+        return plan_for_targets(snapshot, policy, mine, reason, request.ticketId)
+
+    return plan
+
+
 def run_ticket(request: TicketRequest, *, settings: AppSettings, correlation_id: str) -> TicketResult:
-    """Plan (and unless a dry run, apply) the named remediations on the named targets."""
+    """Plan (and unless a dry run, apply) the named remediations on the named targets.
+
+    With `rotate_secret` and named secrets, exactly those secrets rotate (rotation's own detectors,
+    which would pick every exposed or expiring secret of the vault, are not used for this ticket)."""
     policy, forced = effective_policy(settings, load_policy(settings), request.dryRun)
     caller = request.requester or "anonymous (function key)"
     principals = list(request.targets.principals) or None
+    named_rotation = ROTATION_ID in request.remediations and bool(request.targets.secrets)
+    only = [r for r in request.remediations if not (named_rotation and r == ROTATION_ID)]
+    extra = _ticket_rotation(request) if named_rotation else None
+    # The requester asked for these: a secret list they needed that failed is a failure of the ticket.
+    partial_reads_fail = named_rotation or secrets_needed(request.remediations)
     with _azure(settings) as (clients, audit):
         scopes, notes = ticket_scopes(request, settings, clients)
         remaining = [policy.max_actions_per_run]  # one cap for the whole ticket, across its scopes
@@ -305,22 +372,20 @@ def run_ticket(request: TicketRequest, *, settings: AppSettings, correlation_id:
                 correlation_id=correlation_id,
                 caller=caller,
                 ticket_id=request.ticketId,
-                only=request.remediations,
+                only=only,
                 principals=principals,
                 budget=take,
-                include_secrets=ROTATION_ID in request.remediations,
+                extra=extra,
             )
             for scope in scopes
         ]
     if not request.dryRun and forced:
         notes.insert(0, _forced_note(forced))
-    if ROTATION_ID not in remediation_ids() and request.targets.secrets:
-        notes.append(
-            "secret rotation is not available in this deployment; secrets were used to find their vault"
-        )
+    if request.targets.secrets and not named_rotation:
+        notes.append("secrets named without rotate_secret only select their vault")
     notes.extend(_inventory_notes(results))
-    summary = summarise(results)
-    status = run_status(results, policy.dry_run)
+    summary = summarise(results, partial_reads_fail=partial_reads_fail)
+    status = run_status(results, policy.dry_run, partial_reads_fail=partial_reads_fail)
     logger().info(
         "ticket run %s: %d scope(s), %d finding(s), %d write(s) planned, dry run %s",
         status,
@@ -366,8 +431,9 @@ def _ticket_message(status: TicketStatus, summary: RunSummary) -> str:
 
 
 def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: str) -> AlertResult:
-    """`recheck-vault`: run every remediation on the vault. `revoke-and-rotate`: the same (revoke
-    exposed access) plus rotation when `rotate_secret` is registered. A change the app made itself
+    """`recheck-vault`: run every remediation on the vault. `revoke-and-rotate` (Defender): the same
+    (revoke exposed access) plus rotation of the vault's secrets per policy `rotation.onAlert`
+    (`report`: skipped actions naming each secret; `rotate`: rotated). A change the app made itself
     is recognised (caller = the app's identity): the re-check then plans 0 actions."""
     from remediations.adapters.identity import own_identity  # noqa: PLC0415
 
@@ -376,9 +442,24 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
     policy, forced = effective_policy(settings, load_policy(settings))
     caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
     notes: list[str] = []
-    rotation = signal.kind == "revoke-and-rotate" and ROTATION_ID in remediation_ids()
-    if signal.kind == "revoke-and-rotate" and not rotation:
-        notes.append("rotation unavailable: rotate_secret is not registered; exposed access revoked only")
+    extra: Planner | None = None
+    # Rotation's own detectors are left out of an alert's run: a re-check is about access, and a
+    # Defender alert rotates exactly the alerted vault's secrets (planned below), never twice.
+    only = [r for r in remediation_ids() if r != ROTATION_ID]
+    if signal.kind == "revoke-and-rotate":
+        from remediations.rotate_secret import plan_for_alert, unreadable_vaults  # noqa: PLC0415
+
+        vault_id, reason, alert_id = signal.vaultId, signal.reason, signal.alertId
+
+        def rotate_per_policy(snapshot: Snapshot, policy: Policy) -> list[Action]:
+            return plan_for_alert(snapshot, policy, vault_id, reason, alert_id) + unreadable_vaults(
+                snapshot, policy
+            )
+
+        extra = rotate_per_policy
+        notes.append(
+            f"rotation of the vault's secrets per policy rotation.onAlert={policy.rotation.on_alert}"
+        )
     with _azure(settings) as (clients, audit):
         own_change = False
         if signal.caller or signal.callerObjectId:
@@ -392,10 +473,12 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
             correlation_id=correlation_id,
             caller=caller,
             ticket_id=signal.alertId,
-            include_secrets=rotation,
+            only=only,
+            extra=extra,
         )
     summary = summarise([result])
-    compliant = summary.actions == 0 and not result.inventory_errors
+    # Compliant: nothing to write and no read that stopped the run (a refused secret list is in notes).
+    compliant = summary.actions == 0 and result.failures == 0
     if own_change:
         notes.insert(
             0,
@@ -513,7 +596,6 @@ def work(
             caller="sweep",
             ticket_id=message.sweepId,
             budget=budget,
-            include_secrets=ROTATION_ID in remediation_ids(),
         )
     summary = summarise([result])
     delay = retry_after(result) if summary.throttled else None

@@ -147,6 +147,17 @@ class RunSummary(BaseModel):
     actions: int = 0
     failures: int = 0
     throttled: int = 0
+    readErrors: int = 0  # failed reads, partial ones included (a refused secret list is not a failure)
+
+    def metric(self) -> dict[str, int]:
+        """The keyword arguments of `observability.record_run_metric`."""
+        return {
+            "findings": self.findings,
+            "actions": self.actions,
+            "failures": self.failures,
+            "throttled": self.throttled,
+            "read_errors": self.readErrors,
+        }
 
 
 class TicketResult(BaseModel):

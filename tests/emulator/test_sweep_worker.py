@@ -146,9 +146,28 @@ def test_a_timer_tick_over_50_vaults_enqueues_50_and_the_worker_fixes_every_vaul
 
     audit = TableClient.from_connection_string(app["AzureWebJobsStorage"], app["VAULTGUARD_AUDIT_TABLE"])
     rows = list(audit.query_entities("trigger eq 'timer'"))
-    assert len(rows) == 2 * expected  # pending + applied per write
+    written = [r for r in rows if r["state"] != "skipped"]
+    assert len(written) == 2 * expected  # pending + applied per write
     assert {(r["caller"], r["ticket_id"]) for r in rows} == {("sweep", scopes[0]["sweepId"])}
-    assert {r["state"] for r in rows} == {"pending", "applied"}
+    assert {r["state"] for r in written} == {"pending", "applied"}
+    # Skipped and audited as such: rotation on every vault in both drains (the app's identity may not
+    # list secrets there), and in the first an orphan's `list` removal, covered by the removal of its
+    # whole entry (one write per entry).
+    skipped = [r for r in rows if r["state"] == "skipped"]
+    by_remediation = {
+        rid: sorted({r["reason"].split(" failed ")[0] for r in skipped if r["remediation_id"] == rid})
+        for rid in {r["remediation_id"] for r in skipped}
+    }
+    assert sum(r["remediation_id"] == "rotate_secret" for r in skipped) == 2 * VAULTS
+    assert all("(HTTP 403)" in r["reason"] for r in skipped if r["remediation_id"] == "rotate_secret")
+    covered = [r for r in skipped if r["remediation_id"] == "remove_list_permission"]
+    assert len(covered) == len(tenant.orphaned_object_ids), by_remediation
+    assert all(r["reason"].startswith("covered by remove_orphaned_principal") for r in covered)
+    # The refused secret list is reported on each scope's run record, and did not fail the scope.
+    first = records[0]
+    assert first is not None and first.body is not None
+    assert first.body["summary"]["readErrors"] == 1 and first.body["summary"]["failures"] == 0
+    assert any("list secrets" in n and "HTTP 403" in n for n in first.body["notes"])
 
 
 def test_the_blast_radius_cap_is_one_budget_for_the_whole_sweep(

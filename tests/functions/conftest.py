@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import azure.functions as func
 import pytest
 
 from emulator import Emulator
+from emulator.azure.state import AccessPolicy, Secret, SecretVersion
 from emulator.scenario import load_scenario
 
 SUBSCRIPTION = "5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b"
@@ -64,6 +67,30 @@ def reset_vault(emu: Emulator) -> None:
     fresh = load_scenario(copy.deepcopy(SCENARIO)).azure.vaults[VAULT_NAME]
     with emu.state.lock:
         emu.state.azure.vaults[VAULT_NAME].access_policies = fresh.access_policies
+
+
+@contextmanager
+def app_may_rotate(emu: Emulator, values: dict[str, str]) -> Iterator[None]:
+    """The app's identity may get/list/set secrets in the sample vault, which holds one version of each
+    of `values` besides its own secrets; its secrets are put back afterwards (access policies are
+    reset by `app_env`)."""
+    az = emu.state.azure
+    stamp = int(time.time()) - 1000
+    with emu.state.lock:
+        vault = az.vaults[VAULT_NAME]
+        saved = {name: copy.deepcopy(secret) for name, secret in vault.secrets.items()}
+        vault.access_policies.append(
+            AccessPolicy(az.tenant_id, az.admin_object_id, permissions={"secrets": ["Get", "List", "Set"]})
+        )
+        for name, value in values.items():
+            version = SecretVersion(version=uuid.uuid4().hex, value=value, created=stamp, updated=stamp)
+            vault.secrets[name] = Secret(name, [version])
+    try:
+        yield
+    finally:
+        with emu.state.lock:
+            vault.secrets.clear()
+            vault.secrets.update(saved)
 
 
 def secrets_of(emu: Emulator, object_id: str) -> list[str]:

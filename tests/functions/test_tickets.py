@@ -12,7 +12,9 @@ from tests.functions.conftest import (
     ADMIN_USER,
     FLOW_SP,
     VAULT,
+    VAULT_NAME,
     Call,
+    app_may_rotate,
     policy_writes_since,
     problem,
     secrets_of,
@@ -50,7 +52,7 @@ def test_dry_run_ticket_returns_the_plan_with_200_and_is_stored(
     )
     assert action["before"]["secrets"] == ["Get", "List"] and action["after"]["secrets"] == ["Get"]
     assert [(o["status"], o["error"]) for o in result["outcomes"]] == [("skipped", "dry run")]
-    assert result["summary"] == {"findings": 1, "actions": 1, "failures": 0, "throttled": 0}
+    assert result["summary"] == {"findings": 1, "actions": 1, "failures": 0, "throttled": 0, "readErrors": 0}
     assert policy_writes_since(cloud, mark) == 0
     assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
 
@@ -248,8 +250,8 @@ def test_injected_or_malformed_vault_ids_are_422_with_the_path(
     ("overrides", "path"),
     [
         ({"remediations": ["drop_database"]}, "$.remediations"),
-        # Not registered in this deployment (yet): unknown to the registry, so 422.
-        ({"remediations": ["rotate_secret"]}, "$.remediations"),
+        # Not registered: unknown to the registry, so 422.
+        ({"remediations": ["rotate_everything"]}, "$.remediations"),
         ({"remediations": ["revoke_flow_shares"]}, "$.remediations"),
         (
             {
@@ -364,3 +366,88 @@ def test_storage_not_configured_is_503_problem(call: Call, monkeypatch: pytest.M
     response = call("tickets", "POST", "/api/remediations", body=ticket_body())
     assert response.status_code == 503
     problem(response)
+
+
+@pytest.mark.parametrize("form", ["url", "arm"])
+def test_a_ticket_rotates_exactly_the_named_secret_and_returns_no_value(
+    call: Call,
+    enforce: dict[str, str],
+    cloud: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    form: str,
+) -> None:
+    """`targets.secrets` + `rotate_secret`: only the named secret gets a new version (random rotator),
+    its old version is disabled; the other secret of the vault is untouched. The response and the audit
+    rows name versions, never a value."""
+    from remediations.core.audit import TableAuditSink
+    from remediations.core.settings import AppSettings
+
+    policy = {"dryRun": False, "rotation": {"defaultRotator": "random"}}
+    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(policy))
+    values = {"api-key": "exposed-api-key-value-1", "other-key": "untouched-other-value-2"}
+    vault = cloud.state.azure.vaults[VAULT_NAME]
+    named = (
+        "https://kv-fin-flows.vault.azure.net/secrets/api-key"
+        if form == "url"
+        else f"{VAULT}/secrets/api-key"
+    )
+    with app_may_rotate(cloud, values):
+        old = vault.secrets["api-key"].latest.version
+        mark = cloud.requests.mark()
+        body = ticket_body(remediations=["rotate_secret"], targets={"secrets": [named]}, dryRun=False)
+        response = call("tickets", "POST", "/api/remediations", body=body)
+        assert response.status_code == 202, response.get_body()
+        result = json.loads(response.get_body())
+        assert result["status"] == "applied", result
+        [action] = result["plan"]
+        assert (action["remediation_id"], action["target"]) == ("rotate_secret", f"{VAULT}/secrets/api-key")
+        [outcome] = result["outcomes"]
+        assert outcome["status"] == "applied", outcome
+        with cloud.state.lock:
+            versions = list(vault.secrets["api-key"].versions)
+            other = list(vault.secrets["other-key"].versions)
+        assert len(versions) == 2 and versions[0].version == old
+        new = versions[-1]
+        assert outcome["after"]["newVersion"] == [new.version]
+        assert outcome["after"]["disabledVersions"] == [old]
+        assert versions[0].enabled is False and new.enabled is True
+        assert new.value not in values.values() and new.tags is not None
+        assert new.tags["ticketId"] == body["ticketId"]
+        assert len(other) == 1 and other[0].enabled is True  # not named: not rotated
+        writes = [(r.method, r.path) for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH"}]
+        assert ("PATCH", f"/secrets/api-key/{old}") in writes
+        assert not any("other-key" in path for _, path in writes)
+
+        rows = TableAuditSink.from_settings(AppSettings.from_env()).records(result["correlationId"])
+        assert [r.state for r in rows] == ["pending", "applied"]
+        assert {r.ticket_id for r in rows} == {body["ticketId"]}
+        texts = [
+            response.get_body().decode(),
+            json.dumps([r.model_dump(mode="json") for r in rows]),
+            caplog.text,
+        ]
+        for value in [*values.values(), new.value]:
+            assert all(value not in text for text in texts)
+
+
+def test_a_ticket_naming_a_secret_the_app_cannot_list_fails_and_says_why(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """The app's identity may not list the sample vault: the named secret is not rotated, the action is
+    skipped with the reason, and the ticket (which asked for rotation) is not reported as applied."""
+    body = ticket_body(
+        remediations=["rotate_secret"],
+        targets={"secrets": [f"{VAULT}/secrets/sql-password"]},
+        dryRun=False,
+    )
+    response = call("tickets", "POST", "/api/remediations", body=body)
+    assert response.status_code == 202, response.get_body()  # handled; the body says it failed
+    result = json.loads(response.get_body())
+    [action] = result["plan"]
+    assert action["remediation_id"] == "rotate_secret"
+    assert "secret list of vault kv-fin-flows failed (HTTP 403)" in action["skip_reason"]
+    assert [o["status"] for o in result["outcomes"]] == ["skipped"]
+    assert result["status"] == "failed"
+    assert result["summary"]["readErrors"] == 1 and result["summary"]["failures"] == 1
+    assert any(n.startswith(f"read failed: list secrets {VAULT}: HTTP 403") for n in result["notes"])
