@@ -81,3 +81,23 @@ def test_own_identity_from_token_claims_matches_callers_case_insensitively() -> 
     assert not me.is_caller("someone@contoso.example", None)
     assert not OwnIdentity(None, None).is_caller(None, "")
     assert token_claims("not-a-jwt") == {}
+
+
+def test_secret_targets_name_the_vault_and_the_secret_of_both_forms() -> None:
+    from remediations.triggers.service import secret_targets
+
+    arm = (
+        "/subscriptions/5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b/resourceGroups/rg"
+        "/providers/Microsoft.KeyVault/vaults/kv-a"
+    )
+    assert secret_targets(
+        [
+            f"{arm}/secrets/db-password",
+            "https://kv-b.vault.azure.net/secrets/api-key",
+            "https://kv-b.vault.azure.net/secrets/api-key/0123456789abcdef0123456789abcdef",
+        ]
+    ) == [
+        (arm, "db-password"),
+        ("https://kv-b.vault.azure.net", "api-key"),
+        ("https://kv-b.vault.azure.net", "api-key"),
+    ]
