@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -20,6 +20,7 @@ from remediations.core.audit import AuditRecord, AuditSink, AuditState, Trigger
 from remediations.core.detect import detect
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import (
+    AccessPolicyChange,
     Action,
     Finding,
     Identity,
@@ -53,9 +54,16 @@ def _noop_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
-def _error(resource_id: str, operation: str, error: AzureCallFailed) -> InventoryError:
+def _error(
+    resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
+) -> InventoryError:
     return InventoryError(
-        resource_id=resource_id, operation=operation, status=error.status, message=str(error)
+        resource_id=resource_id,
+        operation=operation,
+        status=error.status,
+        message=str(error),
+        retry_after=error.retry_after,
+        partial=partial,
     )
 
 
@@ -153,6 +161,7 @@ def _inventory_azure(
         role_definitions=tuple(role_definitions),
         identities=tuple(identities),
         errors=tuple(errors),
+        secrets_listed=include_secrets,
     )
 
 
@@ -185,7 +194,11 @@ def _with_secrets(
         try:
             secrets = clients.keyvault_secrets(vault.vault_uri).list_secret_metadata()
         except AzureCallFailed as error:
-            return _error(vault.id, "list secrets", error)
+            # A refusal (403: the app's identity often has no data-plane `list` on access-policy vaults)
+            # does not stop the vault's other fixes: it is reported, and the remediations that need
+            # secret metadata skip this vault. A transient failure (5xx, no response) fails the run so
+            # it is retried; 429 is counted as throttling by the callers either way.
+            return _error(vault.id, "list secrets", error, partial=not error.transient)
         kept = tuple(secrets) if keep_secrets else ()
         return vault.model_copy(update={"secrets": kept, "secret_count": len(secrets)})
 
@@ -210,19 +223,28 @@ def build_plan(
     *,
     remediation_ids: Collection[str] | None = None,
     dry_run: bool | None = None,
+    extra: Sequence[Action] = (),
 ) -> Plan:
-    """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run."""
+    """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run.
+
+    `extra`: actions planned outside detection (a ticket's named secrets, an alert's vault), merged in
+    before ordering and the cap. Each remediation's `unchecked` actions (what a failed read kept it
+    from checking) are added as skipped actions, so a blind spot shows in the plan."""
     policy = effective_policy(policy, snapshot)  # the same derived allow-lists `detect` used
-    actions: dict[str, Action] = {}
+    actions: dict[str, Action] = {a.id: a for a in extra}
     for remediation in all_remediations():
         if remediation_ids is not None and remediation.id not in remediation_ids:
             continue
+        for action in remediation.unchecked(snapshot, policy):
+            actions.setdefault(action.id, action)
         mine = [f for f in findings if f.detector_id in remediation.handles]
         if not mine:
             continue
         for action in remediation.plan(snapshot, mine, policy):
             actions.setdefault(action.id, action)
-    ordered = sorted(actions.values(), key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
+    ordered = _without_subsumed(
+        sorted(actions.values(), key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
+    )
     kept: list[Action] = []
     deferred: list[Action] = []
     writes = 0
@@ -240,6 +262,47 @@ def build_plan(
         created_at=snapshot.taken_at,
         dry_run=policy.dry_run if dry_run is None else dry_run,
     )
+
+
+def _removals(action: Action) -> dict[tuple[str, str, str], set[str]] | None:
+    """Access-policy removals of an action, per entry, as lower-cased `kind:permission`; None when the
+    action makes any other kind of change (then it is never counted as subsumed)."""
+    out: dict[tuple[str, str, str], set[str]] = {}
+    for change in action.changes:
+        if not isinstance(change, AccessPolicyChange) or change.operation != "remove":
+            return None
+        key = (action.target.lower(), change.object_id.lower(), (change.application_id or "").lower())
+        out.setdefault(key, set()).update(
+            f"{kind}:{p.lower()}" for kind, perms in change.permissions.as_dict().items() for p in perms
+        )
+    return out or None
+
+
+def _without_subsumed(ordered: list[Action]) -> list[Action]:
+    """Two remediations may remove from the same access-policy entry (an orphan holding `list`: one
+    removes `list`, the other the whole entry). The smaller removal is kept in the plan as skipped,
+    naming the action that covers it, so one write is made per entry and nothing is silently dropped."""
+    writes = [(a, _removals(a)) for a in ordered if a.skip_reason is None]
+    out: list[Action] = []
+    for action in ordered:
+        mine = _removals(action) if action.skip_reason is None else None
+        cover = None
+        if mine is not None:
+            cover = next(
+                (
+                    other
+                    for other, theirs in writes
+                    if other.id != action.id
+                    and theirs is not None
+                    and theirs.keys() == mine.keys()
+                    and all(mine[k] <= theirs[k] for k in mine)
+                    and (any(mine[k] < theirs[k] for k in mine) or other.id < action.id)
+                ),
+                None,
+            )
+        reason = f"covered by {cover.remediation_id} ({cover.id}), which removes more" if cover else None
+        out.append(action.model_copy(update={"skip_reason": reason}) if reason else action)
+    return out
 
 
 class RunContext(BaseModel):
@@ -385,8 +448,15 @@ class RunResult(BaseModel):
 
     @property
     def failures(self) -> int:
-        """Failed writes plus failed reads: a run with any is not a success."""
-        return self.count("failed") + len(self.inventory_errors)
+        """Failed writes plus failed reads that stopped the run: a run with any is not a success.
+        A partial read failure (a refused secret list) is not one: its dependants are skipped actions
+        in the plan, and it is counted in `read_errors`."""
+        return self.count("failed") + sum(1 for e in self.inventory_errors if not e.partial)
+
+    @property
+    def read_errors(self) -> int:
+        """Every failed read, partial or not."""
+        return len(self.inventory_errors)
 
 
 def run(
