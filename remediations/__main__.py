@@ -1,4 +1,4 @@
-"""`python -m remediations` / `vaultguard`: inventory, graph, plan, apply, audit, list-remediations.
+"""`python -m remediations` / `vaultguard`: inventory, graph, plan, apply, audit, list-remediations, serve.
 
 Exit codes: 0 success, 1 a read or write failed (each failure is printed), 2 bad input or policy.
 """
@@ -373,11 +373,22 @@ def parser() -> argparse.ArgumentParser:
     reports(p)
     p = command("audit", "audit rows of one run", scope=False)
     p.add_argument("--run", required=True, help="correlation (run) id")
+    p = sub.add_parser("serve", help="local HTTP runner of the app's HTTP functions (remediations.serve)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7071)
     return top
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from remediations import serve  # noqa: PLC0415 - only this command needs the HTTP runner
+
+    return serve.main(["--host", args.host, "--port", str(args.port)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "serve":  # no policy needed to start serving; each request loads its own
+        return cmd_serve(args)
     try:
         policy = load_policy(path=args.policy)
         handlers: dict[str, Callable[[], int]] = {

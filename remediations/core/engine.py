@@ -46,7 +46,11 @@ def _noop_progress(stage: str, done: int, total: int) -> None:
 
 def _error(resource_id: str, operation: str, error: AzureCallFailed) -> InventoryError:
     return InventoryError(
-        resource_id=resource_id, operation=operation, status=error.status, message=str(error)
+        resource_id=resource_id,
+        operation=operation,
+        status=error.status,
+        message=str(error),
+        retry_after=error.retry_after,
     )
 
 

@@ -301,6 +301,7 @@ class InventoryError(Frozen):
     operation: str
     status: int | None = None
     message: str
+    retry_after: float | None = None  # seconds the service asked us to wait (throttling), if it said
 
 
 class Snapshot(Frozen):

@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from remediations.triggers.alerts import parse_alert
 from remediations.triggers.problems import ProblemError
-from tests.functions.conftest import VAULT, Call, problem
+from tests.functions.conftest import (
+    ADMIN_USER,
+    FLOW_SP,
+    VAULT,
+    Call,
+    policy_writes_since,
+    problem,
+    secrets_of,
+)
 
 SAMPLES = Path(__file__).with_name("alert_samples")
 
@@ -108,21 +117,117 @@ def test_keyvault_write_without_any_vault_id_is_422() -> None:
     assert raised.value.problem.status == 422
 
 
+def _arm_requests(emu: Emulator, mark: int) -> list[Any]:
+    return [r for r in emu.requests.since(mark) if r.host == "management.azure.com"]
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_post_each_sample_returns_202_and_is_idempotent(
-    call: Call, app_env: dict[str, str], name: str
+def test_post_each_sample_is_handled_by_the_engine_and_is_idempotent(
+    call: Call, enforce: dict[str, str], cloud: Emulator, name: str
 ) -> None:
+    """Enforce mode: an actionable sample re-checks the sample vault and removes `List` from the
+    flow's identity (one write); the others touch nothing. The same delivery again is a replay."""
     kind, _, vault = EXPECTED[name]
+    mark = cloud.requests.mark()
     first = call("alerts", "POST", "/api/alerts", body=sample(name))
     assert first.status_code == 202, first.get_body()
     body = json.loads(first.get_body())
     assert body["signal"]["kind"] == kind
     assert body["signal"]["vaultId"] == vault
-    assert body["status"] == ("acknowledged" if kind == "acknowledged" else "pending-engine")
+    if kind == "acknowledged":
+        assert body["status"] == "acknowledged"
+        assert body["plan"] == [] and body["outcomes"] == []
+        assert _arm_requests(cloud, mark) == []
+        assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+    else:
+        assert body["status"] == "handled", body
+        assert body["dryRun"] is False
+        assert [a["remediation_id"] for a in body["plan"]] == ["remove_list_permission"]
+        assert body["plan"][0]["principal"] == FLOW_SP
+        assert [o["status"] for o in body["outcomes"]] == ["applied"]
+        assert body["summary"] == {"findings": 1, "actions": 1, "failures": 0, "throttled": 0}
+        assert body["ownChange"] is False and body["alreadyCompliant"] is False
+        assert secrets_of(cloud, FLOW_SP) == ["Get"]
+        assert policy_writes_since(cloud, mark) == 1
+        rotation_note = any("rotation unavailable" in n for n in body["notes"])
+        assert rotation_note == (kind == "revoke-and-rotate")
+    mark = cloud.requests.mark()
     again = call("alerts", "POST", "/api/alerts", body=sample(name))
     assert again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"
     assert json.loads(again.get_body()) == body
+    assert _arm_requests(cloud, mark) == []
+
+
+def test_in_dry_run_an_alert_plans_and_writes_nothing(
+    call: Call, app_env: dict[str, str], cloud: Emulator
+) -> None:
+    mark = cloud.requests.mark()
+    body = json.loads(call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2")).get_body())
+    assert body["status"] == "planned" and body["dryRun"] is True
+    assert body["dryRunForcedBy"] == ["VAULTGUARD_DRY_RUN", "policy.dryRun"]
+    assert [a["principal"] for a in body["plan"]] == [FLOW_SP]
+    assert [o["status"] for o in body["outcomes"]] == ["skipped"]
+    assert policy_writes_since(cloud, mark) == 0
+    assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+
+
+def _administrative(alert_number: int, caller: str, object_id: str) -> dict[str, Any]:
+    payload = sample("activity_log_administrative")
+    essentials = payload["data"]["essentials"]
+    essentials["alertId"] = essentials["alertId"][:-1] + str(alert_number)
+    context = payload["data"]["alertContext"]
+    context["caller"] = caller
+    claims = json.loads(context["claims"])
+    claims["http://schemas.microsoft.com/identity/claims/objectidentifier"] = object_id
+    context["claims"] = json.dumps(claims)
+    return payload
+
+
+def test_the_app_recognises_its_own_access_policy_change(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """The fix writes an access policy; Azure Monitor then reports that write with the app's identity
+    as caller. The re-check plans 0 actions and the result says it recognised its own change."""
+    fixed = json.loads(
+        call("alerts", "POST", "/api/alerts", body=sample("activity_log_administrative")).get_body()
+    )
+    assert [o["status"] for o in fixed["outcomes"]] == ["applied"]
+    me = cloud.state.azure.admin_object_id  # the identity the app signs in as (AZURE_CLIENT_ID)
+    mark = cloud.requests.mark()
+    response = call("alerts", "POST", "/api/alerts", body=_administrative(2, me, me))
+    body = json.loads(response.get_body())
+    assert response.status_code == 202
+    assert body["status"] == "handled"
+    assert body["ownChange"] is True and body["alreadyCompliant"] is True
+    assert body["plan"] == [] and body["summary"]["actions"] == 0
+    assert body["notes"][0].startswith("recognised the app's own change")
+    assert policy_writes_since(cloud, mark) == 0
+    # Someone else's change to an already compliant vault: re-checked, also nothing to do, not "own".
+    other = json.loads(
+        call(
+            "alerts", "POST", "/api/alerts", body=_administrative(3, "admin@contoso.example", ADMIN_USER)
+        ).get_body()
+    )
+    assert other["ownChange"] is False and other["alreadyCompliant"] is True
+    assert other["notes"][0] == "the vault is already compliant: re-checked, 0 actions planned"
+    assert policy_writes_since(cloud, mark) == 0
+
+
+def test_alert_audit_rows_carry_the_alert_caller_and_id(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    from remediations.core.audit import TableAuditSink
+    from remediations.core.settings import AppSettings
+
+    body = json.loads(
+        call("alerts", "POST", "/api/alerts", body=sample("activity_log_administrative")).get_body()
+    )
+    rows = TableAuditSink.from_settings(AppSettings.from_env()).records(body["correlationId"])
+    assert [r.state for r in rows] == ["pending", "applied"]
+    assert {(r.trigger, r.caller, r.ticket_id) for r in rows} == {
+        ("alert", "admin@contoso.example", body["alertId"])
+    }
 
 
 def test_engine_is_called_once_per_alert(
@@ -157,4 +262,21 @@ def test_alerts_appear_in_the_run_list(call: Call, app_env: dict[str, str]) -> N
     response = call("tickets", "GET", "/api/remediations", params={"kind": "alert"})
     runs = json.loads(response.get_body())["runs"]
     assert [r["kind"] for r in runs] == ["alert"]
-    assert runs[0]["status"] == "pending-engine"
+    assert runs[0]["status"] == "planned"
+
+
+def test_a_failed_handling_is_500_and_the_retried_delivery_is_handled(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    rule = cloud.faults.status(403, host="management.azure.com", path="/vaults/kv-fin-flows$", method="GET")
+    try:
+        failed = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    finally:
+        rule.count = 0
+    assert failed.status_code == 500
+    problem(failed)
+    assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+    retried = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert retried.status_code == 202
+    assert json.loads(retried.get_body())["status"] == "handled"
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
