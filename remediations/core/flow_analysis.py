@@ -201,11 +201,13 @@ def _reference_name(host: Mapping[str, Any]) -> str | None:
     return None
 
 
+# .../apis/shared_keyvault, .../managedApis/keyvault, and ARM forms such as
+# [subscriptionResourceId('Microsoft.Web/locations/managedApis', parameters('location'), 'keyvault')]
+_KEYVAULT_API = re.compile(r"(?:^|[/'\"])(?:shared_)?keyvault['\")\]\s]*$")
+
+
 def _is_keyvault_api(api: str | None) -> bool:
-    if not api:
-        return False
-    tail = api.strip().rstrip("/").lower().rsplit("/", 1)[-1]
-    return tail in {"shared_keyvault", "keyvault"}
+    return bool(api) and _KEYVAULT_API.search(str(api).strip().rstrip("/").lower()) is not None
 
 
 def _reference_api(reference: Any) -> str | None:
@@ -239,9 +241,25 @@ def _find_vault_name(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _without_query(path: str) -> str:
+    """The path before its query string; a `?` inside `@{...}` (the `?[...]` operator) is not one."""
+    depth = 0
+    quoted = False
+    for index, char in enumerate(path):
+        if char == "'" and depth:
+            quoted = not quoted
+        elif not quoted and char == "{":
+            depth += 1
+        elif not quoted and char == "}" and depth:
+            depth -= 1
+        elif char == "?" and not depth:
+            return path[:index]
+    return path
+
+
 def _operation_from_path(path: str) -> tuple[KeyVaultOperation, str | None] | None:
     """(operation, raw name segment) from a Key Vault connector path such as `/secrets/{name}/value`."""
-    clean = path.split("?", 1)[0].strip().rstrip("/")
+    clean = _without_query(path).strip().rstrip("/")
     parts = clean.split("/")
     if len(parts) < 2 or parts[0] != "" or parts[1].lower() != "secrets":
         return None
@@ -456,7 +474,8 @@ def _entropy(text: str) -> float:
 def _looks_random(text: str) -> CredentialKind | None:
     if _JWT.match(text):
         return "jwt"
-    if len(text) < 32 or not _TOKEN_CHARS.match(text) or _GUID.match(text):
+    # Over 256 characters it is more likely content (an embedded image, a document) than a credential.
+    if not 32 <= len(text) <= 256 or not _TOKEN_CHARS.match(text) or _GUID.match(text):
         return None
     if not (re.search(r"[A-Za-z]", text) and re.search(r"[0-9]", text)):
         return None
@@ -538,7 +557,7 @@ def _string_credential(field: str, key: str, value: str) -> tuple[CredentialKind
         if literal:
             return "connection_string_key", len(literal)
     if "=" in value:
-        for name, raw in _QUERY_PAIR.findall(value.split("?", 1)[-1] if "?" in value else value):
+        for name, raw in _QUERY_PAIR.findall(value):
             literal = _literal(unquote(raw))
             if name.lower() in _SECRET_QUERY_NAMES and literal:
                 return "query_string_secret", len(literal)

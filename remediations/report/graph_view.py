@@ -4,10 +4,11 @@ The core graph (core/graph.py) has one `principal:` node kind; a report draws th
 
     person -> flow -> connection -> identity -> vault -> secret
 
-so a principal becomes a `person:` node where it edits/runs flows or connections, and an `identity:`
-node where a connection authenticates as it or it holds vault access. A principal that is both (the
-admin who built the flow and whose identity the connection uses) appears in both columns: that is
-exactly the seed attack's shape.
+so a principal becomes a `person:` node where it edits/runs flows (owner, co-owner, run-only user,
+environment System Customizer/Administrator) or may use a connection, and an `identity:` node where a
+connection authenticates as it or it holds vault access. A principal that is both (the admin who built
+the flow and whose identity the connection uses) appears in both columns: that is exactly the seed
+attack's shape. A group member sits in every column its group does (`member_of` stays in a column).
 
 `simulate(snapshot, actions)` applies the graph-relevant changes of a plan to a copy of the snapshot
 (pure), so a dry run can show what the fix would cut; `compare(before, after)` marks removed and
@@ -39,8 +40,10 @@ NodeKind = Literal["person", "flow", "connection", "identity", "vault", "secret"
 NODE_KINDS: tuple[NodeKind, ...] = ("person", "flow", "connection", "identity", "vault", "secret")
 EdgeStatus = Literal["kept", "removed", "narrowed", "added"]
 
-_PERSON_RELATIONS = {"can_edit", "can_run"}
+# Every core relation whose source is a person acting through Power Platform (core/graph.py).
+_PERSON_RELATIONS = {"can_edit", "can_run", "environment_role", "can_use"}
 _ACCESS_RELATIONS = {"access_policy", "role_assignment"}
+_MEMBER_OF = "member_of"
 
 
 class _Frozen(BaseModel):
@@ -57,7 +60,9 @@ class GraphNode(_Frozen):
 class GraphEdge(_Frozen):
     source: str
     target: str
-    relation: str  # can_edit, can_run, uses, authenticates_as, access_policy, role_assignment, contains
+    # can_edit, can_run, environment_role, can_use, member_of, uses, authenticates_as, access_policy,
+    # role_assignment, contains
+    relation: str
     permissions: tuple[str, ...] = ()
     status: EdgeStatus = "kept"
     removed_permissions: tuple[str, ...] = ()  # for `narrowed`: what the fix took away
@@ -137,7 +142,16 @@ def graph_view(snapshot: Snapshot, graph: ExposureGraph | None = None) -> GraphV
             )
         return view_id
 
+    roles = _principal_roles(graph)
     for edge in graph.edges:
+        if edge.relation == _MEMBER_OF:
+            # member -> group inside each column the group is drawn in (a person column if none).
+            for role in roles.get(edge.target) or ("person",):
+                view_edge = GraphEdge(
+                    source=node(edge.source, role), target=node(edge.target, role), relation=edge.relation
+                )
+                edges.setdefault(view_edge.key, view_edge)
+            continue
         source_role: NodeKind | None = None
         target_role: NodeKind | None = None
         if edge.relation in _PERSON_RELATIONS:
@@ -155,6 +169,19 @@ def graph_view(snapshot: Snapshot, graph: ExposureGraph | None = None) -> GraphV
         edges.setdefault(view_edge.key, view_edge)
     ordered_nodes = sorted(nodes.values(), key=lambda n: (NODE_KINDS.index(n.kind), n.label.lower(), n.id))
     return GraphView(nodes=tuple(ordered_nodes), edges=tuple(sorted(edges.values(), key=lambda e: e.key)))
+
+
+def _principal_roles(graph: ExposureGraph) -> dict[str, tuple[NodeKind, ...]]:
+    """Core principal node -> the columns it is drawn in, from its non-membership edges."""
+    roles: dict[str, set[NodeKind]] = {}
+    for edge in graph.edges:
+        if edge.relation in _PERSON_RELATIONS:
+            roles.setdefault(edge.source, set()).add("person")
+        elif edge.relation in _ACCESS_RELATIONS:
+            roles.setdefault(edge.source, set()).add("identity")
+        elif edge.relation == "authenticates_as":
+            roles.setdefault(edge.target, set()).add("identity")
+    return {k: tuple(sorted(v, key=NODE_KINDS.index)) for k, v in roles.items()}
 
 
 def _kind(core_id: str) -> NodeKind:
@@ -190,14 +217,16 @@ def compare(before: GraphView, after: GraphView) -> GraphView:
 
 
 def readable_pairs(snapshot: Snapshot) -> set[tuple[str, str]]:
-    """(person object id, secret node) pairs where a person reaches a secret through a flow."""
+    """(person object id, secret node) pairs where a person reaches a secret through a flow or a
+    shared connection, directly or as a member of a group that can."""
     graph = ExposureGraph.build(snapshot)
-    people = {e.source for e in graph.edges if e.relation in _PERSON_RELATIONS}
+    people = {e.source for e in graph.edges if e.relation in _PERSON_RELATIONS or e.relation == _MEMBER_OF}
     pairs: set[tuple[str, str]] = set()
     for person in sorted(people):
         oid = person.partition(":")[2]
         for path in graph.what_can_read(oid):
-            if path[0].relation in _PERSON_RELATIONS:
+            first = next((e for e in path if e.relation != _MEMBER_OF), None)
+            if first is not None and first.relation in _PERSON_RELATIONS:
                 pairs.add((oid, path[-1].target))
     return pairs
 

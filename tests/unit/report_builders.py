@@ -64,7 +64,10 @@ def seed_snapshot(maker_name: str = "Mallory Maker", flow_name: str = "Payroll s
                     parameters={"vaultName": "kv-payroll"},
                 ),
             ),
+            # As the admin API lists them: the creator is the flow's Owner, then a co-owner and a
+            # run-only user.
             "shares": (
+                Share(resource_kind="flow", resource_id="f1", principal_id="admin", role="Owner"),
                 Share(resource_kind="flow", resource_id="f1", principal_id="maker", role="CanEdit"),
                 Share(resource_kind="flow", resource_id="f1", principal_id="viewer", role="CanView"),
             ),
@@ -72,9 +75,13 @@ def seed_snapshot(maker_name: str = "Mallory Maker", flow_name: str = "Payroll s
     )
 
 
-def seed_run(snap: Snapshot | None = None, *, dry_run: bool = True) -> tuple[Snapshot, list[Finding], Plan]:
+def seed_run(
+    snap: Snapshot | None = None, *, dry_run: bool = True, only: set[str] | None = None
+) -> tuple[Snapshot, list[Finding], Plan]:
+    """Every shipped detector and remediation over the seed, or only the detectors in `only` (for a
+    test about one kind of change)."""
     snap = snap or seed_snapshot()
-    findings = detect(snap, Policy())
+    findings = detect(snap, Policy(), only=only)
     plan = build_plan(findings, snap, Policy(), dry_run=dry_run)
     return snap, findings, plan
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,6 +213,10 @@ def test_logic_apps_api_connection_paths_with_connections_parameter() -> None:
         "Get_version": api_connection("/secrets/@{encodeURIComponent('cert')}/versions/abc/value"),
         "List_secrets": api_connection("/secrets"),
         "Meta": api_connection("/secrets/@{encodeURIComponent('x')}"),
+        # `?[...]` inside an expression is not a query string.
+        "Dynamic": api_connection(
+            "/secrets/@{encodeURIComponent(items('Loop')?['name'])}/value?api-version=1"
+        ),
         "Send_mail": api_connection("/v2/Mail", reference="office365"),
     }
     analysis = analyze_definition(definition(actions), connection_references=connections)
@@ -225,7 +230,9 @@ def test_logic_apps_api_connection_paths_with_connections_parameter() -> None:
         "Get_version": ("ApiConnection", "get_secret_version", "cert", "keyvault"),
         "List_secrets": ("ApiConnection", "list_secrets", None, "keyvault"),
         "Meta": ("ApiConnection", "get_secret_metadata", "x", "keyvault"),
+        "Dynamic": ("ApiConnection", "get_secret", None, "keyvault"),
     }
+    assert analysis.reads_dynamic_secret_names
     assert analysis.needed_secret_names == ("api-token", "cert", "sql-pw")
 
 
@@ -422,6 +429,8 @@ def test_references_and_placeholders_are_not_credentials() -> None:
                     "tenant": "72f988bf-86f1-41af-91ab-2d7cd011db47",
                     "schema": "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/x#",
                     "text": "this is an ordinary sentence, not a token at all",
+                    # embedded content (an icon), not a credential: longer than any token we flag
+                    "icon": "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAYAAAAf8/9hAAAAGXRFWHRTb2Z0" * 6,
                 },
             },
             "Get_secret": kv("GetSecret", "partner-api-key", secure=["inputs", "outputs"]),
@@ -535,3 +544,21 @@ def test_credential_findings_carry_no_value_and_ids_are_stable() -> None:
         f.id for f in flow_findings("exports/flow.json", analyze_definition(credential_definition()))
     ]
     assert len({f.id for f in first}) == len(first)
+
+
+def test_agrees_with_the_emulator_seed_and_attack() -> None:
+    """The emulator's flow runner executes these shapes; the analysis must read them the same way."""
+    from emulator.powerplatform.definitions import dump_vault_definition
+
+    dump = flow_findings("attack", analyze_definition(dump_vault_definition()))
+    assert sorted((f.detector_id, f.severity) for f in dump) == [
+        ("flow_insecure_get_secret", "critical"),
+        ("flow_lists_secrets", "critical"),
+    ]
+    seed = json.loads((Path(__file__).resolve().parents[2] / "emulator/scenarios/seed.json").read_text())
+    verdicts = {}
+    for flow in seed["powerPlatform"]["flows"]:
+        analysis = analyze_definition(flow["definition"], connection_references=flow["connectionReferences"])
+        verdicts[flow["displayName"]] = sorted(f.detector_id for f in flow_findings(flow["name"], analysis))
+    assert verdicts["Nightly payroll export"] == ["flow_secure_get_secret"]
+    assert verdicts["Quarterly report (personal)"] == ["flow_insecure_get_secret"]

@@ -53,7 +53,18 @@ def test_severity_filters_findings_and_the_plan(
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert {f["severity"] for f in printed["findings"]} == {"high"}
-    assert len(printed["plan"]["actions"]) == 2
+    high_ids = {f["id"] for f in printed["findings"]}
+    actions = printed["plan"]["actions"]
+    # The plan covers the high findings and nothing else: every one is handled, no other is touched.
+    assert {i for a in actions for i in a["finding_ids"]} == high_ids
+    assert sorted(a["remediation_id"] for a in actions) == [
+        "remove_list_permission",
+        "remove_list_permission",
+        "revoke_flow_shares",
+    ]
+    # The viewer's CanView share is a medium finding: filtered out, so it is not revoked.
+    [revoke] = [a for a in actions if a["remediation_id"] == "revoke_flow_shares"]
+    assert revoke["after"] == {"shares": ["admin:Owner", "viewer:CanView"]}
     assert sorted(p.name for p in out.iterdir()) == [
         "report.html",
         "report.json",
@@ -61,7 +72,12 @@ def test_severity_filters_findings_and_the_plan(
         "report.sarif",
     ]
     report = json.loads((out / "report.json").read_text())
-    assert report["summary"]["findings_by_severity"] == {"critical": 0, "high": 2, "medium": 0, "low": 0}
+    assert report["summary"]["findings_by_severity"] == {
+        "critical": 0,
+        "high": len(high_ids),
+        "medium": 0,
+        "low": 0,
+    }
     main(["plan", "--snapshot", str(snapshot_file), "--severity", "critical", "--json"])
     assert json.loads(capsys.readouterr().out)["plan"]["actions"] == []
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from remediations.report import ForbiddenValueError, render_html
-from tests.unit.report_builders import seed_report
+from tests.unit.report_builders import seed_report, seed_run
 
 
 class _Page(HTMLParser):
@@ -59,34 +59,47 @@ def test_both_graphs_are_inline_svg_with_the_expected_nodes() -> None:
     page = parse(render_html(report))
     assert [s["figure"] for s in page.svgs] == ["graph-before", "graph-after"]
     before, after = page.svgs
-    expected = {"person": 2, "flow": 1, "connection": 1, "identity": 3, "vault": 2, "secret": 4}
+    # admin, maker, viewer (run-only) | the flow | its connection | admin, app-reader, ghost | 2 vaults |
+    # 4 secrets; the after picture keeps every node (removed edges are drawn, not their ends dropped).
+    expected = {"person": 3, "flow": 1, "connection": 1, "identity": 3, "vault": 2, "secret": 4}
     for svg in (before, after):
         kinds = svg["kinds"]
         assert isinstance(kinds, list)
-        assert {k: kinds.count(k) for k in expected} == expected and len(kinds) == 13
-    assert before["edges"] == ["kept"] * 12
+        assert {k: kinds.count(k) for k in expected} == expected and len(kinds) == 14
+    # 3 person->flow, uses, authenticates_as, 4 access policies, 4 contains.
+    assert before["edges"] == ["kept"] * 13
     after_edges = after["edges"]
     assert isinstance(after_edges, list)
-    assert sorted(after_edges) == ["kept"] * 10 + ["narrowed"] * 2
+    # Applied: admin's list narrowed on both vaults; maker's and viewer's shares and ghost's policy removed.
+    assert sorted(after_edges) == ["kept"] * 8 + ["narrowed"] * 2 + ["removed"] * 3
+
+
+def _edge_groups(svg: str, status: str) -> list[str]:
+    groups, start = [], 0
+    while (start := svg.find(f'data-status="{status}"', start)) != -1:
+        groups.append(svg[start : svg.index("</g>", start)])
+        start += 1
+    return groups
 
 
 def test_removed_edge_is_dashed_red_in_the_after_picture() -> None:
     from remediations.core.model import Outcome
     from remediations.report import build_report
-    from tests.unit.report_builders import GENERATED, seed_run
-    from tests.unit.test_report_model import revoke_share_action
+    from tests.unit.report_builders import GENERATED
 
     snap, findings, plan = seed_run(dry_run=False)
-    plan = plan.model_copy(update={"actions": (*plan.actions, revoke_share_action())})
     outcomes = [Outcome(action_id=a.id, status="applied") for a in plan.actions]
     page = render_html(
         build_report(findings=findings, snapshot=snap, plan=plan, outcomes=outcomes, generated_at=GENERATED)
     )
     after_svg = page[page.index('id="graph-after"') :]
-    start = after_svg.index('data-status="removed"')
-    removed_group = after_svg[start : after_svg.index("</g>", start)]
-    assert 'stroke="#e03131"' in removed_group and "stroke-dasharray" in removed_group
-    assert "can_edit" in removed_group  # its tooltip names the relation
+    removed = _edge_groups(after_svg, "removed")
+    assert len(removed) == 3
+    for group in removed:
+        assert 'stroke="#e03131"' in group and "stroke-dasharray" in group
+    # Each tooltip names the relation the fix cut: the two shares and the orphan's access policy.
+    titles = sorted(g[g.index("<title>") + 7 : g.index("</title>")] for g in removed)
+    assert titles == ["access_policy get (removed)", "can_edit (removed)", "can_run (removed)"]
     assert 'data-status="removed"' not in page[: page.index('id="graph-after"')]  # not in "before"
 
 
@@ -114,9 +127,13 @@ def test_severity_badges_in_order_and_summary_counts() -> None:
     page_text = render_html(seed_report())
     findings = page_text[page_text.index("<h2>Findings") : page_text.index("<h2>Actions")]
     badges = [chunk.split('"', 1)[0] for chunk in findings.split('class="sev sev-')[1:]]
-    assert badges == ["high", "high", "medium"]
+    report = seed_report()
+    ranks = ["critical", "high", "medium", "low"]
+    assert sorted(badges) == sorted(f.severity for f in seed_run()[1])  # one badge per finding
+    assert badges == sorted(badges, key=ranks.index) and len(set(badges)) == 3  # most severe first
     text = " ".join(parse(page_text).text)
-    assert "Findings (3)" in text and "Actions (2)" in text and "applied" in text
+    assert f"Findings ({len(report.findings)})" in text and f"Actions ({len(report.actions)})" in text
+    assert "applied" in text
 
 
 def test_forbidden_values_guard() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from remediations.report import ForbiddenValueError, render_markdown
+from remediations.report import SEVERITIES, ForbiddenValueError, render_markdown
 from remediations.report.markdown import cell, table
-from tests.unit.report_builders import seed_report
+from tests.unit.report_builders import seed_report, seed_run
 
 
 def _tables(text: str) -> list[list[list[str]]]:
@@ -56,23 +58,37 @@ def test_sections_and_tables_are_well_formed() -> None:
     for rows in _tables(text):
         assert len({len(r) for r in rows}) == 1, rows  # every row has the header's column count
     tables = _tables(text)
+    _, findings, plan = seed_run()
+    by_severity = Counter(f.severity for f in findings)
     severity = tables[0]
-    assert severity[0] == ["Critical", "High", "Medium", "Low", "Total findings"] and severity[2] == [
-        "0",
-        "2",
-        "1",
-        "0",
-        "3",
-    ]
-    findings = next(t for t in tables if t[0][:2] == ["Severity", "Rule"])
-    assert [r[0] for r in findings[2:]] == ["HIGH", "HIGH", "MEDIUM"]
+    assert severity[0] == ["Critical", "High", "Medium", "Low", "Total findings"]
+    assert severity[2] == [*(str(by_severity[s]) for s in SEVERITIES), str(len(findings))]
+    finding_rows = next(t for t in tables if t[0][:2] == ["Severity", "Rule"])
+    shown = [r[0] for r in finding_rows[2:]]
+    assert sorted(shown) == sorted(f.severity.upper() for f in findings)
+    assert shown == sorted(shown, key=lambda s: SEVERITIES.index(s.lower()))  # most severe first
     actions = next(t for t in tables if t[0][0] == "Status")
-    assert [(r[0], r[6]) for r in actions[2:]] == [("applied", "-List"), ("applied", "-list")]
+    assert [r[1] for r in actions[2:]] == [a.remediation_id for a in plan.actions]
+    assert {r[0] for r in actions[2:]} == {"applied"}
+    changes = {(r[1], r[2], r[6]) for r in actions[2:]}
+    # Case kept as Azure stores it (`List` on kv-hr, `list` on kv-payroll): remove is case-sensitive.
+    assert {
+        ("remove_list_permission", "kv-hr", "-List"),
+        ("remove_list_permission", "kv-payroll", "-list"),
+    } <= changes
+    assert ("remove_orphaned_principal", "kv-payroll", "-get") in changes
+    assert ("revoke_flow_shares", "f1", "-shares:maker:CanEdit -shares:viewer:CanView") in changes
     assert "secrets: get, list, set" in {r[4] for r in actions[2:]}
     audit = next(t for t in tables if t[0][:2] == ["Time", "State"])
-    assert [r[1] for r in audit[2:]] == ["pending", "applied", "pending", "applied"]
+    assert [r[1] for r in audit[2:]] == ["pending", "applied"] * len(plan.writes)
     changed = next(t for t in tables if t[0][0] == "change")
-    assert sorted(r[0] for r in changed[2:]) == ["narrowed", "narrowed"]
+    assert sorted((r[0], r[2]) for r in changed[2:]) == [
+        ("narrowed", "access_policy"),
+        ("narrowed", "access_policy"),
+        ("removed", "access_policy"),
+        ("removed", "can_edit"),
+        ("removed", "can_run"),
+    ]
 
 
 def test_hostile_names_cannot_break_a_table() -> None:

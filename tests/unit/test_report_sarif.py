@@ -12,6 +12,7 @@ import pytest
 
 from remediations.core.model import Finding
 from remediations.report import ForbiddenValueError, build_report, render_sarif, sarif_document
+from remediations.report.model import severity_rank
 from tests.unit.report_builders import GENERATED, seed_report, vault_id
 
 OASIS_SCHEMA_ID = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -51,23 +52,32 @@ def test_seed_report_is_valid_sarif(schema: dict[str, Any]) -> None:
     [run] = document["runs"]
     driver = run["tool"]["driver"]
     assert driver["name"] == "vaultguard" and driver["version"] == "0.1.0"
+    report = seed_report()
     rules = {r["id"]: r for r in driver["rules"]}
-    assert set(rules) == {"orphaned_principal", "secret_list_permission"}
+    # One rule per detector that found something, Azure and Power Platform alike.
+    assert set(rules) == {f.detector_id for f in report.findings}
+    assert {"orphaned_principal", "secret_list_permission", "flow_shared_beyond_allowed"} <= set(rules)
     listing = rules["secret_list_permission"]
     assert listing["properties"]["security-severity"] == "8.0"
     assert listing["defaultConfiguration"]["level"] == "error"
     assert listing["shortDescription"]["text"] and listing["helpUri"].startswith("https://")
     assert rules["orphaned_principal"]["defaultConfiguration"]["level"] == "warning"
-    assert [r["level"] for r in run["results"]] == ["error", "error", "warning"]
+    # Most severe first: every high (error) before every medium (warning) before every low (note).
+    levels = {"high": "error", "medium": "warning", "low": "note"}
+    by_id = {f.id: f for f in report.findings}
+    assert [r["level"] for r in run["results"]] == [
+        levels[f.severity] for f in sorted(report.findings, key=lambda f: severity_rank(f.severity))
+    ]
+    assert len({r["level"] for r in run["results"]}) == 3
     for result in run["results"]:
         rule = driver["rules"][result["ruleIndex"]]
         assert rule["id"] == result["ruleId"]
+        finding = by_id[result["partialFingerprints"]["vaultguardFindingId/v1"]]
         [location] = result["locations"]
-        # GitHub rejects a file where any result lacks a physical location.
-        assert location["physicalLocation"]["artifactLocation"]["uri"].startswith("subscriptions/")
-        assert location["logicalLocations"][0]["fullyQualifiedName"].startswith("/subscriptions/")
+        # GitHub rejects a file where any result lacks a physical location: the resource id names it.
+        assert location["physicalLocation"]["artifactLocation"]["uri"] == finding.resource_id.lstrip("/")
+        assert location["logicalLocations"][0]["fullyQualifiedName"] == finding.resource_id
         assert location["logicalLocations"][0]["kind"] == "resource"
-    report = seed_report()
     assert sorted(r["partialFingerprints"]["vaultguardFindingId/v1"] for r in run["results"]) == sorted(
         f.id for f in report.findings
     )

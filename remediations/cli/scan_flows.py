@@ -1,0 +1,512 @@
+"""`vaultguard scan-flows PATH...`: find Key Vault leaks in exported flows, offline (shift left).
+
+No tenant, no network: reads files and runs `analyze_definition` + `flow_findings` on every flow found in
+
+- Power Platform solution exports, zipped or unpacked (`Workflows/*.json`: `properties.definition` and
+  `properties.connectionReferences`);
+- flow package exports (.zip with `Microsoft.Flow/flows/<id>/definition.json`);
+- bare definitions (`definition.json` with `actions`/`triggers`, or `{"definition": ...}` as in a Logic Apps
+  Standard `workflow.json`);
+- Logic Apps ARM templates (`resources[]` of type `Microsoft.Logic/workflows`, `$connections` parameter).
+
+Directories are walked for `*.json` and `*.zip`; JSON files inside directories and archives that are not
+flows (manifests, connection maps) are skipped. A file named on the command line must contain a flow.
+
+Exit codes: 0 no finding at or above `--fail-on` (default high), 1 at least one, 2 unreadable input
+(a message per file, never a traceback). Informational findings (a Get secret with secure outputs) never
+fail the scan. Output: a text table, `--json`, and/or `--sarif FILE|-` (SARIF 2.1.0, a minimal emitter
+of our own: the shared report/sarif.py was not on main when this was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from remediations.core.flow_analysis import (
+    DETECTOR_HARDCODED_CREDENTIAL,
+    DETECTOR_INSECURE_GET,
+    DETECTOR_LISTS_SECRETS,
+    DETECTOR_SECURE_GET,
+    DefinitionAnalysis,
+    FlowRef,
+    analyze_definition,
+    flow_findings,
+)
+from remediations.core.model import Finding, Severity
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a flow definition is kilobytes; refuse archive members that are not
+TOOL_URI = "https://github.com/vaultguard/vaultguard"
+
+
+class ScanError(Exception):
+    """Input that cannot be read as flows; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ScannedFlow:
+    ref: FlowRef
+    artifact: str  # the file on disk (a zip for archive members), for SARIF locations
+    entry: str | None  # member inside the archive
+    text: str | None  # the JSON text, to find line numbers (plain files only)
+    analysis: DefinitionAnalysis
+
+
+@dataclass
+class ScanResult:
+    flows: list[ScannedFlow] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def failing(self, threshold: Severity) -> list[Finding]:
+        return [
+            f
+            for f in self.findings
+            if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[threshold] and not f.evidence.get("informational")
+        ]
+
+
+# --- recognising flows in JSON documents --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Found:
+    suffix: str  # appended to the file name to identify the flow (ARM: #<workflow name>)
+    display_name: str
+    definition: dict[str, Any]
+    references: Mapping[str, Any]
+
+
+def _is_definition(value: Any) -> bool:
+    return isinstance(value, dict) and (
+        isinstance(value.get("actions"), dict)
+        or isinstance(value.get("triggers"), dict)
+        or "workflowdefinition.json" in str(value.get("$schema", "")).lower()
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _arm_workflows(resources: Any) -> Iterator[dict[str, Any]]:
+    """Workflow resources in an ARM template, nested deployments and child resources included."""
+    if not isinstance(resources, list):
+        return
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        if str(resource.get("type", "")).lower() == "microsoft.logic/workflows":
+            yield resource
+        yield from _arm_workflows(resource.get("resources"))
+        template = _mapping(_mapping(resource.get("properties")).get("template"))
+        yield from _arm_workflows(template.get("resources"))
+
+
+def _arm_vaults(resources: Any) -> dict[str, str]:
+    """API connection resource name -> vault name, from `Microsoft.Web/connections` in the template."""
+    vaults: dict[str, str] = {}
+    if not isinstance(resources, list):
+        return vaults
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        if str(resource.get("type", "")).lower() == "microsoft.web/connections":
+            props = _mapping(resource.get("properties"))
+            for key in ("parameterValues", "alternativeParameterValues"):
+                vault = _mapping(props.get(key)).get("vaultName")
+                if isinstance(vault, str):
+                    vaults[str(resource.get("name", ""))] = vault
+            value_set = _mapping(_mapping(props.get("parameterValueSet")).get("values"))
+            vault = _mapping(value_set.get("vaultName")).get("value")
+            if isinstance(vault, str):
+                vaults[str(resource.get("name", ""))] = vault
+        vaults.update(_arm_vaults(resource.get("resources")))
+    return vaults
+
+
+def _with_vaults(references: Mapping[str, Any], vaults: Mapping[str, str]) -> Mapping[str, Any]:
+    """Add `vaultName` to `$connections` entries whose connection resource in the template names one."""
+    if not vaults:
+        return references
+    enriched: dict[str, Any] = {}
+    for key, entry in references.items():
+        entry_map = dict(_mapping(entry))
+        connection_id = str(entry_map.get("connectionId", ""))
+        for name, vault in vaults.items():
+            if name and (name == entry_map.get("connectionName") or name in connection_id):
+                entry_map.setdefault("vaultName", vault)
+        enriched[key] = entry_map
+    return enriched
+
+
+_ARM_PARAMETER = re.compile(r"^\[parameters\('([^']+)'\)\]$")
+
+
+def _arm_name(name: Any, parameters: Any) -> str:
+    """A workflow's name; `[parameters('x')]` resolved to x's default value when the template has one."""
+    text = str(name or "")
+    match = _ARM_PARAMETER.match(text.strip())
+    if match:
+        default = _mapping(_mapping(parameters).get(match.group(1))).get("defaultValue")
+        if isinstance(default, str) and default:
+            return default
+    return text
+
+
+def find_flows(document: Any, default_name: str) -> list[_Found]:
+    """The flows in one parsed JSON document (empty when it is not a flow document)."""
+    if not isinstance(document, dict):
+        return []
+    if isinstance(document.get("resources"), list):
+        vaults = _arm_vaults(document["resources"])
+        found = []
+        for index, resource in enumerate(_arm_workflows(document["resources"])):
+            props = _mapping(resource.get("properties"))
+            if not _is_definition(props.get("definition")):
+                continue
+            name = _arm_name(resource.get("name"), document.get("parameters")) or f"resources[{index}]"
+            connections = _mapping(
+                _mapping(_mapping(props.get("parameters")).get("$connections")).get("value")
+            )
+            found.append(_Found(f"#{name}", name, props["definition"], _with_vaults(connections, vaults)))
+        return found
+    props = _mapping(document.get("properties"))
+    if _is_definition(props.get("definition")):
+        name = str(props.get("displayName") or document.get("name") or default_name)
+        return [_Found("", name, props["definition"], _mapping(props.get("connectionReferences")))]
+    if _is_definition(document.get("definition")):
+        references = _mapping(document.get("connectionReferences"))
+        return [_Found("", default_name, document["definition"], references)]
+    if _is_definition(document):
+        return [_Found("", default_name, document, {})]
+    return []
+
+
+# --- reading files --------------------------------------------------------------------------------
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScanError(
+            f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")  # Power Platform exports may start with a byte-order mark
+    except UnicodeDecodeError:
+        raise ScanError(f"{where}: not UTF-8 text") from None
+
+
+def _scan_document(
+    result: ScanResult, document: Any, artifact: str, entry: str | None, text: str | None, name: str
+) -> int:
+    location = f"{artifact}!{entry}" if entry else artifact
+    flows = find_flows(document, name)
+    for found in flows:
+        ref = FlowRef(resource_id=location + found.suffix, display_name=found.display_name)
+        analysis = analyze_definition(found.definition, connection_references=found.references)
+        result.flows.append(ScannedFlow(ref, artifact, entry, text, analysis))
+        result.findings.extend(flow_findings(ref, analysis))
+    return len(flows)
+
+
+def _scan_zip(result: ScanResult, path: Path) -> None:
+    artifact = _display_path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or not info.filename.lower().endswith(".json"):
+                    continue
+                where = f"{artifact}!{info.filename}"
+                if info.file_size > MAX_ENTRY_BYTES:
+                    raise ScanError(f"{where}: {info.file_size} bytes is too large for a flow definition")
+                text = _decode(archive.read(info), where)
+                name = _flow_name(PurePosixPath(info.filename))
+                _scan_document(result, _parse(text, where), artifact, info.filename, None, name)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        raise ScanError(f"{artifact}: not a readable zip archive ({exc})") from None
+
+
+def _flow_name(path: PurePosixPath | Path) -> str:
+    """A readable name: the flow folder for package `definition.json`/`workflow.json`, else the file stem."""
+    if path.name.lower() in {"definition.json", "workflow.json"} and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
+def _scan_json(result: ScanResult, path: Path, *, explicit: bool) -> None:
+    artifact = _display_path(path)
+    text = _decode(path.read_bytes(), artifact)
+    count = _scan_document(result, _parse(text, artifact), artifact, None, text, _flow_name(path))
+    if explicit and count == 0:
+        raise ScanError(
+            f"{artifact}: no flow definition found (expected a definition with actions/triggers, a flow or "
+            "solution Workflows JSON with properties.definition, or an ARM template with "
+            "Microsoft.Logic/workflows)"
+        )
+
+
+def _scan_path(result: ScanResult, path: Path, *, explicit: bool) -> None:
+    try:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    child = Path(root) / name
+                    if name.lower().endswith((".json", ".zip")):
+                        _scan_path(result, child, explicit=False)
+        elif not path.exists():
+            raise ScanError(f"{_display_path(path)}: no such file or directory")
+        elif zipfile.is_zipfile(path):
+            _scan_zip(result, path)
+        elif path.suffix.lower() == ".zip":
+            raise ScanError(f"{_display_path(path)}: not a readable zip archive")
+        else:
+            _scan_json(result, path, explicit=explicit)
+    except ScanError as error:
+        result.errors.append(str(error))
+    except OSError as exc:
+        result.errors.append(f"{_display_path(path)}: cannot be read ({exc.strerror or exc})")
+
+
+def scan(paths: Sequence[str | Path]) -> ScanResult:
+    """Scan files and directories; errors are collected (one message per unreadable input), not raised."""
+    result = ScanResult()
+    for path in paths:
+        _scan_path(result, Path(path), explicit=True)
+    result.findings.sort(
+        key=lambda f: (-SEVERITY_RANK[f.severity], f.resource_id, f.evidence.get("action_path", ""))
+    )
+    return result
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def _where(finding: Finding) -> str:
+    evidence = finding.evidence
+    place = str(evidence.get("action_path", ""))
+    if evidence.get("field"):
+        place += f" {evidence['field']}"
+    return place
+
+
+def render_text(result: ScanResult) -> str:
+    lines = []
+    if result.findings:
+        rows = [
+            (
+                f.severity + (" (info)" if f.evidence.get("informational") else ""),
+                f.detector_id,
+                f.resource_id,
+                _where(f),
+            )
+            for f in result.findings
+        ]
+        headers = ("SEVERITY", "DETECTOR", "FLOW", "WHERE")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        for row in (headers, *rows):
+            lines.append(
+                "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            )
+    counts = {
+        s: sum(1 for f in result.findings if f.severity == s) for s in ("critical", "high", "medium", "low")
+    }
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings"
+    lines.append(f"{len(result.flows)} flow(s) scanned: {summary}")
+    return "\n".join(lines)
+
+
+def render_json(result: ScanResult) -> dict[str, Any]:
+    return {
+        "flows": [
+            {
+                "resource_id": flow.ref.resource_id,
+                "display_name": flow.ref.display_name,
+                "analysis": flow.analysis.model_dump(mode="json"),
+            }
+            for flow in result.flows
+        ],
+        "findings": [f.model_dump(mode="json") for f in result.findings],
+        "errors": result.errors,
+    }
+
+
+_RULES: dict[str, tuple[str, str, Severity]] = {
+    DETECTOR_INSECURE_GET: (
+        "Key Vault Get secret without secure outputs",
+        "The secret value is shown in the flow's run history to everyone who can see its runs. Turn on "
+        "Secure outputs (and inputs) in the action's settings.",
+        "high",
+    ),
+    DETECTOR_LISTS_SECRETS: (
+        "Key Vault List secrets in a flow",
+        "Listing is the enumeration step of the vault dump: with a Get secret for each item the flow reads "
+        "every secret its connection can list. Read named secrets instead and remove the list permission.",
+        "high",
+    ),
+    DETECTOR_HARDCODED_CREDENTIAL: (
+        "Hard-coded credential in a flow definition",
+        "A literal credential is readable by every editor of the flow and in every export. Keep it in Key "
+        "Vault and read it with a secured Get secret, or use a managed identity.",
+        "high",
+    ),
+    DETECTOR_SECURE_GET: (
+        "Key Vault Get secret with secure outputs (informational)",
+        "The flow reads this secret with secure outputs on; listed so its use is visible.",
+        "low",
+    ),
+}
+_SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "2.0"}
+_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
+
+
+def _line_of(text: str | None, action_path: str) -> int | None:
+    """The line declaring the action (last segment of its JSON path), for code-scanning annotations."""
+    if not text or not action_path:
+        return None
+    name = action_path.rsplit(".", 1)[-1]
+    match = re.search(r'"' + re.escape(name) + r'"\s*:', text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _artifact_uri(artifact: str) -> str:
+    """SARIF wants URIs: relative ones (resolved against the checkout) when we can, else file:// URIs."""
+    path = Path(artifact)
+    return path.as_uri() if path.is_absolute() else quote(artifact)
+
+
+def render_sarif(result: ScanResult) -> dict[str, Any]:
+    """A minimal SARIF 2.1.0 log: one run, one rule per detector, one result per finding."""
+    rule_ids = list(_RULES)
+    flows = {flow.ref.resource_id: flow for flow in result.flows}
+    results = []
+    for finding in result.findings:
+        flow = flows[finding.resource_id]
+        informational = bool(finding.evidence.get("informational"))
+        location: dict[str, Any] = {
+            "physicalLocation": {"artifactLocation": {"uri": _artifact_uri(flow.artifact)}},
+            "logicalLocations": [
+                {"fullyQualifiedName": f"{finding.resource_id}/{_where(finding)}", "kind": "member"}
+            ],
+        }
+        line = _line_of(flow.text, str(finding.evidence.get("action_path", "")))
+        if line is not None:
+            location["physicalLocation"]["region"] = {"startLine": line}
+        results.append(
+            {
+                "ruleId": finding.detector_id,
+                "ruleIndex": rule_ids.index(finding.detector_id),
+                "kind": "informational" if informational else "fail",
+                "level": "none" if informational else _LEVEL[finding.severity],
+                "message": {"text": finding.message},
+                "locations": [location],
+                "partialFingerprints": {"vaultguardFindingId/v1": finding.id},
+                "properties": {"severity": finding.severity, **finding.evidence},
+            }
+        )
+    rules = [
+        {
+            "id": rule_id,
+            "name": rule_id,
+            "shortDescription": {"text": title},
+            "fullDescription": {"text": help_text},
+            "help": {"text": help_text},
+            "defaultConfiguration": {"level": _LEVEL[severity] if rule_id != DETECTOR_SECURE_GET else "none"},
+            "properties": {"security-severity": _SECURITY_SEVERITY[severity], "tags": ["security"]},
+        }
+        for rule_id, (title, help_text, severity) in _RULES.items()
+    ]
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "vaultguard", "informationUri": TOOL_URI, "rules": rules}},
+                "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": not result.errors,
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": error}} for error in result.errors
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="exported flow files, archives or directories"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument(
+        "--sarif",
+        metavar="FILE",
+        help="also write SARIF 2.1.0 to FILE (- for stdout, instead of the table or --json)",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=tuple(SEVERITY_RANK),
+        default="high",
+        help="exit 1 when a finding is at or above this severity (default: high; informational never fails)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    result = scan(args.paths)
+    sarif_to_stdout = args.sarif == "-"
+    if args.sarif and not sarif_to_stdout:
+        try:
+            Path(args.sarif).write_text(json.dumps(render_sarif(result), indent=2), encoding="utf-8")
+        except OSError as exc:
+            result.errors.append(f"{args.sarif}: SARIF cannot be written ({exc.strerror or exc})")
+    if sarif_to_stdout:
+        print(json.dumps(render_sarif(result), indent=2))
+    elif args.json:
+        print(json.dumps(render_json(result), indent=2, sort_keys=True))
+    else:
+        print(render_text(result))
+    for error in result.errors:
+        print(f"vaultguard scan-flows: {error}", file=sys.stderr)
+    if result.errors:
+        return EXIT_UNREADABLE
+    return EXIT_FINDINGS if result.failing(args.fail_on) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vaultguard scan-flows", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
