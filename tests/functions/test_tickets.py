@@ -248,9 +248,7 @@ def test_injected_or_malformed_vault_ids_are_422_with_the_path(
     ("overrides", "path"),
     [
         ({"remediations": ["drop_database"]}, "$.remediations"),
-        # Not registered in this deployment (yet): unknown to the registry, so 422.
-        ({"remediations": ["rotate_secret"]}, "$.remediations"),
-        ({"remediations": ["revoke_flow_shares"]}, "$.remediations"),
+        # rotate_secret and revoke_flow_shares are registered since the integrate merge: valid names now.
         (
             {
                 "targets": {
