@@ -194,6 +194,7 @@ def _run(
             "status": outcome.status,
             "summary": summary.model_dump(),
             "notes": outcome.notes,
+            "plan": outcome.plan,
             "correlationId": correlation_id,
         }
     )

@@ -163,7 +163,14 @@ def run_scope(
     )
 
     context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
-    snapshot = inventory(scope, clients, include_secrets=secrets_needed(only) or extra is not None)
+    # Power Platform environments named by the policy are read with the vault, so the flow ->
+    # connection -> identity edges (and the fixes that cut them) are part of every trigger's run.
+    snapshot = inventory(
+        scope,
+        clients,
+        include_secrets=secrets_needed(only) or extra is not None,
+        pp_scope=policy.power_platform.scope(),
+    )
     findings = detect(snapshot, policy)
     if principals is not None:
         wanted = {p.lower() for p in principals}
@@ -563,6 +570,8 @@ class WorkOutcome:
     dry_run: bool
     retry_after: float | None = None  # set when Azure throttled the run: put the message back
     notes: list[str] = field(default_factory=list)
+    # The actions planned (and deferred), as JSON: stored with the run so a dry-run sweep can be read.
+    plan: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def throttled(self) -> bool:
@@ -604,4 +613,6 @@ def work(
     ]
     if forced and not message.dryRun:
         notes.insert(0, _forced_note(forced))
-    return WorkOutcome(summary, run_status([result], policy.dry_run), policy.dry_run, delay, notes)
+    return WorkOutcome(
+        summary, run_status([result], policy.dry_run), policy.dry_run, delay, notes, _actions([result])
+    )
