@@ -64,8 +64,14 @@ test: install-all
 demo: deps
 	$(BIN)/python -m demo
 
-bench: deps
-	$(BIN)/python -m bench
+# Cloud Custodian for the side-by-side in `make bench`, in its own venv (it pins many azure-* packages).
+$(TOOLS)/c7n/.installed:
+	$(PYTHON) -m venv $(TOOLS)/c7n
+	$(TOOLS)/c7n/bin/python -m pip install -q --disable-pip-version-check c7n-azure
+	@touch $@
+
+bench: deps $(TOOLS)/c7n/.installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: deps
 	$(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS)

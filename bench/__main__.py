@@ -1,4 +1,484 @@
-import sys
+"""`make bench`: tenant-scale benchmark of the engine against the emulator, beside Cloud Custodian.
 
-print("make bench: not yet.")
-sys.exit(0)
+    python -m bench [--size small|large|all] [--out out/bench.json] [--skip-c7n]
+                    [--latency arm=40,kv=15,graph=40,pp=80] [--concurrency 32] [--write-concurrency 10]
+
+Each scenario gets its own emulator process (bench/emulator_proc.py) seeded by the generator, with
+per-host latency (assumptions: no published source gives Azure's latencies) and Azure's real
+throttling budgets; every engine run is its own process (bench/engine_proc.py), so RSS and CPU are
+the engine's. Figures are printed as a table and written to out/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.model import Latency, LowerLimit, Workload, lower_limit
+from bench.procs import ROOT, EmulatorProcess, client_env, run_engine
+
+SIZES: dict[str, dict[str, Any]] = {
+    "small": {"vaults": 50, "secrets_per_vault": 40, "identities": 20},
+    # LIMITS.md's worked example: 5,000 vaults, 200,000 secrets (the PP half: 2,000 flows,
+    # 3,000 connections, 20 environments, is not inventoried by the engine yet).
+    "large": {"vaults": 5000, "secrets_per_vault": 40, "identities": 500},
+}
+PP_NOT_MEASURED = "not measured: PP inventory not in engine yet"
+C7N = ROOT / ".tools" / "c7n" / "bin" / "custodian"
+WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
+
+
+def _latency(text: str) -> dict[str, float]:
+    values = {"arm": 40.0, "kv": 15.0, "graph": 40.0, "pp": 80.0}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in values:
+            raise SystemExit(f"--latency: unknown service {key!r} (arm, kv, graph, pp)")
+        values[key] = float(value)
+    return values
+
+
+def _arm_writes(counts: dict[str, Any]) -> int:
+    return sum(counts["by_service"].get(f"arm {m}", 0) for m in WRITE_METHODS)
+
+
+def _calls(counts: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in sorted(counts["by_service"].items()) if not k.startswith("login")}
+
+
+def _limit(
+    spec: dict[str, Any], engine: dict[str, Any], lat: Latency, writes: int, per_vault: int
+) -> LowerLimit:
+    workload = Workload(
+        secrets_per_vault=(spec["secrets_per_vault"],) * spec["vaults"],
+        role_assignments=engine.get("role_assignments", 0),
+        principals=engine.get("identities", 0),
+        access_policy_writes=writes,
+        writes_per_vault_max=max(1, per_vault),
+    )
+    return lower_limit(workload, lat=lat)
+
+
+def cold_start(runs: int = 5) -> dict[str, Any]:
+    """Median of `python -c "import function_app"` (whole process) and of the import alone."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    walls, imports = [], []
+    code = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        walls.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            return {"error": done.stderr.strip()[-500:]}
+        imports.append(float(done.stdout.strip().splitlines()[-1]))
+    return {
+        "runs": runs,
+        "process_median_s": statistics.median(walls),
+        "import_median_s": statistics.median(imports),
+    }
+
+
+def capacity() -> dict[str, Any]:
+    from emulator.capacity import measure
+
+    try:
+        return {"requests_per_s": round(measure(seconds=3.0, connections=8, processes=2), 1)}
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def run_c7n(spec: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """Cloud Custodian against a fresh emulator with the same scenario: the `whitelist` policy first
+    (lists vaults, GETs each, resolves principals through Azure AD Graph), then the closest policy
+    that runs here (a `value` filter on the listed access policies) with the same action."""
+    if not C7N.exists():
+        return [
+            {"variant": "whitelist", "error": f"c7n is not installed at {C7N} (make .tools/c7n/.installed)"}
+        ]
+    results = []
+    with EmulatorProcess(spec) as emu:
+        admin, tenant = emu.generated["admin_object_id"], emu.env["AZURE_TENANT_ID"]
+        # c7n can only set fixed entries; `replace` of the sweeping identity's own entry with what it
+        # holds costs one PUT per flagged vault without changing the scenario for the next variant.
+        action = {
+            "type": "update-access-policy",
+            "operation": "replace",
+            "access-policies": [
+                {"tenant-id": tenant, "object-id": admin, "permissions": {"secrets": ["List"]}}
+            ],
+        }
+        variants = {
+            "whitelist": [
+                {
+                    "not": [
+                        {
+                            "type": "whitelist",
+                            "key": "principalName",
+                            "users": [],
+                            "permissions": {"secrets": ["get"], "keys": [], "certificates": []},
+                        }
+                    ]
+                }
+            ],
+            "value-filter": [
+                {
+                    "type": "value",
+                    "key": "properties.accessPolicies[].permissions.secrets[]",
+                    "op": "intersect",
+                    "value": ["List", "list"],
+                }
+            ],
+        }
+        for name, filters in variants.items():
+            policy = {
+                "policies": [
+                    {
+                        "name": f"kv-{name}",
+                        "resource": "azure.keyvault",
+                        "filters": filters,
+                        "actions": [action],
+                    }
+                ]
+            }
+            path = out_dir / f"c7n-{name}.json"
+            path.write_text(json.dumps(policy))
+            env = client_env(emu.env)
+            env.pop("PYTHONPATH", None)
+            emu.reset()
+            started = time.perf_counter()
+            done = subprocess.run(
+                [str(C7N), "run", "-s", str(out_dir / f"c7n-{name}"), "--cache-period", "0", str(path)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=3600,
+            )
+            wall = time.perf_counter() - started
+            counts = emu.counts()
+            errors = [line for line in done.stderr.splitlines() if "Error" in line or "error" in line]
+            failed = done.returncode != 0 or any("had errors" in line for line in errors)
+            result: dict[str, Any] = {
+                "variant": name,
+                "wall_s": round(wall, 2),
+                "calls": _calls(counts),
+                "arm_writes": _arm_writes(counts),
+                "exit": done.returncode,
+            }
+            if failed:
+                tail = [line for line in done.stderr.splitlines() if line.strip()][-6:]
+                result["error"] = next(
+                    (line for line in reversed(tail) if "Error" in line and ":" in line),
+                    tail[-1] if tail else "unknown",
+                )
+                result["stderr_tail"] = tail
+            results.append(result)
+    return results
+
+
+def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_dir: Path) -> dict[str, Any]:
+    base = dict(SIZES[name])
+    lat = Latency(
+        arm=lat_ms["arm"] / 1000,
+        kv=lat_ms["kv"] / 1000,
+        graph=lat_ms["graph"] / 1000,
+        pp=lat_ms["pp"] / 1000,
+        concurrency=args.concurrency,
+        write_concurrency=args.write_concurrency,
+    )
+    spec = {**base, "noncompliant_share": 0.1, "latency_ms": lat_ms}
+    report: dict[str, Any] = {
+        "scenario": {
+            **base,
+            "secrets": base["vaults"] * base["secrets_per_vault"],
+            "noncompliant_share": 0.1,
+            "latency_ms": lat_ms,
+            "read_concurrency": args.concurrency,
+            "write_concurrency": args.write_concurrency,
+            "flows": PP_NOT_MEASURED,
+            "connections": PP_NOT_MEASURED,
+            "environments": PP_NOT_MEASURED,
+        }
+    }
+    print(f"[{name}] starting the emulator ({base['vaults']} vaults)...", file=sys.stderr, flush=True)
+    with EmulatorProcess(spec) as emu:
+        report["emulator_start_s"] = round(emu.start_s, 1)
+        policy = {
+            "maxActionsPerRun": 1_000_000,
+            "dryRun": False,
+            "secretPermissions": {"byIdentity": {emu.generated["admin_object_id"]: ["list"]}},
+        }
+        common = {
+            "scope": f"/subscriptions/{emu.env['AZURE_SUBSCRIPTION_ID']}",
+            "policy": policy,
+            "read_concurrency": args.concurrency,
+            "write_concurrency": args.write_concurrency,
+            "keep_secrets": False,
+        }
+        print(f"[{name}] inventory + plan (dry run)...", file=sys.stderr, flush=True)
+        plan = run_engine(emu, {**common, "phase": "plan"})
+        print(f"[{name}] apply (10% of vaults need a fix)...", file=sys.stderr, flush=True)
+        apply = run_engine(emu, {**common, "phase": "apply"})
+        print(f"[{name}] compliant re-run...", file=sys.stderr, flush=True)
+        compliant = run_engine(emu, {**common, "phase": "apply"})
+        report["state_after"] = emu.state()
+    for run in (plan, apply, compliant):
+        run["calls"] = _calls(run["emulator"])
+        run["arm_writes"] = _arm_writes(run["emulator"])
+        run["arm_vault_gets"] = run["emulator"]["arm_routes"].get("GET get_vault", 0)
+    plan_limit = _limit(base, plan, lat, 0, 0)
+    apply_limit = _limit(
+        base, apply, lat, apply["writes_planned"], apply["emulator"]["arm_max_writes_per_vault"]
+    )
+    report["plan"] = {
+        **plan,
+        "lower_limit": plan_limit.as_dict(),
+        "ratio": plan["inventory_plan_s"] / plan_limit.read_s,
+    }
+    report["apply"] = {
+        **apply,
+        "lower_limit": apply_limit.as_dict(),
+        "ratio_apply": apply["apply_s"] / apply_limit.write_s if apply_limit.write_s else None,
+    }
+    report["compliant"] = compliant
+    all_fix = _limit(base, plan, lat, base["vaults"], 1)
+    report["all_vaults_write_model"] = {"writes": base["vaults"], "lower_limit": all_fix.as_dict()}
+    if name == "small":
+        print(
+            f"[{name}] every vault needs a fix (measured on the small scenario)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        with EmulatorProcess({**spec, "noncompliant_share": 1.0}) as emu:
+            policy = {
+                **policy,
+                "secretPermissions": {"byIdentity": {emu.generated["admin_object_id"]: ["list"]}},
+            }
+            every = run_engine(
+                emu,
+                {
+                    **common,
+                    "policy": policy,
+                    "phase": "apply",
+                    "scope": f"/subscriptions/{emu.env['AZURE_SUBSCRIPTION_ID']}",
+                },
+            )
+        every["arm_writes"] = _arm_writes(every["emulator"])
+        every_limit = _limit(
+            base, every, lat, every["writes_planned"], every["emulator"]["arm_max_writes_per_vault"]
+        )
+        report["all_vaults_write_measured"] = {**every, "lower_limit": every_limit.as_dict()}
+    if not args.skip_c7n:
+        print(f"[{name}] Cloud Custodian...", file=sys.stderr, flush=True)
+        report["c7n"] = run_c7n(spec, out_dir)
+    return report
+
+
+def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dict[str, Any]]:
+    plan, apply, compliant = report["plan"], report["apply"], report["compliant"]
+    verify_reads = apply["arm_vault_gets"]
+    rows = [
+        {
+            "target": f"{size}: inventory+plan within 1.5x of the lower limit",
+            "value": f"{plan['ratio']:.2f}x",
+            "met": plan["ratio"] <= 1.5 if size == "large" else None,
+        },
+        {
+            "target": f"{size}: 0 write calls on a compliant tenant",
+            "value": compliant["arm_writes"],
+            "met": compliant["arm_writes"] == 0,
+        },
+        {
+            "target": f"{size}: <= 1 write per change + 1 verification read",
+            "value": f"{apply['arm_writes']} writes / {apply['writes_planned']} changes, "
+            f"{verify_reads} re-reads",
+            "met": apply["arm_writes"] <= apply["writes_planned"] and verify_reads <= apply["writes_planned"],
+        },
+        {
+            "target": f"{size}: peak RSS < 256 MiB",
+            "value": f"{max(plan['peak_rss_mib'], apply['peak_rss_mib']):.0f} MiB",
+            "met": max(plan["peak_rss_mib"], apply["peak_rss_mib"]) < 256,
+        },
+    ]
+    return rows
+
+
+def _print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(f"\n{title}")
+        print(" | ".join(header))
+        for row in rows:
+            print(" | ".join(str(c) for c in row))
+        return
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    Console().print(table)
+
+
+def _fmt_calls(calls: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in calls.items())
+
+
+def print_report(result: dict[str, Any]) -> None:
+    for size, report in result["sizes"].items():
+        plan, apply, compliant = report["plan"], report["apply"], report["compliant"]
+        sc = report["scenario"]
+        rows = [
+            [
+                "inventory+plan wall",
+                f"{plan['inventory_plan_s']:.2f} s (inventory {plan['inventory_s']:.2f}, "
+                f"detect {plan['detect_s']:.2f}, plan {plan['plan_s']:.2f})",
+            ],
+            [
+                "  lower limit (read)",
+                f"{plan['lower_limit']['read_s']:.2f} s, bound by {plan['lower_limit']['binding_read']}",
+            ],
+            ["  ratio", f"{plan['ratio']:.2f}x"],
+            ["  calls", _fmt_calls(plan["calls"])],
+            ["  KV calls per vault (max)", plan["emulator"]["kv_max_per_vault"]],
+            ["  engine CPU / emulator CPU", f"{plan['cpu_s']:.1f} s / {plan['emulator']['cpu_s']:.1f} s"],
+            [
+                "apply wall (10% need a fix)",
+                f"{apply['apply_s']:.2f} s for {apply['writes_planned']} changes on "
+                f"{apply['vaults_with_writes']} vaults; outcomes {apply['outcomes']}",
+            ],
+            [
+                "  lower limit (write)",
+                f"{apply['lower_limit']['write_s']:.2f} s"
+                + (f", ratio {apply['ratio_apply']:.2f}x" if apply["ratio_apply"] else ""),
+            ],
+            ["  calls (whole run)", _fmt_calls(apply["calls"])],
+            [
+                "  ARM writes / re-reads",
+                f"{apply['arm_writes']} / {apply['arm_vault_gets']}; max writes on one vault "
+                f"{apply['emulator']['arm_max_writes_per_vault']}",
+            ],
+            [
+                "compliant re-run",
+                f"{compliant['inventory_plan_s']:.2f} s, {compliant['arm_writes']} writes, "
+                f"{compliant['writes_planned']} changes planned",
+            ],
+            [
+                "every vault needs a write (model)",
+                f"{report['all_vaults_write_model']['lower_limit']['write_s']:.0f} s ARM write bucket "
+                f"for {sc['vaults']} writes",
+            ],
+        ]
+        if "all_vaults_write_measured" in report:
+            every = report["all_vaults_write_measured"]
+            rows.append(
+                [
+                    "every vault needs a write (measured)",
+                    f"apply {every['apply_s']:.2f} s for {every['writes_planned']} changes, "
+                    f"{every['arm_writes']} "
+                    f"ARM writes; limit {every['lower_limit']['write_s']:.2f} s",
+                ]
+            )
+        rows += [
+            [
+                "peak RSS (plan / apply)",
+                f"{plan['peak_rss_mib']:.0f} / {apply['peak_rss_mib']:.0f} MiB "
+                f"(after imports {plan['rss_after_import_mib']:.0f})",
+            ],
+            ["Power Platform", PP_NOT_MEASURED],
+        ]
+        for c7n in report.get("c7n", []):
+            if "error" in c7n:
+                rows.append(
+                    [
+                        f"c7n {c7n['variant']}",
+                        f"FAILED after {c7n.get('wall_s', 0)} s: {c7n['error'][:300]}; "
+                        f"calls {_fmt_calls(c7n.get('calls', {}))}",
+                    ]
+                )
+            else:
+                rows.append(
+                    [f"c7n {c7n['variant']}", f"{c7n['wall_s']:.2f} s, calls {_fmt_calls(c7n['calls'])}"]
+                )
+        title = (
+            f"{size}: {sc['vaults']} vaults, {sc['secrets']} secrets, "
+            f"latency {sc['latency_ms']} ms (assumed), "
+            f"K={sc['read_concurrency']} reads / {sc['write_concurrency']} writes"
+        )
+        _print_table(title, ["figure", "value"], rows)
+    other = [
+        [
+            "cold start: python -c 'import function_app' (median of 5)",
+            f"{result['cold_start'].get('process_median_s', float('nan')):.3f} s process, "
+            f"{result['cold_start'].get('import_median_s', float('nan')):.3f} s import",
+        ],
+        ["emulator capacity (simple ARM GETs, no latency)", f"{result['emulator_capacity']}"],
+    ]
+    _print_table("process", ["figure", "value"], other)
+    _print_table(
+        "targets",
+        ["target", "value", "met"],
+        [
+            [t["target"], t["value"], {True: "met", False: "NOT MET", None: "n/a"}[t["met"]]]
+            for t in result["targets"]
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--size", choices=["small", "large", "all"], default="all")
+    parser.add_argument("--out", default="out/bench.json")
+    parser.add_argument("--skip-c7n", action="store_true")
+    parser.add_argument(
+        "--latency", default="", help="per-call latency in ms, e.g. arm=40,kv=15,graph=40,pp=80"
+    )
+    parser.add_argument("--concurrency", type=int, default=32, help="K for reads (vault hosts at a time)")
+    parser.add_argument("--write-concurrency", type=int, default=10, help="K for ARM writes")
+    args = parser.parse_args(argv)
+    lat_ms = _latency(args.latency)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / "bench-work"
+    work.mkdir(exist_ok=True)
+    sizes = ["small", "large"] if args.size == "all" else [args.size]
+    result: dict[str, Any] = {
+        "model": "LIMITS.md section 2: ARM token buckets reads 250/25/s, writes 200/10/s per "
+        "subscription x principal; Key Vault 4,000/10 s per vault, 20,000/10 s per subscription; "
+        "latencies are assumptions",
+        "sizes": {},
+    }
+    started = time.perf_counter()
+    for size in sizes:
+        result["sizes"][size] = run_size(size, args, lat_ms, work)
+    result["cold_start"] = cold_start()
+    result["emulator_capacity"] = capacity()
+    rows = [t for size in sizes for t in targets(size, result["sizes"][size], result["cold_start"])]
+    import_s = result["cold_start"].get("process_median_s")
+    rows.append(
+        {
+            "target": "import of function_app < 0.5 s (whole process, median of 5)",
+            "value": f"{import_s:.3f} s" if import_s is not None else result["cold_start"].get("error"),
+            "met": import_s is not None and import_s < 0.5,
+        }
+    )
+    result["targets"] = rows
+    result["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print_report(result)
+    print(f"\nwrote {out} ({result['bench_wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

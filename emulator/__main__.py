@@ -1,8 +1,11 @@
-"""`python -m emulator serve [--scenario FILE] [--dump FILE]`: print `export` lines, then `ready`."""
+"""`python -m emulator serve [--scenario FILE] [--dump FILE] [--requests FILE]`: print `export` lines,
+then `ready`; on SIGINT/SIGTERM write the state (`--dump`) and the request log (`--requests`, JSON lines
+without bodies) and exit."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import sys
@@ -17,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve the emulated APIs until SIGINT/SIGTERM")
     serve.add_argument("--scenario", help="scenario JSON file to seed the state")
     serve.add_argument("--dump", help="write the state as a scenario file (JSON) here on exit")
+    serve.add_argument(
+        "--requests",
+        help="write the request log here on exit (JSON lines: method, host, path, route, "
+        "status, caller oid; no bodies, which can hold secret values)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -36,6 +44,19 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
         if args.dump:
             emulator.dump(args.dump)
+        if args.requests:
+            with open(args.requests, "w", encoding="utf-8") as out:
+                for entry in emulator.requests:
+                    record = {
+                        "method": entry.method,
+                        "host": entry.host,
+                        "path": entry.path,
+                        "route": entry.route,
+                        "status": entry.status,
+                        "callerOid": entry.caller_oid,
+                        "fault": entry.fault,
+                    }
+                    out.write(json.dumps(record) + "\n")
     return 0
 
 

@@ -1,5 +1,5 @@
 """`python -m remediations` / `vaultguard`: inventory, graph, plan, apply, audit, list-remediations,
-scan-flows (offline, see remediations/cli/scan_flows.py).
+scan-flows (offline, see remediations/cli/scan_flows.py), serve (the local HTTP runner).
 
 Exit codes: 0 success, 1 a read or write failed (each failure is printed), 2 bad input or policy.
 """
@@ -375,12 +375,23 @@ def parser() -> argparse.ArgumentParser:
     reports(p)
     p = command("audit", "audit rows of one run", scope=False)
     p.add_argument("--run", required=True, help="correlation (run) id")
+    p = sub.add_parser("serve", help="local HTTP runner of the app's HTTP functions (remediations.serve)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7071)
     scan_flows.add_arguments(sub.add_parser("scan-flows", help="offline: Key Vault leaks in exported flows"))
     return top
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from remediations import serve  # noqa: PLC0415 - only this command needs the HTTP runner
+
+    return serve.main(["--host", args.host, "--port", str(args.port)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "serve":  # no policy needed to start serving; each request loads its own
+        return cmd_serve(args)
     if args.command == "scan-flows":  # offline: no policy, no tenant; its own exit codes
         return scan_flows.run(args)
     try:

@@ -29,9 +29,8 @@ from remediations.core.role_changes import apply_role_changes, describe
 
 
 def _list_failed(snapshot: Snapshot, vault: Vault) -> bool:
-    return any(
-        e.operation == "list secrets" and e.resource_id.lower() == vault.id.lower() for e in snapshot.errors
-    )
+    # Not listed at all counts too: an empty list would plan no per-secret grants, then delete the wide one.
+    return not snapshot.secrets_listed or snapshot.secret_list_error(vault.id) is not None
 
 
 class _Budget:
@@ -61,6 +60,7 @@ class _Budget:
 class NarrowRoleAssignment(Remediation):
     id = "narrow_role_assignment"
     handles = frozenset({"wide_secret_role_assignment"})
+    needs_secret_metadata = True
     metadata = RemediationMetadata(
         title="Replace vault-wide secret roles with per-secret Key Vault Secrets User assignments",
         severity="high",
@@ -130,7 +130,12 @@ class NarrowRoleAssignment(Remediation):
         elif {v.id.lower() for v in reached} - flagged:
             skip = f"the assignment at {assignment.scope} also reaches excluded or unreviewed vaults"
         elif any(_list_failed(snapshot, v) for v in reached):
-            skip = "the secret list of a vault it reaches failed: cannot tell which secrets exist"
+            failed = [v for v in reached if _list_failed(snapshot, v)]
+            error = snapshot.secret_list_error(failed[0].id)
+            skip = (
+                f"the secret list of vault {failed[0].name} failed "
+                f"({error.label if error is not None else 'not read'}): cannot tell which secrets exist"
+            )
 
         creates: list[RoleAssignmentChange] = []
         before_secrets: list[str] = []

@@ -124,6 +124,12 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
             snapshot, str(group[0].evidence.get("vault_uri", ""))
         )
         secret = find_secret(vault, name) if vault is not None else None
+        listing = snapshot.secret_list_error(vault.id) if vault is not None else None
+        if vault is not None and listing is not None:
+            target = secret_resource_id(vault, name) if name else vault.id
+            skip = f"the secret list of vault {vault.name} failed ({listing.label}): cannot rotate {name}"
+            actions.append(_skipped(target, vault.vault_uri, name, reason, ids, skip))
+            continue
         if vault is None or secret is None:
             uri = str(group[0].evidence.get("vault_uri") or vault_ref)
             actions.append(
@@ -183,6 +189,33 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
                 reason=reason,
                 finding_ids=tuple(ids),
                 skip_reason=problem,
+            )
+        )
+    return actions
+
+
+def unreadable_vaults(snapshot: Snapshot, policy: Policy) -> list[Action]:
+    """Pure: one skipped action per vault whose secret list failed. Exposure, expiry and pending
+    follow-ups of its secrets could not be checked; the rest of the vault's fixes still ran."""
+    actions = []
+    for vault in snapshot.vaults:
+        error = snapshot.secret_list_error(vault.id)
+        if error is None or policy.excludes_vault(vault):
+            continue
+        actions.append(
+            Action.create(
+                remediation_id=RotateSecret.id,
+                target=vault.id,
+                principal=None,
+                changes=(),
+                before={"vault": [vault.id]},
+                after={},
+                reason="check the vault's secrets for exposure, expiry and due rotation follow-ups",
+                finding_ids=(),
+                skip_reason=(
+                    f"the secret list of vault {vault.name} failed ({error.label}): its secrets were "
+                    "not checked or rotated (grant the app's identity secrets list/readMetadata)"
+                ),
             )
         )
     return actions
@@ -434,6 +467,7 @@ def rotate(action: Action, clients: Clients, now: datetime | None = None) -> Out
 class RotateSecret(Remediation):
     id = "rotate_secret"
     handles = frozenset({EXPOSED_SECRET, NEAR_EXPIRY, FOLLOWUP_DUE})
+    needs_secret_metadata = True
     metadata = RemediationMetadata(
         title="Rotate exposed or expiring secrets: new version, verified, old version disabled",
         severity="high",
@@ -461,6 +495,9 @@ class RotateSecret(Remediation):
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
         return plan_rotations(snapshot, findings, policy)
+
+    def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
+        return unreadable_vaults(snapshot, policy)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         return rotate(action, clients)

@@ -9,7 +9,15 @@ route params from the route template, body) and the returned `HttpResponse` is w
 
 Function keys, as Azure does for AuthLevel FUNCTION: when `VAULTGUARD_LOCAL_FUNCTION_KEY` is set,
 a request must carry it in `x-functions-key` or `?code=`, else 401. Unset, no key is asked (bind to
-127.0.0.1, the default, when so). Timer and queue functions are not served.
+127.0.0.1, the default, when so).
+
+Timer and queue functions: `POST /admin/functions/{name}` with `{"input": "..."}` runs one, as the
+Functions host's admin API does (Core Tools offers the same for non-HTTP triggers). It is served only
+when `VAULTGUARD_LOCAL_MASTER_KEY` is set, and requires that key in `x-functions-key` (the host's
+master key). The timer gets `past_due: false`; a queue function gets `input` as the message body.
+Unlike the host, which answers 202 at once and runs in the background, this runner answers 202 after
+the function returned, and a problem+json 500 (the exception type, no traceback) when it raised, so
+a caller can drive a sweep and drain its queue step by step.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import re
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,11 +39,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from remediations.core.settings import LOCAL_FUNCTION_KEY
+from remediations.core.settings import LOCAL_FUNCTION_KEY, LOCAL_MASTER_KEY
 from remediations.triggers.observability import JsonFormatter
 from remediations.triggers.problems import MAX_BODY_BYTES, Problem
 
 ROUTE_PREFIX = "/api"
+ADMIN_PATH = re.compile(r"^/admin/functions/(?P<name>[A-Za-z_][A-Za-z0-9_-]*)/?$")
+NON_HTTP_TRIGGERS = ("timerTrigger", "queueTrigger")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
 
 
@@ -82,6 +93,34 @@ def discover_routes(functions: Iterable[Any]) -> list[Route]:
     return routes
 
 
+@dataclass(frozen=True)
+class Job:
+    """A timer- or queue-triggered function, run through the admin API."""
+
+    name: str
+    trigger: str  # timerTrigger | queueTrigger
+    handler: Callable[..., Any]
+
+    def invoke(self, text: str) -> None:
+        if self.trigger == "timerTrigger":
+            from azure.functions.timer import TimerRequest  # noqa: PLC0415 - only the admin API needs it
+
+            self.handler(TimerRequest(past_due=False))
+        else:
+            self.handler(func.QueueMessage(id=f"admin-{uuid.uuid4()}", body=text.encode()))
+
+
+def discover_jobs(functions: Iterable[Any]) -> dict[str, Job]:
+    jobs: dict[str, Job] = {}
+    for function in functions:
+        bindings = json.loads(function.get_function_json())["bindings"]
+        trigger = next((b["type"] for b in bindings if b.get("type") in NON_HTTP_TRIGGERS), None)
+        if trigger is not None:
+            name = function.get_function_name()
+            jobs[name] = Job(name, trigger, function.get_user_function())
+    return jobs
+
+
 def _problem(status: int, kind: str, detail: str) -> tuple[int, dict[str, str], bytes]:
     body = Problem(status, kind, detail).body()
     return status, {"Content-Type": "application/problem+json; charset=utf-8"}, body
@@ -90,9 +129,39 @@ def _problem(status: int, kind: str, detail: str) -> tuple[int, dict[str, str], 
 class Runner:
     """Dispatches (method, target, headers, body) to the functions; usable without a socket."""
 
-    def __init__(self, routes: Sequence[Route], function_key: str | None) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        function_key: str | None,
+        jobs: dict[str, Job] | None = None,
+        master_key: str | None = None,
+    ) -> None:
         self.routes = list(routes)
         self.function_key = function_key or None
+        self.jobs = jobs or {}
+        self.master_key = master_key or None
+
+    def run_job(self, name: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """`POST /admin/functions/{name}` `{"input": "..."}`: the host's admin API for non-HTTP triggers."""
+        given = headers.get("x-functions-key") or ""
+        if self.master_key is None or not hmac.compare_digest(given.encode(), self.master_key.encode()):
+            return _problem(401, "unauthorized", "The master key is required (x-functions-key).")
+        job = self.jobs.get(name)
+        if job is None:
+            return _problem(404, "not-found", "No timer or queue function has this name.")
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _problem(400, "bad-request", 'The body must be JSON: {"input": "..."}.')
+        text = payload.get("input", "") if isinstance(payload, dict) else None
+        if not isinstance(text, str):
+            return _problem(400, "bad-request", "`input` must be a string.")
+        try:
+            job.invoke(text)
+        except Exception as error:  # reported to the caller by type; the log has the traceback
+            logging.getLogger("vaultguard.serve").exception("function %s failed", name)
+            return _problem(500, "function-failed", f"{name} raised {type(error).__name__}.")
+        return 202, {"Content-Type": "text/plain; charset=utf-8"}, b""
 
     def authorised(self, headers: dict[str, str], params: dict[str, str]) -> bool:
         if self.function_key is None:
@@ -106,6 +175,13 @@ class Runner:
         parts = urlsplit(target)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         lowered = {k.lower(): v for k, v in headers.items()}
+        admin = ADMIN_PATH.match(parts.path) if self.master_key is not None else None
+        if admin is not None:
+            if method.upper() != "POST":
+                status, out_headers, out = _problem(405, "method-not-allowed", "Use POST.")
+                out_headers["Allow"] = "POST"
+                return status, out_headers, out
+            return self.run_job(admin.group("name"), lowered, body)
         matched = [(route, m) for route in self.routes if (m := route.pattern.match(parts.path))]
         if not matched:
             return _problem(404, "not-found", "No function serves this path.")
@@ -181,6 +257,13 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, QUERY, made-up ones) reaches the router, which answers 405 with
+            # Allow as the Functions host does, instead of the stdlib's HTML 501 page.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
         def log_message(self, format: str, *args: Any) -> None:
             logging.getLogger("vaultguard.serve").info(format, *args)
 
@@ -188,15 +271,21 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
 
 
 def make_server(
-    host: str, port: int, function_key: str | None = None, functions: Iterable[Any] | None = None
+    host: str,
+    port: int,
+    function_key: str | None = None,
+    functions: Iterable[Any] | None = None,
+    master_key: str | None = None,
 ) -> ThreadingHTTPServer:
     """`functions`: the indexed functions, when the caller already ran `app.get_functions()`."""
     if functions is None:
         import function_app  # noqa: PLC0415 - the app module lives at the repo root, loaded on demand
 
         functions = function_app.app.get_functions()
+    functions = list(functions)
     key = function_key if function_key is not None else os.environ.get(LOCAL_FUNCTION_KEY, "").strip() or None
-    runner = Runner(discover_routes(functions), key)
+    master = master_key if master_key is not None else os.environ.get(LOCAL_MASTER_KEY, "").strip() or None
+    runner = Runner(discover_routes(functions), key, discover_jobs(functions), master)
     server = ThreadingHTTPServer((host, port), _handler_class(runner))
     server.daemon_threads = True
     return server
@@ -220,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     server = make_server(args.host, args.port)
     key_note = "function key required" if os.environ.get(LOCAL_FUNCTION_KEY) else "no function key required"
+    if os.environ.get(LOCAL_MASTER_KEY):
+        key_note += "; admin API at /admin/functions/{name} (master key)"
     print(
         f"serving on http://{args.host}:{server.server_address[1]}{ROUTE_PREFIX}/ ({key_note})",
         file=sys.stderr,

@@ -55,3 +55,17 @@ def _secrets_stay_secret(
     """
     yield
     scan_after_test(request, leak_scan, caplog)
+
+
+@pytest.fixture(autouse=True)
+def fresh_keyvault_challenges() -> Iterator[None]:
+    """Forget the Key Vault SDK's process-wide challenge cache (tenant and scope per vault host).
+
+    Each test module's emulator is a new tenant with a random id, and modules reuse vault host names
+    (kv-fin-flows...): to the SDK that is a vault that moved tenant, and it asks the credential for a
+    token in the old tenant, which fails before any request ("no response"). One process talks to one
+    tenant in production; here the cache is cleared before each test."""
+    from azure.keyvault.secrets._shared import http_challenge_cache  # SDK-private module
+
+    http_challenge_cache.clear()
+    yield

@@ -47,9 +47,11 @@ def role_definition_from_sdk(rd: Any) -> RoleDefinition:
 
 
 class Authorization:
-    def __init__(self, credential: TokenCredential, subscription_id: str) -> None:
+    def __init__(self, credential: TokenCredential, subscription_id: str, **client_kwargs: Any) -> None:
         self.subscription_id = subscription_id
-        self._client = AuthorizationManagementClient(credential, subscription_id, retry_total=0)
+        self._client = AuthorizationManagementClient(
+            credential, subscription_id, retry_total=0, **client_kwargs
+        )
 
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]:
         """Assignments at, above and below the scope (one paged list; no per-vault calls)."""

@@ -37,8 +37,10 @@ def identity_from_graph(item: dict[str, Any]) -> Identity:
 
 
 class Directory:
-    def __init__(self, credential: TokenCredential) -> None:
-        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(GRAPH, credential, GRAPH_SCOPE)
+    def __init__(self, credential: TokenCredential, **client_kwargs: Any) -> None:
+        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(
+            GRAPH, credential, GRAPH_SCOPE, **client_kwargs
+        )
 
     def _get_by_ids(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         request = HttpRequest(

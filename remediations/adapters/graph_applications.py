@@ -28,8 +28,10 @@ def _raise_for(operation: str, response: HttpResponse) -> None:
 
 
 class Applications:
-    def __init__(self, credential: TokenCredential) -> None:
-        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(GRAPH, credential, GRAPH_SCOPE)
+    def __init__(self, credential: TokenCredential, **client_kwargs: Any) -> None:
+        self._client: PipelineClient[HttpRequest, Any] = bearer_pipeline(
+            GRAPH, credential, GRAPH_SCOPE, **client_kwargs
+        )
 
     def _url(self, app_object_id: str, tail: str = "") -> str:
         return f"{GRAPH}/v1.0/applications/{quote(app_object_id, safe='')}{tail}"

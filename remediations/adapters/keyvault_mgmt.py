@@ -77,10 +77,10 @@ def change_body(change: AccessPolicyChange) -> dict[str, Any]:
 class KeyVaultManagement:
     """Thin adapter over `KeyVaultManagementClient` for one subscription."""
 
-    def __init__(self, credential: TokenCredential, subscription_id: str) -> None:
+    def __init__(self, credential: TokenCredential, subscription_id: str, **client_kwargs: Any) -> None:
         self.subscription_id = subscription_id
         # retry_total=0: retries are ours, around whole operations (adapters/retry.py).
-        self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0)
+        self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
 
     def list_vaults(self, scope: Scope) -> list[Vault]:
         """Vaults in the scope with their access policies (no secrets yet)."""

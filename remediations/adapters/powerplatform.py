@@ -233,10 +233,12 @@ def dlp_from_api(item: dict[str, Any]) -> DlpPolicy:
 class PowerPlatform:
     """One pipeline per token audience; reused for the invocation and closed at the end."""
 
-    def __init__(self, credential: TokenCredential) -> None:
-        self._flow: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(FLOW, credential, FLOW_SCOPE)
+    def __init__(self, credential: TokenCredential, **client_kwargs: Any) -> None:
+        self._flow: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(
+            FLOW, credential, FLOW_SCOPE, **client_kwargs
+        )
         self._apps: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(
-            POWERAPPS, credential, POWERAPPS_SCOPE
+            POWERAPPS, credential, POWERAPPS_SCOPE, **client_kwargs
         )
 
     # -- plumbing ----------------------------------------------------------------------------------

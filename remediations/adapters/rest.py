@@ -18,8 +18,10 @@ from azure.core.rest import HttpRequest
 
 
 def bearer_pipeline(
-    base_url: str, credential: TokenCredential, scope: str
+    base_url: str, credential: TokenCredential, scope: str, **client_kwargs: Any
 ) -> PipelineClient[HttpRequest, Any]:
+    """No RetryPolicy in the pipeline: retries are ours (adapters/retry.py). `client_kwargs` carry the
+    shared transport (adapters/http.py), so every adapter reuses one connection pool."""
     return PipelineClient(
         base_url,
         policies=[
@@ -28,4 +30,5 @@ def bearer_pipeline(
             ProxyPolicy(),
             BearerTokenCredentialPolicy(credential, scope),
         ],
+        **client_kwargs,
     )

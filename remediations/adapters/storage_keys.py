@@ -25,9 +25,9 @@ def _keys(result: Any) -> dict[str, SecretValue]:
 
 
 class StorageKeys:
-    def __init__(self, credential: TokenCredential, subscription_id: str) -> None:
+    def __init__(self, credential: TokenCredential, subscription_id: str, **client_kwargs: Any) -> None:
         self.subscription_id = subscription_id
-        self._client = StorageManagementClient(credential, subscription_id, retry_total=0)
+        self._client = StorageManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
 
     def list_keys(self, resource_group: str, account: str) -> dict[str, SecretValue]:
         return with_retry(

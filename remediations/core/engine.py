@@ -6,8 +6,9 @@ every write is audited `pending` before and with its outcome after.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from remediations.core.audit import AuditRecord, AuditSink, AuditState, Trigger
 from remediations.core.detect import detect
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import (
+    AccessPolicyChange,
     Action,
     Finding,
     Identity,
@@ -32,6 +34,7 @@ from remediations.core.model import (
     Vault,
     stable_id,
 )
+from remediations.core.pacing import TokenBucket, arm_write_pacer
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import inventory_powerplatform
 from remediations.core.reconcile import reconcile
@@ -41,16 +44,30 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 # A pending row younger than this may belong to a run still in flight (retries honour Retry-After up to
 # a minute per attempt); the Functions host kills an invocation long before (timeout 30 min on Flex).
 RECONCILE_AFTER = timedelta(minutes=30)
-SECRET_LIST_CONCURRENCY = 8  # vault hosts are independent; LIMITS.md: latency-bound, not throttle-bound
+# Vault hosts are independent and the secret lists are latency-bound, not throttle-bound (LIMITS.md
+# section 2): K workers at latency L send K/L calls/s. Key Vault's subscription budget is 20,000 per
+# 10 s (2,000/s), so K <= 2,000 * L: 30 at L = 15 ms, 100 at 50 ms. 32 stays inside it for any real
+# latency (a sweep of 5,000 vaults of 40 secrets makes 15,000 calls, under one window anyway).
+SECRET_LIST_CONCURRENCY = 32
+# ARM writes: 200 tokens refilled at 10/s per subscription x principal. 10 writers at ~40-100 ms each
+# already outrun the refill, so more only queue on the pacer; writes to one vault stay sequential.
+WRITE_CONCURRENCY = 10
 
 
 def _noop_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
-def _error(resource_id: str, operation: str, error: AzureCallFailed) -> InventoryError:
+def _error(
+    resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
+) -> InventoryError:
     return InventoryError(
-        resource_id=resource_id, operation=operation, status=error.status, message=str(error)
+        resource_id=resource_id,
+        operation=operation,
+        status=error.status,
+        message=str(error),
+        retry_after=error.retry_after,
+        partial=partial,
     )
 
 
@@ -61,13 +78,26 @@ def inventory(
     progress: Progress = _noop_progress,
     include_secrets: bool = True,
     pp_scope: PowerPlatformScope | None = None,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
 
-    A failed read becomes an InventoryError in the snapshot; nothing is silently dropped.
+    `concurrency` vault hosts are read at a time. `keep_secrets=False` reads the same lists but
+    keeps only each vault's secret count, so memory is bounded by one page per worker, not by the
+    tenant (200,000 SecretMeta objects take about 450 MiB; detectors and plans do not use them, the
+    exposure graph does). A failed read becomes an InventoryError in the
+    snapshot; nothing is silently dropped.
     """
-    snapshot = _inventory_azure(scope, clients, progress=progress, include_secrets=include_secrets)
+    snapshot = _inventory_azure(
+        scope,
+        clients,
+        progress=progress,
+        include_secrets=include_secrets,
+        concurrency=concurrency,
+        keep_secrets=keep_secrets,
+    )
     if pp_scope is None or pp_scope.empty:
         return snapshot
     pp = inventory_powerplatform(pp_scope, clients, progress=progress)
@@ -85,7 +115,13 @@ def inventory(
 
 
 def _inventory_azure(
-    scope: Scope, clients: Clients, *, progress: Progress = _noop_progress, include_secrets: bool = True
+    scope: Scope,
+    clients: Clients,
+    *,
+    progress: Progress = _noop_progress,
+    include_secrets: bool = True,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
@@ -107,7 +143,7 @@ def _inventory_azure(
     role_definitions = _role_definitions(vaults, clients, scope, errors)
 
     if include_secrets:
-        vaults = _with_secrets(vaults, clients, errors, progress)
+        vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets)
 
     object_ids = sorted(
         {p.object_id.lower() for v in vaults for p in v.access_policies}
@@ -129,6 +165,7 @@ def _inventory_azure(
         role_definitions=tuple(role_definitions),
         identities=tuple(identities),
         errors=tuple(errors),
+        secrets_listed=include_secrets,
     )
 
 
@@ -146,7 +183,12 @@ def _role_definitions(
 
 
 def _with_secrets(
-    vaults: list[Vault], clients: Clients, errors: list[InventoryError], progress: Progress
+    vaults: list[Vault],
+    clients: Clients,
+    errors: list[InventoryError],
+    progress: Progress,
+    concurrency: int = SECRET_LIST_CONCURRENCY,
+    keep_secrets: bool = True,
 ) -> list[Vault]:
     def read(vault: Vault) -> Vault | InventoryError:
         if not vault.vault_uri:
@@ -156,11 +198,16 @@ def _with_secrets(
         try:
             secrets = clients.keyvault_secrets(vault.vault_uri).list_secret_metadata()
         except AzureCallFailed as error:
-            return _error(vault.id, "list secrets", error)
-        return vault.model_copy(update={"secrets": tuple(secrets)})
+            # A refusal (403: the app's identity often has no data-plane `list` on access-policy vaults)
+            # does not stop the vault's other fixes: it is reported, and the remediations that need
+            # secret metadata skip this vault. A transient failure (5xx, no response) fails the run so
+            # it is retried; 429 is counted as throttling by the callers either way.
+            return _error(vault.id, "list secrets", error, partial=not error.transient)
+        kept = tuple(secrets) if keep_secrets else ()
+        return vault.model_copy(update={"secrets": kept, "secret_count": len(secrets)})
 
     result: list[Vault] = []
-    with ThreadPoolExecutor(max_workers=SECRET_LIST_CONCURRENCY) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for done, (vault, read_result) in enumerate(
             zip(vaults, pool.map(read, vaults), strict=True), start=1
         ):
@@ -180,19 +227,28 @@ def build_plan(
     *,
     remediation_ids: Collection[str] | None = None,
     dry_run: bool | None = None,
+    extra: Sequence[Action] = (),
 ) -> Plan:
-    """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run."""
+    """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run.
+
+    `extra`: actions planned outside detection (a ticket's named secrets, an alert's vault), merged in
+    before ordering and the cap. Each remediation's `unchecked` actions (what a failed read kept it
+    from checking) are added as skipped actions, so a blind spot shows in the plan."""
     policy = effective_policy(policy, snapshot)  # the same derived allow-lists `detect` used
-    actions: dict[str, Action] = {}
+    actions: dict[str, Action] = {a.id: a for a in extra}
     for remediation in all_remediations():
         if remediation_ids is not None and remediation.id not in remediation_ids:
             continue
+        for action in remediation.unchecked(snapshot, policy):
+            actions.setdefault(action.id, action)
         mine = [f for f in findings if f.detector_id in remediation.handles]
         if not mine:
             continue
         for action in remediation.plan(snapshot, mine, policy):
             actions.setdefault(action.id, action)
-    ordered = sorted(actions.values(), key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
+    ordered = _without_subsumed(
+        sorted(actions.values(), key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
+    )
     kept: list[Action] = []
     deferred: list[Action] = []
     writes = 0
@@ -210,6 +266,47 @@ def build_plan(
         created_at=snapshot.taken_at,
         dry_run=policy.dry_run if dry_run is None else dry_run,
     )
+
+
+def _removals(action: Action) -> dict[tuple[str, str, str], set[str]] | None:
+    """Access-policy removals of an action, per entry, as lower-cased `kind:permission`; None when the
+    action makes any other kind of change (then it is never counted as subsumed)."""
+    out: dict[tuple[str, str, str], set[str]] = {}
+    for change in action.changes:
+        if not isinstance(change, AccessPolicyChange) or change.operation != "remove":
+            return None
+        key = (action.target.lower(), change.object_id.lower(), (change.application_id or "").lower())
+        out.setdefault(key, set()).update(
+            f"{kind}:{p.lower()}" for kind, perms in change.permissions.as_dict().items() for p in perms
+        )
+    return out or None
+
+
+def _without_subsumed(ordered: list[Action]) -> list[Action]:
+    """Two remediations may remove from the same access-policy entry (an orphan holding `list`: one
+    removes `list`, the other the whole entry). The smaller removal is kept in the plan as skipped,
+    naming the action that covers it, so one write is made per entry and nothing is silently dropped."""
+    writes = [(a, _removals(a)) for a in ordered if a.skip_reason is None]
+    out: list[Action] = []
+    for action in ordered:
+        mine = _removals(action) if action.skip_reason is None else None
+        cover = None
+        if mine is not None:
+            cover = next(
+                (
+                    other
+                    for other, theirs in writes
+                    if other.id != action.id
+                    and theirs is not None
+                    and theirs.keys() == mine.keys()
+                    and all(mine[k] <= theirs[k] for k in mine)
+                    and (any(mine[k] < theirs[k] for k in mine) or other.id < action.id)
+                ),
+                None,
+            )
+        reason = f"covered by {cover.remediation_id} ({cover.id}), which removes more" if cover else None
+        out.append(action.model_copy(update={"skip_reason": reason}) if reason else action)
+    return out
 
 
 class RunContext(BaseModel):
@@ -257,30 +354,76 @@ def apply_plan(
     context: RunContext,
     *,
     progress: Progress = _noop_progress,
+    concurrency: int = WRITE_CONCURRENCY,
+    pacer: TokenBucket | None = None,
 ) -> list[Outcome]:
-    """Apply each action (never in a dry run). An audit failure stops the run before the next write."""
-    outcomes: list[Outcome] = []
+    """Apply each action (never in a dry run). An audit failure stops the run before the next write.
+
+    Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
+    last-manager checks were simulated in that order). Every write takes a token from `pacer`
+    (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
+    in plan order.
+    """
+    pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
-    for done, action in enumerate(plan.actions, start=1):
+    results: list[Outcome | None] = [None] * len(plan.actions)
+    lock = threading.Lock()
+    stop = threading.Event()
+    raised: list[BaseException] = []
+    done = 0
+
+    def one(action: Action) -> Outcome:
         if action.skip_reason is not None:
             outcome = Outcome(
                 action_id=action.id, status="skipped", before=action.before, error=action.skip_reason
             )
             _audit(audit, context, action, sequence=1, state="skipped", outcome=outcome)
-        elif plan.dry_run:
-            outcome = Outcome(
+            return outcome
+        if plan.dry_run:
+            return Outcome(
                 action_id=action.id,
                 status="skipped",
                 before=action.before,
                 after=action.after,
                 error="dry run",
             )
-        else:
-            _audit(audit, context, action, sequence=0, state="pending")
-            outcome = get_remediation(action.remediation_id).apply(action, clients)
-            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
-        outcomes.append(outcome)
-        progress("apply", done, total)
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(max(1, len(action.changes)))
+        outcome = get_remediation(action.remediation_id).apply(action, clients)
+        _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
+        return outcome
+
+    def work(indices: list[int]) -> None:
+        nonlocal done
+        for index in indices:
+            if stop.is_set():
+                return
+            try:
+                results[index] = one(plan.actions[index])
+            except BaseException as error:  # noqa: BLE001 - re-raised below; an audit failure stops new writes
+                with lock:
+                    raised.append(error)
+                stop.set()
+                return
+            with lock:
+                done += 1
+                current = done
+            progress("apply", current, total)
+
+    by_target: dict[str, list[int]] = {}
+    for index, action in enumerate(plan.actions):
+        by_target.setdefault(action.target.lower(), []).append(index)
+    groups = list(by_target.values())
+    workers = max(1, min(concurrency, len(groups)))
+    if workers == 1 or plan.dry_run:
+        for indices in groups:
+            work(indices)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, groups))
+    if raised:
+        raise raised[0]
+    outcomes = [o for o in results if o is not None]
     for action in plan.deferred:
         outcome = Outcome(
             action_id=action.id,
@@ -301,6 +444,7 @@ def reconcile_dangling(
     context: RunContext,
     *,
     older_than: timedelta = RECONCILE_AFTER,
+    complete_plan: bool = True,
 ) -> list[AuditRecord]:
     """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
 
@@ -311,7 +455,7 @@ def reconcile_dangling(
         return []
     dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    rows = reconcile(dangling, snapshot, planned, context.correlation_id)
+    rows = reconcile(dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan)
     for row in rows:
         audit.record(row)
     return rows
@@ -333,8 +477,15 @@ class RunResult(BaseModel):
 
     @property
     def failures(self) -> int:
-        """Failed writes plus failed reads: a run with any is not a success."""
-        return self.count("failed") + len(self.inventory_errors)
+        """Failed writes plus failed reads that stopped the run: a run with any is not a success.
+        A partial read failure (a refused secret list) is not one: its dependants are skipped actions
+        in the plan, and it is counted in `read_errors`."""
+        return self.count("failed") + sum(1 for e in self.inventory_errors if not e.partial)
+
+    @property
+    def read_errors(self) -> int:
+        """Every failed read, partial or not."""
+        return len(self.inventory_errors)
 
 
 def run(
@@ -351,6 +502,8 @@ def run(
     caller: str | None = None,
     progress: Progress = _noop_progress,
     pp_scope: PowerPlatformScope | None = None,
+    read_concurrency: int = SECRET_LIST_CONCURRENCY,
+    write_concurrency: int = WRITE_CONCURRENCY,
     reconcile_after: timedelta = RECONCILE_AFTER,
 ) -> RunResult:
     """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included.
@@ -361,11 +514,11 @@ def run(
         ticket_id=ticket_id,
         caller=caller,
     )
-    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope)
+    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope, concurrency=read_concurrency)
     findings = detect(snapshot, policy)
     plan = build_plan(findings, snapshot, policy, remediation_ids=remediation_ids, dry_run=dry_run)
     reconciled = reconcile_dangling(snapshot, plan, audit, context, older_than=reconcile_after)
-    outcomes = apply_plan(plan, clients, audit, context, progress=progress)
+    outcomes = apply_plan(plan, clients, audit, context, progress=progress, concurrency=write_concurrency)
     return RunResult(
         correlation_id=context.correlation_id,
         scope=scope,

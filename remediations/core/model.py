@@ -153,6 +153,8 @@ class Vault(Frozen):
     tags: dict[str, str] = Field(default_factory=dict)
     access_policies: tuple[AccessPolicy, ...] = ()
     secrets: tuple[SecretMeta, ...] = ()
+    # Secrets the list returned; set by inventory even when `secrets` is not kept (keep_secrets=False).
+    secret_count: int | None = None
 
     def policies_for(self, object_id: str) -> tuple[AccessPolicy, ...]:
         return tuple(p for p in self.access_policies if p.object_id.lower() == object_id.lower())
@@ -301,6 +303,15 @@ class InventoryError(Frozen):
     operation: str
     status: int | None = None
     message: str
+    retry_after: float | None = None  # seconds the service asked us to wait (throttling), if it said
+    # True when the rest of the scope was still inventoried and planned: only the remediations that need
+    # this read are skipped for the resource (a refused secret list). False: the run as a whole failed.
+    partial: bool = False
+
+    @property
+    def label(self) -> str:
+        """`HTTP 403` or `no response`: the status as it came back, never a made-up one."""
+        return f"HTTP {self.status}" if self.status is not None else "no response"
 
 
 class Snapshot(Frozen):
@@ -318,6 +329,16 @@ class Snapshot(Frozen):
     errors: tuple[InventoryError, ...] = ()
     power_platform_scope: PowerPlatformScope | None = None
     group_members: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # group id -> member ids
+    # False when the inventory did not ask for secret metadata at all: vaults then list no secrets, and
+    # a remediation that needs them must not read that as "the vault has none".
+    secrets_listed: bool = True
+
+    def secret_list_error(self, vault_id: str) -> InventoryError | None:
+        """The failed secret list of this vault, if its listing failed."""
+        for error in self.errors:
+            if error.operation == "list secrets" and error.resource_id.lower() == vault_id.lower():
+                return error
+        return None
 
     def identity(self, object_id: str) -> Identity | None:
         for identity in self.identities:

@@ -19,7 +19,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from remediations.core.model import SECRET_PERMISSIONS, Vault, expand_secret_permissions
+from remediations.core.model import (
+    SECRET_PERMISSIONS,
+    PowerPlatformScope,
+    Vault,
+    expand_secret_permissions,
+)
 from remediations.core.settings import AppSettings
 
 _KNOWN_SECRET_PERMISSIONS = frozenset((*SECRET_PERMISSIONS, "all"))
@@ -127,6 +132,9 @@ class PowerPlatformRules(_PolicyModel):
     The configured `serviceAccounts` are always allowed in both lists.
     """
 
+    # Environments the triggers (tickets, alerts, sweep workers) read with each vault, so that flow ->
+    # connection -> identity paths are seen: names, or "*" for every environment. Empty: Azure only.
+    environments: tuple[str, ...] = ()
     allowed_flow_editors: tuple[str, ...] = ()
     allowed_connection_users: tuple[str, ...] = ()
     max_system_customizers: int | None = Field(default=None, ge=0)
@@ -136,6 +144,14 @@ class PowerPlatformRules(_PolicyModel):
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(v.lower() for v in value)
+
+    def scope(self) -> PowerPlatformScope | None:
+        """The Power Platform scope of a trigger run (None: Azure only)."""
+        if not self.environments:
+            return None
+        if "*" in self.environments:
+            return PowerPlatformScope(all_environments=True)
+        return PowerPlatformScope(environments=self.environments)
 
 
 class Policy(_PolicyModel):

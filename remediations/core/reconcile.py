@@ -68,9 +68,15 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
 
 
 def reconcile(
-    dangling: Iterable[AuditRecord], snapshot: Snapshot, planned: Collection[str], run_id: str
+    dangling: Iterable[AuditRecord],
+    snapshot: Snapshot,
+    planned: Collection[str],
+    run_id: str,
+    *,
+    complete_plan: bool = True,
 ) -> list[AuditRecord]:
-    """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope."""
+    """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope. With an
+    incomplete plan (filtered by remediation or principal), only access-policy rows are judged."""
     rows: list[AuditRecord] = []
     for row in dangling:
         if not in_scope(row.target, snapshot.scope.resource_id) or _unreadable(snapshot, row):
@@ -85,6 +91,8 @@ def reconcile(
                 held = {k: sorted(v) for k, v in sorted(current.items())}
                 error = f"interrupted; the principal now holds {held}, neither the before nor the after set"
                 rows.append(_outcome(row, "failed", run_id, "state changed by someone else", error))
+        elif not _is_access_policy_row(row) and not complete_plan:
+            continue
         elif row.action_id in planned:
             note = "the change is not in place; planned again by this run"
             rows.append(_outcome(row, "noop", run_id, note, "interrupted before the change took effect"))

@@ -37,6 +37,13 @@ class Remediation(ABC):
     id: ClassVar[str]
     metadata: ClassVar[RemediationMetadata]
     handles: ClassVar[frozenset[str]]
+    # Whether planning reads secret metadata (names, tags, expiry): the inventory must list secrets.
+    needs_secret_metadata: ClassVar[bool] = False
+
+    def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
+        """Pure: skipped actions for what a failed read kept this remediation from checking (none by
+        default). Called on every run the remediation is selected for, findings or not."""
+        return []
 
     @abstractmethod
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:

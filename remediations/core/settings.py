@@ -24,6 +24,9 @@ AUDIT_TABLE = "VAULTGUARD_AUDIT_TABLE"
 RUNS_TABLE = "VAULTGUARD_RUNS_TABLE"
 # Optional: the function key the local runner (remediations/serve.py) requires; never set in Azure.
 LOCAL_FUNCTION_KEY = "VAULTGUARD_LOCAL_FUNCTION_KEY"
+# Optional: the master key of the local runner's admin API (`POST /admin/functions/{name}`, which runs
+# a timer or queue function as the Functions host's admin API does); unset, that API is not served.
+LOCAL_MASTER_KEY = "VAULTGUARD_LOCAL_MASTER_KEY"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
 STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"

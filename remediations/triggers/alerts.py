@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.triggers import ids
 from remediations.triggers.problems import FieldError, ProblemError, bad_request, validation_failed
@@ -443,7 +443,7 @@ def _string_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
     return [item for item in value[:100] if isinstance(item, str)]
 
 
-AlertStatus = Literal["received", "acknowledged", "pending-engine", "handled", "failed"]
+AlertStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
 
 
 class AlertResult(BaseModel):
@@ -457,6 +457,18 @@ class AlertResult(BaseModel):
     message: str | None = None
     receivedAt: str
     summary: dict[str, int] = {}
+    dryRun: bool | None = None
+    dryRunForcedBy: list[str] = []
+    ownChange: bool = Field(
+        default=False, description="The change the alert reports was made by this app's own identity."
+    )
+    alreadyCompliant: bool | None = Field(
+        default=None, description="The re-check found nothing to change (0 actions planned)."
+    )
+    plan: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    notes: list[str] = []
+    correlationId: str | None = None
 
 
 __all__ = ["AlertResult", "AlertSignal", "ProblemError", "canonical_vault_id", "parse_alert"]

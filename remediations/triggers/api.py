@@ -25,13 +25,13 @@ from remediations.triggers.problems import (
     pydantic_errors,
     validation_failed,
 )
-from remediations.triggers.runs import RunStore
+from remediations.triggers.runs import RunKind, RunStore
 from remediations.triggers.storage import StorageNotConfigured
 from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-_IN_PROGRESS = ("pending-engine", "running")
 MAX_LIST = 200
+RUN_KINDS: tuple[RunKind, ...] = ("ticket", "alert", "scope")
 
 
 def _store() -> RunStore:
@@ -48,9 +48,15 @@ def _store() -> RunStore:
 
 def parse_ticket(payload: object) -> TicketRequest:
     try:
-        return TicketRequest.model_validate(payload, strict=True)
+        request = TicketRequest.model_validate(payload, strict=True)
     except ValidationError as error:
         raise validation_failed(pydantic_errors(error.errors())) from None
+    if not service.actionable_targets(request):
+        raise validation_failed(
+            [FieldError("$.targets", "name a vault, a secret or a principal for these remediations")],
+            detail="None of the targets is one the registered remediations act on.",
+        )
+    return request
 
 
 # --- tickets -------------------------------------------------------------------------------------
@@ -111,9 +117,11 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         observability.record_run_metric("ticket", failures=1, dry_run=request.dryRun, status="failed")
         raise ProblemError(internal_error(context.correlation_id)) from None
     observability.record_run_metric(
-        "ticket", dry_run=request.dryRun, status=result.status, **result.summary.model_dump()
+        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.metric()
     )
-    status = 202 if result.status in _IN_PROGRESS else 200
+    # 200: a dry run, complete with its plan. 202: changes were applied (outcomes in the body; the
+    # result stays at Location).
+    status = 200 if result.dryRun else 202
     location = f"/api/remediations/{request.ticketId}"
     return json_response(
         result.model_dump(mode="json"), status, {"Location": location}, context.correlation_id
@@ -138,11 +146,11 @@ def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpRes
     if not limit:
         errors.append(FieldError("query.limit", f"must be an integer from 1 to {MAX_LIST}"))
     kind = req.params.get("kind")
-    if kind is not None and kind not in ("ticket", "alert"):
-        errors.append(FieldError("query.kind", "must be ticket or alert"))
+    if kind is not None and kind not in RUN_KINDS:
+        errors.append(FieldError("query.kind", "must be ticket, alert or scope"))
     if errors:
         raise validation_failed(errors, "The query is not valid.")
-    rows = _store().recent(limit, "alert" if kind == "alert" else "ticket" if kind == "ticket" else None)
+    rows = _store().recent(limit, next((k for k in RUN_KINDS if k == kind), None))
     return json_response(
         {"runs": [row.to_json() for row in rows]}, 200, correlation_id=context.correlation_id
     )
@@ -159,7 +167,8 @@ def receive_alert(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
     )
     existing = store.reserve("alert", key, key, received.model_dump(mode="json"), "received")
-    if existing is not None:
+    # A delivery whose handling failed is handled again when Azure Monitor retries it.
+    if existing is not None and existing.status != "failed":
         observability.logger().info("alert replayed: returning the stored handling")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
     observability.logger().info(
@@ -196,16 +205,18 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
     observability.record_run_metric(
         "alert",
         status=result.status,
+        dry_run=result.dryRun,
         findings=numbers["findings"],
         actions=numbers["actions"],
         failures=numbers["failures"],
         throttled=numbers["throttled"],
+        read_errors=numbers["readErrors"],
     )
     return result
 
 
 def _summary_numbers(summary: dict[str, int]) -> dict[str, int]:
-    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled")}
+    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled", "readErrors")}
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------

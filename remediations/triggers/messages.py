@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -35,6 +36,8 @@ class ScopeMessage(BaseModel):
     dryRun: bool = True
     enqueuedAt: datetime
     correlationId: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
+    # How often the worker put this scope back because Azure throttled it (bounded: then it fails).
+    requeues: Annotated[int, Field(ge=0, le=1000)] = 0
 
     @model_validator(mode="after")
     def _id_matches_kind(self) -> ScopeMessage:
@@ -58,6 +61,37 @@ class ScopeMessage(BaseModel):
             enqueuedAt=datetime.now(UTC),
             correlationId=correlation_id,
         )
+
+    @classmethod
+    def for_vault(
+        cls, vault_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+    ) -> ScopeMessage:
+        return cls(
+            kind="vault",
+            id=vault_id,
+            sweepId=sweep_id,
+            dryRun=dry_run,
+            enqueuedAt=datetime.now(UTC),
+            correlationId=correlation_id,
+        )
+
+    @classmethod
+    def for_environment(
+        cls, environment: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+    ) -> ScopeMessage:
+        return cls(
+            kind="environment",
+            id=environment,
+            sweepId=sweep_id,
+            dryRun=dry_run,
+            enqueuedAt=datetime.now(UTC),
+            correlationId=correlation_id,
+        )
+
+    def idempotency_key(self) -> str:
+        """Equal for redeliveries of one scope of one sweep (whatever the enqueue time or requeues)."""
+        raw = f"{self.kind}|{self.id.lower()}|{self.sweepId}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
 def new_sweep_id() -> str:

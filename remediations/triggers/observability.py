@@ -8,7 +8,8 @@
   is set, calls `azure.monitor.opentelemetry.configure_azure_monitor()` (imported lazily; a missing
   package or a failure is logged at ERROR, not raised: telemetry must not take the app down).
 - `record_run_metric(...)` logs one record named `vaultguard.run` with fixed fields
-  (`vaultguard_findings`, `vaultguard_actions`, `vaultguard_failures`, `vaultguard_throttled`) and
+  (`vaultguard_findings`, `vaultguard_actions`, `vaultguard_failures`, `vaultguard_throttled`,
+  `vaultguard_read_errors`) and
   adds the same numbers to OTel counters when OpenTelemetry is configured.
 """
 
@@ -31,7 +32,7 @@ APPINSIGHTS = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 # "Authorization=AAD;ClientId=<user-assigned identity>" when the component has disableLocalAuth.
 APPINSIGHTS_AUTH = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 METRIC_EVENT = "vaultguard.run"
-METRIC_FIELDS = ("findings", "actions", "failures", "throttled")
+METRIC_FIELDS = ("findings", "actions", "failures", "throttled", "read_errors")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -160,10 +161,17 @@ def record_run_metric(
     actions: int = 0,
     failures: int = 0,
     throttled: int = 0,
+    read_errors: int = 0,
     dry_run: bool | None = None,
     status: str | None = None,
 ) -> dict[str, Any]:
-    values = {"findings": findings, "actions": actions, "failures": failures, "throttled": throttled}
+    values = {
+        "findings": findings,
+        "actions": actions,
+        "failures": failures,
+        "throttled": throttled,
+        "read_errors": read_errors,
+    }
     extra: dict[str, Any] = {f"vaultguard_{k}": v for k, v in values.items()}
     extra.update({"vaultguard_event": METRIC_EVENT, "vaultguard_run_kind": run_kind})
     if dry_run is not None:
@@ -171,13 +179,14 @@ def record_run_metric(
     if status is not None:
         extra["vaultguard_status"] = status
     logger().info(
-        "%s kind=%s findings=%d actions=%d failures=%d throttled=%d",
+        "%s kind=%s findings=%d actions=%d failures=%d throttled=%d read_errors=%d",
         METRIC_EVENT,
         run_kind,
         findings,
         actions,
         failures,
         throttled,
+        read_errors,
         extra=extra,
     )
     for name, value in values.items():

@@ -50,7 +50,7 @@ _RUNS: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "kind": {"enum": ["ticket", "alert"]},
+                    "kind": {"enum": ["ticket", "alert", "scope"]},
                     "id": {"type": "string"},
                     "status": {"type": "string"},
                     "createdAt": {"type": "string", "format": "date-time"},
@@ -125,8 +125,16 @@ def build() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": _json("TicketResult", "The stored result of an earlier identical request"),
-                        "202": _json("TicketResult", "Accepted and recorded"),
+                        "200": _json(
+                            "TicketResult",
+                            "A dry run (asked for, or forced by the deployment: see dryRunForcedBy): the "
+                            "plan, nothing changed. Also the stored result of an earlier request with the "
+                            "same ticketId and body (header Idempotent-Replayed: true): changes nothing",
+                        ),
+                        "202": _json(
+                            "TicketResult",
+                            "Changes were applied: plan and outcomes in the body; the result is at Location",
+                        ),
                         **_problems(400, 409, 413, 415, 422, 500, 503),
                     },
                 },
@@ -139,7 +147,11 @@ def build() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": 200},
                         },
-                        {"name": "kind", "in": "query", "schema": {"enum": ["ticket", "alert"]}},
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"enum": ["ticket", "alert", "scope"]},
+                        },
                     ],
                     "responses": {"200": _json("RunList", "Runs"), **_problems(422, 503)},
                 },

@@ -1,10 +1,12 @@
-"""Run store on Azure Table Storage: ticket results by ticketId, alert handling by alert id, an index.
+"""Run store on Azure Table Storage: ticket results by ticketId, alert handling by alert id, queue
+scope runs by sweep + scope (`scope-{key}`, deliveries counted so a redelivery is marked duplicate), an
+index.
 
 Layout (one table, `VAULTGUARD_RUNS_TABLE`, default `vaultguardruns`):
 
 | PartitionKey | RowKey | what |
 |---|---|---|
-| `ticket-{ticketId}` / `alert-{key}` | `head` | fingerprint, status, times, first body chunks |
+| `{kind}-{key}` (ticket, alert, scope) | `head` | fingerprint, status, times, first body chunks |
 | same | `part-0001`... | further body chunks when the result is large |
 | `index` | `{inverted ms}-{kind}-{key}` | a summary per run, so listing newest first is one range read |
 
@@ -36,7 +38,7 @@ from remediations.triggers.storage import table_client
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-RunKind = Literal["ticket", "alert"]
+RunKind = Literal["ticket", "alert", "scope"]
 CHUNK_BYTES = 64_000
 CHUNKS_PER_ENTITY = 12
 MAX_ENTITIES = 3
@@ -98,6 +100,11 @@ class RunStore:
                 table.create_table()
             _created_tables.add(marker)
         return cls(table)
+
+    @property
+    def table(self) -> TableClient:
+        """The run table (the sweep budget keeps its rows here too, partition `budget`)."""
+        return self._table
 
     # --- records ----------------------------------------------------------------------------
 
@@ -224,7 +231,7 @@ class RunStore:
         for entity in pages:
             rows.append(
                 RunSummaryRow(
-                    kind="alert" if entity.get("Kind") == "alert" else "ticket",
+                    kind=_kind(entity.get("Kind")),
                     key=str(entity.get("Key", "")),
                     status=str(entity.get("Status", "")),
                     created_at=_as_datetime(entity.get("CreatedAt")),
@@ -234,6 +241,10 @@ class RunStore:
             if len(rows) >= limit:
                 break
         return rows
+
+
+def _kind(value: object) -> RunKind:
+    return "alert" if value == "alert" else "scope" if value == "scope" else "ticket"
 
 
 def _partition(kind: RunKind, key: str) -> str:

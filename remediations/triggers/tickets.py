@@ -135,7 +135,7 @@ class TicketRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-TicketStatus = Literal["pending-engine", "running", "planned", "applied", "partially-applied", "failed"]
+TicketStatus = Literal["running", "planned", "applied", "partially-applied", "failed"]
 
 
 class RunSummary(BaseModel):
@@ -147,6 +147,17 @@ class RunSummary(BaseModel):
     actions: int = 0
     failures: int = 0
     throttled: int = 0
+    readErrors: int = 0  # failed reads, partial ones included (a refused secret list is not a failure)
+
+    def metric(self) -> dict[str, int]:
+        """The keyword arguments of `observability.record_run_metric`."""
+        return {
+            "findings": self.findings,
+            "actions": self.actions,
+            "failures": self.failures,
+            "throttled": self.throttled,
+            "read_errors": self.readErrors,
+        }
 
 
 class TicketResult(BaseModel):
@@ -167,6 +178,19 @@ class TicketResult(BaseModel):
     )
     summary: RunSummary = Field(default_factory=RunSummary)
     message: str | None = None
+    requestedDryRun: bool | None = Field(
+        default=None, description="What the ticket asked for; `dryRun` is what was done."
+    )
+    dryRunForcedBy: list[str] = Field(
+        default_factory=list,
+        description="The deployment settings that kept this run a dry run whatever the ticket said.",
+    )
+    findings: list[dict[str, Any]] = Field(
+        default_factory=list, description="The engine's findings on the targets (JSON of its Finding model)."
+    )
+    scopes: list[str] = Field(default_factory=list, description="The resource ids the engine looked at.")
+    notes: list[str] = Field(default_factory=list)
+    correlationId: str | None = None
     createdAt: datetime
     completedAt: datetime | None = None
     requester: str | None = None
@@ -180,6 +204,7 @@ class TicketResult(BaseModel):
             ticketId=request.ticketId,
             status=status,
             dryRun=request.dryRun,
+            requestedDryRun=request.dryRun,
             remediations=list(request.remediations),
             targets=request.targets,
             message=message,

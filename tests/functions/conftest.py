@@ -1,33 +1,135 @@
-"""Fixtures for the trigger tests: app settings on Azurite and in-process calls of the functions."""
+"""Fixtures for the trigger tests: app settings on Azurite and the emulator, in-process calls.
+
+The emulated tenant holds the vault the alert samples and tickets name (`VAULT`), in the samples'
+subscription, with one non-compliant access policy (`FLOW_SP` may `List`) and the admin user of the
+samples' `claims`. `app_env` resets that vault before each test (the emulator is per module).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import azure.functions as func
 import pytest
 
-SUBSCRIPTIONS = ("11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-000000000000")
+from emulator import Emulator
+from emulator.azure.state import AccessPolicy, Secret, SecretVersion
+from emulator.scenario import load_scenario
+
+SUBSCRIPTION = "5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b"
+SUBSCRIPTIONS = (SUBSCRIPTION,)
 VAULT = (
-    "/subscriptions/5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b/resourceGroups/rg-finance-automation"
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-finance-automation"
     "/providers/Microsoft.KeyVault/vaults/kv-fin-flows"
 )
+VAULT_NAME = "kv-fin-flows"
+ADMIN_USER = "3b9f6c1e-2a4d-4e8b-9c7f-0d1e2f3a4b5c"  # the caller in the samples' claims
+FLOW_SP = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # the identity behind a flow's Key Vault connection
+SCENARIO: dict[str, Any] = {
+    "subscriptions": [{"subscriptionId": SUBSCRIPTION, "displayName": "finance"}],
+    "users": [{"id": ADMIN_USER, "userPrincipalName": "admin@contoso.example", "displayName": "Admin"}],
+    "applications": [
+        {
+            "appId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "displayName": "flow-keyvault-connection",
+            "servicePrincipalId": FLOW_SP,
+        }
+    ],
+    "vaults": [
+        {
+            "name": VAULT_NAME,
+            "resourceGroup": "rg-finance-automation",
+            "subscriptionId": SUBSCRIPTION,
+            "accessPolicies": [
+                {"objectId": FLOW_SP, "permissions": {"secrets": ["Get", "List"]}},
+                {"objectId": ADMIN_USER, "permissions": {"secrets": ["Get", "Set", "Delete"]}},
+            ],
+            "secrets": [{"name": "sql-password", "value": "emulated-secret-value-1"}],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Emulator]:
+    with Emulator(load_scenario(copy.deepcopy(SCENARIO))) as emulator:
+        yield emulator
+
+
+def reset_vault(emu: Emulator) -> None:
+    """Put the sample vault's access policies back as the scenario has them."""
+    fresh = load_scenario(copy.deepcopy(SCENARIO)).azure.vaults[VAULT_NAME]
+    with emu.state.lock:
+        emu.state.azure.vaults[VAULT_NAME].access_policies = fresh.access_policies
+
+
+@contextmanager
+def app_may_rotate(emu: Emulator, values: dict[str, str]) -> Iterator[None]:
+    """The app's identity may get/list/set secrets in the sample vault, which holds one version of each
+    of `values` besides its own secrets; its secrets are put back afterwards (access policies are
+    reset by `app_env`)."""
+    az = emu.state.azure
+    stamp = int(time.time()) - 1000
+    with emu.state.lock:
+        vault = az.vaults[VAULT_NAME]
+        saved = {name: copy.deepcopy(secret) for name, secret in vault.secrets.items()}
+        vault.access_policies.append(
+            AccessPolicy(az.tenant_id, az.admin_object_id, permissions={"secrets": ["Get", "List", "Set"]})
+        )
+        for name, value in values.items():
+            version = SecretVersion(version=uuid.uuid4().hex, value=value, created=stamp, updated=stamp)
+            vault.secrets[name] = Secret(name, [version])
+    try:
+        yield
+    finally:
+        with emu.state.lock:
+            vault.secrets.clear()
+            vault.secrets.update(saved)
+
+
+def secrets_of(emu: Emulator, object_id: str) -> list[str]:
+    with emu.state.lock:
+        vault = emu.state.azure.vaults[VAULT_NAME]
+        return [
+            p for e in vault.access_policies if e.object_id == object_id for p in e.permissions["secrets"]
+        ]
+
+
+def policy_writes_since(emu: Emulator, mark: int = 0) -> int:
+    """Access-policy PUTs the emulator answered since `mark` (the only writes these remediations make)."""
+    return len([r for r in emu.requests.since(mark) if r.method == "PUT" and "/accessPolicies/" in r.path])
 
 
 @pytest.fixture
-def app_env(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """storage_env plus a run table of its own and two subscriptions to sweep."""
+def app_env(storage_env: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """storage_env, a run table of its own, the emulator's client environment, the samples'
+    subscription to sweep. Deployment defaults: dry run (setting unset, default policy)."""
+    reset_vault(cloud)
     env = dict(storage_env)
+    env.update(cloud.env)
     env["VAULTGUARD_RUNS_TABLE"] = f"runs{uuid.uuid4().hex[:10]}"
     env["VAULTGUARD_SUBSCRIPTION_IDS"] = ",".join(SUBSCRIPTIONS)
     env["VAULTGUARD_SWEEP_SCHEDULE"] = "0 0 */6 * * *"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
+    for name in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "VAULTGUARD_DRY_RUN", "VAULTGUARD_POLICY_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("VAULTGUARD_POLICY_FILE", raising=False)
     return env
+
+
+@pytest.fixture
+def enforce(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """app_env with the deployment out of dry run: setting and policy both say enforce."""
+    monkeypatch.setenv("VAULTGUARD_DRY_RUN", "false")
+    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps({"dryRun": False}))
+    return {**app_env, "VAULTGUARD_DRY_RUN": "false"}
 
 
 Call = Callable[..., func.HttpResponse]

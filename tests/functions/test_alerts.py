@@ -9,9 +9,20 @@ from typing import Any
 
 import pytest
 
+from emulator import Emulator
 from remediations.triggers.alerts import parse_alert
 from remediations.triggers.problems import ProblemError
-from tests.functions.conftest import VAULT, Call, problem
+from tests.functions.conftest import (
+    ADMIN_USER,
+    FLOW_SP,
+    VAULT,
+    VAULT_NAME,
+    Call,
+    app_may_rotate,
+    policy_writes_since,
+    problem,
+    secrets_of,
+)
 
 SAMPLES = Path(__file__).with_name("alert_samples")
 
@@ -108,21 +119,141 @@ def test_keyvault_write_without_any_vault_id_is_422() -> None:
     assert raised.value.problem.status == 422
 
 
+def _split(plan: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(actions to apply, skipped actions) of a plan."""
+    return [a for a in plan if a["skip_reason"] is None], [a for a in plan if a["skip_reason"]]
+
+
+def _arm_requests(emu: Emulator, mark: int) -> list[Any]:
+    return [r for r in emu.requests.since(mark) if r.host == "management.azure.com"]
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_post_each_sample_returns_202_and_is_idempotent(
-    call: Call, app_env: dict[str, str], name: str
+def test_post_each_sample_is_handled_by_the_engine_and_is_idempotent(
+    call: Call, enforce: dict[str, str], cloud: Emulator, name: str
 ) -> None:
+    """Enforce mode: an actionable sample re-checks the sample vault and removes `List` from the
+    flow's identity (one write); the others touch nothing. The same delivery again is a replay."""
     kind, _, vault = EXPECTED[name]
+    mark = cloud.requests.mark()
     first = call("alerts", "POST", "/api/alerts", body=sample(name))
     assert first.status_code == 202, first.get_body()
     body = json.loads(first.get_body())
     assert body["signal"]["kind"] == kind
     assert body["signal"]["vaultId"] == vault
-    assert body["status"] == ("acknowledged" if kind == "acknowledged" else "pending-engine")
+    if kind == "acknowledged":
+        assert body["status"] == "acknowledged"
+        assert body["plan"] == [] and body["outcomes"] == []
+        assert _arm_requests(cloud, mark) == []
+        assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+    else:
+        assert body["status"] == "handled", body
+        assert body["dryRun"] is False
+        writes, skipped = _split(body["plan"])
+        assert [a["remediation_id"] for a in writes] == ["remove_list_permission"]
+        assert writes[0]["principal"] == FLOW_SP
+        # The app's identity may not list this vault's secrets: the refused list is reported, the
+        # access-policy fix still ran, and a Defender alert's rotation is skipped for the vault, saying
+        # why. A re-check (an access change) does not rotate.
+        if kind == "revoke-and-rotate":
+            [rotation] = skipped
+            assert (rotation["remediation_id"], rotation["target"]) == ("rotate_secret", VAULT)
+            assert "secret list of vault kv-fin-flows failed (HTTP 403)" in rotation["skip_reason"]
+        else:
+            assert skipped == []
+        assert sorted(o["status"] for o in body["outcomes"]) == sorted(
+            ["applied"] + ["skipped"] * len(skipped)
+        )
+        assert body["summary"] == {
+            "findings": 1,
+            "actions": 1,
+            "failures": 0,
+            "throttled": 0,
+            "readErrors": 1,
+        }
+        assert any(n.startswith(f"read failed: list secrets {VAULT}: HTTP 403") for n in body["notes"])
+        assert body["ownChange"] is False and body["alreadyCompliant"] is False
+        assert secrets_of(cloud, FLOW_SP) == ["Get"]
+        assert policy_writes_since(cloud, mark) == 1
+        rotation_note = any("rotation.onAlert=report" in n for n in body["notes"])
+        assert rotation_note == (kind == "revoke-and-rotate")
+    mark = cloud.requests.mark()
     again = call("alerts", "POST", "/api/alerts", body=sample(name))
     assert again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"
     assert json.loads(again.get_body()) == body
+    assert _arm_requests(cloud, mark) == []
+
+
+def test_in_dry_run_an_alert_plans_and_writes_nothing(
+    call: Call, app_env: dict[str, str], cloud: Emulator
+) -> None:
+    mark = cloud.requests.mark()
+    body = json.loads(call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2")).get_body())
+    assert body["status"] == "planned" and body["dryRun"] is True
+    assert body["dryRunForcedBy"] == ["VAULTGUARD_DRY_RUN", "policy.dryRun"]
+    assert [a["principal"] for a in _split(body["plan"])[0]] == [FLOW_SP]
+    assert [o["status"] for o in body["outcomes"]] == ["skipped"]
+    assert policy_writes_since(cloud, mark) == 0
+    assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+
+
+def _administrative(alert_number: int, caller: str, object_id: str) -> dict[str, Any]:
+    payload = sample("activity_log_administrative")
+    essentials = payload["data"]["essentials"]
+    essentials["alertId"] = essentials["alertId"][:-1] + str(alert_number)
+    context = payload["data"]["alertContext"]
+    context["caller"] = caller
+    claims = json.loads(context["claims"])
+    claims["http://schemas.microsoft.com/identity/claims/objectidentifier"] = object_id
+    context["claims"] = json.dumps(claims)
+    return payload
+
+
+def test_the_app_recognises_its_own_access_policy_change(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """The fix writes an access policy; Azure Monitor then reports that write with the app's identity
+    as caller. The re-check plans 0 actions and the result says it recognised its own change."""
+    fixed = json.loads(
+        call("alerts", "POST", "/api/alerts", body=sample("activity_log_administrative")).get_body()
+    )
+    assert [o["status"] for o in fixed["outcomes"]] == ["applied"]
+    me = cloud.state.azure.admin_object_id  # the identity the app signs in as (AZURE_CLIENT_ID)
+    mark = cloud.requests.mark()
+    response = call("alerts", "POST", "/api/alerts", body=_administrative(2, me, me))
+    body = json.loads(response.get_body())
+    assert response.status_code == 202
+    assert body["status"] == "handled"
+    assert body["ownChange"] is True and body["alreadyCompliant"] is True
+    assert body["plan"] == [] and body["summary"]["actions"] == 0
+    assert body["notes"][0].startswith("recognised the app's own change")
+    assert policy_writes_since(cloud, mark) == 0
+    # Someone else's change to an already compliant vault: re-checked, also nothing to do, not "own".
+    other = json.loads(
+        call(
+            "alerts", "POST", "/api/alerts", body=_administrative(3, "admin@contoso.example", ADMIN_USER)
+        ).get_body()
+    )
+    assert other["ownChange"] is False and other["alreadyCompliant"] is True
+    assert other["notes"][0] == "the vault is already compliant: re-checked, 0 actions planned"
+    assert policy_writes_since(cloud, mark) == 0
+
+
+def test_alert_audit_rows_carry_the_alert_caller_and_id(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    from remediations.core.audit import TableAuditSink
+    from remediations.core.settings import AppSettings
+
+    body = json.loads(
+        call("alerts", "POST", "/api/alerts", body=sample("activity_log_administrative")).get_body()
+    )
+    rows = TableAuditSink.from_settings(AppSettings.from_env()).records(body["correlationId"])
+    assert [r.state for r in rows] == ["pending", "applied"]
+    assert {(r.trigger, r.caller, r.ticket_id) for r in rows} == {
+        ("alert", "admin@contoso.example", body["alertId"])
+    }
 
 
 def test_engine_is_called_once_per_alert(
@@ -157,4 +288,80 @@ def test_alerts_appear_in_the_run_list(call: Call, app_env: dict[str, str]) -> N
     response = call("tickets", "GET", "/api/remediations", params={"kind": "alert"})
     runs = json.loads(response.get_body())["runs"]
     assert [r["kind"] for r in runs] == ["alert"]
-    assert runs[0]["status"] == "pending-engine"
+    assert runs[0]["status"] == "planned"
+
+
+def test_a_failed_handling_is_500_and_the_retried_delivery_is_handled(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    rule = cloud.faults.status(403, host="management.azure.com", path="/vaults/kv-fin-flows$", method="GET")
+    try:
+        failed = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    finally:
+        rule.count = 0
+    assert failed.status_code == 500
+    problem(failed)
+    assert secrets_of(cloud, FLOW_SP) == ["Get", "List"]
+    retried = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert retried.status_code == 202
+    assert json.loads(retried.get_body())["status"] == "handled"
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
+
+
+@pytest.mark.parametrize("on_alert", ["report", "rotate"])
+def test_a_defender_alert_revokes_and_rotates_per_policy(
+    call: Call,
+    enforce: dict[str, str],
+    cloud: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    on_alert: str,
+) -> None:
+    """The app may list the vault: a Defender alert removes the flow identity's `List` and, per
+    `rotation.onAlert`, reports each secret of the vault (skipped actions naming them) or rotates it
+    (a new version, the old one disabled). No value in the response."""
+    me = cloud.state.azure.admin_object_id
+    policy = {
+        "dryRun": False,
+        "rotation": {"onAlert": on_alert, "defaultRotator": "random"},
+        "secretPermissions": {"byIdentity": {me: ["get", "list", "set"]}},  # the app keeps its own list
+    }
+    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(policy))
+    values = {"api-key": "alerted-api-key-value-1"}
+    vault = cloud.state.azure.vaults[VAULT_NAME]
+    with app_may_rotate(cloud, values):
+        with cloud.state.lock:
+            old = {n: s.latest.version for n, s in vault.secrets.items()}
+        response = call("alerts", "POST", "/api/alerts", body=sample("defender_security_alert_record"))
+        assert response.status_code == 202, response.get_body()
+        body = json.loads(response.get_body())
+        assert body["status"] == "handled" and body["summary"]["readErrors"] == 0
+        writes, skipped = _split(body["plan"])
+        rotations = sorted(
+            (a for a in body["plan"] if a["remediation_id"] == "rotate_secret"), key=lambda a: a["target"]
+        )
+        assert [a["target"] for a in rotations] == [f"{VAULT}/secrets/{n}" for n in sorted(old)]
+        assert [(a["remediation_id"], a["principal"]) for a in writes if a not in rotations] == [
+            ("remove_list_permission", FLOW_SP)
+        ]
+        assert secrets_of(cloud, FLOW_SP) == ["Get"]
+        by_action = {o["action_id"]: o for o in body["outcomes"]}
+        with cloud.state.lock:
+            versions = {n: list(s.versions) for n, s in vault.secrets.items()}
+        if on_alert == "report":
+            assert rotations and all(a in skipped for a in rotations)
+            assert all("rotation.onAlert is 'report'" in a["skip_reason"] for a in rotations)
+            assert {by_action[a["id"]]["status"] for a in rotations} == {"skipped"}
+            assert {n: [v.version for v in vs] for n, vs in versions.items()} == {
+                n: [v] for n, v in old.items()
+            }
+        else:
+            assert {by_action[a["id"]]["status"] for a in rotations} == {"applied"}
+            for name, version in old.items():
+                first, new = versions[name]
+                assert first.version == version and first.enabled is False and new.enabled is True
+        text = response.get_body().decode() + caplog.text
+        for name in old:
+            for version in versions[name]:
+                assert version.value not in text
+    assert not any("rotation unavailable" in n for n in body["notes"])

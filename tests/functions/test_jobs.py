@@ -1,4 +1,6 @@
-"""The sweep timer enqueues one message per subscription on Azurite; the worker validates messages."""
+"""The sweep timer enqueues one message per vault on Azurite; the worker validates messages.
+
+The 50-vault end-to-end drain is in tests/emulator/test_sweep_worker.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
-from tests.functions.conftest import SUBSCRIPTIONS
+from tests.functions.conftest import SUBSCRIPTIONS, VAULT
 
 
 def _drain(env: dict[str, str]) -> list[bytes]:
@@ -20,14 +22,15 @@ def _drain(env: dict[str, str]) -> list[bytes]:
     return [base64.b64decode(m.content) for m in queue.receive_messages(max_messages=32)]
 
 
-def test_timer_enqueues_one_message_per_subscription(
+def test_timer_enqueues_one_message_per_vault(
     functions: dict[str, Any], app_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="vaultguard")
     functions["sweep"].get_user_function()(TimerRequest(past_due=True))
     bodies = [json.loads(b) for b in _drain(app_env)]
-    assert sorted(b["id"] for b in bodies) == sorted(SUBSCRIPTIONS)
-    assert {b["kind"] for b in bodies} == {"subscription"}
+    assert [b["id"] for b in bodies] == [VAULT]
+    assert {b["kind"] for b in bodies} == {"vault"}
+    assert {b["dryRun"] for b in bodies} == {True}
     assert len({b["sweepId"] for b in bodies}) == 1
     assert any(getattr(r, "past_due", False) for r in caplog.records)
     assert all(getattr(r, "trigger", None) == "sweep" for r in caplog.records if r.name == "vaultguard")
@@ -95,3 +98,40 @@ def test_sweep_with_no_subscriptions_logs_an_error_and_sends_nothing(
     monkeypatch.setenv("VAULTGUARD_SUBSCRIPTION_IDS", "")
     functions["sweep"].get_user_function()(TimerRequest())
     assert any(r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_max_dequeue_count_matches_host_json() -> None:
+    from pathlib import Path
+
+    from remediations.triggers.jobs import MAX_DEQUEUE_COUNT
+
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+
+
+def test_a_bad_message_on_its_last_try_lands_in_the_poison_queue_with_its_reason(
+    app_env: dict[str, str],
+) -> None:
+    from remediations.triggers import jobs
+
+    # What function_app.remediate_worker passes on the fifth delivery; no raise: poisoned by us.
+    jobs.work(b"not json", message_id="bad-5", dequeue_count=5)
+    poison = QueueClient.from_connection_string(
+        app_env["AzureWebJobsStorage"], app_env["VAULTGUARD_QUEUE_NAME"] + "-poison"
+    )
+    [record] = [json.loads(base64.b64decode(m.content)) for m in poison.receive_messages()]
+    assert record["message"] == "not json" and record["messageId"] == "bad-5"
+    assert record["dequeueCount"] == 5 and record["reason"].startswith("not a scope message")
+
+
+def test_an_environment_scope_without_power_platform_is_acknowledged(
+    functions: dict[str, Any], app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from remediations.triggers.messages import ScopeMessage
+
+    caplog.set_level("INFO", logger="vaultguard")
+    message = ScopeMessage.for_environment("Default-7c6b5a49-3827-4160-9f8e-d7c6b5a49382", "s1", True)
+    functions["remediate_worker"].get_user_function()(
+        func.QueueMessage(id="env", body=message.model_dump_json().encode())
+    )
+    assert any("no Power Platform inventory configured" in r.getMessage() for r in caplog.records)

@@ -53,7 +53,8 @@ def test_with_a_key_serves_the_function_handlers(server: int) -> None:
     assert _request(server, "GET", "/api/health", headers=auth)[0] == 200
     ticket = ticket_body()
     status, headers, body = _request(server, "POST", "/api/remediations", ticket, auth)
-    assert status == 202, body
+    assert status == 200, body  # a dry run (the deployment default)
+    assert json.loads(body)["status"] == "planned"
     assert headers["location"] == f"/api/remediations/{ticket['ticketId']}"
     status, _, fetched = _request(server, "GET", f"/api/remediations/{ticket['ticketId']}?code={KEY}")
     assert status == 200
@@ -107,3 +108,30 @@ def test_python_m_remediations_serve_answers_real_http(app_env: dict[str, str]) 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_cli_serve_subcommand_runs_the_local_runner(app_env: dict[str, str]) -> None:
+    """`python -m remediations serve --port 0` in its own process answers /api/health over HTTP."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "remediations", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VAULTGUARD_LOCAL_FUNCTION_KEY": KEY},
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/api/", line)
+        assert match, line
+        status, _, body = _request(
+            int(match.group(1)), "GET", "/api/health", headers={"x-functions-key": KEY}
+        )
+        assert status in (200, 503) and "version" in json.loads(body)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -3,13 +3,14 @@ from __future__ import annotations
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan, inventory, run
+from remediations.core.engine import RunContext, apply_plan, build_plan, inventory, run
 from remediations.core.model import Plan, Scope
 from remediations.core.policy import parse_policy
-from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault
+from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
 
 SCOPE = Scope(subscription_id=SUB)
 OWNER = (owner_at(f"/subscriptions/{SUB}"),)
+SCOPE_VAULT = vault_id("kv")
 
 
 def test_dry_run_plans_with_a_diff_and_writes_nothing() -> None:
@@ -79,3 +80,94 @@ def test_inventory_read_failures_become_errors_not_silence() -> None:
     snap = inventory(SCOPE, clients)
     assert [(e.operation, e.status) for e in snap.errors] == [("list secrets", 403)]
     assert len(snap.vaults) == 1 and snap.identities[0].exists is True
+
+
+def test_concurrent_apply_keeps_plan_order_per_vault_and_count_mode_keeps_no_secrets() -> None:
+    vaults = [
+        vault(f"kv{i}", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"))
+        for i in range(6)
+    ]
+    clients = MemoryClients(*vaults, assignments=OWNER)
+    audit = MemoryAuditSink()
+    policy = parse_policy({"dryRun": False, "maxActionsPerRun": 100})
+    snap = inventory(SCOPE, clients, keep_secrets=False, concurrency=4)
+    assert all(v.secrets == () and v.secret_count is not None for v in snap.vaults)
+    plan = build_plan(detect(snap, policy), snap, policy)
+    outcomes = apply_plan(plan, clients, audit, RunContext(correlation_id="c", trigger="cli"), concurrency=4)
+    assert [o.action_id for o in outcomes] == [a.id for a in plan.actions]
+    assert [o.status for o in outcomes] == ["applied"] * 12 and len(clients.mgmt.calls) == 12
+    # per vault, the writes happen in plan order (u1 then u2)
+    by_vault: dict[str, list[str]] = {}
+    for call in clients.mgmt.calls:
+        by_vault.setdefault(str(call[1]), []).append(str(call[2].object_id))
+    assert all(order == ["u1", "u2"] for order in by_vault.values())
+    pending = [r for r in audit.entries if r.state == "pending"]
+    assert len(pending) == 12
+
+
+def _secrets_fail(clients: MemoryClients, status: int | None) -> None:
+    def failed() -> list[object]:
+        raise AzureCallFailed("list secrets", status, None, "refused" if status else "connection reset")
+
+    clients.keyvault_secrets = lambda uri: type("S", (), {"list_secret_metadata": staticmethod(failed)})()  # type: ignore[method-assign]
+
+
+def test_a_refused_secret_list_is_partial_the_other_fixes_run_and_rotation_says_why() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list")), assignments=OWNER)
+    _secrets_fail(clients, 403)
+    audit = MemoryAuditSink()
+    result = run(SCOPE, parse_policy({"dryRun": False}), clients, audit, trigger="cli", correlation_id="r")
+    [error] = result.inventory_errors
+    assert (error.operation, error.status, error.partial, error.label) == (
+        "list secrets",
+        403,
+        True,
+        "HTTP 403",
+    )
+    assert result.failures == 0 and result.read_errors == 1
+    by_remediation = {a.remediation_id: a for a in result.plan.actions}
+    assert by_remediation["remove_list_permission"].skip_reason is None  # still applied
+    assert [
+        o.status for o in result.outcomes if o.action_id == by_remediation["remove_list_permission"].id
+    ] == ["applied"]
+    rotation = by_remediation["rotate_secret"]
+    assert rotation.target == SCOPE_VAULT and "failed (HTTP 403)" in (rotation.skip_reason or "")
+    assert [r.state for r in audit.records("r") if r.remediation_id == "rotate_secret"] == ["skipped"]
+
+
+def test_a_secret_list_without_a_response_fails_the_run_so_it_is_retried() -> None:
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get")), assignments=OWNER)
+    _secrets_fail(clients, None)
+    snap = inventory(SCOPE, clients)
+    [error] = snap.errors
+    assert (error.status, error.partial, error.label) == (None, False, "no response")
+
+
+def test_a_removal_covered_by_a_larger_one_on_the_same_entry_is_skipped_not_written_twice() -> None:
+    from remediations.core.model import AccessPolicyChange, Action, Permissions
+
+    def removal(remediation_id: str, *secrets: str) -> Action:
+        change = AccessPolicyChange(
+            operation="remove", tenant_id="t", object_id="o1", permissions=Permissions(secrets=secrets)
+        )
+        return Action.create(
+            remediation_id=remediation_id,
+            target=SCOPE_VAULT,
+            principal="o1",
+            changes=(change,),
+            before={},
+            after={},
+            reason="test",
+            finding_ids=(),
+        )
+
+    small, whole = (
+        removal("remove_list_permission", "List"),
+        removal("remove_orphaned_principal", "Get", "List"),
+    )
+    snap = snapshot(vault("kv"))
+    plan = build_plan([], snap, parse_policy({}), extra=[small, whole])
+    skips = {a.remediation_id: a.skip_reason for a in plan.actions}
+    assert skips["remove_orphaned_principal"] is None
+    assert (skips["remove_list_permission"] or "").startswith("covered by remove_orphaned_principal")
+    assert len(plan.writes) == 1

@@ -179,3 +179,21 @@ def test_a_failed_secret_list_blocks_narrowing() -> None:
     )
     [action] = NarrowRoleAssignment().plan(snap, detect(snap, _policy()), _policy())
     assert action.skip_reason is not None and "secret list" in action.skip_reason
+
+
+def test_secrets_not_listed_or_refused_skip_the_narrowing_instead_of_deleting_blind() -> None:
+    """Without the secret list, an empty vault would plan no per-secret grants and then delete the
+    wide one: the identity would lose every secret. The action is skipped, saying why."""
+    wide = assignment(KV, USER)
+    snap = rbac_snapshot(rbac_vault("kv", "a", "b"), assignments=(wide,))
+    not_listed = snap.model_copy(update={"secrets_listed": False})
+    [action] = _plan(not_listed, _policy()).actions
+    assert (
+        action.skip_reason == "the secret list of vault kv failed (not read): cannot tell which secrets exist"
+    )
+    refused = InventoryError(resource_id=KV, operation="list secrets", status=403, message="no", partial=True)
+    snap = snap.model_copy(update={"errors": (refused,)})
+    [action] = _plan(snap, _policy()).actions
+    assert (
+        action.skip_reason == "the secret list of vault kv failed (HTTP 403): cannot tell which secrets exist"
+    )

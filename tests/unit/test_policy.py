@@ -67,3 +67,13 @@ def test_bad_json_and_missing_file_fail_with_a_message(tmp_path: Path) -> None:
         load_policy(AppSettings.from_env({"VAULTGUARD_POLICY_JSON": "{nope"}))
     with pytest.raises(PolicyError, match="cannot be read"):
         load_policy(path=tmp_path / "missing.json")
+
+
+def test_power_platform_environments_give_the_trigger_scope() -> None:
+    from remediations.core.model import PowerPlatformScope
+
+    assert parse_policy({}).power_platform.scope() is None
+    every = parse_policy({"powerPlatform": {"environments": ["*"]}}).power_platform.scope()
+    assert every == PowerPlatformScope(all_environments=True)
+    named = parse_policy({"powerPlatform": {"environments": ["env-a", "env-b"]}}).power_platform.scope()
+    assert named == PowerPlatformScope(environments=("env-a", "env-b"))

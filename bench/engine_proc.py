@@ -1,0 +1,101 @@
+"""One engine run in its own process (so its RSS and CPU are its own), against the emulator whose
+environment (proxy, CA bundle, credentials) this process inherits.
+
+    python -m bench.engine_proc '{"phase": "plan"|"apply", "read_concurrency": 32, ...}'
+
+Prints one JSON line: phase wall times, counts, peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    spec: dict[str, Any] = json.loads(args[0])
+    started = time.perf_counter()
+    from remediations.adapters.clients import AzureClients
+    from remediations.core.audit import MemoryAuditSink
+    from remediations.core.detect import detect
+    from remediations.core.engine import RunContext, apply_plan, build_plan, inventory
+    from remediations.core.model import Scope
+    from remediations.core.policy import parse_policy
+
+    imported = time.perf_counter()
+    rss_after_import = _rss_mib()
+    scope = Scope.parse(spec["scope"])
+    policy = parse_policy(spec.get("policy", {}))
+    result: dict[str, Any] = {"import_s": imported - started, "rss_after_import_mib": rss_after_import}
+    with AzureClients() as clients:
+        # Token acquisition happens once per process; do it before the clock starts (login latency is
+        # not part of the model).
+        clients.keyvault_management(scope.subscription_id)
+        t0 = time.perf_counter()
+        snapshot = inventory(
+            scope,
+            clients,
+            concurrency=int(spec.get("read_concurrency", 32)),
+            keep_secrets=bool(spec.get("keep_secrets", True)),
+        )
+        t1 = time.perf_counter()
+        findings = detect(snapshot, policy)
+        t2 = time.perf_counter()
+        plan = build_plan(findings, snapshot, policy, dry_run=spec["phase"] != "apply")
+        t3 = time.perf_counter()
+        result.update(
+            inventory_s=t1 - t0,
+            detect_s=t2 - t1,
+            plan_s=t3 - t2,
+            inventory_plan_s=t3 - t0,
+            vaults=len(snapshot.vaults),
+            secrets=sum(v.secret_count or len(v.secrets) for v in snapshot.vaults),
+            role_assignments=len(snapshot.role_assignments),
+            identities=len(snapshot.identities),
+            inventory_errors=len(snapshot.errors),
+            inventory_error_samples=[
+                f"{e.operation} {e.resource_id}: {e.message}"[:300] for e in snapshot.errors[:3]
+            ],
+            findings=dict(Counter(f.detector_id for f in findings)),
+            actions=len(plan.actions),
+            writes_planned=sum(len(a.changes) for a in plan.writes),
+            deferred=len(plan.deferred),
+            vaults_with_writes=len({a.target.lower() for a in plan.writes}),
+        )
+        del findings
+        if spec["phase"] == "apply":
+            audit = MemoryAuditSink()
+            context = RunContext(correlation_id="bench", trigger="cli")
+            t4 = time.perf_counter()
+            outcomes = apply_plan(
+                plan, clients, audit, context, concurrency=int(spec.get("write_concurrency", 10))
+            )
+            t5 = time.perf_counter()
+            result.update(
+                apply_s=t5 - t4,
+                outcomes=dict(Counter(o.status for o in outcomes)),
+                verified=sum(1 for o in outcomes if o.verified),
+                failures=[o.error for o in outcomes if o.status == "failed"][:3],
+                audit_rows=len(audit.entries),
+            )
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["cpu_s"] = time.process_time()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

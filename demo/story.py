@@ -1,0 +1,726 @@
+"""The demo's story on emulator/scenarios/seed.json, step by step (see demo/__main__.py).
+
+    a. the attack before: the System Customizer edits the admin's flow and dumps the vault
+    b. the exposure graph: who reaches which secret, through which path
+    c. the fix through the triggers: timer tick (dry run) -> ticket (apply) -> alert (own change)
+    d. the attack after: the same edit reads nothing, the revoked user cannot edit, secrets rotated
+    e. the summary, and out/report.{html,md,json,sarif}
+
+Every check that makes the story true is a `Check`; the demo exits 1 naming the first that failed.
+Secret values are held only to compare and to mask; none is printed or written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets as random_source
+import shutil
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from demo.clients import FlowUser, Runner, emulator_session, error_code
+from demo.console import Console, mask
+from demo.procs import ROOT, SEED, Children, DemoError
+from remediations.core.settings import STORAGE_CONNECTION
+
+POLICY = Path(__file__).resolve().parent / "policy.json"
+ARM = "https://management.azure.com"
+KV_API = {"api-version": "2023-07-01"}
+FIX_REMEDIATIONS = [
+    "narrow_access_policy",
+    "remove_list_permission",
+    "revoke_flow_shares",
+    "revoke_connection_shares",
+    "enforce_keyvault_dlp",
+    "rotate_secret",
+]
+SERVICES = {  # emulator host -> the service it stands for (report `api_calls`)
+    "login.microsoftonline.com": "Entra ID tokens",
+    "management.azure.com": "Azure Resource Manager",
+    "graph.microsoft.com": "Microsoft Graph",
+    "api.flow.microsoft.com": "Power Automate",
+    "api.powerapps.com": "Power Apps",
+    "api.bap.microsoft.com": "Power Platform admin (BAP)",
+}
+PERSON_RELATIONS = frozenset({"can_edit", "can_run", "environment_role", "can_use"})
+MARK = "/providers/vaultguard.demo/markers/"  # a harmless 404 that splits the emulator's request log
+
+
+class CheckFailed(RuntimeError):
+    """The story did not hold: `str()` names the check."""
+
+
+@dataclass
+class Results:
+    started: float = field(default_factory=time.monotonic)
+    before: dict[str, str] = field(default_factory=dict)  # secret name -> value (never printed)
+    after: dict[str, str] = field(default_factory=dict)
+    vault_secret_names: list[str] = field(default_factory=list)
+    sweep_plan: list[dict[str, Any]] = field(default_factory=list)
+    sweep_scopes: int = 0
+    ticket: dict[str, Any] = field(default_factory=dict)
+    alert: dict[str, Any] = field(default_factory=dict)
+    rotated: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    attacker_calls: int = 0
+    seconds: float = 0.0
+    report_files: dict[str, Path] = field(default_factory=dict)
+    known_values: set[str] = field(default_factory=set)
+
+
+def _service(host: str) -> str:
+    if host.endswith(".vault.azure.net"):
+        return "Key Vault"
+    return SERVICES.get(host, host)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
+
+
+def _short(resource_id: str) -> str:
+    """The last two segments of a resource id (enough to recognise it in a terminal)."""
+    parts = [p for p in resource_id.split("/") if p]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else resource_id
+
+
+class Story:
+    def __init__(self, console: Console, out_dir: Path, kids: Children, state_out: str | None = None) -> None:
+        self.c = console
+        self.state_out = state_out
+        self.out_dir = out_dir
+        self.kids = kids
+        self.r = Results()
+        self.seed: dict[str, Any] = json.loads(SEED.read_text())
+        users = {u["userPrincipalName"].split("@")[0]: u for u in self.seed["users"]}
+        self.admin = users["admin"]["id"]
+        self.customizer = users["customizer"]["id"]
+        self.analyst = users["analyst"]["id"]
+        self.names = {u["id"]: f"{u['displayName']} ({u['userPrincipalName']})" for u in self.seed["users"]}
+        self.names.update({s["id"]: s["displayName"] for s in self.seed["servicePrincipals"]})
+        pp = self.seed["powerPlatform"]
+        self.flow = next(f for f in pp["flows"] if f["displayName"] == "Nightly payroll export")
+        self.environment = self.flow["environment"]
+        self.subscription = self.seed["subscriptions"][0]["subscriptionId"]
+        self.vault_ids = {
+            v["name"]: (
+                f"/subscriptions/{self.subscription}/resourceGroups/{v['resourceGroup']}"
+                f"/providers/Microsoft.KeyVault/vaults/{v['name']}"
+            )
+            for v in self.seed["vaults"]
+        }
+        self.shared_vault = "kv-shared-prod"
+        for vault in self.seed["vaults"]:
+            for secret in vault["secrets"]:
+                for version in secret.get("versions") or [secret]:
+                    self.r.known_values.add(str(version["value"]))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def check(self, ok: bool, name: str, detail: str = "") -> None:
+        if not ok:
+            raise CheckFailed(f"{name}{': ' + detail if detail else ''}")
+        self.r.checks.append(name)
+        self.c.good(name)
+
+    def mark(self, name: str) -> None:
+        emulator_session(self.env).get(f"{ARM}{MARK}{name}")
+
+    # -- setup ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.c.title("Starting the emulator, Azurite and the local function runner")
+        self.env = self.kids.start_emulator()
+        self.c.info(
+            f"emulator: HTTPS proxy {self.env['HTTPS_PROXY']} (ARM, Key Vault, Graph, Power Platform)"
+        )
+        storage = self.kids.start_azurite()
+        self.c.info("Azurite: blob, queue and table on free local ports")
+        from emulator.scenario import load_scenario_file
+
+        self.state = load_scenario_file(SEED)  # the harness mints users' tokens for the same tenant
+        os.environ.update(self.env)  # the harness's own reads (report inventory) go to the emulator too
+        os.environ[STORAGE_CONNECTION] = storage
+        self.app_oid = self._app_identity()
+        self.policy_file = self.kids.tmp / "policy.json"
+        self._write_policy(dry_run=True)
+        self._grant_rotation_access()
+        self.function_key = random_source.token_urlsafe(24)
+        self.master_key = random_source.token_urlsafe(24)
+        settings = {
+            STORAGE_CONNECTION: storage,
+            "VAULTGUARD_SUBSCRIPTION_IDS": self.subscription,
+            "VAULTGUARD_POLICY_FILE": str(self.policy_file),
+            "VAULTGUARD_DRY_RUN": "false",  # the policy file's dryRun decides (true for the first sweep)
+            "VAULTGUARD_MAX_ACTIONS_PER_RUN": "100",
+            "VAULTGUARD_SWEEP_SCHEDULE": "0 0 */6 * * *",
+            "VAULTGUARD_QUEUE_NAME": "vaultguard-scopes",
+            "VAULTGUARD_LOCAL_FUNCTION_KEY": self.function_key,
+            "VAULTGUARD_LOCAL_MASTER_KEY": self.master_key,
+        }
+        os.environ.update(settings)
+        runner_env = {**os.environ, **self.env, **settings, "PYTHONPATH": str(ROOT)}
+        url = self.kids.start_runner(runner_env)
+        self.runner = Runner(url, self.function_key, self.master_key)
+        self.c.info(f"function runner: {url}/api/ (function key) and /admin/functions/ (master key)")
+        self.c.info(f"vaultguard signs in as the app registration with object id {self.app_oid}")
+
+    def _app_identity(self) -> str:
+        from azure.identity import ClientSecretCredential
+
+        credential = ClientSecretCredential(
+            self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
+        )
+        return str(_claims(credential.get_token(f"{ARM}/.default").token)["oid"])
+
+    def _write_policy(self, *, dry_run: bool) -> None:
+        policy = json.loads(POLICY.read_text())
+        policy["dryRun"] = dry_run
+        # vaultguard's own access (granted at deployment for rotation) is its purpose: not narrowed.
+        policy.setdefault("secretPermissions", {}).setdefault("byIdentity", {})[self.app_oid] = [
+            "get",
+            "list",
+            "set",
+        ]
+        self.policy_file.write_text(json.dumps(policy, indent=2))
+
+    def _grant_rotation_access(self) -> None:
+        """The deployment step README "Secret rotation" asks for on access-policy vaults: an access
+        policy for vaultguard's identity with secrets get, list, set (ARM `accessPolicies/add`)."""
+        from azure.identity import ClientSecretCredential
+
+        token = (
+            ClientSecretCredential(
+                self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
+            )
+            .get_token(f"{ARM}/.default")
+            .token
+        )
+        http = emulator_session(self.env, token)
+        for vault_id in self.vault_ids.values():
+            response = http.put(
+                f"{ARM}{vault_id}/accessPolicies/add",
+                params=KV_API,
+                json={
+                    "properties": {
+                        "accessPolicies": [
+                            {
+                                "tenantId": self.env["AZURE_TENANT_ID"],
+                                "objectId": self.app_oid,
+                                "permissions": {"secrets": ["get", "list", "set"]},
+                            }
+                        ]
+                    }
+                },
+            )
+            if response.status_code != 200:
+                raise DemoError(
+                    f"could not grant vaultguard rotation access on {vault_id}: {response.status_code}"
+                )
+        self.c.info(
+            "deployment step: vaultguard's identity got secrets get/list/set on both vaults (rotation)"
+        )
+
+    # -- a. the attack before -------------------------------------------------------------------
+    def attack_before(self) -> None:
+        c = self.c
+        c.title("a. The attack, before vaultguard")
+        attacker = FlowUser(self.env, self.state, self.customizer, self.environment, self.flow["name"])
+        c.step(
+            f"{self.names[self.customizer]} is a System Customizer in environment "
+            f"'{self.seed['powerPlatform']['environments'][0]['displayName']}'"
+        )
+        status, run = attacker.run()
+        seen = attacker.secrets_read(run) if status == 202 else {}
+        c.info(
+            f"as seeded, '{self.flow['displayName']}' runs with secure outputs: "
+            f"{len(seen)} value(s) in run history"
+        )
+        c.step("edits the admin's flow: secure outputs off; List secrets + for each: Get secret")
+        edited = attacker.edit_to_dump_the_vault()
+        self.check(
+            edited.status_code == 200, "the customizer may save the edit", f"HTTP {edited.status_code}"
+        )
+        c.step("runs it: the Key Vault connection authenticates as the admin, not as the customizer")
+        status, run = attacker.run()
+        self.r.before = attacker.secrets_read(run)
+        for name in sorted(self.r.before):
+            c.info(f"{name} = {mask(self.r.before[name])}")
+        vault = next(v for v in self.seed["vaults"] if v["name"] == self.shared_vault)
+        self.r.vault_secret_names = sorted(s["name"] for s in vault["secrets"])
+        self.check(
+            sorted(self.r.before) == self.r.vault_secret_names,
+            f"before: the attacker read every secret in {self.shared_vault} "
+            f"({len(self.r.before)} of {len(self.r.vault_secret_names)})",
+        )
+
+    # -- b. the exposure graph ------------------------------------------------------------------
+    def snapshot(self) -> Any:
+        from remediations.adapters.clients import AzureClients
+        from remediations.core.engine import inventory
+        from remediations.core.model import PowerPlatformScope, Scope
+
+        with AzureClients() as clients:
+            return inventory(
+                Scope(subscription_id=self.subscription),
+                clients,
+                include_secrets=True,
+                pp_scope=PowerPlatformScope(all_environments=True),
+            )
+
+    def exposure(self) -> None:
+        from remediations.core.graph import ExposureGraph
+
+        c = self.c
+        c.title("b. The exposure graph: who can reach which secret, and how")
+        self.before_snapshot = self.snapshot()
+        graph = ExposureGraph.build(self.before_snapshot)
+        labels = self._labels(self.before_snapshot)
+        routes: dict[tuple[str, str], set[str]] = defaultdict(set)
+        people = {e.source for e in graph.edges if e.relation in PERSON_RELATIONS}
+        for person in sorted(people):
+            for path in graph.what_can_read(person.partition(":")[2]):
+                if path[0].relation not in PERSON_RELATIONS or any(
+                    e.relation in PERSON_RELATIONS for e in path[1:]
+                ):
+                    continue  # one person's own reach only (not a chain through someone else's identity)
+                hops = [labels.get(path[0].source, path[0].source)]
+                for edge in path[:-1]:  # the last hop is vault -> secret: counted, not listed
+                    perms = f"({','.join(edge.permissions)})" if edge.permissions else ""
+                    hops.append(f"-{edge.relation}{perms}-> {labels.get(edge.target, edge.target)}")
+                routes[(person, " ".join(hops))].add(path[-1].target)
+        rows = sorted(routes.items(), key=lambda kv: (-len(kv[1]), kv[0][1]))
+        for (_, route), reached in rows:
+            c.info(f"{len(reached):>3} secret(s)  {route}")
+        self.check(
+            any(
+                p == f"principal:{self.customizer}" and len(s) >= len(self.r.vault_secret_names)
+                for (p, _), s in routes.items()
+            ),
+            "the graph shows the customizer's path to every secret in the shared vault",
+        )
+
+    def _labels(self, snapshot: Any) -> dict[str, str]:
+        labels = {f"principal:{oid.lower()}": name.split(" (")[0] for oid, name in self.names.items()}
+        labels[f"principal:{self.app_oid.lower()}"] = "vaultguard"
+        for flow in snapshot.flows:
+            labels[f"flow:{flow.id.lower()}"] = f"flow '{flow.display_name}'"
+            labels[f"flow:{flow.id}"] = f"flow '{flow.display_name}'"
+        for connection in snapshot.connections:
+            labels[f"connection:{connection.id.lower()}"] = f"connection '{connection.display_name}'"
+            labels[f"connection:{connection.id}"] = f"connection '{connection.display_name}'"
+        for vault in snapshot.vaults:
+            labels[f"vault:{vault.id.lower()}"] = vault.name
+            labels[f"vault:{vault.id}"] = vault.name
+        return labels
+
+    # -- c. the fix through the triggers --------------------------------------------------------
+    def fix(self) -> None:
+        c = self.c
+        c.title("c. The fix, through the app's triggers")
+        self.mark("fix-start")
+        self._sweep()
+        self._ticket()
+        self._alert()
+        self.mark("fix-end")
+
+    def _sweep(self) -> None:
+        from remediations.triggers.messages import ScopeMessage
+        from remediations.triggers.runs import RunStore
+        from remediations.triggers.storage import queue_client
+
+        c = self.c
+        c.step("timer tick (policy dryRun: true): POST /admin/functions/sweep")
+        ticked = self.runner.run_function("sweep")
+        self.check(
+            ticked.status_code == 202, "the sweep ran", f"HTTP {ticked.status_code} {ticked.text[:300]}"
+        )
+        queue = queue_client(os.environ["VAULTGUARD_QUEUE_NAME"])
+        messages = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
+        c.info(f"the sweep enqueued {len(messages)} scope message(s) on the Storage queue (Azurite)")
+        store = RunStore.from_env()
+        plan: dict[str, dict[str, Any]] = {}
+        for message in messages:
+            body = message.content.decode() if isinstance(message.content, bytes) else str(message.content)
+            scope = ScopeMessage.model_validate_json(body)
+            worked = self.runner.run_function("remediate_worker", body)
+            self.check(
+                worked.status_code == 202,
+                f"the worker ran scope {_short(scope.id)}",
+                f"HTTP {worked.status_code} {worked.text[:300]}\n{self.kids.runner_log()}",
+            )
+            queue.delete_message(message)
+            stored = store.get("scope", scope.idempotency_key())
+            record = (stored.body if stored is not None else None) or {}
+            summary = record.get("summary") or {}
+            c.info(
+                f"worker, {_short(scope.id)}: {record.get('status')}, "
+                f"{summary.get('findings', 0)} finding(s), "
+                f"{summary.get('actions', 0)} write(s) planned, none made"
+            )
+            for action in record.get("plan") or []:
+                plan.setdefault(action["id"], action)
+        self.r.sweep_scopes = len(messages)
+        self.r.sweep_plan = list(plan.values())
+        self._show_actions("the plan (dry run)", self.r.sweep_plan)
+        self.check(
+            bool(self.r.sweep_plan) and self.r.sweep_scopes == len(self.vault_ids),
+            "the dry-run sweep planned the fix for every vault and changed nothing",
+        )
+
+    def _show_actions(
+        self, heading: str, actions: list[dict[str, Any]], outcomes: dict[str, str] | None = None
+    ) -> None:
+        c = self.c
+        c.info(f"{heading}:")
+        rotations = [a for a in actions if a["remediation_id"] == "rotate_secret"]
+        rows = []
+        for action in actions:
+            if action["remediation_id"] == "rotate_secret":
+                continue
+            before, after = action.get("before") or {}, action.get("after") or {}
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            summary = "; ".join(
+                f"{k}: {self._readable(before.get(k))} -> {self._readable(after.get(k))}" for k in changed
+            )
+            who = self.names.get(action.get("principal") or "", action.get("principal") or "")
+            row = [action["remediation_id"], _short(action["target"]), who.split(" (")[0], summary]
+            if outcomes is not None:
+                row.append(outcomes.get(action["id"], "-"))
+            rows.append(row)
+        if rotations:
+            statuses = Counter(outcomes.get(a["id"], "-") for a in rotations) if outcomes else None
+            row = [
+                "rotate_secret",
+                f"{len(rotations)} secret(s)",
+                "",
+                "new version (random), old versions disabled",
+            ]
+            if outcomes is not None:
+                row.append(", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) if statuses else "-")
+            rows.append(row)
+        headers = ["remediation", "target", "principal", "before -> after"]
+        c.table(headers + (["outcome"] if outcomes is not None else []), rows)
+
+    def _readable(self, value: Any) -> str:
+        if isinstance(value, list):
+            items = []
+            for item in value:
+                text = str(item)
+                oid, _, role = text.partition(":")
+                items.append(
+                    f"{self.names.get(oid, oid).split(' (')[0]}:{role}"
+                    if role and oid in self.names
+                    else text
+                )
+            return "[" + ", ".join(items) + "]"
+        return str(value)
+
+    def _ticket(self) -> None:
+        c = self.c
+        self._write_policy(dry_run=False)
+        c.step("the plan is read and approved: policy dryRun set to false")
+        ticket_id = f"DEMO-{uuid.uuid4().hex[:8].upper()}"
+        body = {
+            "ticketId": ticket_id,
+            "remediations": FIX_REMEDIATIONS,
+            "targets": {"vaults": sorted(self.vault_ids.values())},
+            "dryRun": False,
+            "requester": "secops@contoso.example",
+            "reason": "Key Vault secrets reachable through Power Automate flow edits (seed attack)",
+        }
+        c.step(f"ticket {ticket_id}: POST /api/remediations (dryRun: false)")
+        response = self.runner.call("POST", "remediations", body)
+        self.check(
+            response.status_code == 202,
+            "the ticket was accepted and run",
+            f"HTTP {response.status_code} {response.text[:500]}",
+        )
+        result = response.json()
+        self.r.ticket = result
+        outcomes = {o["action_id"]: o["status"] for o in result["outcomes"]}
+        self._show_actions("applied", result["plan"], outcomes)
+        failed = [o for o in result["outcomes"] if o["status"] == "failed"]
+        self.check(
+            result["status"] == "applied" and not failed,
+            f"the ticket applied {len(result['outcomes'])} action(s), none failed",
+            "; ".join(f"{o['action_id']}: {o.get('error')}" for o in failed) or result["status"],
+        )
+        self.r.rotated = sorted(
+            a["target"].rsplit("/", 1)[-1]
+            for a in result["plan"]
+            if a["remediation_id"] == "rotate_secret" and outcomes.get(a["id"]) == "applied"
+        )
+
+    def _alert(self) -> None:
+        c = self.c
+        vault_id = self.vault_ids[self.shared_vault]
+        c.step(
+            "Azure Monitor reports the access-policy write the fix made: POST /api/alerts "
+            "(caller = vaultguard's identity)"
+        )
+        response = self.runner.call("POST", "alerts", self._activity_log_alert(vault_id))
+        self.check(
+            response.status_code == 202,
+            "the alert was accepted",
+            f"HTTP {response.status_code} {response.text[:300]}",
+        )
+        result = response.json()
+        self.r.alert = result
+        c.info(f"alert result: {result.get('status')}; {result.get('notes', [''])[0]}")
+        self.check(
+            result.get("ownChange") is True
+            and result["summary"]["actions"] == 0
+            and not result.get("outcomes"),
+            "the app recognised its own change and did nothing",
+        )
+
+    def _activity_log_alert(self, vault_id: str) -> dict[str, Any]:
+        """Azure Monitor common alert schema, Activity Log - Administrative, as an action group sends it."""
+        now = datetime.now(UTC).isoformat()
+        claims = {
+            "aud": "https://management.core.windows.net/",
+            "appid": self.env["AZURE_CLIENT_ID"],
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": self.app_oid,
+            "http://schemas.microsoft.com/identity/claims/tenantid": self.env["AZURE_TENANT_ID"],
+        }
+        alert_id = (
+            f"/subscriptions/{self.subscription}/providers/Microsoft.AlertsManagement/alerts/{uuid.uuid4()}"
+        )
+        return {
+            "schemaId": "azureMonitorCommonAlertSchema",
+            "data": {
+                "essentials": {
+                    "alertId": alert_id,
+                    "alertRule": "kv-access-policy-changed",
+                    "severity": "Sev2",
+                    "signalType": "Activity Log",
+                    "monitorCondition": "Fired",
+                    "monitoringService": "Activity Log - Administrative",
+                    "alertTargetIDs": [vault_id.lower()],
+                    "configurationItems": [self.shared_vault],
+                    "originAlertId": f"{uuid.uuid4()}_origin",
+                    "firedDateTime": now,
+                    "description": "",
+                    "essentialsVersion": "1.0",
+                    "alertContextVersion": "1.0",
+                },
+                "alertContext": {
+                    "authorization": {
+                        "action": "Microsoft.KeyVault/vaults/accessPolicies/write",
+                        "scope": vault_id,
+                    },
+                    "channels": "Operation",
+                    "claims": json.dumps(claims),
+                    "caller": self.app_oid,
+                    "correlationId": str(uuid.uuid4()),
+                    "eventSource": "Administrative",
+                    "eventTimestamp": now,
+                    "eventDataId": str(uuid.uuid4()),
+                    "level": "Informational",
+                    "operationName": "Microsoft.KeyVault/vaults/accessPolicies/write",
+                    "operationId": str(uuid.uuid4()),
+                    "properties": {
+                        "eventCategory": "Administrative",
+                        "entity": vault_id,
+                        "message": "Microsoft.KeyVault/vaults/accessPolicies/write",
+                    },
+                    "status": "Succeeded",
+                    "subStatus": "",
+                    "submissionTimestamp": now,
+                },
+            },
+        }
+
+    # -- d. the attack after --------------------------------------------------------------------
+    def attack_after(self) -> None:
+        c = self.c
+        c.title("d. The attack, after vaultguard")
+        attacker = FlowUser(self.env, self.state, self.customizer, self.environment, self.flow["name"])
+        c.step("the customizer makes the same edit")
+        edited = attacker.edit_to_dump_the_vault()
+        c.info(f"edit: HTTP {edited.status_code} {error_code(edited)}")
+        c.step("and runs the flow")
+        status, run = attacker.run()
+        self.r.after = attacker.secrets_read(run) if status == 202 else {}
+        outcome = (
+            f"run: {run.get('properties', {}).get('status')} ({attacker.failed_step(run)})"
+            if status == 202
+            else f"run refused: HTTP {status} {(run.get('error') or {}).get('code', '')}"
+        )
+        c.info(f"{outcome}; secrets read: {len(self.r.after)}")
+        self.check(
+            edited.status_code == 403, "after: the same edit is refused (403)", f"HTTP {edited.status_code}"
+        )
+        self.check(not self.r.after, "after: the attacker reads 0 secrets", f"{len(self.r.after)} read")
+        analyst = FlowUser(self.env, self.state, self.analyst, self.environment, self.flow["name"])
+        c.step(f"{self.names[self.analyst]}, whose CanEdit share was revoked, tries to edit the flow")
+        denied = analyst.edit_to_dump_the_vault()
+        c.info(f"edit: HTTP {denied.status_code} {error_code(denied)}")
+        self.check(
+            denied.status_code == 403,
+            "after: the revoked user cannot edit the flow (403)",
+            f"HTTP {denied.status_code}",
+        )
+        self.after_snapshot = self.snapshot()
+
+    # -- e. stop, verify rotation from the emulator's state, count calls, report -----------------
+    def finish(self) -> None:
+        self.kids.stop_emulator()  # writes its state and request log
+        state = json.loads(self.kids.state_file.read_text())
+        if self.state_out:
+            shutil.copyfile(self.kids.state_file, self.state_out)
+        rotated_ok, problems = self._verify_rotation(state)
+        self.c.title("e. Summary")
+        self.check(
+            rotated_ok and len(self.r.rotated) >= len(self.r.vault_secret_names),
+            f"after: {len(self.r.rotated)} exposed secret(s) rotated; every old version disabled",
+            "; ".join(problems[:5]),
+        )
+        self._count_calls()
+        self.r.seconds = time.monotonic() - self.r.started
+
+    def _verify_rotation(self, state: dict[str, Any]) -> tuple[bool, list[str]]:
+        problems: list[str] = []
+        by_vault = {v["name"]: v for v in state["vaults"]}
+        seed_values = {
+            (v["name"], s["name"]): s.get("value") for v in self.seed["vaults"] for s in v["secrets"]
+        }
+        for vault in state["vaults"]:
+            for secret in vault["secrets"]:
+                for version in secret.get("versions") or [secret]:
+                    self.r.known_values.add(str(version["value"]))
+        for name in self.r.rotated:
+            vault = next((v for v in by_vault.values() if any(s["name"] == name for s in v["secrets"])), None)
+            if vault is None:
+                problems.append(f"{name}: not found")
+                continue
+            secret = next(s for s in vault["secrets"] if s["name"] == name)
+            versions = secret.get("versions") or [secret]
+            *old, new = versions
+            if not old:
+                problems.append(f"{name}: no new version")
+            if any(v.get("enabled", True) for v in old):
+                problems.append(f"{name}: an old version is still enabled")
+            if not new.get("enabled", True) or new["value"] == seed_values.get((vault["name"], name)):
+                problems.append(f"{name}: the current version is not a new enabled value")
+        return not problems, problems
+
+    def _count_calls(self) -> None:
+        entries = [json.loads(line) for line in self.kids.requests_file.read_text().splitlines() if line]
+        marks = [i for i, e in enumerate(entries) if MARK in e["path"]]
+        window = entries[marks[0] + 1 : marks[1]] if len(marks) >= 2 else []
+        calls: Counter[str] = Counter()
+        for entry in window:
+            if entry.get("callerOid") in (self.customizer, self.analyst):
+                continue
+            calls[_service(entry["host"])] += 1
+        self.r.api_calls = dict(sorted(calls.items()))
+        self.r.attacker_calls = sum(
+            1 for e in entries if e.get("callerOid") in (self.customizer, self.analyst)
+        )
+
+    def report(self) -> None:
+        from remediations.core.audit import TableAuditSink
+        from remediations.core.model import Action, Finding, Outcome, Plan
+        from remediations.report import AttackReplay, build_report, write_reports
+
+        ticket = self.r.ticket
+        actions = tuple(Action.model_validate(a) for a in ticket["plan"])
+        plan = Plan(
+            id=f"ticket-{ticket['ticketId']}",
+            actions=actions,
+            created_at=datetime.fromisoformat(ticket["createdAt"]),
+            dry_run=bool(ticket["dryRun"]),
+        )
+        sink = TableAuditSink.from_settings()
+        try:
+            audit = sink.records(ticket["correlationId"])
+        finally:
+            sink.close()
+        data = build_report(
+            findings=[Finding.model_validate(f) for f in ticket["findings"]],
+            snapshot=self.before_snapshot,
+            snapshot_after=self.after_snapshot,
+            plan=plan,
+            outcomes=[Outcome.model_validate(o) for o in ticket["outcomes"]],
+            audit=audit,
+            title="vaultguard demo: the seed attack, fixed through the triggers",
+            scope=f"/subscriptions/{self.subscription} + Power Platform environment {self.environment}",
+            run_id=ticket["correlationId"],
+            api_calls=self.r.api_calls,
+            duration_seconds=round(self.r.seconds, 1),
+            attack_replay=AttackReplay(
+                attacker=self.names[self.customizer],
+                before=tuple(sorted(self.r.before)),
+                after=tuple(sorted(self.r.after)),
+                note=(
+                    "System Customizer edits 'Nightly payroll export': List secrets + for each Get secret, "
+                    "secure outputs off; after the fix the edit is refused (DLP) and the flow cannot run."
+                ),
+            ),
+        )
+        self.r.report_files = write_reports(
+            self.out_dir, data, ("html", "md", "json", "sarif"), forbidden_values=self.r.known_values
+        )
+        html = self.r.report_files["html"].read_text(encoding="utf-8")
+        self.check(
+            html.count("<svg") >= 2,
+            f"report written with the exposure graph before and after: {self.r.report_files['html']}",
+        )
+
+    def summary(self) -> None:
+        c = self.c
+        ticket = self.r.ticket
+        outcomes = Counter(o["status"] for o in ticket["outcomes"])
+        findings = Counter(f["severity"] for f in ticket["findings"])
+        c.table(
+            ["", "count"],
+            [
+                ["secrets the attacker read before", len(self.r.before)],
+                ["secrets the attacker read after", len(self.r.after)],
+                [
+                    "findings (ticket run)",
+                    f"{sum(findings.values())} ("
+                    + ", ".join(
+                        f"{findings[s]} {s}" for s in ("critical", "high", "medium", "low") if findings[s]
+                    )
+                    + ")",
+                ],
+                [
+                    "dry-run plan (sweep)",
+                    f"{len(self.r.sweep_plan)} action(s) over {self.r.sweep_scopes} scope(s)",
+                ],
+                ["actions applied (ticket)", ", ".join(f"{n} {s}" for s, n in sorted(outcomes.items()))],
+                ["secrets rotated", len(self.r.rotated)],
+                ["alert (own change)", f"{self.r.alert['summary']['actions']} action(s)"],
+                [
+                    "API calls by vaultguard",
+                    f"{sum(self.r.api_calls.values())} ("
+                    + ", ".join(f"{k} {v}" for k, v in self.r.api_calls.items())
+                    + ")",
+                ],
+                ["checks passed", len(self.r.checks)],
+                ["wall time", f"{self.r.seconds:.1f} s"],
+            ],
+        )
+        for name, path in sorted(self.r.report_files.items()):
+            c.info(f"report ({name}): {path}")
+
+    def run(self) -> Results:
+        self.start()
+        self.attack_before()
+        self.exposure()
+        self.fix()
+        self.attack_after()
+        self.finish()
+        self.report()
+        self.summary()
+        return self.r

@@ -1,0 +1,95 @@
+"""The lower-limit model against LIMITS.md section 2's worked example (V=5,000, S=200,000, F=2,000,
+C=3,000, one subscription, U=10,000)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.model import (
+    Budgets,
+    Latency,
+    Workload,
+    bucket_time,
+    latency_time,
+    lower_limit,
+    minimal_calls,
+    window_time,
+)
+
+EXAMPLE = Workload(secrets_per_vault=(40,) * 5000, principals=10_000, flows=2000, connections=3000)
+
+
+def test_token_bucket_and_window_formulas() -> None:
+    assert bucket_time(5000, 200, 10) == pytest.approx(480.0)  # every vault needs a write: 8 min
+    assert bucket_time(500, 200, 10) == pytest.approx(30.0)  # 10 % need a fix
+    assert bucket_time(200, 200, 10) == 0.0
+    assert bucket_time(5010, 250, 25) == pytest.approx(190.4)  # a GET per vault (the c7n pattern)
+    assert window_time(4000, 4000, 10) == 0.0
+    assert window_time(4001, 4000, 10) == 10.0
+    assert window_time(7021, 6000, 300) == 300.0
+    assert window_time(0, 6000, 300) == 0.0
+
+
+def test_latency_is_the_longer_of_the_chain_and_the_spread() -> None:
+    assert latency_time(15_000, 64, 0.05) == pytest.approx(11.75)
+    assert latency_time(15_000, 16, 0.05) == pytest.approx(46.9)
+    # one vault with 25,000 secrets: a chain of 1,000 pages + the challenge
+    assert latency_time(1001, 64, 0.05, longest_chain=1001) == pytest.approx(50.05)
+
+
+def test_worked_example_call_counts() -> None:
+    calls = minimal_calls(EXAMPLE)
+    assert calls.kv == 15_000  # 5,000 challenges + 10,000 pages of 25
+    assert calls.kv_max_chain == 3
+    assert calls.arm_reads == 5 + 1 + 1  # 5 pages of 1,000 vaults, role assignments, definitions
+    assert calls.graph == 10
+    # 2 + 8 flow pages + 1 Dataverse page of definitions + 2,000 flow permissions + 12 + 3,000
+    assert calls.pp == 2 + 8 + 1 + 2000 + 12 + 3000
+    per_flow = minimal_calls(
+        Workload(secrets_per_vault=(40,), flows=2000, connections=3000, dataverse_definitions=False)
+    )
+    assert per_flow.pp == 7021 + 1  # LIMITS.md's ~7,021 (+1 page rounding of connections at 250)
+
+
+def test_worked_example_limits() -> None:
+    latency = Latency(kv=0.05, arm=0.1, pp=0.2, concurrency=64)
+    compliant = lower_limit(EXAMPLE, Budgets(), latency)
+    assert compliant.terms["kv_latency"] == pytest.approx(11.75)
+    assert compliant.terms["kv_subscription_window"] == 0.0  # 15,000 < 20,000 per 10 s
+    assert compliant.terms["arm_read_bucket"] == 0.0
+    assert compliant.terms["graph_ru_window"] == 0.0
+    assert compliant.write_s == 0.0
+    # PP (5,023 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
+    # counts 7,021 calls (definitions per flow): 136 rounds x 0.2 s = 27.2 s
+    assert compliant.binding_read == "pp_latency"
+    assert compliant.terms["pp_latency"] == pytest.approx(19.4)
+    per_flow = Workload(
+        secrets_per_vault=(40,) * 5000, flows=2000, connections=3000, dataverse_definitions=False
+    )
+    assert lower_limit(per_flow, Budgets(), latency).terms["pp_latency"] == pytest.approx(27.2)
+    assert lower_limit(per_flow, Budgets(), latency).terms["pp_window"] == 300.0  # 7,022 > 6,000 per 5 min
+
+    all_fix = lower_limit(
+        Workload(secrets_per_vault=(40,) * 5000, access_policy_writes=5000), Budgets(), latency
+    )
+    assert all_fix.terms["arm_write_bucket"] == pytest.approx(480.0)
+    assert all_fix.binding_write == "arm_write_bucket"
+
+    ten_percent = lower_limit(
+        Workload(secrets_per_vault=(40,) * 5000, access_policy_writes=500), Budgets(), latency
+    )
+    assert ten_percent.write_s == pytest.approx(30.0)
+
+
+def test_subscriptions_divide_the_buckets() -> None:
+    spread = lower_limit(
+        Workload(secrets_per_vault=(40,) * 5000, access_policy_writes=5000, subscriptions=10)
+    )
+    assert spread.terms["arm_write_bucket"] == pytest.approx(30.0)  # 500 per subscription
+
+
+def test_pp_not_in_sweep_has_no_pp_terms() -> None:
+    result = lower_limit(Workload(secrets_per_vault=(3,) * 10))
+    assert "pp_latency" not in result.terms
+    assert result.calls.pp is None
+    assert result.calls.kv == 20
