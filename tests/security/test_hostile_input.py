@@ -35,7 +35,7 @@ _lock = threading.Lock()
 
 
 @pytest.fixture
-def base_url(app_env: dict[str, str], functions: dict[str, Any]) -> Iterator[str]:  # noqa: F811
+def base_url(app_env: dict[str, str], functions: dict[str, Any]) -> Iterator[str]:
     srv = make_server("127.0.0.1", 0, function_key=KEY, functions=functions.values())
     serve_in_thread(srv)
     try:
@@ -90,7 +90,7 @@ def _raw(port_url: str, method: str, path: str, body: bytes, headers: dict[str, 
 
 
 @pytest.mark.parametrize("path", ["/api/remediations", "/api/alerts"])
-def test_oversized_bodies_are_refused_before_parsing(base_url: str, path: str, cloud: Emulator) -> None:  # noqa: F811
+def test_oversized_bodies_are_refused_before_parsing(base_url: str, path: str, cloud: Emulator) -> None:
     mark = cloud.requests.mark()
     # Not even JSON: a parser would answer 400; the size check answers 413 first.
     status, body = _raw(
