@@ -19,6 +19,7 @@ from remediations.core.audit import TableAuditSink
 from remediations.core.settings import AppSettings
 from tests.reliability import chaos
 from tests.reliability.soak import SOAK
+from tests.security.leakscan import LeakScan
 
 
 def _reference(vaults: int, seed: int, audit: TableAuditSink, monkeypatch: pytest.MonkeyPatch) -> dict:
@@ -58,8 +59,18 @@ def _chaotic(
         return chaos.permission_state(emu), done, emu
 
 
+def _leaks(leak_scan: LeakScan, emu: Emulator, done: chaos.Convergence) -> int:
+    """Secret values of this tenant in its audit rows and outcomes (logs/output are scanned at teardown)."""
+    scan = LeakScan()  # this tenant only; the session-wide guard still gets the emulator for teardown
+    scan.watch(emu)
+    leak_scan.watch(emu)
+    scan.add("audit rows", "\n".join(r.model_dump_json() for r in done.rows))
+    scan.add("run results", "\n".join(r.model_dump_json() for r in done.results))
+    return len(scan.hits())
+
+
 def test_sweeps_under_faults_converge_to_the_fault_free_state(
-    storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, leak_scan: LeakScan
 ) -> None:
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     with chaos.fast_retries(monkeypatch, 0.02):
@@ -67,13 +78,15 @@ def test_sweeps_under_faults_converge_to_the_fault_free_state(
         actual, done, emu = _chaotic(12, 11, 0.3, audit, monkeypatch)
     assert emu.faults.injected >= 15, "the test must actually inject faults"
     assert done.applied > 0
-    SOAK.add(done, emu, lost=chaos.differences(expected, actual))
+    SOAK.add(done, emu, lost=chaos.differences(expected, actual), leaks=_leaks(leak_scan, emu, done))
     assert actual == expected
     assert chaos.audit_violations(done) == []
 
 
 @pytest.mark.slow
-def test_soak_chaos_for_minutes(storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_soak_chaos_for_minutes(
+    storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, leak_scan: LeakScan
+) -> None:
     """Fresh tenants, one after another, for SOAK_SECONDS (default 180), rates cycling 10-30%."""
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     deadline = time.monotonic() + float(os.environ.get("SOAK_SECONDS", "180"))
@@ -83,7 +96,7 @@ def test_soak_chaos_for_minutes(storage_env: dict[str, str], monkeypatch: pytest
         while time.monotonic() < deadline:
             expected = _reference(30, seed, audit, monkeypatch)
             actual, done, emu = _chaotic(30, seed, rates[seed % len(rates)], audit, monkeypatch)
-            SOAK.add(done, emu, lost=chaos.differences(expected, actual))
+            SOAK.add(done, emu, lost=chaos.differences(expected, actual), leaks=_leaks(leak_scan, emu, done))
             assert actual == expected, f"seed {seed}: the chaotic run ended in a different state"
             assert chaos.audit_violations(done) == [], f"seed {seed}"
             seed += 1
