@@ -104,6 +104,7 @@ def inventory(
             "connections": tuple(pp.connections),
             "shares": tuple(pp.shares),
             "dlp_policies": tuple(pp.dlp_policies),
+            "group_members": {**snapshot.group_members, **pp.group_members},
             "errors": snapshot.errors + tuple(pp.errors),
             "power_platform_scope": pp_scope,
         }
