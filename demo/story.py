@@ -370,8 +370,10 @@ class Story:
         self.r.sweep_scopes = len(messages)
         self.r.sweep_plan = list(plan.values())
         self._show_actions("the plan (dry run)", self.r.sweep_plan)
+        # One message per vault (Key Vault fixes) and one per environment (shares and DLP, planned once).
+        environments = len(self.seed["powerPlatform"]["environments"])
         self.check(
-            bool(self.r.sweep_plan) and self.r.sweep_scopes == len(self.vault_ids),
+            bool(self.r.sweep_plan) and self.r.sweep_scopes == len(self.vault_ids) + environments,
             "the dry-run sweep planned the fix for every vault and changed nothing",
         )
 

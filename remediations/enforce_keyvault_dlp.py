@@ -233,6 +233,7 @@ def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
 class EnforceKeyvaultDlp(Remediation):
     id = "enforce_keyvault_dlp"
     handles = frozenset({"flow_uses_keyvault"})
+    power_platform = True
     metadata = RemediationMetadata(
         title="DLP policy: block Key Vault ListSecrets where Key Vault flows run",
         severity="high",

@@ -17,6 +17,7 @@ from remediations.core.shares import apply_share_revocations, plan_share_revocat
 class RevokeConnectionShares(Remediation):
     id = "revoke_connection_shares"
     handles = frozenset({"connection_shared_beyond_allowed"})
+    power_platform = True
     metadata = RemediationMetadata(
         title="Revoke shares of Key Vault connections outside the allowed set",
         severity="high",

@@ -17,6 +17,7 @@ from remediations.core.shares import apply_share_revocations, plan_share_revocat
 class RevokeFlowShares(Remediation):
     id = "revoke_flow_shares"
     handles = frozenset({"flow_shared_beyond_allowed"})
+    power_platform = True
     metadata = RemediationMetadata(
         title="Revoke co-owners and run-only users of Key Vault flows outside the allowed set",
         severity="high",

@@ -2,6 +2,10 @@
 only existing objects come back, each with `@odata.type`), users, servicePrincipals and
 applications (get, list, create, delete), `addPassword` (the `secretText` is returned once) and
 `removePassword`. A password added here works at the token endpoint for the application's appId.
+`GET /groups/{id}/transitiveMembers`: every member, nested groups flattened (the nested groups are
+listed too), `$top` (default 100, at most 999) a page, `$select`, paged with `@odata.nextLink`
+(`$skiptoken`). Memberships come from the one directory the Power Platform half authorizes
+group shares with.
 
 Deleting an identity leaves its access-policy entries in vaults, as in Azure: that is how
 orphaned principals arise. Deleting an application deletes its service principal too.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from emulator.azure.common import GRAPH, AzureContext
 from emulator.azure.state import Application, PasswordCredential, Principal, new_id
@@ -20,6 +25,8 @@ from emulator.wire import HttpError, Request, Response
 
 V1 = r"/v1\.0"
 MAX_IDS = 1000
+MEMBERS_PAGE = 100  # Graph's default page size for directory-object collections
+MEMBERS_PAGE_MAX = 999
 
 
 def _graph_error(status: int, code: str, message: str) -> HttpError:
@@ -95,6 +102,40 @@ def register(ctx: AzureContext) -> None:
                 continue
             found.append(item)
         return Response.json(200, _collection("directoryObjects", found))
+
+    # -- groups ---------------------------------------------------------------------------------
+    @route(GRAPH, "GET", V1 + r"/groups/(?P<id>[^/]+)")
+    def get_group(request: Request) -> Response:
+        return Response.json(200, principal(request.params["id"], "Group").to_graph())
+
+    @route(GRAPH, "GET", V1 + r"/groups/(?P<id>[^/]+)/transitiveMembers")
+    def transitive_members(request: Request) -> Response:
+        group = principal(request.params["id"], "Group")
+        try:
+            top = int(request.query.get("$top", str(MEMBERS_PAGE)))
+            start = int(request.query.get("$skiptoken", "0"))
+        except ValueError:
+            raise _graph_error(400, "Request_BadRequest", "Invalid value for $top or $skiptoken.") from None
+        if not 1 <= top <= MEMBERS_PAGE_MAX or start < 0:
+            raise _graph_error(
+                400, "Request_BadRequest", f"Invalid page size specified: '{top}'. Must be between 1 and 999."
+            )
+        selected = [f.strip() for f in request.query.get("$select", "").split(",") if f.strip()]
+        items: list[dict[str, Any]] = []
+        for member_id in ctx.state.transitive_members(group.id):
+            member = ctx.state.principals.get(member_id)
+            if member is None:
+                continue
+            item = member.to_graph()
+            if selected:  # `@odata.type` and `id` always come back, as from Graph
+                item = {k: v for k, v in item.items() if k in {"@odata.type", "id", *selected}}
+            items.append(item)
+        body = _collection("directoryObjects", items[start : start + top])
+        if start + top < len(items):
+            query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+            query["$skiptoken"] = str(start + top)
+            body["@odata.nextLink"] = f"https://graph.microsoft.com{request.path}?{urlencode(query)}"
+        return Response.json(200, body)
 
     # -- users ----------------------------------------------------------------------------------
     @route(GRAPH, "GET", V1 + r"/users")

@@ -8,7 +8,8 @@ Top-level keys (all optional; ids are GUIDs unless said otherwise):
     admin                {clientId, clientSecret, objectId, applicationObjectId}: the admin service
                          principal, Owner of every subscription (random when absent)
     users                [{id, userPrincipalName, displayName}]
-    groups               [{id, displayName}]
+    groups               [{id, displayName, members: [object ids]}]: direct members (users, service
+                         principals, other groups); Graph `transitiveMembers` flattens nesting
     applications         [{id, appId, displayName, passwords: [{keyId, secretText, displayName}],
                            servicePrincipalId (its service principal; null: none)}]
     servicePrincipals    [{id, appId, displayName}]: service principals without an application here
@@ -88,6 +89,7 @@ class UserSpec(_Model):
 class GroupSpec(_Model):
     id: Guid
     displayName: str
+    members: list[Guid] = []  # direct members: users, service principals, other groups
 
 
 class PasswordSpec(_Model):
@@ -315,6 +317,8 @@ def build(spec: AzureScenario) -> AzureState:
         )
     for group in spec.groups:
         state.add_principal(str(group.id), "Group", group.displayName)
+    for group in spec.groups:
+        state.add_group_members(str(group.id), [str(m) for m in group.members])
     for index, app in enumerate(spec.applications):
         if state.application_by_app_id(str(app.appId)) is not None:
             raise fail(f"applications.{index}.appId", f"appId '{app.appId}' is used twice")
@@ -484,7 +488,15 @@ def dump(state: AzureState) -> dict[str, Any]:
             for p in principals
             if p.kind == "User"
         ],
-        "groups": [{"id": p.id, "displayName": p.display_name} for p in principals if p.kind == "Group"],
+        "groups": [
+            {
+                "id": p.id,
+                "displayName": p.display_name,
+                **({"members": sorted(p.members)} if p.members else {}),
+            }
+            for p in principals
+            if p.kind == "Group"
+        ],
         "applications": applications,
         "servicePrincipals": [
             {"id": p.id, "appId": p.app_id, "displayName": p.display_name}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets as _secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,7 @@ class Principal:
     display_name: str
     app_id: str | None = None  # service principals
     user_principal_name: str | None = None  # users
+    members: set[str] = field(default_factory=set)  # groups: direct members (lower-cased object ids)
 
     def to_graph(self) -> dict[str, Any]:
         if self.kind == "User":
@@ -470,6 +472,42 @@ class AzureState:
             ),
             None,
         )
+
+    def add_group_members(
+        self, group_id: str, members: Iterable[str], display_name: str | None = None
+    ) -> Principal:
+        """Adds direct members to a group (created when absent): the one directory both Graph's
+        `transitiveMembers` and Power Platform's authorization of group shares read."""
+        group = self.principals.get(group_id.lower())
+        if group is None:
+            group = self.add_principal(group_id, "Group", display_name or group_id)
+        group.members.update(m.lower() for m in members)
+        return group
+
+    def transitive_members(self, group_id: str) -> list[str]:
+        """Every member of the group, nested groups flattened (the nested groups are listed too)."""
+        seen: list[str] = []
+        stack = [group_id.lower()]
+        visited = {group_id.lower()}
+        while stack:
+            group = self.principals.get(stack.pop())
+            if group is None or group.kind != "Group":
+                continue
+            for member in sorted(group.members):
+                if member in visited:
+                    continue
+                visited.add(member)
+                seen.append(member)
+                stack.append(member)
+        return seen
+
+    def groups_of(self, object_id: str) -> set[str]:
+        """The groups the object is a member of, directly or through nested groups (lower-cased)."""
+        return {
+            p.id.lower()
+            for p in self.principals.values()
+            if p.kind == "Group" and object_id.lower() in self.transitive_members(p.id)
+        }
 
     def resource_group(self, subscription_id: str, name: str) -> ResourceGroup | None:
         return self.resource_groups.get((subscription_id.lower(), name.lower()))

@@ -109,7 +109,7 @@ def visible_environments(state: State, claims: dict[str, Any]) -> list[Environme
     """Environments a non-admin caller sees: the default one, those where it holds a role, and
     those where it owns or shares a flow or connection."""
     pp = state.powerplatform
-    principals = pp.principals_of(caller_oid(claims))
+    principals = state.principals_of(caller_oid(claims))
     names = {f.environment for f in pp.flows.values() if f.role_of(principals)}
     names |= {
         c.environment
@@ -130,7 +130,7 @@ def register(emulator: Emulator) -> None:
             if is_tenant_admin(state, claims):
                 envs = list(state.powerplatform.environments.values())
             else:  # environment admins see the environments they administer
-                principals = state.powerplatform.principals_of(caller_oid(claims))
+                principals = state.principals_of(caller_oid(claims))
                 envs = [
                     e
                     for e in state.powerplatform.environments.values()

@@ -73,7 +73,7 @@ def require_admin(state: State, claims: dict[str, Any], environment: str | None 
         return
     if environment is not None:
         env = state.powerplatform.environments.get(environment)
-        principals = state.powerplatform.principals_of(caller_oid(claims))
+        principals = state.principals_of(caller_oid(claims))
         if env is not None and "System Administrator" in env.roles_of(principals):
             return
     raise HttpError(

@@ -137,7 +137,7 @@ def get_connection(state: State, environment: str, api: str, name: str) -> Conne
 
 
 def _caller_role(state: State, connection: Connection, claims: dict[str, Any]) -> str | None:
-    principals = state.powerplatform.principals_of(caller_oid(claims))
+    principals = state.principals_of(caller_oid(claims))
     principals.add(state.azure.tenant_id)  # tenant-wide shares name the tenant id
     roles = {s.role for s in connection.shares.values() if s.principal_id in principals}
     for role in ("Owner", "CanEdit", "CanViewWithShare", "CanView"):

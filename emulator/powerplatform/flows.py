@@ -280,7 +280,7 @@ def register(emulator: Emulator) -> None:
         if _is_admin_route(request):
             require_admin(state, claims, flow.environment)
             return None, True
-        principals = state.powerplatform.principals_of(caller_oid(claims))
+        principals = state.principals_of(caller_oid(claims))
         env = state.powerplatform.environments[flow.environment]
         return flow.role_of(principals), bool(env.roles_of(principals) & EDIT_ALL_FLOWS_ROLES)
 
@@ -363,7 +363,7 @@ def register(emulator: Emulator) -> None:
         claims = authenticate(request, FLOW_AUDIENCES)
         with state.lock:
             env = _env(request)
-            principals = state.powerplatform.principals_of(caller_oid(claims))
+            principals = state.principals_of(caller_oid(claims))
             return _listing(request, [f for f in state.powerplatform.flows_in(env) if f.role_of(principals)])
 
     # -- one flow --------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Errors name the field path (`powerPlatform.flows[2].creator`).
     "powerPlatform": {
       "admins": ["<object id>"],                 Power Platform / Global admins (may use scopes/admin)
       "managementApps": ["<application id>"],    registered management apps (app-only admin calls)
-      "groups": {"<group id>": ["<member object id>"]},   optional, for shares to groups
+      "groups": {"<group id>": ["<member object id>"]},   optional, for shares to groups: added to the
+                                                          Azure directory (top-level `groups`), the one
+                                                          source of memberships
       "environments": [{"name": "<guid or Default-<tenant>>", "displayName": "...", "sku": "Production",
                         "isDefault": false, "location": "europe",
                         "roles": [{"principal": "<object id>", "role": "System Customizer",
@@ -115,12 +117,7 @@ def _shares(value: Any, path: str, roles: tuple[str, ...]) -> list[Share]:
 def _check_principal(state: State, principal: str, path: str) -> None:
     """When the Azure section declared identities, a principal must be one of them (or a group/tenant)."""
     directory = state.powerplatform.directory
-    if (
-        directory
-        and principal not in directory
-        and principal not in state.powerplatform.groups
-        and principal != state.azure.tenant_id
-    ):
+    if directory and principal not in directory and principal != state.azure.tenant_id:
         raise _fail(path, f"unknown principal '{principal}' (not an identity of the scenario)")
 
 
@@ -139,6 +136,12 @@ def load(state: State, data: Any) -> None:
     """Validates the `powerPlatform` section and loads it into `state.powerplatform`."""
     pp = state.powerplatform
     root = _object(data, _ROOT, _TOP, set())
+    groups = root.get("groups", {})
+    if not isinstance(groups, dict):
+        raise _fail(f"{_ROOT}.groups", "must be an object of group id -> member ids")
+    for group, members in groups.items():
+        # One directory: Graph (`transitiveMembers`) and Power Platform's share checks both read it.
+        state.azure.add_group_members(group, [str(m) for m in _list(members, f"{_ROOT}.groups.{group}")])
     sync_directory(state)
     for key, value in (root.get("directory") or {}).items():  # extra display facts (tests, generator)
         pp.directory[str(key)] = dict(value)
@@ -150,11 +153,6 @@ def load(state: State, data: Any) -> None:
         _str(v, f"{_ROOT}.managementApps[{i}]")
         for i, v in enumerate(_list(root.get("managementApps", []), f"{_ROOT}.managementApps"))
     }
-    groups = root.get("groups", {})
-    if not isinstance(groups, dict):
-        raise _fail(f"{_ROOT}.groups", "must be an object of group id -> member ids")
-    for group, members in groups.items():
-        pp.groups[group] = set(_list(members, f"{_ROOT}.groups.{group}"))
 
     for i, item in enumerate(_list(root.get("environments", []), f"{_ROOT}.environments")):
         where = f"{_ROOT}.environments[{i}]"

@@ -153,8 +153,6 @@ class PowerPlatformState:
     # (application/client ids, `New-PowerAppManagementApp`): both may call every `scopes/admin` route.
     admins: set[str] = field(default_factory=set)
     management_apps: set[str] = field(default_factory=set)
-    # Group memberships known to Power Platform: group object id -> member object ids.
-    groups: dict[str, set[str]] = field(default_factory=dict)
     # Directory facts for display (displayName, email/UPN, type) by object id, filled by the scenario.
     directory: dict[str, dict[str, str]] = field(default_factory=dict)
     page_size_flows: int = 250
@@ -168,10 +166,6 @@ class PowerPlatformState:
 
     def connections_in(self, environment: str) -> list[Connection]:
         return [c for c in self.connections.values() if c.environment == environment]
-
-    def principals_of(self, object_id: str) -> set[str]:
-        """The caller and the groups it belongs to: shares may name either."""
-        return {object_id, *(g for g, members in self.groups.items() if object_id in members)}
 
 
 def new_id() -> str:

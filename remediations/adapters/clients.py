@@ -94,6 +94,8 @@ class DirectoryApi(Protocol):
 
     def object_ids_for_app_ids(self, app_ids: Sequence[str]) -> dict[str, str]: ...
 
+    def group_members(self, group_id: str) -> list[str]: ...
+
 
 class PowerPlatformApi(Protocol):
     """Power Platform admin routes (adapters/powerplatform.py). Lists return the API's items."""

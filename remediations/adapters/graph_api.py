@@ -1,4 +1,5 @@
-"""Microsoft Graph `directoryObjects/getByIds`: which principals in access policies still exist.
+"""Microsoft Graph: `directoryObjects/getByIds` (which principals in access policies still exist),
+service principals by appId, and `groups/{id}/transitiveMembers` (who a group share reaches).
 
 There is no Graph SDK in our dependencies, so this is an `azure.core` pipeline with a bearer token.
 """
@@ -9,6 +10,7 @@ import json
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
@@ -22,6 +24,7 @@ from remediations.core.model import Identity, IdentityKind
 GRAPH = "https://graph.microsoft.com"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH = 1000  # getByIds accepts up to 1,000 ids per call
+MEMBERS_PAGE = 999  # transitiveMembers: default page 100, at most 999 (fewer round trips)
 _KINDS: dict[str, IdentityKind] = {
     "#microsoft.graph.user": "user",
     "#microsoft.graph.group": "group",
@@ -89,6 +92,27 @@ class Directory:
                 if str(item.get("appId", "")).lower() == app_id and item.get("id"):
                     found[app_id] = str(item["id"]).lower()
         return found
+
+    def _page(self, url: str) -> tuple[list[dict[str, Any]], str | None]:
+        response = self._client.send_request(HttpRequest("GET", url))
+        if response.status_code != 200:
+            raise failure_from_response("groups/transitiveMembers", response)
+        body = json.loads(response.text())
+        next_link = body.get("@odata.nextLink")
+        return list(body.get("value", [])), str(next_link) if next_link else None
+
+    def group_members(self, group_id: str) -> list[str]:
+        """Object ids (lower case) of every member of the group, nested groups flattened (Graph lists
+        the nested groups too). Needs GroupMember.Read.All. Each page is retried on its own (a page
+        read is idempotent); `@odata.nextLink` is followed as given."""
+        url: str | None = (
+            f"{GRAPH}/v1.0/groups/{quote(group_id, safe='')}/transitiveMembers?$select=id&$top={MEMBERS_PAGE}"
+        )
+        members: list[str] = []
+        while url is not None:
+            items, url = with_retry("groups/transitiveMembers", partial(self._page, url))
+            members += [str(i["id"]).lower() for i in items if i.get("id")]
+        return list(dict.fromkeys(members))
 
     def close(self) -> None:
         self._client.close()

@@ -100,6 +100,26 @@ def inventory(
     )
     if pp_scope is None or pp_scope.empty:
         return snapshot
+    return _with_power_platform(snapshot, pp_scope, clients, progress)
+
+
+# The Azure scope of a snapshot that holds only Power Platform (an environment worker's): no vault,
+# role assignment or subscription is read for it.
+NO_AZURE_SCOPE = Scope(subscription_id="none")
+
+
+def inventory_environment(
+    environment: str, clients: Clients, *, progress: Progress = _noop_progress
+) -> Snapshot:
+    """Read-only, Power Platform only: one environment's flows, Key Vault connections, shares (group
+    members resolved), role holders, and the tenant's DLP policies. No Azure read."""
+    empty = Snapshot(scope=NO_AZURE_SCOPE, taken_at=datetime.now(UTC), secrets_listed=False)
+    return _with_power_platform(empty, PowerPlatformScope(environments=(environment,)), clients, progress)
+
+
+def _with_power_platform(
+    snapshot: Snapshot, pp_scope: PowerPlatformScope, clients: Clients, progress: Progress
+) -> Snapshot:
     pp = inventory_powerplatform(pp_scope, clients, progress=progress)
     return snapshot.model_copy(
         update={
@@ -108,6 +128,7 @@ def inventory(
             "connections": tuple(pp.connections),
             "shares": tuple(pp.shares),
             "dlp_policies": tuple(pp.dlp_policies),
+            "group_members": {**snapshot.group_members, **pp.group_members},
             "errors": snapshot.errors + tuple(pp.errors),
             "power_platform_scope": pp_scope,
         }

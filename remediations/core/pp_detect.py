@@ -23,6 +23,18 @@ from remediations.core.flow_analysis import FLOW_DETECTOR_IDS, FlowRef, flow_fin
 from remediations.core.model import Connection, Finding, Flow, Snapshot
 from remediations.core.policy import Policy
 
+# Every detector of this module: findings about Power Platform, planned by the environment worker.
+POWER_PLATFORM_DETECTORS = frozenset(
+    {
+        "flow_uses_keyvault",
+        "connection_runs_as_user",
+        "flow_owned_by_personal_account",
+        "flow_shared_beyond_allowed",
+        "connection_shared_beyond_allowed",
+        "environment_too_many_customizers",
+        *FLOW_DETECTOR_IDS,
+    }
+)
 _FLOW_SHARE_ROLES = frozenset({"owner", "canedit", "canview"})
 _CONNECTION_SHARE_ROLES = frozenset({"canedit", "canview", "canviewwithshare"})
 

@@ -5,8 +5,10 @@ ones that use a Key Vault connection) and DLP policies. Merged into the Azure sn
 Calls (LIMITS.md section 2): per environment 1 role list + flow list pages + 1 Key Vault connection
 list; then one GET per flow (the admin list has no definition) and one permissions GET per Key Vault
 flow and per Key Vault connection, `PP_CONCURRENCY` at a time (Dataverse-style service protection
-allows 52 concurrent requests per user). A failed read becomes an InventoryError; nothing is dropped
-silently.
+allows 52 concurrent requests per user). Then every group holding one of those shares is resolved to
+its members with Graph `transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure
+graph reaches the people behind a group share. A failed read becomes an InventoryError; nothing is
+dropped silently (an unresolved group stays a group node: its share is still judged and revoked).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from remediations.core.model import (
 )
 
 PP_CONCURRENCY = 16
+# Graph identity & access: 3,500+ resource units per 10 s per app and tenant (LIMITS.md 1c); a member
+# page costs about 1 RU with `$select`, so a few groups at a time stay far inside it.
+GROUP_CONCURRENCY = 8
 KEYVAULT_API = "shared_keyvault"
 T = TypeVar("T")
 Progress = Callable[[str, int, int], None]
@@ -48,12 +53,20 @@ class PowerPlatformInventory:
         self.connections: list[Connection] = []
         self.shares: list[Share] = []
         self.dlp_policies: list[DlpPolicy] = []
+        self.group_members: dict[str, tuple[str, ...]] = {}  # group object id -> member object ids
         self.errors: list[InventoryError] = []
 
-    def failed(self, resource_id: str, operation: str, error: AzureCallFailed) -> None:
+    def failed(
+        self, resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
+    ) -> None:
         self.errors.append(
             InventoryError(
-                resource_id=resource_id, operation=operation, status=error.status, message=str(error)
+                resource_id=resource_id,
+                operation=operation,
+                status=error.status,
+                message=str(error),
+                retry_after=error.retry_after,
+                partial=partial,
             )
         )
 
@@ -107,7 +120,33 @@ def inventory_powerplatform(
         out.dlp_policies = [dlp_from_api(p) for p in api.list_dlp_policies()]
     except AzureCallFailed as error:
         out.failed("dlp policies", "list DLP policies", error)
+    _group_members(clients, out, progress)
     return out
+
+
+def _group_members(clients: Clients, out: PowerPlatformInventory, progress: Progress) -> None:
+    """Members of every group that holds a share read above (only Key Vault flows' and connections'
+    shares are read). A refused read (403: no GroupMember.Read.All) is reported as partial: shares are
+    still judged and revoked by the group's id, only the exposure graph stops at the group. A transient
+    failure fails the run, so the sweep retries it."""
+    groups = sorted({s.principal_id.lower() for s in out.shares if s.principal_kind == "group"})
+    if not groups:
+        return
+    directory = clients.directory()
+
+    def members(group: str) -> list[str] | AzureCallFailed:
+        try:
+            return directory.group_members(group)
+        except AzureCallFailed as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=min(GROUP_CONCURRENCY, len(groups))) as pool:
+        for done, (group, result) in enumerate(zip(groups, pool.map(members, groups), strict=True), 1):
+            if isinstance(result, AzureCallFailed):
+                out.failed(group, "list group members", result, partial=not result.transient)
+            else:
+                out.group_members[group] = tuple(result)
+            progress("group members", done, len(groups))
 
 
 def _connections(

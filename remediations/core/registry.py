@@ -39,6 +39,8 @@ class Remediation(ABC):
     handles: ClassVar[frozenset[str]]
     # Whether planning reads secret metadata (names, tags, expiry): the inventory must list secrets.
     needs_secret_metadata: ClassVar[bool] = False
+    # Acts on Power Platform (shares, DLP): a sweep plans it once per environment message, never per vault.
+    power_platform: ClassVar[bool] = False
 
     def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
         """Pure: skipped actions for what a failed read kept this remediation from checking (none by

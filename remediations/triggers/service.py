@@ -14,9 +14,12 @@ Safety rails of the deployment: the effective dry run is a dry run if the app se
 `VAULTGUARD_MAX_ACTIONS_PER_RUN` and the policy's `maxActionsPerRun`. For a sweep the cap is one
 budget for the whole sweep (remediations/triggers/budget.py), not one per worker.
 
-Power Platform scopes: `use_power_platform(lister, worker)` plugs in environment inventory; until it
-is called, a sweep sends no environment messages and an environment message is acknowledged with
-"no Power Platform inventory configured".
+Power Platform in a sweep: the policy's `powerPlatform.environments` (names, or "*": listed at sweep
+time) get one environment message each. Its worker reads that environment only and plans the Power
+Platform remediations (share revocations, DLP) and reports the Power Platform findings, once per sweep.
+Vault workers plan only the Key Vault remediations; they still read the Power Platform inventory when
+environments are configured, because Key Vault decisions use the flows (`allowList: fromFlows`,
+rotation of secrets exposed by flow definitions, oversized vaults reached by flow identities).
 
 None of these may log or return a secret value: plans, findings and outcomes carry permission
 names and resource ids only.
@@ -55,20 +58,18 @@ DEFAULT_THROTTLE_DELAY_SECONDS = 60.0
 MAX_THROTTLE_DELAY_SECONDS = 3600.0
 _HTTP_429 = re.compile(r"\bHTTP 429\b")  # AzureCallFailed's message format, kept in Outcome.error
 
-# --- Power Platform hook ---------------------------------------------------------------------------
-
-EnvironmentLister = Callable[[AppSettings], list[str]]
-EnvironmentWorker = Callable[[ScopeMessage, AppSettings, Policy, str], RunSummary]
-_environment_lister: EnvironmentLister | None = None
-_environment_worker: EnvironmentWorker | None = None
-NO_POWER_PLATFORM = "no Power Platform inventory configured; the environment scope is acknowledged"
+NO_POWER_PLATFORM = (
+    "the policy names no Power Platform environments (powerPlatform.environments); "
+    "the environment scope is acknowledged"
+)
 
 
-def use_power_platform(lister: EnvironmentLister | None, worker: EnvironmentWorker | None) -> None:
-    """Plug in Power Platform: `lister(settings)` names the environments a sweep fans out to;
-    `worker(message, settings, effective_policy, correlation_id)` runs one environment scope."""
-    global _environment_lister, _environment_worker
-    _environment_lister, _environment_worker = lister, worker
+def power_platform_remediations(only: Collection[str] | None = None) -> list[str]:
+    return [r for r in (remediation_ids() if only is None else only) if get_remediation(r).power_platform]
+
+
+def keyvault_remediations(only: Collection[str] | None = None) -> list[str]:
+    return [r for r in (remediation_ids() if only is None else only) if not get_remediation(r).power_platform]
 
 
 # --- shared ----------------------------------------------------------------------------------------
@@ -144,10 +145,14 @@ def run_scope(
     principals: Collection[str] | None = None,
     budget: Budget | None = None,
     extra: Planner | None = None,
+    keyvault_only: bool = False,
 ) -> RunResult:
     """engine.run for one scope, plus: a principal filter on findings, actions from `extra` merged into
     the plan, and a write budget taken between planning and applying (so a shared cap is spent only on
     writes that will be made).
+
+    `keyvault_only` (a sweep's vault worker): only the Key Vault remediations are planned and the Power
+    Platform findings are left out; the environment messages of the same sweep own those, once.
 
     Secret metadata is read only when a selected remediation plans from it (rotation, RBAC narrowing).
     The app's identity often has no data-plane `list` on access-policy vaults: a refused list is an
@@ -173,6 +178,11 @@ def run_scope(
         pp_scope=policy.power_platform.scope(),
     )
     findings = detect(snapshot, policy)
+    if keyvault_only:
+        from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415
+
+        only = keyvault_remediations(only)
+        findings = [f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS]
     if principals is not None:
         wanted = {p.lower() for p in principals}
         findings = [f for f in findings if (f.principal or "").lower() in wanted]
@@ -194,6 +204,66 @@ def run_scope(
         outcomes=tuple(outcomes),
         inventory_errors=snapshot.errors,
         reconciled=tuple(reconciled),
+    )
+
+
+def environment_policy(policy: Policy, environment: str) -> Policy:
+    """The policy as one environment's worker applies it. `dlp.blockConnectorInEnvironments` is a
+    tenant-wide list: each worker plans only its own environment, so no two workers of a sweep plan the
+    same DLP write; names the sweep has no message for are left to the first configured environment."""
+    rules = policy.power_platform
+    swept = {e.lower() for e in rules.environments}
+    first = next(iter(rules.environments), "").lower()
+    wanted = environment.lower()
+    mine = tuple(
+        e
+        for e in rules.dlp.block_connector_in_environments
+        if e.lower() == wanted or ("*" not in swept and e.lower() not in swept and wanted == first)
+    )
+    dlp = rules.dlp.model_copy(update={"block_connector_in_environments": mine})
+    return policy.model_copy(update={"power_platform": rules.model_copy(update={"dlp": dlp})})
+
+
+def run_environment(
+    environment: str,
+    policy: Policy,
+    clients: AzureClients,
+    audit: AuditSink,
+    *,
+    trigger: Trigger,
+    correlation_id: str,
+    caller: str,
+    ticket_id: str | None = None,
+    budget: Budget | None = None,
+) -> RunResult:
+    """The Power Platform half of a sweep, for one environment: read it (no Azure read), detect with the
+    Power Platform detectors, plan and apply the Power Platform remediations (shares, DLP) under the
+    sweep's budget, audited like every write. Safe twice: the second run plans 0 writes."""
+    from remediations.core.detect import detect  # noqa: PLC0415
+    from remediations.core.engine import (  # noqa: PLC0415
+        RunContext,
+        RunResult,
+        apply_plan,
+        build_plan,
+        inventory_environment,
+    )
+    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415
+
+    context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
+    policy = environment_policy(policy, environment)
+    snapshot = inventory_environment(environment, clients)
+    findings = detect(snapshot, policy, only=set(POWER_PLATFORM_DETECTORS))
+    plan = build_plan(findings, snapshot, policy, remediation_ids=power_platform_remediations())
+    if budget is not None and not plan.dry_run and plan.writes:
+        plan = limit_writes(plan, budget(len(plan.writes)))
+    outcomes = apply_plan(plan, clients, audit, context)
+    return RunResult(
+        correlation_id=context.correlation_id,
+        scope=snapshot.scope,
+        findings=tuple(findings),
+        plan=plan,
+        outcomes=tuple(outcomes),
+        inventory_errors=snapshot.errors,
     )
 
 
@@ -534,7 +604,8 @@ class SweepPlan:
 
 def plan_sweep(settings: AppSettings, *, sweep_id: str, correlation_id: str | None = None) -> SweepPlan:
     """One ARM list call (paged) per configured subscription; one message per vault, then one per
-    Power Platform environment when that inventory is plugged in. No remediation here."""
+    Power Platform environment the policy names (for "*", one environment list call). No remediation
+    here."""
     from remediations.adapters.clients import AzureClients  # noqa: PLC0415
     from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
 
@@ -556,12 +627,26 @@ def plan_sweep(settings: AppSettings, *, sweep_id: str, correlation_id: str | No
                 for v in vaults
                 if not policy.excludes_vault(v)
             )
-    if _environment_lister is not None:
-        messages.extend(
-            ScopeMessage.for_environment(e, sweep_id, policy.dry_run, correlation_id)
-            for e in _environment_lister(settings)
-        )
+        environments = _sweep_environments(policy, clients, failures)
+    messages.extend(
+        ScopeMessage.for_environment(e, sweep_id, policy.dry_run, correlation_id) for e in environments
+    )
     return SweepPlan(messages, policy.dry_run, policy.max_actions_per_run, failures)
+
+
+def _sweep_environments(policy: Policy, clients: AzureClients, failures: list[str]) -> list[str]:
+    from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
+
+    configured = list(dict.fromkeys(policy.power_platform.environments))
+    if "*" not in configured:
+        return configured
+    try:
+        listed = clients.power_platform().list_environments()
+    except AzureCallFailed as error:
+        logger().error("sweep could not list the Power Platform environments: %s", error)
+        failures.append("Power Platform environments")
+        return []
+    return sorted({str(item["name"]) for item in listed if item.get("name")})
 
 
 def enumerate_scopes(
@@ -592,27 +677,45 @@ class WorkOutcome:
 def work(
     message: ScopeMessage, *, settings: AppSettings, correlation_id: str, budget: Budget | None = None
 ) -> WorkOutcome:
-    """detect -> plan -> apply for one scope. Safe twice: the second run plans 0 writes."""
+    """detect -> plan -> apply for one scope. Safe twice: the second run plans 0 writes.
+
+    A vault or subscription message plans the Key Vault remediations; an environment message the Power
+    Platform ones (so a sweep plans each share revocation and DLP change once, not once per vault)."""
     policy, forced = effective_policy(settings, load_policy(settings), message.dryRun)
-    if message.kind == "environment":
-        if _environment_worker is None:
-            logger().info(NO_POWER_PLATFORM, extra={"scope_kind": "environment"})
-            return WorkOutcome(RunSummary(), "skipped", policy.dry_run, notes=[NO_POWER_PLATFORM])
-        summary = _environment_worker(message, settings, policy, correlation_id)
-        return WorkOutcome(summary, "planned" if policy.dry_run else "applied", policy.dry_run)
-    scope = Scope(subscription_id=message.id) if message.kind == "subscription" else Scope.parse(message.id)
+    if message.kind == "environment" and not policy.power_platform.environments:
+        logger().info(NO_POWER_PLATFORM, extra={"scope_kind": "environment"})
+        return WorkOutcome(RunSummary(), "skipped", policy.dry_run, notes=[NO_POWER_PLATFORM])
     with _azure(settings) as (clients, audit):
-        result = run_scope(
-            scope,
-            policy,
-            clients,
-            audit,
-            trigger="timer",
-            correlation_id=correlation_id,
-            caller="sweep",
-            ticket_id=message.sweepId,
-            budget=budget,
-        )
+        if message.kind == "environment":
+            result = run_environment(
+                message.id,
+                policy,
+                clients,
+                audit,
+                trigger="timer",
+                correlation_id=correlation_id,
+                caller="sweep",
+                ticket_id=message.sweepId,
+                budget=budget,
+            )
+        else:
+            scope = (
+                Scope(subscription_id=message.id)
+                if message.kind == "subscription"
+                else Scope.parse(message.id)
+            )
+            result = run_scope(
+                scope,
+                policy,
+                clients,
+                audit,
+                trigger="timer",
+                correlation_id=correlation_id,
+                caller="sweep",
+                ticket_id=message.sweepId,
+                budget=budget,
+                keyvault_only=True,
+            )
     summary = summarise([result])
     delay = retry_after(result) if summary.throttled else None
     notes = _inventory_notes([result]) + [

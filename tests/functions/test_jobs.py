@@ -124,7 +124,7 @@ def test_a_bad_message_on_its_last_try_lands_in_the_poison_queue_with_its_reason
     assert record["dequeueCount"] == 5 and record["reason"].startswith("not a scope message")
 
 
-def test_an_environment_scope_without_power_platform_is_acknowledged(
+def test_an_environment_scope_when_the_policy_names_no_environments_is_acknowledged(
     functions: dict[str, Any], app_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from remediations.triggers.messages import ScopeMessage
@@ -134,4 +134,4 @@ def test_an_environment_scope_without_power_platform_is_acknowledged(
     functions["remediate_worker"].get_user_function()(
         func.QueueMessage(id="env", body=message.model_dump_json().encode())
     )
-    assert any("no Power Platform inventory configured" in r.getMessage() for r in caplog.records)
+    assert any("names no Power Platform environments" in r.getMessage() for r in caplog.records)

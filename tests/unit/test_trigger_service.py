@@ -101,3 +101,37 @@ def test_secret_targets_name_the_vault_and_the_secret_of_both_forms() -> None:
         ("https://kv-b.vault.azure.net", "api-key"),
         ("https://kv-b.vault.azure.net", "api-key"),
     ]
+
+
+def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_list() -> None:
+    from remediations.core.policy import parse_policy
+    from remediations.triggers.service import (
+        environment_policy,
+        keyvault_remediations,
+        power_platform_remediations,
+    )
+
+    policy = parse_policy(
+        {
+            "powerPlatform": {
+                "environments": ["env-a", "env-b"],
+                "dlp": {"blockConnectorInEnvironments": ["env-b", "env-z"]},
+            }
+        }
+    )
+
+    def blocked(env: str) -> tuple[str, ...]:
+        return environment_policy(policy, env).power_platform.dlp.block_connector_in_environments
+
+    # env-z gets no message of its own: the first configured environment plans it; nobody plans twice.
+    assert blocked("env-a") == ("env-z",) and blocked("env-b") == ("env-b",)
+    everywhere = parse_policy(
+        {"powerPlatform": {"environments": ["*"], "dlp": {"blockConnectorInEnvironments": ["env-b"]}}}
+    )
+    assert environment_policy(everywhere, "env-a").power_platform.dlp.block_connector_in_environments == ()
+    assert set(power_platform_remediations()) == {
+        "revoke_flow_shares",
+        "revoke_connection_shares",
+        "enforce_keyvault_dlp",
+    }
+    assert not set(keyvault_remediations()) & set(power_platform_remediations())
