@@ -3,7 +3,7 @@ the last manager of a vault, and apply deltas with verification from the PUT res
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
@@ -13,6 +13,7 @@ from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
     Action,
+    Finding,
     Outcome,
     Permissions,
     Snapshot,
@@ -115,11 +116,40 @@ def last_manager_reason(
     )
 
 
+# (vault id, object id, application id), lower-cased: one access-policy entry.
+EntryKey = tuple[str, str, str]
+# Per entry: (permissions to remove, finding ids, reason).
+Removals = dict[EntryKey, tuple[set[str], list[str], str]]
+
+
+def entry_key(vault_id: str, object_id: str, application_id: str | None) -> EntryKey:
+    return (vault_id.lower(), object_id.lower(), (application_id or "").lower())
+
+
+def group_removals(
+    findings: Iterable[Finding],
+    remove: Callable[[Finding], Iterable[str]],
+    reason: Callable[[Finding], str],
+) -> Removals:
+    """Findings on access-policy entries (resource = vault, principal = object id, evidence
+    `applicationId`) grouped per entry: the union of what each says to remove, their ids, and the first
+    one's reason. One entry gets one action, so a vault gets one write per identity."""
+    wanted: Removals = {}
+    for finding in findings:
+        key = entry_key(
+            finding.resource_id, finding.principal or "", str(finding.evidence.get("applicationId") or "")
+        )
+        permissions, ids, _ = wanted.setdefault(key, (set(), [], reason(finding)))
+        permissions.update(remove(finding))
+        ids.append(finding.id)
+    return wanted
+
+
 def plan_removals(
     remediation_id: str,
     snapshot: Snapshot,
     policy: Policy,
-    wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]],
+    wanted: Removals,
 ) -> list[Action]:
     """Actions for {(vault id, object id, application id): (permissions to remove, finding ids, reason)}.
 
@@ -130,7 +160,7 @@ def plan_removals(
     for vault in snapshot.vaults:
         entries = list(vault.access_policies)
         for index, entry in enumerate(vault.access_policies):
-            key = (vault.id.lower(), entry.object_id.lower(), (entry.application_id or "").lower())
+            key = entry_key(vault.id, entry.object_id, entry.application_id)
             if key not in wanted or policy.is_break_glass(entry.object_id):
                 continue
             remove, finding_ids, reason = wanted[key]
