@@ -12,7 +12,6 @@ from __future__ import annotations
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core import rbac
-from remediations.core.access_policy import _vault_coordinates
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
@@ -21,6 +20,7 @@ from remediations.core.model import (
     Permissions,
     RoleAssignmentChange,
     Snapshot,
+    VaultRef,
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -139,10 +139,10 @@ def _remove_entry(action: Action, clients: Clients) -> Outcome:
     [change] = action.changes
     if not isinstance(change, AccessPolicyChange):
         return Outcome(action_id=action.id, status="failed", before=action.before, error="unexpected change")
-    subscription_id, resource_group, vault_name = _vault_coordinates(action.target)
+    vault = VaultRef.parse(action.target)
     try:
-        policies = clients.keyvault_management(subscription_id).update_access_policy(
-            resource_group, vault_name, change
+        policies = clients.keyvault_management(vault.subscription_id).update_access_policy(
+            vault.resource_group, vault.name, change
         )
     except ResourceGone as gone:
         return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))

@@ -18,6 +18,7 @@ from remediations.core.model import (
     Permissions,
     Snapshot,
     Vault,
+    VaultRef,
     expand_secret_permissions,
 )
 from remediations.core.policy import Policy
@@ -187,19 +188,6 @@ def plan_removals(
     return actions
 
 
-def _vault_coordinates(vault_id: str) -> tuple[str, str, str]:
-    parts = vault_id.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    try:
-        return (
-            parts[lowered.index("subscriptions") + 1],
-            parts[lowered.index("resourcegroups") + 1],
-            parts[lowered.index("vaults") + 1],
-        )
-    except (ValueError, IndexError):
-        raise ValueError(f"{vault_id!r} is not a Key Vault resource id") from None
-
-
 def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> list[str]:
     """Permissions the response shows were not changed as asked (case-insensitive: `List` is `list`)."""
     held = {p.lower() for p in (result.permissions.secrets if result is not None else ())}
@@ -210,8 +198,8 @@ def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> lis
 
 def apply_changes(action: Action, clients: Clients) -> Outcome:
     """Send each delta in order; check each response. A change that did not happen is `failed`."""
-    subscription_id, resource_group, vault_name = _vault_coordinates(action.target)
-    api = clients.keyvault_management(subscription_id)
+    vault = VaultRef.parse(action.target)
+    api = clients.keyvault_management(vault.subscription_id)
     observed: dict[str, list[str]] | None = None
     total = len(action.changes)
     for step, change in enumerate(action.changes, start=1):
@@ -219,7 +207,7 @@ def apply_changes(action: Action, clients: Clients) -> Outcome:
             unexpected = f"step {step}/{total}: not an access-policy change ({change.type})"
             return _failed(action, observed, unexpected)
         try:
-            policies = api.update_access_policy(resource_group, vault_name, change)
+            policies = api.update_access_policy(vault.resource_group, vault.name, change)
         except ResourceGone as gone:
             if step == 1:
                 return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
