@@ -12,6 +12,7 @@ from __future__ import annotations
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core import rbac
+from remediations.core.access_policy import entry_of
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
@@ -148,15 +149,7 @@ def _remove_entry(action: Action, clients: Clients) -> Outcome:
         return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
     except AzureCallFailed as error:
         return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
-    left = next(
-        (
-            p
-            for p in policies
-            if p.object_id.lower() == change.object_id.lower()
-            and (p.application_id or "").lower() == (change.application_id or "").lower()
-        ),
-        None,
-    )
+    left = entry_of(policies, change)
     if left is not None:
         return Outcome(
             action_id=action.id,

@@ -88,6 +88,11 @@ def _same_principal(a: AccessPolicy, object_id: str, application_id: str | None)
     )
 
 
+def entry_of(policies: Iterable[AccessPolicy], change: AccessPolicyChange) -> AccessPolicy | None:
+    """The entry a delta is for, in a vault's access-policy list (e.g. the PUT response), or None."""
+    return next((p for p in policies if _same_principal(p, change.object_id, change.application_id)), None)
+
+
 def can_manage(entry: AccessPolicy) -> bool:
     return bool(expand_secret_permissions(entry.permissions.secrets) & SECRET_MANAGEMENT_PERMISSIONS)
 
@@ -215,9 +220,7 @@ def apply_changes(action: Action, clients: Clients) -> Outcome:
         except AzureCallFailed as error:
             done = f" (steps 1-{step - 1} were applied)" if step > 1 else ""
             return _failed(action, observed, f"step {step}/{total} {change.operation}: {error}{done}")
-        mine = next(
-            (p for p in policies if _same_principal(p, change.object_id, change.application_id)), None
-        )
+        mine = entry_of(policies, change)
         observed = (mine.permissions if mine is not None else Permissions()).as_dict()
         unchanged = _took_effect(change, mine)
         if unchanged:
