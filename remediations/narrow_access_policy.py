@@ -7,7 +7,7 @@ whole-list `replace`, so a concurrent change by someone else is not overwritten.
 from __future__ import annotations
 
 from remediations.adapters.clients import Clients
-from remediations.core.access_policy import apply_changes, plan_removals
+from remediations.core.access_policy import apply_changes, group_removals, plan_removals
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -35,25 +35,22 @@ class NarrowAccessPolicy(Remediation):
     )
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
-        wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]] = {}
-        for finding in findings:
-            key = (
-                finding.resource_id.lower(),
-                (finding.principal or "").lower(),
-                str(finding.evidence.get("applicationId") or "").lower(),
-            )
-            excess = {str(p) for p in finding.evidence.get("excess", [])}
-            allowed = finding.evidence.get("allowed", [])
-            reason = f"allow-list for this identity is {allowed}"
-            names = finding.evidence.get("neededSecretNames")
-            if names is not None:
-                # Access policies cannot be scoped to one secret: say what flows use, so the vault can be
-                # split or moved to RBAC (narrow_role_assignment scopes to exactly these names).
-                reason += f"; its flows read only the secrets {names}"
-            remove, ids, _ = wanted.setdefault(key, (set(), [], reason))
-            remove.update(excess)
-            ids.append(finding.id)
+        wanted = group_removals(findings, _excess, _reason)
         return plan_removals(self.id, snapshot, policy, wanted)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         return apply_changes(action, clients)
+
+
+def _excess(finding: Finding) -> set[str]:
+    return {str(p) for p in finding.evidence.get("excess", [])}
+
+
+def _reason(finding: Finding) -> str:
+    reason = f"allow-list for this identity is {finding.evidence.get('allowed', [])}"
+    names = finding.evidence.get("neededSecretNames")
+    if names is not None:
+        # Access policies cannot be scoped to one secret: say what flows use, so the vault can be
+        # split or moved to RBAC (narrow_role_assignment scopes to exactly these names).
+        reason += f"; its flows read only the secrets {names}"
+    return reason

@@ -22,6 +22,7 @@ from remediations.core.model import (
     RoleAssignmentChange,
     Snapshot,
     Vault,
+    subscription_of,
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -189,7 +190,7 @@ class NarrowRoleAssignment(Remediation):
             if young:
                 skip = f"waiting for {len(young)} per-secret assignment(s) to propagate ({seconds}s)"
         if skip is None:
-            skip = budget.take(assignment.scope.split("/")[2], len(creates))
+            skip = budget.take(subscription_of(assignment.scope), len(creates))
 
         new = [describe(a) for a in kept] + [describe(c) for c in creates]
         return Action.create(

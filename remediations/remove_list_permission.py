@@ -7,7 +7,7 @@ One `PUT .../accessPolicies/remove` per identity with only the `list` spellings 
 from __future__ import annotations
 
 from remediations.adapters.clients import Clients
-from remediations.core.access_policy import apply_changes, plan_removals
+from remediations.core.access_policy import apply_changes, group_removals, plan_removals
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -35,17 +35,9 @@ class RemoveListPermission(Remediation):
     )
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
-        wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]] = {}
-        for finding in findings:
-            key = (
-                finding.resource_id.lower(),
-                (finding.principal or "").lower(),
-                str(finding.evidence.get("applicationId") or "").lower(),
-            )
-            _, ids, _ = wanted.setdefault(
-                key, ({"list"}, [], "no policy rule allows this identity to list secrets")
-            )
-            ids.append(finding.id)
+        wanted = group_removals(
+            findings, lambda _: {"list"}, lambda _: "no policy rule allows this identity to list secrets"
+        )
         return plan_removals(self.id, snapshot, policy, wanted)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:

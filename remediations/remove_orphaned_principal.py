@@ -12,7 +12,7 @@ from __future__ import annotations
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core import rbac
-from remediations.core.access_policy import _vault_coordinates
+from remediations.core.access_policy import entry_of
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
@@ -21,6 +21,7 @@ from remediations.core.model import (
     Permissions,
     RoleAssignmentChange,
     Snapshot,
+    VaultRef,
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -139,24 +140,16 @@ def _remove_entry(action: Action, clients: Clients) -> Outcome:
     [change] = action.changes
     if not isinstance(change, AccessPolicyChange):
         return Outcome(action_id=action.id, status="failed", before=action.before, error="unexpected change")
-    subscription_id, resource_group, vault_name = _vault_coordinates(action.target)
+    vault = VaultRef.parse(action.target)
     try:
-        policies = clients.keyvault_management(subscription_id).update_access_policy(
-            resource_group, vault_name, change
+        policies = clients.keyvault_management(vault.subscription_id).update_access_policy(
+            vault.resource_group, vault.name, change
         )
     except ResourceGone as gone:
         return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
     except AzureCallFailed as error:
         return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
-    left = next(
-        (
-            p
-            for p in policies
-            if p.object_id.lower() == change.object_id.lower()
-            and (p.application_id or "").lower() == (change.application_id or "").lower()
-        ),
-        None,
-    )
+    left = entry_of(policies, change)
     if left is not None:
         return Outcome(
             action_id=action.id,

@@ -17,18 +17,12 @@ from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
 from remediations.adapters.errors import ResourceGone
 from remediations.adapters.retry import with_retry
-from remediations.core.model import AccessPolicy, AccessPolicyChange, Permissions, Scope, Vault
+from remediations.core.model import AccessPolicy, AccessPolicyChange, Permissions, Scope, Vault, arm_name
 
 
 def _texts(values: Iterable[Any] | None) -> tuple[str, ...]:
     # The SDK turns known lower-case names into enum members and keeps other spellings as str.
     return tuple(v.value if isinstance(v, Enum) else str(v) for v in (values or ()))
-
-
-def _resource_group(resource_id: str) -> str:
-    parts = resource_id.split("/")
-    lowered = [p.lower() for p in parts]
-    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
 
 
 def access_policy_from_sdk(entry: Any) -> AccessPolicy:
@@ -51,7 +45,7 @@ def vault_from_sdk(vault: Any, subscription_id: str) -> Vault:
     return Vault(
         id=str(vault.id),
         name=str(vault.name),
-        resource_group=_resource_group(str(vault.id)),
+        resource_group=arm_name(str(vault.id), "resourceGroups") or "",
         subscription_id=subscription_id,
         location=str(vault.location or ""),
         tenant_id=str(props.tenant_id or ""),

@@ -3,7 +3,7 @@ the last manager of a vault, and apply deltas with verification from the PUT res
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
@@ -13,10 +13,12 @@ from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
     Action,
+    Finding,
     Outcome,
     Permissions,
     Snapshot,
     Vault,
+    VaultRef,
     expand_secret_permissions,
 )
 from remediations.core.policy import Policy
@@ -86,6 +88,11 @@ def _same_principal(a: AccessPolicy, object_id: str, application_id: str | None)
     )
 
 
+def entry_of(policies: Iterable[AccessPolicy], change: AccessPolicyChange) -> AccessPolicy | None:
+    """The entry a delta is for, in a vault's access-policy list (e.g. the PUT response), or None."""
+    return next((p for p in policies if _same_principal(p, change.object_id, change.application_id)), None)
+
+
 def can_manage(entry: AccessPolicy) -> bool:
     return bool(expand_secret_permissions(entry.permissions.secrets) & SECRET_MANAGEMENT_PERMISSIONS)
 
@@ -115,11 +122,40 @@ def last_manager_reason(
     )
 
 
+# (vault id, object id, application id), lower-cased: one access-policy entry.
+EntryKey = tuple[str, str, str]
+# Per entry: (permissions to remove, finding ids, reason).
+Removals = dict[EntryKey, tuple[set[str], list[str], str]]
+
+
+def entry_key(vault_id: str, object_id: str, application_id: str | None) -> EntryKey:
+    return (vault_id.lower(), object_id.lower(), (application_id or "").lower())
+
+
+def group_removals(
+    findings: Iterable[Finding],
+    remove: Callable[[Finding], Iterable[str]],
+    reason: Callable[[Finding], str],
+) -> Removals:
+    """Findings on access-policy entries (resource = vault, principal = object id, evidence
+    `applicationId`) grouped per entry: the union of what each says to remove, their ids, and the first
+    one's reason. One entry gets one action, so a vault gets one write per identity."""
+    wanted: Removals = {}
+    for finding in findings:
+        key = entry_key(
+            finding.resource_id, finding.principal or "", str(finding.evidence.get("applicationId") or "")
+        )
+        permissions, ids, _ = wanted.setdefault(key, (set(), [], reason(finding)))
+        permissions.update(remove(finding))
+        ids.append(finding.id)
+    return wanted
+
+
 def plan_removals(
     remediation_id: str,
     snapshot: Snapshot,
     policy: Policy,
-    wanted: dict[tuple[str, str, str], tuple[set[str], list[str], str]],
+    wanted: Removals,
 ) -> list[Action]:
     """Actions for {(vault id, object id, application id): (permissions to remove, finding ids, reason)}.
 
@@ -130,7 +166,7 @@ def plan_removals(
     for vault in snapshot.vaults:
         entries = list(vault.access_policies)
         for index, entry in enumerate(vault.access_policies):
-            key = (vault.id.lower(), entry.object_id.lower(), (entry.application_id or "").lower())
+            key = entry_key(vault.id, entry.object_id, entry.application_id)
             if key not in wanted or policy.is_break_glass(entry.object_id):
                 continue
             remove, finding_ids, reason = wanted[key]
@@ -157,19 +193,6 @@ def plan_removals(
     return actions
 
 
-def _vault_coordinates(vault_id: str) -> tuple[str, str, str]:
-    parts = vault_id.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    try:
-        return (
-            parts[lowered.index("subscriptions") + 1],
-            parts[lowered.index("resourcegroups") + 1],
-            parts[lowered.index("vaults") + 1],
-        )
-    except (ValueError, IndexError):
-        raise ValueError(f"{vault_id!r} is not a Key Vault resource id") from None
-
-
 def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> list[str]:
     """Permissions the response shows were not changed as asked (case-insensitive: `List` is `list`)."""
     held = {p.lower() for p in (result.permissions.secrets if result is not None else ())}
@@ -180,8 +203,8 @@ def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> lis
 
 def apply_changes(action: Action, clients: Clients) -> Outcome:
     """Send each delta in order; check each response. A change that did not happen is `failed`."""
-    subscription_id, resource_group, vault_name = _vault_coordinates(action.target)
-    api = clients.keyvault_management(subscription_id)
+    vault = VaultRef.parse(action.target)
+    api = clients.keyvault_management(vault.subscription_id)
     observed: dict[str, list[str]] | None = None
     total = len(action.changes)
     for step, change in enumerate(action.changes, start=1):
@@ -189,7 +212,7 @@ def apply_changes(action: Action, clients: Clients) -> Outcome:
             unexpected = f"step {step}/{total}: not an access-policy change ({change.type})"
             return _failed(action, observed, unexpected)
         try:
-            policies = api.update_access_policy(resource_group, vault_name, change)
+            policies = api.update_access_policy(vault.resource_group, vault.name, change)
         except ResourceGone as gone:
             if step == 1:
                 return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
@@ -197,9 +220,7 @@ def apply_changes(action: Action, clients: Clients) -> Outcome:
         except AzureCallFailed as error:
             done = f" (steps 1-{step - 1} were applied)" if step > 1 else ""
             return _failed(action, observed, f"step {step}/{total} {change.operation}: {error}{done}")
-        mine = next(
-            (p for p in policies if _same_principal(p, change.object_id, change.application_id)), None
-        )
+        mine = entry_of(policies, change)
         observed = (mine.permissions if mine is not None else Permissions()).as_dict()
         unchanged = _took_effect(change, mine)
         if unchanged:

@@ -91,6 +91,44 @@ class Scope(Frozen):
         return rid
 
 
+def arm_name(resource_id: str, segment: str) -> str | None:
+    """The name after `segment` (matched case-insensitively) in an ARM id, or None when absent:
+    `arm_name(vault_id, "resourceGroups")`. Lenient, for ids Azure returned or we built; an id a
+    caller sends is validated strictly first (triggers/ids.py)."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    try:
+        return parts[lowered.index(segment.lower()) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def subscription_of(scope: str) -> str:
+    """The subscription of an ARM scope that starts `/subscriptions/{id}` (a role-assignment scope)."""
+    parts = scope.strip("/").split("/")
+    if len(parts) < 2 or parts[0].lower() != "subscriptions":
+        raise ValueError(f"{scope!r} is not an ARM scope under a subscription")
+    return parts[1]
+
+
+class VaultRef(Frozen):
+    """The coordinates ARM calls on a vault need, read from its resource id (or the id of something
+    in it, e.g. a secret). Lenient like `arm_name`."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def parse(cls, resource_id: str) -> VaultRef:
+        subscription_id = arm_name(resource_id, "subscriptions")
+        resource_group = arm_name(resource_id, "resourceGroups")
+        name = arm_name(resource_id, "vaults")
+        if subscription_id is None or resource_group is None or name is None:
+            raise ValueError(f"{resource_id!r} is not a Key Vault resource id")
+        return cls(subscription_id=subscription_id, resource_group=resource_group, name=name)
+
+
 # --- Key Vault and directory -------------------------------------------------------------------------
 
 

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed
-from remediations.core.model import Action, Outcome, RoleAssignment, RoleAssignmentChange
-
-
-def _subscription(scope: str) -> str:
-    parts = scope.strip("/").split("/")
-    if len(parts) < 2 or parts[0].lower() != "subscriptions":
-        raise ValueError(f"{scope!r} is not an ARM scope under a subscription")
-    return parts[1]
+from remediations.core.model import Action, Outcome, RoleAssignment, RoleAssignmentChange, subscription_of
 
 
 def _list_scope(scope: str) -> str:
@@ -50,7 +43,7 @@ def apply_role_changes(action: Action, clients: Clients) -> Outcome:
         return _failed(action, {}, "not a role-assignment action")
     creates = [c for c in changes if c.operation == "create"]
     deletes = [c for c in changes if c.operation == "delete"]
-    api = clients.authorization(_subscription(changes[0].scope))
+    api = clients.authorization(subscription_of(changes[0].scope))
 
     for step, change in enumerate(creates, start=1):
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from remediations.core.detect import detect, detector
 from remediations.core.graph import ExposureGraph, Path, secret_node
-from remediations.core.model import Finding, SecretMeta, Snapshot, Vault
+from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
 from remediations.core.policy import Policy
 
 # -- tags ------------------------------------------------------------------------------------------
@@ -84,8 +84,37 @@ def tag_value(text: str) -> str:
     return text if len(text) <= MAX_TAG_VALUE else text[: MAX_TAG_VALUE - 3] + "..."
 
 
-def secret_resource_id(vault: Vault, name: str) -> str:
-    return f"{vault.id}/secrets/{name}"
+def secret_resource_id(vault: Vault | str, name: str) -> str:
+    """`<vault id>/secrets/<name>`; `vault` is a Vault or a vault resource id."""
+    return f"{vault if isinstance(vault, str) else vault.id}/secrets/{name}"
+
+
+def _secret_finding(
+    detector_id: str,
+    severity: Severity,
+    vault_id: str,
+    vault_uri: str,
+    name: str,
+    message: str,
+    source: str,
+    **extra: Any,
+) -> Finding:
+    """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
+    reads `vault_id`, `vault_uri`, `secret_name`); `extra` is what its source adds."""
+    return Finding.create(
+        detector_id=detector_id,
+        severity=severity,
+        resource_id=secret_resource_id(vault_id, name),
+        principal=None,
+        message=message,
+        evidence={
+            "vault_id": vault_id,
+            "vault_uri": vault_uri,
+            "secret_name": name,
+            "source": source,
+            **extra,
+        },
+    )
 
 
 def find_vault(snapshot: Snapshot, reference: str) -> Vault | None:
@@ -178,22 +207,18 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
         if policy.excludes_vault(vault) or not _readable(secret):
             continue
         findings.append(
-            Finding.create(
-                detector_id=EXPOSED_SECRET,
-                severity="high",
-                resource_id=secret_resource_id(vault, secret.name),
-                principal=None,
-                message=f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
+            _secret_finding(
+                EXPOSED_SECRET,
+                "high",
+                vault.id,
+                vault.vault_uri,
+                secret.name,
+                f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
                 f"({', '.join(sorted(exposure.detectors))})",
-                evidence={
-                    "vault_id": vault.id,
-                    "vault_uri": vault.vault_uri,
-                    "secret_name": secret.name,
-                    "source": "finding",
-                    "exposedBy": sorted(exposure.by),
-                    "detectors": sorted(exposure.detectors),
-                    "readers": sorted(exposure.readers),
-                },
+                "finding",
+                exposedBy=sorted(exposure.by),
+                detectors=sorted(exposure.detectors),
+                readers=sorted(exposure.readers),
             )
         )
     return findings
@@ -222,20 +247,16 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if secret.expires is None or not _readable(secret) or secret.expires > horizon:
                 continue
             findings.append(
-                Finding.create(
-                    detector_id=NEAR_EXPIRY,
-                    severity="medium",
-                    resource_id=secret_resource_id(vault, secret.name),
-                    principal=None,
-                    message=f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
+                _secret_finding(
+                    NEAR_EXPIRY,
+                    "medium",
+                    vault.id,
+                    vault.vault_uri,
+                    secret.name,
+                    f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
                     f"within {days} days",
-                    evidence={
-                        "vault_id": vault.id,
-                        "vault_uri": vault.vault_uri,
-                        "secret_name": secret.name,
-                        "source": "near-expiry",
-                        "expires": iso(secret.expires),
-                    },
+                    "near-expiry",
+                    expires=iso(secret.expires),
                 )
             )
     return findings
@@ -260,22 +281,17 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if not followup_due(secret.tags, snapshot.taken_at):
                 continue
             findings.append(
-                Finding.create(
-                    detector_id=FOLLOWUP_DUE,
-                    severity="medium",
-                    resource_id=secret_resource_id(vault, secret.name),
-                    principal=None,
-                    message=f"the last rotation of {secret.name} in vault {vault.name} "
-                    "has a pending step due",
-                    evidence={
-                        "vault_id": vault.id,
-                        "vault_uri": vault.vault_uri,
-                        "secret_name": secret.name,
-                        "source": "follow-up",
-                        "pending": sorted(
-                            k for k in (TAG_PENDING_REMOVE, TAG_PENDING_REGENERATE) if secret.tags.get(k)
-                        ),
-                    },
+                _secret_finding(
+                    FOLLOWUP_DUE,
+                    "medium",
+                    vault.id,
+                    vault.vault_uri,
+                    secret.name,
+                    f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
+                    "follow-up",
+                    pending=sorted(
+                        k for k in (TAG_PENDING_REMOVE, TAG_PENDING_REGENERATE) if secret.tags.get(k)
+                    ),
                 )
             )
     return findings
@@ -288,22 +304,17 @@ def ticket_findings(
     findings = []
     for vault_ref, name in targets:
         vault = find_vault(snapshot, vault_ref)
-        resource_id = secret_resource_id(vault, name) if vault is not None else f"{vault_ref}/secrets/{name}"
         findings.append(
-            Finding.create(
-                detector_id=EXPOSED_SECRET,
-                severity="high",
-                resource_id=resource_id,
-                principal=None,
-                message=f"ticket {ticket_id or '(none)'} names secret {name}: {reason}",
-                evidence={
-                    "vault_id": vault.id if vault is not None else vault_ref,
-                    "vault_uri": vault.vault_uri if vault is not None else vault_ref,
-                    "secret_name": name,
-                    "source": "ticket",
-                    "ticketId": ticket_id,
-                    "reason": reason,
-                },
+            _secret_finding(
+                EXPOSED_SECRET,
+                "high",
+                vault.id if vault is not None else vault_ref,
+                vault.vault_uri if vault is not None else vault_ref,
+                name,
+                f"ticket {ticket_id or '(none)'} names secret {name}: {reason}",
+                "ticket",
+                ticketId=ticket_id,
+                reason=reason,
             )
         )
     return findings
@@ -317,20 +328,16 @@ def alert_findings(
     if vault is None:
         return []
     return [
-        Finding.create(
-            detector_id=EXPOSED_SECRET,
-            severity="high",
-            resource_id=secret_resource_id(vault, secret.name),
-            principal=None,
-            message=f"alert {alert_id or '(none)'} on vault {vault.name}: {reason}",
-            evidence={
-                "vault_id": vault.id,
-                "vault_uri": vault.vault_uri,
-                "secret_name": secret.name,
-                "source": "alert",
-                "alertId": alert_id,
-                "reason": reason,
-            },
+        _secret_finding(
+            EXPOSED_SECRET,
+            "high",
+            vault.id,
+            vault.vault_uri,
+            secret.name,
+            f"alert {alert_id or '(none)'} on vault {vault.name}: {reason}",
+            "alert",
+            alertId=alert_id,
+            reason=reason,
         )
         for secret in vault.secrets
         if _readable(secret)

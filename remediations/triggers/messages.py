@@ -50,43 +50,41 @@ class ScopeMessage(BaseModel):
         return self
 
     @classmethod
-    def for_subscription(
-        cls, subscription_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+    def for_scope(
+        cls,
+        kind: ScopeKind,
+        scope_id: str,
+        sweep_id: str,
+        dry_run: bool,
+        correlation_id: str | None = None,
     ) -> ScopeMessage:
+        """A fresh message (enqueued now, no requeues) for one scope; `scope_id` is validated for `kind`."""
         return cls(
-            kind="subscription",
-            id=subscription_id,
+            kind=kind,
+            id=scope_id,
             sweepId=sweep_id,
             dryRun=dry_run,
             enqueuedAt=datetime.now(UTC),
             correlationId=correlation_id,
         )
+
+    @classmethod
+    def for_subscription(
+        cls, subscription_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+    ) -> ScopeMessage:
+        return cls.for_scope("subscription", subscription_id, sweep_id, dry_run, correlation_id)
 
     @classmethod
     def for_vault(
         cls, vault_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
     ) -> ScopeMessage:
-        return cls(
-            kind="vault",
-            id=vault_id,
-            sweepId=sweep_id,
-            dryRun=dry_run,
-            enqueuedAt=datetime.now(UTC),
-            correlationId=correlation_id,
-        )
+        return cls.for_scope("vault", vault_id, sweep_id, dry_run, correlation_id)
 
     @classmethod
     def for_environment(
         cls, environment: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
     ) -> ScopeMessage:
-        return cls(
-            kind="environment",
-            id=environment,
-            sweepId=sweep_id,
-            dryRun=dry_run,
-            enqueuedAt=datetime.now(UTC),
-            correlationId=correlation_id,
-        )
+        return cls.for_scope("environment", environment, sweep_id, dry_run, correlation_id)
 
     def idempotency_key(self) -> str:
         """Equal for redeliveries of one scope of one sweep (whatever the enqueue time or requeues)."""

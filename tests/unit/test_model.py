@@ -3,7 +3,17 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from remediations.core.model import Action, Scope, SecretMeta, Snapshot, expand_secret_permissions, stable_id
+from remediations.core.model import (
+    Action,
+    Scope,
+    SecretMeta,
+    Snapshot,
+    VaultRef,
+    arm_name,
+    expand_secret_permissions,
+    stable_id,
+    subscription_of,
+)
 from tests.unit.kv_builders import policy_entry, snapshot, vault
 
 
@@ -61,3 +71,21 @@ def test_scope_parses_the_three_kinds(text: str, kind: str) -> None:
 def test_scope_rejects_other_resources() -> None:
     with pytest.raises(ValueError, match="not /subscriptions"):
         Scope.parse("/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x")
+
+
+def test_vault_ref_reads_a_vault_id_or_a_child_id_in_any_casing() -> None:
+    vault_id = "/subscriptions/S1/resourcegroups/RG-App/providers/Microsoft.KeyVault/VAULTS/kv-Pay"
+    expected = VaultRef(subscription_id="S1", resource_group="RG-App", name="kv-Pay")
+    assert VaultRef.parse(vault_id) == expected
+    assert VaultRef.parse(vault_id + "/secrets/db") == expected  # a secret scope names its vault
+    with pytest.raises(ValueError, match="not a Key Vault resource id"):
+        VaultRef.parse("/subscriptions/s1/resourceGroups/rg")
+
+
+def test_arm_name_and_subscription_of() -> None:
+    assert arm_name("/subscriptions/s1/resourceGroups/rg", "RESOURCEGROUPS") == "rg"
+    assert arm_name("/subscriptions/s1", "resourceGroups") is None
+    assert arm_name("/subscriptions/s1/resourceGroups", "resourceGroups") is None  # nothing after it
+    assert subscription_of("/subscriptions/s1/resourceGroups/rg/providers/x/y") == "s1"
+    with pytest.raises(ValueError, match="not an ARM scope under a subscription"):
+        subscription_of("/providers/Microsoft.Management/managementGroups/mg1")
