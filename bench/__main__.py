@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -21,16 +22,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.model import Latency, LowerLimit, Workload, lower_limit
+from bench.model import Budgets, Latency, LowerLimit, Workload, lower_limit
 from bench.procs import ROOT, EmulatorProcess, client_env, run_engine
 
 SIZES: dict[str, dict[str, Any]] = {
-    "small": {"vaults": 50, "secrets_per_vault": 40, "identities": 20},
-    # LIMITS.md's worked example: 5,000 vaults, 200,000 secrets (the PP half: 2,000 flows,
-    # 3,000 connections, 20 environments, is not inventoried by the engine yet).
-    "large": {"vaults": 5000, "secrets_per_vault": 40, "identities": 500},
+    "small": {
+        "vaults": 50,
+        "secrets_per_vault": 40,
+        "identities": 20,
+        "environments": 2,
+        "flows": 200,
+        "connections": 300,
+    },
+    # LIMITS.md's worked example: 5,000 vaults, 200,000 secrets, 2,000 flows, 3,000 connections
+    # (spread over 20 environments, as in the issue).
+    "large": {
+        "vaults": 5000,
+        "secrets_per_vault": 40,
+        "identities": 500,
+        "environments": 20,
+        "flows": 2000,
+        "connections": 3000,
+    },
 }
-PP_NOT_MEASURED = "not measured: PP inventory not in engine yet"
+AZURE_KEYS = ("vaults", "secrets_per_vault", "identities")
+PP_KEYS = ("environments", "flows", "connections")
+PP_THROTTLING = (
+    "not emulated: the emulator has no Power Platform throttling model (no numeric limit is published "
+    "for the PP admin REST APIs, LIMITS.md 1d); the Azure-model lower limit assumes Dataverse-style "
+    "service protection, 6,000 requests / 300 s per user, 52 concurrent"
+)
 C7N = ROOT / ".tools" / "c7n" / "bin" / "custodian"
 WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
 
@@ -54,7 +75,14 @@ def _calls(counts: dict[str, Any]) -> dict[str, int]:
 
 
 def _limit(
-    spec: dict[str, Any], engine: dict[str, Any], lat: Latency, writes: int, per_vault: int
+    spec: dict[str, Any],
+    engine: dict[str, Any],
+    lat: Latency,
+    writes: int,
+    per_vault: int,
+    *,
+    pp: bool = False,
+    budgets: Budgets | None = None,
 ) -> LowerLimit:
     workload = Workload(
         secrets_per_vault=(spec["secrets_per_vault"],) * spec["vaults"],
@@ -62,8 +90,29 @@ def _limit(
         principals=engine.get("identities", 0),
         access_policy_writes=writes,
         writes_per_vault_max=max(1, per_vault),
+        # Every generated flow references a Key Vault connection, so all F flows need a permissions GET;
+        # the engine reads definitions with one GET per flow (not from Dataverse).
+        flows=spec["flows"] if pp else None,
+        connections=spec["connections"] if pp else None,
+        flows_with_keyvault=spec["flows"] if pp else None,
+        environments=spec["environments"],
+        dataverse_definitions=False,
     )
-    return lower_limit(workload, lat=lat)
+    return lower_limit(workload, budgets, lat=lat)
+
+
+def machine_bound(engine_cpu_s: float, emulator_cpu_s: float) -> dict[str, Any]:
+    """The floor this machine puts under a run: each process is one interpreter (GIL: at most one core
+    of Python each), and both share `os.cpu_count()` cores."""
+    cores = os.cpu_count() or 1
+    bound = max(engine_cpu_s, emulator_cpu_s, (engine_cpu_s + emulator_cpu_s) / cores)
+    return {
+        "cores": cores,
+        "engine_cpu_s": round(engine_cpu_s, 2),
+        "emulator_cpu_s": round(emulator_cpu_s, 2),
+        "emulator_cpu_over_cores_s": round(emulator_cpu_s / cores, 2),
+        "bound_s": round(bound, 2),
+    }
 
 
 def cold_start(runs: int = 5) -> dict[str, Any]:
@@ -204,10 +253,11 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
             "latency_ms": lat_ms,
             "read_concurrency": args.concurrency,
             "write_concurrency": args.write_concurrency,
-            "flows": PP_NOT_MEASURED,
-            "connections": PP_NOT_MEASURED,
-            "environments": PP_NOT_MEASURED,
-        }
+            "power_platform_throttling": PP_THROTTLING,
+            "power_platform_phases": "inventory+plan reads Azure and Power Platform side by side; "
+            "apply and the compliant re-run read Azure only (the bench policy fixes access policies)",
+        },
+        "load_average_at_start": os.getloadavg(),
     }
     print(f"[{name}] starting the emulator ({base['vaults']} vaults)...", file=sys.stderr, flush=True)
     with EmulatorProcess(spec) as emu:
@@ -225,7 +275,8 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
             "keep_secrets": False,
         }
         print(f"[{name}] inventory + plan (dry run)...", file=sys.stderr, flush=True)
-        plan = run_engine(emu, {**common, "phase": "plan"})
+        plan = run_engine(emu, {**common, "phase": "plan", "power_platform": True})
+        report["generated"] = emu.generated
         print(f"[{name}] apply (10% of vaults need a fix)...", file=sys.stderr, flush=True)
         apply = run_engine(emu, {**common, "phase": "apply"})
         print(f"[{name}] compliant re-run...", file=sys.stderr, flush=True)
@@ -235,7 +286,13 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         run["calls"] = _calls(run["emulator"])
         run["arm_writes"] = _arm_writes(run["emulator"])
         run["arm_vault_gets"] = run["emulator"]["arm_routes"].get("GET get_vault", 0)
-    plan_limit = _limit(base, plan, lat, 0, 0)
+    # Ratio against the limit of what the emulator models (PP latency, no PP throttling); the Azure-model
+    # limit adds the assumed Dataverse-style PP window.
+    plan_limit = _limit(base, plan, lat, 0, 0, pp=True, budgets=Budgets(pp=None))
+    azure_model = _limit(base, plan, lat, 0, 0, pp=True)
+    azure_only = _limit(base, plan, lat, 0, 0)
+    azure_half, pp_half = plan["halves_s"].get("azure", 0.0), plan["halves_s"].get("power_platform", 0.0)
+    pp_calls = sum(v for k, v in plan["emulator"]["by_service"].items() if k.startswith("pp "))
     apply_limit = _limit(
         base, apply, lat, apply["writes_planned"], apply["emulator"]["arm_max_writes_per_vault"]
     )
@@ -243,6 +300,24 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         **plan,
         "lower_limit": plan_limit.as_dict(),
         "ratio": plan["inventory_plan_s"] / plan_limit.read_s,
+        "lower_limit_azure_model": azure_model.as_dict(),
+        "ratio_azure_model": plan["inventory_plan_s"] / azure_model.read_s,
+        "azure_half": {
+            "span_s": round(azure_half, 2),
+            "lower_limit": azure_only.as_dict(),
+            "ratio": azure_half / azure_only.read_s,
+        },
+        "power_platform": {
+            "span_s": round(pp_half, 2),
+            "calls": pp_calls,
+            "model_calls": azure_model.calls.pp,
+            "latency_term_s": round(azure_model.terms["pp_latency"], 2),
+            "window_term_s_assumed": round(azure_model.terms["pp_window"], 1),
+            "ratio_to_latency_term": pp_half / azure_model.terms["pp_latency"],
+            "read": {k: plan[f"pp_{k}"] for k in ("environments", "flows", "connections", "shares")},
+            "throttling": PP_THROTTLING,
+        },
+        "machine_bound": machine_bound(plan["inventory_plan_cpu_s"], plan["emulator"]["cpu_s"]),
     }
     report["apply"] = {
         **apply,
@@ -338,6 +413,8 @@ def print_report(result: dict[str, Any]) -> None:
     for size, report in result["sizes"].items():
         plan, apply, compliant = report["plan"], report["apply"], report["compliant"]
         sc = report["scenario"]
+        az, pp = plan["azure_half"], plan["power_platform"]
+        load = ", ".join(f"{x:.2f}" for x in report["load_average_at_start"])
         rows = [
             [
                 "inventory+plan wall",
@@ -349,6 +426,31 @@ def print_report(result: dict[str, Any]) -> None:
                 f"{plan['lower_limit']['read_s']:.2f} s, bound by {plan['lower_limit']['binding_read']}",
             ],
             ["  ratio", f"{plan['ratio']:.2f}x"],
+            [
+                "  lower limit, Azure model incl. assumed PP window",
+                f"{plan['lower_limit_azure_model']['read_s']:.2f} s, bound by "
+                f"{plan['lower_limit_azure_model']['binding_read']} (ratio "
+                f"{plan['ratio_azure_model']:.2f}x; the emulator does not throttle PP)",
+            ],
+            [
+                "  machine bound (CPU; not an Azure limit)",
+                f"{plan['machine_bound']['bound_s']:.2f} s = max(engine CPU "
+                f"{plan['machine_bound']['engine_cpu_s']:.1f} s, emulator CPU "
+                f"{plan['machine_bound']['emulator_cpu_s']:.1f} s, sum / "
+                f"{plan['machine_bound']['cores']} cores); emulator CPU / cores "
+                f"{plan['machine_bound']['emulator_cpu_over_cores_s']:.2f} s",
+            ],
+            [
+                "  Azure half (ARM+KV+Graph)",
+                f"{az['span_s']:.2f} s; limit {az['lower_limit']['read_s']:.2f} s "
+                f"({az['lower_limit']['binding_read']}), ratio {az['ratio']:.2f}x",
+            ],
+            [
+                "  Power Platform half",
+                f"{pp['span_s']:.2f} s, {pp['calls']} calls (model {pp['model_calls']}); latency term "
+                f"{pp['latency_term_s']:.2f} s (ratio {pp['ratio_to_latency_term']:.2f}x); assumed window "
+                f"term {pp['window_term_s_assumed']:.0f} s; read {pp['read']}",
+            ],
             ["  calls", _fmt_calls(plan["calls"])],
             ["  KV calls per vault (max)", plan["emulator"]["kv_max_per_vault"]],
             ["  engine CPU / emulator CPU", f"{plan['cpu_s']:.1f} s / {plan['emulator']['cpu_s']:.1f} s"],
@@ -395,7 +497,11 @@ def print_report(result: dict[str, Any]) -> None:
                 f"{plan['peak_rss_mib']:.0f} / {apply['peak_rss_mib']:.0f} MiB "
                 f"(after imports {plan['rss_after_import_mib']:.0f})",
             ],
-            ["Power Platform", PP_NOT_MEASURED],
+            ["Power Platform throttling", PP_THROTTLING],
+            [
+                "load average at start (1/5/15 min)",
+                load,
+            ],
         ]
         for c7n in report.get("c7n", []):
             if "error" in c7n:
@@ -411,7 +517,8 @@ def print_report(result: dict[str, Any]) -> None:
                     [f"c7n {c7n['variant']}", f"{c7n['wall_s']:.2f} s, calls {_fmt_calls(c7n['calls'])}"]
                 )
         title = (
-            f"{size}: {sc['vaults']} vaults, {sc['secrets']} secrets, "
+            f"{size}: {sc['vaults']} vaults, {sc['secrets']} secrets, {sc['flows']} flows, "
+            f"{sc['connections']} connections, {sc['environments']} environments, "
             f"latency {sc['latency_ms']} ms (assumed), "
             f"K={sc['read_concurrency']} reads / {sc['write_concurrency']} writes"
         )
@@ -424,6 +531,13 @@ def print_report(result: dict[str, Any]) -> None:
         ],
         ["emulator capacity (simple ARM GETs, no latency)", f"{result['emulator_capacity']}"],
     ]
+    other.append(
+        [
+            "machine",
+            f"{result['machine']['cpus']} CPUs, {result['machine']['platform']}, "
+            f"load average at end {', '.join(f'{x:.2f}' for x in result['machine']['load_average_at_end'])}",
+        ]
+    )
     _print_table("process", ["figure", "value"], other)
     _print_table(
         "targets",
@@ -455,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "model": "LIMITS.md section 2: ARM token buckets reads 250/25/s, writes 200/10/s per "
         "subscription x principal; Key Vault 4,000/10 s per vault, 20,000/10 s per subscription; "
-        "latencies are assumptions",
+        "Power Platform: no published limit, assumed Dataverse-style 6,000 / 300 s per user and 52 "
+        "concurrent (not emulated); latencies are assumptions",
         "sizes": {},
     }
     started = time.perf_counter()
@@ -474,6 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["targets"] = rows
     result["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
     out.write_text(json.dumps(result, indent=1, default=str))
     print_report(result)
     print(f"\nwrote {out} ({result['bench_wall_s']} s)")

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +31,7 @@ from emulator.azure.generator import generate
 from emulator.azure.state import AccessPolicy
 from emulator.core import Emulator
 from emulator.log import LoggedRequest
+from emulator.powerplatform.generator import generate as generate_powerplatform
 
 _VAULT_IN_ARM_PATH = re.compile(r"/providers/Microsoft\.KeyVault/vaults/([^/]+)", re.IGNORECASE)
 
@@ -67,6 +69,7 @@ class Counters:
             self.arm_per_vault: Counter[str] = Counter()  # per-vault ARM calls (GET/PUT on one vault)
             self.arm_writes_per_vault: Counter[str] = Counter()
             self.arm_routes: Counter[str] = Counter()
+            self.span_by_service: dict[str, list[float]] = {}  # service -> [first, last]
             self.started = time.perf_counter()
             self.cpu_started = time.process_time()
             self.first: float | None = None
@@ -80,6 +83,8 @@ class Counters:
             self.last = now
             self.by_service[f"{service} {entry.method}"] += 1
             self.by_status[f"{service} {entry.status}"] += 1
+            span = self.span_by_service.setdefault(service, [now, now])
+            span[1] = now
             if service == "kv":
                 self.kv_per_vault[entry.host.split(".", 1)[0]] += 1
             elif service == "arm":
@@ -103,6 +108,12 @@ class Counters:
                 "arm_routes": dict(self.arm_routes),
                 "cpu_s": time.process_time() - self.cpu_started,
                 "span_s": (self.last - self.first) if self.first is not None and self.last else 0.0,
+                # [first, last] request per service, seconds since the reset: each half's wall time in one run
+                "span_by_service_s": {
+                    k: [first - self.started, last - self.started]
+                    for k, (first, last) in self.span_by_service.items()
+                },
+                "requests": sum(self.by_service.values()),
             }
 
 
@@ -123,8 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec: dict[str, Any] = json.loads(args[0]) if args else {}
     latency: dict[str, float] = spec.pop("latency_ms", {})
+    pp_spec = {k: int(spec.pop(k, 0)) for k in ("environments", "flows", "connections")}
     generated = generate(**spec)
     az = generated.state.azure
+    pp_generated = None
+    if pp_spec["environments"]:
+        envs = pp_spec["environments"]
+        # Every generated flow references one of its environment's Key Vault connections, and the
+        # connections point at the generated vaults.
+        pp_generated = generate_powerplatform(
+            generated.state,
+            environments=envs,
+            flows_per_environment=pp_spec["flows"] // envs,
+            connections_per_environment=pp_spec["connections"] // envs,
+            seed=7,
+            vaults=sorted(v.name for v in az.vaults.values())[:200],
+        )
     # The sweeping identity (the emulator's admin app) needs `list` on secrets to read metadata from
     # access-policy vaults, as vaultguard's managed identity does in Azure; the bench policy allows it.
     for vault in az.vaults.values():
@@ -189,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 "role_assignments": len(generated.state.azure.role_assignments),
                 "identities": len(generated.identities),
                 "admin_object_id": az.admin_object_id,
+                "pp": asdict(pp_generated) if pp_generated is not None else None,
             },
         }
         print(json.dumps(info), flush=True)

@@ -48,7 +48,11 @@ class Budgets:
     kv_vault: tuple[int, float] = (4000, 10.0)  # calls per window (s), per vault
     kv_subscription: tuple[int, float] = (20000, 10.0)
     graph_ru: tuple[int, float] = (3500, 10.0)  # resource units per 10 s, small tenant
-    pp: tuple[int, float] = (6000, 300.0)  # assumption: Dataverse-style service protection
+    # Assumption: no numeric limit is published for the PP admin REST APIs (LIMITS.md 1d); modelled as
+    # Dataverse service protection, 6,000 requests / 300 s per user. None: left out (the emulator has
+    # no PP throttling, so a limit "as emulated" must not count it).
+    pp: tuple[int, float] | None = (6000, 300.0)
+    pp_concurrent: int = 52  # Dataverse: 52 concurrent requests per user
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Latency:
     pp: float = 0.080
     concurrency: int = 32  # K for reads
     write_concurrency: int = 16  # K for ARM writes
+    pp_concurrency: int | None = None  # K for Power Platform reads (None: K), capped at 52
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,12 @@ class Workload:
     writes_per_vault_max: int = 1  # the longest chain of writes on one vault (sent sequentially)
     role_assignment_writes: int = 0  # W_ra
     role_assignment_deletes: int = 0  # D_ra
-    # Power Platform; None: not part of this sweep (not inventoried by the engine yet).
+    # Power Platform; None: not part of this sweep.
     flows: int | None = None
-    connections: int | None = None
+    connections: int | None = None  # Key Vault connections (the only ones the engine lists)
+    # Flows that reference a Key Vault connection: only they need a permissions GET. None: all flows.
+    flows_with_keyvault: int | None = None
+    environments: int = 1  # each environment has its own flow and connection lists (pages per env)
     pp_page_flows: int = 250
     pp_page_connections: int = 250
     dataverse_definitions: bool = True  # definitions from Dataverse `workflow` rows (5,000/page)
@@ -102,6 +110,7 @@ class Calls:
     kv_max_per_vault: int
     graph: int
     pp: int | None
+    pp_chain: int = 0
 
 
 def minimal_calls(w: Workload) -> Calls:
@@ -114,17 +123,24 @@ def minimal_calls(w: Workload) -> Calls:
     )
     chains = [1 + max(1, math.ceil(s / w.kv_page)) for s in w.secrets_per_vault]
     pp: int | None = None
+    pp_chain = 0
     if w.flows is not None:
+        envs = max(1, w.environments)
         connections = w.connections or 0
+        keyvault_flows = w.flows if w.flows_with_keyvault is None else w.flows_with_keyvault
         definitions = math.ceil(w.flows / 5000) if w.dataverse_definitions else w.flows
         pp = (
-            2  # environment list and its first page
-            + math.ceil(w.flows / w.pp_page_flows)
+            1  # environment list
+            + envs  # role holders per environment (who can edit flows)
+            + envs * max(1, math.ceil(w.flows / envs / w.pp_page_flows))
             + definitions
-            + w.flows  # permission GET per flow
-            + math.ceil(connections / w.pp_page_connections)
+            + keyvault_flows  # permission GET per flow that can reach a Key Vault connection
+            + envs * max(1, math.ceil(connections / envs / w.pp_page_connections))
             + connections  # permission GET per connection
+            + 1  # DLP policies
         )
+        # env list -> flow list -> flow GET -> its permissions
+        pp_chain = (4 if keyvault_flows else 3) if w.flows else 2
     return Calls(
         arm_reads=arm_reads,
         arm_writes=w.access_policy_writes + w.role_assignment_writes,
@@ -134,6 +150,7 @@ def minimal_calls(w: Workload) -> Calls:
         kv_max_per_vault=max(chains, default=0),
         graph=math.ceil(w.principals / 1000),
         pp=pp,
+        pp_chain=pp_chain,
     )
 
 
@@ -185,8 +202,11 @@ def lower_limit(w: Workload, b: Budgets | None = None, lat: Latency | None = Non
         "graph_latency": latency_time(c.graph, k, lat.graph, c.graph),
     }
     if c.pp is not None:
-        terms["pp_window"] = window_time(c.pp, *b.pp)
-        terms["pp_latency"] = latency_time(c.pp, min(k, 52), lat.pp)
+        if b.pp is not None:
+            terms["pp_window"] = window_time(c.pp, *b.pp)
+        terms["pp_latency"] = latency_time(
+            c.pp, min(lat.pp_concurrency or k, b.pp_concurrent), lat.pp, c.pp_chain
+        )
     terms["arm_write_bucket"] = bucket_time(math.ceil(c.arm_writes / n_sub), *b.arm_write)
     terms["arm_delete_bucket"] = bucket_time(math.ceil(c.arm_deletes / n_sub), *b.arm_delete)
     terms["arm_write_latency"] = latency_time(

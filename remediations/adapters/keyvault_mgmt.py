@@ -1,6 +1,10 @@
 """Key Vault management plane (ARM): list vaults with their access policies; access-policy deltas.
 
 One list call per page returns `properties.accessPolicies`, so there is never a GET per vault in a sweep.
+The lists are read through the SDK client's own pipeline (`send_request`: auth, proxy, TLS) and their
+JSON pages are mapped straight to `Vault`: the SDK's generated models cost about 2.5 ms of CPU per vault
+to build (measured by `make bench` with py-spy: 13 s of serial CPU before the first secret list at
+5,000 vaults), for fields we then copy out again.
 Permission strings are kept and sent exactly as Azure returned them: `accessPolicies/remove` matches
 case-sensitively and answers 200 without change on a mismatch (azure-rest-api-specs #42963).
 """
@@ -10,8 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
@@ -56,6 +63,45 @@ def vault_from_sdk(vault: Any, subscription_id: str) -> Vault:
     )
 
 
+def _json_texts(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values) if isinstance(values, list) else ()
+
+
+def access_policy_from_json(entry: dict[str, Any]) -> AccessPolicy:
+    """One `properties.accessPolicies[]` item, permission strings exactly as Azure returned them."""
+    perms = entry.get("permissions") or {}
+    application_id = entry.get("applicationId")
+    return AccessPolicy(
+        tenant_id=str(entry.get("tenantId") or ""),
+        object_id=str(entry.get("objectId") or ""),
+        application_id=str(application_id) if application_id else None,
+        permissions=Permissions(
+            secrets=_json_texts(perms.get("secrets")),
+            keys=_json_texts(perms.get("keys")),
+            certificates=_json_texts(perms.get("certificates")),
+            storage=_json_texts(perms.get("storage")),
+        ),
+    )
+
+
+def vault_from_json(item: dict[str, Any], subscription_id: str) -> Vault:
+    """One item of the ARM vault list (the same fields `vault_from_sdk` reads from the SDK model)."""
+    props = item.get("properties") or {}
+    vault_id = str(item.get("id") or "")
+    return Vault(
+        id=vault_id,
+        name=str(item.get("name") or ""),
+        resource_group=arm_name(vault_id, "resourceGroups") or "",
+        subscription_id=subscription_id,
+        location=str(item.get("location") or ""),
+        tenant_id=str(props.get("tenantId") or ""),
+        vault_uri=str(props.get("vaultUri") or ""),
+        enable_rbac_authorization=bool(props.get("enableRbacAuthorization")),
+        tags={str(k): str(v) for k, v in (item.get("tags") or {}).items()},
+        access_policies=tuple(access_policy_from_json(e) for e in (props.get("accessPolicies") or ())),
+    )
+
+
 def change_body(change: AccessPolicyChange) -> dict[str, Any]:
     """The request body of one delta: only the categories being changed, strings exactly as given."""
     entry: dict[str, Any] = {
@@ -75,6 +121,7 @@ class KeyVaultManagement:
         self.subscription_id = subscription_id
         # retry_total=0: retries are ours, around whole operations (adapters/retry.py).
         self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
+        self._api_version: str = self._client._config.api_version  # the version the SDK's own calls use
 
     def list_vaults(self, scope: Scope) -> list[Vault]:
         """Vaults in the scope with their access policies (no secrets yet)."""
@@ -87,16 +134,32 @@ class KeyVaultManagement:
                 )
             except ResourceGone:
                 return []
+        base = f"/subscriptions/{quote(self.subscription_id, safe='')}"
         if scope.resource_group is not None:
             rg = scope.resource_group
             return with_retry(
                 f"list vaults in {rg}",
-                lambda: [vault_from_sdk(v, self.subscription_id) for v in vaults.list_by_resource_group(rg)],
+                lambda: self._list_pages(
+                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults"
+                ),
             )
         return with_retry(
             f"list vaults in subscription {self.subscription_id}",
-            lambda: [vault_from_sdk(v, self.subscription_id) for v in vaults.list_by_subscription()],
+            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults"),
         )
+
+    def _list_pages(self, path: str) -> list[Vault]:
+        """Every page of an ARM vault list (`nextLink` followed), mapped from JSON."""
+        found: list[Vault] = []
+        url: str | None = f"{path}?api-version={self._api_version}"
+        while url:
+            response = self._client.send_request(HttpRequest("GET", url))
+            if response.status_code != 200:
+                raise HttpResponseError(response=response)
+            page = response.json()
+            found.extend(vault_from_json(item, self.subscription_id) for item in page.get("value") or ())
+            url = page.get("nextLink")
+        return found
 
     def update_access_policy(
         self, resource_group: str, vault_name: str, change: AccessPolicyChange

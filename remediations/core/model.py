@@ -352,6 +352,11 @@ class InventoryError(Frozen):
         return f"HTTP {self.status}" if self.status is not None else "no response"
 
 
+# Snapshot lookup indexes: (name, id(tuple)) -> (tuple, index); a few snapshots live at a time.
+_INDEX_CACHE_SIZE = 32
+_INDEXES: dict[tuple[str, int], tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+
 class Snapshot(Frozen):
     scope: Scope
     taken_at: datetime
@@ -371,24 +376,42 @@ class Snapshot(Frozen):
     # a remediation that needs them must not read that as "the vault has none".
     secrets_listed: bool = True
 
+    def _index(self, name: str, items: tuple[Any, ...], key: Any, keep: Any = None) -> dict[str, Any]:
+        """A lower-cased lookup over `items`, built once per tuple (detectors look up every vault and
+        identity per access-policy entry: a scan each time is quadratic at 5,000 vaults). Cached by
+        the tuple's identity (the cache holds the tuple, so its id cannot be reused meanwhile), so a
+        `model_copy(update=...)` that replaces the tuple gets a fresh index."""
+        cache_key = (name, id(items))
+        cached = _INDEXES.get(cache_key)
+        if cached is not None and cached[0] is items:
+            return cached[1]
+        index: dict[str, Any] = {}
+        for item in items:
+            if keep is None or keep(item):
+                index.setdefault(key(item).lower(), item)  # the first one wins, as the scans did
+        if len(_INDEXES) >= _INDEX_CACHE_SIZE:
+            _INDEXES.pop(next(iter(_INDEXES)))
+        _INDEXES[cache_key] = (items, index)
+        return index
+
     def secret_list_error(self, vault_id: str) -> InventoryError | None:
         """The failed secret list of this vault, if its listing failed."""
-        for error in self.errors:
-            if error.operation == "list secrets" and error.resource_id.lower() == vault_id.lower():
-                return error
-        return None
+        if not self.errors:
+            return None
+        found: InventoryError | None = self._index(
+            "errors", self.errors, lambda e: e.resource_id, lambda e: e.operation == "list secrets"
+        ).get(vault_id.lower())
+        return found
 
     def identity(self, object_id: str) -> Identity | None:
-        for identity in self.identities:
-            if identity.object_id.lower() == object_id.lower():
-                return identity
-        return None
+        found: Identity | None = self._index("identities", self.identities, lambda i: i.object_id).get(
+            object_id.lower()
+        )
+        return found
 
     def vault(self, vault_id: str) -> Vault | None:
-        for vault in self.vaults:
-            if vault.id.lower() == vault_id.lower():
-                return vault
-        return None
+        found: Vault | None = self._index("vaults", self.vaults, lambda v: v.id).get(vault_id.lower())
+        return found
 
 
 # --- findings, actions, plans, outcomes -----------------------------------------------------------------

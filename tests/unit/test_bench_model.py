@@ -3,6 +3,8 @@ C=3,000, one subscription, U=10,000)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.model import (
@@ -43,12 +45,14 @@ def test_worked_example_call_counts() -> None:
     assert calls.kv_max_chain == 3
     assert calls.arm_reads == 5 + 1 + 1  # 5 pages of 1,000 vaults, role assignments, definitions
     assert calls.graph == 10
-    # 2 + 8 flow pages + 1 Dataverse page of definitions + 2,000 flow permissions + 12 + 3,000
-    assert calls.pp == 2 + 8 + 1 + 2000 + 12 + 3000
+    # env list + 1 role list + 8 flow pages + 1 Dataverse page of definitions + 2,000 flow permissions
+    # + 12 connection pages + 3,000 connection permissions + the DLP list
+    assert calls.pp == 1 + 1 + 8 + 1 + 2000 + 12 + 3000 + 1
     per_flow = minimal_calls(
         Workload(secrets_per_vault=(40,), flows=2000, connections=3000, dataverse_definitions=False)
     )
-    assert per_flow.pp == 7021 + 1  # LIMITS.md's ~7,021 (+1 page rounding of connections at 250)
+    # LIMITS.md's ~7,021 (+1 page rounding of connections at 250, +1 DLP list)
+    assert per_flow.pp == 7021 + 2
 
 
 def test_worked_example_limits() -> None:
@@ -59,7 +63,7 @@ def test_worked_example_limits() -> None:
     assert compliant.terms["arm_read_bucket"] == 0.0
     assert compliant.terms["graph_ru_window"] == 0.0
     assert compliant.write_s == 0.0
-    # PP (5,023 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
+    # PP (5,024 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
     # counts 7,021 calls (definitions per flow): 136 rounds x 0.2 s = 27.2 s
     assert compliant.binding_read == "pp_latency"
     assert compliant.terms["pp_latency"] == pytest.approx(19.4)
@@ -67,7 +71,7 @@ def test_worked_example_limits() -> None:
         secrets_per_vault=(40,) * 5000, flows=2000, connections=3000, dataverse_definitions=False
     )
     assert lower_limit(per_flow, Budgets(), latency).terms["pp_latency"] == pytest.approx(27.2)
-    assert lower_limit(per_flow, Budgets(), latency).terms["pp_window"] == 300.0  # 7,022 > 6,000 per 5 min
+    assert lower_limit(per_flow, Budgets(), latency).terms["pp_window"] == 300.0  # 7,023 > 6,000 per 5 min
 
     all_fix = lower_limit(
         Workload(secrets_per_vault=(40,) * 5000, access_policy_writes=5000), Budgets(), latency
@@ -93,3 +97,53 @@ def test_pp_not_in_sweep_has_no_pp_terms() -> None:
     assert "pp_latency" not in result.terms
     assert result.calls.pp is None
     assert result.calls.kv == 20
+
+
+def test_pp_pages_are_per_environment_and_permissions_only_for_keyvault_flows() -> None:
+    # The bench's large scenario: 20 environments of 100 flows and 150 Key Vault connections each,
+    # definitions read per flow (the engine's path).
+    large = Workload(
+        secrets_per_vault=(40,),
+        flows=2000,
+        connections=3000,
+        environments=20,
+        dataverse_definitions=False,
+    )
+    calls = minimal_calls(large)
+    # env list + 20 role lists + 20 flow pages + 2,000 GETs + 2,000 permissions + 20 connection pages
+    # + 3,000 connection permissions + DLP list
+    assert calls.pp == 1 + 20 + 20 + 2000 + 2000 + 20 + 3000 + 1
+    assert calls.pp_chain == 4
+    half = minimal_calls(
+        Workload(
+            secrets_per_vault=(40,),
+            flows=2000,
+            connections=3000,
+            environments=20,
+            flows_with_keyvault=1000,
+            dataverse_definitions=False,
+        )
+    )
+    assert calls.pp - half.pp == 1000
+
+
+def test_pp_window_is_an_assumption_that_can_be_left_out() -> None:
+    large = Workload(
+        secrets_per_vault=(40,) * 5000,
+        flows=2000,
+        connections=3000,
+        environments=20,
+        dataverse_definitions=False,
+    )
+    latency = Latency(arm=0.04, kv=0.015, pp=0.08, concurrency=32)
+    with_window = lower_limit(large, Budgets(), latency)
+    assert with_window.terms["pp_window"] == 300.0  # 7,062 calls > 6,000 per 300 s
+    assert with_window.binding_read == "pp_window"
+    emulated = lower_limit(large, Budgets(pp=None), latency)
+    assert "pp_window" not in emulated.terms
+    # 7,062 calls / 32 at a time = 221 rounds x 80 ms
+    assert emulated.terms["pp_latency"] == pytest.approx(17.68)
+    assert emulated.binding_read == "pp_latency"
+    # K above Dataverse's 52 concurrent requests does not help
+    wide = lower_limit(large, Budgets(pp=None), Latency(pp=0.08, concurrency=128))
+    assert wide.terms["pp_latency"] == pytest.approx(math.ceil(7062 / 52) * 0.08)

@@ -9,7 +9,7 @@ from azure.mgmt.keyvault._utils.model_base import SdkJSONEncoder
 from azure.mgmt.keyvault.models import Vault as SdkVault
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
-from remediations.adapters.keyvault_mgmt import change_body, vault_from_sdk
+from remediations.adapters.keyvault_mgmt import change_body, vault_from_json, vault_from_sdk
 from remediations.core.model import AccessPolicyChange, Permissions
 
 VAULT_ID = "/subscriptions/s1/resourceGroups/RG-Pay/providers/Microsoft.KeyVault/vaults/kv-pay"
@@ -43,6 +43,14 @@ def test_vault_list_item_maps_with_exact_casing() -> None:
     first, second = vault.access_policies
     assert first.permissions.secrets == ("Get", "List", "list") and first.permissions.keys == ("get",)
     assert second.application_id == "a2" and second.permissions == Permissions()
+
+
+def test_list_json_maps_exactly_as_the_sdk_model_does() -> None:
+    # The inventory maps the list's JSON pages directly (no SDK models): same Vault, casing kept.
+    assert vault_from_json(ARM_VAULT, "s1") == vault_from_sdk(SdkVault(ARM_VAULT), "s1")
+    bare = {"id": "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv", "name": "kv"}
+    vault = vault_from_json(bare, "s1")
+    assert vault.resource_group == "rg" and vault.access_policies == () and vault.vault_uri == ""
 
 
 def test_delta_body_is_only_the_changed_permissions_as_given() -> None:
