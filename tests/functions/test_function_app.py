@@ -83,3 +83,15 @@ def test_function_app_import_does_not_load_the_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_funcignore_keeps_test_and_emulator_code_out_of_the_deployment() -> None:
+    from pathlib import Path
+
+    ignored = {line.strip() for line in Path(".funcignore").read_text().splitlines() if line.strip()}
+    never = ("tests/", "emulator/", "demo/", "bench/", "infra/", ".venv", "local.settings.json")
+    for never_deployed in never:
+        assert never_deployed in ignored, never_deployed
+    # what Azure must get stays deployable
+    for deployed in ("function_app.py", "host.json", "requirements.txt", "remediations/"):
+        assert deployed not in ignored, deployed
