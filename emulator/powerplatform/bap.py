@@ -28,7 +28,7 @@ from emulator.powerplatform.common import (
     authenticate,
     caller_oid,
     is_tenant_admin,
-    page,
+    paged_response,
     principal,
     require_admin,
 )
@@ -138,11 +138,12 @@ def register(emulator: Emulator) -> None:
                 ]
                 if not envs:
                     require_admin(state, claims)
-            chunk, next_link = page(request, envs, state.powerplatform.page_size_environments)
-            body: dict[str, Any] = {"value": [environment_json(state, e, admin=True) for e in chunk]}
-        if next_link:
-            body["nextLink"] = next_link
-        return Response.json(200, body)
+            return paged_response(
+                request,
+                envs,
+                state.powerplatform.page_size_environments,
+                lambda e: environment_json(state, e, admin=True),
+            )
 
     def admin_get(request: Request) -> Response:
         api_version(request)
@@ -157,11 +158,12 @@ def register(emulator: Emulator) -> None:
         claims = authenticate(request, POWERAPPS_AUDIENCES)
         with state.lock:
             envs = visible_environments(state, claims)
-            chunk, next_link = page(request, envs, state.powerplatform.page_size_environments)
-            body: dict[str, Any] = {"value": [environment_json(state, e, admin=False) for e in chunk]}
-        if next_link:
-            body["nextLink"] = next_link
-        return Response.json(200, body)
+            return paged_response(
+                request,
+                envs,
+                state.powerplatform.page_size_environments,
+                lambda e: environment_json(state, e, admin=False),
+            )
 
     def user_get(request: Request) -> Response:
         api_version(request)

@@ -3,11 +3,12 @@ principal rendering and the error shapes the real services answer with."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from emulator.tokens import bearer_claims
-from emulator.wire import HttpError, Request
+from emulator.wire import HttpError, Request, Response
 
 if TYPE_CHECKING:
     from emulator.state import State
@@ -98,6 +99,17 @@ def page(request: Request, items: list[Any], size: int) -> tuple[list[Any], str 
     query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
     query["$skiptoken"] = str(start + top)
     return chunk, f"https://{request.host}{request.path}?{urlencode(query)}"
+
+
+def paged_response(
+    request: Request, items: list[Any], size: int, render: Callable[[Any], dict[str, Any]]
+) -> Response:
+    """One page of `items` as `{"value": [...], "nextLink": ...}`, the shape of every PP list API."""
+    chunk, next_link = page(request, items, size)
+    body: dict[str, Any] = {"value": [render(item) for item in chunk]}
+    if next_link:
+        body["nextLink"] = next_link
+    return Response.json(200, body)
 
 
 def principal(state: State, object_id: str, principal_type: str | None = None) -> dict[str, Any]:

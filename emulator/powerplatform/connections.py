@@ -31,7 +31,7 @@ from emulator.powerplatform.common import (
     api_version,
     authenticate,
     caller_oid,
-    page,
+    paged_response,
     principal,
     require_admin,
 )
@@ -204,11 +204,12 @@ def register(emulator: Emulator) -> None:
     user_api = rf"{_P}/apis/{api_re}/connections"
 
     def _listing(request: Request, connections: list[Connection], admin: bool) -> Response:
-        chunk, next_link = page(request, connections, state.powerplatform.page_size_connections)
-        body: dict[str, Any] = {"value": [connection_json(state, c, admin) for c in chunk]}
-        if next_link:
-            body["nextLink"] = next_link
-        return Response.json(200, body)
+        return paged_response(
+            request,
+            connections,
+            state.powerplatform.page_size_connections,
+            lambda c: connection_json(state, c, admin),
+        )
 
     def admin_list_env(request: Request) -> Response:
         api_version(request)

@@ -49,7 +49,7 @@ from emulator.powerplatform.common import (
     api_version,
     authenticate,
     caller_oid,
-    page,
+    paged_response,
     require_admin,
 )
 from emulator.powerplatform.runner import FlowRunner
@@ -344,11 +344,9 @@ def register(emulator: Emulator) -> None:
         return Response.json(200, {"value": value})
 
     def _listing(request: Request, flows: list[Flow]) -> Response:
-        chunk, next_link = page(request, flows, state.powerplatform.page_size_flows)
-        body: dict[str, Any] = {"value": [flow_json(state, f, full=False) for f in chunk]}
-        if next_link:
-            body["nextLink"] = next_link
-        return Response.json(200, body)
+        return paged_response(
+            request, flows, state.powerplatform.page_size_flows, lambda f: flow_json(state, f, full=False)
+        )
 
     def admin_list(request: Request) -> Response:
         api_version(request)
@@ -501,11 +499,7 @@ def register(emulator: Emulator) -> None:
         claims = authenticate(request, FLOW_AUDIENCES)
         with state.lock:
             flow = _readable(request, claims)
-            chunk, next_link = page(request, list(reversed(flow.runs)), 50)
-            body: dict[str, Any] = {"value": [run_json(state, flow, r) for r in chunk]}
-        if next_link:
-            body["nextLink"] = next_link
-        return Response.json(200, body)
+            return paged_response(request, list(reversed(flow.runs)), 50, lambda r: run_json(state, flow, r))
 
     def get_run(request: Request) -> Response:
         api_version(request)
