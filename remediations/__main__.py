@@ -242,6 +242,8 @@ def _run(
         inventory_errors=snapshot.errors,
     )
     return result, snapshot
+
+
 def _plan_scope(plan: Plan) -> Scope:
     """The Azure scope of a stored plan, for the report (Power Platform targets are not Azure scopes)."""
     for action in plan.actions:

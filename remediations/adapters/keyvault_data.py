@@ -69,19 +69,26 @@ class KeyVaultSecrets:
         page: dict[str, Any] = response.json()
         return page
 
-    def list_secret_metadata(self) -> list[SecretMeta]:
+    def _pages(self) -> list[list[dict[str, Any]]]:
         """Every page of the list (maxresults=25, nextLink followed); one call per page, nothing more."""
+        pages: list[list[dict[str, Any]]] = []
+        url: str | None = f"/secrets?maxresults={PAGE_SIZE}"
+        while url:
+            page = self._page(url)
+            pages.append(list(page.get("value") or ()))
+            url = page.get("nextLink")
+        return pages
 
+    def list_secret_metadata(self) -> list[SecretMeta]:
         def list_all() -> list[SecretMeta]:
-            found: list[SecretMeta] = []
-            url: str | None = f"/secrets?maxresults={PAGE_SIZE}"
-            while url:
-                page = self._page(url)
-                found.extend(secret_meta_from_item(item) for item in page.get("value") or ())
-                url = page.get("nextLink")
-            return found
+            return [secret_meta_from_item(item) for page in self._pages() for item in page]
 
         return with_retry(f"list secrets in {self.vault_uri}", list_all)
+
+    def count_secrets(self) -> int:
+        """The same calls as `list_secret_metadata`, without building a model per secret (a sweep that
+        keeps no secret metadata needs only the count: 200,000 models are seconds of CPU)."""
+        return with_retry(f"list secrets in {self.vault_uri}", lambda: sum(map(len, self._pages())))
 
     def list_versions(self, name: str) -> list[SecretVersionMeta]:
         """Every version's metadata (no values). Requires secrets/list."""

@@ -30,6 +30,7 @@ from remediations.core.model import (
     PowerPlatformScope,
     RoleDefinition,
     Scope,
+    SecretMeta,
     Snapshot,
     Vault,
     stable_id,
@@ -84,10 +85,11 @@ def inventory(
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
 
-    `concurrency` vault hosts are read at a time. `keep_secrets=False` reads the same lists but
-    keeps only each vault's secret count, so memory is bounded by one page per worker, not by the
-    tenant (200,000 SecretMeta objects take about 450 MiB; detectors and plans do not use them, the
-    exposure graph does). A failed read becomes an InventoryError in the
+    `concurrency` vault hosts (and as many Power Platform calls) are read at a time.
+    `keep_secrets=False` reads the same lists but keeps only each vault's secret count, so memory is
+    bounded by one page per worker, not by the tenant (200,000 SecretMeta objects take about
+    450 MiB; detectors and plans do not use them, the exposure graph does). A failed read becomes an
+    InventoryError in the
     snapshot; nothing is silently dropped.
     """
 
@@ -106,7 +108,9 @@ def inventory(
     # The two halves share no data and draw on separate budgets (ARM/Key Vault vs the PP admin APIs),
     # so they are read side by side: the sweep takes the longer of the two, not their sum.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pp_future = pool.submit(inventory_powerplatform, pp_scope, clients, progress=progress)
+        pp_future = pool.submit(
+            inventory_powerplatform, pp_scope, clients, progress=progress, concurrency=concurrency
+        )
         snapshot = azure()
         pp = pp_future.result()
     return _with_power_platform(snapshot, pp, pp_scope)
@@ -227,15 +231,19 @@ def _with_secrets(
                 resource_id=vault.id, operation="list secrets", message="vault has no vaultUri"
             )
         try:
-            secrets = clients.keyvault_secrets(vault.vault_uri).list_secret_metadata()
+            api = clients.keyvault_secrets(vault.vault_uri)
+            secrets: list[SecretMeta] | int = (
+                api.list_secret_metadata() if keep_secrets else api.count_secrets()
+            )
         except AzureCallFailed as error:
             # A refusal (403: the app's identity often has no data-plane `list` on access-policy vaults)
             # does not stop the vault's other fixes: it is reported, and the remediations that need
             # secret metadata skip this vault. A transient failure (5xx, no response) fails the run so
             # it is retried; 429 is counted as throttling by the callers either way.
             return _error(vault.id, "list secrets", error, partial=not error.transient)
-        kept = tuple(secrets) if keep_secrets else ()
-        return vault.model_copy(update={"secrets": kept, "secret_count": len(secrets)})
+        if isinstance(secrets, int):
+            return vault.model_copy(update={"secrets": (), "secret_count": secrets})
+        return vault.model_copy(update={"secrets": tuple(secrets), "secret_count": len(secrets)})
 
     result: list[Vault] = []
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

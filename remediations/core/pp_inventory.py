@@ -35,7 +35,8 @@ from remediations.core.model import (
     Share,
 )
 
-PP_CONCURRENCY = 16
+# Dataverse-style service protection allows 52 concurrent requests per user (LIMITS.md 1d).
+PP_CONCURRENCY = 32
 # Graph identity & access: 3,500+ resource units per 10 s per app and tenant (LIMITS.md 1c); a member
 # page costs about 1 RU with `$select`, so a few groups at a time stay far inside it.
 GROUP_CONCURRENCY = 8
@@ -89,13 +90,12 @@ def _environments(
     return found
 
 
-def _pooled(items: list[T], read: Callable[[T], Any], progress: Progress, stage: str) -> list[Any]:
-    results: list[Any] = []
-    with ThreadPoolExecutor(max_workers=PP_CONCURRENCY) as pool:
-        for done, result in enumerate(pool.map(read, items), start=1):
-            results.append(result)
-            progress(stage, done, len(items))
-    return results
+def _attempt(read: Callable[..., T], *args: Any) -> T | AzureCallFailed:
+    """A read whose failure is a value, so one refused call does not lose its neighbours' results."""
+    try:
+        return read(*args)
+    except AzureCallFailed as error:
+        return error
 
 
 def inventory_powerplatform(
@@ -103,25 +103,129 @@ def inventory_powerplatform(
     clients: Clients,
     *,
     progress: Progress = lambda stage, done, total: None,
+    concurrency: int = PP_CONCURRENCY,
 ) -> PowerPlatformInventory:
+    """Every environment at once, in two waves over one pool of `concurrency` workers: the lists
+    (role holders, Key Vault connections and flows of each environment, DLP policies, then connection
+    client ids to object ids), then every connection-permission and flow read of every environment.
+    Reading environments one after another would add each one's list round trips to the sweep; this
+    way a sweep costs about calls / concurrency round trips. Results keep the order of a sequential
+    read (environment by environment, as listed), so a snapshot does not depend on timing."""
     out = PowerPlatformInventory()
     api = clients.power_platform()
-    for env_item in _environments(api, scope, out):
-        name = str(env_item["name"])
-        try:
-            holders = api.role_holders(name)
-        except AzureCallFailed as error:
-            holders = {}
-            out.failed(name, "list environment role assignments", error)
-        out.environments.append(environment_from_api(env_item, holders))
-        keyvault_connections = _connections(api, clients, name, out, progress)
-        _flows(api, name, {c.id for c in keyvault_connections}, out, progress)
-    try:
-        out.dlp_policies = [dlp_from_api(p) for p in api.list_dlp_policies()]
-    except AzureCallFailed as error:
-        out.failed("dlp policies", "list DLP policies", error)
+    environments = _environments(api, scope, out)
+    names = [str(item["name"]) for item in environments]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        holders = [pool.submit(_attempt, api.role_holders, name) for name in names]
+        connection_lists = [pool.submit(_attempt, api.list_connections, name, KEYVAULT_API) for name in names]
+        flow_lists = [pool.submit(_attempt, api.list_flows, name) for name in names]
+        dlp = pool.submit(_attempt, api.list_dlp_policies)
+
+        listed: list[tuple[str, list[dict[str, Any]], list[str]]] = []
+        for env_item, name, held, connections_read, flow_list in zip(
+            environments, names, holders, connection_lists, flow_lists, strict=True
+        ):
+            role_holders = held.result()
+            if isinstance(role_holders, AzureCallFailed):
+                out.failed(name, "list environment role assignments", role_holders)
+                role_holders = {}
+            out.environments.append(environment_from_api(env_item, role_holders))
+            connection_items = connections_read.result()
+            if isinstance(connection_items, AzureCallFailed):
+                out.failed(name, "list Key Vault connections", connection_items)
+                connection_items = []
+            flow_items = flow_list.result()
+            if isinstance(flow_items, AzureCallFailed):
+                out.failed(name, "list flows", flow_items)
+                flow_items = []
+            listed.append((name, connection_items, [str(item["name"]) for item in flow_items]))
+
+        object_ids = _app_object_ids(clients, pool, [i for _, items, _ in listed for i in items], out)
+        connections = [
+            [connection_from_api(item, name, object_ids) for item in items] for name, items, _ in listed
+        ]
+        shares_read = [
+            [
+                pool.submit(_attempt, api.connection_permissions, name, c.api_name, c.id)
+                for c in env_connections
+            ]
+            for (name, _, _), env_connections in zip(listed, connections, strict=True)
+        ]
+        flows_read = [
+            [
+                pool.submit(_read_flow, api, name, flow_name, {c.id for c in env_connections})
+                for flow_name in flow_names
+            ]
+            for (name, _, flow_names), env_connections in zip(listed, connections, strict=True)
+        ]
+        total = sum(map(len, shares_read)) + sum(map(len, flows_read))
+        done = 0
+        for env_connections, env_shares, (_, _, flow_names), env_flows in zip(
+            connections, shares_read, listed, flows_read, strict=True
+        ):
+            for connection, future in zip(env_connections, env_shares, strict=True):
+                result = future.result()
+                if isinstance(result, AzureCallFailed):
+                    out.failed(connection.id, "list connection permissions", result)
+                else:
+                    out.shares += result
+                done += 1
+                progress("power platform reads", done, total)
+            out.connections += env_connections
+            for flow_name, flow_future in zip(flow_names, env_flows, strict=True):
+                flow, shares, errors = flow_future.result()
+                for operation, failure in errors:
+                    out.failed(flow_name, operation, failure)
+                if flow is not None:
+                    out.flows.append(flow)
+                    out.shares += shares
+                done += 1
+                progress("power platform reads", done, total)
+        policies = dlp.result()
+    if isinstance(policies, AzureCallFailed):
+        out.failed("dlp policies", "list DLP policies", policies)
+    else:
+        out.dlp_policies = [dlp_from_api(p) for p in policies]
     _group_members(clients, out, progress)
     return out
+
+
+def _app_object_ids(
+    clients: Clients, pool: ThreadPoolExecutor, items: list[dict[str, Any]], out: PowerPlatformInventory
+) -> dict[str, str]:
+    """Service-principal connections name a client id; access policies name object ids. One Graph
+    lookup per distinct client id in the tenant (not per environment), side by side."""
+    app_ids = sorted({a.lower() for a in (service_principal_client_id(i) for i in items) if a})
+    if not app_ids:
+        return {}
+    directory = clients.directory()
+    found: dict[str, str] = {}
+    lookups = [pool.submit(_attempt, directory.object_ids_for_app_ids, [a]) for a in app_ids]
+    for app_id, lookup in zip(app_ids, lookups, strict=True):
+        result = lookup.result()
+        if isinstance(result, AzureCallFailed):
+            out.failed(
+                f"servicePrincipals(appId={app_id})", "map connection client ids to object ids", result
+            )
+        else:
+            found.update(result)
+    return found
+
+
+def _read_flow(
+    api: PowerPlatformApi, environment: str, flow_name: str, keyvault_connections: set[str]
+) -> tuple[Flow | None, list[Share], list[tuple[str, AzureCallFailed]]]:
+    try:
+        flow = api.get_flow(environment, flow_name)
+    except AzureCallFailed as error:
+        return None, [], [("get flow", error)]
+    # Permissions matter only where a Key Vault connection is reachable (saves F calls).
+    if not set(flow.connection_references) & keyvault_connections:
+        return flow, [], []
+    try:
+        return flow, api.flow_permissions(environment, flow_name), []
+    except AzureCallFailed as error:
+        return flow, [], [("list flow permissions", error)]
 
 
 def _group_members(clients: Clients, out: PowerPlatformInventory, progress: Progress) -> None:
@@ -147,74 +251,3 @@ def _group_members(clients: Clients, out: PowerPlatformInventory, progress: Prog
             else:
                 out.group_members[group] = tuple(result)
             progress("group members", done, len(groups))
-
-
-def _connections(
-    api: PowerPlatformApi, clients: Clients, environment: str, out: PowerPlatformInventory, progress: Progress
-) -> list[Connection]:
-    try:
-        items = api.list_connections(environment, KEYVAULT_API)
-    except AzureCallFailed as error:
-        out.failed(environment, "list Key Vault connections", error)
-        return []
-    app_ids = sorted({a for a in (service_principal_client_id(i) for i in items) if a})
-    object_ids: dict[str, str] = {}
-    if app_ids:
-        try:
-            object_ids = clients.directory().object_ids_for_app_ids(app_ids)
-        except AzureCallFailed as error:
-            out.failed("servicePrincipals", "map connection client ids to object ids", error)
-    connections = [connection_from_api(i, environment, object_ids) for i in items]
-
-    def shares(connection: Connection) -> list[Share] | AzureCallFailed:
-        try:
-            return api.connection_permissions(environment, connection.api_name, connection.id)
-        except AzureCallFailed as error:
-            return error
-
-    for connection, result in zip(
-        connections, _pooled(connections, shares, progress, "connection permissions"), strict=True
-    ):
-        if isinstance(result, AzureCallFailed):
-            out.failed(connection.id, "list connection permissions", result)
-        else:
-            out.shares += result
-    out.connections += connections
-    return connections
-
-
-def _flows(
-    api: PowerPlatformApi,
-    environment: str,
-    keyvault_connections: set[str],
-    out: PowerPlatformInventory,
-    progress: Progress,
-) -> None:
-    try:
-        listed = api.list_flows(environment)
-    except AzureCallFailed as error:
-        out.failed(environment, "list flows", error)
-        return
-    names = [str(item["name"]) for item in listed]
-
-    def read(flow_name: str) -> tuple[Flow | None, list[Share], list[tuple[str, AzureCallFailed]]]:
-        errors: list[tuple[str, AzureCallFailed]] = []
-        try:
-            flow = api.get_flow(environment, flow_name)
-        except AzureCallFailed as error:
-            return None, [], [("get flow", error)]
-        shares: list[Share] = []
-        # Permissions matter only where a Key Vault connection is reachable (saves F calls).
-        if set(flow.connection_references) & keyvault_connections:
-            try:
-                shares = api.flow_permissions(environment, flow_name)
-            except AzureCallFailed as error:
-                errors.append(("list flow permissions", error))
-        return flow, shares, errors
-
-    for name, (flow, shares, errors) in zip(names, _pooled(names, read, progress, "flows"), strict=True):
-        for operation, failure in errors:
-            out.failed(name, operation, failure)
-        if flow is not None:
-            out.flows.append(flow)
-            out.shares += shares

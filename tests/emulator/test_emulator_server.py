@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -156,3 +157,38 @@ def test_serve_prints_exports_then_ready_and_stops_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_shared_session_verifies_every_host_with_one_tls_context(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The app's session builds its verifying context once: new hosts (one per vault) cost a handshake,
+    not a re-read of the CA bundle; a server the bundle does not trust is still refused."""
+    import ssl
+
+    import trustme
+
+    from remediations.adapters.http import EnvOnceSession
+
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, emu.proxy_url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_bundle)
+    session = EnvOnceSession()
+    loads: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loads.append(args or kwargs)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    for vault in ("kv-a", "kv-b", "kv-c"):
+        response = session.get(f"https://{vault}.vault.azure.net/echo")
+        assert response.status_code == 200 and response.json()["vault"] == vault
+    assert loads == []
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
+    with pytest.raises(requests.exceptions.SSLError):
+        EnvOnceSession().get("https://kv-a.vault.azure.net/echo")

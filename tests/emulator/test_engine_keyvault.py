@@ -20,6 +20,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
+from azure.keyvault.secrets._shared import http_challenge_cache  # SDK-private, as in tests/conftest.py
 
 from emulator import Emulator
 from emulator.azure import scenario as azure_scenario
@@ -370,3 +371,24 @@ def test_cli_plan_and_apply_end_to_end_in_a_subprocess(
     again = _cli(env, "apply", "--scope", scope, "--policy", str(policy_file), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["outcomes"] == [] and _writes(emu, mark) == []
+
+
+def test_count_mode_reads_the_same_pages_and_counts_every_secret(emu: Emulator, tenant: Tenant) -> None:
+    """`keep_secrets=False` (the memory-bounded sweep) makes the same Key Vault calls as a full read and
+    records the same counts, without keeping (or building) one model per secret."""
+    t = tenant
+    reads: dict[bool, tuple[dict[str, int | None], list[str]]] = {}
+    for keep in (True, False):
+        http_challenge_cache.clear()  # both reads pay the per-host 401 challenge
+        mark = emu.requests.mark()
+        with AzureClients() as clients:
+            snapshot = inventory(t.scope, clients, keep_secrets=keep)
+        assert snapshot.errors == ()
+        requests = emu.requests.since(mark)
+        calls = sorted(f"{r.status} {r.method} {r.host}{r.path}" for r in requests if ".vault." in r.host)
+        reads[keep] = ({v.name: v.secret_count for v in snapshot.vaults}, calls)
+        assert all(bool(v.secrets) is keep for v in snapshot.vaults)
+    assert reads[False] == reads[True]
+    assert reads[False][0] == {t.vault: len(ALL_SECRETS), t.trap_vault: 1}
+    # a 401 challenge per vault host, two pages for the vault with 32 secrets (25 a page), one for the other
+    assert [c.split(" ")[0] for c in reads[False][1]] == ["200"] * 3 + ["401"] * 2

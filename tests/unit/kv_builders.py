@@ -121,6 +121,9 @@ class MemorySecrets:
     def list_secret_metadata(self) -> list[SecretMeta]:
         return list(self.vault.secrets)
 
+    def count_secrets(self) -> int:
+        return len(self.vault.secrets)
+
 
 class MemoryAuthorization:
     """Role assignments with ARM's semantics: PUT of an existing name is a no-op, the same principal +
