@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import threading
 import uuid
@@ -233,6 +234,7 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
                         413, "payload-too-large", f"The request body is larger than {MAX_BODY_BYTES} bytes."
                     )
                 )
+                self._linger()
                 return
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
@@ -244,6 +246,21 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
                 logging.getLogger("vaultguard.serve").exception("handler failed")
                 result = _problem(500, "internal-error", "The request could not be completed.")
             self._write(*result)
+
+        def _linger(self, seconds: float = 2.0, limit: int = 8 * MAX_BODY_BYTES) -> None:
+            """Close as web servers do after answering before the body was read (a "lingering close"):
+            stop sending, then drain what the client is still sending for a moment. Closing at once,
+            with unread data queued, resets the connection, and the client may lose the 413 it was sent
+            while it is still writing the body."""
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(seconds)
+                drained = 0
+                while drained < limit and (chunk := self.connection.recv(65536)):
+                    drained += len(chunk)
+            except OSError:
+                pass  # the client went away or stopped sending: nothing more to protect
 
         def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
