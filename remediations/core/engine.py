@@ -325,7 +325,14 @@ def _without_subsumed(ordered: list[Action]) -> list[Action]:
     """Two remediations may remove from the same access-policy entry (an orphan holding `list`: one
     removes `list`, the other the whole entry). The smaller removal is kept in the plan as skipped,
     naming the action that covers it, so one write is made per entry and nothing is silently dropped."""
-    writes = [(a, _removals(a)) for a in ordered if a.skip_reason is None]
+    # Only writes removing from exactly the same entries can cover each other: bucket them by those
+    # entries (in plan order) so each action is compared with its few peers, not with every write.
+    writes: dict[frozenset[tuple[str, str, str]], list[tuple[Action, dict[tuple[str, str, str], set[str]]]]]
+    writes = {}
+    for write in ordered:
+        removals = _removals(write) if write.skip_reason is None else None
+        if removals is not None:
+            writes.setdefault(frozenset(removals), []).append((write, removals))
     out: list[Action] = []
     for action in ordered:
         mine = _removals(action) if action.skip_reason is None else None
@@ -334,10 +341,8 @@ def _without_subsumed(ordered: list[Action]) -> list[Action]:
             cover = next(
                 (
                     other
-                    for other, theirs in writes
+                    for other, theirs in writes[frozenset(mine)]
                     if other.id != action.id
-                    and theirs is not None
-                    and theirs.keys() == mine.keys()
                     and all(mine[k] <= theirs[k] for k in mine)
                     and (any(mine[k] < theirs[k] for k in mine) or other.id < action.id)
                 ),

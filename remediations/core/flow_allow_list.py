@@ -15,6 +15,8 @@ Rules (pure, no I/O):
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +43,34 @@ def references_of(flow: Flow, connections: dict[str, Connection]) -> dict[str, A
     return rendered
 
 
+# The analyses of the last few snapshots. Six definition detectors, the fromFlows allow-lists and the
+# exposure detectors each ask for the same snapshot's analyses (12,000 definition walks for 2,000 flows
+# otherwise). Keyed by identity, holding the snapshot so its id cannot be reused while cached; a
+# Snapshot is frozen, so its analyses cannot go stale. A few entries: one sweep's snapshot and its
+# derived copies, never the tenant's history.
+_ANALYSES: OrderedDict[int, tuple[Snapshot, dict[str, DefinitionAnalysis]]] = OrderedDict()
+_ANALYSES_KEPT = 4
+_ANALYSES_LOCK = threading.Lock()
+
+
 def analyze_flows(snapshot: Snapshot) -> dict[str, DefinitionAnalysis]:
+    """{flow id: analysis} for every flow with a definition. Callers must not mutate the result."""
+    with _ANALYSES_LOCK:
+        cached = _ANALYSES.get(id(snapshot))
+        if cached is not None and cached[0] is snapshot:
+            _ANALYSES.move_to_end(id(snapshot))
+            return cached[1]
     connections = {c.id.lower(): c for c in snapshot.connections}
-    return {
+    analyses = {
         flow.id: analyze_definition(flow.definition, connection_references=references_of(flow, connections))
         for flow in snapshot.flows
         if flow.definition
     }
+    with _ANALYSES_LOCK:
+        _ANALYSES[id(snapshot)] = (snapshot, analyses)
+        while len(_ANALYSES) > _ANALYSES_KEPT:
+            _ANALYSES.popitem(last=False)
+    return analyses
 
 
 @dataclass

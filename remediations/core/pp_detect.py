@@ -108,13 +108,17 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         for c in keyvault_connections(snapshot).values()
         if c.identity_kind == "user" and c.identity_principal_id
     ]
-    flows = keyvault_flows(snapshot)
+    # connection id -> the flows that use it, in flow order (one pass, not one scan per connection)
+    using_by_connection: dict[str, list[Flow]] = {}
+    for flow, used in keyvault_flows(snapshot):
+        for connection_id in dict.fromkeys(c.id.lower() for c in used):
+            using_by_connection.setdefault(connection_id, []).append(flow)
     findings = []
     for connection in users:
         person = (connection.identity_principal_id or "").lower()
         administrator = person in administrators
         admin_note = " (an environment administrator)" if administrator else ""
-        using = [flow for flow, used in flows if connection in used]
+        using = using_by_connection.get(connection.id.lower(), [])
         label = connection.display_name or connection.id
         evidence = {
             "environment": connection.environment,
@@ -265,9 +269,12 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
 
 def _definition_detector(detector_id: str) -> Detector:
     def detect_definitions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+        first: dict[str, Flow] = {}
+        for candidate in snapshot.flows:
+            first.setdefault(candidate.id, candidate)
         findings = []
         for flow_id, analysis in analyze_flows(snapshot).items():
-            flow = next(f for f in snapshot.flows if f.id == flow_id)
+            flow = first[flow_id]
             ref = FlowRef(
                 resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
             )

@@ -15,6 +15,13 @@ def _label(share: Share) -> str:
     return f"{share.principal_id}:{share.role}"
 
 
+def _revoked(share: Share, revoke: set[str], kind: str) -> bool:
+    # A connection's Owner is its creator, whom the service never lets go; a flow keeps an Owner.
+    return share.principal_id.lower() in revoke and not (
+        kind == "connection" and share.role.lower() == "owner"
+    )
+
+
 def plan_share_revocations(
     remediation_id: str,
     kind: Literal["flow", "connection"],
@@ -30,25 +37,23 @@ def plan_share_revocations(
             str(finding.evidence[resource_key]).lower(),
         )
         wanted.setdefault(key, (finding, []))[1].append(finding)
+    # The resource's shares, in snapshot order: one pass over the tenant's shares, not one per action.
+    by_resource: dict[str, list[Share]] = {}
+    for share in snapshot.shares:
+        if share.resource_kind == kind:
+            by_resource.setdefault(share.resource_id.lower(), []).append(share)
     actions = []
     for (environment, resource), (first, group) in sorted(wanted.items()):
         current = [
             s
-            for s in snapshot.shares
-            if s.resource_kind == kind
-            and s.resource_id.lower() == resource
-            and (not s.environment or s.environment.lower() == environment)
+            for s in by_resource.get(resource, ())
+            if not s.environment or s.environment.lower() == environment
         ]
         revoke = {(f.principal or "").lower() for f in group}
-        # A connection's Owner is its creator, whom the service never lets go; a flow keeps an Owner.
-        removed = [
-            s
-            for s in current
-            if s.principal_id.lower() in revoke and not (kind == "connection" and s.role.lower() == "owner")
-        ]
+        removed = [s for s in current if _revoked(s, revoke, kind)]
         if not removed:
             continue
-        kept = [s for s in current if s not in removed]
+        kept = [s for s in current if not _revoked(s, revoke, kind)]
         owners_left = any(s.role.lower() == "owner" for s in kept)
         skip = (
             None

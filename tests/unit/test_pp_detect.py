@@ -112,3 +112,36 @@ def test_graph_paths_from_people_through_flows_and_connections() -> None:
     assert starts[f"principal:{ANALYST}"][0] in {"can_edit", "can_use"}
     reach = {p[-1].target for p in graph.what_can_read(CUSTOMIZER)}
     assert reach == {secret_node(vault_id("kv"), n) for n in ("db-password", "crm-key", "sftp")}
+
+
+def test_a_user_connection_is_reported_once_per_flow_that_uses_it_in_any_case() -> None:
+    snap = seed_like().model_copy(
+        update={
+            "flows": (
+                flow("f1", ADMIN, "c-admin"),
+                flow("f2", ADMIN, "C-ADMIN"),  # the same connection, referenced in another case
+                flow("f3", ADMIN, "c-other"),
+            ),
+            "connections": (
+                connection("c-admin", ADMIN),
+                connection("c-other", "sp", kind="servicePrincipal"),
+            ),
+            "shares": (),
+        }
+    )
+    runs_as = [f for f in detect(snap, parse_policy({})) if f.detector_id == "connection_runs_as_user"]
+    assert sorted(f.resource_id.rsplit("/", 1)[-1] for f in runs_as) == ["f1", "f2"]
+    assert {f.evidence["connection"] for f in runs_as} == {"c-admin"}
+
+
+def test_flow_analyses_are_computed_once_per_snapshot_and_the_cache_stays_small() -> None:
+    from remediations.core import flow_allow_list
+
+    snap = seed_like()
+    first = flow_allow_list.analyze_flows(snap)
+    assert flow_allow_list.analyze_flows(snap) is first
+    changed = snap.model_copy(update={"flows": (flow("f9", ADMIN, "c-admin", {}),)})
+    assert set(flow_allow_list.analyze_flows(changed)) == {"f9"} != set(first)
+    for _ in range(10):
+        flow_allow_list.analyze_flows(snap.model_copy())
+    assert len(flow_allow_list._ANALYSES) <= flow_allow_list._ANALYSES_KEPT

@@ -72,3 +72,20 @@ def test_a_deleted_flow_is_a_noop() -> None:
     api.flow_shares.clear()
     outcome = RevokeFlowShares().apply(plan.actions[0], PPClients(api))  # type: ignore[arg-type]
     assert outcome.status == "noop"
+
+
+def test_the_plan_reads_this_flow_s_shares_only_whatever_their_case_or_environment() -> None:
+    snap = seed_like()
+    extra = (
+        share("flow", "F1", "viewer", "CanView", env=""),  # no environment recorded: judged as this flow's
+        share("flow", "f1", "elsewhere", "Owner", env="env-2"),  # the same flow id in another environment
+        share("connection", "f1", "conn-user", "CanEdit"),  # a connection whose id happens to match
+    )
+    _, plan = _plan(snap=snap.model_copy(update={"shares": snap.shares + extra}))
+    (action,) = plan.actions
+    assert action.before == {"shares": ["admin:Owner", "analyst:CanEdit", "viewer:CanView"]}
+    assert action.after == {"shares": ["admin:Owner"]}
+    assert sorted(c.principal_id for c in action.changes if isinstance(c, ShareChange)) == [
+        "analyst",
+        "viewer",
+    ]
