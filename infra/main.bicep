@@ -71,6 +71,9 @@ param enableEntraAuth bool = false
 @description('Client (application) id of the Entra app registration that fronts the API, when enableEntraAuth is true.')
 param entraAuthClientId string = ''
 
+@description('App role values (defined on the entraAuthClientId app registration) one of which a caller needs to apply tickets (dryRun false). Empty: any authenticated caller may. Needs enableEntraAuth; without it the app refuses every such ticket.')
+param allowedCallerRoles array = []
+
 @description('Route Microsoft Defender for Key Vault alerts (activity log, category Security) to /api/alerts.')
 param enableDefenderAlerts bool = true
 
@@ -221,6 +224,7 @@ module api 'app/api.bicep' = {
     runsTableName: runsTableName
     enableEntraAuth: enableEntraAuth
     entraAuthClientId: entraAuthClientId
+    allowedCallerRoles: allowedCallerRoles
   }
   dependsOn: [
     appRoles

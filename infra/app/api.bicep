@@ -30,6 +30,8 @@ param runsTableName string
 param enableEntraAuth bool = false
 @description('Client id of the Entra app registration that fronts the API (audience api://<clientId>).')
 param entraAuthClientId string = ''
+@description('App role values (of the API app registration) one of which a caller needs to apply tickets; empty: any authenticated caller. Needs enableEntraAuth.')
+param allowedCallerRoles array = []
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -143,6 +145,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'VAULTGUARD_RUNS_TABLE'
           value: runsTableName
+        }
+        // Who may apply tickets: with Entra auth in front, the app trusts the principal headers App Service
+        // injects and refuses tickets with dryRun false that carry none (401) or lack an allowed role (403).
+        {
+          name: 'VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER'
+          value: enableEntraAuth ? 'true' : 'false'
+        }
+        {
+          name: 'VAULTGUARD_ALLOWED_CALLER_ROLES'
+          value: join(allowedCallerRoles, ',')
         }
       ]
     }

@@ -1,5 +1,7 @@
 // Optional Entra ID (App Service Authentication / Easy Auth) in front of the HTTP functions, deployed when
 // main.bicep's enableEntraAuth is true. Callers need a token for api://<clientId> *and* a function key.
+// App Service then injects the caller (X-MS-CLIENT-PRINCIPAL*) and strips client-sent copies; the app
+// records that principal as a ticket's requester (api.bicep sets VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER).
 // The alert webhook and the health probe are excluded: Azure Monitor action groups cannot obtain a token
 // for our app registration, so /api/alerts relies on its function key alone.
 

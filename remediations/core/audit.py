@@ -42,6 +42,10 @@ class AuditRecord(BaseModel):
     trigger: Trigger
     ticket_id: str | None = None
     caller: str | None = None
+    # Set only when App Service Authentication named the caller: rows without it name a requester the
+    # caller declared (or the trigger), not one anybody checked.
+    caller_object_id: str | None = None
+    declared_requester: str | None = None  # a ticket body's `requester` naming someone else than the caller
     recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -100,6 +104,34 @@ class MemoryAuditSink:
         with self._lock:
             rows = without_outcome(list(self.entries), older_than)
         return [r for r in rows if in_scope(r.target, scope_id)]
+
+
+class AttributedAuditSink:
+    """Stamps who called on the rows of one run (the engine's RunContext carries only a caller name).
+    Rows of other runs passing through (reconciled outcomes of an earlier run) keep their own."""
+
+    def __init__(
+        self,
+        inner: AuditSink,
+        correlation_id: str,
+        *,
+        caller_object_id: str | None,
+        declared_requester: str | None,
+    ) -> None:
+        self._inner = inner
+        self._correlation_id = correlation_id
+        self._stamp = {"caller_object_id": caller_object_id, "declared_requester": declared_requester}
+
+    def record(self, entry: AuditRecord) -> None:
+        if entry.correlation_id == self._correlation_id:
+            entry = entry.model_copy(update=self._stamp)
+        self._inner.record(entry)
+
+    def records(self, correlation_id: str) -> list[AuditRecord]:
+        return self._inner.records(correlation_id)
+
+    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+        return self._inner.dangling(older_than, scope_id)
 
 
 _JSON_FIELDS = ("before", "after")

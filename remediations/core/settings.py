@@ -27,6 +27,14 @@ LOCAL_FUNCTION_KEY = "VAULTGUARD_LOCAL_FUNCTION_KEY"
 # Optional: the master key of the local runner's admin API (`POST /admin/functions/{name}`, which runs
 # a timer or queue function as the Functions host's admin API does); unset, that API is not served.
 LOCAL_MASTER_KEY = "VAULTGUARD_LOCAL_MASTER_KEY"
+# Tickets that may change things (dryRun false) need a caller App Service Authentication (Easy Auth)
+# authenticated: 401 without one. infra sets it true with enableEntraAuth. Read by triggers/caller.py.
+REQUIRE_AUTHENTICATED_CALLER = "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER"
+# Comma-separated app role values (the principal's role claims); when set, such tickets also need one of
+# them (403 otherwise) and an authenticated caller (401).
+ALLOWED_CALLER_ROLES = "VAULTGUARD_ALLOWED_CALLER_ROLES"
+# Set by the platform (not by infra) when App Service Authentication is on for the app.
+PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
 STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
@@ -42,6 +50,8 @@ ALL_SETTINGS: tuple[str, ...] = (
     QUEUE_NAME,
     AUDIT_TABLE,
     RUNS_TABLE,
+    REQUIRE_AUTHENTICATED_CALLER,
+    ALLOWED_CALLER_ROLES,
 )
 
 DEFAULT_QUEUE_NAME = "vaultguard-scopes"
@@ -53,6 +63,8 @@ _FALSE = {"0", "false", "no", "off"}
 _NCRONTAB = re.compile(r"^\s*(\S+\s+){5}\S+\s*$")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+# An Entra app role value: no spaces; printable ASCII (what the manifest allows), up to 120 characters.
+_ROLE_VALUE = re.compile(r"^[\x21-\x7e]{1,120}$")
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,22 @@ class AppSettings:
     storage_connection: str | None = None
     storage_queue_uri: str | None = None
     storage_table_uri: str | None = None
+    require_authenticated_caller: bool = False
+    allowed_caller_roles: tuple[str, ...] = ()
+    platform_auth_enabled: bool = False
     problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def callers_required(self) -> bool:
+        """Whether tickets that may change things need an authenticated caller (roles imply one)."""
+        return self.require_authenticated_caller or bool(self.allowed_caller_roles)
+
+    @property
+    def trusts_principal_headers(self) -> bool:
+        """Whether X-MS-CLIENT-PRINCIPAL* headers prove who called. Only App Service Authentication
+        strips client-sent copies; without it in front anyone can send them, so they are read only when
+        the platform says it is on or this deployment declares it (by requiring callers)."""
+        return self.platform_auth_enabled or self.callers_required
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -95,6 +122,24 @@ class AppSettings:
                 cap = int(raw_cap)
             else:
                 problems.append(f"{MAX_ACTIONS_PER_RUN} must be a positive integer")
+
+        # A typo must not open the write endpoints: an unreadable value requires callers.
+        require_caller = False
+        raw_require = text(REQUIRE_AUTHENTICATED_CALLER)
+        if raw_require is not None:
+            if raw_require.lower() in _TRUE:
+                require_caller = True
+            elif raw_require.lower() in _FALSE:
+                require_caller = False
+            else:
+                require_caller = True
+                problems.append(f"{REQUIRE_AUTHENTICATED_CALLER} must be true or false")
+
+        roles = tuple(
+            dict.fromkeys(r.strip() for r in (text(ALLOWED_CALLER_ROLES) or "").split(",") if r.strip())
+        )
+        if any(not _ROLE_VALUE.match(r) for r in roles):
+            problems.append(f"{ALLOWED_CALLER_ROLES} holds a value that is not an app role value")
 
         subscriptions: list[str] = []
         for raw_part in (text(SUBSCRIPTION_IDS) or "").split(","):
@@ -141,5 +186,8 @@ class AppSettings:
             storage_connection=storage_connection,
             storage_queue_uri=queue_uri,
             storage_table_uri=table_uri,
+            require_authenticated_caller=require_caller,
+            allowed_caller_roles=roles,
+            platform_auth_enabled=(text(PLATFORM_AUTH_ENABLED) or "").lower() in _TRUE,
             problems=tuple(problems),
         )

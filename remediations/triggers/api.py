@@ -13,6 +13,13 @@ from pydantic import ValidationError
 from remediations.core.settings import AppSettings
 from remediations.triggers import observability, service
 from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
+from remediations.triggers.caller import (
+    Attribution,
+    asks_for_changes,
+    attribute,
+    authorize_write,
+    caller_from,
+)
 from remediations.triggers.http import json_response, read_json
 from remediations.triggers.observability import InvocationContext
 from remediations.triggers.problems import (
@@ -69,11 +76,22 @@ def tickets(req: func.HttpRequest, context: InvocationContext) -> func.HttpRespo
 
 
 def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
-    request = parse_ticket(read_json(req))
+    settings = AppSettings.from_env()
+    # Who called comes first: a malformed principal is a 400 before the body is read, and a ticket that
+    # may change things is refused (401/403) before it is validated, stored or replayed.
+    caller, notes = caller_from(dict(req.headers), trusted=settings.trusts_principal_headers)
+    payload = read_json(req)
+    if asks_for_changes(payload):
+        authorize_write(
+            caller, required=settings.callers_required, allowed_roles=settings.allowed_caller_roles
+        )
+    request = parse_ticket(payload)
     observability.bind_ticket(request.ticketId)
+    who = attribute(caller, request.requester, notes)
+    _log_attribution(who)
     fingerprint = request.fingerprint()
     store = _store()
-    placeholder = TicketResult.accepted(request, status="running")
+    placeholder = TicketResult.accepted(request, status="running", attribution=who)
     existing = store.reserve(
         "ticket",
         request.ticketId,
@@ -91,9 +109,10 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         observability.logger().info("ticket replayed: returning the stored result")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
 
-    settings = AppSettings.from_env()
     try:
-        result = service.run_ticket(request, settings=settings, correlation_id=context.correlation_id)
+        result = service.run_ticket(
+            request, settings=settings, correlation_id=context.correlation_id, attribution=who
+        )
         store.save(
             "ticket",
             request.ticketId,
@@ -126,6 +145,17 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     return json_response(
         result.model_dump(mode="json"), status, {"Location": location}, context.correlation_id
     )
+
+
+def _log_attribution(who: Attribution) -> None:
+    if who.notes:
+        observability.logger().warning("principal headers ignored: App Service Authentication not known")
+    if who.declared_requester is not None:
+        # Worth a look: the body named someone else than the token did.
+        observability.logger().warning(
+            "ticket requester declared in the body differs from the authenticated caller",
+            extra={"caller_object_id": who.caller.objectId if who.caller else None},
+        )
 
 
 def get_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -73,16 +74,10 @@ def problem_response(
     problem: Problem, correlation_id: str | None = None, instance: str | None = None
 ) -> func.HttpResponse:
     if instance and not problem.instance:
-        problem = Problem(
-            problem.status,
-            problem.kind,
-            problem.detail,
-            problem.title,
-            instance,
-            problem.errors,
-            problem.extra,
-        )
-    headers = {"x-correlation-id": correlation_id} if correlation_id else {}
+        problem = dataclasses.replace(problem, instance=instance)
+    headers = dict(problem.headers)
+    if correlation_id:
+        headers["x-correlation-id"] = correlation_id
     return func.HttpResponse(
         problem.body(),
         status_code=problem.status,

@@ -62,9 +62,15 @@ _RUNS: dict[str, Any] = {
 }
 
 
-def _problems(*codes: int) -> dict[str, Any]:
+def _problems(*codes: int, **overrides: str) -> dict[str, Any]:
+    """Problem responses; `overrides` (`s400="..."`) replace a status's description for one operation."""
     descriptions = {
         400: "Malformed JSON, or an alert of no known schema",
+        401: "A ticket that may change things (dryRun not true) without an authenticated caller, where "
+        "the deployment requires one (VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER or "
+        "VAULTGUARD_ALLOWED_CALLER_ROLES); header WWW-Authenticate: Bearer",
+        403: "The authenticated caller holds none of the app roles in VAULTGUARD_ALLOWED_CALLER_ROLES "
+        "(only for a ticket that may change things)",
         404: "Not found",
         409: "The ticketId was used with a different body",
         413: "Body larger than 256 KiB",
@@ -76,7 +82,7 @@ def _problems(*codes: int) -> dict[str, Any]:
     ref = {"$ref": _REF.format(model="Problem")}
     return {
         str(code): {
-            "description": descriptions[code],
+            "description": overrides.get(f"s{code}", descriptions[code]),
             "content": {"application/problem+json": {"schema": ref}},
         }
         for code in codes
@@ -88,6 +94,20 @@ def _json(model: str, description: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
     }
+
+
+_CALLER = (
+    "Behind App Service Authentication (Easy Auth, infra `enableEntraAuth`) callers also send an Entra ID "
+    "token for `api://<clientId>` (Authorization: Bearer). App Service then injects "
+    "X-MS-CLIENT-PRINCIPAL-ID, -NAME, -IDP and X-MS-CLIENT-PRINCIPAL (base64 JSON of the token's claims) "
+    "and strips client-sent copies; clients never send these headers. When the deployment trusts them "
+    "(WEBSITE_AUTH_ENABLED, or callers required), the ticket's `requester`, `caller` and its audit rows "
+    "name that principal; a body `requester` naming someone else is kept as `declaredRequester` and never "
+    "used. Otherwise they are ignored (a note says so) and `requester` is the body's, as declared. With "
+    "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER (or VAULTGUARD_ALLOWED_CALLER_ROLES) a ticket with `dryRun` "
+    "other than true needs such a caller (401), holding one of the allowed app roles (403); dry runs "
+    "need neither."
+)
 
 
 def build() -> dict[str, Any]:
@@ -104,6 +124,7 @@ def build() -> dict[str, Any]:
         "additionalProperties": True,
     }
     key: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionKeyQuery": []}]
+    key_and_token = [*key, {"functionKey": [], "entraId": []}, {"functionKeyQuery": [], "entraId": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -118,6 +139,8 @@ def build() -> dict[str, Any]:
                 "post": {
                     "operationId": "submitTicket",
                     "summary": "Submit a remediation ticket (idempotent by ticketId)",
+                    "description": _CALLER,
+                    "security": key_and_token,
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -135,7 +158,19 @@ def build() -> dict[str, Any]:
                             "TicketResult",
                             "Changes were applied: plan and outcomes in the body; the result is at Location",
                         ),
-                        **_problems(400, 409, 413, 415, 422, 500, 503),
+                        **_problems(
+                            400,
+                            401,
+                            403,
+                            409,
+                            413,
+                            415,
+                            422,
+                            500,
+                            503,
+                            s400="Malformed JSON, or an X-MS-CLIENT-PRINCIPAL header (set by App Service "
+                            "Authentication) that cannot be read",
+                        ),
                     },
                 },
                 "get": {
@@ -208,6 +243,14 @@ def build() -> dict[str, Any]:
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "entraId": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Entra ID token for api://<clientId>, validated by App Service "
+                    "Authentication when the deployment enables it (infra enableEntraAuth); in addition to "
+                    "the function key.",
+                },
             },
         },
     }

@@ -5,7 +5,10 @@ Status-code conventions (README "HTTP API" repeats them):
 | status | `type` suffix | when |
 |---|---|---|
 | 400 | `malformed-json`, `unknown-alert-schema` | body is not JSON; alert of no known schema |
+| 400 | `malformed-principal` | an App Service Authentication principal header that cannot be read |
 | 401 | `unauthorized` | local runner only: missing or wrong function key (Azure answers this itself) |
+| 401 | `authentication-required` | a ticket that may change things, no authenticated caller, one required |
+| 403 | `forbidden` | the authenticated caller holds none of the app roles required for such a ticket |
 | 404 | `not-found` | unknown ticket id or route |
 | 405 | `method-not-allowed` | local runner only |
 | 409 | `idempotency-conflict` | same ticketId with a different body |
@@ -31,6 +34,7 @@ MAX_BODY_BYTES = 256 * 1024
 _TITLES: dict[int, str] = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
@@ -59,6 +63,7 @@ class Problem:
     instance: str | None = None
     errors: tuple[FieldError, ...] = field(default=())
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # response headers, e.g. WWW-Authenticate
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -88,6 +93,17 @@ class ProblemError(Exception):
 
 def bad_request(detail: str, kind: str = "bad-request") -> ProblemError:
     return ProblemError(Problem(400, kind, detail))
+
+
+def authentication_required(detail: str) -> ProblemError:
+    # RFC 9110: a 401 names the scheme; the token is an Entra ID bearer token App Service validates.
+    return ProblemError(
+        Problem(401, "authentication-required", detail, headers={"WWW-Authenticate": "Bearer"})
+    )
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(Problem(403, "forbidden", detail))
 
 
 def not_found(detail: str) -> ProblemError:

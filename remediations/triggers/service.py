@@ -1,6 +1,6 @@
 """The seam between the triggers and the engine. The triggers call only the functions below.
 
-    run_ticket(request, *, settings, correlation_id) -> TicketResult
+    run_ticket(request, *, settings, correlation_id, attribution=None) -> TicketResult
     handle_alert(signal, *, settings, correlation_id) -> AlertResult
     plan_sweep(settings, *, sweep_id, correlation_id=None) -> SweepPlan   (enumerate_scopes: its messages)
     work(message, *, settings, correlation_id) -> WorkOutcome
@@ -41,6 +41,7 @@ from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.settings import AppSettings
 from remediations.triggers import ids, tickets
 from remediations.triggers.alerts import AlertResult, AlertSignal
+from remediations.triggers.caller import Attribution
 from remediations.triggers.messages import ScopeMessage
 from remediations.triggers.observability import logger
 from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResult, TicketStatus
@@ -424,20 +425,37 @@ def _ticket_rotation(request: TicketRequest) -> Planner:
     return plan
 
 
-def run_ticket(request: TicketRequest, *, settings: AppSettings, correlation_id: str) -> TicketResult:
+def run_ticket(
+    request: TicketRequest,
+    *,
+    settings: AppSettings,
+    correlation_id: str,
+    attribution: Attribution | None = None,
+) -> TicketResult:
     """Plan (and unless a dry run, apply) the named remediations on the named targets.
 
     With `rotate_secret` and named secrets, exactly those secrets rotate (rotation's own detectors,
-    which would pick every exposed or expiring secret of the vault, are not used for this ticket)."""
+    which would pick every exposed or expiring secret of the vault, are not used for this ticket).
+    `attribution` (triggers/caller.py) says who the audit rows and the result name; without it, the
+    body's requester as declared."""
+    from remediations.core.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
+
+    who = attribution or Attribution(requester=request.requester)
     policy, forced = effective_policy(settings, load_policy(settings), request.dryRun)
-    caller = request.requester or "anonymous (function key)"
+    caller = who.audit_caller
     principals = list(request.targets.principals) or None
     named_rotation = ROTATION_ID in request.remediations and bool(request.targets.secrets)
     only = [r for r in request.remediations if not (named_rotation and r == ROTATION_ID)]
     extra = _ticket_rotation(request) if named_rotation else None
     # The requester asked for these: a secret list they needed that failed is a failure of the ticket.
     partial_reads_fail = named_rotation or secrets_needed(request.remediations)
-    with _azure(settings) as (clients, audit):
+    with _azure(settings) as (clients, table):
+        audit = AttributedAuditSink(
+            table,
+            correlation_id,
+            caller_object_id=who.caller.objectId if who.caller else None,
+            declared_requester=who.declared_requester,
+        )
         scopes, notes = ticket_scopes(request, settings, clients)
         remaining = [policy.max_actions_per_run]  # one cap for the whole ticket, across its scopes
 
@@ -465,6 +483,7 @@ def run_ticket(request: TicketRequest, *, settings: AppSettings, correlation_id:
         ]
     if not request.dryRun and forced:
         notes.insert(0, _forced_note(forced))
+    notes.extend(who.notes)
     if request.targets.secrets and not named_rotation:
         notes.append("secrets named without rotate_secret only select their vault")
     notes.extend(_inventory_notes(results))
@@ -496,7 +515,9 @@ def run_ticket(request: TicketRequest, *, settings: AppSettings, correlation_id:
         correlationId=correlation_id,
         createdAt=datetime.now(UTC),
         completedAt=datetime.now(UTC),
-        requester=request.requester,
+        requester=who.requester,
+        declaredRequester=who.declared_requester,
+        caller=who.caller,
         reason=request.reason,
     )
 

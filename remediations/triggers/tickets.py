@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from remediations.triggers import ids
+from remediations.triggers.caller import Attribution, Caller
 
 # The remediation ids of DESIGN.md section 1, until the engine's registry is importable.
 FALLBACK_REMEDIATION_IDS: frozenset[str] = frozenset(
@@ -113,7 +114,16 @@ class TicketRequest(BaseModel):
     remediations: list[str] = Field(min_length=1, max_length=16)
     targets: Targets
     dryRun: bool = True
-    requester: Annotated[str | None, Field(max_length=256), AfterValidator(_printable)] = None
+    requester: Annotated[
+        str | None,
+        Field(
+            max_length=256,
+            description="Who asks, as the caller declares it. Behind App Service Authentication the "
+            "authenticated caller is recorded instead, and this is kept as `declaredRequester` when it "
+            "names someone else.",
+        ),
+        AfterValidator(_printable),
+    ] = None
     reason: Annotated[str | None, Field(max_length=2000), AfterValidator(_printable)] = None
 
     @field_validator("remediations")
@@ -193,13 +203,32 @@ class TicketResult(BaseModel):
     correlationId: str | None = None
     createdAt: datetime
     completedAt: datetime | None = None
-    requester: str | None = None
+    requester: str | None = Field(
+        default=None,
+        description="Who the run is recorded as: the authenticated caller (`name (object id)`) when App "
+        "Service Authentication named one (see `caller`), else the body's `requester` as declared.",
+    )
+    declaredRequester: str | None = Field(
+        default=None,
+        description="The body's `requester` when it names someone other than the authenticated caller: "
+        "kept for the record, never used as the requester.",
+    )
+    caller: Caller | None = Field(
+        default=None,
+        description="The caller App Service Authentication authenticated (X-MS-CLIENT-PRINCIPAL* headers); "
+        "null when there was none or the deployment does not trust those headers.",
+    )
     reason: str | None = None
 
     @classmethod
     def accepted(
-        cls, request: TicketRequest, status: TicketStatus, message: str | None = None
+        cls,
+        request: TicketRequest,
+        status: TicketStatus,
+        message: str | None = None,
+        attribution: Attribution | None = None,
     ) -> TicketResult:
+        who = attribution or Attribution(requester=request.requester)
         return cls(
             ticketId=request.ticketId,
             status=status,
@@ -209,7 +238,9 @@ class TicketResult(BaseModel):
             targets=request.targets,
             message=message,
             createdAt=datetime.now(UTC),
-            requester=request.requester,
+            requester=who.requester,
+            declaredRequester=who.declared_requester,
+            caller=who.caller,
             reason=request.reason,
         )
 

@@ -146,3 +146,25 @@ def test_entra_auth_is_optional_and_keeps_the_alert_webhook_reachable() -> None:
     assert validation["unauthenticatedClientAction"] == "Return401"
     assert "/api/alerts" in validation["excludedPaths"]
     assert auth["properties"]["identityProviders"]["azureActiveDirectory"]["enabled"] is True
+
+
+def test_entra_auth_makes_the_app_require_an_authenticated_caller_for_writes() -> None:
+    """Easy Auth is what makes the principal headers trustworthy: infra turns the app's requirement on
+    exactly when it deploys Easy Auth, and passes the allowed app roles through from main.bicep."""
+    api = template("app/api.bicep")
+    values = app_settings(api)
+    require = values[settings.REQUIRE_AUTHENTICATED_CALLER]["operator"]
+    assert require["type"] == "conditional"
+    assert require["operands"] == {
+        "condition": "enableEntraAuth",
+        "true_value": "true",
+        "false_value": "false",
+    }
+    roles = values[settings.ALLOWED_CALLER_ROLES]["function"]
+    assert roles["type"] == "join"
+    assert roles["parameters"] == {"input_array": "allowedCallerRoles", "delimiter": ","}
+    assert api["parameters"]["allowedCallerRoles"]["default"] == []
+    main = template("main.bicep")
+    assert main["parameters"]["allowedCallerRoles"]["default"] == []
+    assert body(main["modules"]["api"])["params"]["allowedCallerRoles"] == "allowedCallerRoles"
+    assert body(main["modules"]["api"])["params"]["enableEntraAuth"] == "enableEntraAuth"

@@ -34,3 +34,41 @@ def test_bad_values_are_named() -> None:
         assert name in joined
     assert settings.subscription_ids == ("00000000-0000-0000-0000-000000000001",)
     assert "nope" not in joined
+
+
+def test_authenticated_callers_are_off_by_default_and_headers_untrusted() -> None:
+    settings = AppSettings.from_env(STORAGE)
+    assert settings.require_authenticated_caller is False
+    assert settings.allowed_caller_roles == ()
+    assert settings.callers_required is False
+    assert settings.trusts_principal_headers is False
+
+
+def test_requiring_callers_or_roles_trusts_the_principal_headers() -> None:
+    required = AppSettings.from_env({**STORAGE, "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER": "true"})
+    assert required.callers_required and required.trusts_principal_headers
+    roles = AppSettings.from_env({**STORAGE, "VAULTGUARD_ALLOWED_CALLER_ROLES": " Remediator, Admin,,Admin "})
+    assert roles.allowed_caller_roles == ("Remediator", "Admin")
+    assert roles.callers_required and roles.trusts_principal_headers
+    assert roles.problems == ()
+
+
+def test_the_platform_saying_easy_auth_is_on_trusts_the_headers_without_requiring_callers() -> None:
+    settings = AppSettings.from_env({**STORAGE, "WEBSITE_AUTH_ENABLED": "True"})
+    assert settings.trusts_principal_headers is True
+    assert settings.callers_required is False
+
+
+def test_an_unreadable_requirement_fails_closed_and_is_named() -> None:
+    settings = AppSettings.from_env(
+        {
+            **STORAGE,
+            "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER": "maybe",
+            "VAULTGUARD_ALLOWED_CALLER_ROLES": "Remediator,has space",
+        }
+    )
+    assert settings.require_authenticated_caller is True
+    joined = " ".join(settings.problems)
+    assert "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER" in joined
+    assert "VAULTGUARD_ALLOWED_CALLER_ROLES" in joined
+    assert "maybe" not in joined and "has space" not in joined
