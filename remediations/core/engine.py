@@ -81,6 +81,7 @@ def inventory(
     pp_scope: PowerPlatformScope | None = None,
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
+    power_platform: Callable[[], PowerPlatformInventory] | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -90,7 +91,8 @@ def inventory(
     bounded by one page per worker, not by the tenant (200,000 SecretMeta objects take about
     450 MiB; detectors and plans do not use them, the exposure graph does). A failed read becomes an
     InventoryError in the
-    snapshot; nothing is silently dropped.
+    snapshot; nothing is silently dropped. `power_platform`, when given, supplies the Power Platform
+    half instead of reading it (a sweep's vault workers share one read, core/read_once.py).
     """
 
     def azure() -> Snapshot:
@@ -108,8 +110,12 @@ def inventory(
     # The two halves share no data and draw on separate budgets (ARM/Key Vault vs the PP admin APIs),
     # so they are read side by side: the sweep takes the longer of the two, not their sum.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pp_future = pool.submit(
-            inventory_powerplatform, pp_scope, clients, progress=progress, concurrency=concurrency
+        pp_future = (
+            pool.submit(power_platform)
+            if power_platform is not None
+            else pool.submit(
+                inventory_powerplatform, pp_scope, clients, progress=progress, concurrency=concurrency
+            )
         )
         snapshot = azure()
         pp = pp_future.result()

@@ -35,8 +35,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from remediations.core import settings as names
-from remediations.core.model import Action, Plan, Scope, Snapshot, stable_id
+from remediations.core.model import Action, Plan, PowerPlatformScope, Scope, Snapshot, stable_id
 from remediations.core.policy import Policy, load_policy
+from remediations.core.read_once import ReadOnce
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.settings import AppSettings
 from remediations.triggers import ids, tickets
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
     from remediations.core.audit import AuditSink, Trigger
     from remediations.core.engine import RunResult
+    from remediations.core.pp_inventory import PowerPlatformInventory
 
 # Unknown remediation names in a ticket are a 422: validate against what is registered.
 tickets.use_remediation_registry(remediation_ids)
@@ -132,6 +134,23 @@ def limit_writes(plan: Plan, granted: int) -> Plan:
     )
 
 
+# Power Platform inventories read for a sweep's vault workers in this process, by (sweep, scope).
+SWEEP_POWER_PLATFORM: ReadOnce[PowerPlatformInventory] = ReadOnce(
+    ttl_s=1800.0, size=4, keep=lambda read: not read.errors
+)
+
+
+def _shared_power_platform(
+    sweep_id: str, pp_scope: PowerPlatformScope | None, clients: AzureClients
+) -> Callable[[], PowerPlatformInventory] | None:
+    if pp_scope is None or pp_scope.empty:
+        return None
+    from remediations.core.pp_inventory import inventory_powerplatform  # noqa: PLC0415
+
+    key = (sweep_id, pp_scope.model_dump_json())
+    return lambda: SWEEP_POWER_PLATFORM.get(key, lambda: inventory_powerplatform(pp_scope, clients))
+
+
 def run_scope(
     scope: Scope,
     policy: Policy,
@@ -147,6 +166,7 @@ def run_scope(
     budget: Budget | None = None,
     extra: Planner | None = None,
     keyvault_only: bool = False,
+    sweep_id: str | None = None,
 ) -> RunResult:
     """engine.run for one scope, plus: a principal filter on findings, actions from `extra` merged into
     the plan, and a write budget taken between planning and applying (so a shared cap is spent only on
@@ -154,6 +174,8 @@ def run_scope(
 
     `keyvault_only` (a sweep's vault worker): only the Key Vault remediations are planned and the Power
     Platform findings are left out; the environment messages of the same sweep own those, once.
+    `sweep_id`: the vault workers of one sweep in this process share one read of the Power Platform
+    inventory (`SWEEP_POWER_PLATFORM`) instead of reading every environment once per vault.
 
     Secret metadata is read only when a selected remediation plans from it (rotation, RBAC narrowing).
     The app's identity often has no data-plane `list` on access-policy vaults: a refused list is an
@@ -172,11 +194,13 @@ def run_scope(
     context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
     # Power Platform environments named by the policy are read with the vault, so the flow ->
     # connection -> identity edges (and the fixes that cut them) are part of every trigger's run.
+    pp_scope = policy.power_platform.scope()
     snapshot = inventory(
         scope,
         clients,
         include_secrets=secrets_needed(only) or extra is not None,
-        pp_scope=policy.power_platform.scope(),
+        pp_scope=pp_scope,
+        power_platform=_shared_power_platform(sweep_id, pp_scope, clients) if sweep_id else None,
     )
     findings = detect(snapshot, policy)
     if keyvault_only:
@@ -736,6 +760,7 @@ def work(
                 ticket_id=message.sweepId,
                 budget=budget,
                 keyvault_only=True,
+                sweep_id=message.sweepId,
             )
     summary = summarise([result])
     delay = retry_after(result) if summary.throttled else None

@@ -163,3 +163,33 @@ def test_the_sweep_fixes_shares_and_dlp_once_per_environment(
     _drain(functions, bodies, "-again")
     assert _pp_writes(cloud, mark) == []
     assert not [r for r in cloud.requests.since(mark) if r.method == "PUT" and "/accessPolicies/" in r.path]
+
+
+def test_vault_workers_of_one_sweep_share_one_power_platform_read(
+    functions: dict[str, Any], app: dict[str, str], cloud: Emulator, seed: dict[str, Any]
+) -> None:
+    """Each vault worker needs the flows (fromFlows allow-lists, exposure), but an instance working
+    through a sweep reads each environment's flows once for all its vault messages, not once per vault;
+    a later sweep reads afresh."""
+    from remediations.triggers.service import SWEEP_POWER_PLATFORM
+
+    SWEEP_POWER_PLATFORM.clear()
+    environments = [e["name"] for e in seed["powerPlatform"]["environments"]]
+    vaults = len(seed["vaults"])
+    assert vaults > 1
+
+    def flow_lists(mark: int) -> int:
+        return sum(
+            1
+            for r in cloud.requests.since(mark)
+            if r.method == "GET" and "/scopes/admin/environments/" in r.path and r.path.endswith("/v2/flows")
+        )
+
+    for sweep in range(2):
+        functions["sweep"].get_user_function()(TimerRequest())
+        bodies = [base64.b64decode(m.content) for m in _receive_all(app)]
+        assert sum(ScopeMessage.model_validate_json(b).kind == "vault" for b in bodies) == vaults
+        mark = cloud.requests.mark()
+        _drain(functions, bodies, f"-shared-{sweep}")
+        # one list per environment for its own worker, plus one shared by every vault worker
+        assert flow_lists(mark) == 2 * len(environments), sweep
