@@ -105,15 +105,19 @@ class AppSettings:
             value = source.get(name, "").strip()
             return value or None
 
-        dry_run = True
-        raw_dry = text(DRY_RUN)
-        if raw_dry is not None:
-            if raw_dry.lower() in _TRUE:
-                dry_run = True
-            elif raw_dry.lower() in _FALSE:
-                dry_run = False
-            else:
-                problems.append(f"{DRY_RUN} must be true or false")
+        def flag(name: str, *, default: bool, unreadable: bool) -> bool:
+            raw = text(name)
+            if raw is None:
+                return default
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            problems.append(f"{name} must be true or false")
+            return unreadable
+
+        # An unreadable value is the safe one: no writes.
+        dry_run = flag(DRY_RUN, default=True, unreadable=True)
 
         cap = 50
         raw_cap = text(MAX_ACTIONS_PER_RUN)
@@ -124,16 +128,7 @@ class AppSettings:
                 problems.append(f"{MAX_ACTIONS_PER_RUN} must be a positive integer")
 
         # A typo must not open the write endpoints: an unreadable value requires callers.
-        require_caller = False
-        raw_require = text(REQUIRE_AUTHENTICATED_CALLER)
-        if raw_require is not None:
-            if raw_require.lower() in _TRUE:
-                require_caller = True
-            elif raw_require.lower() in _FALSE:
-                require_caller = False
-            else:
-                require_caller = True
-                problems.append(f"{REQUIRE_AUTHENTICATED_CALLER} must be true or false")
+        require_caller = flag(REQUIRE_AUTHENTICATED_CALLER, default=False, unreadable=True)
 
         roles = tuple(
             dict.fromkeys(r.strip() for r in (text(ALLOWED_CALLER_ROLES) or "").split(",") if r.strip())
