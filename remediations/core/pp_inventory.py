@@ -4,10 +4,11 @@ ones that use a Key Vault connection) and DLP policies. Merged into the Azure sn
 
 Calls (LIMITS.md section 2): per environment 1 role list + flow list pages + 1 Key Vault connection
 list; then one GET per flow (the admin list has no definition) and one permissions GET per Key Vault
-flow and per Key Vault connection, `PP_CONCURRENCY` at a time (Dataverse-style service protection
-allows 52 concurrent requests per user). Then every group holding one of those shares is resolved to
-its members with Graph `transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure
-graph reaches the people behind a group share. A failed read becomes an InventoryError; nothing is
+flow and per Key Vault connection. Every environment is read at once, `concurrency` calls in flight
+(default `PP_CONCURRENCY`; Dataverse-style service protection allows 52 concurrent requests per
+user). Then every group holding one of those shares is resolved to its members with Graph
+`transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure graph reaches the people
+behind a group share. A failed read becomes an InventoryError; nothing is
 dropped silently (an unresolved group stays a group node: its share is still judged and revoked).
 """
 
