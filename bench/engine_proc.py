@@ -1,5 +1,5 @@
-"""One engine run in its own process (so its RSS and CPU are its own), against the emulator whose
-environment (proxy, CA bundle, credentials) this process inherits.
+"""One pipeline run (remediations/shell/pipeline.py) in its own process (so its RSS and CPU are its
+own), against the emulator whose environment (proxy, CA bundle, credentials) this process inherits.
 
     python -m bench.engine_proc '{"phase": "plan"|"apply", "read_concurrency": 32, ...}'
 
@@ -26,7 +26,7 @@ def _rss_mib() -> float:
 
 def _time_halves() -> dict[str, float]:
     """Wall time of each inventory half (Azure, Power Platform; they run side by side), by wrapping the
-    two functions `engine.inventory` calls. Measurement only: behaviour is unchanged."""
+    two functions the pipeline's inventory calls. Measurement only: behaviour is unchanged."""
     from remediations.core import engine
 
     halves: dict[str, float] = {}
@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     from remediations.adapters.clients import AzureClients
     from remediations.core.audit import MemoryAuditSink
-    from remediations.core.detect import detect, load_detectors
-    from remediations.core.engine import RunContext, apply_plan, build_plan, inventory
+    from remediations.core.detect import load_detectors
     from remediations.core.model import PowerPlatformScope, Scope
     from remediations.core.policy import parse_policy
+    from remediations.core.request import RunRequest
+    from remediations.shell.pipeline import run
 
     # The detector modules load lazily (for the function's cold start); load them here so that their
     # one-off import (compiled from source: the deployed package has no bytecode cache) counts as
@@ -66,65 +67,63 @@ def main(argv: list[str] | None = None) -> int:
     rss_after_import = _rss_mib()
     scope = Scope.parse(spec["scope"])
     policy = parse_policy(spec.get("policy", {}))
+    apply = spec["phase"] == "apply"
+    request = RunRequest(
+        trigger="cli",
+        scope=scope,
+        power_platform=PowerPlatformScope(all_environments=True) if spec.get("power_platform") else None,
+        dry_run=not apply,
+        stop_after="apply" if apply else "plan",
+        correlation_id="bench",
+        include_secrets=True,
+        keep_secrets=bool(spec.get("keep_secrets", True)),
+        read_concurrency=int(spec.get("read_concurrency", 32)),
+        write_concurrency=int(spec.get("write_concurrency", 10)),
+    )
     result: dict[str, Any] = {"import_s": imported - started, "rss_after_import_mib": rss_after_import}
+    audit = MemoryAuditSink()
     with AzureClients() as clients:
         # Token acquisition happens once per process; do it before the clock starts (login latency is
         # not part of the model).
         clients.keyvault_management(scope.subscription_id)
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        snapshot = inventory(
-            scope,
-            clients,
-            concurrency=int(spec.get("read_concurrency", 32)),
-            keep_secrets=bool(spec.get("keep_secrets", True)),
-            pp_scope=PowerPlatformScope(all_environments=True) if spec.get("power_platform") else None,
-        )
-        t1 = time.perf_counter()
-        findings = detect(snapshot, policy)
-        t2 = time.perf_counter()
-        plan = build_plan(findings, snapshot, policy, dry_run=spec["phase"] != "apply")
-        t3, cpu3 = time.perf_counter(), time.process_time()
+        run_result = run(request, policy, clients, audit)
+    snapshot, findings, plan = run_result.snapshot, run_result.findings, run_result.plan
+    assert snapshot is not None
+    wall, cpu = run_result.stage_seconds, run_result.stage_cpu_seconds
+    result.update(
+        inventory_s=wall["inventory"],
+        detect_s=wall["detect"],
+        plan_s=wall["plan"],
+        inventory_plan_s=wall["inventory"] + wall["detect"] + wall["plan"],
+        inventory_plan_cpu_s=cpu["inventory"] + cpu["detect"] + cpu["plan"],
+        halves_s=halves,
+        vaults=len(snapshot.vaults),
+        secrets=sum(v.secret_count or len(v.secrets) for v in snapshot.vaults),
+        role_assignments=len(snapshot.role_assignments),
+        identities=len(snapshot.identities),
+        pp_environments=len(snapshot.environments),
+        pp_flows=len(snapshot.flows),
+        pp_connections=len(snapshot.connections),
+        pp_shares=len(snapshot.shares),
+        inventory_errors=len(snapshot.errors),
+        inventory_error_samples=[
+            f"{e.operation} {e.resource_id}: {e.message}"[:300] for e in snapshot.errors[:3]
+        ],
+        findings=dict(Counter(f.detector_id for f in findings)),
+        actions=len(plan.actions),
+        writes_planned=sum(len(a.changes) for a in plan.writes),
+        deferred=len(plan.deferred),
+        vaults_with_writes=len({a.target.lower() for a in plan.writes}),
+    )
+    if apply:
+        outcomes = run_result.outcomes
         result.update(
-            inventory_s=t1 - t0,
-            detect_s=t2 - t1,
-            plan_s=t3 - t2,
-            inventory_plan_s=t3 - t0,
-            inventory_plan_cpu_s=cpu3 - cpu0,
-            halves_s=halves,
-            vaults=len(snapshot.vaults),
-            secrets=sum(v.secret_count or len(v.secrets) for v in snapshot.vaults),
-            role_assignments=len(snapshot.role_assignments),
-            identities=len(snapshot.identities),
-            pp_environments=len(snapshot.environments),
-            pp_flows=len(snapshot.flows),
-            pp_connections=len(snapshot.connections),
-            pp_shares=len(snapshot.shares),
-            inventory_errors=len(snapshot.errors),
-            inventory_error_samples=[
-                f"{e.operation} {e.resource_id}: {e.message}"[:300] for e in snapshot.errors[:3]
-            ],
-            findings=dict(Counter(f.detector_id for f in findings)),
-            actions=len(plan.actions),
-            writes_planned=sum(len(a.changes) for a in plan.writes),
-            deferred=len(plan.deferred),
-            vaults_with_writes=len({a.target.lower() for a in plan.writes}),
+            apply_s=wall["apply"],
+            outcomes=dict(Counter(o.status for o in outcomes)),
+            verified=sum(1 for o in outcomes if o.verified),
+            failures=[o.error for o in outcomes if o.status == "failed"][:3],
+            audit_rows=len(audit.entries),
         )
-        del findings
-        if spec["phase"] == "apply":
-            audit = MemoryAuditSink()
-            context = RunContext(correlation_id="bench", trigger="cli")
-            t4 = time.perf_counter()
-            outcomes = apply_plan(
-                plan, clients, audit, context, concurrency=int(spec.get("write_concurrency", 10))
-            )
-            t5 = time.perf_counter()
-            result.update(
-                apply_s=t5 - t4,
-                outcomes=dict(Counter(o.status for o in outcomes)),
-                verified=sum(1 for o in outcomes if o.verified),
-                failures=[o.error for o in outcomes if o.status == "failed"][:3],
-                audit_rows=len(audit.entries),
-            )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["cpu_s"] = time.process_time()
     print(json.dumps(result), flush=True)

@@ -19,16 +19,17 @@ from typing import Any
 
 from remediations.adapters.clients import AzureClients
 from remediations.cli import scan_flows
-from remediations.core.audit import AuditSink, TableAuditSink
-from remediations.core.detect import detect
-from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory
+from remediations.core.audit import AuditSink, MemoryAuditSink, TableAuditSink
+from remediations.core.engine import Progress, RunContext, apply_plan, inventory
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
 from remediations.core.policy import Policy, PolicyError, load_policy
 from remediations.core.registry import all_remediations
+from remediations.core.request import RunRequest, Stage
 from remediations.core.settings import AppSettings
-from remediations.report import SEVERITIES, at_least, build_report, parse_formats, write_reports
+from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
+from remediations.shell.pipeline import RunResult, run
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -178,12 +179,46 @@ def _write_reports(args: argparse.Namespace, **report: Any) -> None:
         print(f"report written: {path}", file=sys.stderr)
 
 
+def _run(
+    args: argparse.Namespace,
+    policy: Policy,
+    clients: AzureClients,
+    audit: AuditSink,
+    progress: Progress,
+    *,
+    stop_after: Stage,
+    caller: str | None = None,
+    snapshot: Snapshot | None = None,
+) -> RunResult:
+    """The pipeline over `--scope` (or a stored `--snapshot`), `--severity` applied before planning."""
+    if snapshot is None and not args.scope:
+        raise PolicyError("give --scope (or --snapshot FILE)")
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope.parse(args.scope) if snapshot is None else snapshot.scope,
+        power_platform=_pp_scope(args),
+        remediations=tuple(args.remediation) if args.remediation else None,
+        min_severity=args.severity,
+        dry_run=getattr(args, "dry_run", True),
+        stop_after=stop_after,
+        caller=caller,
+        ticket_id=getattr(args, "ticket", None),
+        include_secrets=True,  # the report lists every secret a finding or path names
+    )
+    return run(request, policy, clients, audit, progress=progress, snapshot=snapshot)
+
+
 def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
     started = time.monotonic()
-    with _progress() as progress:
-        snapshot = _snapshot(args, progress)
-    findings = at_least(detect(snapshot, policy), args.severity)
-    plan = build_plan(findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=True)
+    stored = (
+        Snapshot.model_validate_json(Path(args.snapshot).read_text(encoding="utf-8"))
+        if args.snapshot
+        else None
+    )
+    # Read-only: the pipeline stops after planning (no reconcile, no apply, no audit row).
+    with AzureClients() as clients, _progress() as progress:
+        result = _run(args, policy, clients, MemoryAuditSink(), progress, stop_after="plan", snapshot=stored)
+    findings, plan, snapshot = list(result.findings), result.plan, result.snapshot
     _write_reports(
         args, findings=findings, snapshot=snapshot, plan=plan, duration_seconds=time.monotonic() - started
     )
@@ -195,8 +230,8 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
         )
     else:
         _show_plan(plan)
-    _print_errors(snapshot.errors)
-    return EXIT_FAILURES if snapshot.errors else EXIT_OK
+    _print_errors(result.inventory_errors)
+    return EXIT_FAILURES if result.inventory_errors else EXIT_OK
 
 
 def _report_run(result: RunResult, as_json: bool) -> int:
@@ -213,35 +248,6 @@ def _report_run(result: RunResult, as_json: bool) -> int:
 
 def _audit_sink() -> AuditSink:
     return TableAuditSink.from_settings(AppSettings.from_env())
-
-
-def _run(
-    args: argparse.Namespace,
-    policy: Policy,
-    clients: AzureClients,
-    audit: AuditSink,
-    caller: str,
-    progress: Progress,
-) -> tuple[RunResult, Snapshot]:
-    """engine.run, keeping the snapshot for the report and applying `--severity` before planning."""
-    context = RunContext(
-        correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
-    )
-    snapshot = inventory(Scope.parse(args.scope), clients, progress=progress, pp_scope=_pp_scope(args))
-    findings = at_least(detect(snapshot, policy), args.severity)
-    plan = build_plan(
-        findings, snapshot, policy, remediation_ids=args.remediation or None, dry_run=args.dry_run
-    )
-    outcomes = apply_plan(plan, clients, audit, context, progress=progress)
-    result = RunResult(
-        correlation_id=context.correlation_id,
-        scope=snapshot.scope,
-        findings=tuple(findings),
-        plan=plan,
-        outcomes=tuple(outcomes),
-        inventory_errors=snapshot.errors,
-    )
-    return result, snapshot
 
 
 def _plan_scope(plan: Plan) -> Scope:
@@ -280,7 +286,8 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         else:
             if not args.scope:
                 raise PolicyError("give --scope or --plan FILE")
-            result, snapshot = _run(args, policy, clients, audit, caller, progress)
+            result = _run(args, policy, clients, audit, progress, stop_after="apply", caller=caller)
+            snapshot = result.snapshot
     _write_reports(
         args,
         findings=result.findings,

@@ -31,6 +31,7 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.request import Targets
 from remediations.core.rotation import (
     EXPOSED_SECRET,
     FOLLOWUP_DUE,
@@ -468,6 +469,7 @@ class RotateSecret(Remediation):
     id = "rotate_secret"
     handles = frozenset({EXPOSED_SECRET, NEAR_EXPIRY, FOLLOWUP_DUE})
     needs_secret_metadata = True
+    plans_targets = True
     metadata = RemediationMetadata(
         title="Rotate exposed or expiring secrets: new version, verified, old version disabled",
         severity="high",
@@ -498,6 +500,20 @@ class RotateSecret(Remediation):
 
     def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
         return unreadable_vaults(snapshot, policy)
+
+    def plan_for_targets(self, snapshot: Snapshot, targets: Targets, policy: Policy) -> list[Action]:
+        """A ticket's named secrets (those in this snapshot's vaults) rotate, exactly those; an alert's
+        exposed vault rotates per `rotation.onAlert`, with the vaults whose secrets could not be listed.
+        A request naming neither (an alert's re-check) rotates nothing."""
+        actions: list[Action] = []
+        if targets.secrets:
+            named = [(s.vault, s.name) for s in targets.secrets if find_vault(snapshot, s.vault) is not None]
+            actions += plan_for_targets(snapshot, policy, named, targets.reason, targets.reference)
+        for vault in targets.exposed_vaults:
+            actions += plan_for_alert(snapshot, policy, vault, targets.reason, targets.reference)
+        if targets.exposed_vaults:
+            actions += unreadable_vaults(snapshot, policy)
+        return actions
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         return rotate(action, clients)

@@ -7,8 +7,7 @@ every write is audited `pending` before and with its outcome after.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,6 @@ from pydantic import BaseModel, ConfigDict
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.audit import AuditRecord, AuditSink, AuditState, Trigger
-from remediations.core.detect import detect
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import (
     AccessPolicyChange,
@@ -40,19 +38,9 @@ from remediations.core.policy import Policy
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.reconcile import reconcile
 from remediations.core.registry import all_remediations, get_remediation
+from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY, Targets
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-# A pending row younger than this may belong to a run still in flight (retries honour Retry-After up to
-# a minute per attempt); the Functions host kills an invocation long before (timeout 30 min on Flex).
-RECONCILE_AFTER = timedelta(minutes=30)
-# Vault hosts are independent and the secret lists are latency-bound, not throttle-bound (LIMITS.md
-# section 2): K workers at latency L send K/L calls/s. Key Vault's subscription budget is 20,000 per
-# 10 s (2,000/s), so K <= 2,000 * L: 30 at L = 15 ms, 100 at 50 ms. 32 stays inside it for any real
-# latency (a sweep of 5,000 vaults of 40 secrets makes 15,000 calls, under one window anyway).
-SECRET_LIST_CONCURRENCY = 32
-# ARM writes: 200 tokens refilled at 10/s per subscription x principal. 10 writers at ~40-100 ms each
-# already outrun the refill, so more only queue on the pacer; writes to one vault stay sequential.
-WRITE_CONCURRENCY = 10
 
 
 def _noop_progress(stage: str, done: int, total: int) -> None:
@@ -127,13 +115,13 @@ def inventory(
 NO_AZURE_SCOPE = Scope(subscription_id="none")
 
 
-def inventory_environment(
-    environment: str, clients: Clients, *, progress: Progress = _noop_progress
+def inventory_power_platform_only(
+    pp_scope: PowerPlatformScope, clients: Clients, *, progress: Progress = _noop_progress
 ) -> Snapshot:
-    """Read-only, Power Platform only: one environment's flows, Key Vault connections, shares (group
-    members resolved), role holders, and the tenant's DLP policies. No Azure read."""
+    """Read-only, Power Platform only (an environment's run): the environments' flows, Key Vault
+    connections, shares (group members resolved), role holders, and the tenant's DLP policies. No
+    Azure read."""
     empty = Snapshot(scope=NO_AZURE_SCOPE, taken_at=datetime.now(UTC), secrets_listed=False)
-    pp_scope = PowerPlatformScope(environments=(environment,))
     pp = inventory_powerplatform(pp_scope, clients, progress=progress)
     return _with_power_platform(empty, pp, pp_scope)
 
@@ -272,17 +260,23 @@ def build_plan(
     *,
     remediation_ids: Collection[str] | None = None,
     dry_run: bool | None = None,
-    extra: Sequence[Action] = (),
+    targets: Targets | None = None,
 ) -> Plan:
     """Pure: actions from every remediation, de-duplicated, in a stable order, capped per run.
 
-    `extra`: actions planned outside detection (a ticket's named secrets, an alert's vault), merged in
-    before ordering and the cap. Each remediation's `unchecked` actions (what a failed read kept it
-    from checking) are added as skipped actions, so a blind spot shows in the plan."""
+    `targets` (a ticket's named secrets, an alert's vault): each selected remediation's
+    `plan_for_targets` actions come first; a remediation that `plans_targets` then plans nothing else.
+    Each remediation's `unchecked` actions (what a failed read kept it from checking) are added as
+    skipped actions, so a blind spot shows in the plan."""
     policy = effective_policy(policy, snapshot)  # the same derived allow-lists `detect` used
-    actions: dict[str, Action] = {a.id: a for a in extra}
-    for remediation in all_remediations():
-        if remediation_ids is not None and remediation.id not in remediation_ids:
+    selected = [r for r in all_remediations() if remediation_ids is None or r.id in remediation_ids]
+    actions: dict[str, Action] = {}
+    if targets is not None:
+        for remediation in selected:
+            for action in remediation.plan_for_targets(snapshot, targets, policy):
+                actions.setdefault(action.id, action)
+    for remediation in selected:
+        if targets is not None and remediation.plans_targets:
             continue
         for action in remediation.unchecked(snapshot, policy):
             actions.setdefault(action.id, action)
@@ -291,8 +285,19 @@ def build_plan(
             continue
         for action in remediation.plan(snapshot, mine, policy):
             actions.setdefault(action.id, action)
+    return assemble_plan(
+        actions.values(),
+        policy,
+        created_at=snapshot.taken_at,
+        dry_run=policy.dry_run if dry_run is None else dry_run,
+    )
+
+
+def assemble_plan(actions: Iterable[Action], policy: Policy, *, created_at: datetime, dry_run: bool) -> Plan:
+    """Pure: the planned actions in a stable order, a removal another one covers skipped, the writes
+    over the policy's cap deferred."""
     ordered = _without_subsumed(
-        sorted(actions.values(), key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
+        sorted(actions, key=lambda a: (a.target.lower(), a.principal or "", a.remediation_id))
     )
     kept: list[Action] = []
     deferred: list[Action] = []
@@ -308,8 +313,25 @@ def build_plan(
         id=stable_id("plan", [a.id for a in kept], [a.id for a in deferred]),
         actions=tuple(kept),
         deferred=tuple(deferred),
-        created_at=snapshot.taken_at,
-        dry_run=policy.dry_run if dry_run is None else dry_run,
+        created_at=created_at,
+        dry_run=dry_run,
+    )
+
+
+def limit_writes(plan: Plan, granted: int) -> Plan:
+    """Pure: keep the first `granted` writes (plan order); defer the rest. Skipped actions stay."""
+    writes = [a for a in plan.actions if a.skip_reason is None]
+    if len(writes) <= granted:
+        return plan
+    allowed = {a.id for a in writes[: max(granted, 0)]}
+    kept = tuple(a for a in plan.actions if a.skip_reason is not None or a.id in allowed)
+    deferred = tuple(a for a in writes if a.id not in allowed) + plan.deferred
+    return plan.model_copy(
+        update={
+            "id": stable_id("plan", [a.id for a in kept], [a.id for a in deferred]),
+            "actions": kept,
+            "deferred": deferred,
+        }
     )
 
 
@@ -498,83 +520,14 @@ def reconcile_dangling(
 ) -> list[AuditRecord]:
     """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
 
-    Runs after inventory and planning (the snapshot is the re-read), before this run writes anything;
-    never in a dry run (a dry run writes no audit rows). The rows go into the interrupted run's partition.
+    Runs after inventory and planning (the snapshot is the re-read), before this run writes anything.
+    The rows go into the interrupted run's partition. A dry run returns them without recording them
+    (a dry run writes no audit rows): it reports what a real run would settle.
     """
-    if plan.dry_run:
-        return []
     dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
     rows = reconcile(dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan)
-    for row in rows:
-        audit.record(row)
+    if not plan.dry_run:
+        for row in rows:
+            audit.record(row)
     return rows
-
-
-class RunResult(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    correlation_id: str
-    scope: Scope
-    findings: tuple[Finding, ...]
-    plan: Plan
-    outcomes: tuple[Outcome, ...]
-    inventory_errors: tuple[InventoryError, ...]
-    reconciled: tuple[AuditRecord, ...] = ()
-
-    def count(self, status: str) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
-
-    @property
-    def failures(self) -> int:
-        """Failed writes plus failed reads that stopped the run: a run with any is not a success.
-        A partial read failure (a refused secret list) is not one: its dependants are skipped actions
-        in the plan, and it is counted in `read_errors`."""
-        return self.count("failed") + sum(1 for e in self.inventory_errors if not e.partial)
-
-    @property
-    def read_errors(self) -> int:
-        """Every failed read, partial or not."""
-        return len(self.inventory_errors)
-
-
-def run(
-    scope: Scope,
-    policy: Policy,
-    clients: Clients,
-    audit: AuditSink,
-    *,
-    trigger: Trigger,
-    dry_run: bool | None = None,
-    remediation_ids: Collection[str] | None = None,
-    correlation_id: str | None = None,
-    ticket_id: str | None = None,
-    caller: str | None = None,
-    progress: Progress = _noop_progress,
-    pp_scope: PowerPlatformScope | None = None,
-    read_concurrency: int = SECRET_LIST_CONCURRENCY,
-    write_concurrency: int = WRITE_CONCURRENCY,
-    reconcile_after: timedelta = RECONCILE_AFTER,
-) -> RunResult:
-    """One pass over a scope. A dry run (default: the policy's `dryRun`) writes nothing, audit included.
-    Writes an earlier run left pending for longer than `reconcile_after` are reconciled first."""
-    context = RunContext(
-        correlation_id=correlation_id or str(uuid.uuid4()),
-        trigger=trigger,
-        ticket_id=ticket_id,
-        caller=caller,
-    )
-    snapshot = inventory(scope, clients, progress=progress, pp_scope=pp_scope, concurrency=read_concurrency)
-    findings = detect(snapshot, policy)
-    plan = build_plan(findings, snapshot, policy, remediation_ids=remediation_ids, dry_run=dry_run)
-    reconciled = reconcile_dangling(snapshot, plan, audit, context, older_than=reconcile_after)
-    outcomes = apply_plan(plan, clients, audit, context, progress=progress, concurrency=write_concurrency)
-    return RunResult(
-        correlation_id=context.correlation_id,
-        scope=scope,
-        findings=tuple(findings),
-        plan=plan,
-        outcomes=tuple(outcomes),
-        inventory_errors=snapshot.errors,
-        reconciled=tuple(reconciled),
-    )

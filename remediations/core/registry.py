@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 import remediations
 from remediations.core.model import Action, Finding, Outcome, Severity, Snapshot
 from remediations.core.policy import Policy
+from remediations.core.request import Targets
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import Clients
@@ -41,10 +42,18 @@ class Remediation(ABC):
     needs_secret_metadata: ClassVar[bool] = False
     # Acts on Power Platform (shares, DLP): a sweep plans it once per environment message, never per vault.
     power_platform: ClassVar[bool] = False
+    # Plans for the targets a request names (a ticket's secrets, an alert's vault): when a request
+    # carries targets, `plan_for_targets` is all this remediation plans (not `plan`, not `unchecked`).
+    plans_targets: ClassVar[bool] = False
 
     def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
         """Pure: skipped actions for what a failed read kept this remediation from checking (none by
         default). Called on every run the remediation is selected for, findings or not."""
+        return []
+
+    def plan_for_targets(self, snapshot: Snapshot, targets: Targets, policy: Policy) -> list[Action]:
+        """Pure: the actions for the targets a request names. Called for every selected remediation when
+        a request names targets; none by default."""
         return []
 
     @abstractmethod

@@ -5,8 +5,8 @@
     plan_sweep(settings, *, sweep_id, correlation_id=None) -> SweepPlan   (enumerate_scopes: its messages)
     work(message, *, settings, correlation_id) -> WorkOutcome
 
-Each builds its Azure clients (`AzureClients`, DefaultAzureCredential) and audit sink per invocation
-and runs detect -> plan -> apply through `remediations.core.engine`.
+Each builds its Azure clients (`AzureClients`, DefaultAzureCredential) and audit sink per invocation,
+describes its run as a `RunRequest` and runs the one pipeline (`remediations.shell.pipeline.run`).
 
 Safety rails of the deployment: the effective dry run is a dry run if the app setting
 `VAULTGUARD_DRY_RUN` OR the policy's `dryRun` says so (a ticket's `dryRun: false` cannot lift it; its
@@ -28,17 +28,17 @@ names and resource ids only.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from remediations.core import settings as names
-from remediations.core.model import Action, Plan, PowerPlatformScope, Scope, Snapshot, stable_id
+from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.policy import Policy, load_policy
-from remediations.core.read_once import ReadOnce
 from remediations.core.registry import get_remediation, remediation_ids
+from remediations.core.request import RunRequest, SecretTarget, Targets
 from remediations.core.settings import AppSettings
 from remediations.triggers import ids, tickets
 from remediations.triggers.alerts import AlertResult, AlertSignal
@@ -49,14 +49,12 @@ from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResul
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
-    from remediations.core.audit import AuditSink, Trigger
-    from remediations.core.engine import RunResult
-    from remediations.core.pp_inventory import PowerPlatformInventory
+    from remediations.core.audit import AuditSink
+    from remediations.shell.pipeline import Budget, RunResult
 
 # Unknown remediation names in a ticket are a 422: validate against what is registered.
 tickets.use_remediation_registry(remediation_ids)
 
-ROTATION_ID = "rotate_secret"
 DEFAULT_THROTTLE_DELAY_SECONDS = 60.0
 MAX_THROTTLE_DELAY_SECONDS = 3600.0
 _HTTP_429 = re.compile(r"\bHTTP 429\b")  # AzureCallFailed's message format, kept in Outcome.error
@@ -65,14 +63,6 @@ NO_POWER_PLATFORM = (
     "the policy names no Power Platform environments (powerPlatform.environments); "
     "the environment scope is acknowledged"
 )
-
-
-def power_platform_remediations(only: Collection[str] | None = None) -> list[str]:
-    return [r for r in (remediation_ids() if only is None else only) if get_remediation(r).power_platform]
-
-
-def keyvault_remediations(only: Collection[str] | None = None) -> list[str]:
-    return [r for r in (remediation_ids() if only is None else only) if not get_remediation(r).power_platform]
 
 
 # --- shared ----------------------------------------------------------------------------------------
@@ -105,130 +95,25 @@ def _azure(settings: AppSettings) -> Iterator[tuple[AzureClients, AuditSink]]:
         audit.close()
 
 
-Budget = Callable[[int], int]
-# Actions planned outside detection for one scope's snapshot (a ticket's named secrets, an alert's vault).
-Planner = Callable[[Snapshot, Policy], list[Action]]
+def run(
+    request: RunRequest,
+    policy: Policy,
+    clients: AzureClients,
+    audit: AuditSink,
+    *,
+    budget: Budget | None = None,
+) -> RunResult:
+    """The one pipeline (remediations/shell/pipeline.py), imported when a trigger runs, not when it
+    is indexed: it loads the Azure SDK."""
+    from remediations.shell import pipeline  # noqa: PLC0415 - keeps trigger import light
+
+    return pipeline.run(request, policy, clients, audit, budget=budget)
 
 
 def secrets_needed(only: Collection[str] | None) -> bool:
     """Whether any selected remediation plans from secret metadata (so the inventory must list it)."""
     return any(
         get_remediation(r).needs_secret_metadata for r in (remediation_ids() if only is None else only)
-    )
-
-
-def limit_writes(plan: Plan, granted: int) -> Plan:
-    """Keep the first `granted` writes (plan order); defer the rest. Skipped actions stay."""
-    writes = [a for a in plan.actions if a.skip_reason is None]
-    if len(writes) <= granted:
-        return plan
-    allowed = {a.id for a in writes[: max(granted, 0)]}
-    kept = tuple(a for a in plan.actions if a.skip_reason is not None or a.id in allowed)
-    deferred = tuple(a for a in writes if a.id not in allowed) + plan.deferred
-    return plan.model_copy(
-        update={
-            "id": stable_id("plan", [a.id for a in kept], [a.id for a in deferred]),
-            "actions": kept,
-            "deferred": deferred,
-        }
-    )
-
-
-# Power Platform inventories read for a sweep's vault workers in this process, by (sweep, scope).
-SWEEP_POWER_PLATFORM: ReadOnce[PowerPlatformInventory] = ReadOnce(
-    ttl_s=1800.0, size=4, keep=lambda read: not read.errors
-)
-
-
-def _shared_power_platform(
-    sweep_id: str, pp_scope: PowerPlatformScope | None, clients: AzureClients
-) -> Callable[[], PowerPlatformInventory] | None:
-    if pp_scope is None or pp_scope.empty:
-        return None
-    from remediations.core.pp_inventory import inventory_powerplatform  # noqa: PLC0415
-
-    key = (sweep_id, pp_scope.model_dump_json())
-    return lambda: SWEEP_POWER_PLATFORM.get(key, lambda: inventory_powerplatform(pp_scope, clients))
-
-
-def run_scope(
-    scope: Scope,
-    policy: Policy,
-    clients: AzureClients,
-    audit: AuditSink,
-    *,
-    trigger: Trigger,
-    correlation_id: str,
-    caller: str,
-    ticket_id: str | None = None,
-    only: Collection[str] | None = None,
-    principals: Collection[str] | None = None,
-    budget: Budget | None = None,
-    extra: Planner | None = None,
-    keyvault_only: bool = False,
-    sweep_id: str | None = None,
-) -> RunResult:
-    """engine.run for one scope, plus: a principal filter on findings, actions from `extra` merged into
-    the plan, and a write budget taken between planning and applying (so a shared cap is spent only on
-    writes that will be made).
-
-    `keyvault_only` (a sweep's vault worker): only the Key Vault remediations are planned and the Power
-    Platform findings are left out; the environment messages of the same sweep own those, once.
-    `sweep_id`: the vault workers of one sweep in this process share one read of the Power Platform
-    inventory (`SWEEP_POWER_PLATFORM`) instead of reading every environment once per vault.
-
-    Secret metadata is read only when a selected remediation plans from it (rotation, RBAC narrowing).
-    The app's identity often has no data-plane `list` on access-policy vaults: a refused list is an
-    InventoryError marked partial, the access-policy fixes still run, and the remediations that need
-    the list plan skipped actions for that vault saying why."""
-    from remediations.core.detect import detect  # noqa: PLC0415
-    from remediations.core.engine import (  # noqa: PLC0415
-        RunContext,
-        RunResult,
-        apply_plan,
-        build_plan,
-        inventory,
-        reconcile_dangling,
-    )
-
-    context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
-    # Power Platform environments named by the policy are read with the vault, so the flow ->
-    # connection -> identity edges (and the fixes that cut them) are part of every trigger's run.
-    pp_scope = policy.power_platform.scope()
-    snapshot = inventory(
-        scope,
-        clients,
-        include_secrets=secrets_needed(only) or extra is not None,
-        pp_scope=pp_scope,
-        power_platform=_shared_power_platform(sweep_id, pp_scope, clients) if sweep_id else None,
-    )
-    findings = detect(snapshot, policy)
-    if keyvault_only:
-        from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415
-
-        only = keyvault_remediations(only)
-        findings = [f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS]
-    if principals is not None:
-        wanted = {p.lower() for p in principals}
-        findings = [f for f in findings if (f.principal or "").lower() in wanted]
-    planned = extra(snapshot, policy) if extra is not None else []
-    plan = build_plan(findings, snapshot, policy, remediation_ids=only, extra=planned)
-    if budget is not None and not plan.dry_run and plan.writes:
-        plan = limit_writes(plan, budget(len(plan.writes)))
-    # Writes a crashed earlier run left pending in this scope; a filtered plan (named remediations or
-    # principals) cannot say "no longer planned", so only re-read access-policy rows are judged then.
-    reconciled = reconcile_dangling(
-        snapshot, plan, audit, context, complete_plan=only is None and principals is None
-    )
-    outcomes = apply_plan(plan, clients, audit, context)
-    return RunResult(
-        correlation_id=context.correlation_id,
-        scope=scope,
-        findings=tuple(findings),
-        plan=plan,
-        outcomes=tuple(outcomes),
-        inventory_errors=snapshot.errors,
-        reconciled=tuple(reconciled),
     )
 
 
@@ -247,49 +132,6 @@ def environment_policy(policy: Policy, environment: str) -> Policy:
     )
     dlp = rules.dlp.model_copy(update={"block_connector_in_environments": mine})
     return policy.model_copy(update={"power_platform": rules.model_copy(update={"dlp": dlp})})
-
-
-def run_environment(
-    environment: str,
-    policy: Policy,
-    clients: AzureClients,
-    audit: AuditSink,
-    *,
-    trigger: Trigger,
-    correlation_id: str,
-    caller: str,
-    ticket_id: str | None = None,
-    budget: Budget | None = None,
-) -> RunResult:
-    """The Power Platform half of a sweep, for one environment: read it (no Azure read), detect with the
-    Power Platform detectors, plan and apply the Power Platform remediations (shares, DLP) under the
-    sweep's budget, audited like every write. Safe twice: the second run plans 0 writes."""
-    from remediations.core.detect import detect  # noqa: PLC0415
-    from remediations.core.engine import (  # noqa: PLC0415
-        RunContext,
-        RunResult,
-        apply_plan,
-        build_plan,
-        inventory_environment,
-    )
-    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415
-
-    context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
-    policy = environment_policy(policy, environment)
-    snapshot = inventory_environment(environment, clients)
-    findings = detect(snapshot, policy, only=set(POWER_PLATFORM_DETECTORS))
-    plan = build_plan(findings, snapshot, policy, remediation_ids=power_platform_remediations())
-    if budget is not None and not plan.dry_run and plan.writes:
-        plan = limit_writes(plan, budget(len(plan.writes)))
-    outcomes = apply_plan(plan, clients, audit, context)
-    return RunResult(
-        correlation_id=context.correlation_id,
-        scope=snapshot.scope,
-        findings=tuple(findings),
-        plan=plan,
-        outcomes=tuple(outcomes),
-        inventory_errors=snapshot.errors,
-    )
 
 
 def throttled_calls(result: RunResult) -> int:
@@ -434,19 +276,16 @@ def secret_targets(secrets: Collection[str]) -> list[tuple[str, str]]:
     return targets
 
 
-def _ticket_rotation(request: TicketRequest) -> Planner:
-    """Rotation of exactly the secrets the ticket names (those of the vault being run)."""
-    from remediations.core.rotation import find_vault  # noqa: PLC0415
-    from remediations.rotate_secret import plan_for_targets  # noqa: PLC0415
-
-    named = secret_targets(request.targets.secrets)
-    reason = request.reason or "named in a ticket"
-
-    def plan(snapshot: Snapshot, policy: Policy) -> list[Action]:
-        mine = [(v, n) for v, n in named if find_vault(snapshot, v) is not None]
-        return plan_for_targets(snapshot, policy, mine, reason, request.ticketId)
-
-    return plan
+def ticket_targets(request: TicketRequest) -> Targets | None:
+    """The secrets a ticket names, for the remediations that plan for named targets (rotation: exactly
+    those secrets rotate, not every exposed or expiring secret of the vault)."""
+    if not request.targets.secrets:
+        return None
+    return Targets(
+        secrets=tuple(SecretTarget(vault=v, name=n) for v, n in secret_targets(request.targets.secrets)),
+        reason=request.reason or "named in a ticket",
+        reference=request.ticketId,
+    )
 
 
 def run_ticket(
@@ -458,8 +297,9 @@ def run_ticket(
 ) -> TicketResult:
     """Plan (and unless a dry run, apply) the named remediations on the named targets.
 
-    With `rotate_secret` and named secrets, exactly those secrets rotate (rotation's own detectors,
-    which would pick every exposed or expiring secret of the vault, are not used for this ticket).
+    Named secrets are the request's targets: with `rotate_secret`, exactly those secrets rotate
+    (rotation's own detectors, which would pick every exposed or expiring secret of the vault, are not
+    used for this ticket).
     `attribution` (triggers/caller.py) says who the audit rows and the result name; without it, the
     body's requester as declared."""
     from remediations.core.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
@@ -467,12 +307,9 @@ def run_ticket(
     who = attribution or Attribution(requester=request.requester)
     policy, forced = effective_policy(settings, load_policy(settings), request.dryRun)
     caller = who.audit_caller
-    principals = list(request.targets.principals) or None
-    named_rotation = ROTATION_ID in request.remediations and bool(request.targets.secrets)
-    only = [r for r in request.remediations if not (named_rotation and r == ROTATION_ID)]
-    extra = _ticket_rotation(request) if named_rotation else None
+    targets = ticket_targets(request)
     # The requester asked for these: a secret list they needed that failed is a failure of the ticket.
-    partial_reads_fail = named_rotation or secrets_needed(request.remediations)
+    partial_reads_fail = secrets_needed(request.remediations)
     with _azure(settings) as (clients, table):
         audit = AttributedAuditSink(
             table,
@@ -489,26 +326,29 @@ def run_ticket(
             return granted
 
         results = [
-            run_scope(
-                scope,
+            run(
+                RunRequest(
+                    trigger="ticket",
+                    scope=scope,
+                    power_platform=policy.power_platform.scope(),
+                    remediations=tuple(request.remediations),
+                    principals=tuple(request.targets.principals) or None,
+                    targets=targets,
+                    correlation_id=correlation_id,
+                    caller=caller,
+                    ticket_id=request.ticketId,
+                ),
                 policy,
                 clients,
                 audit,
-                trigger="ticket",
-                correlation_id=correlation_id,
-                caller=caller,
-                ticket_id=request.ticketId,
-                only=only,
-                principals=principals,
                 budget=take,
-                extra=extra,
             )
             for scope in scopes
         ]
     if not request.dryRun and forced:
         notes.insert(0, _forced_note(forced))
     notes.extend(who.notes)
-    if request.targets.secrets and not named_rotation:
+    if request.targets.secrets and not any(get_remediation(r).plans_targets for r in request.remediations):
         notes.append("secrets named without rotate_secret only select their vault")
     notes.extend(_inventory_notes(results))
     summary = summarise(results, partial_reads_fail=partial_reads_fail)
@@ -571,21 +411,11 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
     policy, forced = effective_policy(settings, load_policy(settings))
     caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
     notes: list[str] = []
-    extra: Planner | None = None
-    # Rotation's own detectors are left out of an alert's run: a re-check is about access, and a
-    # Defender alert rotates exactly the alerted vault's secrets (planned below), never twice.
-    only = [r for r in remediation_ids() if r != ROTATION_ID]
-    if signal.kind == "revoke-and-rotate":
-        from remediations.rotate_secret import plan_for_alert, unreadable_vaults  # noqa: PLC0415
-
-        vault_id, reason, alert_id = signal.vaultId, signal.reason, signal.alertId
-
-        def rotate_per_policy(snapshot: Snapshot, policy: Policy) -> list[Action]:
-            return plan_for_alert(snapshot, policy, vault_id, reason, alert_id) + unreadable_vaults(
-                snapshot, policy
-            )
-
-        extra = rotate_per_policy
+    # The alert is the run's target: a Defender alert names its vault exposed (rotated per policy
+    # `rotation.onAlert`); a re-check names none, so what plans for targets (rotation) plans nothing.
+    exposed = (signal.vaultId,) if signal.kind == "revoke-and-rotate" else ()
+    targets = Targets(exposed_vaults=exposed, reason=signal.reason, reference=signal.alertId)
+    if exposed:
         notes.append(
             f"rotation of the vault's secrets per policy rotation.onAlert={policy.rotation.on_alert}"
         )
@@ -593,17 +423,19 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
         own_change = False
         if signal.caller or signal.callerObjectId:
             own_change = own_identity(clients.credential).is_caller(signal.callerObjectId, signal.caller)
-        result = run_scope(
-            Scope.parse(signal.vaultId),
+        result = run(
+            RunRequest(
+                trigger="alert",
+                scope=Scope.parse(signal.vaultId),
+                power_platform=policy.power_platform.scope(),
+                targets=targets,
+                correlation_id=correlation_id,
+                caller=caller,
+                ticket_id=signal.alertId,
+            ),
             policy,
             clients,
             audit,
-            trigger="alert",
-            correlation_id=correlation_id,
-            caller=caller,
-            ticket_id=signal.alertId,
-            only=only,
-            extra=extra,
         )
     summary = summarise([result])
     # Compliant: nothing to write and no read that stopped the run (a refused secret list is in notes).
@@ -730,38 +562,32 @@ def work(
     if message.kind == "environment" and not policy.power_platform.environments:
         logger().info(NO_POWER_PLATFORM, extra={"scope_kind": "environment"})
         return WorkOutcome(RunSummary(), "skipped", policy.dry_run, notes=[NO_POWER_PLATFORM])
+    if message.kind == "environment":
+        policy = environment_policy(policy, message.id)
+        request = RunRequest(
+            trigger="timer",
+            scope=None,
+            power_platform=PowerPlatformScope(environments=(message.id,)),
+            part="power_platform",
+            correlation_id=correlation_id,
+            caller="sweep",
+            ticket_id=message.sweepId,
+        )
+    else:
+        request = RunRequest(
+            trigger="timer",
+            scope=Scope(subscription_id=message.id)
+            if message.kind == "subscription"
+            else Scope.parse(message.id),
+            power_platform=policy.power_platform.scope(),
+            part="key_vault",
+            correlation_id=correlation_id,
+            caller="sweep",
+            ticket_id=message.sweepId,
+            sweep_id=message.sweepId,
+        )
     with _azure(settings) as (clients, audit):
-        if message.kind == "environment":
-            result = run_environment(
-                message.id,
-                policy,
-                clients,
-                audit,
-                trigger="timer",
-                correlation_id=correlation_id,
-                caller="sweep",
-                ticket_id=message.sweepId,
-                budget=budget,
-            )
-        else:
-            scope = (
-                Scope(subscription_id=message.id)
-                if message.kind == "subscription"
-                else Scope.parse(message.id)
-            )
-            result = run_scope(
-                scope,
-                policy,
-                clients,
-                audit,
-                trigger="timer",
-                correlation_id=correlation_id,
-                caller="sweep",
-                ticket_id=message.sweepId,
-                budget=budget,
-                keyvault_only=True,
-                sweep_id=message.sweepId,
-            )
+        result = run(request, policy, clients, audit, budget=budget)
     summary = summarise([result])
     delay = retry_after(result) if summary.throttled else None
     notes = _inventory_notes([result]) + [

@@ -27,10 +27,12 @@ from emulator.azure import scenario as azure_scenario
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import TableAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import RunContext, apply_plan, build_plan, inventory, run
+from remediations.core.engine import RunContext, apply_plan, build_plan, inventory
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan, Scope
 from remediations.core.policy import parse_policy
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[2]
 RG = "rg-engine"
@@ -200,7 +202,7 @@ def test_plan_then_apply_narrows_through_real_arm_calls_and_is_idempotent(
     mark = emu.requests.mark()
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     with AzureClients() as clients:
-        result = run(t.scope, policy, clients, audit, trigger="cli", correlation_id="run-1")
+        result = run(RunRequest(trigger="cli", scope=t.scope, correlation_id="run-1"), policy, clients, audit)
     assert [o.status for o in result.outcomes] == ["applied", "applied"] and result.failures == 0
     assert all(o.verified for o in result.outcomes)
     writes = _writes(emu, mark)
@@ -258,7 +260,7 @@ def test_plan_then_apply_narrows_through_real_arm_calls_and_is_idempotent(
     # A second apply finds nothing to do: zero writes.
     mark = emu.requests.mark()
     with AzureClients() as clients:
-        again = run(t.scope, policy, clients, audit, trigger="cli", correlation_id="run-2")
+        again = run(RunRequest(trigger="cli", scope=t.scope, correlation_id="run-2"), policy, clients, audit)
     assert again.plan.actions == () and again.failures == 0
     assert _writes(emu, mark) == [] and audit.records("run-2") == []
 

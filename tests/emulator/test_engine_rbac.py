@@ -20,10 +20,11 @@ from emulator.azure import scenario as azure_scenario
 from remediations.adapters.clients import AzureClients
 from remediations.core import rbac
 from remediations.core.audit import TableAuditSink
-from remediations.core.engine import run
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import run
 
 RG = "rg-rbac-engine"
 
@@ -151,7 +152,9 @@ def test_flow_identity_ends_with_per_secret_assignments_and_orphans_go(
     mark = emu.requests.mark()
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     with AzureClients() as clients:
-        result = run(t.scope, t.policy(), clients, audit, trigger="cli", correlation_id="rbac-run")
+        result = run(
+            RunRequest(trigger="cli", scope=t.scope, correlation_id="rbac-run"), t.policy(), clients, audit
+        )
     assert result.failures == 0, result.inventory_errors
     statuses = sorted(
         (a.remediation_id, o.status) for a, o in zip(result.plan.actions, result.outcomes, strict=True)
@@ -234,7 +237,7 @@ def test_flow_identity_ends_with_per_secret_assignments_and_orphans_go(
 
     mark = emu.requests.mark()
     with AzureClients() as clients:
-        again = run(t.scope, t.policy(), clients, audit, trigger="cli")
+        again = run(RunRequest(trigger="cli", scope=t.scope), t.policy(), clients, audit)
     assert again.plan.actions == () and _arm_writes(emu, mark) == []
 
 
@@ -247,12 +250,10 @@ def test_a_graph_failure_leaves_orphans_untouched_and_is_reported(
         mark = emu.requests.mark()
         with AzureClients() as clients:
             result = run(
-                t.scope,
+                RunRequest(trigger="cli", scope=t.scope, remediations={"remove_orphaned_principal"}),
                 t.policy(),
                 clients,
                 TableAuditSink.from_settings(AppSettings.from_env()),
-                trigger="cli",
-                remediation_ids={"remove_orphaned_principal"},
             )
     finally:
         emu.faults.clear()
@@ -275,12 +276,10 @@ def test_propagation_grace_keeps_the_wide_assignment_while_new_ones_propagate(
     try:
         with AzureClients() as clients:
             first = run(
-                t.scope,
+                RunRequest(trigger="cli", scope=t.scope, remediations={"narrow_role_assignment"}),
                 policy,
                 clients,
                 TableAuditSink.from_settings(AppSettings.from_env()),
-                trigger="cli",
-                remediation_ids={"narrow_role_assignment"},
             )
         assert [o.status for o in first.outcomes] == ["applied"]
         assert _assignments(emu, t.flow_sp) == sorted(
@@ -292,12 +291,10 @@ def test_propagation_grace_keeps_the_wide_assignment_while_new_ones_propagate(
         mark = emu.requests.mark()
         with AzureClients() as clients:
             second = run(
-                t.scope,
+                RunRequest(trigger="cli", scope=t.scope, remediations={"narrow_role_assignment"}),
                 policy,
                 clients,
                 TableAuditSink.from_settings(AppSettings.from_env()),
-                trigger="cli",
-                remediation_ids={"narrow_role_assignment"},
             )
         assert [o.status for o in second.outcomes] == ["skipped"]
         assert "propagate" in (second.plan.actions[0].skip_reason or "") and _arm_writes(emu, mark) == []

@@ -26,10 +26,12 @@ from emulator.azure.state import (
 )
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import MemoryAuditSink
-from remediations.core.engine import RunContext, apply_plan, inventory, run
+from remediations.core.engine import RunContext, apply_plan, inventory
 from remediations.core.model import Outcome, Plan, Scope
 from remediations.core.policy import Policy, parse_policy
+from remediations.core.request import RunRequest
 from remediations.rotate_secret import plan_for_targets
+from remediations.shell.pipeline import run
 
 RG = "rg-rotation"
 
@@ -294,11 +296,15 @@ def test_app_credential_overlap_leaves_a_pending_removal_that_a_later_sweep_comp
         subscription_id=emu.state.azure.subscription_id, resource_group=RG, vault_name="kv-rot-app1"
     )
     sweep_audit = MemoryAuditSink()
-    early = run(scope, policy, clients, sweep_audit, trigger="timer", remediation_ids={"rotate_secret"})
+    early = run(
+        RunRequest(trigger="timer", scope=scope, remediations={"rotate_secret"}), policy, clients, sweep_audit
+    )
     assert early.plan.actions == ()  # not due yet: nothing planned
     with emu.state.lock:  # the overlap passes
         new.tags["removeAfter"] = "2000-01-01T00:00:00Z"
-    result = run(scope, policy, clients, sweep_audit, trigger="timer", remediation_ids={"rotate_secret"})
+    result = run(
+        RunRequest(trigger="timer", scope=scope, remediations={"rotate_secret"}), policy, clients, sweep_audit
+    )
     assert [f.detector_id for f in result.findings if f.detector_id.startswith("rotation")] == [
         "rotation_followup_due"
     ]
@@ -458,7 +464,9 @@ def test_the_sweep_rotates_secrets_near_expiry(
     scope = Scope(subscription_id=az.subscription_id, resource_group=RG, vault_name="kv-rot-sweep")
     audit = MemoryAuditSink()
 
-    result = run(scope, policy, clients, audit, trigger="timer", remediation_ids={"rotate_secret"})
+    result = run(
+        RunRequest(trigger="timer", scope=scope, remediations={"rotate_secret"}), policy, clients, audit
+    )
 
     assert [a.changes[0].secret_name for a in result.plan.actions] == ["soon"]
     assert result.failures == 0 and result.outcomes[0].status == "applied"
@@ -466,6 +474,8 @@ def test_the_sweep_rotates_secrets_near_expiry(
     assert old.enabled is False and new.exp is not None and new.exp > time.time() + 80 * 86400
     assert old.tags is not None and "compromised" not in old.tags  # expiring, not exposed
     assert len(_versions(emu, "kv-rot-sweep", "later")) == 1
-    again = run(scope, policy, clients, audit, trigger="timer", remediation_ids={"rotate_secret"})
+    again = run(
+        RunRequest(trigger="timer", scope=scope, remediations={"rotate_secret"}), policy, clients, audit
+    )
     assert again.plan.actions == ()  # the new expiry is outside the window
     _scan(emu, before_values, caplog, capsys, result, again, audit.entries)

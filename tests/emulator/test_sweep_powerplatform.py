@@ -171,7 +171,7 @@ def test_vault_workers_of_one_sweep_share_one_power_platform_read(
     """Each vault worker needs the flows (fromFlows allow-lists, exposure), but an instance working
     through a sweep reads each environment's flows once for all its vault messages, not once per vault;
     a later sweep reads afresh."""
-    from remediations.triggers.service import SWEEP_POWER_PLATFORM
+    from remediations.shell.pipeline import SWEEP_POWER_PLATFORM
 
     SWEEP_POWER_PLATFORM.clear()
     environments = [e["name"] for e in seed["powerPlatform"]["environments"]]

@@ -13,7 +13,8 @@ import pytest
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
-from tests.functions.conftest import SUBSCRIPTIONS, VAULT
+from emulator import Emulator
+from tests.functions.conftest import SUBSCRIPTIONS, VAULT, policy_writes_since
 
 
 def _drain(env: dict[str, str]) -> list[bytes]:
@@ -36,11 +37,26 @@ def test_timer_enqueues_one_message_per_vault(
     assert all(getattr(r, "trigger", None) == "sweep" for r in caplog.records if r.name == "vaultguard")
 
 
-def test_worker_accepts_what_the_timer_sent(functions: dict[str, Any], app_env: dict[str, str]) -> None:
+def test_worker_accepts_what_the_timer_sent(
+    functions: dict[str, Any], app_env: dict[str, str], cloud: Emulator
+) -> None:
+    from remediations.triggers.messages import ScopeMessage
+    from remediations.triggers.runs import RunStore
+
     functions["sweep"].get_user_function()(TimerRequest())
+    bodies = _drain(app_env)
+    assert len(bodies) == 1
     worker = functions["remediate_worker"].get_user_function()
-    for body in _drain(app_env):
-        worker(func.QueueMessage(id="m1", body=body))
+    mark = cloud.requests.mark()
+    worker(func.QueueMessage(id="m1", body=bodies[0]))
+    # The worker ran the vault's pipeline in the deployment's default dry run: it planned the sample
+    # vault's fixes, stored them with the run, and changed nothing.
+    stored = RunStore.from_env().get("scope", ScopeMessage.model_validate_json(bodies[0]).idempotency_key())
+    assert stored is not None and stored.body is not None
+    assert stored.status == "planned" and stored.body["scope"]["id"] == VAULT
+    assert stored.body["summary"]["findings"] > 0 and stored.body["summary"]["failures"] == 0
+    assert {a["target"] for a in stored.body["plan"]} == {VAULT}
+    assert policy_writes_since(cloud, mark) == 0
 
 
 @pytest.mark.parametrize(

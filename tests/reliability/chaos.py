@@ -27,9 +27,10 @@ from emulator.faults import FaultRule
 from remediations.adapters import retry
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import AuditRecord, TableAuditSink
-from remediations.core.engine import RunResult, run
 from remediations.core.model import Scope
 from remediations.core.policy import Policy, parse_policy
+from remediations.core.request import RunRequest
+from remediations.shell.pipeline import RunResult, run
 
 FAULT_STATUSES = (429, 500, 503)
 
@@ -156,13 +157,12 @@ def sweep_until_done(
         correlation_id = f"{prefix}-{number:03d}"
         with AzureClients() as clients:
             result = run(
-                scope,
+                RunRequest(
+                    trigger="timer", scope=scope, correlation_id=correlation_id, reconcile_after=timedelta(0)
+                ),
                 policy(generated),
                 clients,
                 audit,
-                trigger="timer",
-                correlation_id=correlation_id,
-                reconcile_after=timedelta(0),
             )
         done.results.append(result)
         done.rows.extend(audit.records(correlation_id))

@@ -26,8 +26,9 @@ from emulator import Emulator
 from emulator.wire import Request, Response
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import TableAuditSink
-from remediations.core.engine import run
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import run
 from tests.reliability.tenants import SmallTenant, policy_writes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,13 +80,12 @@ def tenant(emu: Emulator, monkeypatch: pytest.MonkeyPatch, storage_env: dict[str
 def _rerun(t: SmallTenant, audit: TableAuditSink, correlation_id: str) -> Any:
     with AzureClients() as clients:
         return run(
-            t.scope,
+            RunRequest(
+                trigger="timer", scope=t.scope, correlation_id=correlation_id, reconcile_after=timedelta(0)
+            ),
             t.policy(),
             clients,
             audit,
-            trigger="timer",
-            correlation_id=correlation_id,
-            reconcile_after=timedelta(0),
         )
 
 
@@ -98,12 +98,10 @@ def test_a_crash_around_the_write_is_reconciled_by_the_next_run(
     mark = emu.requests.mark()
     with AzureClients() as inner, pytest.raises(Crash):
         run(
-            t.scope,
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="crashed"),
             t.policy(),
             CrashingClients(inner, when),
             audit,
-            trigger="timer",
-            correlation_id="crashed",
         )
     crashed = audit.records("crashed")
     assert [r.state for r in crashed] == ["pending"], "the crash left exactly one intent without outcome"
@@ -114,9 +112,28 @@ def test_a_crash_around_the_write_is_reconciled_by_the_next_run(
     # A run inside the in-flight window leaves it alone (it may belong to a live worker).
     with AzureClients() as clients:
         early = run(
-            t.scope, t.policy(), clients, audit, trigger="timer", correlation_id="early", dry_run=True
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="early", dry_run=True),
+            t.policy(),
+            clients,
+            audit,
         )
     assert early.reconciled == () and audit.records("crashed") == crashed
+    # A dry run past the window reports what it would settle, and records nothing.
+    with AzureClients() as clients:
+        preview = run(
+            RunRequest(
+                trigger="cli",
+                scope=t.scope,
+                correlation_id="preview",
+                dry_run=True,
+                reconcile_after=timedelta(0),
+            ),
+            t.policy(),
+            clients,
+            audit,
+        )
+    assert [r.action_id for r in preview.reconciled] == [victim.action_id]
+    assert audit.records("crashed") == crashed and audit.records("preview") == []
 
     mark = emu.requests.mark()
     result = _rerun(t, audit, "next")

@@ -18,8 +18,9 @@ from emulator import Emulator
 from emulator.wire import Request, Response
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import TableAuditSink
-from remediations.core.engine import RunResult, run
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import RunResult, run
 from tests.emulator.helpers import Raw, admin_token
 from tests.reliability.tenants import SmallTenant, policy_writes
 
@@ -41,13 +42,15 @@ def tenant(emu: Emulator, monkeypatch: pytest.MonkeyPatch, storage_env: dict[str
 def _run(t: SmallTenant, audit: TableAuditSink, correlation_id: str) -> RunResult:
     with AzureClients() as clients:
         return run(
-            t.scope,
+            RunRequest(
+                trigger="timer",
+                scope=t.scope,
+                correlation_id=correlation_id,
+                reconcile_after=timedelta(minutes=30),
+            ),
             t.policy(),
             clients,
             audit,
-            trigger="timer",
-            correlation_id=correlation_id,
-            reconcile_after=timedelta(minutes=30),
         )
 
 

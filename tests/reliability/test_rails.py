@@ -17,8 +17,9 @@ from emulator.azure.roles import RoleDefinition
 from emulator.azure.state import RoleAssignment
 from remediations.adapters.clients import AzureClients
 from remediations.core.audit import TableAuditSink
-from remediations.core.engine import run
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import run
 from tests.reliability.tenants import SmallTenant, policy_writes
 
 
@@ -55,7 +56,12 @@ def test_break_glass_is_never_touched_even_when_named_by_the_policy_as_over_priv
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     mark = emu.requests.mark()
     with AzureClients() as clients:
-        result = run(t.scope, parse_policy(policy), clients, audit, trigger="timer", correlation_id="bg")
+        result = run(
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="bg"),
+            parse_policy(policy),
+            clients,
+            audit,
+        )
     assert result.count("applied") == 2
     assert t.break_glass not in {a.principal for a in result.plan.actions}
     assert t.break_glass not in _principals_written(emu, mark)
@@ -92,7 +98,9 @@ def test_the_last_identity_able_to_manage_the_vault_keeps_it(
     audit = TableAuditSink.from_settings(AppSettings.from_env())
     mark = emu.requests.mark()
     with AzureClients() as clients:
-        result = run(t.scope, t.policy(), clients, audit, trigger="timer", correlation_id="last")
+        result = run(
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="last"), t.policy(), clients, audit
+        )
     flow_actions = [a for a in result.plan.actions if a.principal == t.flow_sp]
     assert flow_actions and all(a.skip_reason and "last identity" in a.skip_reason for a in flow_actions)
     assert t.flow_sp not in _principals_written(emu, mark)
@@ -111,13 +119,10 @@ def test_a_dry_run_writes_nothing_anywhere(
     before = t.policies(emu)
     with AzureClients() as clients:
         result = run(
-            t.scope,
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="dry", reconcile_after=timedelta(0)),
             t.policy(dryRun=True),
             clients,
             audit,
-            trigger="timer",
-            correlation_id="dry",
-            reconcile_after=timedelta(0),
         )
     assert len(result.plan.writes) == 2 and result.plan.dry_run
     assert {o.status for o in result.outcomes} == {"skipped"}
@@ -141,7 +146,10 @@ def test_the_cap_defers_what_is_over_it(
     mark = emu.requests.mark()
     with AzureClients() as clients:
         result = run(
-            t.scope, t.policy(maxActionsPerRun=1), clients, audit, trigger="timer", correlation_id="cap"
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="cap"),
+            t.policy(maxActionsPerRun=1),
+            clients,
+            audit,
         )
     assert result.count("applied") == 1 and result.count("deferred") == 1
     assert len([w for w in policy_writes(emu, mark) if w.status == 200]) == 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 from azure.data.tables import TableServiceClient
 
 from remediations.core.audit import MemoryAuditSink, TableAuditSink
-from remediations.core.engine import run
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
+from remediations.shell.pipeline import run
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, vault
 
 
@@ -18,14 +19,16 @@ def test_run_writes_rows_to_the_table(storage_env: dict[str, str]) -> None:
     )
     sink = TableAuditSink.from_settings(AppSettings.from_env())
     result = run(
-        Scope(subscription_id=SUB),
+        RunRequest(
+            trigger="ticket",
+            scope=Scope(subscription_id=SUB),
+            correlation_id="run-42",
+            ticket_id="T-1",
+            caller="alice",
+        ),
         parse_policy({"dryRun": False}),
         clients,
         sink,
-        trigger="ticket",
-        correlation_id="run-42",
-        ticket_id="T-1",
-        caller="alice",
     )
     assert result.count("applied") == 1
 
@@ -51,11 +54,9 @@ def test_memory_sink_has_the_same_protocol() -> None:
         vault("kv", policy_entry("u1", "list")), assignments=(owner_at(f"/subscriptions/{SUB}"),)
     )
     run(
-        Scope(subscription_id=SUB),
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB), correlation_id="m"),
         parse_policy({"dryRun": False}),
         clients,
         sink,
-        trigger="cli",
-        correlation_id="m",
     )
     assert [r.state for r in sink.records("m")] == ["pending", "applied"]

@@ -3,9 +3,11 @@ from __future__ import annotations
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import RunContext, apply_plan, build_plan, inventory, run
+from remediations.core.engine import RunContext, apply_plan, assemble_plan, build_plan, inventory
 from remediations.core.model import Plan, Scope
 from remediations.core.policy import parse_policy
+from remediations.core.request import RunRequest
+from remediations.shell.pipeline import run
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
 
 SCOPE = Scope(subscription_id=SUB)
@@ -16,7 +18,7 @@ SCOPE_VAULT = vault_id("kv")
 def test_dry_run_plans_with_a_diff_and_writes_nothing() -> None:
     clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list")), assignments=OWNER)
     audit = MemoryAuditSink()
-    result = run(SCOPE, parse_policy({}), clients, audit, trigger="cli")
+    result = run(RunRequest(trigger="cli", scope=SCOPE), parse_policy({}), clients, audit)
     assert result.plan.dry_run and len(result.plan.actions) == 1
     assert result.plan.actions[0].before["secrets"] == ["get", "list"]
     assert result.plan.actions[0].after["secrets"] == ["get"]
@@ -27,12 +29,12 @@ def test_apply_audits_pending_before_and_outcome_after_then_second_run_is_idempo
     clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list", "set")), assignments=OWNER)
     audit = MemoryAuditSink()
     policy = parse_policy({"secretPermissions": {"default": ["get"]}, "dryRun": False})
-    first = run(SCOPE, policy, clients, audit, trigger="timer", correlation_id="run-1")
+    first = run(RunRequest(trigger="timer", scope=SCOPE, correlation_id="run-1"), policy, clients, audit)
     assert [o.status for o in first.outcomes] == ["applied"] and first.failures == 0
     assert [(r.sequence, r.state) for r in audit.records("run-1")] == [(0, "pending"), (1, "applied")]
     assert audit.records("run-1")[1].after["secrets"] == ["get"]
     assert clients.mgmt.vaults["kv"].access_policies[0].permissions.secrets == ("get",)
-    second = run(SCOPE, policy, clients, audit, trigger="timer", correlation_id="run-2")
+    second = run(RunRequest(trigger="timer", scope=SCOPE, correlation_id="run-2"), policy, clients, audit)
     assert second.plan.actions == () and len(clients.mgmt.calls) == 1 and audit.records("run-2") == []
 
 
@@ -40,7 +42,12 @@ def test_cap_defers_the_rest_and_reports_it() -> None:
     kv = vault("kv", *(policy_entry(f"u{i}", "get", "list") for i in range(5)))
     clients = MemoryClients(kv, assignments=OWNER)
     audit = MemoryAuditSink()
-    result = run(SCOPE, parse_policy({"maxActionsPerRun": 2, "dryRun": False}), clients, audit, trigger="cli")
+    result = run(
+        RunRequest(trigger="cli", scope=SCOPE),
+        parse_policy({"maxActionsPerRun": 2, "dryRun": False}),
+        clients,
+        audit,
+    )
     assert result.count("applied") == 2 and result.count("deferred") == 3
     assert len(clients.mgmt.calls) == 2
     assert sum(1 for r in audit.entries if r.state == "deferred") == 3
@@ -65,7 +72,12 @@ def test_failures_are_counted_and_surfaced() -> None:
     clients = MemoryClients(vault("kv", policy_entry("u1", "list")), assignments=OWNER)
     clients.mgmt.fail_with = AzureCallFailed("accessPolicies/remove", 403, "AuthorizationFailed", "denied")
     audit = MemoryAuditSink()
-    result = run(SCOPE, parse_policy({"dryRun": False}), clients, audit, trigger="cli", correlation_id="r")
+    result = run(
+        RunRequest(trigger="cli", scope=SCOPE, correlation_id="r"),
+        parse_policy({"dryRun": False}),
+        clients,
+        audit,
+    )
     assert result.failures == 1 and result.outcomes[0].status == "failed"
     assert audit.records("r")[-1].state == "failed" and "denied" in (audit.records("r")[-1].error or "")
 
@@ -116,7 +128,12 @@ def test_a_refused_secret_list_is_partial_the_other_fixes_run_and_rotation_says_
     clients = MemoryClients(vault("kv", policy_entry("u1", "get", "list")), assignments=OWNER)
     _secrets_fail(clients, 403)
     audit = MemoryAuditSink()
-    result = run(SCOPE, parse_policy({"dryRun": False}), clients, audit, trigger="cli", correlation_id="r")
+    result = run(
+        RunRequest(trigger="cli", scope=SCOPE, correlation_id="r"),
+        parse_policy({"dryRun": False}),
+        clients,
+        audit,
+    )
     [error] = result.inventory_errors
     assert (error.operation, error.status, error.partial, error.label) == (
         "list secrets",
@@ -166,7 +183,7 @@ def test_a_removal_covered_by_a_larger_one_on_the_same_entry_is_skipped_not_writ
         removal("remove_orphaned_principal", "Get", "List"),
     )
     snap = snapshot(vault("kv"))
-    plan = build_plan([], snap, parse_policy({}), extra=[small, whole])
+    plan = assemble_plan([small, whole], parse_policy({}), created_at=snap.taken_at, dry_run=True)
     skips = {a.remediation_id: a.skip_reason for a in plan.actions}
     assert skips["remove_orphaned_principal"] is None
     assert (skips["remove_list_permission"] or "").startswith("covered by remove_orphaned_principal")

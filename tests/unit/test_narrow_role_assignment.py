@@ -9,10 +9,12 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan, run
+from remediations.core.engine import build_plan
 from remediations.core.model import InventoryError, RoleAssignmentChange, RoleDefinition, Scope
 from remediations.core.policy import Policy, parse_policy
+from remediations.core.request import RunRequest
 from remediations.narrow_role_assignment import NarrowRoleAssignment
+from remediations.shell.pipeline import run
 from tests.unit.kv_builders import MemoryClients
 from tests.unit.rbac_builders import (
     BREAK_GLASS,
@@ -61,7 +63,12 @@ def test_apply_creates_verifies_then_deletes_and_a_second_run_does_nothing() -> 
     clients = MemoryClients(rbac_vault("kv", "a", "b", "c"), assignments=(wide,))
     audit = MemoryAuditSink()
     policy = _policy(dryRun=False)
-    result = run(Scope(subscription_id=SUB), policy, clients, audit, trigger="cli", correlation_id="r1")
+    result = run(
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB), correlation_id="r1"),
+        policy,
+        clients,
+        audit,
+    )
     assert [o.status for o in result.outcomes] == ["applied"] and result.outcomes[0].verified
     ops = [op for op, _ in clients.authz.calls if op in {"create", "delete"}]
     assert ops == ["create", "create", "delete"]
@@ -70,7 +77,12 @@ def test_apply_creates_verifies_then_deletes_and_a_second_run_does_nothing() -> 
         (f"{KV}/secrets/b", USER),
     ]
     assert [r.state for r in audit.records("r1")] == ["pending", "applied"]
-    again = run(Scope(subscription_id=SUB), policy, clients, audit, trigger="cli", correlation_id="r2")
+    again = run(
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB), correlation_id="r2"),
+        policy,
+        clients,
+        audit,
+    )
     assert again.plan.actions == () and [op for op, _ in clients.authz.calls].count("create") == 2
 
 
@@ -78,7 +90,12 @@ def test_a_create_that_does_not_show_up_deletes_nothing() -> None:
     wide = assignment(KV, USER)
     clients = MemoryClients(rbac_vault("kv", "a"), assignments=(wide,))
     clients.authz.hide_creates = True
-    result = run(Scope(subscription_id=SUB), _policy(dryRun=False), clients, MemoryAuditSink(), trigger="cli")
+    result = run(
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB)),
+        _policy(dryRun=False),
+        clients,
+        MemoryAuditSink(),
+    )
     assert result.outcomes[0].status == "failed" and "nothing deleted" in (result.outcomes[0].error or "")
     assert wide in clients.authz.assignments and ("delete", wide.name) not in clients.authz.calls
 
@@ -87,7 +104,12 @@ def test_a_failed_create_keeps_the_wide_assignment() -> None:
     wide = assignment(KV, USER)
     clients = MemoryClients(rbac_vault("kv", "a", "b"), assignments=(wide,))
     clients.authz.fail_on["create"] = AzureCallFailed("create", 403, "AuthorizationFailed", "no write")
-    result = run(Scope(subscription_id=SUB), _policy(dryRun=False), clients, MemoryAuditSink(), trigger="cli")
+    result = run(
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB)),
+        _policy(dryRun=False),
+        clients,
+        MemoryAuditSink(),
+    )
     assert result.outcomes[0].status == "failed" and wide in clients.authz.assignments
 
 

@@ -7,7 +7,7 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan, run
+from remediations.core.engine import build_plan
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
@@ -17,6 +17,8 @@ from remediations.core.model import (
     Scope,
 )
 from remediations.core.policy import parse_policy
+from remediations.core.request import RunRequest
+from remediations.shell.pipeline import run
 from tests.unit.kv_builders import (
     SUB,
     TENANT,
@@ -68,12 +70,12 @@ def test_an_entry_still_listed_after_the_remove_is_failed_not_applied() -> None:
     )
     clients.dir.missing = {GONE}
     result = run(
-        Scope(subscription_id=SUB),
+        RunRequest(
+            trigger="cli", scope=Scope(subscription_id=SUB), remediations={"remove_orphaned_principal"}
+        ),
         parse_policy({"dryRun": False}),
         clients,
         MemoryAuditSink(),
-        trigger="cli",
-        remediation_ids={"remove_orphaned_principal"},
     )
     assert [c[2].object_id for c in clients.mgmt.calls] == [GONE]
     assert clients.mgmt.calls[0][2].permissions.secrets == ("get",)
@@ -101,12 +103,12 @@ def test_orphaned_role_assignment_is_deleted_and_verified_from_the_list() -> Non
     clients = MemoryClients(rbac_vault("kv", "a"), assignments=(dead, alive))
     clients.dir.missing = {GONE}
     result = run(
-        Scope(subscription_id=SUB),
+        RunRequest(
+            trigger="cli", scope=Scope(subscription_id=SUB), remediations={"remove_orphaned_principal"}
+        ),
         parse_policy({"dryRun": False}),
         clients,
         MemoryAuditSink(),
-        trigger="cli",
-        remediation_ids={"remove_orphaned_principal"},
     )
     assert [o.status for o in result.outcomes] == ["applied"] and result.outcomes[0].verified
     assert clients.authz.assignments == [alive]
@@ -124,7 +126,10 @@ def test_a_graph_failure_leaves_everything_and_is_reported() -> None:
 
     clients.dir.resolve = failing  # type: ignore[method-assign]
     result = run(
-        Scope(subscription_id=SUB), parse_policy({"dryRun": False}), clients, MemoryAuditSink(), trigger="cli"
+        RunRequest(trigger="cli", scope=Scope(subscription_id=SUB)),
+        parse_policy({"dryRun": False}),
+        clients,
+        MemoryAuditSink(),
     )
     assert result.failures >= 1 and any(e.operation == "resolve identities" for e in result.inventory_errors)
     assert {f.detector_id for f in result.findings if f.principal == GONE} == {"unresolved_principal"}

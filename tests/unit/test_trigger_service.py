@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import pytest
 
 from remediations.adapters.identity import OwnIdentity, token_claims
+from remediations.core.engine import limit_writes
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan
 from remediations.core.policy import Policy
+from remediations.core.request import Part
 from remediations.core.settings import AppSettings
-from remediations.triggers.service import effective_policy, limit_writes
+from remediations.triggers.service import effective_policy
 
 
 @pytest.mark.parametrize(
@@ -105,11 +107,12 @@ def test_secret_targets_name_the_vault_and_the_secret_of_both_forms() -> None:
 
 def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_list() -> None:
     from remediations.core.policy import parse_policy
-    from remediations.triggers.service import (
-        environment_policy,
-        keyvault_remediations,
-        power_platform_remediations,
-    )
+    from remediations.core.request import RunRequest
+    from remediations.shell.pipeline import selected_remediations
+    from remediations.triggers.service import environment_policy
+
+    def part(name: Part) -> set[str]:
+        return set(selected_remediations(RunRequest(trigger="timer", scope=None, part=name)) or ())
 
     policy = parse_policy(
         {
@@ -129,9 +132,9 @@ def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_lis
         {"powerPlatform": {"environments": ["*"], "dlp": {"blockConnectorInEnvironments": ["env-b"]}}}
     )
     assert environment_policy(everywhere, "env-a").power_platform.dlp.block_connector_in_environments == ()
-    assert set(power_platform_remediations()) == {
+    assert part("power_platform") == {
         "revoke_flow_shares",
         "revoke_connection_shares",
         "enforce_keyvault_dlp",
     }
-    assert not set(keyvault_remediations()) & set(power_platform_remediations())
+    assert not part("key_vault") & part("power_platform")

@@ -1,0 +1,246 @@
+"""The one run pipeline: inventory -> detect -> plan -> reconcile -> apply, for every caller.
+
+The timer's queue worker (vault and environment messages), tickets, alerts, the CLI (`plan`, `apply`),
+`make bench` and the reliability tests all describe their run as a `RunRequest`
+(remediations/core/request.py) and call `run`. Detection and planning are pure; reading and writing go
+through `Clients`, and every write is audited `pending` before and with its outcome after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remediations.adapters.clients import Clients
+from remediations.core.audit import AuditRecord, AuditSink
+from remediations.core.detect import detect
+from remediations.core.engine import (
+    Progress,
+    RunContext,
+    apply_plan,
+    build_plan,
+    inventory,
+    inventory_power_platform_only,
+    limit_writes,
+    reconcile_dangling,
+)
+from remediations.core.model import (
+    Finding,
+    InventoryError,
+    Outcome,
+    Plan,
+    PowerPlatformScope,
+    Scope,
+    Snapshot,
+)
+from remediations.core.policy import Policy
+from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
+from remediations.core.read_once import ReadOnce
+from remediations.core.registry import get_remediation, remediation_ids
+from remediations.core.request import RunRequest
+
+# A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
+# grants how many may be made.
+Budget = Callable[[int], int]
+
+# Power Platform inventories read for a sweep's vault workers in this process, by (sweep, scope).
+SWEEP_POWER_PLATFORM: ReadOnce[PowerPlatformInventory] = ReadOnce(
+    ttl_s=1800.0, size=4, keep=lambda read: not read.errors
+)
+
+
+def _noop_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+class RunResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    correlation_id: str
+    scope: Scope
+    findings: tuple[Finding, ...]
+    plan: Plan
+    outcomes: tuple[Outcome, ...]
+    inventory_errors: tuple[InventoryError, ...]
+    reconciled: tuple[AuditRecord, ...] = ()
+    # Kept for the caller's report; never serialised with the result (it holds the whole inventory).
+    snapshot: Snapshot | None = Field(default=None, exclude=True, repr=False)
+    # Wall and CPU seconds of each stage (inventory, detect, plan, reconcile, apply), for `make bench`.
+    stage_seconds: dict[str, float] = Field(default_factory=dict, exclude=True)
+    stage_cpu_seconds: dict[str, float] = Field(default_factory=dict, exclude=True)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failures(self) -> int:
+        """Failed writes plus failed reads that stopped the run: a run with any is not a success.
+        A partial read failure (a refused secret list) is not one: its dependants are skipped actions
+        in the plan, and it is counted in `read_errors`."""
+        return self.count("failed") + sum(1 for e in self.inventory_errors if not e.partial)
+
+    @property
+    def read_errors(self) -> int:
+        """Every failed read, partial or not."""
+        return len(self.inventory_errors)
+
+
+def selected_remediations(request: RunRequest) -> list[str] | None:
+    """The remediation ids the run plans (None: every registered one), within the request's part."""
+    if request.part == "all":
+        return None if request.remediations is None else list(request.remediations)
+    power_platform = request.part == "power_platform"
+    wanted = remediation_ids() if request.remediations is None else request.remediations
+    return [r for r in wanted if get_remediation(r).power_platform == power_platform]
+
+
+def lists_secrets(request: RunRequest, selected: list[str] | None = None) -> bool:
+    """Whether the inventory lists secret metadata: when a selected remediation plans from it. A
+    remediation that plans for named targets needs it only when the request names some."""
+    if request.include_secrets is not None:
+        return request.include_secrets
+    targets = request.targets
+    named = targets is not None and bool(targets.secrets or targets.exposed_vaults)
+    for rid in remediation_ids() if selected is None else selected:
+        remediation = get_remediation(rid)
+        if remediation.needs_secret_metadata and (targets is None or not remediation.plans_targets or named):
+            return True
+    return False
+
+
+def _shared_power_platform(
+    sweep_id: str, pp_scope: PowerPlatformScope, clients: Clients
+) -> Callable[[], PowerPlatformInventory]:
+    key = (sweep_id, pp_scope.model_dump_json())
+    return lambda: SWEEP_POWER_PLATFORM.get(key, lambda: inventory_powerplatform(pp_scope, clients))
+
+
+def _read(request: RunRequest, selected: list[str] | None, clients: Clients, progress: Progress) -> Snapshot:
+    pp_scope = request.power_platform
+    if request.scope is None:
+        if pp_scope is None or pp_scope.empty:
+            raise ValueError("a run needs an Azure scope or Power Platform environments to read")
+        return inventory_power_platform_only(pp_scope, clients, progress=progress)
+    shared = (
+        _shared_power_platform(request.sweep_id, pp_scope, clients)
+        if request.sweep_id and pp_scope is not None and not pp_scope.empty
+        else None
+    )
+    return inventory(
+        request.scope,
+        clients,
+        progress=progress,
+        include_secrets=lists_secrets(request, selected),
+        pp_scope=pp_scope,
+        concurrency=request.read_concurrency,
+        keep_secrets=request.keep_secrets,
+        power_platform=shared,
+    )
+
+
+def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415 - loads the PP detectors
+
+    if request.part == "power_platform":
+        findings = detect(snapshot, policy, only=set(POWER_PLATFORM_DETECTORS))
+    else:
+        findings = detect(snapshot, policy)
+    if request.part == "key_vault":  # the environment messages of the same sweep own these, once
+        findings = [f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS]
+    if request.principals is not None:
+        wanted = {p.lower() for p in request.principals}
+        findings = [f for f in findings if (f.principal or "").lower() in wanted]
+    if request.min_severity is not None:
+        from remediations.report.model import at_least  # noqa: PLC0415 - the report's severity order
+
+        findings = at_least(findings, request.min_severity)
+    return findings
+
+
+class _Stages:
+    """Wall and CPU time of each stage, in order."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def done(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.wall[stage], self.cpu[stage] = wall - self._wall, cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
+
+
+def run(
+    request: RunRequest,
+    policy: Policy,
+    clients: Clients,
+    audit: AuditSink,
+    *,
+    budget: Budget | None = None,
+    progress: Progress = _noop_progress,
+    snapshot: Snapshot | None = None,
+) -> RunResult:
+    """One pass over the request's scope. A dry run (default: the policy's `dryRun`) writes nothing,
+    audit included. `budget` is asked for the plan's writes between planning and applying, so a shared
+    cap is spent only on writes that will be made. `snapshot`: a stored inventory instead of reading.
+
+    Writes an earlier run left pending for longer than `request.reconcile_after` are reconciled before
+    this run writes (reported, not recorded, in a dry run); a filtered plan (named remediations,
+    principals, one part, targets) cannot say "no longer planned", so only re-read rows are judged then.
+    """
+    context = RunContext(
+        correlation_id=request.correlation_id,
+        trigger=request.trigger,
+        ticket_id=request.ticket_id,
+        caller=request.caller,
+    )
+    stages = _Stages()
+    selected = selected_remediations(request)
+    if snapshot is None:
+        snapshot = _read(request, selected, clients, progress)
+    stages.done("inventory")
+    findings = _findings(request, snapshot, policy)
+    stages.done("detect")
+    plan = build_plan(
+        findings,
+        snapshot,
+        policy,
+        remediation_ids=selected,
+        dry_run=request.dry_run,
+        targets=request.targets,
+    )
+    if budget is not None and not plan.dry_run and plan.writes:
+        plan = limit_writes(plan, budget(len(plan.writes)))
+    stages.done("plan")
+    reconciled: list[AuditRecord] = []
+    outcomes: list[Outcome] = []
+    if request.stop_after == "apply":
+        if request.reconcile:
+            reconciled = reconcile_dangling(
+                snapshot,
+                plan,
+                audit,
+                context,
+                older_than=request.reconcile_after,
+                complete_plan=not request.filtered,
+            )
+        stages.done("reconcile")
+        outcomes = apply_plan(
+            plan, clients, audit, context, progress=progress, concurrency=request.write_concurrency
+        )
+        stages.done("apply")
+    return RunResult(
+        correlation_id=context.correlation_id,
+        scope=snapshot.scope,
+        findings=tuple(findings),
+        plan=plan,
+        outcomes=tuple(outcomes),
+        inventory_errors=snapshot.errors,
+        reconciled=tuple(reconciled),
+        snapshot=snapshot,
+        stage_seconds=stages.wall,
+        stage_cpu_seconds=stages.cpu,
+    )
