@@ -11,7 +11,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from remediations.core.settings import AppSettings
-from remediations.triggers import observability, service
+from remediations.triggers import observability, remediate_alert, remediate_ticket
 from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
 from remediations.triggers.caller import (
     Attribution,
@@ -58,7 +58,7 @@ def parse_ticket(payload: object) -> TicketRequest:
         request = TicketRequest.model_validate(payload, strict=True)
     except ValidationError as error:
         raise validation_failed(pydantic_errors(error.errors())) from None
-    if not service.actionable_targets(request):
+    if not remediate_ticket.actionable_targets(request):
         raise validation_failed(
             [FieldError("$.targets", "name a vault, a secret or a principal for these remediations")],
             detail="None of the targets is one the registered remediations act on.",
@@ -110,7 +110,7 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
 
     try:
-        result = service.run_ticket(
+        result = remediate_ticket.run_ticket(
             request, settings=settings, correlation_id=context.correlation_id, attribution=who
         )
         store.save(
@@ -219,7 +219,7 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
     if not signal.actionable:
         return received.model_copy(update={"status": "acknowledged", "message": signal.reason})
     try:
-        result = service.handle_alert(
+        result = remediate_alert.handle_alert(
             signal, settings=AppSettings.from_env(), correlation_id=context.correlation_id
         )
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed

@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError
 from pydantic import ValidationError
 
 from remediations.core.settings import AppSettings
-from remediations.triggers import observability, service
+from remediations.triggers import observability, scope_work, sweep_plan
 from remediations.triggers.budget import SweepBudget
 from remediations.triggers.messages import ScopeMessage, new_sweep_id
 from remediations.triggers.problems import pydantic_errors
@@ -62,7 +62,7 @@ def sweep(*, past_due: bool = False, correlation_id: str | None = None) -> list[
             log.info("sweep timer is past due; running now", extra={"past_due": True})
         settings = AppSettings.from_env()
         sweep_id = new_sweep_id()
-        plan = service.plan_sweep(settings, sweep_id=sweep_id, correlation_id=context.correlation_id)
+        plan = sweep_plan.plan_sweep(settings, sweep_id=sweep_id, correlation_id=context.correlation_id)
         messages = plan.messages
         if not settings.subscription_ids:
             log.error("sweep found no scopes: set VAULTGUARD_SUBSCRIPTION_IDS", extra={"sweep_id": sweep_id})
@@ -184,7 +184,7 @@ def _run(
             )
         return granted
 
-    outcome = service.work(message, settings=settings, correlation_id=correlation_id, budget=take)
+    outcome = scope_work.work(message, settings=settings, correlation_id=correlation_id, budget=take)
     summary = outcome.summary
     observability.record_run_metric(
         "scope", dry_run=outcome.dry_run, status=outcome.status, **summary.metric()

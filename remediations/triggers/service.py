@@ -1,9 +1,9 @@
-"""The seam between the triggers and the engine. The triggers call only the functions below.
+"""What the trigger jobs share between them and the pipeline. The jobs, one module each:
 
-    run_ticket(request, *, settings, correlation_id, attribution=None) -> TicketResult
-    handle_alert(signal, *, settings, correlation_id) -> AlertResult
-    plan_sweep(settings, *, sweep_id, correlation_id=None) -> SweepPlan   (enumerate_scopes: its messages)
-    work(message, *, settings, correlation_id) -> WorkOutcome
+    remediate_ticket.run_ticket(request, *, settings, correlation_id, attribution=None) -> TicketResult
+    remediate_alert.handle_alert(signal, *, settings, correlation_id) -> AlertResult
+    sweep_plan.plan_sweep(settings, *, sweep_id, correlation_id=None) -> SweepPlan
+    scope_work.work(message, *, settings, correlation_id, budget=None) -> WorkOutcome
 
 Each builds its Azure clients (`AzureClients`, DefaultAzureCredential) and audit sink per invocation,
 describes its run as a `RunRequest` and runs the one pipeline (`remediations.shell.pipeline.run`).
@@ -30,22 +30,15 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from remediations.core import settings as names
-from remediations.core.model import PowerPlatformScope, Scope
-from remediations.core.policy import Policy, load_policy
+from remediations.core.policy import Policy
 from remediations.core.registry import get_remediation, remediation_ids
-from remediations.core.request import RunRequest, SecretTarget, Targets
+from remediations.core.request import RunRequest
 from remediations.core.settings import AppSettings
-from remediations.triggers import ids, tickets
-from remediations.triggers.alerts import AlertResult, AlertSignal
-from remediations.triggers.caller import Attribution
-from remediations.triggers.messages import ScopeMessage
-from remediations.triggers.observability import logger
-from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResult, TicketStatus
+from remediations.triggers import tickets
+from remediations.triggers.tickets import RunSummary, TicketStatus
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
@@ -58,14 +51,6 @@ tickets.use_remediation_registry(remediation_ids)
 DEFAULT_THROTTLE_DELAY_SECONDS = 60.0
 MAX_THROTTLE_DELAY_SECONDS = 3600.0
 _HTTP_429 = re.compile(r"\bHTTP 429\b")  # AzureCallFailed's message format, kept in Outcome.error
-
-NO_POWER_PLATFORM = (
-    "the policy names no Power Platform environments (powerPlatform.environments); "
-    "the environment scope is acknowledged"
-)
-
-
-# --- shared ----------------------------------------------------------------------------------------
 
 
 def effective_policy(
@@ -83,7 +68,7 @@ def effective_policy(
 
 
 @contextmanager
-def _azure(settings: AppSettings) -> Iterator[tuple[AzureClients, AuditSink]]:
+def azure_session(settings: AppSettings) -> Iterator[tuple[AzureClients, AuditSink]]:
     from remediations.adapters.clients import AzureClients  # noqa: PLC0415 - keeps trigger import light
     from remediations.core.audit import TableAuditSink  # noqa: PLC0415
 
@@ -115,23 +100,6 @@ def secrets_needed(only: Collection[str] | None) -> bool:
     return any(
         get_remediation(r).needs_secret_metadata for r in (remediation_ids() if only is None else only)
     )
-
-
-def environment_policy(policy: Policy, environment: str) -> Policy:
-    """The policy as one environment's worker applies it. `dlp.blockConnectorInEnvironments` is a
-    tenant-wide list: each worker plans only its own environment, so no two workers of a sweep plan the
-    same DLP write; names the sweep has no message for are left to the first configured environment."""
-    rules = policy.power_platform
-    swept = {e.lower() for e in rules.environments}
-    first = next(iter(rules.environments), "").lower()
-    wanted = environment.lower()
-    mine = tuple(
-        e
-        for e in rules.dlp.block_connector_in_environments
-        if e.lower() == wanted or ("*" not in swept and e.lower() not in swept and wanted == first)
-    )
-    dlp = rules.dlp.model_copy(update={"block_connector_in_environments": mine})
-    return policy.model_copy(update={"power_platform": rules.model_copy(update={"dlp": dlp})})
 
 
 def throttled_calls(result: RunResult) -> int:
@@ -177,15 +145,15 @@ def run_status(
     return "partially-applied" if done else "failed"
 
 
-def _actions(results: Collection[RunResult]) -> list[dict[str, Any]]:
+def plan_json(results: Collection[RunResult]) -> list[dict[str, Any]]:
     return [a.model_dump(mode="json") for r in results for a in (*r.plan.actions, *r.plan.deferred)]
 
 
-def _outcomes(results: Collection[RunResult]) -> list[dict[str, Any]]:
+def outcomes_json(results: Collection[RunResult]) -> list[dict[str, Any]]:
     return [o.model_dump(mode="json") for r in results for o in r.outcomes]
 
 
-def _inventory_notes(results: Collection[RunResult]) -> list[str]:
+def inventory_notes(results: Collection[RunResult]) -> list[str]:
     return [
         f"read failed: {e.operation} {e.resource_id}: {e.label}"
         + (
@@ -198,403 +166,8 @@ def _inventory_notes(results: Collection[RunResult]) -> list[str]:
     ]
 
 
-def _forced_note(forced: list[str]) -> str:
+def forced_note(forced: list[str]) -> str:
     return (
         f"dryRun false was asked for, but {' and '.join(forced)} keep this deployment in dry run: "
         "the plan was made and nothing was changed"
-    )
-
-
-# --- tickets ---------------------------------------------------------------------------------------
-
-
-def actionable_targets(request: TicketRequest) -> bool:
-    """Targets the Key Vault engine can act on: vaults, secrets (their vault), principals."""
-    targets = request.targets
-    return bool(targets.vaults or targets.secrets or targets.principals)
-
-
-def ticket_scopes(
-    request: TicketRequest, settings: AppSettings, clients: AzureClients
-) -> tuple[list[Scope], list[str]]:
-    """Vault scopes for the named vaults and the vaults of the named secrets; subscriptions when only
-    principals are named. Secret URLs name a vault by host: found in the configured subscriptions."""
-    targets = request.targets
-    notes: list[str] = []
-    vault_ids: dict[str, str] = {}
-    for vault in targets.vaults:
-        vault_ids.setdefault(vault.lower(), vault)
-    by_host: set[str] = set()
-    for secret in targets.secrets:
-        secret_vault = ids.vault_id_in(secret)
-        if secret_vault is not None:
-            vault_ids.setdefault(secret_vault.lower(), secret_vault)
-        else:
-            by_host.add(secret.split("/")[2].split(".")[0].lower())
-    if by_host:
-        from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
-
-        for subscription in settings.subscription_ids:
-            try:
-                vaults = clients.keyvault_management(subscription).list_vaults(
-                    Scope(subscription_id=subscription)
-                )
-            except AzureCallFailed as error:
-                label = f"HTTP {error.status}" if error.status is not None else "no response"
-                notes.append(f"could not list vaults of subscription {subscription}: {label}")
-                continue
-            for found in vaults:
-                if found.name.lower() in by_host:
-                    vault_ids.setdefault(found.id.lower(), found.id)
-                    by_host.discard(found.name.lower())
-        notes.extend(f"no vault named {host} in the configured subscriptions" for host in sorted(by_host))
-    scopes = [Scope.parse(v) for v in vault_ids.values()]
-    if not scopes and targets.principals:
-        scopes = [Scope(subscription_id=s) for s in settings.subscription_ids]
-        if not scopes:
-            notes.append(f"principals alone need {names.SUBSCRIPTION_IDS} to know where to look")
-    ignored = [k for k in ("flows", "connections", "environments") if getattr(targets, k)]
-    if ignored:
-        notes.append(
-            f"targets of kind {', '.join(ignored)} are not acted on: "
-            "no registered remediation handles them yet"
-        )
-    return scopes, notes
-
-
-def secret_targets(secrets: Collection[str]) -> list[tuple[str, str]]:
-    """`(vault reference, secret name)` of each validated secret target: the vault's ARM id for an ARM
-    secret id, `https://{host}` for a secret URL (a version in the URL is ignored: the secret rotates)."""
-    targets: list[tuple[str, str]] = []
-    for secret in secrets:
-        vault_id = ids.vault_id_in(secret)
-        if vault_id is not None:
-            targets.append((vault_id, secret.rstrip("/").rsplit("/secrets/", 1)[1].split("/")[0]))
-        else:
-            host = secret.split("/")[2]
-            targets.append((f"https://{host}", secret.split("/secrets/", 1)[1].split("/")[0]))
-    return targets
-
-
-def ticket_targets(request: TicketRequest) -> Targets | None:
-    """The secrets a ticket names, for the remediations that plan for named targets (rotation: exactly
-    those secrets rotate, not every exposed or expiring secret of the vault)."""
-    if not request.targets.secrets:
-        return None
-    return Targets(
-        secrets=tuple(SecretTarget(vault=v, name=n) for v, n in secret_targets(request.targets.secrets)),
-        reason=request.reason or "named in a ticket",
-        reference=request.ticketId,
-    )
-
-
-def run_ticket(
-    request: TicketRequest,
-    *,
-    settings: AppSettings,
-    correlation_id: str,
-    attribution: Attribution | None = None,
-) -> TicketResult:
-    """Plan (and unless a dry run, apply) the named remediations on the named targets.
-
-    Named secrets are the request's targets: with `rotate_secret`, exactly those secrets rotate
-    (rotation's own detectors, which would pick every exposed or expiring secret of the vault, are not
-    used for this ticket).
-    `attribution` (triggers/caller.py) says who the audit rows and the result name; without it, the
-    body's requester as declared."""
-    from remediations.core.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
-
-    who = attribution or Attribution(requester=request.requester)
-    policy, forced = effective_policy(settings, load_policy(settings), request.dryRun)
-    caller = who.audit_caller
-    targets = ticket_targets(request)
-    # The requester asked for these: a secret list they needed that failed is a failure of the ticket.
-    partial_reads_fail = secrets_needed(request.remediations)
-    with _azure(settings) as (clients, table):
-        audit = AttributedAuditSink(
-            table,
-            correlation_id,
-            caller_object_id=who.caller.objectId if who.caller else None,
-            declared_requester=who.declared_requester,
-        )
-        scopes, notes = ticket_scopes(request, settings, clients)
-        remaining = [policy.max_actions_per_run]  # one cap for the whole ticket, across its scopes
-
-        def take(wanted: int) -> int:
-            granted = min(wanted, remaining[0])
-            remaining[0] -= granted
-            return granted
-
-        results = [
-            run(
-                RunRequest(
-                    trigger="ticket",
-                    scope=scope,
-                    power_platform=policy.power_platform.scope(),
-                    remediations=tuple(request.remediations),
-                    principals=tuple(request.targets.principals) or None,
-                    targets=targets,
-                    correlation_id=correlation_id,
-                    caller=caller,
-                    ticket_id=request.ticketId,
-                ),
-                policy,
-                clients,
-                audit,
-                budget=take,
-            )
-            for scope in scopes
-        ]
-    if not request.dryRun and forced:
-        notes.insert(0, _forced_note(forced))
-    notes.extend(who.notes)
-    if request.targets.secrets and not any(get_remediation(r).plans_targets for r in request.remediations):
-        notes.append("secrets named without rotate_secret only select their vault")
-    notes.extend(_inventory_notes(results))
-    summary = summarise(results, partial_reads_fail=partial_reads_fail)
-    status = run_status(results, policy.dry_run, partial_reads_fail=partial_reads_fail)
-    logger().info(
-        "ticket run %s: %d scope(s), %d finding(s), %d write(s) planned, dry run %s",
-        status,
-        len(scopes),
-        summary.findings,
-        summary.actions,
-        policy.dry_run,
-    )
-    return TicketResult(
-        ticketId=request.ticketId,
-        status=status,
-        dryRun=policy.dry_run,
-        requestedDryRun=request.dryRun,
-        dryRunForcedBy=forced,
-        remediations=list(request.remediations),
-        targets=request.targets,
-        plan=_actions(results),
-        outcomes=_outcomes(results),
-        findings=[f.model_dump(mode="json") for r in results for f in r.findings],
-        scopes=[s.resource_id for s in scopes],
-        summary=summary,
-        notes=notes,
-        message=_ticket_message(status, summary),
-        correlationId=correlation_id,
-        createdAt=datetime.now(UTC),
-        completedAt=datetime.now(UTC),
-        requester=who.requester,
-        declaredRequester=who.declared_requester,
-        caller=who.caller,
-        reason=request.reason,
-    )
-
-
-def _ticket_message(status: TicketStatus, summary: RunSummary) -> str:
-    if status == "planned":
-        return f"Dry run: {summary.actions} change(s) planned, none made."
-    if status == "applied":
-        return (
-            f"{summary.actions} change(s) planned and applied." if summary.actions else "Nothing to change."
-        )
-    return f"{summary.failures} failure(s) among {summary.actions} planned change(s); see outcomes."
-
-
-# --- alerts ----------------------------------------------------------------------------------------
-
-
-def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: str) -> AlertResult:
-    """`recheck-vault`: run every remediation on the vault. `revoke-and-rotate` (Defender): the same
-    (revoke exposed access) plus rotation of the vault's secrets per policy `rotation.onAlert`
-    (`report`: skipped actions naming each secret; `rotate`: rotated). A change the app made itself
-    is recognised (caller = the app's identity): the re-check then plans 0 actions."""
-    from remediations.adapters.identity import own_identity  # noqa: PLC0415
-
-    if signal.vaultId is None:  # the parser never makes an actionable signal without one
-        raise ValueError("an actionable alert signal must name a vault")
-    policy, forced = effective_policy(settings, load_policy(settings))
-    caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
-    notes: list[str] = []
-    # The alert is the run's target: a Defender alert names its vault exposed (rotated per policy
-    # `rotation.onAlert`); a re-check names none, so what plans for targets (rotation) plans nothing.
-    exposed = (signal.vaultId,) if signal.kind == "revoke-and-rotate" else ()
-    targets = Targets(exposed_vaults=exposed, reason=signal.reason, reference=signal.alertId)
-    if exposed:
-        notes.append(
-            f"rotation of the vault's secrets per policy rotation.onAlert={policy.rotation.on_alert}"
-        )
-    with _azure(settings) as (clients, audit):
-        own_change = False
-        if signal.caller or signal.callerObjectId:
-            own_change = own_identity(clients.credential).is_caller(signal.callerObjectId, signal.caller)
-        result = run(
-            RunRequest(
-                trigger="alert",
-                scope=Scope.parse(signal.vaultId),
-                power_platform=policy.power_platform.scope(),
-                targets=targets,
-                correlation_id=correlation_id,
-                caller=caller,
-                ticket_id=signal.alertId,
-            ),
-            policy,
-            clients,
-            audit,
-        )
-    summary = summarise([result])
-    # Compliant: nothing to write and no read that stopped the run (a refused secret list is in notes).
-    compliant = summary.actions == 0 and result.failures == 0
-    if own_change:
-        notes.insert(
-            0,
-            "recognised the app's own change (the caller is vaultguard's identity); "
-            f"re-checked the vault: {summary.actions} action(s) planned",
-        )
-    elif compliant:
-        notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
-    notes.extend(_inventory_notes([result]))
-    status = run_status([result], policy.dry_run)
-    return AlertResult(
-        alertId=signal.alertId,
-        status="planned" if status == "planned" else "handled" if status == "applied" else "failed",
-        signal=signal,
-        message=signal.reason,
-        receivedAt=datetime.now(UTC).isoformat(),
-        summary=summary.model_dump(),
-        dryRun=policy.dry_run,
-        dryRunForcedBy=forced,
-        ownChange=own_change,
-        alreadyCompliant=compliant,
-        plan=_actions([result]),
-        outcomes=_outcomes([result]),
-        notes=notes,
-        correlationId=correlation_id,
-    )
-
-
-# --- sweep and worker ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    messages: list[ScopeMessage]
-    dry_run: bool
-    budget: int  # writes allowed for the whole sweep
-    failures: list[str] = field(default_factory=list)  # subscriptions that could not be listed
-
-
-def plan_sweep(settings: AppSettings, *, sweep_id: str, correlation_id: str | None = None) -> SweepPlan:
-    """One ARM list call (paged) per configured subscription; one message per vault, then one per
-    Power Platform environment the policy names (for "*", one environment list call). No remediation
-    here."""
-    from remediations.adapters.clients import AzureClients  # noqa: PLC0415
-    from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
-
-    policy, _ = effective_policy(settings, load_policy(settings))
-    messages: list[ScopeMessage] = []
-    failures: list[str] = []
-    with AzureClients() as clients:
-        for subscription in settings.subscription_ids:
-            try:
-                vaults = clients.keyvault_management(subscription).list_vaults(
-                    Scope(subscription_id=subscription)
-                )
-            except AzureCallFailed as error:
-                logger().error("sweep could not list the vaults of subscription %s: %s", subscription, error)
-                failures.append(subscription)
-                continue
-            messages.extend(
-                ScopeMessage.for_vault(v.id, sweep_id, policy.dry_run, correlation_id)
-                for v in vaults
-                if not policy.excludes_vault(v)
-            )
-        environments = _sweep_environments(policy, clients, failures)
-    messages.extend(
-        ScopeMessage.for_environment(e, sweep_id, policy.dry_run, correlation_id) for e in environments
-    )
-    return SweepPlan(messages, policy.dry_run, policy.max_actions_per_run, failures)
-
-
-def _sweep_environments(policy: Policy, clients: AzureClients, failures: list[str]) -> list[str]:
-    from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
-
-    configured = list(dict.fromkeys(policy.power_platform.environments))
-    if "*" not in configured:
-        return configured
-    try:
-        listed = clients.power_platform().list_environments()
-    except AzureCallFailed as error:
-        logger().error("sweep could not list the Power Platform environments: %s", error)
-        failures.append("Power Platform environments")
-        return []
-    return sorted({str(item["name"]) for item in listed if item.get("name")})
-
-
-def enumerate_scopes(
-    settings: AppSettings, *, sweep_id: str, correlation_id: str | None = None
-) -> list[ScopeMessage]:
-    return plan_sweep(settings, sweep_id=sweep_id, correlation_id=correlation_id).messages
-
-
-@dataclass(frozen=True)
-class WorkOutcome:
-    summary: RunSummary
-    status: str  # planned | applied | partially-applied | failed | skipped
-    dry_run: bool
-    retry_after: float | None = None  # set when Azure throttled the run: put the message back
-    notes: list[str] = field(default_factory=list)
-    # The actions planned (and deferred), as JSON: stored with the run so a dry-run sweep can be read.
-    plan: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def throttled(self) -> bool:
-        return self.retry_after is not None
-
-    @property
-    def failed(self) -> bool:
-        return self.summary.failures > 0
-
-
-def work(
-    message: ScopeMessage, *, settings: AppSettings, correlation_id: str, budget: Budget | None = None
-) -> WorkOutcome:
-    """detect -> plan -> apply for one scope. Safe twice: the second run plans 0 writes.
-
-    A vault or subscription message plans the Key Vault remediations; an environment message the Power
-    Platform ones (so a sweep plans each share revocation and DLP change once, not once per vault)."""
-    policy, forced = effective_policy(settings, load_policy(settings), message.dryRun)
-    if message.kind == "environment" and not policy.power_platform.environments:
-        logger().info(NO_POWER_PLATFORM, extra={"scope_kind": "environment"})
-        return WorkOutcome(RunSummary(), "skipped", policy.dry_run, notes=[NO_POWER_PLATFORM])
-    if message.kind == "environment":
-        policy = environment_policy(policy, message.id)
-        request = RunRequest(
-            trigger="timer",
-            scope=None,
-            power_platform=PowerPlatformScope(environments=(message.id,)),
-            part="power_platform",
-            correlation_id=correlation_id,
-            caller="sweep",
-            ticket_id=message.sweepId,
-        )
-    else:
-        request = RunRequest(
-            trigger="timer",
-            scope=Scope(subscription_id=message.id)
-            if message.kind == "subscription"
-            else Scope.parse(message.id),
-            power_platform=policy.power_platform.scope(),
-            part="key_vault",
-            correlation_id=correlation_id,
-            caller="sweep",
-            ticket_id=message.sweepId,
-            sweep_id=message.sweepId,
-        )
-    with _azure(settings) as (clients, audit):
-        result = run(request, policy, clients, audit, budget=budget)
-    summary = summarise([result])
-    delay = retry_after(result) if summary.throttled else None
-    notes = _inventory_notes([result]) + [
-        f"{o.action_id}: {o.error}" for o in result.outcomes if o.status == "failed"
-    ]
-    if forced and not message.dryRun:
-        notes.insert(0, _forced_note(forced))
-    return WorkOutcome(
-        summary, run_status([result], policy.dry_run), policy.dry_run, delay, notes, _actions([result])
     )

@@ -259,16 +259,16 @@ def test_alert_audit_rows_carry_the_alert_caller_and_id(
 def test_engine_is_called_once_per_alert(
     call: Call, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from remediations.triggers import service
+    from remediations.triggers import remediate_alert
 
     seen: list[str] = []
-    original = service.handle_alert
+    original = remediate_alert.handle_alert
 
     def spy(signal: Any, **kwargs: Any) -> Any:
         seen.append(signal.kind)
         return original(signal, **kwargs)
 
-    monkeypatch.setattr(service, "handle_alert", spy)
+    monkeypatch.setattr(remediate_alert, "handle_alert", spy)
     for _ in range(3):
         call("alerts", "POST", "/api/alerts", body=sample("activity_log_security"))
     call("alerts", "POST", "/api/alerts", body=sample("metric"))

@@ -343,12 +343,12 @@ def test_malformed_bodies_are_4xx_problems(
 def test_a_failing_engine_is_a_500_problem_without_traceback_and_is_recorded(
     call: Call, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from remediations.triggers import service
+    from remediations.triggers import remediate_ticket
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret-value-that-must-not-leak")
 
-    monkeypatch.setattr(service, "run_ticket", boom)
+    monkeypatch.setattr(remediate_ticket, "run_ticket", boom)
     body = ticket_body()
     response = call("tickets", "POST", "/api/remediations", body=body)
     assert response.status_code == 500

@@ -86,7 +86,7 @@ def test_own_identity_from_token_claims_matches_callers_case_insensitively() -> 
 
 
 def test_secret_targets_name_the_vault_and_the_secret_of_both_forms() -> None:
-    from remediations.triggers.service import secret_targets
+    from remediations.triggers.remediate_ticket import secret_targets
 
     arm = (
         "/subscriptions/5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b/resourceGroups/rg"
@@ -109,7 +109,7 @@ def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_lis
     from remediations.core.policy import parse_policy
     from remediations.core.request import RunRequest
     from remediations.shell.pipeline import selected_remediations
-    from remediations.triggers.service import environment_policy
+    from remediations.triggers.scope_work import environment_policy
 
     def part(name: Part) -> set[str]:
         return set(selected_remediations(RunRequest(trigger="timer", scope=None, part=name)) or ())
