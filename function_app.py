@@ -25,7 +25,7 @@ def _json(body: object, status: int = 200, mimetype: str = "application/json") -
 @app.function_name("health")
 @app.route(route="health", methods=["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from remediations.core.health import health_report
+    from remediations.shell.health import health_report
 
     report = health_report()
     return _json(report, status=200 if report["status"] == "ok" else 503)

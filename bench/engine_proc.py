@@ -27,7 +27,7 @@ def _rss_mib() -> float:
 def _time_halves() -> dict[str, float]:
     """Wall time of each inventory half (Azure, Power Platform; they run side by side), by wrapping the
     two functions the pipeline's inventory calls. Measurement only: behaviour is unchanged."""
-    from remediations.core import engine
+    from remediations.shell import engine
 
     halves: dict[str, float] = {}
 
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     spec: dict[str, Any] = json.loads(args[0])
     started = time.perf_counter()
     from remediations.adapters.clients import AzureClients
-    from remediations.core.audit import MemoryAuditSink
     from remediations.core.detect import load_detectors
     from remediations.core.model import PowerPlatformScope, Scope
     from remediations.core.policy import parse_policy
     from remediations.core.request import RunRequest
+    from remediations.shell.audit import MemoryAuditSink
     from remediations.shell.pipeline import run
 
     # The detector modules load lazily (for the function's cold start); load them here so that their

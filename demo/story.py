@@ -28,7 +28,7 @@ from typing import Any
 from demo.clients import FlowUser, Runner, emulator_session, error_code
 from demo.console import Console, mask
 from demo.procs import ROOT, SEED, Children, DemoError
-from remediations.core.settings import STORAGE_CONNECTION
+from remediations.shell.settings import STORAGE_CONNECTION
 
 POLICY = Path(__file__).resolve().parent / "policy.json"
 ARM = "https://management.azure.com"
@@ -264,8 +264,8 @@ class Story:
     # -- b. the exposure graph ------------------------------------------------------------------
     def snapshot(self) -> Any:
         from remediations.adapters.clients import AzureClients
-        from remediations.core.engine import inventory
         from remediations.core.model import PowerPlatformScope, Scope
+        from remediations.shell.engine import inventory
 
         with AzureClients() as clients:
             return inventory(
@@ -630,9 +630,9 @@ class Story:
         )
 
     def report(self) -> None:
-        from remediations.core.audit import TableAuditSink
         from remediations.core.model import Action, Finding, Outcome, Plan
         from remediations.report import AttackReplay, build_report, write_reports
+        from remediations.shell.audit import TableAuditSink
 
         ticket = self.r.ticket
         actions = tuple(Action.model_validate(a) for a in ticket["plan"])

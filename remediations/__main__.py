@@ -19,17 +19,18 @@ from typing import Any
 
 from remediations.adapters.clients import AzureClients
 from remediations.cli import scan_flows
-from remediations.core.audit import AuditSink, MemoryAuditSink, TableAuditSink
-from remediations.core.engine import Progress, RunContext, apply_plan, inventory
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
-from remediations.core.policy import Policy, PolicyError, load_policy
+from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
-from remediations.core.settings import AppSettings
 from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
+from remediations.shell.audit import AuditSink, MemoryAuditSink, TableAuditSink
+from remediations.shell.engine import Progress, RunContext, apply_plan, inventory
 from remediations.shell.pipeline import RunResult, run
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from remediations.core.settings import LOCAL_FUNCTION_KEY, LOCAL_MASTER_KEY
+from remediations.shell.settings import LOCAL_FUNCTION_KEY, LOCAL_MASTER_KEY
 from remediations.triggers.observability import JsonFormatter
 from remediations.triggers.problems import MAX_BODY_BYTES, Problem
 

@@ -12,8 +12,6 @@ every tag the vault carries, then `secretPermissions.default`. None of them set 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,7 +23,6 @@ from remediations.core.model import (
     Vault,
     expand_secret_permissions,
 )
-from remediations.core.settings import AppSettings
 
 _KNOWN_SECRET_PERMISSIONS = frozenset((*SECRET_PERMISSIONS, "all"))
 
@@ -243,31 +240,3 @@ def parse_policy(data: Any, source: str = "policy") -> Policy:
     except ValidationError as exc:
         problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise PolicyError(f"{source} is invalid: {problems}") from exc
-
-
-def load_policy_file(path: str | Path) -> Policy:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"policy file {path} is not JSON: {exc.msg} at line {exc.lineno}") from exc
-    return parse_policy(data, source=f"policy file {path}")
-
-
-def load_policy(settings: AppSettings | None = None, path: str | Path | None = None) -> Policy:
-    """An explicit path wins, then VAULTGUARD_POLICY_FILE, then VAULTGUARD_POLICY_JSON, else defaults."""
-    if path is not None:
-        return load_policy_file(path)
-    settings = settings or AppSettings.from_env()
-    if settings.policy_file is not None:
-        return load_policy_file(settings.policy_file)
-    if settings.policy_json is not None:
-        try:
-            data = json.loads(settings.policy_json)
-        except json.JSONDecodeError as exc:
-            raise PolicyError(f"VAULTGUARD_POLICY_JSON is not JSON: {exc.msg}") from exc
-        return parse_policy(data, source="VAULTGUARD_POLICY_JSON")
-    return Policy()

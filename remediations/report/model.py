@@ -15,7 +15,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import remediations
-from remediations.core.audit import AuditRecord
 from remediations.core.detect import detector_description
 from remediations.core.model import (
     Action,
@@ -27,6 +26,7 @@ from remediations.core.model import (
     Snapshot,
 )
 from remediations.report.graph_view import GraphView, compare, graph_view, readable_pairs, simulate
+from remediations.shell.audit import AuditRecord
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
 OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")

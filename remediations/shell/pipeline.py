@@ -14,18 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
-from remediations.core.audit import AuditRecord, AuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import (
-    Progress,
-    RunContext,
-    apply_plan,
-    build_plan,
-    inventory,
-    inventory_power_platform_only,
-    limit_writes,
-    reconcile_dangling,
-)
 from remediations.core.model import (
     Finding,
     InventoryError,
@@ -37,9 +26,20 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
-from remediations.core.read_once import ReadOnce
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
+from remediations.shell.audit import AuditRecord, AuditSink
+from remediations.shell.engine import (
+    Progress,
+    RunContext,
+    apply_plan,
+    build_plan,
+    inventory,
+    inventory_power_platform_only,
+    limit_writes,
+    reconcile_dangling,
+)
+from remediations.shell.read_once import ReadOnce
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
 # grants how many may be made.

@@ -10,7 +10,7 @@ from typing import Any
 import azure.functions as func
 from pydantic import ValidationError
 
-from remediations.core.settings import AppSettings
+from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, remediate_alert, remediate_ticket
 from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
 from remediations.triggers.caller import (

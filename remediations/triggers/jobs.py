@@ -21,7 +21,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from pydantic import ValidationError
 
-from remediations.core.settings import AppSettings
+from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_work, sweep_plan
 from remediations.triggers.budget import SweepBudget
 from remediations.triggers.messages import ScopeMessage, new_sweep_id

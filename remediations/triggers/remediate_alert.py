@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from remediations.core.model import Scope
-from remediations.core.policy import load_policy
 from remediations.core.request import RunRequest, Targets
-from remediations.core.settings import AppSettings
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 from remediations.triggers.alerts import AlertResult, AlertSignal
 from remediations.triggers.service import (
     azure_session,

@@ -7,12 +7,12 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from remediations.core import settings as names
 from remediations.core.model import Scope
-from remediations.core.policy import load_policy
 from remediations.core.registry import get_remediation
 from remediations.core.request import RunRequest, SecretTarget, Targets
-from remediations.core.settings import AppSettings
+from remediations.shell import settings as names
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 from remediations.triggers import ids
 from remediations.triggers.caller import Attribution
 from remediations.triggers.observability import logger
@@ -128,7 +128,7 @@ def run_ticket(
     used for this ticket).
     `attribution` (triggers/caller.py) says who the audit rows and the result name; without it, the
     body's requester as declared."""
-    from remediations.core.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
+    from remediations.shell.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
 
     who = attribution or Attribution(requester=request.requester)
     policy, forced = effective_policy(settings, load_policy(settings), request.dryRun)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from remediations.core import settings as names
+from remediations.shell import settings as names
 from remediations.triggers.storage import table_client
 
 if TYPE_CHECKING:

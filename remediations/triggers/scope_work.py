@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from remediations.core.model import PowerPlatformScope, Scope
-from remediations.core.policy import Policy, load_policy
+from remediations.core.policy import Policy
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 from remediations.triggers.messages import ScopeMessage
 from remediations.triggers.observability import logger
 from remediations.triggers.service import (

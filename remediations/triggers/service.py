@@ -32,17 +32,17 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from remediations.core import settings as names
 from remediations.core.policy import Policy
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell import settings as names
+from remediations.shell.settings import AppSettings
 from remediations.triggers import tickets
 from remediations.triggers.tickets import RunSummary, TicketStatus
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
-    from remediations.core.audit import AuditSink
+    from remediations.shell.audit import AuditSink
     from remediations.shell.pipeline import Budget, RunResult
 
 # Unknown remediation names in a ticket are a 422: validate against what is registered.
@@ -70,7 +70,7 @@ def effective_policy(
 @contextmanager
 def azure_session(settings: AppSettings) -> Iterator[tuple[AzureClients, AuditSink]]:
     from remediations.adapters.clients import AzureClients  # noqa: PLC0415 - keeps trigger import light
-    from remediations.core.audit import TableAuditSink  # noqa: PLC0415
+    from remediations.shell.audit import TableAuditSink  # noqa: PLC0415
 
     audit = TableAuditSink.from_settings(settings)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
-from remediations.core import settings as names
+from remediations.shell import settings as names
 
 CLIENT_ID = "AzureWebJobsStorage__clientId"
 

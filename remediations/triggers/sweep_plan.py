@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from remediations.core.model import Scope
-from remediations.core.policy import Policy, load_policy
-from remediations.core.settings import AppSettings
+from remediations.core.policy import Policy
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 from remediations.triggers.messages import ScopeMessage
 from remediations.triggers.observability import logger
 from remediations.triggers.service import (

@@ -25,14 +25,14 @@ from azure.keyvault.secrets._shared import http_challenge_cache  # SDK-private, 
 from emulator import Emulator
 from emulator.azure import scenario as azure_scenario
 from remediations.adapters.clients import AzureClients
-from remediations.core.audit import TableAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import RunContext, apply_plan, build_plan, inventory
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan, Scope
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import TableAuditSink
+from remediations.shell.engine import RunContext, apply_plan, build_plan, inventory
 from remediations.shell.pipeline import run
+from remediations.shell.settings import AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 RG = "rg-engine"

@@ -19,12 +19,12 @@ from emulator.azure import roles
 from emulator.azure import scenario as azure_scenario
 from remediations.adapters.clients import AzureClients
 from remediations.core import rbac
-from remediations.core.audit import TableAuditSink
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import TableAuditSink
 from remediations.shell.pipeline import run
+from remediations.shell.settings import AppSettings
 
 RG = "rg-rbac-engine"
 

@@ -17,11 +17,11 @@ from emulator.powerplatform import POWERAPPS_AUDIENCE
 from emulator.powerplatform import definitions as defs
 from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
-from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import RunContext, apply_plan, build_plan, inventory
 from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.policy import parse_policy
+from remediations.shell.audit import MemoryAuditSink
+from remediations.shell.engine import RunContext, apply_plan, build_plan, inventory
 from tests.emulator.test_powerplatform_attack import SEED, Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}

@@ -243,8 +243,8 @@ def test_the_app_recognises_its_own_access_policy_change(
 def test_alert_audit_rows_carry_the_alert_caller_and_id(
     call: Call, enforce: dict[str, str], cloud: Emulator
 ) -> None:
-    from remediations.core.audit import TableAuditSink
-    from remediations.core.settings import AppSettings
+    from remediations.shell.audit import TableAuditSink
+    from remediations.shell.settings import AppSettings
 
     body = json.loads(
         call("alerts", "POST", "/api/alerts", body=sample("activity_log_administrative")).get_body()

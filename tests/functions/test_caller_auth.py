@@ -15,7 +15,7 @@ from emulator import Emulator
 from tests.functions.conftest import FLOW_SP, Call, policy_writes_since, problem, secrets_of, ticket_body
 
 if TYPE_CHECKING:
-    from remediations.core.audit import AuditRecord
+    from remediations.shell.audit import AuditRecord
 
 OID = "7d1e9a34-6c2b-4f0e-9a51-2b3c4d5e6f70"
 UPN = "alice@contoso.example"
@@ -49,8 +49,8 @@ def behind_easy_auth(enforce: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
 
 
 def _audit_rows(correlation_id: str) -> list[AuditRecord]:
-    from remediations.core.audit import TableAuditSink
-    from remediations.core.settings import AppSettings
+    from remediations.shell.audit import TableAuditSink
+    from remediations.shell.settings import AppSettings
 
     return TableAuditSink.from_settings(AppSettings.from_env()).records(correlation_id)
 

@@ -66,8 +66,8 @@ def test_dry_run_ticket_returns_the_plan_with_200_and_is_stored(
 def test_an_applied_ticket_is_202_changes_the_vault_and_audits_requester_and_ticket(
     call: Call, enforce: dict[str, str], cloud: Emulator
 ) -> None:
-    from remediations.core.audit import TableAuditSink
-    from remediations.core.settings import AppSettings
+    from remediations.shell.audit import TableAuditSink
+    from remediations.shell.settings import AppSettings
 
     mark = cloud.requests.mark()
     body = ticket_body(dryRun=False)
@@ -379,8 +379,8 @@ def test_a_ticket_rotates_exactly_the_named_secret_and_returns_no_value(
     """`targets.secrets` + `rotate_secret`: only the named secret gets a new version (random rotator),
     its old version is disabled; the other secret of the vault is untouched. The response and the audit
     rows name versions, never a value."""
-    from remediations.core.audit import TableAuditSink
-    from remediations.core.settings import AppSettings
+    from remediations.shell.audit import TableAuditSink
+    from remediations.shell.settings import AppSettings
 
     policy = {"dryRun": False, "rotation": {"defaultRotator": "random"}}
     monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(policy))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from remediations.core import settings
+from remediations.shell import settings
 from tests.infra.bicep_model import app_settings, body, dotted, only, resolve, resources, template
 
 

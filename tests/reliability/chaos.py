@@ -26,10 +26,10 @@ from emulator.azure.state import RoleAssignment
 from emulator.faults import FaultRule
 from remediations.adapters import retry
 from remediations.adapters.clients import AzureClients
-from remediations.core.audit import AuditRecord, TableAuditSink
 from remediations.core.model import Scope
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
+from remediations.shell.audit import AuditRecord, TableAuditSink
 from remediations.shell.pipeline import RunResult, run
 
 FAULT_STATUSES = (429, 500, 503)

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from emulator import Emulator
-from remediations.core.audit import TableAuditSink
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import TableAuditSink
+from remediations.shell.settings import AppSettings
 from tests.reliability import chaos
 from tests.reliability.soak import SOAK
 from tests.security.leakscan import LeakScan

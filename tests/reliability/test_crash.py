@@ -25,10 +25,10 @@ import pytest
 from emulator import Emulator
 from emulator.wire import Request, Response
 from remediations.adapters.clients import AzureClients
-from remediations.core.audit import TableAuditSink
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import TableAuditSink
 from remediations.shell.pipeline import run
+from remediations.shell.settings import AppSettings
 from tests.reliability.tenants import SmallTenant, policy_writes
 
 ROOT = Path(__file__).resolve().parents[2]

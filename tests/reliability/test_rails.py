@@ -16,10 +16,10 @@ from emulator import Emulator
 from emulator.azure.roles import RoleDefinition
 from emulator.azure.state import RoleAssignment
 from remediations.adapters.clients import AzureClients
-from remediations.core.audit import TableAuditSink
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import TableAuditSink
 from remediations.shell.pipeline import run
+from remediations.shell.settings import AppSettings
 from tests.reliability.tenants import SmallTenant, policy_writes
 
 

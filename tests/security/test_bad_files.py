@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from emulator.scenario import load_scenario_file
-from remediations.core.policy import PolicyError, load_policy
+from remediations.core.policy import PolicyError
+from remediations.shell.policy_file import load_policy
 
 POLICIES: list[tuple[dict[str, Any], str]] = [
     ({"maxActionsPerRun": -1}, "maxActionsPerRun"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from remediations.core.audit import AuditRecord
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan
 from remediations.core.model import (
     Connection,
     Finding,
@@ -20,6 +18,8 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.report import AttackReplay, ReportData, build_report
+from remediations.shell.audit import AuditRecord
+from remediations.shell.engine import build_plan
 from tests.unit.kv_builders import policy_entry, snapshot, vault, vault_id
 
 GENERATED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from azure.data.tables import TableServiceClient
 
-from remediations.core.audit import MemoryAuditSink, TableAuditSink
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
-from remediations.core.settings import AppSettings
+from remediations.shell.audit import MemoryAuditSink, TableAuditSink
 from remediations.shell.pipeline import run
+from remediations.shell.settings import AppSettings
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, vault
 
 

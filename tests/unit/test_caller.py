@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remediations.core.audit import AttributedAuditSink, AuditRecord, MemoryAuditSink
+from remediations.shell.audit import AttributedAuditSink, AuditRecord, MemoryAuditSink
 from remediations.triggers.caller import (
     ANONYMOUS,
     PRINCIPAL_HEADERS,

@@ -6,7 +6,7 @@ import pytest
 
 from remediations.adapters.http import EnvOnceSession, _bypassed
 from remediations.adapters.keyvault_data import secret_meta_from_item
-from remediations.core.pacing import TokenBucket
+from remediations.shell.pacing import TokenBucket
 
 
 class FakeClock:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from remediations.core.policy import Policy, PolicyError, load_policy, parse_policy
-from remediations.core.settings import AppSettings
+from remediations.core.policy import Policy, PolicyError, parse_policy
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
 from tests.unit.kv_builders import vault
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan
 from remediations.core.flow_allow_list import effective_policy, secrets_needed_by_identity
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.policy import parse_policy
+from remediations.shell.engine import build_plan
 from tests.unit.kv_builders import vault_id
 from tests.unit.pp_builders import (
     ADMIN,

@@ -1,4 +1,4 @@
-"""core/read_once.py: one read per key shared by concurrent and later callers, for a while."""
+"""shell/read_once.py: one read per key shared by concurrent and later callers, for a while."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from remediations.core.read_once import ReadOnce
+from remediations.shell.read_once import ReadOnce
 
 
 class Clock:

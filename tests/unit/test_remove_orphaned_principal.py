@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
-from remediations.core.audit import MemoryAuditSink
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
@@ -18,6 +16,8 @@ from remediations.core.model import (
 )
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
+from remediations.shell.audit import MemoryAuditSink
+from remediations.shell.engine import build_plan
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import (
     SUB,

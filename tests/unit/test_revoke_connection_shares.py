@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan
 from remediations.core.model import ShareChange
 from remediations.core.policy import parse_policy
 from remediations.revoke_connection_shares import RevokeConnectionShares
+from remediations.shell.engine import build_plan
 from tests.unit.pp_builders import ANALYST, MemoryPowerPlatform, PPClients, seed_like
 
 

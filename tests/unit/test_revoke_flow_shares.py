@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from remediations.core.detect import detect
-from remediations.core.engine import build_plan
 from remediations.core.model import ShareChange
 from remediations.core.policy import parse_policy
 from remediations.revoke_flow_shares import RevokeFlowShares
+from remediations.shell.engine import build_plan
 from tests.unit.pp_builders import ANALYST, SVC, MemoryPowerPlatform, PPClients, seed_like, share
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from remediations.core.settings import AppSettings
+from remediations.shell.settings import AppSettings
 
 STORAGE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from remediations.adapters.identity import OwnIdentity, token_claims
-from remediations.core.engine import limit_writes
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan
 from remediations.core.policy import Policy
 from remediations.core.request import Part
-from remediations.core.settings import AppSettings
+from remediations.shell.engine import limit_writes
+from remediations.shell.settings import AppSettings
 from remediations.triggers.service import effective_policy
 
 

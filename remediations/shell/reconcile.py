@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
-from remediations.core.audit import AuditRecord, AuditState, in_scope
 from remediations.core.model import Snapshot
+from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
 PERMISSION_KINDS = frozenset({"secrets", "keys", "certificates", "storage"})
 

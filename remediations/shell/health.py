@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from remediations import __version__
-from remediations.core.settings import AppSettings
+from remediations.shell.settings import AppSettings
 
 
 def health_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:

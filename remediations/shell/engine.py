@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed
-from remediations.core.audit import AuditRecord, AuditSink, AuditState, Trigger
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import (
     AccessPolicyChange,
@@ -33,12 +32,13 @@ from remediations.core.model import (
     Vault,
     stable_id,
 )
-from remediations.core.pacing import TokenBucket, arm_write_pacer
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
-from remediations.core.reconcile import reconcile
 from remediations.core.registry import all_remediations, get_remediation
 from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY, Targets
+from remediations.shell.audit import AuditRecord, AuditSink, AuditState, Trigger
+from remediations.shell.pacing import TokenBucket, arm_write_pacer
+from remediations.shell.reconcile import reconcile
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -80,7 +80,7 @@ def inventory(
     450 MiB; detectors and plans do not use them, the exposure graph does). A failed read becomes an
     InventoryError in the
     snapshot; nothing is silently dropped. `power_platform`, when given, supplies the Power Platform
-    half instead of reading it (a sweep's vault workers share one read, core/read_once.py).
+    half instead of reading it (a sweep's vault workers share one read, shell/read_once.py).
     """
 
     def azure() -> Snapshot:

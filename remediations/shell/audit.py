@@ -17,7 +17,7 @@ from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediations.core.settings import AppSettings
+from remediations.shell.settings import AppSettings
 
 AuditState = Literal["pending", "applied", "failed", "skipped", "noop", "deferred"]
 TERMINAL_STATES = frozenset({"applied", "failed", "skipped", "noop", "deferred"})
