@@ -24,6 +24,7 @@ from remediations.core.model import (
     Scope,
     Snapshot,
 )
+from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation, remediation_ids
@@ -33,10 +34,8 @@ from remediations.shell.engine import (
     Progress,
     RunContext,
     apply_plan,
-    build_plan,
     inventory,
     inventory_power_platform_only,
-    limit_writes,
     reconcile_dangling,
 )
 from remediations.shell.read_once import ReadOnce

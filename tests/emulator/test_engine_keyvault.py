@@ -27,10 +27,11 @@ from emulator.azure import scenario as azure_scenario
 from remediations.adapters.clients import AzureClients
 from remediations.core.detect import detect
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan, Scope
+from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import TableAuditSink
-from remediations.shell.engine import RunContext, apply_plan, build_plan, inventory
+from remediations.shell.engine import RunContext, apply_plan, inventory
 from remediations.shell.pipeline import run
 from remediations.shell.settings import AppSettings
 

@@ -19,9 +19,10 @@ from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from remediations.core.detect import detect
 from remediations.core.model import PowerPlatformScope, Scope
+from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, build_plan, inventory
+from remediations.shell.engine import RunContext, apply_plan, inventory
 from tests.emulator.test_powerplatform_attack import SEED, Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}

@@ -16,10 +16,10 @@ from remediations.core.model import (
     Share,
     Snapshot,
 )
+from remediations.core.planning import build_plan
 from remediations.core.policy import Policy
 from remediations.report import AttackReplay, ReportData, build_report
 from remediations.shell.audit import AuditRecord
-from remediations.shell.engine import build_plan
 from tests.unit.kv_builders import policy_entry, snapshot, vault, vault_id
 
 GENERATED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -3,10 +3,11 @@ from __future__ import annotations
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.detect import detect
 from remediations.core.model import Plan, Scope
+from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, assemble_plan, build_plan, inventory
+from remediations.shell.engine import RunContext, apply_plan, inventory
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
 

@@ -9,11 +9,11 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.detect import detect
 from remediations.core.model import InventoryError, RoleAssignmentChange, RoleDefinition, Scope
+from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
 from remediations.narrow_role_assignment import NarrowRoleAssignment
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import build_plan
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import MemoryClients
 from tests.unit.rbac_builders import (

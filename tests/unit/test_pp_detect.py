@@ -5,8 +5,8 @@ from __future__ import annotations
 from remediations.core.detect import detect
 from remediations.core.flow_allow_list import effective_policy, secrets_needed_by_identity
 from remediations.core.graph import ExposureGraph, secret_node
+from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
-from remediations.shell.engine import build_plan
 from tests.unit.kv_builders import vault_id
 from tests.unit.pp_builders import (
     ADMIN,

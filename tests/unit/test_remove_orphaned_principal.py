@@ -14,10 +14,10 @@ from remediations.core.model import (
     RoleAssignmentChange,
     Scope,
 )
+from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import build_plan
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import (
     SUB,

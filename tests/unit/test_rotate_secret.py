@@ -18,11 +18,11 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
+from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, PolicyError, parse_policy
 from remediations.core.rotation import exposed_secrets
 from remediations.core.secret_value import SecretValue
 from remediations.rotate_secret import plan_for_alert, plan_for_targets, plan_rotations
-from remediations.shell.engine import build_plan
 from tests.unit.kv_builders import policy_entry, snapshot, vault
 
 ADMIN = "admin-sp"  # the identity the Key Vault connection authenticates as

@@ -10,9 +10,9 @@ import pytest
 
 from remediations.adapters.identity import OwnIdentity, token_claims
 from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan
+from remediations.core.planning import limit_writes
 from remediations.core.policy import Policy
 from remediations.core.request import Part
-from remediations.shell.engine import limit_writes
 from remediations.shell.settings import AppSettings
 from remediations.triggers.service import effective_policy
 
