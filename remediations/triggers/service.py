@@ -437,7 +437,7 @@ def secret_targets(secrets: Collection[str]) -> list[tuple[str, str]]:
 def _ticket_rotation(request: TicketRequest) -> Planner:
     """Rotation of exactly the secrets the ticket names (those of the vault being run)."""
     from remediations.core.rotation import find_vault  # noqa: PLC0415
-    from remediations.rotate_secret import plan_for_targets  # noqa: PLC0415
+    from remediations.fixes.rotate_secret import plan_for_targets  # noqa: PLC0415
 
     named = secret_targets(request.targets.secrets)
     reason = request.reason or "named in a ticket"
@@ -576,7 +576,7 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
     # Defender alert rotates exactly the alerted vault's secrets (planned below), never twice.
     only = [r for r in remediation_ids() if r != ROTATION_ID]
     if signal.kind == "revoke-and-rotate":
-        from remediations.rotate_secret import plan_for_alert, unreadable_vaults  # noqa: PLC0415
+        from remediations.fixes.rotate_secret import plan_for_alert, unreadable_vaults  # noqa: PLC0415
 
         vault_id, reason, alert_id = signal.vaultId, signal.reason, signal.alertId
 

@@ -29,7 +29,7 @@ from remediations.core.audit import MemoryAuditSink
 from remediations.core.engine import RunContext, apply_plan, inventory, run
 from remediations.core.model import Outcome, Plan, Scope
 from remediations.core.policy import Policy, parse_policy
-from remediations.rotate_secret import plan_for_targets
+from remediations.fixes.rotate_secret import plan_for_targets
 
 RG = "rg-rotation"
 

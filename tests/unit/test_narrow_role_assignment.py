@@ -12,7 +12,7 @@ from remediations.core.detect import detect
 from remediations.core.engine import build_plan, run
 from remediations.core.model import InventoryError, RoleAssignmentChange, RoleDefinition, Scope
 from remediations.core.policy import Policy, parse_policy
-from remediations.narrow_role_assignment import NarrowRoleAssignment
+from remediations.fixes.narrow_role_assignment import NarrowRoleAssignment
 from tests.unit.kv_builders import MemoryClients
 from tests.unit.rbac_builders import (
     BREAK_GLASS,

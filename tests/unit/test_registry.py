@@ -19,8 +19,8 @@ def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> Non
     assert {"remove_list_permission", "narrow_access_policy"} <= set(ids)
     for rid in ids:
         remediation = get_remediation(rid)
-        assert type(remediation).__module__ == f"remediations.{rid}"
-        assert (ROOT / "remediations" / f"{rid}.py").is_file()
+        assert type(remediation).__module__ == f"remediations.fixes.{rid}"
+        assert (ROOT / "remediations" / "fixes" / f"{rid}.py").is_file()
         assert (ROOT / "tests" / "unit" / f"test_{rid}.py").is_file(), f"missing tests/unit/test_{rid}.py"
         assert remediation.handles and remediation.handles <= set(detector_ids())
         meta = remediation.metadata
