@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core.model import (
     SECRET_MANAGEMENT_PERMISSIONS,
     SECRET_PERMISSIONS,
@@ -22,6 +20,7 @@ from remediations.core.model import (
     expand_secret_permissions,
 )
 from remediations.core.policy import Policy
+from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 # Built-in roles that can manage a vault (and so restore access) from the control plane:
 # Owner, Contributor, Key Vault Contributor, Key Vault Administrator.

@@ -19,7 +19,7 @@ from remediations.core.model import Action, Finding, Outcome, Severity, Snapshot
 from remediations.core.policy import Policy
 
 if TYPE_CHECKING:
-    from remediations.adapters.clients import Clients
+    from remediations.ports import Clients
 
 
 class RemediationMetadata(BaseModel):

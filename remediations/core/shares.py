@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core.model import Action, Finding, Outcome, Share, ShareChange, Snapshot
+from remediations.ports import AzureCallFailed, ResourceGone
 
 
 def _label(share: Share) -> str:

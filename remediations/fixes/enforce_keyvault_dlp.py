@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.adapters.clients import Clients, PowerPlatformApi
-from remediations.adapters.errors import AzureCallFailed
-from remediations.adapters.powerplatform import dlp_from_api
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
     Action,
@@ -28,6 +25,7 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.ports import AzureCallFailed, Clients, PowerPlatformApi
 
 LIST_SECRETS = "ListSecrets"
 _ENV_ID = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{}"
@@ -193,6 +191,9 @@ def satisfies(policy: DlpPolicy, change: DlpPolicyChange) -> bool:
 
 
 def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
+    # Reading the service's DLP shape is the adapter's job; imported here so planning stays Azure-free.
+    from remediations.adapters.powerplatform import dlp_from_api  # noqa: PLC0415
+
     (change,) = action.changes
     if not isinstance(change, DlpPolicyChange):
         return Outcome(action_id=action.id, status="failed", error="not a DLP action")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from remediations.adapters.clients import Clients
 from remediations.core import rbac
 from remediations.core.model import (
     Action,
@@ -27,6 +26,7 @@ from remediations.core.model import (
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.role_changes import apply_role_changes, describe
+from remediations.ports import Clients
 
 
 def _list_failed(snapshot: Snapshot, vault: Vault) -> bool:

@@ -9,8 +9,6 @@ entry of another tenant (which our directory cannot resolve) is reported, not re
 
 from __future__ import annotations
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core import rbac
 from remediations.core.access_policy import entry_of
 from remediations.core.model import (
@@ -26,6 +24,7 @@ from remediations.core.model import (
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.role_changes import apply_role_changes, describe
+from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 
 @register

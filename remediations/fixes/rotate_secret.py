@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from remediations.adapters.clients import Clients, KeyVaultSecretsApi
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core.model import (
     Action,
     Finding,
@@ -59,6 +57,7 @@ from remediations.core.rotation import (
     tag_value,
     ticket_findings,
 )
+from remediations.ports import AzureCallFailed, Clients, KeyVaultSecretsApi, ResourceGone
 from remediations.rotators import RotationContext, Rotator, StepFailed, get_rotator
 from remediations.rotators.random_value import length_and_charset
 
