@@ -674,12 +674,43 @@ DETECTOR_INSECURE_GET = "flow_insecure_get_secret"
 DETECTOR_LISTS_SECRETS = "flow_lists_secrets"
 DETECTOR_HARDCODED_CREDENTIAL = "flow_hardcoded_credential"
 DETECTOR_SECURE_GET = "flow_secure_get_secret"
-FLOW_DETECTOR_IDS: tuple[str, ...] = (
-    DETECTOR_INSECURE_GET,
-    DETECTOR_LISTS_SECRETS,
-    DETECTOR_HARDCODED_CREDENTIAL,
-    DETECTOR_SECURE_GET,
+
+
+class FlowRule(Frozen):
+    """A flow-definition detector's metadata (registered with the detectors by core/pp_detect.py)."""
+
+    id: str
+    title: str
+    detail: str  # what to do about it
+
+
+FLOW_RULES: tuple[FlowRule, ...] = (
+    FlowRule(
+        id=DETECTOR_INSECURE_GET,
+        title="Key Vault Get secret without secure outputs",
+        detail="The secret value is shown in the flow's run history to everyone who can see its runs. "
+        "Turn on Secure outputs (and inputs) in the action's settings.",
+    ),
+    FlowRule(
+        id=DETECTOR_LISTS_SECRETS,
+        title="Key Vault List secrets in a flow",
+        detail="Listing is the enumeration step of the vault dump: with a Get secret for each item the flow "
+        "reads every secret its connection can list. Read named secrets instead and remove the list "
+        "permission.",
+    ),
+    FlowRule(
+        id=DETECTOR_HARDCODED_CREDENTIAL,
+        title="Hard-coded credential in a flow definition",
+        detail="A literal credential is readable by every editor of the flow and in every export. Keep it in "
+        "Key Vault and read it with a secured Get secret, or use a managed identity.",
+    ),
+    FlowRule(
+        id=DETECTOR_SECURE_GET,
+        title="Key Vault Get secret with secure outputs (informational)",
+        detail="The flow reads this secret with secure outputs on; listed so its use is visible.",
+    ),
 )
+FLOW_DETECTOR_IDS: tuple[str, ...] = tuple(rule.id for rule in FLOW_RULES)
 
 
 class FlowRef(Frozen):
