@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from remediations.core.evidence import AccessPolicyEvidence, ExcessPermissionsEvidence
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
 from remediations.core.policy import Policy
@@ -120,19 +121,13 @@ def reviewable_policies(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Va
             yield vault, entry
 
 
-def _evidence(vault: Vault, entry: AccessPolicy, **extra: object) -> dict[str, object]:
-    return {
-        "vault": vault.name,
-        "objectId": entry.object_id,
-        "applicationId": entry.application_id,
-        "secretPermissions": list(entry.permissions.secrets),
-        **extra,
-    }
-
-
-def _needed_names(policy: Policy, object_id: str, vault: Vault) -> dict[str, object]:
-    names = policy.needed_secret_names(object_id, vault)
-    return {} if names is None else {"neededSecretNames": list(names)}
+def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
+    return AccessPolicyEvidence(
+        vault=vault.name,
+        object_id=entry.object_id,
+        application_id=entry.application_id,
+        secret_permissions=entry.permissions.secrets,
+    )
 
 
 @detector(
@@ -159,7 +154,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} can list every secret in vault {vault.name}",
-                evidence=_evidence(vault, entry),
+                evidence=_evidence(vault, entry).as_dict(),
             )
         )
     return findings
@@ -188,16 +183,20 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
                 message=f"{entry.object_id} holds secret permissions {excess} on vault {vault.name} "
                 f"beyond its "
                 f"allow-list {sorted(allowed)}",
-                evidence=_evidence(
-                    vault,
-                    entry,
-                    allowed=sorted(allowed),
-                    excess=excess,
-                    **_needed_names(policy, entry.object_id, vault),
-                ),
+                evidence=_excess_evidence(vault, entry, policy, allowed, excess),
             )
         )
     return findings
+
+
+def _excess_evidence(
+    vault: Vault, entry: AccessPolicy, policy: Policy, allowed: frozenset[str], excess: list[str]
+) -> dict[str, object]:
+    names = policy.needed_secret_names(entry.object_id, vault)
+    known = {} if names is None else {"needed_secret_names": names}  # unset, not null, when unknown
+    return ExcessPermissionsEvidence(
+        **_evidence(vault, entry).model_dump(), allowed=tuple(sorted(allowed)), excess=tuple(excess), **known
+    ).as_dict()
 
 
 @detector(
@@ -220,7 +219,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 principal=entry.object_id,
                 message=f"vault {vault.name} grants access to {entry.object_id}, "
                 "which no longer exists in the directory",
-                evidence=_evidence(vault, entry),
+                evidence=_evidence(vault, entry).as_dict(),
             )
         )
     return findings
