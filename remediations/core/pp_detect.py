@@ -16,6 +16,7 @@ by the share detectors (the service cannot remove a creator's ownership).
 from __future__ import annotations
 
 from remediations.core.detect import Detector, detector, detector_ids_on
+from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_analysis import FLOW_RULES, FlowRef, flow_findings
 from remediations.core.model import Connection, Finding, Flow, Snapshot
@@ -65,12 +66,12 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
             f"{sorted(c.id for c in used)}",
-            evidence={
-                "environment": flow.environment,
-                "flow": flow.id,
-                "connections": sorted(c.id for c in used),
-                "vaults": _vaults(used),
-            },
+            evidence=FlowUsesKeyVaultEvidence(
+                environment=flow.environment,
+                flow=flow.id,
+                connections=tuple(sorted(c.id for c in used)),
+                vaults=tuple(_vaults(used)),
+            ).as_dict(),
         )
         for flow, used in keyvault_flows(snapshot)
     ]
@@ -183,13 +184,13 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
                 principal=who,
                 message=f"{who} is {share.role} of Key Vault flow {flow.display_name or flow.id!r} "
                 "and is not in the allowed flow editors",
-                evidence={
-                    "environment": flow.environment,
-                    "flow": flow.id,
-                    "role": share.role,
-                    "principalKind": share.principal_kind,
-                    "connections": sorted(c.id for c in used),
-                },
+                evidence=FlowShareEvidence(
+                    environment=flow.environment,
+                    flow=flow.id,
+                    role=share.role,
+                    principal_kind=share.principal_kind,
+                    connections=tuple(sorted(c.id for c in used)),
+                ).as_dict(),
             )
         )
     return findings
@@ -216,14 +217,14 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
                 f"({share.role}) with {who}, who is not in the allowed connection users",
-                evidence={
-                    "environment": connection.environment,
-                    "connection": connection.id,
-                    "api": connection.api_name,
-                    "role": share.role,
-                    "permissionId": share.permission_id,
-                    "principalKind": share.principal_kind,
-                },
+                evidence=ConnectionShareEvidence(
+                    environment=connection.environment,
+                    connection=connection.id,
+                    api=connection.api_name,
+                    role=share.role,
+                    permission_id=share.permission_id,
+                    principal_kind=share.principal_kind,
+                ).as_dict(),
             )
         )
     return findings

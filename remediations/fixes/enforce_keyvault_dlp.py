@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.evidence import FlowUsesKeyVaultEvidence
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
     Action,
@@ -58,9 +59,7 @@ def plan_dlp(
     snapshot: Snapshot, findings: list[Finding], policy: Policy, remediation_id: str
 ) -> list[Action]:
     rules = policy.power_platform.dlp
-    keyvault_envs = sorted(
-        {str(f.evidence.get("environment")) for f in findings if f.evidence.get("environment")}
-    )
+    keyvault_envs = sorted({env for f in findings if (env := FlowUsesKeyVaultEvidence.of(f).environment)})
     ids = tuple(f.id for f in findings)
     actions: list[Action] = []
     targets: list[tuple[str, list[str], bool]] = []  # (display name, environments, block the connector)
