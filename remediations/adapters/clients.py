@@ -1,7 +1,7 @@
 """`Clients`: everything that talks to Azure, built once per invocation (no import-time singletons).
 
-`Clients` is a Protocol so the engine and remediations depend on shapes, not on the SDK.
-`AzureClients` is the real one: one SDK client per service and subscription, a SecretClient per
+`Clients` (in `remediations.ports`) is a Protocol so the engine and remediations depend on shapes, not on
+the SDK. `AzureClients` is the real one: one SDK client per service and subscription, a SecretClient per
 vault URL, all reused for the invocation and closed at the end. It knows only public endpoints and
 standard environment variables (AZURE_*, HTTPS_PROXY, REQUESTS_CA_BUNDLE).
 """
@@ -9,10 +9,8 @@ standard environment variables (AZURE_*, HTTPS_PROXY, REQUESTS_CA_BUNDLE).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -25,148 +23,29 @@ from remediations.adapters.keyvault_data import KeyVaultSecrets
 from remediations.adapters.keyvault_mgmt import KeyVaultManagement
 from remediations.adapters.powerplatform import PowerPlatform
 from remediations.adapters.storage_keys import StorageKeys
-from remediations.core.model import (
-    AccessPolicy,
-    AccessPolicyChange,
-    Flow,
-    Identity,
-    RoleAssignment,
-    RoleAssignmentChange,
-    RoleDefinition,
-    Scope,
-    SecretMeta,
-    SecretVersionMeta,
-    Share,
-    Vault,
+from remediations.ports import (
+    ApplicationsApi,
+    AuthorizationApi,
+    Clients,
+    DirectoryApi,
+    KeyVaultManagementApi,
+    KeyVaultSecretsApi,
+    PowerPlatformApi,
+    StorageKeysApi,
 )
-from remediations.core.secret_value import SecretValue
 
-
-class KeyVaultManagementApi(Protocol):
-    def list_vaults(self, scope: Scope) -> list[Vault]: ...
-
-    def update_access_policy(
-        self, resource_group: str, vault_name: str, change: AccessPolicyChange
-    ) -> tuple[AccessPolicy, ...]: ...
-
-
-class KeyVaultSecretsApi(Protocol):
-    def list_secret_metadata(self) -> list[SecretMeta]: ...
-
-    def count_secrets(self) -> int: ...
-
-    # Rotation (rotate_secret): versions metadata, a new version, version properties, a read-back check.
-    def list_versions(self, name: str) -> list[SecretVersionMeta]: ...
-
-    def set_secret(
-        self,
-        name: str,
-        value: SecretValue,
-        *,
-        content_type: str | None,
-        expires: datetime | None,
-        tags: dict[str, str],
-    ) -> SecretVersionMeta: ...
-
-    def update_version(
-        self, name: str, version: str, *, enabled: bool | None = None, tags: dict[str, str] | None = None
-    ) -> SecretVersionMeta: ...
-
-    def value_matches(self, name: str, version: str, value: SecretValue) -> bool: ...
-
-    def is_readable(self, name: str, version: str) -> bool: ...
-
-
-class AuthorizationApi(Protocol):
-    def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
-
-    # RBAC remediations (issue 7): lists at any scope string, role definitions once per subscription,
-    # creates with deterministic names, deletes that treat "already gone" as done.
-    def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]: ...
-
-    def list_role_definitions(self) -> list[RoleDefinition]: ...
-
-    def create_role_assignment(self, change: RoleAssignmentChange) -> RoleAssignment | None: ...
-
-    def delete_role_assignment(self, change: RoleAssignmentChange) -> bool: ...
-
-
-class DirectoryApi(Protocol):
-    def resolve(self, object_ids: Sequence[str]) -> list[Identity]: ...
-
-    def object_ids_for_app_ids(self, app_ids: Sequence[str]) -> dict[str, str]: ...
-
-    def group_members(self, group_id: str) -> list[str]: ...
-
-
-class PowerPlatformApi(Protocol):
-    """Power Platform admin routes (adapters/powerplatform.py). Lists return the API's items."""
-
-    def list_environments(self) -> list[dict[str, Any]]: ...
-
-    def get_environment(self, environment: str) -> dict[str, Any]: ...
-
-    def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]: ...
-
-    def list_flows(self, environment: str) -> list[dict[str, Any]]: ...
-
-    def get_flow(self, environment: str, flow: str) -> Flow: ...
-
-    def flow_permissions(self, environment: str, flow: str) -> list[Share]: ...
-
-    def modify_flow_permissions(
-        self,
-        environment: str,
-        flow: str,
-        *,
-        delete: Sequence[str] = (),
-        put: Sequence[dict[str, Any]] = (),
-    ) -> None: ...
-
-    def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]: ...
-
-    def connection_permissions(self, environment: str, api: str, connection: str) -> list[Share]: ...
-
-    def modify_connection_permissions(
-        self, environment: str, api: str, connection: str, *, delete: Sequence[str]
-    ) -> None: ...
-
-    def list_dlp_policies(self) -> list[dict[str, Any]]: ...
-
-    def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]: ...
-
-    def update_dlp_policy(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class ApplicationsApi(Protocol):
-    def password_key_ids(self, app_object_id: str) -> list[str]: ...
-
-    def add_password(
-        self, app_object_id: str, display_name: str, end: datetime
-    ) -> tuple[str, SecretValue]: ...
-
-    def remove_password(self, app_object_id: str, key_id: str) -> None: ...
-
-
-class StorageKeysApi(Protocol):
-    def list_keys(self, resource_group: str, account: str) -> dict[str, SecretValue]: ...
-
-    def regenerate_key(self, resource_group: str, account: str, key_name: str) -> dict[str, SecretValue]: ...
-
-
-class Clients(Protocol):
-    def keyvault_management(self, subscription_id: str) -> KeyVaultManagementApi: ...
-
-    def keyvault_secrets(self, vault_uri: str) -> KeyVaultSecretsApi: ...
-
-    def authorization(self, subscription_id: str) -> AuthorizationApi: ...
-
-    def directory(self) -> DirectoryApi: ...
-
-    def applications(self) -> ApplicationsApi: ...
-
-    def storage(self, subscription_id: str) -> StorageKeysApi: ...
-    def power_platform(self) -> PowerPlatformApi: ...
+# The ports, re-exported for callers that still import them from here.
+__all__ = [
+    "ApplicationsApi",
+    "AuthorizationApi",
+    "AzureClients",
+    "Clients",
+    "DirectoryApi",
+    "KeyVaultManagementApi",
+    "KeyVaultSecretsApi",
+    "PowerPlatformApi",
+    "StorageKeysApi",
+]
 
 
 class AzureClients:

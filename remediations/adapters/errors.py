@@ -8,33 +8,10 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.core.rest import HttpResponse
 
+from remediations.ports import AzureCallFailed, ResourceGone
 
-class AzureCallFailed(Exception):
-    """A call to Azure failed; `status` is the HTTP status when there was a response."""
-
-    def __init__(
-        self,
-        operation: str,
-        status: int | None,
-        code: str | None,
-        message: str,
-        retry_after: float | None = None,
-    ) -> None:
-        self.operation = operation
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        label = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{operation}: {label}{f' {code}' if code else ''}: {message}")
-
-    @property
-    def transient(self) -> bool:
-        return self.status is None or self.status == 429 or self.status >= 500
-
-
-class ResourceGone(AzureCallFailed):
-    """404: the resource no longer exists. For a delta that removes access this is a no-op."""
+# The typed failures live in the ports (the core handles them); adapters raise them from here.
+__all__ = ["AzureCallFailed", "ResourceGone", "failure_from_response", "retry_after_seconds", "translate"]
 
 
 def _retry_after(error: HttpResponseError) -> float | None:

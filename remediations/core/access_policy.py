@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.evidence import entry_evidence
 from remediations.core.model import (
     SECRET_MANAGEMENT_PERMISSIONS,
     SECRET_PERMISSIONS,
@@ -22,6 +21,7 @@ from remediations.core.model import (
     expand_secret_permissions,
 )
 from remediations.core.policy import Policy
+from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 # Built-in roles that can manage a vault (and so restore access) from the control plane:
 # Owner, Contributor, Key Vault Contributor, Key Vault Administrator.
@@ -142,9 +142,8 @@ def group_removals(
     one's reason. One entry gets one action, so a vault gets one write per identity."""
     wanted: Removals = {}
     for finding in findings:
-        key = entry_key(
-            finding.resource_id, finding.principal or "", str(finding.evidence.get("applicationId") or "")
-        )
+        application_id = entry_evidence(finding).application_id or ""
+        key = entry_key(finding.resource_id, finding.principal or "", application_id)
         permissions, ids, _ = wanted.setdefault(key, (set(), [], reason(finding)))
         permissions.update(remove(finding))
         ids.append(finding.id)

@@ -8,14 +8,35 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from remediations.core.evidence import AccessPolicyEvidence, ExcessPermissionsEvidence
 from remediations.core.flow_allow_list import effective_policy
 from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
 from remediations.core.policy import Policy
 
 Detector = Callable[[Snapshot, Policy], list[Finding]]
+Platform = Literal["azure", "power_platform"]
+DEFAULT_HELP = "https://learn.microsoft.com/azure/key-vault/general/security-features"
+ACCESS_POLICY_HELP = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
+
+
+class DetectorInfo(BaseModel):
+    """What reports, SARIF rules and the triggers know of a detector, given where it is registered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    title: str  # the rule's short description
+    platform: Platform  # Power Platform findings are planned by the environment worker, never per vault
+    help_url: str = DEFAULT_HELP
+    detail: str = ""  # what to do about it (SARIF fullDescription/help), where a sentence beats the link
+
 
 _DETECTORS: dict[str, Detector] = {}
+_INFO: dict[str, DetectorInfo] = {}
 # Every module holding detectors besides this one. They register on import and import `detector` from
 # here, so they are loaded lazily (before any detector is listed, described or run), never at the
 # bottom of this file. A test imports the whole package in a fresh interpreter and checks this list.
@@ -31,14 +52,35 @@ def load_detectors() -> None:
         importlib.import_module(module)
 
 
-def detector(detector_id: str) -> Callable[[Detector], Detector]:
+def detector(
+    detector_id: str,
+    *,
+    platform: Platform = "azure",
+    title: str | None = None,
+    help_url: str = DEFAULT_HELP,
+    detail: str = "",
+) -> Callable[[Detector], Detector]:
+    """Register a detector with its metadata; the title defaults to its docstring's first line."""
+
     def register(fn: Detector) -> Detector:
         if detector_id in _DETECTORS:
             raise ValueError(f"detector {detector_id!r} is registered twice")
         _DETECTORS[detector_id] = fn
+        _INFO[detector_id] = DetectorInfo(
+            id=detector_id,
+            title=title or _first_line(fn.__doc__) or detector_id.replace("_", " ").capitalize(),
+            platform=platform,
+            help_url=help_url,
+            detail=detail,
+        )
         return fn
 
     return register
+
+
+def _first_line(doc: str | None) -> str:
+    text = (doc or "").strip()
+    return text.splitlines()[0].strip() if text else ""
 
 
 def detector_ids() -> list[str]:
@@ -46,12 +88,14 @@ def detector_ids() -> list[str]:
     return sorted(_DETECTORS)
 
 
-def detector_description(detector_id: str) -> str | None:
-    """The first line of a detector's docstring (reports use it as the rule's short description)."""
+def detector_info(detector_id: str) -> DetectorInfo | None:
     load_detectors()
-    fn = _DETECTORS.get(detector_id)
-    doc = (fn.__doc__ or "").strip() if fn is not None else ""
-    return doc.splitlines()[0].strip() if doc else None
+    return _INFO.get(detector_id)
+
+
+def detector_ids_on(platform: Platform) -> frozenset[str]:
+    load_detectors()
+    return frozenset(i for i, info in _INFO.items() if info.platform == platform)
 
 
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
@@ -77,22 +121,20 @@ def reviewable_policies(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Va
             yield vault, entry
 
 
-def _evidence(vault: Vault, entry: AccessPolicy, **extra: object) -> dict[str, object]:
-    return {
-        "vault": vault.name,
-        "objectId": entry.object_id,
-        "applicationId": entry.application_id,
-        "secretPermissions": list(entry.permissions.secrets),
-        **extra,
-    }
+def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
+    return AccessPolicyEvidence(
+        vault=vault.name,
+        object_id=entry.object_id,
+        application_id=entry.application_id,
+        secret_permissions=entry.permissions.secrets,
+    )
 
 
-def _needed_names(policy: Policy, object_id: str, vault: Vault) -> dict[str, object]:
-    names = policy.needed_secret_names(object_id, vault)
-    return {} if names is None else {"neededSecretNames": list(names)}
-
-
-@detector("secret_list_permission")
+@detector(
+    "secret_list_permission",
+    title="An identity can list every secret in a vault (enumeration: the seed attack)",
+    help_url=ACCESS_POLICY_HELP,
+)
 def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """`list` lets anyone who can run a flow as this identity enumerate the vault (the seed attack).
 
@@ -112,13 +154,17 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} can list every secret in vault {vault.name}",
-                evidence=_evidence(vault, entry),
+                evidence=_evidence(vault, entry).as_dict(),
             )
         )
     return findings
 
 
-@detector("excess_secret_permissions")
+@detector(
+    "excess_secret_permissions",
+    title="An identity holds secret permissions beyond its purpose's allow-list",
+    help_url=ACCESS_POLICY_HELP,
+)
 def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
@@ -137,19 +183,27 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
                 message=f"{entry.object_id} holds secret permissions {excess} on vault {vault.name} "
                 f"beyond its "
                 f"allow-list {sorted(allowed)}",
-                evidence=_evidence(
-                    vault,
-                    entry,
-                    allowed=sorted(allowed),
-                    excess=excess,
-                    **_needed_names(policy, entry.object_id, vault),
-                ),
+                evidence=_excess_evidence(vault, entry, policy, allowed, excess),
             )
         )
     return findings
 
 
-@detector("orphaned_principal")
+def _excess_evidence(
+    vault: Vault, entry: AccessPolicy, policy: Policy, allowed: frozenset[str], excess: list[str]
+) -> dict[str, object]:
+    names = policy.needed_secret_names(entry.object_id, vault)
+    known = {} if names is None else {"needed_secret_names": names}  # unset, not null, when unknown
+    return ExcessPermissionsEvidence(
+        **_evidence(vault, entry).model_dump(), allowed=tuple(sorted(allowed)), excess=tuple(excess), **known
+    ).as_dict()
+
+
+@detector(
+    "orphaned_principal",
+    title="A vault grants access to an identity that no longer exists in the directory",
+    help_url=ACCESS_POLICY_HELP,
+)
 def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
     findings = []
@@ -165,7 +219,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 principal=entry.object_id,
                 message=f"vault {vault.name} grants access to {entry.object_id}, "
                 "which no longer exists in the directory",
-                evidence=_evidence(vault, entry),
+                evidence=_evidence(vault, entry).as_dict(),
             )
         )
     return findings

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from remediations.core import rbac
 from remediations.core.detect import detector
+from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.model import Finding, Snapshot, Vault
 from remediations.core.policy import Policy
@@ -54,17 +55,17 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                         f"{len(vault.secrets)} secrets of vault {vault.name}; "
                         f"it needs {sorted(needed & present)}"
                     ),
-                    evidence={
-                        "vault": vault.name,
-                        "assignmentId": grant.assignment.id,
-                        "scope": grant.assignment.scope,
-                        "level": grant.level,
-                        "role": grant.role_name,
-                        "roleDefinitionId": grant.assignment.role_definition_id,
-                        "inherited": grant.inherited,
-                        "secretsOnly": grant.secrets_only,
-                        "needed": sorted(needed),
-                    },
+                    evidence=RoleGrantEvidence(
+                        vault=vault.name,
+                        assignment_id=grant.assignment.id,
+                        scope=grant.assignment.scope,
+                        level=grant.level,
+                        role=grant.role_name,
+                        role_definition_id=grant.assignment.role_definition_id,
+                        inherited=grant.inherited,
+                        secrets_only=grant.secrets_only,
+                        needed=tuple(sorted(needed)),
+                    ).as_dict(),
                 )
             )
     return findings
@@ -91,7 +92,9 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
                 principal=assignment.principal_id,
                 message=f"role assignment {assignment.name} at {assignment.scope} is for "
                 f"{assignment.principal_id}, which no longer exists in the directory",
-                evidence={"assignmentId": assignment.id, "roleDefinitionId": assignment.role_definition_id},
+                evidence=OrphanedAssignmentEvidence(
+                    assignment_id=assignment.id, role_definition_id=assignment.role_definition_id
+                ).as_dict(),
             )
         )
     return findings

@@ -15,26 +15,13 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from remediations.core.detect import Detector, detector
+from remediations.core.detect import Detector, detector, detector_ids_on
+from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
 from remediations.core.flow_allow_list import analyze_flows
-from remediations.core.flow_analysis import FLOW_DETECTOR_IDS, FlowRef, flow_findings
+from remediations.core.flow_analysis import FLOW_RULES, FlowRef, flow_findings
 from remediations.core.model import Connection, Finding, Flow, Snapshot
 from remediations.core.policy import Policy
 
-# Every detector of this module: findings about Power Platform, planned by the environment worker.
-POWER_PLATFORM_DETECTORS = frozenset(
-    {
-        "flow_uses_keyvault",
-        "connection_runs_as_user",
-        "flow_owned_by_personal_account",
-        "flow_shared_beyond_allowed",
-        "connection_shared_beyond_allowed",
-        "environment_too_many_customizers",
-        *FLOW_DETECTOR_IDS,
-    }
-)
 _FLOW_SHARE_ROLES = frozenset({"owner", "canedit", "canview"})
 _CONNECTION_SHARE_ROLES = frozenset({"canedit", "canview", "canviewwithshare"})
 
@@ -69,7 +56,7 @@ def _vaults(used: list[Connection]) -> list[str]:
     return sorted({c.parameters.get("vaultName", "") for c in used} - {""})
 
 
-@detector("flow_uses_keyvault")
+@detector("flow_uses_keyvault", platform="power_platform")
 def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return [
         Finding.create(
@@ -79,18 +66,18 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
             f"{sorted(c.id for c in used)}",
-            evidence={
-                "environment": flow.environment,
-                "flow": flow.id,
-                "connections": sorted(c.id for c in used),
-                "vaults": _vaults(used),
-            },
+            evidence=FlowUsesKeyVaultEvidence(
+                environment=flow.environment,
+                flow=flow.id,
+                connections=tuple(sorted(c.id for c in used)),
+                vaults=tuple(_vaults(used)),
+            ).as_dict(),
         )
         for flow, used in keyvault_flows(snapshot)
     ]
 
 
-@detector("connection_runs_as_user")
+@detector("connection_runs_as_user", platform="power_platform")
 def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
@@ -146,7 +133,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
     return findings
 
 
-@detector("flow_owned_by_personal_account")
+@detector("flow_owned_by_personal_account", platform="power_platform")
 def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
@@ -176,7 +163,7 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
     return findings
 
 
-@detector("flow_shared_beyond_allowed")
+@detector("flow_shared_beyond_allowed", platform="power_platform")
 def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
     findings = []
@@ -197,19 +184,19 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
                 principal=who,
                 message=f"{who} is {share.role} of Key Vault flow {flow.display_name or flow.id!r} "
                 "and is not in the allowed flow editors",
-                evidence={
-                    "environment": flow.environment,
-                    "flow": flow.id,
-                    "role": share.role,
-                    "principalKind": share.principal_kind,
-                    "connections": sorted(c.id for c in used),
-                },
+                evidence=FlowShareEvidence(
+                    environment=flow.environment,
+                    flow=flow.id,
+                    role=share.role,
+                    principal_kind=share.principal_kind,
+                    connections=tuple(sorted(c.id for c in used)),
+                ).as_dict(),
             )
         )
     return findings
 
 
-@detector("connection_shared_beyond_allowed")
+@detector("connection_shared_beyond_allowed", platform="power_platform")
 def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     connections = keyvault_connections(snapshot)
     findings = []
@@ -230,20 +217,20 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
                 f"({share.role}) with {who}, who is not in the allowed connection users",
-                evidence={
-                    "environment": connection.environment,
-                    "connection": connection.id,
-                    "api": connection.api_name,
-                    "role": share.role,
-                    "permissionId": share.permission_id,
-                    "principalKind": share.principal_kind,
-                },
+                evidence=ConnectionShareEvidence(
+                    environment=connection.environment,
+                    connection=connection.id,
+                    api=connection.api_name,
+                    role=share.role,
+                    permission_id=share.permission_id,
+                    principal_kind=share.principal_kind,
+                ).as_dict(),
             )
         )
     return findings
 
 
-@detector("environment_too_many_customizers")
+@detector("environment_too_many_customizers", platform="power_platform")
 def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:
@@ -284,6 +271,10 @@ def _definition_detector(detector_id: str) -> Detector:
     return detect_definitions
 
 
-_register: Callable[[str], Callable[[Detector], Detector]] = detector
-for _detector_id in FLOW_DETECTOR_IDS:
-    _register(_detector_id)(_definition_detector(_detector_id))
+for _rule in FLOW_RULES:
+    detector(_rule.id, platform="power_platform", title=_rule.title, detail=_rule.detail)(
+        _definition_detector(_rule.id)
+    )
+
+# Kept for callers not yet reading the registry (triggers/service.py): derived, never hand-kept.
+POWER_PLATFORM_DETECTORS: frozenset[str] = detector_ids_on("power_platform")

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-import remediations
+import remediations.fixes
 from remediations.core.model import Action, Finding, Outcome, Severity, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.request import Targets
 
 if TYPE_CHECKING:
-    from remediations.adapters.clients import Clients
+    from remediations.ports import Clients
 
 
 class RemediationMetadata(BaseModel):
@@ -67,7 +67,6 @@ class Remediation(ABC):
 
 _REGISTRY: dict[str, type[Remediation]] = {}
 R = TypeVar("R", bound=type[Remediation])
-_NOT_REMEDIATIONS = {"core", "adapters", "report", "__main__", "serve"}
 
 
 def register(cls: R) -> R:
@@ -81,10 +80,10 @@ def register(cls: R) -> R:
 
 
 def load_remediations() -> None:
-    """Import every remediation module in the `remediations` package (each registers itself)."""
-    for info in pkgutil.iter_modules(remediations.__path__):
-        if not info.ispkg and info.name not in _NOT_REMEDIATIONS and not info.name.startswith("_"):
-            importlib.import_module(f"remediations.{info.name}")
+    """Import every module of the `remediations.fixes` package (each registers itself)."""
+    for info in pkgutil.iter_modules(remediations.fixes.__path__):
+        if not info.ispkg and not info.name.startswith("_"):
+            importlib.import_module(f"remediations.fixes.{info.name}")
 
 
 def remediation_ids() -> list[str]:

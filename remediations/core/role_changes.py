@@ -8,9 +8,8 @@ access it needs. Creates use deterministic names, so re-running after a partial 
 
 from __future__ import annotations
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed
 from remediations.core.model import Action, Outcome, RoleAssignment, RoleAssignmentChange, subscription_of
+from remediations.ports import AzureCallFailed, Clients
 
 
 def _list_scope(scope: str) -> str:

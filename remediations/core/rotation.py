@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediations.core.detect import detect, detector
+from remediations.core.evidence import SecretEvidence, SecretSource
 from remediations.core.graph import ExposureGraph, Path, secret_node
 from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
 from remediations.core.policy import Policy
@@ -96,7 +97,7 @@ def _secret_finding(
     vault_uri: str,
     name: str,
     message: str,
-    source: str,
+    source: SecretSource,
     **extra: Any,
 ) -> Finding:
     """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
@@ -107,13 +108,9 @@ def _secret_finding(
         resource_id=secret_resource_id(vault_id, name),
         principal=None,
         message=message,
-        evidence={
-            "vault_id": vault_id,
-            "vault_uri": vault_uri,
-            "secret_name": name,
-            "source": source,
-            **extra,
-        },
+        evidence=SecretEvidence(
+            vault_id=vault_id, vault_uri=vault_uri, secret_name=name, source=source, **extra
+        ).as_dict(),
     )
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence
 from remediations.core.model import Action, Finding, Outcome, Share, ShareChange, Snapshot
+from remediations.ports import AzureCallFailed, ResourceGone
 
 
 def _label(share: Share) -> str:
@@ -22,6 +23,15 @@ def _revoked(share: Share, revoke: set[str], kind: str) -> bool:
     )
 
 
+def _share_target(finding: Finding, kind: Literal["flow", "connection"]) -> tuple[str, str, str | None]:
+    """(environment, flow or connection id, connector api) from a share finding's typed evidence."""
+    if kind == "flow":
+        flow = FlowShareEvidence.of(finding)
+        return flow.environment, flow.flow, None
+    connection = ConnectionShareEvidence.of(finding)
+    return connection.environment, connection.connection, connection.api
+
+
 def plan_share_revocations(
     remediation_id: str,
     kind: Literal["flow", "connection"],
@@ -29,13 +39,11 @@ def plan_share_revocations(
     findings: list[Finding],
     resource_key: str,
 ) -> list[Action]:
-    """`resource_key` is the evidence field naming the flow or connection id."""
+    """`resource_key` names the evidence field of the flow or connection id (read typed, by `kind`)."""
     wanted: dict[tuple[str, str], tuple[Finding, list[Finding]]] = {}
     for finding in findings:
-        key = (
-            str(finding.evidence.get("environment", "")).lower(),
-            str(finding.evidence[resource_key]).lower(),
-        )
+        environment, resource, _ = _share_target(finding, kind)
+        key = (environment.lower(), resource.lower())
         wanted.setdefault(key, (finding, []))[1].append(finding)
     # The resource's shares, in snapshot order: one pass over the tenant's shares, not one per action.
     by_resource: dict[str, list[Share]] = {}
@@ -60,16 +68,17 @@ def plan_share_revocations(
             if kind == "connection" or owners_left or not current
             else "it would leave the flow with no owner"
         )
+        target = _share_target(first, kind)
         changes = tuple(
             ShareChange(
                 operation="delete",
                 resource_kind=kind,
-                environment=str(first.evidence.get("environment", "")),
-                resource_id=str(first.evidence[resource_key]),
+                environment=target[0],
+                resource_id=target[1],
                 principal_id=s.principal_id,
                 principal_kind=s.principal_kind,
                 role=s.role,
-                api=str(first.evidence["api"]) if kind == "connection" else None,
+                api=target[2],
                 permission_id=s.permission_id,
             )
             for s in sorted(removed, key=lambda s: s.principal_id)

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import remediations
-from remediations.core.detect import detector_description
+from remediations.core.detect import DEFAULT_HELP, detector_info
 from remediations.core.model import (
     Action,
     Finding,
@@ -30,36 +30,6 @@ from remediations.shell.audit import AuditRecord
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
 OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")
-
-# Short rule texts for the detectors we ship; others fall back to the detector's docstring.
-RULE_TEXT: dict[str, str] = {
-    "secret_list_permission": "An identity can list every secret in a vault (enumeration: the seed attack)",
-    "excess_secret_permissions": "An identity holds secret permissions beyond its purpose's allow-list",
-    "orphaned_principal": "A vault grants access to an identity that no longer exists in the directory",
-    "flow_insecure_get_secret": "Key Vault Get secret without secure outputs",
-    "flow_lists_secrets": "Key Vault List secrets in a flow",
-    "flow_hardcoded_credential": "Hard-coded credential in a flow definition",
-    "flow_secure_get_secret": "Key Vault Get secret with secure outputs (informational)",
-}
-# What to do about it (SARIF fullDescription/help), where a sentence helps more than the link.
-RULE_DETAIL: dict[str, str] = {
-    "flow_insecure_get_secret": "The secret value is shown in the flow's run history to everyone who can "
-    "see its runs. Turn on Secure outputs (and inputs) in the action's settings.",
-    "flow_lists_secrets": "Listing is the enumeration step of the vault dump: with a Get secret for each "
-    "item the flow reads every secret its connection can list. Read named secrets instead and remove the "
-    "list permission.",
-    "flow_hardcoded_credential": "A literal credential is readable by every editor of the flow and in every "
-    "export. Keep it in Key Vault and read it with a secured Get secret, or use a managed identity.",
-    "flow_secure_get_secret": "The flow reads this secret with secure outputs on; listed so its use is "
-    "visible.",
-}
-_ACCESS_POLICY_DOC = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
-RULE_HELP: dict[str, str] = {
-    "secret_list_permission": _ACCESS_POLICY_DOC,
-    "excess_secret_permissions": _ACCESS_POLICY_DOC,
-    "orphaned_principal": _ACCESS_POLICY_DOC,
-}
-DEFAULT_HELP = "https://learn.microsoft.com/azure/key-vault/general/security-features"
 
 AfterSource = Literal["re-read after apply", "applied outcomes", "planned (dry run)"]
 
@@ -173,15 +143,14 @@ def _rules(findings: Sequence[Finding]) -> tuple[RuleInfo, ...]:
     return tuple(
         RuleInfo(
             id=rule_id,
-            description=RULE_TEXT.get(rule_id)
-            or detector_description(rule_id)
-            or rule_id.replace("_", " ").capitalize(),
-            help_uri=RULE_HELP.get(rule_id, DEFAULT_HELP),
+            description=info.title if info else rule_id.replace("_", " ").capitalize(),
+            help_uri=info.help_url if info else DEFAULT_HELP,
             severity=severity,
-            detail=RULE_DETAIL.get(rule_id, ""),
+            detail=info.detail if info else "",
             informational=rule_id not in failing,
         )
         for rule_id, severity in sorted(worst.items())
+        for info in [detector_info(rule_id)]
     )
 
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol, TypeVar
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed
 from remediations.core.model import SecretRotationChange, SecretVersionMeta
 from remediations.core.policy import RotationRules
 from remediations.core.secret_value import SecretValue
+from remediations.ports import AzureCallFailed, Clients
 
 T = TypeVar("T")
 

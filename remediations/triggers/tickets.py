@@ -25,31 +25,15 @@ from pydantic import (
     model_validator,
 )
 
+from remediations.core.registry import remediation_ids
 from remediations.triggers import ids
 from remediations.triggers.caller import Attribution, Caller
-
-# The remediation ids of DESIGN.md section 1, until the engine's registry is importable.
-FALLBACK_REMEDIATION_IDS: frozenset[str] = frozenset(
-    {
-        "remove_list_permission",
-        "narrow_access_policy",
-        "narrow_role_assignment",
-        "remove_orphaned_principal",
-        "revoke_flow_shares",
-        "revoke_connection_shares",
-        "enforce_keyvault_dlp",
-        "rotate_secret",
-    }
-)
 
 RemediationLookup = Callable[[], Iterable[str]]
 
 
-def _fallback_lookup() -> Iterable[str]:
-    return FALLBACK_REMEDIATION_IDS
-
-
-_lookup: RemediationLookup = _fallback_lookup
+# The registry of fixes (importing it loads no Azure SDK); a test or the engine may plug in another.
+_lookup: RemediationLookup = remediation_ids
 
 
 def use_remediation_registry(lookup: RemediationLookup) -> None:

@@ -28,7 +28,7 @@ from remediations.adapters.clients import AzureClients
 from remediations.core.model import Outcome, Plan, Scope
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
-from remediations.rotate_secret import plan_for_targets
+from remediations.fixes.rotate_secret import plan_for_targets
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.engine import RunContext, apply_plan, inventory
 from remediations.shell.pipeline import run

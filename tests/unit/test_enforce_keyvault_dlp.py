@@ -5,7 +5,7 @@ from remediations.core.detect import detect
 from remediations.core.model import KEYVAULT_CONNECTOR_ID, DlpPolicy, DlpPolicyChange
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
-from remediations.enforce_keyvault_dlp import EnforceKeyvaultDlp, create_body
+from remediations.fixes.enforce_keyvault_dlp import EnforceKeyvaultDlp, create_body
 from tests.unit.pp_builders import ENV, MemoryPowerPlatform, PPClients, seed_like
 
 NAME = "vaultguard: Key Vault without enumeration"

@@ -12,7 +12,7 @@ from remediations.core.model import InventoryError, RoleAssignmentChange, RoleDe
 from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
-from remediations.narrow_role_assignment import NarrowRoleAssignment
+from remediations.fixes.narrow_role_assignment import NarrowRoleAssignment
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import MemoryClients

@@ -19,8 +19,8 @@ def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> Non
     assert {"remove_list_permission", "narrow_access_policy"} <= set(ids)
     for rid in ids:
         remediation = get_remediation(rid)
-        assert type(remediation).__module__ == f"remediations.{rid}"
-        assert (ROOT / "remediations" / f"{rid}.py").is_file()
+        assert type(remediation).__module__ == f"remediations.fixes.{rid}"
+        assert (ROOT / "remediations" / "fixes" / f"{rid}.py").is_file()
         assert (ROOT / "tests" / "unit" / f"test_{rid}.py").is_file(), f"missing tests/unit/test_{rid}.py"
         assert remediation.handles and remediation.handles <= set(detector_ids())
         meta = remediation.metadata
@@ -38,3 +38,16 @@ def test_register_rejects_an_id_that_is_not_the_module_name() -> None:
 def test_unknown_remediation_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="remove_list_permission"):
         get_remediation("nope")
+
+
+def test_every_detector_is_registered_with_its_metadata() -> None:
+    from remediations.core.detect import DetectorInfo, detector_ids_on, detector_info
+    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS
+
+    infos = [detector_info(did) for did in detector_ids()]
+    assert all(isinstance(info, DetectorInfo) and info.title and info.help_url for info in infos)
+    assert detector_ids_on("power_platform") == POWER_PLATFORM_DETECTORS
+    assert {"flow_lists_secrets", "flow_shared_beyond_allowed"} <= POWER_PLATFORM_DETECTORS
+    assert {"secret_list_permission", "wide_secret_role_assignment"} <= detector_ids_on("azure")
+    lists = detector_info("secret_list_permission")
+    assert lists is not None and lists.help_url.endswith("assign-access-policy")

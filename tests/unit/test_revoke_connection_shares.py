@@ -4,7 +4,7 @@ from remediations.core.detect import detect
 from remediations.core.model import ShareChange
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
-from remediations.revoke_connection_shares import RevokeConnectionShares
+from remediations.fixes.revoke_connection_shares import RevokeConnectionShares
 from tests.unit.pp_builders import ANALYST, MemoryPowerPlatform, PPClients, seed_like
 
 

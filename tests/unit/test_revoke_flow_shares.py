@@ -4,7 +4,7 @@ from remediations.core.detect import detect
 from remediations.core.model import ShareChange
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
-from remediations.revoke_flow_shares import RevokeFlowShares
+from remediations.fixes.revoke_flow_shares import RevokeFlowShares
 from tests.unit.pp_builders import ANALYST, SVC, MemoryPowerPlatform, PPClients, seed_like, share
 
 

@@ -22,7 +22,7 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, PolicyError, parse_policy
 from remediations.core.rotation import exposed_secrets
 from remediations.core.secret_value import SecretValue
-from remediations.rotate_secret import plan_for_alert, plan_for_targets, plan_rotations
+from remediations.fixes.rotate_secret import plan_for_alert, plan_for_targets, plan_rotations
 from tests.unit.kv_builders import policy_entry, snapshot, vault
 
 ADMIN = "admin-sp"  # the identity the Key Vault connection authenticates as

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.adapters.clients import Clients, PowerPlatformApi
-from remediations.adapters.errors import AzureCallFailed
-from remediations.adapters.powerplatform import dlp_from_api
+from remediations.core.evidence import FlowUsesKeyVaultEvidence
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
     Action,
@@ -28,6 +26,7 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.ports import AzureCallFailed, Clients, PowerPlatformApi
 
 LIST_SECRETS = "ListSecrets"
 _ENV_ID = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{}"
@@ -60,9 +59,7 @@ def plan_dlp(
     snapshot: Snapshot, findings: list[Finding], policy: Policy, remediation_id: str
 ) -> list[Action]:
     rules = policy.power_platform.dlp
-    keyvault_envs = sorted(
-        {str(f.evidence.get("environment")) for f in findings if f.evidence.get("environment")}
-    )
+    keyvault_envs = sorted({env for f in findings if (env := FlowUsesKeyVaultEvidence.of(f).environment)})
     ids = tuple(f.id for f in findings)
     actions: list[Action] = []
     targets: list[tuple[str, list[str], bool]] = []  # (display name, environments, block the connector)
@@ -193,6 +190,9 @@ def satisfies(policy: DlpPolicy, change: DlpPolicyChange) -> bool:
 
 
 def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
+    # Reading the service's DLP shape is the adapter's job; imported here so planning stays Azure-free.
+    from remediations.adapters.powerplatform import dlp_from_api  # noqa: PLC0415
+
     (change,) = action.changes
     if not isinstance(change, DlpPolicyChange):
         return Outcome(action_id=action.id, status="failed", error="not a DLP action")

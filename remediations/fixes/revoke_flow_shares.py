@@ -6,11 +6,11 @@ its owner. One admin `modifyPermissions` call per flow, then one permissions rea
 
 from __future__ import annotations
 
-from remediations.adapters.clients import Clients
 from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.shares import apply_share_revocations, plan_share_revocations
+from remediations.ports import Clients
 
 
 @register

@@ -9,10 +9,9 @@ entry of another tenant (which our directory cannot resolve) is reported, not re
 
 from __future__ import annotations
 
-from remediations.adapters.clients import Clients
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core import rbac
 from remediations.core.access_policy import entry_of
+from remediations.core.evidence import OrphanedAssignmentEvidence, entry_evidence
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
@@ -26,6 +25,7 @@ from remediations.core.model import (
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.role_changes import apply_role_changes, describe
+from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 
 @register
@@ -69,7 +69,7 @@ class RemoveOrphanedPrincipal(Remediation):
 
     def _plan_entry(self, snapshot: Snapshot, finding: Finding) -> Action | None:
         vault = snapshot.vault(finding.resource_id)
-        application_id = str(finding.evidence.get("applicationId") or "").lower()
+        application_id = (entry_evidence(finding).application_id or "").lower()
         entry = next(
             (
                 e
@@ -103,7 +103,7 @@ class RemoveOrphanedPrincipal(Remediation):
         )
 
     def _plan_assignment(self, snapshot: Snapshot, finding: Finding, policy: Policy) -> Action | None:
-        wanted = str(finding.evidence.get("assignmentId", "")).lower()
+        wanted = OrphanedAssignmentEvidence.of(finding).assignment_id.lower()
         assignment = next((a for a in snapshot.role_assignments if a.id.lower() == wanted), None)
         if assignment is None:
             return None

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from remediations.adapters.clients import Clients, KeyVaultSecretsApi
-from remediations.adapters.errors import AzureCallFailed, ResourceGone
+from remediations.core.evidence import SecretEvidence
 from remediations.core.model import (
     Action,
     Finding,
@@ -60,6 +59,7 @@ from remediations.core.rotation import (
     tag_value,
     ticket_findings,
 )
+from remediations.ports import AzureCallFailed, Clients, KeyVaultSecretsApi, ResourceGone
 from remediations.rotators import RotationContext, Rotator, StepFailed, get_rotator
 from remediations.rotators.random_value import length_and_charset
 
@@ -73,18 +73,17 @@ _PENDING_TAGS = (TAG_PENDING_REMOVE, TAG_REMOVE_AFTER, TAG_PENDING_REGENERATE)
 def _reason(findings: list[Finding], near_expiry_days: int) -> str:
     parts: list[str] = []
     for finding in findings:
-        ev = finding.evidence
-        source = ev.get("source")
-        if source == "finding":
-            parts.append(f"exposed via {', '.join(ev.get('detectors', []))}")
-        elif source == "ticket":
-            parts.append(f"ticket {ev.get('ticketId') or '(none)'}: {ev.get('reason', '')}".strip())
-        elif source == "alert":
-            parts.append(f"alert {ev.get('alertId') or '(none)'}: {ev.get('reason', '')}".strip())
-        elif source == "near-expiry":
-            parts.append(f"expires {ev.get('expires')} (within {near_expiry_days} days)")
-        elif source == "follow-up":
-            parts.append(f"pending step of the last rotation is due ({', '.join(ev.get('pending', []))})")
+        ev = SecretEvidence.of(finding)
+        if ev.source == "finding":
+            parts.append(f"exposed via {', '.join(ev.detectors or ())}")
+        elif ev.source == "ticket":
+            parts.append(f"ticket {ev.ticket_id or '(none)'}: {ev.reason or ''}".strip())
+        elif ev.source == "alert":
+            parts.append(f"alert {ev.alert_id or '(none)'}: {ev.reason or ''}".strip())
+        elif ev.source == "near-expiry":
+            parts.append(f"expires {ev.expires} (within {near_expiry_days} days)")
+        else:  # follow-up
+            parts.append(f"pending step of the last rotation is due ({', '.join(ev.pending or ())})")
     return "; ".join(dict.fromkeys(parts)) or "rotation requested"
 
 
@@ -108,22 +107,21 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
     rules = policy.rotation
     groups: dict[tuple[str, str], list[Finding]] = {}
     for finding in findings:
-        ev = finding.evidence
-        vault_ref = str(ev.get("vault_id") or ev.get("vault_uri") or "")
-        groups.setdefault((vault_ref.lower(), str(ev.get("secret_name", "")).lower()), []).append(finding)
+        ev = SecretEvidence.of(finding)
+        vault_ref = ev.vault_id or ev.vault_uri
+        groups.setdefault((vault_ref.lower(), ev.secret_name.lower()), []).append(finding)
 
     actions: list[Action] = []
     for (vault_ref, _), group in sorted(groups.items()):
         ids = [f.id for f in group]
-        name = str(group[0].evidence.get("secret_name", ""))
-        sources = {str(f.evidence.get("source")) for f in group}
+        evidence = [SecretEvidence.of(f) for f in group]
+        name = evidence[0].secret_name
+        sources: set[str] = {e.source for e in evidence}
         # A rotation completes a pending step anyway; leaving it out of the reason keeps the action id
         # of an exposure that persists (a re-run then resumes instead of rotating a second time).
-        reasons = [f for f in group if f.evidence.get("source") != "follow-up"] or group
+        reasons = [f for f, e in zip(group, evidence, strict=True) if e.source != "follow-up"] or group
         reason = _reason(reasons, rules.near_expiry_days)
-        vault = find_vault(snapshot, vault_ref) or find_vault(
-            snapshot, str(group[0].evidence.get("vault_uri", ""))
-        )
+        vault = find_vault(snapshot, vault_ref) or find_vault(snapshot, evidence[0].vault_uri)
         secret = find_secret(vault, name) if vault is not None else None
         listing = snapshot.secret_list_error(vault.id) if vault is not None else None
         if vault is not None and listing is not None:
@@ -132,7 +130,7 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
             actions.append(_skipped(target, vault.vault_uri, name, reason, ids, skip))
             continue
         if vault is None or secret is None:
-            uri = str(group[0].evidence.get("vault_uri") or vault_ref)
+            uri = evidence[0].vault_uri or vault_ref
             actions.append(
                 _skipped(group[0].resource_id, uri, name, reason, ids, "secret not found in the inventory")
             )
@@ -158,7 +156,7 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
             f"unknown rotator {rotator_name!r}" if rotator is None else rotator.check(secret.tags, rules)
         )
         length, charset = length_and_charset(secret.tags, rules)
-        ticket_id = next((str(f.evidence["ticketId"]) for f in group if f.evidence.get("ticketId")), None)
+        ticket_id = next((e.ticket_id for e in evidence if e.ticket_id), None)
         change = SecretRotationChange(
             vault_uri=vault.vault_uri,
             secret_name=secret.name,

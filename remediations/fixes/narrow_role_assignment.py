@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from remediations.adapters.clients import Clients
 from remediations.core import rbac
+from remediations.core.evidence import RoleGrantEvidence
 from remediations.core.model import (
     Action,
     Finding,
@@ -27,6 +27,7 @@ from remediations.core.model import (
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.role_changes import apply_role_changes, describe
+from remediations.ports import Clients
 
 
 def _list_failed(snapshot: Snapshot, vault: Vault) -> bool:
@@ -89,7 +90,7 @@ class NarrowRoleAssignment(Remediation):
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
         by_assignment: dict[str, list[Finding]] = defaultdict(list)
         for finding in findings:
-            by_assignment[str(finding.evidence.get("assignmentId", "")).lower()].append(finding)
+            by_assignment[RoleGrantEvidence.of(finding).assignment_id.lower()].append(finding)
         assignments = {a.id.lower(): a for a in snapshot.role_assignments}
         budget = _Budget(snapshot, policy)
         actions = []
@@ -107,9 +108,9 @@ class NarrowRoleAssignment(Remediation):
         findings: list[Finding],
         budget: _Budget,
     ) -> Action:
-        evidence = findings[0].evidence
+        evidence = RoleGrantEvidence.of(findings[0])
         principal = assignment.principal_id
-        inherited = bool(evidence.get("inherited"))
+        inherited = evidence.inherited
         needed = rbac.needed_secret_names(snapshot, principal, policy) or frozenset()
         reached = [
             v
@@ -117,13 +118,13 @@ class NarrowRoleAssignment(Remediation):
             if v.enable_rbac_authorization and rbac.level(assignment.scope, v) not in {None, "secret"}
         ]
         flagged = {f.resource_id.lower() for f in findings}
-        role_name = str(evidence.get("role") or assignment.role_guid)
+        role_name = evidence.role or assignment.role_guid
         skip: str | None = None
-        if not evidence.get("secretsOnly"):
+        if not evidence.secrets_only:
             skip = f"{role_name} grants more than secrets (keys, certificates); narrow it by hand"
         elif inherited and not policy.rbac.narrow_inherited:
             skip = (
-                f"inherited from {evidence.get('level')} scope {assignment.scope}: reported only "
+                f"inherited from {evidence.level} scope {assignment.scope}: reported only "
                 "(set rbac.narrowInherited to narrow assignments above the vault)"
             )
         elif inherited and not rbac.covers(snapshot.scope.resource_id, assignment.scope):

@@ -6,11 +6,12 @@ whole-list `replace`, so a concurrent change by someone else is not overwritten.
 
 from __future__ import annotations
 
-from remediations.adapters.clients import Clients
 from remediations.core.access_policy import apply_changes, group_removals, plan_removals
+from remediations.core.evidence import ExcessPermissionsEvidence
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.ports import Clients
 
 
 @register
@@ -43,14 +44,14 @@ class NarrowAccessPolicy(Remediation):
 
 
 def _excess(finding: Finding) -> set[str]:
-    return {str(p) for p in finding.evidence.get("excess", [])}
+    return set(ExcessPermissionsEvidence.of(finding).excess)
 
 
 def _reason(finding: Finding) -> str:
-    reason = f"allow-list for this identity is {finding.evidence.get('allowed', [])}"
-    names = finding.evidence.get("neededSecretNames")
-    if names is not None:
+    evidence = ExcessPermissionsEvidence.of(finding)
+    reason = f"allow-list for this identity is {list(evidence.allowed)}"
+    if evidence.needed_secret_names is not None:
         # Access policies cannot be scoped to one secret: say what flows use, so the vault can be
         # split or moved to RBAC (narrow_role_assignment scopes to exactly these names).
-        reason += f"; its flows read only the secrets {names}"
+        reason += f"; its flows read only the secrets {list(evidence.needed_secret_names)}"
     return reason

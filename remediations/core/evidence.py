@@ -1,0 +1,125 @@
+"""Typed evidence of findings: one model per kind of finding, so planners read attributes, not dict keys.
+
+`Finding.evidence` stays a plain JSON object (report.json, SARIF properties and finding ids are built from
+it); a detector builds its evidence from a model (`as_dict`) and a fix reads it back with `of(finding)`,
+which fails loudly on a key it does not know (`extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remediations.core.model import Finding
+
+# Fields are declared in the order the detectors always wrote their keys, so report.json is unchanged.
+from remediations.core.rbac import ScopeLevel
+
+SecretSource = Literal["finding", "near-expiry", "follow-up", "ticket", "alert"]
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object a finding carries: wire names, only the fields that were given."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @classmethod
+    def of(cls, finding: Finding) -> Self:
+        return cls.model_validate(finding.evidence)
+
+
+class AccessPolicyEvidence(Evidence):
+    """An access-policy entry of a vault (secret_list_permission, orphaned_principal)."""
+
+    vault: str
+    object_id: str = Field(alias="objectId")
+    application_id: str | None = Field(alias="applicationId")
+    secret_permissions: tuple[str, ...] = Field(alias="secretPermissions")
+
+
+class ExcessPermissionsEvidence(AccessPolicyEvidence):
+    """An entry holding more than its allow-list (excess_secret_permissions)."""
+
+    allowed: tuple[str, ...]
+    excess: tuple[str, ...]
+    # The secrets its flows read, when the allow-list comes from flow definitions.
+    needed_secret_names: tuple[str, ...] | None = Field(default=None, alias="neededSecretNames")
+
+
+class OrphanedAssignmentEvidence(Evidence):
+    """A role assignment for an identity the directory says is gone (orphaned_role_assignment)."""
+
+    assignment_id: str = Field(alias="assignmentId")
+    role_definition_id: str = Field(alias="roleDefinitionId")
+
+
+class RoleGrantEvidence(Evidence):
+    """A secret-reading role assignment wider than one secret (wide_secret_role_assignment)."""
+
+    vault: str
+    assignment_id: str = Field(alias="assignmentId")
+    scope: str
+    level: ScopeLevel
+    role: str
+    role_definition_id: str = Field(alias="roleDefinitionId")
+    inherited: bool  # assigned above the vault
+    secrets_only: bool = Field(alias="secretsOnly")  # a role that grants nothing but secret data actions
+    needed: tuple[str, ...]  # the secret names its flows read
+
+
+class FlowUsesKeyVaultEvidence(Evidence):
+    """A flow running on Key Vault connections (flow_uses_keyvault)."""
+
+    environment: str
+    flow: str
+    connections: tuple[str, ...]
+    vaults: tuple[str, ...]
+
+
+class FlowShareEvidence(Evidence):
+    """A Key Vault flow shared with someone not allowed to edit it (flow_shared_beyond_allowed)."""
+
+    environment: str
+    flow: str
+    role: str
+    principal_kind: Literal["user", "group"] = Field(alias="principalKind")
+    connections: tuple[str, ...]
+
+
+class ConnectionShareEvidence(Evidence):
+    """A Key Vault connection shared with someone not allowed to use it (connection_shared_beyond_allowed)."""
+
+    environment: str
+    connection: str
+    api: str
+    role: str
+    permission_id: str | None = Field(alias="permissionId")
+    principal_kind: Literal["user", "group"] = Field(alias="principalKind")
+
+
+class SecretEvidence(Evidence):
+    """A secret to rotate (exposed_secret, secret_near_expiry, rotation_followup_due); the fields after
+    `source` are what that source adds."""
+
+    vault_id: str  # the vault's ARM id, or the reference a ticket gave when the vault is not inventoried
+    vault_uri: str
+    secret_name: str
+    source: SecretSource
+    exposed_by: tuple[str, ...] | None = Field(default=None, alias="exposedBy")  # ids of leaking findings
+    detectors: tuple[str, ...] | None = None
+    readers: tuple[str, ...] | None = None
+    expires: str | None = None
+    pending: tuple[str, ...] | None = None  # the rotation tags whose step is due
+    ticket_id: str | None = Field(default=None, alias="ticketId")
+    alert_id: str | None = Field(default=None, alias="alertId")
+    reason: str | None = None
+
+
+def entry_evidence(finding: Finding) -> AccessPolicyEvidence:
+    """The evidence of any finding about an access-policy entry, read with its detector's model."""
+    if finding.detector_id == "excess_secret_permissions":
+        return ExcessPermissionsEvidence.of(finding)
+    return AccessPolicyEvidence.of(finding)
