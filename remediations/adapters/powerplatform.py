@@ -351,7 +351,14 @@ class PowerPlatform:
 
     # -- DLP ---------------------------------------------------------------------------------------
     def list_dlp_policies(self) -> list[dict[str, Any]]:
+        """The v2 list: each item is the policy definition only, without connector groups or action
+        rules (the Terraform provider GETs every policy for those); see `get_dlp_policy`."""
         return self._list("list DLP policies", f"{BAP}{_DLP}")
+
+    def get_dlp_policy(self, name: str) -> dict[str, Any]:
+        """One whole policy: definition, connector groups and connector action rules."""
+        result: dict[str, Any] = self._json(f"get DLP policy {name}", "GET", f"{BAP}{_DLP}/{_q(name)}")
+        return result
 
     def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._json("create DLP policy", "POST", f"{BAP}{_DLP}", body)

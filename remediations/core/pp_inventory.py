@@ -183,10 +183,18 @@ def inventory_powerplatform(
                 done += 1
                 progress("power platform reads", done, total)
         policies = dlp.result()
-    if isinstance(policies, AzureCallFailed):
-        out.failed("dlp policies", "list DLP policies", policies)
-    else:
-        out.dlp_policies = [dlp_from_api(p) for p in policies]
+        if isinstance(policies, AzureCallFailed):
+            out.failed("dlp policies", "list DLP policies", policies)
+        else:
+            # The list has no connector groups or rules: GET each policy, as the Terraform provider does.
+            names = [str((p.get("policyDefinition") or {}).get("name") or "") for p in policies]
+            reads = [pool.submit(_attempt, api.get_dlp_policy, name) for name in names if name]
+            for name, read in zip([n for n in names if n], reads, strict=True):
+                policy = read.result()
+                if isinstance(policy, AzureCallFailed):
+                    out.failed(name, "get DLP policy", policy)
+                else:
+                    out.dlp_policies.append(dlp_from_api(policy))
     _group_members(clients, out, progress)
     return out
 

@@ -297,7 +297,11 @@ def test_dlp_crud_and_blocked_action_stops_the_edit(emu: Emulator) -> None:
     bap = _client(emu, ADMIN, POWERAPPS_AUDIENCE)
     created = _block_list_secrets(bap)
     name = created["policyDefinition"]["name"]
-    assert [p["policyDefinition"]["name"] for p in bap.get(f"{DLP}/v2/policies").json()["value"]] == [name]
+    listed = bap.get(f"{DLP}/v2/policies").json()["value"]
+    assert [p["policyDefinition"]["name"] for p in listed] == [name]
+    # The list carries the definition only (the Terraform provider's recorded list); rules need the GET.
+    assert list(listed[0]) == ["policyDefinition"] and "connectorGroups" not in listed[0]["policyDefinition"]
+    assert "connectorConfigurationsDefinition" in bap.get(f"{DLP}/v2/policies/{name}").json()
     assert (
         bap.get(f"{DLP}/v2/policies/{name}").json()["policyDefinition"]["displayName"]
         == "Key Vault: no enumeration"

@@ -171,8 +171,23 @@ class MemoryPowerPlatform:
         ]
 
     def list_dlp_policies(self) -> list[dict[str, Any]]:
+        """As the v2 list answers: the definition only, no connector groups, no action rules."""
         self.calls.append(("list_dlp_policies", None))
-        return copy.deepcopy(self.policies)
+        return [
+            {
+                "policyDefinition": {
+                    k: v for k, v in p["policyDefinition"].items() if k != "connectorGroups"
+                }
+            }
+            for p in copy.deepcopy(self.policies)
+        ]
+
+    def get_dlp_policy(self, name: str) -> dict[str, Any]:
+        self.calls.append(("get_dlp_policy", name))
+        for policy in self.policies:
+            if policy["policyDefinition"]["name"] == name:
+                return copy.deepcopy(policy)
+        raise ResourceGone("get DLP policy", 404, "PolicyNotFound", "no policy")
 
     def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("create_dlp_policy", copy.deepcopy(body)))
