@@ -18,6 +18,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
 
 from remediations.adapters.authorization import Authorization
+from remediations.adapters.dataverse import PrincipalKind
 from remediations.adapters.graph_api import Directory
 from remediations.adapters.graph_applications import Applications
 from remediations.adapters.http import EnvOnceSession, shared_transport
@@ -100,7 +101,9 @@ class DirectoryApi(Protocol):
 
 
 class PowerPlatformApi(Protocol):
-    """Power Platform admin routes (adapters/powerplatform.py). Lists return the API's items."""
+    """Power Platform (adapters/powerplatform.py): BAP environments, Dataverse flows, owners, shares and
+    security roles, Power Apps admin connections, DLP. Environment, connection and DLP lists return the
+    API's items; flows and shares come mapped."""
 
     def list_environments(self) -> list[dict[str, Any]]: ...
 
@@ -108,20 +111,17 @@ class PowerPlatformApi(Protocol):
 
     def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]: ...
 
-    def list_flows(self, environment: str) -> list[dict[str, Any]]: ...
+    def list_flows(self, environment: str) -> list[Flow]: ...
 
     def get_flow(self, environment: str, flow: str) -> Flow: ...
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]: ...
 
-    def modify_flow_permissions(
-        self,
-        environment: str,
-        flow: str,
-        *,
-        delete: Sequence[str] = (),
-        put: Sequence[dict[str, Any]] = (),
+    def revoke_flow_access(
+        self, environment: str, flow: str, principals: Sequence[tuple[str, PrincipalKind]]
     ) -> None: ...
+
+    def turn_off_flow(self, environment: str, flow: str) -> None: ...
 
     def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]: ...
 

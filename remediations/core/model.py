@@ -310,7 +310,7 @@ class Share(Frozen):
     resource_kind: Literal["flow", "connection"]
     resource_id: str
     principal_id: str
-    principal_kind: Literal["user", "group"] = "user"
+    principal_kind: Literal["user", "group", "servicePrincipal"] = "user"
     role: str  # Owner, CanEdit, CanView, RunOnly
     environment: str = ""
     permission_id: str | None = None  # the permission's id as the API lists it (connection deletes use it)
@@ -489,7 +489,7 @@ class ShareChange(Frozen):
     environment: str
     resource_id: str
     principal_id: str
-    principal_kind: Literal["user", "group"] = "user"
+    principal_kind: Literal["user", "group", "servicePrincipal"] = "user"
     role: str
     api: str | None = None  # connector name for connections, e.g. shared_keyvault
     permission_id: str | None = None  # the permission id to delete (connections); flows use the object id

@@ -1,0 +1,157 @@
+"""(a) The adapters parse every recorded public response they would get in a real tenant (sources in
+fixtures/SOURCES.md). Each test feeds the recorded body through the adapter's own mapping and checks what
+the app would see."""
+
+from __future__ import annotations
+
+from remediations.adapters.dataverse import (
+    flow_from_workflow,
+    flow_shares_from_api,
+    instance_from_environment,
+    principals_from_api,
+    revoke_body,
+)
+from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
+from remediations.adapters.powerplatform import (
+    connection_from_api,
+    connection_share_from_api,
+    dlp_from_api,
+    environment_from_api,
+)
+from tests.contract.shapes import fixture, values_at
+
+KEYVAULT = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
+
+
+def test_bap_environment_lists_give_names_and_the_dataverse_url() -> None:
+    for name in (
+        "bap-environments-list-admin.response.json",
+        "bap-environments-list-admin.tf-provider.response.json",
+    ):
+        items = fixture(name)["value"]
+        environments = [environment_from_api(i, {}) for i in items]
+        assert environments and all(e.name and e.id for e in environments)
+    tf = fixture("bap-environments-list-admin.tf-provider.response.json")["value"]
+    with_database = [
+        i for i in tf if (i["properties"].get("linkedEnvironmentMetadata") or {}).get("instanceUrl")
+    ]
+    assert with_database
+    for item in with_database:
+        instance = instance_from_environment(item)
+        meta = item["properties"]["linkedEnvironmentMetadata"]
+        assert instance is not None and instance.api_url == (
+            meta.get("instanceApiUrl") or meta["instanceUrl"]
+        ).rstrip("/")
+        assert instance.scope.startswith("https://") and instance.scope.endswith(".dynamics.com/.default")
+
+
+def test_dataverse_workflows_page_maps_id_owner_and_state() -> None:
+    page = fixture("dataverse-workflows-list.docs.json")
+    (row,) = page["value"]
+    user = fixture("dataverse-systemuser.tf-provider.json") | {"systemuserid": row["_ownerid_value"]}
+    principals = principals_from_api([user], [])
+    flow = flow_from_workflow(row, "env", principals)
+    assert flow.id == "d9e875bf-1c9b-ea11-a811-000d3a122b89" and flow.state == "Started"
+    assert flow.creator == user["azureactivedirectoryobjectid"]  # owner mapped to its Entra object id
+    assert flow.display_name == "When an account is updated -> Create a new activity"
+
+
+def test_dataverse_clientdata_gives_the_definition_and_connection_references() -> None:
+    row = {"workflowid": "W1", "statecode": 0} | fixture("dataverse-workflow-clientdata.docs.json")
+    flow = flow_from_workflow(row, "env", principals_from_api([], []))
+    assert flow.state == "Stopped" and flow.id == "w1"
+    assert flow.reference_keys == {
+        "shared_commondataserviceforapps": "shared-commondataser-114efb88-a991-40c7-b75f-2693-b1ca6a0c"
+    }
+    action = flow.definition["actions"]["List_rows"]
+    assert action["inputs"]["host"]["operationId"] == "ListRecords"
+
+
+def test_dataverse_users_give_entra_ids_and_security_roles() -> None:
+    row = fixture("dataverse-systemuser.tf-provider.json")
+    principals = principals_from_api([row], [])
+    oid = row["azureactivedirectoryobjectid"]
+    assert principals.roles == {oid: ("Role 2", "Role 3", "Role 4")}
+    assert principals.resolve(row["systemuserid"]) == (oid, "user")
+    app = principals_from_api([row | {"applicationid": "11111111-1111-1111-1111-111111111111"}], [])
+    assert app.resolve(row["systemuserid"])[1] == "servicePrincipal"  # an application user
+
+
+def test_shared_principals_become_run_only_shares_with_the_dataverse_id_to_revoke() -> None:
+    access = fixture("dataverse-RetrieveSharedPrincipalsAndAccess.docs.json")
+    shares = flow_shares_from_api(
+        "env", "flow", "00000000-0000-0000-0000-0000000000aa", access, principals_from_api([], [])
+    )
+    owner, shared = shares
+    assert owner.role == "Owner"
+    assert (shared.role, shared.principal_kind) == ("CanView", "user")  # ReadAccess only: run-only
+    assert shared.permission_id == "00000000-0000-0000-0000-000000000005"
+
+
+def test_revoke_access_body_has_the_documented_shape() -> None:
+    recorded = fixture("dataverse-RevokeAccess.request.docs.json")
+    ours = revoke_body(recorded["Target"]["workflowid"], recorded["Revokee"]["ownerid"], "user")
+    assert ours == recorded
+    assert revoke_body("w", "t", "group")["Revokee"]["@odata.type"] == "Microsoft.Dynamics.CRM.team"
+
+
+def test_connections_list_maps_identity_parameters_and_parameter_set_only_connections() -> None:
+    items = fixture("connections-list.tf-provider.response.json")["value"]
+    connections = [connection_from_api(i, "env") for i in items]
+    assert [c.connector_id.rsplit("/", 1)[-1] for c in connections] == [
+        "shared_commondataserviceforapps",
+        "shared_flowmanagement",
+    ]
+    parameter_set_only = next(i for i in items if i["properties"].get("connectionParameters") is None)
+    assert connection_from_api(parameter_set_only, "env").parameters == {}  # read, not crashed
+    # A Key Vault connection whose vault name sits only in the parameter set (certificate auth).
+    keyvault = parameter_set_only | {
+        "properties": parameter_set_only["properties"]
+        | {
+            "apiId": KEYVAULT,
+            "connectionParametersSet": {
+                "name": "certOauth",
+                "values": {"vaultName": {"value": "kv-a"}, "token:clientCertificateSecret": {"value": "x"}},
+            },
+        }
+    }
+    parsed = connection_from_api(keyvault, "env")
+    assert parsed.parameters == {"vaultName": "kv-a"}  # never the credential values
+
+
+def test_connection_permissions_keep_service_principal_shares_typed() -> None:
+    items = fixture("connection-permissions-list.tf-provider.response.json")["value"]
+    shares = [connection_share_from_api(i, "env", "c1") for i in items]
+    kinds = {(s.role, s.principal_kind) for s in shares}
+    assert ("CanViewWithShare", "servicePrincipal") in kinds and ("Owner", "user") in kinds
+    assert all(
+        s.permission_id and s.permission_id.endswith(s.permission_id.rsplit("/", 1)[-1]) for s in shares
+    )
+
+
+def test_dlp_list_items_have_no_rules_and_the_policy_get_has_them() -> None:
+    listed = [dlp_from_api(i) for i in fixture("dlp-list.tf-provider.json")["value"]]
+    assert [p.display_name for p in listed] == ["a1", "a2"]
+    assert all(not p.blocked_actions and not p.blocked_connectors for p in listed)  # nothing to see in a list
+    whole = dlp_from_api(fixture("dlp-get.tf-provider.json"))
+    assert whole.environment_type == "ExceptEnvironments" and whole.environments == (
+        "be0eb809-e58a-ec1b-8fce-ea40b0e53442",
+    )
+    assert whole.blocked_actions == {"/providers/Microsoft.PowerApps/apis/shared_azureblob": ("*",)}
+
+
+def test_keyvault_list_and_access_policy_put_parse() -> None:
+    page = fixture("keyvault-listVaultByResourceGroup.json")["responses"]["200"]["body"]
+    (vault,) = [vault_from_json(i, "00000000-0000-0000-0000-000000000000") for i in page["value"]]
+    assert vault.name == "sample-vault" and vault.access_policies[0].permissions.secrets[:2] == (
+        "get",
+        "list",
+    )
+    assert page["nextLink"]  # the adapter follows `nextLink` (keyvault_mgmt._list_pages)
+    example = fixture("keyvault-updateAccessPoliciesAdd.json")
+    sent = example["parameters"]["parameters"]["properties"]["accessPolicies"]
+    echoed = example["responses"]["200"]["body"]["properties"]["accessPolicies"]
+    # The PUT answers with the request's entry, not the vault's policies: the adapter re-reads the vault.
+    assert echoed == sent
+    assert [access_policy_from_json(e).permissions.keys for e in echoed] == [("encrypt",)]
+    assert values_at(example, "responses/200/body/properties/accessPolicies[]/objectId")

@@ -1,0 +1,236 @@
+"""(b) The emulator answers the same requests with the same shape as the recorded public responses: the
+paths the adapters read exist with the same JSON types, the keys the real service leaves out stay out,
+and lists page with the same next-link key. A drift on either side fails here (sources:
+fixtures/SOURCES.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emulator import Emulator
+from emulator.scenario import load_scenario_file
+from tests.contract.shapes import absent, fixture, same_shape, values_at
+from tests.emulator.helpers import Raw, admin_token
+from tests.emulator.test_powerplatform_attack import SEED
+
+BAP = "https://api.bap.microsoft.com/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+APPS = "https://api.powerapps.com/providers/Microsoft.PowerApps/scopes/admin/environments"
+DLP = "https://api.bap.microsoft.com/providers/PowerPlatform.Governance/v2/policies"
+POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(load_scenario_file(SEED)) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def seed() -> dict[str, Any]:
+    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
+
+
+def _app(emu: Emulator, scope: str) -> Raw:
+    """The app's own identity (client credentials from the emulated Entra): an app-only token."""
+    return Raw(emu, admin_token(emu, scope))
+
+
+def _dataverse(emu: Emulator, environment: str) -> tuple[Raw, str]:
+    item = _app(emu, POWERAPPS_SCOPE).call("GET", f"{BAP}/{environment}?api-version=2020-10-01").json()
+    meta = item["properties"]["linkedEnvironmentMetadata"]
+    return _app(emu, f"{meta['instanceUrl'].rstrip('/')}/.default"), meta["instanceApiUrl"].rstrip("/")
+
+
+def _ok(problems: list[str]) -> None:
+    assert not problems, "\n".join(problems)
+
+
+def test_bap_environment_list(emu: Emulator) -> None:
+    page = _app(emu, POWERAPPS_SCOPE).call("GET", f"{BAP}?api-version=2020-10-01").json()
+    recorded = fixture("bap-environments-list-admin.tf-provider.response.json")
+    paths = ["value[]/name", "value[]/id", "value[]/properties/displayName"]
+    paths += [f"value[]/properties/linkedEnvironmentMetadata/{k}" for k in ("instanceUrl", "instanceApiUrl")]
+    _ok(same_shape(recorded, page, paths))
+    _ok(same_shape(fixture("bap-environments-list-admin.response.json"), page, paths[:3]))
+
+
+def test_dataverse_workflows_page(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    client, base = _dataverse(emu, environment)
+    columns = (
+        "category,_createdby_value,createdon,description,ismanaged,modifiedon,name,_ownerid_value,"
+        "statecode,type,workflowid,workflowidunique"
+    )
+    response = client.call(
+        "GET",
+        f"{base}/api/data/v9.2/workflows?$filter=category eq 5&$select={columns},clientdata",
+        headers={"Prefer": "odata.maxpagesize=1"},
+    )
+    page = response.json()
+    recorded = fixture("dataverse-workflows-list.docs.json")
+    paths = [f"value[]/{c}" for c in columns.split(",")] + ["value[]/@odata.etag", "@odata.context"]
+    _ok(same_shape(recorded, page, paths))
+    assert "@odata.nextLink" in page  # Dataverse pages with @odata.nextLink
+    clientdata = fixture("dataverse-workflow-clientdata.docs.json")
+    recorded_data, emulated_data = (json.loads(d["clientdata"]) for d in (clientdata, page["value"][0]))
+    data_paths = [
+        "properties/connectionReferences/*/runtimeSource",
+        "properties/connectionReferences/*/connection/name",
+        "properties/connectionReferences/*/api/name",
+        "properties/definition/actions",
+        "properties/definition/triggers",
+        "schemaVersion",
+    ]
+    _ok(same_shape(recorded_data, emulated_data, data_paths))
+
+
+def test_dataverse_users_with_security_roles(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    client, base = _dataverse(emu, environment)
+    page = client.call(
+        "GET",
+        f"{base}/api/data/v9.2/systemusers?$select=systemuserid,azureactivedirectoryobjectid,applicationid,"
+        "fullname,isdisabled&$expand=systemuserroles_association($select=roleid,name)",
+    ).json()
+    recorded = {"value": [fixture("dataverse-systemuser.tf-provider.json")]}  # one recorded row, as a page
+    columns = ["systemuserid", "azureactivedirectoryobjectid", "applicationid", "fullname", "isdisabled"]
+    paths = [f"value[]/{c}" for c in columns]
+    paths += ["value[]/systemuserroles_association[]/roleid", "value[]/systemuserroles_association[]/name"]
+    _ok(same_shape(recorded, page, paths))
+    held = {r["name"] for u in page["value"] for r in u["systemuserroles_association"]}
+    assert "System Customizer" in held  # the seed's customizer, now seen through Dataverse
+
+
+def test_dataverse_shares_and_revoke(emu: Emulator, seed: dict[str, Any]) -> None:
+    flow = next(f for f in seed["powerPlatform"]["flows"] if f.get("shares"))
+    client, base = _dataverse(emu, flow["environment"])
+    target = "{'@odata.id':'workflows(" + flow["name"] + ")'}"
+    access = client.call(
+        "GET", f"{base}/api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)", params={"@tid": target}
+    ).json()
+    recorded = fixture("dataverse-RetrieveSharedPrincipalsAndAccess.docs.json")
+    paths = [
+        "@odata.context",
+        "PrincipalAccesses[]/AccessMask",
+        "PrincipalAccesses[]/Principal/@odata.type",
+        "PrincipalAccesses[]/Principal/ownerid",
+    ]
+    _ok(same_shape(recorded, access, paths))
+    # The recorded RevokeAccess body, with this flow and one of its principals, is accepted (204).
+    body = fixture("dataverse-RevokeAccess.request.docs.json")
+    body["Target"]["workflowid"] = flow["name"]
+    body["Revokee"] = {
+        "@odata.type": access["PrincipalAccesses"][0]["Principal"]["@odata.type"].lstrip("#"),
+        "ownerid": access["PrincipalAccesses"][0]["Principal"]["ownerid"],
+    }
+    assert client.call("POST", f"{base}/api/data/v9.2/RevokeAccess", json=body).status_code == 204
+    after = client.call(
+        "GET", f"{base}/api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)", params={"@tid": target}
+    ).json()
+    assert body["Revokee"]["ownerid"] not in {a["Principal"]["ownerid"] for a in after["PrincipalAccesses"]}
+
+
+def test_connections_and_their_permissions(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    apps = _app(emu, POWERAPPS_SCOPE)
+    page = apps.call(
+        "GET", f"{APPS}/{environment}/apis/shared_keyvault/connections?api-version=2016-11-01"
+    ).json()
+    recorded = fixture("connections-list.tf-provider.response.json")
+    paths = ["value[]/name", "value[]/id", "value[]/properties/apiId", "value[]/properties/displayName"]
+    paths += ["value[]/properties/createdBy/id", "value[]/properties/connectionParametersSet/name"]
+    paths += ["value[]/properties/connectionParametersSet/values", "value[]/properties/statuses[]/status"]
+    _ok(same_shape(recorded, page, paths))
+    # A parameter-set connection has no connectionParameters (the recorded firstParty connection).
+    parameter_set = [
+        c for c in page["value"] if c["properties"]["connectionParametersSet"]["name"] != "oauth"
+    ]
+    for item in parameter_set:
+        if item["properties"]["connectionParametersSet"]["name"].lower() not in {"", "oauth", "oauthdefault"}:
+            _ok(absent(item, ["properties/connectionParameters"]))
+    shared = next(c for c in page["value"] if c["name"] == seed["powerPlatform"]["connections"][0]["name"])
+    permissions = apps.call(
+        "GET",
+        f"{APPS}/{environment}/apis/shared_keyvault/connections/{shared['name']}/permissions?api-version=2017-06-01",
+    ).json()
+    recorded_permissions = fixture("connection-permissions-list.tf-provider.response.json")
+    permission_paths = ["value[]/name", "value[]/id", "value[]/properties/roleName"]
+    permission_paths += [f"value[]/properties/principal/{k}" for k in ("id", "type", "tenantId")]
+    _ok(same_shape(recorded_permissions, permissions, permission_paths))
+
+
+def test_dlp_list_has_definitions_only_and_get_has_rules(emu: Emulator, seed: dict[str, Any]) -> None:
+    bap = _app(emu, POWERAPPS_SCOPE)
+    policy = fixture("dlp-get.tf-provider.json")
+    policy["policyDefinition"]["environments"] = []
+    policy["policyDefinition"]["environmentType"] = "AllEnvironments"
+    created = bap.call("POST", DLP, json=policy)
+    assert created.status_code == 201, created.text
+    name = created.json()["policyDefinition"]["name"]
+    try:
+        listed = bap.call("GET", DLP).json()
+        definition_paths = [
+            "value[]/policyDefinition/" + k for k in ("name", "displayName", "environmentType")
+        ]
+        definition_paths += [
+            "value[]/policyDefinition/environments",
+            "value[]/policyDefinition/defaultConnectorsClassification",
+        ]
+        _ok(same_shape(fixture("dlp-list.tf-provider.json"), listed, definition_paths))
+        _ok(
+            absent(
+                listed,
+                ["value[]/policyDefinition/connectorGroups", "value[]/connectorConfigurationsDefinition"],
+            )
+        )
+        whole = bap.call("GET", f"{DLP}/{name}").json()
+        rule_paths = [
+            "policyDefinition/connectorGroups[]/classification",
+            "policyDefinition/connectorGroups[]/connectors[]/id",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/connectorId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/defaultConnectorActionRuleBehavior",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/actionId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/behavior",
+        ]
+        _ok(same_shape(policy, whole, rule_paths))
+    finally:
+        assert bap.call("DELETE", DLP.replace("/v2/", "/v1/") + f"/{name}").status_code == 200
+
+
+def test_keyvault_access_policy_put_echoes_the_request(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    vault = seed["vaults"][0]
+    url = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}"
+    )
+    example = fixture("keyvault-updateAccessPoliciesAdd.json")
+    entry = {
+        "tenantId": emu.state.azure.tenant_id,
+        "objectId": "0e0e0e0e-0000-4000-8000-00000000c0de",
+        "permissions": {"secrets": ["get"]},
+    }
+    response = arm.call(
+        "PUT",
+        f"{url}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+    )
+    assert response.status_code == 200, response.text
+    recorded = example["responses"]["200"]["body"]
+    assert sorted(response.json()) == sorted(recorded)  # type, id, properties: no name, no location
+    assert response.json()["properties"]["accessPolicies"] == [entry]  # the request, echoed
+    assert response.json()["id"].endswith("/accessPolicies/") and recorded["id"].endswith("/accessPolicies/")
+    listed = arm.call("GET", f"{url.rsplit('/', 1)[0]}?api-version=2023-07-01").json()
+    recorded_list = fixture("keyvault-listVaultByResourceGroup.json")["responses"]["200"]["body"]
+    paths = ["value[]/id", "value[]/name", "value[]/properties/vaultUri", "value[]/properties/tenantId"]
+    paths += [
+        f"value[]/properties/accessPolicies[]/{k}" for k in ("objectId", "tenantId", "permissions/secrets")
+    ]
+    _ok(same_shape(recorded_list, listed, paths))
+    assert "0e0e0e0e-0000-4000-8000-00000000c0de" in values_at(
+        listed, "value[]/properties/accessPolicies[]/objectId"
+    )
