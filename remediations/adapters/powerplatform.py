@@ -227,6 +227,8 @@ class PowerPlatform:
         self._instances: dict[str, DataverseInstance | None] = {}
         self._dataverse: dict[str, PipelineClient[HttpRequest, HttpResponse]] = {}
         self._principals: dict[str, DataversePrincipals] = {}
+        # Each listed flow's owner (`_ownerid_value`), so the inventory's shares read needs no owner GET.
+        self._owners: dict[tuple[str, str], str | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _client(self, url: str) -> PipelineClient[HttpRequest, HttpResponse]:
@@ -346,7 +348,12 @@ class PowerPlatform:
         """Every cloud flow (`workflows`, category 5) with its definition and owner, 5,000 a page."""
         principals = self.principals(environment)
         rows = self._dataverse_list(f"list flows of {environment}", environment, workflows_query())
-        return [flow_from_workflow(row, environment, principals) for row in rows]
+        flows = [flow_from_workflow(row, environment, principals) for row in rows]
+        with self._lock:
+            for flow, row in zip(flows, rows, strict=True):
+                owner = row.get("_ownerid_value")
+                self._owners[(environment, flow.id)] = str(owner) if owner else None
+        return flows
 
     def get_flow(self, environment: str, flow: str) -> Flow:
         url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
@@ -354,18 +361,23 @@ class PowerPlatform:
         return flow_from_workflow(row, environment, self.principals(environment))
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
-        """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow."""
+        """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes
+        from the flow list when this invocation listed the flow (so a sweep pays one call per Key Vault
+        flow), else from one GET of the row."""
         base = self._instance(environment)
-        row = self._json(
-            f"get owner of flow {flow}",
-            "GET",
-            f"{base}{WEB_API}/workflows({_q(flow)})?$select=_ownerid_value",
-        )
+        with self._lock:
+            listed = (environment, flow.lower()) in self._owners
+            owner = self._owners.get((environment, flow.lower()))
+        if not listed:
+            row = self._json(
+                f"get owner of flow {flow}",
+                "GET",
+                f"{base}{WEB_API}/workflows({_q(flow)})?$select=_ownerid_value",
+            )
+            found = (row or {}).get("_ownerid_value")
+            owner = str(found) if found else None
         access = self._json(f"list shares of flow {flow}", "GET", f"{base}{shared_principals_query(flow)}")
-        owner = (row or {}).get("_ownerid_value")
-        return flow_shares_from_api(
-            environment, flow, str(owner) if owner else None, access or {}, self.principals(environment)
-        )
+        return flow_shares_from_api(environment, flow, owner, access or {}, self.principals(environment))
 
     def revoke_flow_access(
         self, environment: str, flow: str, principals: Sequence[tuple[str, PrincipalKind]]

@@ -5,14 +5,13 @@ engine.
 
 Calls (LIMITS.md section 2): per environment the Dataverse users and teams (with their security roles;
 BAP role assignments answer 403 for Dataverse environments), the Dataverse `workflows` pages (5,000 a
-page, definitions included in `clientdata`: no GET per flow) and 1 Key Vault connection list; then two
-reads per Key Vault flow (owner, `RetrieveSharedPrincipalsAndAccess`) and one permissions GET per Key
-Vault connection; the DLP list and one GET per DLP policy (the list has no rules). Every environment is
-read at once, `concurrency` calls in flight
-(default `PP_CONCURRENCY`; Dataverse-style service protection allows 52 concurrent requests per
-user). Then every group holding one of those shares is resolved to its members with Graph
-`transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure graph reaches the people
-behind a group share. A failed read becomes an InventoryError; nothing is
+page, definitions and owners included: no GET per flow) and 1 Key Vault connection list; then one
+`RetrieveSharedPrincipalsAndAccess` per Key Vault flow and one permissions GET per Key Vault connection;
+the DLP list and one GET per DLP policy (the list has no rules). Every environment is read at once,
+`concurrency` calls in flight (default `PP_CONCURRENCY`; Dataverse service protection allows 52
+concurrent requests per user). Then every group holding one of those shares is resolved to its
+members with Graph `transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure graph
+reaches the people behind a group share. A failed read becomes an InventoryError; nothing is
 dropped silently (an unresolved group stays a group node: its share is still judged and revoked).
 """
 

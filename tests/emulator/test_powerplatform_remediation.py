@@ -174,6 +174,10 @@ def test_inventory_reads_flows_from_dataverse_pages_and_maps_connection_identiti
     pages = [r for r in emu.requests if r.route == "dataverse.workflows.list"]
     assert len(pages) == len(pp["environments"]) and {r.status for r in pages} == {200}
     assert not [r for r in emu.requests if r.host == "api.flow.microsoft.com"]
+    # Owners come with the pages: one shares read per Key Vault flow, no GET of a workflow row.
+    assert not [r for r in emu.requests if r.route == "dataverse.workflows.get"]
+    shares_reads = [r for r in emu.requests if r.route == "dataverse.RetrieveSharedPrincipalsAndAccess"]
+    assert 0 < len(shares_reads) <= len(pp["flows"])
     assert not [r for r in emu.requests if r.host == "api.bap.microsoft.com" and "roleAssignments" in r.path]
     writes = [r for r in emu.requests if r.method != "GET" and r.host != "login.microsoftonline.com"]
     assert {r.route for r in writes} <= {"get_by_ids"}  # inventory is read-only
