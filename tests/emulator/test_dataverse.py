@@ -1,0 +1,69 @@
+"""The Power Platform adapter's Dataverse calls against the emulated Dataverse of the seed tenant: flows
+with definitions and owners, security-role holders, turning a flow off (the method a quarantine fix
+builds on), and who the emulated Dataverse lets in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emulator import Emulator
+from emulator.powerplatform import token_for
+from emulator.scenario import load_scenario_file
+from remediations.adapters.clients import AzureClients
+from tests.emulator.helpers import Raw
+from tests.emulator.test_powerplatform_attack import SEED, _who
+
+
+@pytest.fixture
+def seed() -> dict[str, Any]:
+    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with Emulator(load_scenario_file(SEED)) as emulator:
+        for name, value in emulator.env.items():
+            monkeypatch.setenv(name, value)
+        yield emulator
+
+
+def test_flows_roles_and_turning_a_flow_off(emu: Emulator, seed: dict[str, Any]) -> None:
+    flow = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
+    environment = flow["environment"]
+    with AzureClients() as clients:
+        api = clients.power_platform()
+        flows = {f.id: f for f in api.list_flows(environment)}
+        listed = flows[flow["name"].lower()]
+        assert listed.state == "Started" and listed.creator == flow["creator"].lower()
+        assert listed.definition == flow["definition"]
+        holders = api.role_holders(environment)
+        assert "System Customizer" in holders[_who(seed, "customizer@").lower()]
+
+        api.turn_off_flow(environment, flow["name"])
+        assert api.get_flow(environment, flow["name"]).state == "Stopped"
+    with emu.state.lock:
+        assert emu.state.powerplatform.flows[flow["name"]].state == "Stopped"
+    patches = [r for r in emu.requests if r.route == "dataverse.workflows.update"]
+    assert [json.loads(r.body) for r in patches] == [{"statecode": 0, "statuscode": 1}]
+
+
+def test_dataverse_lets_in_only_callers_with_a_security_role(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = emu.state.powerplatform.environments[seed["powerPlatform"]["environments"][0]["name"]]
+    org = f"org{environment.name.replace('-', '')[:12]}".lower()
+    url = f"https://{org}.api.crm4.dynamics.com/api/data/v9.2/workflows?$filter=category eq 5"
+    audience = f"https://{org}.crm4.dynamics.com"
+    analyst = Raw(emu, token_for(emu.state, _who(seed, "analyst@"), audience))
+    refused = analyst.call("GET", url)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "0x80040220"
+    customizer = Raw(emu, token_for(emu.state, _who(seed, "customizer@"), audience))
+    assert customizer.call("GET", url).status_code == 200
+    wrong_audience = Raw(
+        emu, token_for(emu.state, _who(seed, "customizer@"), "https://service.powerapps.com/")
+    )
+    assert wrong_audience.call("GET", url).status_code == 401
+    unknown = Raw(emu, token_for(emu.state, _who(seed, "customizer@"), "https://orgnope.crm4.dynamics.com"))
+    assert unknown.call("GET", url.replace(org, "orgnope")).status_code == 404
