@@ -164,40 +164,28 @@ def flow_shares_from_api(
     """The owner (`_ownerid_value`) plus every `RetrieveSharedPrincipalsAndAccess` entry. A share
     with `WriteAccess` is a co-owner (CanEdit), anything else run-only (CanView). `permission_id` keeps
     the Dataverse principal id `RevokeAccess` needs."""
-    shares: list[Share] = []
-    if owner:
-        oid, kind = principals.resolve(owner)
-        shares.append(
-            Share(
-                resource_kind="flow",
-                resource_id=flow,
-                principal_id=oid,
-                principal_kind=kind,
-                role="Owner",
-                environment=environment,
-                permission_id=owner.lower(),
-            )
+    def share(dataverse_id: str, kind: PrincipalKind, role: str) -> Share:
+        oid, resolved = principals.resolve(dataverse_id, kind)
+        return Share(
+            resource_kind="flow",
+            resource_id=flow,
+            principal_id=oid,
+            principal_kind=resolved,
+            role=role,
+            environment=environment,
+            permission_id=dataverse_id.lower(),
         )
+
+    shares = [share(owner, "user", "Owner")] if owner else []
     for entry in access.get("PrincipalAccesses") or []:
         principal = entry.get("Principal") or {}
         dataverse_id = str(
             principal.get("ownerid") or principal.get("systemuserid") or principal.get("teamid") or ""
         )
-        if not dataverse_id:
-            continue
-        oid, kind = principals.resolve(dataverse_id, _principal_kind(str(principal.get("@odata.type") or "")))
-        mask = str(entry.get("AccessMask") or "")
-        shares.append(
-            Share(
-                resource_kind="flow",
-                resource_id=flow,
-                principal_id=oid,
-                principal_kind=kind,
-                role="CanEdit" if "WriteAccess" in mask else "CanView",
-                environment=environment,
-                permission_id=dataverse_id.lower(),
-            )
-        )
+        if dataverse_id:
+            kind = _principal_kind(str(principal.get("@odata.type") or ""))
+            role = "CanEdit" if "WriteAccess" in str(entry.get("AccessMask") or "") else "CanView"
+            shares.append(share(dataverse_id, kind, role))
     return shares
 
 
