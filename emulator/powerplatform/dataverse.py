@@ -8,6 +8,7 @@ Dataverse shares, and security roles belong to users and (Entra group) teams.
     PATCH /api/data/v9.2/workflows({id})        {"statecode": 0, "statuscode": 1} turns a flow off
     GET   /api/data/v9.2/systemusers?$expand=systemuserroles_association(...)
     GET   /api/data/v9.2/teams?$expand=teamroles_association(...)
+    GET   /api/data/v9.2/connectionreferences                          solution connection references
     GET   /api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={'@odata.id':'workflows({id})'}
     POST  /api/data/v9.2/RevokeAccess           {"Target": {workflowid}, "Revokee": {ownerid}}  204
 
@@ -138,11 +139,22 @@ class _Directory:
         }
 
 
+def _connection(reference: dict[str, Any]) -> dict[str, Any]:
+    """A solution flow's reference names its connection reference only (live clientdata carries just
+    `connection.connectionReferenceLogicalName`); other flows name the connection."""
+    logical_name = reference.get("connectionReferenceLogicalName")
+    return (
+        {"connectionReferenceLogicalName": logical_name}
+        if logical_name
+        else {"name": reference.get("connectionName")}
+    )
+
+
 def _client_data(flow: Flow) -> str:
     references = {
         key: {
             "runtimeSource": "embedded",
-            "connection": {"name": reference.get("connectionName")},
+            "connection": _connection(reference),
             "api": {"name": str(reference.get("id", "")).rsplit("/", 1)[-1]},
         }
         for key, reference in flow.connection_references.items()
@@ -293,6 +305,27 @@ def register(emulator: Emulator) -> None:
             _, directory = _caller(request)
             return _page(request, [_selected(r, request, "teamid") for r in directory.teams()], "teams")
 
+    def list_connection_references(request: Request) -> Response:
+        """Solution connection references of the environment's flows: logical name -> connection."""
+        with state.lock:
+            env, _ = _caller(request)
+            found: dict[str, dict[str, Any]] = {}
+            for flow in state.powerplatform.flows_in(env.name):
+                for reference in flow.connection_references.values():
+                    name = reference.get("connectionReferenceLogicalName")
+                    if name and str(name).lower() not in found:
+                        found[str(name).lower()] = {
+                            "@odata.etag": 'W/"1"',
+                            "connectionreferenceid": str(uuid.uuid5(_NS, f"{env.name}/reference/{name}")),
+                            "connectionreferencelogicalname": name,
+                            "connectionreferencedisplayname": name,
+                            "connectionid": reference.get("connectionName"),
+                            "connectorid": reference.get("id"),
+                            "statecode": 0,
+                        }
+            rows = [_selected(found[k], request, "connectionreferenceid") for k in sorted(found)]
+            return _page(request, rows, "connectionreferences")
+
     def shared_principals(request: Request) -> Response:
         target = re.search(r"workflows\(([^)]+)\)", request.query.get("@tid", ""))
         if target is None:
@@ -333,6 +366,13 @@ def register(emulator: Emulator) -> None:
     add(DATAVERSE_HOST, "PATCH", one, patch_workflow, "dataverse.workflows.update")
     add(DATAVERSE_HOST, "GET", rf"{_API}/systemusers", list_users, "dataverse.systemusers.list")
     add(DATAVERSE_HOST, "GET", rf"{_API}/teams", list_teams, "dataverse.teams.list")
+    add(
+        DATAVERSE_HOST,
+        "GET",
+        rf"{_API}/connectionreferences",
+        list_connection_references,
+        "dataverse.connectionreferences.list",
+    )
     add(
         DATAVERSE_HOST,
         "GET",

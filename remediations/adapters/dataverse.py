@@ -32,6 +32,7 @@ WORKFLOW_COLUMNS = "workflowid,name,clientdata,statecode,statuscode,_ownerid_val
 USER_COLUMNS = "systemuserid,azureactivedirectoryobjectid,applicationid,fullname,isdisabled"
 TEAM_COLUMNS = "teamid,azureactivedirectoryobjectid,teamtype,name"
 ROLE_COLUMNS = "roleid,name"
+CONNECTION_REFERENCE_COLUMNS = "connectionreferencelogicalname,connectionid,connectorid"
 # statecode (manage-flows-with-code.md): 0 Draft (off), 1 Activated (on), 2 Suspended.
 FLOW_STATES = {0: "Stopped", 1: "Started", 2: "Suspended"}
 OFF = {"statecode": 0, "statuscode": 1}  # Draft / Draft: the flow stops triggering
@@ -116,25 +117,56 @@ def _client_data(row: dict[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _connection_name(reference: dict[str, Any]) -> str | None:
-    """`connection.name` (clientdata in manage-flows-with-code.md), or `connectionName` (the older
-    form the same docs describe). A reference naming only `connectionReferenceLogicalName` points at a
-    solution connection reference, which this read does not follow."""
-    connection = reference.get("connection")
-    name = (connection.get("name") if isinstance(connection, dict) else None) or reference.get(
-        "connectionName"
-    )
+def _connection_name(reference: dict[str, Any], logical_names: dict[str, str]) -> str | None:
+    """`connection.name` (clientdata in manage-flows-with-code.md), or `connectionName` (the older form
+    the same docs describe), or, for a solution flow whose reference names only
+    `connection.connectionReferenceLogicalName`, the `connectionid` of that `connectionreference` row."""
+    raw = reference.get("connection")
+    connection: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    name = connection.get("name") or reference.get("connectionName")
+    if not name and connection.get("connectionReferenceLogicalName"):
+        name = logical_names.get(str(connection["connectionReferenceLogicalName"]).lower())
     return str(name) if name else None
 
 
-def flow_from_workflow(row: dict[str, Any], environment: str, principals: DataversePrincipals) -> Flow:
-    """One `workflows` row (category 5) -> Flow; the owner is mapped to its Entra object id."""
+def _references(row: dict[str, Any]) -> dict[str, Any]:
     properties = _client_data(row).get("properties") or {}
-    references = properties.get("connectionReferences") or {}
+    references = properties.get("connectionReferences")
+    return references if isinstance(references, dict) else {}
+
+
+def needs_connection_references(row: dict[str, Any]) -> bool:
+    """Whether a reference names only a solution connection reference (its connection is elsewhere)."""
+    return any(
+        isinstance(r, dict)
+        and _connection_name(r, {}) is None
+        and (r.get("connection") or {}).get("connectionReferenceLogicalName")
+        for r in _references(row).values()
+    )
+
+
+def connection_references_from_api(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """`connectionreferences` rows -> {logical name (lower case): connection name}."""
+    return {
+        str(r["connectionreferencelogicalname"]).lower(): str(r["connectionid"])
+        for r in rows
+        if r.get("connectionreferencelogicalname") and r.get("connectionid")
+    }
+
+
+def flow_from_workflow(
+    row: dict[str, Any],
+    environment: str,
+    principals: DataversePrincipals,
+    logical_names: dict[str, str] | None = None,
+) -> Flow:
+    """One `workflows` row (category 5) -> Flow; the owner is mapped to its Entra object id and solution
+    connection references (`logical_names`) to their connections."""
+    properties = _client_data(row).get("properties") or {}
     keys = {
         str(key): name
-        for key, reference in references.items()
-        if isinstance(reference, dict) and (name := _connection_name(reference))
+        for key, reference in _references(row).items()
+        if isinstance(reference, dict) and (name := _connection_name(reference, logical_names or {}))
     }
     owner = row.get("_ownerid_value")
     definition = properties.get("definition")
@@ -164,6 +196,7 @@ def flow_shares_from_api(
     """The owner (`_ownerid_value`) plus every `RetrieveSharedPrincipalsAndAccess` entry. A share
     with `WriteAccess` is a co-owner (CanEdit), anything else run-only (CanView). `permission_id` keeps
     the Dataverse principal id `RevokeAccess` needs."""
+
     def share(dataverse_id: str, kind: PrincipalKind, role: str) -> Share:
         oid, resolved = principals.resolve(dataverse_id, kind)
         return Share(

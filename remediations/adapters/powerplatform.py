@@ -30,6 +30,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.rest import HttpRequest, HttpResponse
 
 from remediations.adapters.dataverse import (
+    CONNECTION_REFERENCE_COLUMNS,
     OFF,
     PAGE_SIZE,
     ROLE_COLUMNS,
@@ -39,9 +40,11 @@ from remediations.adapters.dataverse import (
     DataverseInstance,
     DataversePrincipals,
     PrincipalKind,
+    connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
     instance_from_environment,
+    needs_connection_references,
     principals_from_api,
     revoke_body,
     shared_principals_query,
@@ -348,17 +351,32 @@ class PowerPlatform:
         """Every cloud flow (`workflows`, category 5) with its definition and owner, 5,000 a page."""
         principals = self.principals(environment)
         rows = self._dataverse_list(f"list flows of {environment}", environment, workflows_query())
-        flows = [flow_from_workflow(row, environment, principals) for row in rows]
+        logical_names = self._connection_references(environment, rows)
+        flows = [flow_from_workflow(row, environment, principals, logical_names) for row in rows]
         with self._lock:
             for flow, row in zip(flows, rows, strict=True):
                 owner = row.get("_ownerid_value")
                 self._owners[(environment, flow.id)] = str(owner) if owner else None
         return flows
 
+    def _connection_references(self, environment: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Solution flows name a connection reference, not a connection: read the environment's
+        `connectionreferences` (one paged list) only when a flow needs it."""
+        if not any(needs_connection_references(row) for row in rows):
+            return {}
+        return connection_references_from_api(
+            self._dataverse_list(
+                f"list connection references of {environment}",
+                environment,
+                f"{WEB_API}/connectionreferences?$select={CONNECTION_REFERENCE_COLUMNS}",
+            )
+        )
+
     def get_flow(self, environment: str, flow: str) -> Flow:
         url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
         row = self._json(f"get flow {flow}", "GET", url)
-        return flow_from_workflow(row, environment, self.principals(environment))
+        logical_names = self._connection_references(environment, [row])
+        return flow_from_workflow(row, environment, self.principals(environment), logical_names)
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
         """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes

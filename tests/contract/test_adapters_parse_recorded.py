@@ -4,10 +4,14 @@ the app would see."""
 
 from __future__ import annotations
 
+import json
+
 from remediations.adapters.dataverse import (
+    connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
     instance_from_environment,
+    needs_connection_references,
     principals_from_api,
     revoke_body,
 )
@@ -65,6 +69,21 @@ def test_dataverse_clientdata_gives_the_definition_and_connection_references() -
     }
     action = flow.definition["actions"]["List_rows"]
     assert action["inputs"]["host"]["operationId"] == "ListRecords"
+    # A solution flow as deployed names only the connection reference: resolved through its row.
+    data = json.loads(row["clientdata"])
+    del data["properties"]["connectionReferences"]["shared_commondataserviceforapps"]["connection"]["name"]
+    solution_row = row | {"clientdata": json.dumps(data)}
+    assert needs_connection_references(solution_row)
+    logical_names = connection_references_from_api(
+        [
+            {
+                "connectionreferencelogicalname": "crdcb_sharedcommondataserviceforapps_109ea",
+                "connectionid": "c-9",
+            }
+        ]
+    )
+    resolved = flow_from_workflow(solution_row, "env", principals_from_api([], []), logical_names)
+    assert resolved.reference_keys == {"shared_commondataserviceforapps": "c-9"}
 
 
 def test_dataverse_users_give_entra_ids_and_security_roles() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from emulator import Emulator
 from emulator.powerplatform import token_for
+from emulator.powerplatform.dataverse import workflow_json
 from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from tests.emulator.helpers import Raw
@@ -67,3 +68,23 @@ def test_dataverse_lets_in_only_callers_with_a_security_role(emu: Emulator, seed
     assert wrong_audience.call("GET", url).status_code == 401
     unknown = Raw(emu, token_for(emu.state, _who(seed, "customizer@"), "https://orgnope.crm4.dynamics.com"))
     assert unknown.call("GET", url.replace(org, "orgnope")).status_code == 404
+
+
+def test_a_solution_flow_reaches_its_connection_through_its_connection_reference(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """Solution flows name a connection reference, not a connection: the adapter reads the environment's
+    `connectionreferences` (only then) to find the Key Vault connection."""
+    flow = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
+    with emu.state.lock:
+        references = emu.state.powerplatform.flows[flow["name"]].connection_references
+        connection = references["shared_keyvault"]["connectionName"]
+        references["shared_keyvault"]["connectionReferenceLogicalName"] = "vg_PayrollKeyVault"
+    with AzureClients() as clients:
+        listed = {f.id: f for f in clients.power_platform().list_flows(flow["environment"])}
+    assert listed[flow["name"].lower()].reference_keys == {"shared_keyvault": connection}
+    with emu.state.lock:
+        row = workflow_json(emu.state.powerplatform.flows[flow["name"]])
+    served = json.loads(row["clientdata"])["properties"]["connectionReferences"]["shared_keyvault"]
+    assert served["connection"] == {"connectionReferenceLogicalName": "vg_PayrollKeyVault"}  # no name
+    assert [r.status for r in emu.requests if r.route == "dataverse.connectionreferences.list"] == [200]
