@@ -15,6 +15,8 @@ from remediations.adapters.dataverse import (
     principals_from_api,
     revoke_body,
 )
+from remediations.adapters.graph_api import identity_from_graph
+from remediations.adapters.keyvault_data import secret_meta_from_item
 from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
 from remediations.adapters.powerplatform import (
     connection_from_api,
@@ -174,3 +176,20 @@ def test_keyvault_list_and_access_policy_put_parse() -> None:
     assert echoed == sent
     assert [access_policy_from_json(e).permissions.keys for e in echoed] == [("encrypt",)]
     assert values_at(example, "responses/200/body/properties/accessPolicies[]/objectId")
+
+
+def test_keyvault_secret_list_items_give_names_without_values() -> None:
+    page = fixture("keyvault-data-GetSecrets.json")["responses"]["200"]["body"]
+    (meta,) = [secret_meta_from_item(i) for i in page["value"]]
+    assert (meta.name, meta.enabled, meta.content_type) == ("listsecrettest0", True, "plainText")
+    assert page["nextLink"]  # followed as given (keyvault_data._pages)
+
+
+def test_graph_directory_objects_and_members() -> None:
+    identities = [identity_from_graph(i) for i in fixture("graph-getByIds.docs.json")["value"]]
+    assert {(i.kind, i.display_name) for i in identities} == {
+        ("user", "Trevor Jones"),
+        ("user", "Billy Smith"),
+    }
+    members = fixture("graph-transitiveMembers.docs.json")["value"]
+    assert [m["id"] for m in members] == ["11111111-2222-3333-4444-555555555555"]  # what group_members keeps

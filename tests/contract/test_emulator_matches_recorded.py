@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from emulator import Emulator
+from emulator import Emulator, tokens
 from emulator.scenario import load_scenario_file
 from tests.contract.shapes import absent, fixture, same_shape, values_at
 from tests.emulator.helpers import Raw, admin_token
@@ -234,3 +234,34 @@ def test_keyvault_access_policy_put_echoes_the_request(emu: Emulator, seed: dict
     assert "0e0e0e0e-0000-4000-8000-00000000c0de" in values_at(
         listed, "value[]/properties/accessPolicies[]/objectId"
     )
+
+
+def test_keyvault_secret_list_pages(emu: Emulator, seed: dict[str, Any]) -> None:
+    vault = seed["vaults"][0]
+    reader = vault["accessPolicies"][0]["objectId"]  # holds get, list
+    token = tokens.issue({"oid": reader, "tid": emu.state.azure.tenant_id, "aud": "https://vault.azure.net"})
+    page = Raw(emu, token).call(
+        "GET", f"https://{vault['name']}.vault.azure.net/secrets?api-version=7.4&maxresults=1"
+    )
+    assert page.status_code == 200, page.text
+    recorded = fixture("keyvault-data-GetSecrets.json")["responses"]["200"]["body"]
+    paths = [
+        "value[]/id",
+        "value[]/attributes/enabled",
+        "value[]/attributes/created",
+        "value[]/attributes/updated",
+    ]
+    _ok(same_shape(recorded, page.json(), [*paths, "nextLink"]))
+    _ok(absent(page.json(), ["value[]/value"]))  # a list never carries values
+
+
+def test_graph_get_by_ids(emu: Emulator, seed: dict[str, Any]) -> None:
+    graph = _app(emu, "https://graph.microsoft.com/.default")
+    ids = [u["id"] for u in seed["users"][:2]]
+    found = graph.call(
+        "POST",
+        "https://graph.microsoft.com/v1.0/directoryObjects/getByIds",
+        json={"ids": ids, "types": ["user"]},
+    ).json()
+    paths = ["@odata.context", "value[]/@odata.type", "value[]/id", "value[]/displayName"]
+    _ok(same_shape(fixture("graph-getByIds.docs.json"), found, paths))
