@@ -5,7 +5,12 @@ the app would see."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from azure.mgmt.authorization.models import RoleAssignment as SdkRoleAssignment
+from azure.mgmt.authorization.models import RoleDefinition as SdkRoleDefinition
+
+from remediations.adapters.authorization import role_assignment_from_sdk, role_definition_from_sdk
 from remediations.adapters.dataverse import (
     connection_references_from_api,
     flow_from_workflow,
@@ -16,7 +21,7 @@ from remediations.adapters.dataverse import (
     revoke_body,
 )
 from remediations.adapters.graph_api import identity_from_graph
-from remediations.adapters.keyvault_data import secret_meta_from_item
+from remediations.adapters.keyvault_data import KeyVaultSecrets, secret_meta_from_item
 from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
 from remediations.adapters.powerplatform import (
     connection_from_api,
@@ -24,6 +29,8 @@ from remediations.adapters.powerplatform import (
     dlp_from_api,
     environment_from_api,
 )
+from remediations.core.secret_value import SecretValue
+from tests.contract.recorded import RecordedTransport, StaticCredential
 from tests.contract.shapes import fixture, values_at
 
 KEYVAULT = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
@@ -193,3 +200,45 @@ def test_graph_directory_objects_and_members() -> None:
     }
     members = fixture("graph-transitiveMembers.docs.json")["value"]
     assert [m["id"] for m in members] == ["11111111-2222-3333-4444-555555555555"]  # what group_members keeps
+
+
+def test_role_assignments_and_definitions_deserialize_and_map() -> None:
+    listed = fixture("authorization-RoleAssignments_ListForScope.json")["responses"]["200"]["body"]["value"]
+    (assignment,) = [role_assignment_from_sdk(SdkRoleAssignment.deserialize(i)) for i in listed]
+    assert (assignment.principal_id, assignment.principal_type) == (
+        "ce2ce14e-85d7-4629-bdbc-454d0519d987",
+        "User",
+    )
+    assert assignment.role_definition_id.endswith("/0b5fe924-9a61-425c-96af-cfe6e287ca2d")
+    body = fixture("authorization-GetRoleDefinitionByName.json")["responses"]["200"]["body"]
+    definition = role_definition_from_sdk(SdkRoleDefinition.deserialize(body))
+    assert (definition.role_name, definition.actions, definition.data_actions) == (
+        "Role name",
+        ("action",),
+        ("dataAction",),
+    )
+
+
+def _example(name: str) -> Any:
+    return fixture(name)["responses"]["200"]["body"]
+
+
+def test_keyvault_versions_set_and_update_through_the_sdk() -> None:
+    page = _example("keyvault-data-GetSecretVersions.json")
+    last = {k: v for k, v in page.items() if k != "nextLink"}
+    transport = RecordedTransport(page, last)
+    secrets = KeyVaultSecrets(StaticCredential(), "https://myvault.vault.azure.net/", transport=transport)
+    versions = secrets.list_versions("listsecretversionstest")
+    assert [v.version for v in versions] == ["11a536561da34d6b8b452d880df58f3a"] * 2  # nextLink followed
+    assert all(v.enabled for v in versions)
+
+    transport = RecordedTransport(_example("keyvault-data-SetSecret.json"))
+    secrets = KeyVaultSecrets(StaticCredential(), "https://myvault.vault.azure.net/", transport=transport)
+    created = secrets.set_secret("crpsecret", SecretValue("new"), content_type=None, expires=None, tags={})
+    assert (created.name, created.version) == ("crpsecret", "03bcccc7c8cf4546a0e3e21e52560441")
+    assert "mysecretvalue" not in repr(created)  # the value in the answer is dropped
+
+    transport = RecordedTransport(_example("keyvault-data-UpdateSecret.json"))
+    secrets = KeyVaultSecrets(StaticCredential(), "https://myvault.vault.azure.net/", transport=transport)
+    updated = secrets.update_version("crpsecret", "03bcccc7c8cf4546a0e3e21e52560441", enabled=True)
+    assert updated.tags == {"mytag": "myvalue"} and updated.content_type == "myContentType"

@@ -265,3 +265,82 @@ def test_graph_get_by_ids(emu: Emulator, seed: dict[str, Any]) -> None:
     ).json()
     paths = ["@odata.context", "value[]/@odata.type", "value[]/id", "value[]/displayName"]
     _ok(same_shape(fixture("graph-getByIds.docs.json"), found, paths))
+
+
+def test_role_assignments_and_definitions(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    base = f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/providers/Microsoft.Authorization"
+    assignments = arm.call("GET", f"{base}/roleAssignments?api-version=2022-04-01").json()
+    recorded = fixture("authorization-RoleAssignments_ListForScope.json")["responses"]["200"]["body"]
+    paths = ["value[]/id", "value[]/name", "value[]/type"]
+    paths += [
+        f"value[]/properties/{k}" for k in ("roleDefinitionId", "principalId", "principalType", "scope")
+    ]
+    _ok(same_shape(recorded, assignments, paths))
+    definitions = arm.call("GET", f"{base}/roleDefinitions?api-version=2022-04-01").json()
+    definition = fixture("authorization-GetRoleDefinitionByName.json")["responses"]["200"]["body"]
+    definition_paths = [
+        "value[]/id",
+        "value[]/name",
+        "value[]/properties/roleName",
+        "value[]/properties/type",
+    ]
+    definition_paths += [
+        f"value[]/properties/permissions[]/{k}"
+        for k in ("actions", "notActions", "dataActions", "notDataActions")
+    ]
+    _ok(same_shape({"value": [definition]}, definitions, definition_paths))
+
+
+def test_keyvault_secret_versions_set_and_update(emu: Emulator, seed: dict[str, Any]) -> None:
+    vault = seed["vaults"][0]
+    writer = "0e0e0e0e-0000-4000-8000-00000000beef"
+    arm = _app(emu, "https://management.azure.com/.default")
+    url = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}"
+    )
+    entry = {
+        "tenantId": emu.state.azure.tenant_id,
+        "objectId": writer,
+        "permissions": {"secrets": ["get", "list", "set"]},
+    }
+    added = arm.call(
+        "PUT",
+        f"{url}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+    )
+    assert added.status_code == 200
+    token = tokens.issue({"oid": writer, "tid": emu.state.azure.tenant_id, "aud": "https://vault.azure.net"})
+    kv, base = Raw(emu, token), f"https://{vault['name']}.vault.azure.net/secrets/contract-probe"
+    created = kv.call("PUT", f"{base}?api-version=7.4", json={"value": "probe-value-1"}).json()
+    kv.call("PUT", f"{base}?api-version=7.4", json={"value": "probe-value-2"})
+    paths = [
+        "value",
+        "id",
+        "attributes/enabled",
+        "attributes/created",
+        "attributes/updated",
+        "attributes/recoveryLevel",
+    ]
+    _ok(same_shape(_body("keyvault-data-SetSecret.json"), created, paths))
+    version = created["id"].rsplit("/", 1)[-1]
+    update = {"tags": {"mytag": "myvalue"}, "contentType": "myContentType", "attributes": {"enabled": True}}
+    updated = kv.call("PATCH", f"{base}/{version}?api-version=7.4", json=update).json()
+    update_paths = [
+        "id",
+        "contentType",
+        "attributes/enabled",
+        "attributes/created",
+        "attributes/updated",
+        "tags",
+    ]
+    _ok(same_shape(_body("keyvault-data-UpdateSecret.json"), updated, update_paths))
+    _ok(absent(updated, ["value"]))  # an update answers without the value
+    versions = kv.call("GET", f"{base}/versions?api-version=7.4&maxresults=1").json()
+    version_paths = ["value[]/id", "value[]/attributes/enabled", "value[]/attributes/created", "nextLink"]
+    _ok(same_shape(_body("keyvault-data-GetSecretVersions.json"), versions, version_paths))
+
+
+def _body(name: str) -> Any:
+    return fixture(name)["responses"]["200"]["body"]
