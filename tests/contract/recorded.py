@@ -32,7 +32,10 @@ class RecordedTransport(RequestsTransport):
         raw.raw = io.BytesIO(raw._content)
         raw.headers["content-type"] = "application/json"
         raw.url = request.url
-        return RestRequestsTransportResponse(request=request, internal_response=raw)
+        response = RestRequestsTransportResponse(request=request, internal_response=raw)
+        if not kwargs.get("stream"):
+            response.read()  # as RequestsTransport does for a non-streamed call
+        return response
 
 
 class StaticCredential:

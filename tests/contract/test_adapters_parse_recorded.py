@@ -5,6 +5,7 @@ the app would see."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.mgmt.authorization.models import RoleAssignment as SdkRoleAssignment
@@ -20,7 +21,8 @@ from remediations.adapters.dataverse import (
     principals_from_api,
     revoke_body,
 )
-from remediations.adapters.graph_api import identity_from_graph
+from remediations.adapters.graph_api import Directory, identity_from_graph
+from remediations.adapters.graph_applications import Applications
 from remediations.adapters.keyvault_data import KeyVaultSecrets, secret_meta_from_item
 from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
 from remediations.adapters.powerplatform import (
@@ -242,3 +244,29 @@ def test_keyvault_versions_set_and_update_through_the_sdk() -> None:
     secrets = KeyVaultSecrets(StaticCredential(), "https://myvault.vault.azure.net/", transport=transport)
     updated = secrets.update_version("crpsecret", "03bcccc7c8cf4546a0e3e21e52560441", enabled=True)
     assert updated.tags == {"mytag": "myvalue"} and updated.content_type == "myContentType"
+
+
+def test_graph_add_password_answer_gives_the_key_id_and_a_wrapped_secret() -> None:
+    recorded = fixture("graph-addPassword.docs.json")
+    transport = RecordedTransport(recorded)
+    applications = Applications(StaticCredential(), transport=transport)
+    key_id, secret = applications.add_password("app-object-id", "rotated", datetime(2030, 1, 1, tzinfo=UTC))
+    assert key_id == "f0b0b335-1d71-4883-8f98-567911bfdca6"
+    assert secret.same_as(recorded["secretText"]) and recorded["secretText"] not in repr(secret)
+    assert transport.requests == [
+        ("POST", "https://graph.microsoft.com/v1.0/applications/app-object-id/addPassword")
+    ]
+
+
+def test_graph_directory_lookups_through_the_adapter() -> None:
+    directory = Directory(
+        StaticCredential(), transport=RecordedTransport(fixture("graph-getByIds.docs.json"))
+    )
+    (identity,) = directory.resolve(["84b80893-8749-40a3-97b7-68513b600544"])
+    assert identity.exists and identity.kind == "user"
+    members = Directory(
+        StaticCredential(), transport=RecordedTransport(fixture("graph-transitiveMembers.docs.json"))
+    )
+    assert members.group_members("02bd9fd6-8f93-4758-87c3-1fb73740a315") == [
+        "11111111-2222-3333-4444-555555555555"
+    ]
