@@ -225,7 +225,7 @@ def test_keyvault_access_policy_put_echoes_the_request(emu: Emulator, seed: dict
     assert response.json()["properties"]["accessPolicies"] == [entry]  # the request, echoed
     assert response.json()["id"].endswith("/accessPolicies/") and recorded["id"].endswith("/accessPolicies/")
     listed = arm.call("GET", f"{url.rsplit('/', 1)[0]}?api-version=2023-07-01").json()
-    recorded_list = fixture("keyvault-listVaultByResourceGroup.json")["responses"]["200"]["body"]
+    recorded_list = _body("keyvault-listVaultByResourceGroup.json")
     paths = ["value[]/id", "value[]/name", "value[]/properties/vaultUri", "value[]/properties/tenantId"]
     paths += [
         f"value[]/properties/accessPolicies[]/{k}" for k in ("objectId", "tenantId", "permissions/secrets")
@@ -244,7 +244,7 @@ def test_keyvault_secret_list_pages(emu: Emulator, seed: dict[str, Any]) -> None
         "GET", f"https://{vault['name']}.vault.azure.net/secrets?api-version=7.4&maxresults=1"
     )
     assert page.status_code == 200, page.text
-    recorded = fixture("keyvault-data-GetSecrets.json")["responses"]["200"]["body"]
+    recorded = _body("keyvault-data-GetSecrets.json")
     paths = [
         "value[]/id",
         "value[]/attributes/enabled",
@@ -271,14 +271,14 @@ def test_role_assignments_and_definitions(emu: Emulator, seed: dict[str, Any]) -
     arm = _app(emu, "https://management.azure.com/.default")
     base = f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/providers/Microsoft.Authorization"
     assignments = arm.call("GET", f"{base}/roleAssignments?api-version=2022-04-01").json()
-    recorded = fixture("authorization-RoleAssignments_ListForScope.json")["responses"]["200"]["body"]
+    recorded = _body("authorization-RoleAssignments_ListForScope.json")
     paths = ["value[]/id", "value[]/name", "value[]/type"]
     paths += [
         f"value[]/properties/{k}" for k in ("roleDefinitionId", "principalId", "principalType", "scope")
     ]
     _ok(same_shape(recorded, assignments, paths))
     definitions = arm.call("GET", f"{base}/roleDefinitions?api-version=2022-04-01").json()
-    definition = fixture("authorization-GetRoleDefinitionByName.json")["responses"]["200"]["body"]
+    definition = _body("authorization-GetRoleDefinitionByName.json")
     definition_paths = [
         "value[]/id",
         "value[]/name",
