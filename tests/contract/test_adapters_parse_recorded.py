@@ -11,7 +11,11 @@ from typing import Any
 from azure.mgmt.authorization.models import RoleAssignment as SdkRoleAssignment
 from azure.mgmt.authorization.models import RoleDefinition as SdkRoleDefinition
 
-from remediations.adapters.authorization import role_assignment_from_sdk, role_definition_from_sdk
+from remediations.adapters.authorization import (
+    Authorization,
+    role_assignment_from_sdk,
+    role_definition_from_sdk,
+)
 from remediations.adapters.dataverse import (
     connection_references_from_api,
     flow_from_workflow,
@@ -31,6 +35,8 @@ from remediations.adapters.powerplatform import (
     dlp_from_api,
     environment_from_api,
 )
+from remediations.adapters.storage_keys import StorageKeys
+from remediations.core.model import RoleAssignmentChange
 from remediations.core.secret_value import SecretValue
 from tests.contract.recorded import RecordedTransport, StaticCredential
 from tests.contract.shapes import fixture, values_at
@@ -270,3 +276,40 @@ def test_graph_directory_lookups_through_the_adapter() -> None:
     assert members.group_members("02bd9fd6-8f93-4758-87c3-1fb73740a315") == [
         "11111111-2222-3333-4444-555555555555"
     ]
+
+
+def test_role_assignment_create_and_delete_through_the_sdk() -> None:
+    example = fixture("authorization-RoleAssignments_CreateForSubscription.json")
+    sent = example["parameters"]["parameters"]["properties"]
+    change = RoleAssignmentChange(
+        operation="create",
+        scope="/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2",
+        role_definition_id=sent["roleDefinitionId"],
+        principal_id=sent["principalId"],
+        principal_type=sent["principalType"],
+        assignment_name=example["parameters"]["roleAssignmentName"],
+    )
+    transport = RecordedTransport(example["responses"]["201"]["body"])
+    authorization = Authorization(
+        StaticCredential(), "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2", transport=transport
+    )
+    created = authorization.create_role_assignment(change)
+    assert created is not None and created.id.endswith("/05c5a614-a7d6-4502-b150-c2fb455033ff")
+    assert transport.requests[0][0] == "PUT"
+    deleted = fixture("authorization-RoleAssignments_Delete.json")["responses"]["200"]["body"]
+    authorization = Authorization(
+        StaticCredential(), "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2", transport=RecordedTransport(deleted)
+    )
+    assert authorization.delete_role_assignment(change.model_copy(update={"operation": "delete"})) is True
+
+
+def test_storage_keys_list_and_regenerate_through_the_sdk() -> None:
+    for name in ("storage-StorageAccountListKeys.json", "storage-StorageAccountRegenerateKey.json"):
+        transport = RecordedTransport(fixture(name)["responses"]["200"]["body"])
+        storage = StorageKeys(StaticCredential(), "00000000-0000-0000-0000-000000000000", transport=transport)
+        keys = (
+            storage.list_keys("rg", "sto2220")
+            if "List" in name
+            else storage.regenerate_key("rg", "sto3539", "key2")
+        )
+        assert sorted(keys) == ["key1", "key2"] and all(k.same_as("<value>") for k in keys.values())

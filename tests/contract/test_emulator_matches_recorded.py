@@ -344,3 +344,31 @@ def test_keyvault_secret_versions_set_and_update(emu: Emulator, seed: dict[str, 
 
 def _body(name: str) -> Any:
     return fixture(name)["responses"]["200"]["body"]
+
+
+def test_role_assignment_create_and_delete(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    authz = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}"
+        "/providers/Microsoft.Authorization"
+    )
+    example = fixture("authorization-RoleAssignments_CreateForSubscription.json")
+    reader = (
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader (the recording's role is a placeholder)
+    )
+    body = {
+        "properties": {
+            "roleDefinitionId": f"{authz.removeprefix('https://management.azure.com')}/roleDefinitions/{reader}",
+            "principalId": seed["users"][0]["id"],
+            "principalType": "User",
+        }
+    }
+    url = f"{authz}/roleAssignments/5c0e0e0e-0000-4000-8000-000000000001?api-version=2022-04-01"
+    created = arm.call("PUT", url, json=body)
+    assert created.status_code == 201, created.text
+    paths = ["id", "name", "type"]
+    paths += [f"properties/{k}" for k in ("roleDefinitionId", "principalId", "principalType", "scope")]
+    _ok(same_shape(example["responses"]["201"]["body"], created.json(), paths))
+    deleted = arm.call("DELETE", url)
+    assert deleted.status_code == 200
+    _ok(same_shape(_body("authorization-RoleAssignments_Delete.json"), deleted.json(), paths))
