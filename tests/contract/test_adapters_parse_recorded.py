@@ -313,3 +313,22 @@ def test_storage_keys_list_and_regenerate_through_the_sdk() -> None:
             else storage.regenerate_key("rg", "sto3539", "key2")
         )
         assert sorted(keys) == ["key1", "key2"] and all(k.same_as("<value>") for k in keys.values())
+
+
+def test_keyvault_get_secret_value_is_only_compared() -> None:
+    body = _example("keyvault-data-GetSecret.json")
+    secrets = KeyVaultSecrets(
+        StaticCredential(), "https://myvault.vault.azure.net/", transport=RecordedTransport(body)
+    )
+    assert secrets.value_matches(
+        "mysecretname", "4387e9f3d6e14c459867679a90fd0f79", SecretValue("mysecretvalue")
+    )
+    assert not secrets.value_matches("mysecretname", "4387e9f3d6e14c459867679a90fd0f79", SecretValue("other"))
+    assert secrets.is_readable("mysecretname", "4387e9f3d6e14c459867679a90fd0f79")
+
+
+def test_graph_service_principal_lookup_maps_app_ids_to_object_ids() -> None:
+    listed = fixture("graph-servicePrincipals-list.docs.json")
+    directory = Directory(StaticCredential(), transport=RecordedTransport(listed))
+    found = directory.object_ids_for_app_ids(["65415BB1-9267-4313-BBF5-AE259732EE12"])
+    assert found == {"65415bb1-9267-4313-bbf5-ae259732ee12": "59e617e5-e447-4adc-8b88-00af644d7c92"}
