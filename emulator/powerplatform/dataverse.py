@@ -20,9 +20,11 @@ for the `RetrieveSharedPrincipalsAndAccess` request/response and the `RevokeAcce
 Terraform provider's recorded `systemusers` row (`internal/services/authorization/tests/resource/user/
 Validate_Create_And_Update/get_systemuser_...json`) for users with `systemuserroles_association`.
 
-Who may call: an application user (the emulator's admin app and registered management apps stand for
-the app the one-time grant made an application user with System Administrator in every environment),
-or a user holding System Administrator / System Customizer in the environment; others get 403.
+Who may call: an application user of the environment (`applicationUsers` in the scenario; the
+emulator's admin app stands for the app the one-time grant made an application user with System
+Administrator in every environment), a Power Platform administrator, or a user holding System
+Administrator / System Customizer there; others get 403. A registered management app that is not an
+application user is refused, as in a real tenant.
 Dataverse ids: `systemuserid` / `teamid` are derived from the environment and the Entra object id
 (`azureactivedirectoryobjectid`). **Emulator deviations:** `$skiptoken` is an offset, not Dataverse's
 paging cookie (clients follow `@odata.nextLink` as given); `$filter` understands `category eq N` and
@@ -40,7 +42,7 @@ from urllib.parse import urlencode
 
 from emulator.powerplatform import dlp
 from emulator.powerplatform.bap import dataverse_org
-from emulator.powerplatform.common import authenticate, caller_oid, is_tenant_admin
+from emulator.powerplatform.common import authenticate, caller_oid
 from emulator.powerplatform.state import EDIT_ALL_FLOWS_ROLES, SYSTEM_ADMINISTRATOR, Environment, Flow
 from emulator.wire import HttpError, Request, Response
 
@@ -80,13 +82,19 @@ class _Directory:
             kinds.setdefault(flow.creator, "User")
             for share in flow.shares.values():
                 kinds.setdefault(share.principal_id, share.principal_type)
-        kinds.setdefault(state.azure.admin_object_id, "ServicePrincipal")
+        self.app_ids = {state.azure.admin_object_id: state.azure.admin_client_id}
+        for app_id in env.application_users:
+            principal = state.azure.service_principal_by_app_id(app_id)
+            if principal is not None:
+                self.app_ids[principal.id] = app_id
+        for oid in self.app_ids:
+            kinds.setdefault(oid, "ServicePrincipal")
         self.kinds = {oid: pp.directory.get(oid, {}).get("type", kind) for oid, kind in kinds.items()}
         self.by_dataverse_id = {dataverse_id(env.name, oid): oid for oid in self.kinds}
 
     def roles(self, object_id: str) -> list[str]:
         held = {r.role for r in self.env.roles if r.principal_id == object_id}
-        if object_id == self.state.azure.admin_object_id:
+        if object_id in self.app_ids:
             held.add(SYSTEM_ADMINISTRATOR)  # the one-time grant: application user with System Administrator
         return sorted(held)
 
@@ -103,7 +111,7 @@ class _Directory:
             if kind == "Group":
                 continue
             info = self.state.powerplatform.directory.get(oid, {})
-            app_id = self.state.azure.admin_client_id if oid == self.state.azure.admin_object_id else None
+            app_id = self.app_ids.get(oid)
             rows.append(
                 {
                     "@odata.etag": 'W/"1"',
@@ -235,8 +243,11 @@ def register(emulator: Emulator) -> None:
         audiences = frozenset({f"https://{org}.crm4.dynamics.com", f"https://{org}.api.crm4.dynamics.com"})
         claims = authenticate(request, audiences)
         env = _environment(request)
+        app_id = str(claims.get("appid") or claims.get("azp") or "").lower()
+        application_user = app_id == state.azure.admin_client_id.lower() or app_id in env.application_users
+        admin_user = caller_oid(claims) in state.powerplatform.admins
         roles = env.roles_of(state.principals_of(caller_oid(claims)))
-        if not is_tenant_admin(state, claims) and not roles & EDIT_ALL_FLOWS_ROLES:
+        if not (application_user or admin_user or roles & EDIT_ALL_FLOWS_ROLES):
             raise HttpError(
                 403,
                 "0x80040220",

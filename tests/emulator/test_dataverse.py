@@ -88,3 +88,26 @@ def test_a_solution_flow_reaches_its_connection_through_its_connection_reference
     served = json.loads(row["clientdata"])["properties"]["connectionReferences"]["shared_keyvault"]
     assert served["connection"] == {"connectionReferenceLogicalName": "vg_PayrollKeyVault"}  # no name
     assert [r.status for r in emu.requests if r.route == "dataverse.connectionreferences.list"] == [200]
+
+
+def test_a_management_app_needs_an_application_user_in_each_environment(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The management-app registration opens the admin APIs, not Dataverse: without the application
+    user the environment's Dataverse refuses the app (403, which the inventory reports as a failed read);
+    as an application user it is listed with its security role."""
+    sp = seed["servicePrincipals"][0]
+    name = seed["powerPlatform"]["environments"][0]["name"]
+    environment = emu.state.powerplatform.environments[name]
+    emu.state.powerplatform.management_apps.add(sp["appId"])
+    org = f"org{name.replace('-', '')[:12]}".lower()
+    url = f"https://{org}.api.crm4.dynamics.com/api/data/v9.2/workflows?$filter=category eq 5"
+    audience = f"https://{org}.crm4.dynamics.com"
+    app = Raw(emu, token_for(emu.state, sp["id"], audience, appid=sp["appId"], idtyp="app"))
+    assert app.call("GET", url).status_code == 403
+    environment.application_users.add(sp["appId"].lower())
+    assert app.call("GET", url).status_code == 200
+    users = app.call("GET", url.replace("workflows?$filter=category eq 5", "systemusers")).json()["value"]
+    mine = next(u for u in users if u["azureactivedirectoryobjectid"] == sp["id"])
+    assert mine["applicationid"] == sp["appId"].lower()
+    assert [r["name"] for r in mine["systemuserroles_association"]] == ["System Administrator"]
