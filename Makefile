@@ -9,13 +9,14 @@ TOOLS := .tools
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help deps install-all test lint typecheck pytest demo bench soak infra-check clean
+.PHONY: help deps install-all test test-floor lint typecheck pytest demo bench soak infra-check clean
 
 help:
 	@echo "make demo   - replay the seed attack on the emulator, fix it through the triggers, write out/report.html"
 	@echo "make test   - install what is needed, then ruff, mypy --strict, checkov (infra/) and pytest"
 	@echo "make bench  - tenant-scale benchmark against the emulator"
 	@echo "make soak   - chaos/soak tests (slow)"
+	@echo "make test-floor - unit, contract and SDK-adapter tests on the lowest versions requirements.txt allows"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,5 +77,20 @@ bench: deps $(TOOLS)/c7n/.installed
 soak: deps
 	$(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS)
 
+# The floors in requirements.txt must be versions the code works with: install exactly the lowest allowed
+# version of every runtime package (dev tools as usual) in its own venv and run the unit and contract tests
+# and the emulator tests that drive every SDK adapter (azure-mgmt-keyvault < 13 has no send_request).
+FLOOR_VENV := .venv-floor
+test-floor:
+	rm -rf $(FLOOR_VENV) && $(PYTHON) -m venv $(FLOOR_VENV)
+	sed -nE 's/[[:space:]]*#.*//; s/^([A-Za-z0-9_.-]+)>=([^,<]+).*/\1==\2/p' requirements.txt > $(FLOOR_VENV)/floors.txt
+	$(FLOOR_VENV)/bin/python -m pip install -q --disable-pip-version-check -U pip
+	$(FLOOR_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c $(FLOOR_VENV)/floors.txt
+	$(FLOOR_VENV)/bin/python -m pip freeze | grep -iE "^($$(sed 's/==.*//' $(FLOOR_VENV)/floors.txt | paste -sd'|' -))=="
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/contract \
+	  tests/emulator/test_azure_keyvault.py tests/emulator/test_engine_keyvault.py \
+	  tests/emulator/test_engine_rbac.py tests/emulator/test_powerplatform_remediation.py \
+	  tests/emulator/test_rotation.py
+
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) $(TOOLS) node_modules out .mypy_cache .ruff_cache .pytest_cache

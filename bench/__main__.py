@@ -96,13 +96,13 @@ def _limit(
         principals=engine.get("identities", 0),
         access_policy_writes=writes,
         writes_per_vault_max=max(1, per_vault),
-        # Every generated flow references a Key Vault connection, so all F flows need a permissions GET;
-        # the engine reads definitions with one GET per flow (not from Dataverse).
+        # Every generated flow references a Key Vault connection, so all F flows need their owner and
+        # shares; definitions come with the Dataverse `workflows` pages (no GET per flow).
         flows=spec["flows"] if pp else None,
         connections=spec["connections"] if pp else None,
         flows_with_keyvault=spec["flows"] if pp else None,
         environments=spec["environments"],
-        dataverse_definitions=False,
+        dataverse_definitions=True,
     )
     return lower_limit(workload, budgets, lat=lat)
 

@@ -40,7 +40,9 @@ LATENCY_HOSTS = {
     "arm": r"management\.azure\.com",
     "kv": r"[a-z0-9-]+\.vault\.azure\.net",
     "graph": r"graph\.microsoft\.com",
-    "pp": r"api\.(flow\.microsoft|powerapps|bap\.microsoft|powerplatform)\.com|.*\.api\.powerplatform\.com",
+    # Power Platform, including each environment's Dataverse Web API ({org}[.api].crm4.dynamics.com).
+    "pp": r"api\.(flow\.microsoft|powerapps|bap\.microsoft|powerplatform)\.com|.*\.api\.powerplatform\.com"
+    r"|[a-z0-9]+\.(api\.)?crm\d*\.dynamics\.com",
 }
 
 

@@ -91,7 +91,12 @@ class Workload:
     environments: int = 1  # each environment has its own flow and connection lists (pages per env)
     pp_page_flows: int = 250
     pp_page_connections: int = 250
-    dataverse_definitions: bool = True  # definitions from Dataverse `workflow` rows (5,000/page)
+    # The app's call pattern (issue 21): flows with their definitions from each environment's Dataverse
+    # `workflows` pages (5,000 a page), role holders from its users and teams, owner + shares per Key
+    # Vault flow. False: the old Flow admin pattern (a flow list, then one GET per flow).
+    dataverse_definitions: bool = True
+    users_per_environment: int = 0  # Dataverse systemusers rows (5,000 a page)
+    dlp_policies: int = 0  # the DLP list has no rules: one GET per policy
 
     @property
     def vaults(self) -> int:
@@ -128,19 +133,33 @@ def minimal_calls(w: Workload) -> Calls:
         envs = max(1, w.environments)
         connections = w.connections or 0
         keyvault_flows = w.flows if w.flows_with_keyvault is None else w.flows_with_keyvault
-        definitions = math.ceil(w.flows / 5000) if w.dataverse_definitions else w.flows
-        pp = (
+        common = (
             1  # environment list
-            + envs  # role holders per environment (who can edit flows)
-            + envs * max(1, math.ceil(w.flows / envs / w.pp_page_flows))
-            + definitions
-            + keyvault_flows  # permission GET per flow that can reach a Key Vault connection
             + envs * max(1, math.ceil(connections / envs / w.pp_page_connections))
             + connections  # permission GET per connection
-            + 1  # DLP policies
+            + 1  # DLP list
+            + w.dlp_policies  # GET per DLP policy
         )
-        # env list -> flow list -> flow GET -> its permissions
-        pp_chain = (4 if keyvault_flows else 3) if w.flows else 2
+        if w.dataverse_definitions:
+            pp = (
+                common
+                + envs * max(1, math.ceil(w.users_per_environment / 5000))  # systemusers + their roles
+                + envs  # teams + their roles
+                + envs * max(1, math.ceil(w.flows / envs / 5000))  # workflows pages, definitions included
+                + keyvault_flows  # RetrieveSharedPrincipalsAndAccess per Key Vault flow (owner: listed)
+            )
+            # env list -> users -> teams -> workflows page -> shares
+            pp_chain = (5 if keyvault_flows else 4) if w.flows else 2
+        else:
+            pp = (
+                common
+                + envs  # role holders per environment (who can edit flows)
+                + envs * max(1, math.ceil(w.flows / envs / w.pp_page_flows))
+                + w.flows  # one GET per flow: the admin list has no definition
+                + keyvault_flows  # permission GET per flow that can reach a Key Vault connection
+            )
+            # env list -> flow list -> flow GET -> its permissions
+            pp_chain = (4 if keyvault_flows else 3) if w.flows else 2
     return Calls(
         arm_reads=arm_reads,
         arm_writes=w.access_policy_writes + w.role_assignment_writes,

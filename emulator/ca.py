@@ -19,6 +19,8 @@ HOSTS: tuple[str, ...] = (
     "api.bap.microsoft.com",
     "api.powerplatform.com",
     "*.environment.api.powerplatform.com",
+    "*.crm4.dynamics.com",  # Dataverse Web API of each environment (linkedEnvironmentMetadata.instanceUrl)
+    "*.api.crm4.dynamics.com",  # ... and instanceApiUrl
 )
 
 

@@ -15,6 +15,7 @@ from remediations.core.model import (
     AccessPolicyChange,
     Flow,
     Identity,
+    PrincipalKind,
     RoleAssignment,
     RoleAssignmentChange,
     RoleDefinition,
@@ -121,20 +122,17 @@ class PowerPlatformApi(Protocol):
 
     def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]: ...
 
-    def list_flows(self, environment: str) -> list[dict[str, Any]]: ...
+    def list_flows(self, environment: str) -> list[Flow]: ...
 
     def get_flow(self, environment: str, flow: str) -> Flow: ...
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]: ...
 
-    def modify_flow_permissions(
-        self,
-        environment: str,
-        flow: str,
-        *,
-        delete: Sequence[str] = (),
-        put: Sequence[dict[str, Any]] = (),
+    def revoke_flow_access(
+        self, environment: str, flow: str, principals: Sequence[tuple[str, PrincipalKind]]
     ) -> None: ...
+
+    def turn_off_flow(self, environment: str, flow: str) -> None: ...
 
     def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]: ...
 
@@ -145,6 +143,8 @@ class PowerPlatformApi(Protocol):
     ) -> None: ...
 
     def list_dlp_policies(self) -> list[dict[str, Any]]: ...
+
+    def get_dlp_policy(self, name: str) -> dict[str, Any]: ...
 
     def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]: ...
 

@@ -467,13 +467,13 @@ def register(ctx: AzureContext) -> None:
             )
         changes = parse_access_policies(props["accessPolicies"], "properties.accessPolicies")
         apply_policy_update(vault, kind, changes)
+        # The response echoes the request's entries, not the vault's resulting policies: every
+        # `updateAccessPolicies*.json` example in azure-rest-api-specs (Vaults_UpdateAccessPolicy) does.
         return Response.json(
             200,
             {
-                "id": f"{vault.arm_id}/accessPolicies/{kind}",
-                "name": kind,
                 "type": "Microsoft.KeyVault/vaults/accessPolicies",
-                "location": vault.location,
-                "properties": {"accessPolicies": [a.to_arm() for a in vault.access_policies]},
+                "id": f"{vault.arm_id}/accessPolicies/",
+                "properties": {"accessPolicies": [a.to_arm() for a in changes]},
             },
         )

@@ -1,5 +1,6 @@
 """Emulated Power Platform: environments (BAP), flows and the flow runner (Flow), connections
-(Power Apps), DLP policies (governance API). `register(emulator)` adds the routes.
+(Power Apps), DLP policies (governance API), and each environment's Dataverse Web API (flows as
+`workflows` rows, their shares, users, teams and security roles). `register(emulator)` adds the routes.
 
 Tokens for these hosts: `emulator.powerplatform.token_for(object_id, audience)` mints one in-process
 (audiences `FLOW_AUDIENCE` for api.flow.microsoft.com, `POWERAPPS_AUDIENCE` for api.powerapps.com and
@@ -36,9 +37,10 @@ def token_for(state: State, object_id: str, audience: str, **claims: Any) -> str
 
 def register(emulator: Emulator) -> None:
     """Adds the Power Platform routes to the emulator's router."""
-    from emulator.powerplatform import bap, connections, dlp, flows
+    from emulator.powerplatform import bap, connections, dataverse, dlp, flows
 
     bap.register(emulator)
+    dataverse.register(emulator)
     dlp.register(emulator)
     connections.register(emulator)
     flows.register(emulator)

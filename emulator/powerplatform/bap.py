@@ -11,10 +11,9 @@ Routes (api-version as the real clients send it: 2020-10-01 for CLI `pp environm
 `roleAssignments` is the BAP route `Get-AdminPowerAppEnvironmentRoleAssignment` calls (api-version
 2016-11-01). The real service serves it for environments *without* Dataverse (roles EnvironmentAdmin /
 EnvironmentMaker) and answers 403 `LinkedEnvironmentForbiddenOperation` for Dataverse environments,
-whose security roles are read from `{org}.crm.dynamics.com` (`systemusers`/`roles`), a host this
-emulator does not serve. **Emulator deviation:** it serves this BAP shape for every environment, with
-`roleDefinition.name` = the Dataverse security role name ("System Administrator", "System Customizer",
-"Environment Maker"), so a scanner needs only the hosts in our CA.
+whose security roles are read from the environment's Dataverse (`systemusers`, `teams` and their
+roles; emulator/powerplatform/dataverse.py). Every emulated environment has Dataverse, so this route
+always answers that 403 (after the admin check).
 """
 
 from __future__ import annotations
@@ -43,6 +42,11 @@ _BAP = "/providers/Microsoft.BusinessAppPlatform"
 _ENV = r"(?P<env>[^/]+)"
 
 
+def dataverse_org(env: Environment) -> str:
+    """The Dataverse organization's host label: `{org}.crm4.dynamics.com`, `{org}.api.crm4.dynamics.com`."""
+    return f"org{env.name.replace('-', '')[:12]}".lower()
+
+
 def environment_json(state: State, env: Environment, admin: bool) -> dict[str, Any]:
     prefix = f"{_BAP}/scopes/admin" if admin else _BAP
     created_by = (
@@ -50,7 +54,7 @@ def environment_json(state: State, env: Environment, admin: bool) -> dict[str, A
         if env.created_by
         else {"id": "SYSTEM", "displayName": "SYSTEM", "type": "NotSpecified"}
     )
-    org = env.name.replace("-", "")[:12]
+    org = dataverse_org(env).removeprefix("org")
     return {
         "id": f"{prefix}/environments/{env.name}",
         "type": "Microsoft.BusinessAppPlatform/scopes/environments",
@@ -182,27 +186,14 @@ def register(emulator: Emulator) -> None:
         with state.lock:
             env = get_environment(state, request.params["env"])
             require_admin(state, claims, env.name)
-            prefix = f"{_BAP}/scopes/admin/environments/{env.name}"
-            value = []
-            for assignment in env.roles:
-                role_key = assignment.role.replace(" ", "")
-                value.append(
-                    {
-                        "name": f"{assignment.principal_id}-{role_key}",
-                        "id": f"{prefix}/roleAssignments/{assignment.principal_id}-{role_key}",
-                        "type": "Microsoft.BusinessAppPlatform/scopes/environments/roleAssignments",
-                        "properties": {
-                            "roleDefinition": {
-                                "id": f"{prefix}/roleDefinitions/{role_key}",
-                                "name": assignment.role,
-                                "type": "Microsoft.BusinessAppPlatform/scopes/environments/roleDefinitions",
-                            },
-                            "principal": principal(state, assignment.principal_id, assignment.principal_type),
-                            "scope": f"{prefix}",
-                        },
-                    }
-                )
-        return Response.json(200, {"value": value})
+            # Every emulated environment has a Dataverse database, and for those BAP role assignments
+            # answer 403: their security roles live in Dataverse (systemusers/teams and their roles).
+            raise HttpError(
+                403,
+                "LinkedEnvironmentForbiddenOperation",
+                f"Environment '{env.name}' has a Dataverse database: its roles are Dataverse security "
+                "roles; read them through the environment's Dataverse Web API.",
+            )
 
     router.add(
         BAP_HOST, "GET", rf"{_BAP}/scopes/admin/environments", admin_list, "bap.environments.adminList"

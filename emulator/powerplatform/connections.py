@@ -73,7 +73,6 @@ def connection_json(state: State, connection: Connection, admin: bool) -> dict[s
         "displayName": connection.display_name,
         "iconUri": f"{_ICONS}/{connection.api.removeprefix('shared_')}/icon.png",
         "statuses": [{"status": "Connected"}],
-        "connectionParameters": dict(connection.parameters),
         "connectionParametersSet": {
             "name": _PARAMETER_SETS.get(connection.auth_type, connection.auth_type),
             "values": values,
@@ -87,6 +86,10 @@ def connection_json(state: State, connection: Connection, admin: bool) -> dict[s
         "allowSharing": connection.auth_type != "oauth",
     }
     if connection.auth_type == "oauth":
+        # A connection made with a parameter set (service principal, managed identity) has no
+        # `connectionParameters`; its values are only under `connectionParametersSet.values`, as in the
+        # Terraform provider's recorded list (get_connections.json, the firstParty connection).
+        properties["connectionParameters"] = dict(connection.parameters)
         account = creator_info.get("email") or connection.created_by
         properties["accountName"] = account
         properties["authenticatedUser"] = {"name": account}

@@ -1,7 +1,8 @@
 """DLP ("data policies") on api.bap.microsoft.com, in the v2 governance shape
 terraform-provider-power-platform's `powerplatform_data_loss_prevention_policy` uses:
 
-    GET    /providers/PowerPlatform.Governance/v2/policies              {"value": [policy...]}
+    GET    /providers/PowerPlatform.Governance/v2/policies              {"value": [{policyDefinition}...]}
+                                                                        (no groups, no rules: GET each)
     POST   /providers/PowerPlatform.Governance/v2/policies              201, the created policy
     GET    /providers/PowerPlatform.Governance/v2/policies/{name}
     PATCH  /providers/PowerPlatform.Governance/v2/policies/{name}       200, the whole new policy
@@ -241,6 +242,14 @@ def suspend_violating_flows(state: State) -> list[Flow]:
     return suspended
 
 
+def list_item(policy: dict[str, Any]) -> dict[str, Any]:
+    """What the v2 list answers per policy: the definition without connector groups, and no connector
+    configurations. The Terraform provider's recorded list (`policiesResponose` in its DLP data source
+    test) has only that, and the provider GETs each policy for its groups and rules."""
+    definition = {k: v for k, v in policy["policyDefinition"].items() if k != "connectorGroups"}
+    return {"policyDefinition": definition}
+
+
 def _not_found(name: str) -> HttpError:
     return HttpError(404, "PolicyNotFound", f"The policy '{name}' could not be found.")
 
@@ -262,7 +271,9 @@ def register(emulator: Emulator) -> None:
         claims = authenticate(request, POWERAPPS_AUDIENCES)
         with state.lock:
             require_admin(state, claims)
-            return Response.json(200, {"value": list(state.powerplatform.dlp_policies.values())})
+            return Response.json(
+                200, {"value": [list_item(p) for p in state.powerplatform.dlp_policies.values()]}
+            )
 
     def get_policy(request: Request) -> Response:
         claims = authenticate(request, POWERAPPS_AUDIENCES)

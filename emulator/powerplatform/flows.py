@@ -6,6 +6,7 @@
     GET    .../scopes/admin/environments/{env}/flows            old admin list (PS 2.0.64), same paging
     GET    .../environments/{env}/flows                         caller's flows (any role on them)
     GET    [A] .../environments/{env}/flows/{flow}              with definition, connectionReferences
+                                                                (the admin route: no definition)
     PATCH  .../environments/{env}/flows/{flow}                  edit: {"properties": {definition,
                                                                 connectionReferences?, displayName?}}
     DELETE [A] .../environments/{env}/flows/{flow}
@@ -28,6 +29,13 @@ or System Customizer/Administrator. Secured inputs/outputs have no inputsLink/ou
 history (the portal shows "Content not shown due to security configuration."). A flow edit or start that
 breaks a DLP policy is refused (403 DlpViolation / ApiPolicyDataFlowViolation); a run of a flow that
 violates a policy suspends it and is refused.
+
+As the real service: the admin GET omits `properties.definition` (pnp/cli-microsoft365#6624; Microsoft's
+CoE Starter Kit makes itself co-owner to read details), the admin lists carry `workflowEntityId` (the
+Dataverse `workflows` row; PACE's FlowList model), and every `scopes/admin` route refuses app-only
+(service principal) tokens with 403 `ServicePrincipalNotSupported`: Microsoft documents the Flow admin
+APIs as unsupported for service principals and points to Dataverse (emulator/powerplatform/dataverse.py).
+The error body is ours: no recorded public response was found.
 
 Errors: unknown environment 403 `EnvironmentAccessDenied` "Access to the environment 'x' is denied." (as
 the Flow service answers), unknown flow 404 `FlowNotFound` "Could not find flow 'x'.", unknown run 404
@@ -68,7 +76,9 @@ def flow_id(flow: Flow) -> str:
     return f"{_F}/environments/{flow.environment}/flows/{flow.name}"
 
 
-def flow_json(state: State, flow: Flow, *, full: bool, user_type: str | None = None) -> dict[str, Any]:
+def flow_json(
+    state: State, flow: Flow, *, full: bool, user_type: str | None = None, admin: bool = False
+) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "apiId": "/providers/Microsoft.PowerApps/apis/shared_logicflows",
         "displayName": flow.display_name,
@@ -94,8 +104,11 @@ def flow_json(state: State, flow: Flow, *, full: bool, user_type: str | None = N
     }
     if user_type:
         properties["userType"] = user_type
-    if full:
+    if admin:
+        properties["workflowEntityId"] = flow.name  # the Dataverse workflowid (emulated: the same id)
+    if full and not admin:
         properties["definition"] = definitions.copy_definition(flow.definition)
+    if full:
         properties["connectionReferences"] = _references_json(state, flow)
         properties["plan"] = "NotSpecified"
         properties["flowTriggerUri"] = f"https://api.flow.microsoft.com{flow_id(flow)}/triggers/manual/run"
@@ -275,10 +288,20 @@ def register(emulator: Emulator) -> None:
     def _is_admin_route(request: Request) -> bool:
         return "/scopes/admin/" in request.path.lower()
 
+    def _require_flow_admin(claims: dict[str, Any], environment: str) -> None:
+        if str(claims.get("idtyp") or "") == "app":
+            raise HttpError(
+                403,
+                "ServicePrincipalNotSupported",
+                "The Power Automate admin APIs do not support service principal (app-only) callers; use "
+                "the environment's Dataverse Web API.",
+            )
+        require_admin(state, claims, environment)
+
     def _access(request: Request, claims: dict[str, Any], flow: Flow) -> tuple[str | None, bool]:
         """(the caller's role on the flow, whether its environment role lets it edit every flow)."""
         if _is_admin_route(request):
-            require_admin(state, claims, flow.environment)
+            _require_flow_admin(claims, flow.environment)
             return None, True
         principals = state.principals_of(caller_oid(claims))
         env = state.powerplatform.environments[flow.environment]
@@ -344,8 +367,12 @@ def register(emulator: Emulator) -> None:
         return Response.json(200, {"value": value})
 
     def _listing(request: Request, flows: list[Flow]) -> Response:
+        admin = _is_admin_route(request)
         return paged_response(
-            request, flows, state.powerplatform.page_size_flows, lambda f: flow_json(state, f, full=False)
+            request,
+            flows,
+            state.powerplatform.page_size_flows,
+            lambda f: flow_json(state, f, full=False, admin=admin),
         )
 
     def admin_list(request: Request) -> Response:
@@ -353,7 +380,7 @@ def register(emulator: Emulator) -> None:
         claims = authenticate(request, FLOW_AUDIENCES)
         with state.lock:
             env = _env(request)
-            require_admin(state, claims, env)
+            _require_flow_admin(claims, env)
             return _listing(request, state.powerplatform.flows_in(env))
 
     def user_list(request: Request) -> Response:
@@ -371,7 +398,8 @@ def register(emulator: Emulator) -> None:
         with state.lock:
             flow = _readable(request, claims)
             role, _ = _access(request, claims, flow)
-            return Response.json(200, flow_json(state, flow, full=True, user_type=role))
+            admin = _is_admin_route(request)
+            return Response.json(200, flow_json(state, flow, full=True, user_type=role, admin=admin))
 
     def patch_flow(request: Request) -> Response:
         api_version(request)

@@ -10,7 +10,8 @@ Errors name the field path (`powerPlatform.flows[2].creator`).
       "environments": [{"name": "<guid or Default-<tenant>>", "displayName": "...", "sku": "Production",
                         "isDefault": false, "location": "europe",
                         "roles": [{"principal": "<object id>", "role": "System Customizer",
-                                   "type": "User"}]}],
+                                   "type": "User"}],
+                        "applicationUsers": ["<application id>"]}],   Dataverse application users
       "connections": [{"name": "<id>", "environment": "<env>", "api": "shared_keyvault", "displayName": "...",
                        "createdBy": "<object id>", "authType": "oauth|servicePrincipal|managedIdentity",
                        "identity": "<object id Key Vault sees; default createdBy>",
@@ -169,6 +170,7 @@ def load(state: State, data: Any) -> None:
                 "createdBy",
                 "createdTime",
                 "roles",
+                "applicationUsers",
             },
             {"name", "displayName"},
         )
@@ -197,6 +199,10 @@ def load(state: State, data: Any) -> None:
                     principal_id=principal, role=role["role"], principal_type=role.get("type", "User")
                 )
             )
+        env.application_users = {
+            _str(v, f"{where}.applicationUsers[{j}]").lower()
+            for j, v in enumerate(_list(item.get("applicationUsers", []), f"{where}.applicationUsers"))
+        }
         pp.environments[name] = env
 
     for i, item in enumerate(_list(root.get("connections", []), f"{_ROOT}.connections")):

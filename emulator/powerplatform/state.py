@@ -50,6 +50,10 @@ class Environment:
     created_time: str = "2024-01-01T00:00:00Z"
     created_by: str | None = None
     roles: list[RoleAssignment] = field(default_factory=list)
+    # Application (client) ids made application users of this environment's Dataverse with the System
+    # Administrator role (the one-time grant, docs/permissions.md). The emulator's own admin app is one
+    # in every environment; a management-app registration alone does not open Dataverse.
+    application_users: set[str] = field(default_factory=set)
 
     def roles_of(self, principal_ids: set[str]) -> set[str]:
         return {r.role for r in self.roles if r.principal_id in principal_ids}

@@ -164,16 +164,22 @@ class KeyVaultManagement:
     def update_access_policy(
         self, resource_group: str, vault_name: str, change: AccessPolicyChange
     ) -> tuple[AccessPolicy, ...]:
-        """`PUT .../accessPolicies/{add|remove}`; returns the vault's resulting access policies."""
+        """`PUT .../accessPolicies/{add|remove}`, then one GET of the vault: returns the vault's resulting
+        access policies. The PUT answers with the request's entries echoed (azure-rest-api-specs
+        `updateAccessPoliciesAdd.json`), not with what the vault now holds, so only a re-read verifies
+        (the Terraform provider re-reads too)."""
         parameters = VaultAccessPolicyParameters(change_body(change))
+        vaults = self._client.vaults
 
-        def put() -> tuple[AccessPolicy, ...]:
-            result = self._client.vaults.update_access_policy(
-                resource_group, vault_name, change.operation, parameters
-            )
-            return tuple(access_policy_from_sdk(e) for e in (result.properties.access_policies or ()))
+        def put() -> None:
+            vaults.update_access_policy(resource_group, vault_name, change.operation, parameters)
 
-        return with_retry(f"accessPolicies/{change.operation} on {vault_name}", put)
+        def read() -> tuple[AccessPolicy, ...]:
+            vault = vaults.get(resource_group, vault_name)
+            return tuple(access_policy_from_sdk(e) for e in (vault.properties.access_policies or ()))
+
+        with_retry(f"accessPolicies/{change.operation} on {vault_name}", put)
+        return with_retry(f"get vault {vault_name}", read)
 
     def close(self) -> None:
         self._client.close()

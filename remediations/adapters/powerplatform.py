@@ -1,27 +1,54 @@
-"""Power Platform admin APIs: environments and role holders (BAP), flows with definitions and
-permissions (Power Automate, api.flow.microsoft.com), connections and their permissions (Power Apps,
-api.powerapps.com), DLP policies (v2 governance API on api.bap.microsoft.com).
+"""Power Platform, through the APIs that work for the app's own (app-only) identity in a real tenant:
+environments and each one's Dataverse instance URL (BAP, api.bap.microsoft.com); flows, definitions,
+owners, shares, security-role holders and turning a flow off (the Dataverse Web API of each
+environment, adapters/dataverse.py); connections and their permissions (Power Apps admin API,
+api.powerapps.com); DLP policies (v2 governance API on api.bap.microsoft.com).
 
-There is no SDK for these, so this is an `azure.core` pipeline per audience with a bearer token from
-azure-identity: `https://service.flow.microsoft.com//.default` for the Flow host and
-`https://service.powerapps.com//.default` for the Power Apps and BAP hosts (the scopes Microsoft's own
-admin tools ask for; shared/powerplatform/README.md). The pipelines have no RetryPolicy: retries are
-ours, around whole idempotent operations (adapters/retry.py), honouring Retry-After. Lists follow
-`nextLink`. Every route is an admin (`scopes/admin`) route, so the app's identity needs the Power
-Platform administrator role (or to be registered as a management app), not a share on each flow.
+The Flow admin API (api.flow.microsoft.com) is not called: Microsoft documents it as unsupported (and
+unsupported for service principals), and its admin GET has no flow definition.
+
+There is no SDK for these, so this is an `azure.core` pipeline per token audience with a bearer token
+from azure-identity: `https://service.powerapps.com//.default` for the Power Apps and BAP hosts (the
+scope Microsoft's own admin tools ask for; shared/powerplatform/README.md) and
+`https://{org}.crm.dynamics.com/.default` for each environment's Dataverse. The pipelines have no
+RetryPolicy: retries are ours, around whole idempotent operations (adapters/retry.py), honouring
+Retry-After. Lists follow `nextLink` / `@odata.nextLink`. The app's identity needs a registered
+management app (or the Power Platform administrator role) for the `scopes/admin` routes and an
+application user with a security role in every environment it reads (docs/permissions.md).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.rest import HttpRequest, HttpResponse
 
+from remediations.adapters.dataverse import (
+    CONNECTION_REFERENCE_COLUMNS,
+    OFF,
+    PAGE_SIZE,
+    ROLE_COLUMNS,
+    TEAM_COLUMNS,
+    USER_COLUMNS,
+    WEB_API,
+    DataverseInstance,
+    DataversePrincipals,
+    connection_references_from_api,
+    flow_from_workflow,
+    flow_shares_from_api,
+    instance_from_environment,
+    needs_connection_references,
+    principals_from_api,
+    revoke_body,
+    shared_principals_query,
+    workflows_query,
+)
 from remediations.adapters.errors import AzureCallFailed, failure_from_response
 from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
@@ -30,23 +57,19 @@ from remediations.core.model import (
     DlpPolicy,
     Environment,
     Flow,
+    PrincipalKind,
     Share,
 )
 
-FLOW = "https://api.flow.microsoft.com"
 POWERAPPS = "https://api.powerapps.com"
 BAP = "https://api.bap.microsoft.com"
-FLOW_SCOPE = "https://service.flow.microsoft.com//.default"
 POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
 
-FLOW_VERSION = "2016-11-01"
 CONNECTIONS_VERSION = "2016-11-01"
 CONNECTION_PERMISSIONS_VERSION = "2017-06-01"
 BAP_VERSION = "2020-10-01"
-ROLES_VERSION = "2016-11-01"
 MAX_PAGES = 10_000  # a loop guard: a nextLink that never ends is a service bug, not a reason to hang
 
-_ADMIN_FLOWS = "/providers/Microsoft.ProcessSimple/scopes/admin/environments"
 _ADMIN_APPS = "/providers/Microsoft.PowerApps/scopes/admin/environments"
 _ADMIN_BAP = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
 _DLP = "/providers/PowerPlatform.Governance/v2/policies"
@@ -59,8 +82,11 @@ def _q(value: str) -> str:
 # --- mapping from the wire to the model (pure) ------------------------------------------------------
 
 
-def _principal_kind(raw: str | None) -> Literal["user", "group"]:
-    return "group" if str(raw or "").lower() == "group" else "user"
+def _principal_kind(raw: str | None) -> PrincipalKind:
+    """`principal.type` of a permission: Group, ServicePrincipal (the Terraform provider's recorded
+    connection shares), else a user (User, Tenant)."""
+    kind = str(raw or "").lower()
+    return "group" if kind == "group" else "servicePrincipal" if kind == "serviceprincipal" else "user"
 
 
 def environment_from_api(item: dict[str, Any], role_holders: dict[str, tuple[str, ...]]) -> Environment:
@@ -70,39 +96,6 @@ def environment_from_api(item: dict[str, Any], role_holders: dict[str, tuple[str
         name=str(item["name"]),
         display_name=str(props.get("displayName") or ""),
         role_holders=role_holders,
-    )
-
-
-def role_holders_from_api(items: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """BAP roleAssignments -> {principal id: role names} (Dataverse security role names)."""
-    holders: dict[str, set[str]] = {}
-    for item in items:
-        props = item.get("properties") or {}
-        principal = (props.get("principal") or {}).get("id")
-        role = (props.get("roleDefinition") or {}).get("name")
-        if principal and role:
-            holders.setdefault(str(principal).lower(), set()).add(str(role))
-    return {p: tuple(sorted(r)) for p, r in sorted(holders.items())}
-
-
-def flow_from_api(item: dict[str, Any], environment: str) -> Flow:
-    props = item.get("properties") or {}
-    creator = (props.get("creator") or {}).get("objectId")
-    references = props.get("connectionReferences") or {}
-    keys = {
-        str(key): str(ref.get("connectionName"))
-        for key, ref in references.items()
-        if isinstance(ref, dict) and ref.get("connectionName")
-    }
-    return Flow(
-        id=str(item["name"]),
-        environment=environment,
-        display_name=str(props.get("displayName") or ""),
-        creator=str(creator).lower() if creator else None,
-        connection_references=tuple(sorted(set(keys.values()))),
-        definition=props.get("definition") or {},
-        state=str(props.get("state") or "Started"),
-        reference_keys=keys,
     )
 
 
@@ -142,7 +135,13 @@ def connection_from_api(
     elif "serviceprincipal" in set_name or client_id:
         app_id = (client_id or "").lower()
         identity, kind = (app_object_ids or {}).get(app_id), "servicePrincipal"
-    parameters = {str(k): str(v) for k, v in (props.get("connectionParameters") or {}).items()}
+    # Key Vault connections may carry their parameters (vaultName) only under
+    # `connectionParametersSet.values` (`{"name": {"value": ...}}`), e.g. certificate or service
+    # principal authentication; `connectionParameters` wins where both name one.
+    # Only the vault name is taken from the set: its other values can be credentials (token:*, certificates).
+    vault_name = value("vaultName")
+    parameters = {"vaultName": vault_name} if vault_name else {}
+    parameters |= {str(k): str(v) for k, v in (props.get("connectionParameters") or {}).items()}
     return Connection(
         id=str(item["name"]),
         environment=environment,
@@ -164,20 +163,6 @@ def service_principal_client_id(item: dict[str, Any]) -> str | None:
             raw = value.get("value") if isinstance(value, dict) else value
             return str(raw).lower() if raw else None
     return None
-
-
-def flow_share_from_api(item: dict[str, Any], environment: str, flow: str) -> Share:
-    props = item.get("properties") or {}
-    principal = props.get("principal") or {}
-    return Share(
-        resource_kind="flow",
-        resource_id=flow,
-        principal_id=str(principal.get("id") or item.get("name")).lower(),
-        principal_kind=_principal_kind(principal.get("type")),
-        role=str(props.get("roleName") or ""),
-        environment=environment,
-        permission_id=str(item.get("id") or "") or None,
-    )
 
 
 def connection_share_from_api(item: dict[str, Any], environment: str, connection: str) -> Share:
@@ -231,23 +216,40 @@ def dlp_from_api(item: dict[str, Any]) -> DlpPolicy:
 
 
 class PowerPlatform:
-    """One pipeline per token audience; reused for the invocation and closed at the end."""
+    """One pipeline per token audience (Power Apps/BAP, and each environment's Dataverse), reused for
+    the invocation and closed at the end. Each environment's Dataverse URL and users/teams are read
+    once per invocation."""
 
     def __init__(self, credential: TokenCredential, **client_kwargs: Any) -> None:
-        self._flow: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(
-            FLOW, credential, FLOW_SCOPE, **client_kwargs
-        )
+        self._credential = credential
+        self._client_kwargs = client_kwargs
         self._apps: PipelineClient[HttpRequest, HttpResponse] = bearer_pipeline(
             POWERAPPS, credential, POWERAPPS_SCOPE, **client_kwargs
         )
+        self._lock = threading.Lock()  # inventory reads environments concurrently
+        self._instances: dict[str, DataverseInstance | None] = {}
+        self._dataverse: dict[str, PipelineClient[HttpRequest, HttpResponse]] = {}
+        self._principals: dict[str, DataversePrincipals] = {}
+        # Each listed flow's owner (`_ownerid_value`), so the inventory's shares read needs no owner GET.
+        self._owners: dict[tuple[str, str], str | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _client(self, url: str) -> PipelineClient[HttpRequest, HttpResponse]:
-        return self._flow if url.startswith(FLOW) else self._apps
+        with self._lock:
+            for base, client in self._dataverse.items():
+                if url.startswith(base):
+                    return client
+        return self._apps
 
-    def _send(self, operation: str, method: str, url: str, body: Any = None) -> HttpResponse:
+    def _send(
+        self, operation: str, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
         def once() -> HttpResponse:
-            request = HttpRequest(method, url, json=body) if body is not None else HttpRequest(method, url)
+            request = (
+                HttpRequest(method, url, json=body, headers=headers)
+                if body is not None
+                else HttpRequest(method, url, headers=headers)
+            )
             response = self._client(url).send_request(request)
             response.read()
             if response.status_code >= 300:
@@ -256,68 +258,157 @@ class PowerPlatform:
 
         return with_retry(operation, once)
 
-    def _json(self, operation: str, method: str, url: str, body: Any = None) -> Any:
-        response = self._send(operation, method, url, body)
+    def _json(
+        self, operation: str, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        response = self._send(operation, method, url, body, headers)
         text = response.text()
         return json.loads(text) if text.strip() else None
 
-    def _list(self, operation: str, url: str) -> list[dict[str, Any]]:
+    def _list(self, operation: str, url: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every page: each page is retried on its own, so a throttled page 7 does not re-read 1-6."""
         items: list[dict[str, Any]] = []
         next_url: str | None = url
         for _ in range(MAX_PAGES):
             if not next_url:
                 return items
-            page = self._json(operation, "GET", next_url) or {}
+            page = self._json(operation, "GET", next_url, headers=headers) or {}
             items += page.get("value") or []
             next_url = page.get("nextLink") or page.get("@odata.nextLink")
         raise AzureCallFailed(operation, None, "TooManyPages", f"more than {MAX_PAGES} pages")
 
     # -- environments ------------------------------------------------------------------------------
+    def _remember(self, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for item in items:
+                self._instances[str(item["name"])] = instance_from_environment(item)
+
     def list_environments(self) -> list[dict[str, Any]]:
-        return self._list("list environments", f"{BAP}{_ADMIN_BAP}?api-version={BAP_VERSION}")
+        items = self._list("list environments", f"{BAP}{_ADMIN_BAP}?api-version={BAP_VERSION}")
+        self._remember(items)
+        return items
 
     def get_environment(self, environment: str) -> dict[str, Any]:
         url = f"{BAP}{_ADMIN_BAP}/{_q(environment)}?api-version={BAP_VERSION}"
         result: dict[str, Any] = self._json(f"get environment {environment}", "GET", url)
+        self._remember([result])
         return result
 
-    def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]:
-        url = f"{BAP}{_ADMIN_BAP}/{_q(environment)}/roleAssignments?api-version={ROLES_VERSION}"
-        return role_holders_from_api(self._list(f"list role assignments of {environment}", url))
+    # -- Dataverse (per environment) ---------------------------------------------------------------
+    def _instance(self, environment: str) -> str:
+        """The environment's Dataverse Web API base URL, with its pipeline ready."""
+        with self._lock:
+            known = environment in self._instances
+        if not known:
+            self.get_environment(environment)
+        with self._lock:
+            instance = self._instances.get(environment)
+            if instance is None:
+                raise AzureCallFailed(
+                    f"Dataverse of {environment}",
+                    None,
+                    "NoDataverse",
+                    f"environment {environment} has no Dataverse database: its flows cannot be read "
+                    "with the app's identity",
+                )
+            if instance.api_url not in self._dataverse:
+                self._dataverse[instance.api_url] = bearer_pipeline(
+                    instance.api_url, self._credential, instance.scope, **self._client_kwargs
+                )
+            return instance.api_url
 
-    # -- flows -------------------------------------------------------------------------------------
-    def list_flows(self, environment: str) -> list[dict[str, Any]]:
-        url = f"{FLOW}{_ADMIN_FLOWS}/{_q(environment)}/v2/flows?api-version={FLOW_VERSION}"
-        return self._list(f"list flows of {environment}", url)
+    def _dataverse_list(self, operation: str, environment: str, path: str) -> list[dict[str, Any]]:
+        url = f"{self._instance(environment)}{path}"
+        return self._list(operation, url, {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"})
+
+    def principals(self, environment: str) -> DataversePrincipals:
+        """Users (with their security roles) and teams (with theirs) of one environment, read once."""
+        with self._lock:
+            cached = self._principals.get(environment)
+        if cached is not None:
+            return cached
+        users = self._dataverse_list(
+            f"list users of {environment}",
+            environment,
+            f"{WEB_API}/systemusers?$select={USER_COLUMNS}"
+            f"&$expand=systemuserroles_association($select={ROLE_COLUMNS})",
+        )
+        teams = self._dataverse_list(
+            f"list teams of {environment}",
+            environment,
+            f"{WEB_API}/teams?$select={TEAM_COLUMNS}&$expand=teamroles_association($select={ROLE_COLUMNS})",
+        )
+        found = principals_from_api(users, teams)
+        with self._lock:
+            self._principals[environment] = found
+        return found
+
+    def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]:
+        """Dataverse security roles by Entra object id (System Customizer / Administrator edit every flow)."""
+        return self.principals(environment).roles
+
+    def list_flows(self, environment: str) -> list[Flow]:
+        """Every cloud flow (`workflows`, category 5) with its definition and owner, 5,000 a page."""
+        principals = self.principals(environment)
+        rows = self._dataverse_list(f"list flows of {environment}", environment, workflows_query())
+        logical_names = self._connection_references(environment, rows)
+        flows = [flow_from_workflow(row, environment, principals, logical_names) for row in rows]
+        with self._lock:
+            for flow, row in zip(flows, rows, strict=True):
+                owner = row.get("_ownerid_value")
+                self._owners[(environment, flow.id)] = str(owner) if owner else None
+        return flows
+
+    def _connection_references(self, environment: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """Solution flows name a connection reference, not a connection: read the environment's
+        `connectionreferences` (one paged list) only when a flow needs it."""
+        if not any(needs_connection_references(row) for row in rows):
+            return {}
+        return connection_references_from_api(
+            self._dataverse_list(
+                f"list connection references of {environment}",
+                environment,
+                f"{WEB_API}/connectionreferences?$select={CONNECTION_REFERENCE_COLUMNS}",
+            )
+        )
 
     def get_flow(self, environment: str, flow: str) -> Flow:
-        """One GET per flow: the admin list has no definition."""
-        url = f"{FLOW}{_ADMIN_FLOWS}/{_q(environment)}/flows/{_q(flow)}?api-version={FLOW_VERSION}"
-        return flow_from_api(self._json(f"get flow {flow}", "GET", url), environment)
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
+        row = self._json(f"get flow {flow}", "GET", url)
+        logical_names = self._connection_references(environment, [row])
+        return flow_from_workflow(row, environment, self.principals(environment), logical_names)
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
-        url = (
-            f"{FLOW}{_ADMIN_FLOWS}/{_q(environment)}/flows/{_q(flow)}/permissions?api-version={FLOW_VERSION}"
-        )
-        items = self._list(f"list permissions of flow {flow}", url)
-        return [flow_share_from_api(i, environment, flow) for i in items]
+        """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes
+        from the flow list when this invocation listed the flow (so a sweep pays one call per Key Vault
+        flow), else from one GET of the row."""
+        base = self._instance(environment)
+        with self._lock:
+            listed = (environment, flow.lower()) in self._owners
+            owner = self._owners.get((environment, flow.lower()))
+        if not listed:
+            row = self._json(
+                f"get owner of flow {flow}",
+                "GET",
+                f"{base}{WEB_API}/workflows({_q(flow)})?$select=_ownerid_value",
+            )
+            found = (row or {}).get("_ownerid_value")
+            owner = str(found) if found else None
+        access = self._json(f"list shares of flow {flow}", "GET", f"{base}{shared_principals_query(flow)}")
+        return flow_shares_from_api(environment, flow, owner, access or {}, self.principals(environment))
 
-    def modify_flow_permissions(
-        self,
-        environment: str,
-        flow: str,
-        *,
-        delete: Sequence[str] = (),
-        put: Sequence[dict[str, Any]] = (),
+    def revoke_flow_access(
+        self, environment: str, flow: str, principals: Sequence[tuple[str, PrincipalKind]]
     ) -> None:
-        """`delete` holds principal object ids (the CLI's form); `put` the API's permission items."""
-        url = (
-            f"{FLOW}{_ADMIN_FLOWS}/{_q(environment)}/flows/{_q(flow)}/modifyPermissions"
-            f"?api-version={FLOW_VERSION}"
-        )
-        body = {"put": list(put), "delete": [{"id": principal} for principal in delete]}
-        self._send(f"modifyPermissions on flow {flow}", "POST", url, body)
+        """`RevokeAccess` for each (Dataverse principal id, kind): removes every right that share gave."""
+        url = f"{self._instance(environment)}{WEB_API}/RevokeAccess"
+        for principal, kind in principals:
+            self._send(f"RevokeAccess on flow {flow}", "POST", url, revoke_body(flow, principal, kind))
+
+    def turn_off_flow(self, environment: str, flow: str) -> None:
+        """Draft (off): the flow stops triggering; its definition, owner and shares stay."""
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
+        self._send(f"turn off flow {flow}", "PATCH", url, OFF, {"If-Match": "*"})
 
     # -- connections -------------------------------------------------------------------------------
     def list_connections(self, environment: str, api: str = "shared_keyvault") -> list[dict[str, Any]]:
@@ -351,7 +442,14 @@ class PowerPlatform:
 
     # -- DLP ---------------------------------------------------------------------------------------
     def list_dlp_policies(self) -> list[dict[str, Any]]:
+        """The v2 list: each item is the policy definition only, without connector groups or action
+        rules (the Terraform provider GETs every policy for those); see `get_dlp_policy`."""
         return self._list("list DLP policies", f"{BAP}{_DLP}")
+
+    def get_dlp_policy(self, name: str) -> dict[str, Any]:
+        """One whole policy: definition, connector groups and connector action rules."""
+        result: dict[str, Any] = self._json(f"get DLP policy {name}", "GET", f"{BAP}{_DLP}/{_q(name)}")
+        return result
 
     def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._json("create DLP policy", "POST", f"{BAP}{_DLP}", body)
@@ -364,5 +462,8 @@ class PowerPlatform:
         return result
 
     def close(self) -> None:
-        self._flow.close()
         self._apps.close()
+        with self._lock:
+            clients, self._dataverse = list(self._dataverse.values()), {}
+        for client in clients:
+            client.close()

@@ -233,6 +233,8 @@ class RoleDefinition(Frozen):
 
 
 IdentityKind = Literal["user", "group", "servicePrincipal", "managedIdentity", "unknown"]
+# Who a Power Platform share names (Dataverse principals, Power Apps share principals).
+PrincipalKind = Literal["user", "group", "servicePrincipal"]
 
 
 class Identity(Frozen):
@@ -310,7 +312,7 @@ class Share(Frozen):
     resource_kind: Literal["flow", "connection"]
     resource_id: str
     principal_id: str
-    principal_kind: Literal["user", "group"] = "user"
+    principal_kind: PrincipalKind = "user"
     role: str  # Owner, CanEdit, CanView, RunOnly
     environment: str = ""
     permission_id: str | None = None  # the permission's id as the API lists it (connection deletes use it)
@@ -489,7 +491,7 @@ class ShareChange(Frozen):
     environment: str
     resource_id: str
     principal_id: str
-    principal_kind: Literal["user", "group"] = "user"
+    principal_kind: PrincipalKind = "user"
     role: str
     api: str | None = None  # connector name for connections, e.g. shared_keyvault
     permission_id: str | None = None  # the permission id to delete (connections); flows use the object id

@@ -1,14 +1,17 @@
-"""Read-only Power Platform inventory: environments (with role holders), Key Vault connections (with
-the identity each authenticates as, and their shares), flows (with definitions; permissions for the
-ones that use a Key Vault connection) and DLP policies. Merged into the Azure snapshot by the engine.
+"""Read-only Power Platform inventory: environments (with security-role holders), Key Vault connections
+(with the identity each authenticates as, and their shares), flows (with definitions; owners and shares
+for the ones that use a Key Vault connection) and DLP policies. Merged into the Azure snapshot by the
+engine.
 
-Calls (LIMITS.md section 2): per environment 1 role list + flow list pages + 1 Key Vault connection
-list; then one GET per flow (the admin list has no definition) and one permissions GET per Key Vault
-flow and per Key Vault connection. Every environment is read at once, `concurrency` calls in flight
-(default `PP_CONCURRENCY`; Dataverse-style service protection allows 52 concurrent requests per
-user). Then every group holding one of those shares is resolved to its members with Graph
-`transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure graph reaches the people
-behind a group share. A failed read becomes an InventoryError; nothing is
+Calls (LIMITS.md section 2): per environment the Dataverse users and teams (with their security roles;
+BAP role assignments answer 403 for Dataverse environments), the Dataverse `workflows` pages (5,000 a
+page, definitions and owners included: no GET per flow) and 1 Key Vault connection list; then one
+`RetrieveSharedPrincipalsAndAccess` per Key Vault flow and one permissions GET per Key Vault connection;
+the DLP list and one GET per DLP policy (the list has no rules). Every environment is read at once,
+`concurrency` calls in flight (default `PP_CONCURRENCY`; Dataverse service protection allows 52
+concurrent requests per user). Then every group holding one of those shares is resolved to its
+members with Graph `transitiveMembers` (`GROUP_CONCURRENCY` groups at a time), so the exposure graph
+reaches the people behind a group share. A failed read becomes an InventoryError; nothing is
 dropped silently (an unresolved group stays a group node: its share is still judged and revoked).
 """
 
@@ -122,7 +125,7 @@ def inventory_powerplatform(
         flow_lists = [pool.submit(_attempt, api.list_flows, name) for name in names]
         dlp = pool.submit(_attempt, api.list_dlp_policies)
 
-        listed: list[tuple[str, list[dict[str, Any]], list[str]]] = []
+        listed: list[tuple[str, list[dict[str, Any]], list[Flow]]] = []
         for env_item, name, held, connections_read, flow_list in zip(
             environments, names, holders, connection_lists, flow_lists, strict=True
         ):
@@ -139,7 +142,7 @@ def inventory_powerplatform(
             if isinstance(flow_items, AzureCallFailed):
                 out.failed(name, "list flows", flow_items)
                 flow_items = []
-            listed.append((name, connection_items, [str(item["name"]) for item in flow_items]))
+            listed.append((name, connection_items, flow_items))
 
         object_ids = _app_object_ids(clients, pool, [i for _, items, _ in listed for i in items], out)
         connections = [
@@ -153,15 +156,12 @@ def inventory_powerplatform(
             for (name, _, _), env_connections in zip(listed, connections, strict=True)
         ]
         flows_read = [
-            [
-                pool.submit(_read_flow, api, name, flow_name, {c.id for c in env_connections})
-                for flow_name in flow_names
-            ]
-            for (name, _, flow_names), env_connections in zip(listed, connections, strict=True)
+            [pool.submit(_flow_shares, api, flow, {c.id for c in env_connections}) for flow in flows]
+            for (_, _, flows), env_connections in zip(listed, connections, strict=True)
         ]
         total = sum(map(len, shares_read)) + sum(map(len, flows_read))
         done = 0
-        for env_connections, env_shares, (_, _, flow_names), env_flows in zip(
+        for env_connections, env_shares, (_, _, flows), env_flows in zip(
             connections, shares_read, listed, flows_read, strict=True
         ):
             for connection, future in zip(env_connections, env_shares, strict=True):
@@ -173,20 +173,28 @@ def inventory_powerplatform(
                 done += 1
                 progress("power platform reads", done, total)
             out.connections += env_connections
-            for flow_name, flow_future in zip(flow_names, env_flows, strict=True):
-                flow, shares, errors = flow_future.result()
-                for operation, failure in errors:
-                    out.failed(flow_name, operation, failure)
-                if flow is not None:
-                    out.flows.append(flow)
+            for flow, flow_future in zip(flows, env_flows, strict=True):
+                shares = flow_future.result()
+                if isinstance(shares, AzureCallFailed):
+                    out.failed(flow.id, "list flow shares", shares)
+                else:
                     out.shares += shares
+                out.flows.append(flow)
                 done += 1
                 progress("power platform reads", done, total)
         policies = dlp.result()
-    if isinstance(policies, AzureCallFailed):
-        out.failed("dlp policies", "list DLP policies", policies)
-    else:
-        out.dlp_policies = [dlp_from_api(p) for p in policies]
+        if isinstance(policies, AzureCallFailed):
+            out.failed("dlp policies", "list DLP policies", policies)
+        else:
+            # The list has no connector groups or rules: GET each policy, as the Terraform provider does.
+            names = [str((p.get("policyDefinition") or {}).get("name") or "") for p in policies]
+            reads = [pool.submit(_attempt, api.get_dlp_policy, name) for name in names if name]
+            for name, read in zip([n for n in names if n], reads, strict=True):
+                policy = read.result()
+                if isinstance(policy, AzureCallFailed):
+                    out.failed(name, "get DLP policy", policy)
+                else:
+                    out.dlp_policies.append(dlp_from_api(policy))
     _group_members(clients, out, progress)
     return out
 
@@ -213,20 +221,13 @@ def _app_object_ids(
     return found
 
 
-def _read_flow(
-    api: PowerPlatformApi, environment: str, flow_name: str, keyvault_connections: set[str]
-) -> tuple[Flow | None, list[Share], list[tuple[str, AzureCallFailed]]]:
-    try:
-        flow = api.get_flow(environment, flow_name)
-    except AzureCallFailed as error:
-        return None, [], [("get flow", error)]
-    # Permissions matter only where a Key Vault connection is reachable (saves F calls).
+def _flow_shares(
+    api: PowerPlatformApi, flow: Flow, keyvault_connections: set[str]
+) -> list[Share] | AzureCallFailed:
+    """Owner and shares only where a Key Vault connection is reachable (saves 2 calls per other flow)."""
     if not set(flow.connection_references) & keyvault_connections:
-        return flow, [], []
-    try:
-        return flow, api.flow_permissions(environment, flow_name), []
-    except AzureCallFailed as error:
-        return flow, [], [("list flow permissions", error)]
+        return []
+    return _attempt(api.flow_permissions, flow.environment, flow.id)
 
 
 def _group_members(clients: Clients, out: PowerPlatformInventory, progress: Progress) -> None:

@@ -197,7 +197,7 @@ def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
     if not isinstance(change, DlpPolicyChange):
         return Outcome(action_id=action.id, status="failed", error="not a DLP action")
     try:
-        existing = next(
+        listed = next(
             (
                 p
                 for p in api.list_dlp_policies()
@@ -205,6 +205,9 @@ def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
             ),
             None,
         )
+        # List items carry no connector groups or rules: judge and update the whole policy from its GET,
+        # so the PATCH (a full body) never drops what the policy already holds.
+        existing = None if listed is None else api.get_dlp_policy(str(listed["policyDefinition"]["name"]))
         if existing is not None and satisfies(dlp_from_api(existing), change):
             return Outcome(
                 action_id=action.id, status="noop", before=action.before, after=action.before, verified=True

@@ -1,7 +1,7 @@
 """revoke_flow_shares: remove co-owners (CanEdit) and run-only users (CanView) of flows that use a Key
 Vault connection when they are not in the policy's allowed set (`powerPlatform.allowedFlowEditors` and
-`serviceAccounts`). The creator stays owner (the service refuses to remove it), so a flow always keeps
-its owner. One admin `modifyPermissions` call per flow, then one permissions read to verify.
+`serviceAccounts`). The owner stays (a Dataverse record always has one), so a flow always keeps its
+owner. One Dataverse `RevokeAccess` per removed share, then one shares read to verify.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ class RevokeFlowShares(Remediation):
         severity="high",
         risk="People who edited or ran the flow lose access to it; re-share through the allowed accounts.",
         permissions_required=(
-            "Power Platform administrator (or a registered management app): "
-            "POST api.flow.microsoft.com/.../scopes/admin/environments/{env}/flows/{flow}/modifyPermissions",
+            "Application user with a security role that can share workflows (System Administrator) in the "
+            "flow's environment: POST https://{org}.crm.dynamics.com/api/data/v9.2/RevokeAccess",
         ),
         cli_equivalent=(
             "Remove-AdminFlowOwnerRole -EnvironmentName <env> -FlowName <flow> -RoleId <principal id>"
@@ -43,6 +43,9 @@ class RevokeFlowShares(Remediation):
         environment, flow = first.environment, first.resource_id
 
         def delete(changes: list[ShareChange]) -> None:
-            api.modify_flow_permissions(environment, flow, delete=[c.principal_id for c in changes])
+            # RevokeAccess names the Dataverse principal (listed as the share's permission id).
+            api.revoke_flow_access(
+                environment, flow, [(c.permission_id or c.principal_id, c.principal_kind) for c in changes]
+            )
 
         return apply_share_revocations(action, delete, lambda: api.flow_permissions(environment, flow))

@@ -149,12 +149,16 @@ def test_access_policy_add_replace_remove_and_the_case_sensitive_remove_trap(
     ).result()
 
     def update(kind: str, secrets: list[str], object_id: str = member) -> list[dict[str, object]]:
+        """The PUT echoes the request's entry (azure-rest-api-specs updateAccessPoliciesAdd.json); the
+        vault's resulting policies come from a GET."""
         result = client.vaults.update_access_policy(
             "rg-ap", "kv-ap", kind, {"properties": {"accessPolicies": [_policy(emu, object_id, secrets)]}}
         )
+        echoed = result.properties.access_policies
+        assert [(p.object_id, list(p.permissions.secrets or [])) for p in echoed] == [(object_id, secrets)]
         return [
             {"object_id": p.object_id, "secrets": list(p.permissions.secrets or [])}
-            for p in result.properties.access_policies
+            for p in client.vaults.get("rg-ap", "kv-ap").properties.access_policies
         ]
 
     # The trap: `list` does not match the stored `List`; 200 and nothing changes.

@@ -107,9 +107,10 @@ def test_environments_admin_list_pages_and_roles(emu: Emulator) -> None:
     assert len(names) == 5 and ENV in names
     env = bap.get(f"{BAP}/scopes/admin/environments/{ENV}", params={"api-version": "2020-10-01"}).json()
     assert env["properties"]["displayName"] == "Finance"
-    roles = bap.get(f"{BAP}/scopes/admin/environments/{ENV}/roleAssignments", params=V).json()["value"]
-    held = {(r["properties"]["principal"]["id"], r["properties"]["roleDefinition"]["name"]) for r in roles}
-    assert (CUSTOMIZER, "System Customizer") in held
+    # Dataverse environments: BAP role assignments answer 403; their roles are Dataverse security roles.
+    roles = bap.get(f"{BAP}/scopes/admin/environments/{ENV}/roleAssignments", params=V)
+    assert roles.status_code == 403
+    assert roles.json()["error"]["code"] == "LinkedEnvironmentForbiddenOperation"
     missing = bap.get(f"{BAP}/scopes/admin/environments/nope", params=V)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "EnvironmentNotFound"
     assert (
@@ -147,11 +148,16 @@ def test_admin_flow_list_pages_by_250(emu: Emulator) -> None:
     assert pages == [250, 250, 21]
     first = admin.get(f"{FLOWS}/scopes/admin/environments/{ENV}/v2/flows", params=V).json()["value"][0]
     assert "definition" not in first["properties"] and first["properties"]["creator"]["objectId"]
+    assert first["properties"]["workflowEntityId"] == first["name"]  # the Dataverse workflows row
 
 
 def test_flow_get_definition_and_errors(emu: Emulator) -> None:
     admin = _client(emu, ADMIN)
-    flow = admin.get(f"{FLOWS}/scopes/admin/environments/{ENV}/flows/{FLOW}", params=V).json()
+    # The admin GET has no definition (pnp/cli-microsoft365#6624); a caller with a role on the flow gets it.
+    as_admin = admin.get(f"{FLOWS}/scopes/admin/environments/{ENV}/flows/{FLOW}", params=V).json()
+    assert "definition" not in as_admin["properties"]
+    assert as_admin["properties"]["connectionReferences"]["shared_keyvault"]["connectionName"] == CONN
+    flow = _client(emu, OWNER).get(f"{FLOWS}/environments/{ENV}/flows/{FLOW}", params=V).json()
     step = flow["properties"]["definition"]["actions"]["Get_secret"]
     assert step["inputs"]["host"]["operationId"] == "GetSecret"
     assert step["runtimeConfiguration"]["secureData"]["properties"] == ["inputs", "outputs"]
@@ -170,6 +176,24 @@ def test_flow_get_definition_and_errors(emu: Emulator) -> None:
     assert (
         _client(emu, CUSTOMIZER).get(f"{FLOWS}/environments/{ENV}/flows/{FLOW}", params=V).status_code == 200
     )
+
+
+def test_flow_admin_routes_refuse_app_only_tokens(emu: Emulator) -> None:
+    """Flow admin APIs are unsupported for service principals: an app-only token (idtyp=app) is refused
+    on every scopes/admin route, even for the admin app itself."""
+    az = emu.state.azure
+    app = requests.Session()
+    app.trust_env, app.proxies, app.verify = False, {"https": emu.proxy_url}, emu.ca_bundle
+    token = token_for(emu.state, az.admin_object_id, FLOW_AUDIENCE, appid=az.admin_client_id, idtyp="app")
+    app.headers["Authorization"] = f"Bearer {token}"
+    for path in (
+        f"{FLOWS}/scopes/admin/environments/{ENV}/v2/flows",
+        f"{FLOWS}/scopes/admin/environments/{ENV}/flows/{FLOW}",
+    ):
+        refused = app.get(path, params=V)
+        assert (
+            refused.status_code == 403 and refused.json()["error"]["code"] == "ServicePrincipalNotSupported"
+        )
 
 
 def test_flow_edit_rights(emu: Emulator) -> None:
@@ -297,7 +321,11 @@ def test_dlp_crud_and_blocked_action_stops_the_edit(emu: Emulator) -> None:
     bap = _client(emu, ADMIN, POWERAPPS_AUDIENCE)
     created = _block_list_secrets(bap)
     name = created["policyDefinition"]["name"]
-    assert [p["policyDefinition"]["name"] for p in bap.get(f"{DLP}/v2/policies").json()["value"]] == [name]
+    listed = bap.get(f"{DLP}/v2/policies").json()["value"]
+    assert [p["policyDefinition"]["name"] for p in listed] == [name]
+    # The list carries the definition only (the Terraform provider's recorded list); rules need the GET.
+    assert list(listed[0]) == ["policyDefinition"] and "connectorGroups" not in listed[0]["policyDefinition"]
+    assert "connectorConfigurationsDefinition" in bap.get(f"{DLP}/v2/policies/{name}").json()
     assert (
         bap.get(f"{DLP}/v2/policies/{name}").json()["policyDefinition"]["displayName"]
         == "Key Vault: no enumeration"

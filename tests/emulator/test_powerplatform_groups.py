@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
+from emulator.powerplatform.dataverse import dataverse_id
 from emulator.scenario import load_scenario
 from remediations.adapters import graph_api
 from remediations.adapters.clients import AzureClients
@@ -170,9 +171,15 @@ def test_revoke_flow_shares_removes_a_group_share_like_a_user_share(
             plan, clients, MemoryAuditSink(), RunContext(correlation_id="groups", trigger="cli")
         )
     assert {o.status for o in outcomes} == {"applied"}
-    writes = [r for r in emu.requests.since(mark) if r.path.endswith("/modifyPermissions")]
-    sent = [d["id"] for r in writes for d in json.loads(r.body)["delete"]]
-    assert PAYROLL_READERS in sent
+    # RevokeAccess names the group's Dataverse team (its Entra group), typed as a team.
+    writes = [
+        json.loads(r.body)["Revokee"] for r in emu.requests.since(mark) if r.path.endswith("/RevokeAccess")
+    ]
+    environment = _payroll(seed)["environment"]
+    assert {
+        "@odata.type": "Microsoft.Dynamics.CRM.team",
+        "ownerid": dataverse_id(environment, PAYROLL_READERS),
+    } in writes
     with emu.state.lock:
         flow = emu.state.powerplatform.flows[_payroll(seed)["name"]]
         assert PAYROLL_READERS not in flow.shares

@@ -156,7 +156,7 @@ def test_plan_then_apply_stops_the_seed_attack(emu: Emulator, seed: dict[str, An
     assert customizer  # the attacker in this test
 
 
-def test_inventory_reads_each_flow_once_and_maps_connection_identities(
+def test_inventory_reads_flows_from_dataverse_pages_and_maps_connection_identities(
     emu: Emulator, seed: dict[str, Any]
 ) -> None:
     scope = Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"])
@@ -170,7 +170,15 @@ def test_inventory_reads_each_flow_once_and_maps_connection_identities(
     kinds = {c.display_name: (c.identity_principal_id, c.identity_kind) for c in snapshot.connections}
     assert kinds["kv-svc-flows (service principal)"] == (sp, "servicePrincipal")  # from token:clientId
     assert kinds["kv-shared-prod (admin)"] == (_who(seed, "admin@"), "user")
-    flow_gets = sorted(r.path.rsplit("/", 1)[-1] for r in emu.requests if r.route == "flow.flows.adminget")
-    assert flow_gets == sorted(f["name"] for f in pp["flows"])  # one definition GET per flow, no more
+    # Definitions come with the Dataverse `workflows` pages (clientdata): no GET per flow, and the Flow
+    # admin API (unsupported for app-only callers) is never called.
+    pages = [r for r in emu.requests if r.route == "dataverse.workflows.list"]
+    assert len(pages) == len(pp["environments"]) and {r.status for r in pages} == {200}
+    assert not [r for r in emu.requests if r.host == "api.flow.microsoft.com"]
+    # Owners come with the pages: one shares read per Key Vault flow, no GET of a workflow row.
+    assert not [r for r in emu.requests if r.route == "dataverse.workflows.get"]
+    shares_reads = [r for r in emu.requests if r.route == "dataverse.RetrieveSharedPrincipalsAndAccess"]
+    assert 0 < len(shares_reads) <= len(pp["flows"])
+    assert not [r for r in emu.requests if r.host == "api.bap.microsoft.com" and "roleAssignments" in r.path]
     writes = [r for r in emu.requests if r.method != "GET" and r.host != "login.microsoftonline.com"]
     assert {r.route for r in writes} <= {"get_by_ids"}  # inventory is read-only

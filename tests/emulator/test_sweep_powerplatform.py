@@ -21,6 +21,7 @@ from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
 from emulator import Emulator
+from emulator.powerplatform.dataverse import dataverse_id
 from emulator.scenario import load_scenario_file
 from remediations.triggers.messages import ScopeMessage
 from remediations.triggers.runs import RunStore
@@ -95,7 +96,10 @@ def _pp_writes(emu: Emulator, mark: int) -> list[Any]:
         r
         for r in emu.requests.since(mark)
         if r.method in {"POST", "PATCH"}
-        and (r.path.endswith("/modifyPermissions") or "PowerPlatform.Governance/v2/policies" in r.path)
+        and (
+            r.path.endswith(("/modifyPermissions", "/RevokeAccess"))
+            or "PowerPlatform.Governance/v2/policies" in r.path
+        )
     ]
 
 
@@ -117,13 +121,18 @@ def test_the_sweep_fixes_shares_and_dlp_once_per_environment(
     mark = cloud.requests.mark()
     _drain(functions, bodies, "")
     writes = _pp_writes(cloud, mark)
-    flow_writes = [r for r in writes if "/flows/" in r.path]
+    flow_writes = [r for r in writes if r.path.endswith("/RevokeAccess")]  # Dataverse: one per share
     connection_writes = [r for r in writes if "/connections/" in r.path]
     dlp_writes = [r for r in writes if "Governance" in r.path]
     # Payroll export (CanEdit) and SFTP upload (CanView) were shared with the analyst; the payroll
     # connection too. One write each, and one DLP policy: not one per vault worker.
     assert len(flow_writes) == 2 and len(connection_writes) == 1 and len(dlp_writes) == 1
-    assert {d["id"] for r in flow_writes for d in json.loads(r.body)["delete"]} == {analyst}
+    # Each RevokeAccess names the analyst's Dataverse user in the flow's own environment.
+    targets = [json.loads(r.body)["Target"]["workflowid"] for r in flow_writes]
+    flows_by_id = cloud.state.powerplatform.flows
+    assert sorted(json.loads(r.body)["Revokee"]["ownerid"] for r in flow_writes) == sorted(
+        dataverse_id(flows_by_id[t].environment, analyst) for t in targets
+    )
     assert dlp_writes[0].method == "POST" and dlp_writes[0].status in {200, 201}
     with cloud.state.lock:
         pp = cloud.state.powerplatform
@@ -182,7 +191,7 @@ def test_vault_workers_of_one_sweep_share_one_power_platform_read(
         return sum(
             1
             for r in cloud.requests.since(mark)
-            if r.method == "GET" and "/scopes/admin/environments/" in r.path and r.path.endswith("/v2/flows")
+            if r.method == "GET" and r.path.endswith("/api/data/v9.2/workflows")  # Dataverse flow list
         )
 
     for sweep in range(2):

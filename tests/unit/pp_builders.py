@@ -139,20 +139,18 @@ class MemoryPowerPlatform:
             raise ResourceGone("permissions", 404, "FlowNotFound", "no flow")
         return list(self.flow_shares[flow_id])
 
-    def modify_flow_permissions(
-        self,
-        environment: str,
-        flow_id: str,
-        *,
-        delete: Sequence[str] = (),
-        put: Sequence[dict[str, Any]] = (),
+    def revoke_flow_access(
+        self, environment: str, flow_id: str, principals: Sequence[tuple[str, str]]
     ) -> None:
-        self.calls.append(("modify_flow_permissions", (flow_id, list(delete))))
+        """Dataverse RevokeAccess per (principal, kind); the owner's own access cannot be revoked."""
+        self.calls.append(("revoke_flow_access", (flow_id, [p for p, _ in principals])))
         if flow_id not in self.flow_shares:
-            raise ResourceGone("modifyPermissions", 404, "FlowNotFound", "no flow")
+            raise ResourceGone("RevokeAccess", 404, "0x80040217", "no flow")
         if not self.ignore_deletes:
-            gone = {d for d in delete if d != self.creators.get(flow_id)}
-            self.flow_shares[flow_id] = [s for s in self.flow_shares[flow_id] if s.principal_id not in gone]
+            gone = {p for p, _ in principals if p != self.creators.get(flow_id)}
+            self.flow_shares[flow_id] = [
+                s for s in self.flow_shares[flow_id] if (s.permission_id or s.principal_id) not in gone
+            ]
 
     def connection_permissions(self, environment: str, api: str, connection_id: str) -> list[Share]:
         self.calls.append(("connection_permissions", connection_id))
@@ -171,8 +169,23 @@ class MemoryPowerPlatform:
         ]
 
     def list_dlp_policies(self) -> list[dict[str, Any]]:
+        """As the v2 list answers: the definition only, no connector groups, no action rules."""
         self.calls.append(("list_dlp_policies", None))
-        return copy.deepcopy(self.policies)
+        return [
+            {
+                "policyDefinition": {
+                    k: v for k, v in p["policyDefinition"].items() if k != "connectorGroups"
+                }
+            }
+            for p in copy.deepcopy(self.policies)
+        ]
+
+    def get_dlp_policy(self, name: str) -> dict[str, Any]:
+        self.calls.append(("get_dlp_policy", name))
+        for policy in self.policies:
+            if policy["policyDefinition"]["name"] == name:
+                return copy.deepcopy(policy)
+        raise ResourceGone("get DLP policy", 404, "PolicyNotFound", "no policy")
 
     def create_dlp_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("create_dlp_policy", copy.deepcopy(body)))

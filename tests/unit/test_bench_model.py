@@ -45,9 +45,11 @@ def test_worked_example_call_counts() -> None:
     assert calls.kv_max_chain == 3
     assert calls.arm_reads == 5 + 1 + 1  # 5 pages of 1,000 vaults, role assignments, definitions
     assert calls.graph == 10
-    # env list + 1 role list + 8 flow pages + 1 Dataverse page of definitions + 2,000 flow permissions
-    # + 12 connection pages + 3,000 connection permissions + the DLP list
-    assert calls.pp == 1 + 1 + 8 + 1 + 2000 + 12 + 3000 + 1
+    # The Dataverse pattern: env list + 1 users page + 1 teams page + 1 workflows page (definitions
+    # included, owners too) + 2,000 shares reads + 12 connection pages + 3,000 connection permissions
+    # + the DLP list
+    assert calls.pp == 1 + 1 + 1 + 1 + 2000 + 12 + 3000 + 1
+    assert calls.pp_chain == 5  # env list -> users -> teams -> workflows -> shares
     per_flow = minimal_calls(
         Workload(secrets_per_vault=(40,), flows=2000, connections=3000, dataverse_definitions=False)
     )
@@ -63,7 +65,7 @@ def test_worked_example_limits() -> None:
     assert compliant.terms["arm_read_bucket"] == 0.0
     assert compliant.terms["graph_ru_window"] == 0.0
     assert compliant.write_s == 0.0
-    # PP (5,024 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
+    # PP (5,017 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
     # counts 7,021 calls (definitions per flow): 136 rounds x 0.2 s = 27.2 s
     assert compliant.binding_read == "pp_latency"
     assert compliant.terms["pp_latency"] == pytest.approx(19.4)

@@ -72,6 +72,8 @@ def test_apply_creates_then_is_a_noop_the_second_time() -> None:
     assert written.covers(ENV) and written.blocked_actions == {KEYVAULT_CONNECTOR_ID: ("ListSecrets",)}
     again = EnforceKeyvaultDlp().apply(plan.actions[0], clients)  # type: ignore[arg-type]
     assert again.status == "noop" and len(api.policies) == 1
+    # The list has no rules: the existing block is only seen through the per-policy GET.
+    assert [c[0] for c in api.calls[2:]] == ["list_dlp_policies", "get_dlp_policy"]
 
 
 def test_apply_merges_into_an_existing_policy_without_dropping_its_rules() -> None:

@@ -53,7 +53,7 @@ def test_apply_deletes_verifies_and_is_idempotent() -> None:
     outcome = RevokeFlowShares().apply(action, PPClients(api))  # type: ignore[arg-type]
     assert outcome.status == "applied" and outcome.verified
     assert outcome.after == {"shares": ["admin:Owner"]}
-    assert api.calls == [("modify_flow_permissions", ("f1", [ANALYST])), ("flow_permissions", "f1")]
+    assert api.calls == [("revoke_flow_access", ("f1", [ANALYST])), ("flow_permissions", "f1")]
     again = RevokeFlowShares().apply(action, PPClients(api))  # type: ignore[arg-type]
     assert again.status == "applied" and again.after == {"shares": ["admin:Owner"]}
 

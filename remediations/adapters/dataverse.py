@@ -1,0 +1,243 @@
+"""Dataverse Web API shapes for cloud flows, owners, shares and security roles (pure mapping; the calls
+are in adapters/powerplatform.py).
+
+Why Dataverse: the Flow admin API (api.flow.microsoft.com) is unsupported for app-only tokens and its
+admin GET has no `properties.definition`; Microsoft documents the Dataverse `workflows` table as the
+supported way to work with cloud flows in code ("Work with cloud flows using code",
+MicrosoftDocs/power-automate-docs `articles/manage-flows-with-code.md`): `category eq 5`, the
+definition and connection references in `clientdata` (a JSON string), `_ownerid_value`,
+`statecode` 0 Draft (off) / 1 Activated (on) / 2 Suspended, shares through
+`RetrieveSharedPrincipalsAndAccess` and `RevokeAccess`. Security-role holders (System Customizer /
+System Administrator) come from `systemusers` with `systemuserroles_association` and `teams` with
+`teamroles_association`: BAP environment role assignments answer 403 for Dataverse environments.
+
+Every Dataverse id (systemuserid, teamid) is mapped to the Entra object id the rest of the app speaks
+(`azureactivedirectoryobjectid`); an unmapped principal keeps its Dataverse id, so it is still judged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from remediations.core.model import Flow, PrincipalKind, Share
+
+WEB_API = "/api/data/v9.2"
+# Dataverse pages at most 5,000 rows (`Prefer: odata.maxpagesize`); fewer round trips than the default.
+PAGE_SIZE = 5000
+CLOUD_FLOW_CATEGORY = 5
+WORKFLOW_COLUMNS = "workflowid,name,clientdata,statecode,statuscode,_ownerid_value,_createdby_value"
+USER_COLUMNS = "systemuserid,azureactivedirectoryobjectid,applicationid,fullname,isdisabled"
+TEAM_COLUMNS = "teamid,azureactivedirectoryobjectid,teamtype,name"
+ROLE_COLUMNS = "roleid,name"
+CONNECTION_REFERENCE_COLUMNS = "connectionreferencelogicalname,connectionid,connectorid"
+# statecode (manage-flows-with-code.md): 0 Draft (off), 1 Activated (on), 2 Suspended.
+FLOW_STATES = {0: "Stopped", 1: "Started", 2: "Suspended"}
+OFF = {"statecode": 0, "statuscode": 1}  # Draft / Draft: the flow stops triggering
+
+
+@dataclass(frozen=True)
+class DataverseInstance:
+    """Where an environment's Dataverse Web API answers and the token audience for it."""
+
+    api_url: str  # e.g. https://org1.api.crm4.dynamics.com
+    scope: str  # e.g. https://org1.crm4.dynamics.com/.default
+
+
+def instance_from_environment(item: dict[str, Any]) -> DataverseInstance | None:
+    """From a BAP environment (`properties.linkedEnvironmentMetadata`); None without a database."""
+    meta = (item.get("properties") or {}).get("linkedEnvironmentMetadata") or {}
+    api = str(meta.get("instanceApiUrl") or meta.get("instanceUrl") or "").rstrip("/")
+    web = str(meta.get("instanceUrl") or api).rstrip("/")
+    if not api.startswith("https://") or not web.startswith("https://"):
+        return None
+    origin = urlsplit(web)
+    return DataverseInstance(api_url=api, scope=f"{origin.scheme}://{origin.netloc}/.default")
+
+
+@dataclass
+class DataversePrincipals:
+    """One environment's users and teams: Dataverse id -> (Entra object id, kind), and role names held
+    by Entra object id (users directly; Entra group teams for their members)."""
+
+    by_id: dict[str, tuple[str, PrincipalKind]] = field(default_factory=dict)
+    dataverse_ids: dict[str, str] = field(default_factory=dict)  # Entra object id -> Dataverse id
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def resolve(self, dataverse_id: str, default: PrincipalKind = "user") -> tuple[str, PrincipalKind]:
+        return self.by_id.get(dataverse_id.lower(), (dataverse_id.lower(), default))
+
+
+def _expanded(row: dict[str, Any], relation: str) -> list[dict[str, Any]]:
+    items = row.get(relation)
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def principals_from_api(users: list[dict[str, Any]], teams: list[dict[str, Any]]) -> DataversePrincipals:
+    """`systemusers` rows (with `systemuserroles_association`) and `teams` rows (with
+    `teamroles_association`). Application users carry `applicationid`: service principals."""
+    out = DataversePrincipals()
+    held: dict[str, set[str]] = {}
+    for row in users:
+        dataverse_id = str(row.get("systemuserid") or "").lower()
+        if not dataverse_id:
+            continue
+        oid = str(row.get("azureactivedirectoryobjectid") or dataverse_id).lower()
+        kind: PrincipalKind = "servicePrincipal" if row.get("applicationid") else "user"
+        out.by_id[dataverse_id] = (oid, kind)
+        out.dataverse_ids[oid] = dataverse_id
+        for role in _expanded(row, "systemuserroles_association"):
+            if role.get("name"):
+                held.setdefault(oid, set()).add(str(role["name"]))
+    for row in teams:
+        dataverse_id = str(row.get("teamid") or "").lower()
+        if not dataverse_id:
+            continue
+        oid = str(row.get("azureactivedirectoryobjectid") or dataverse_id).lower()
+        out.by_id[dataverse_id] = (oid, "group")
+        out.dataverse_ids[oid] = dataverse_id
+        for role in _expanded(row, "teamroles_association"):
+            if role.get("name"):
+                held.setdefault(oid, set()).add(str(role["name"]))
+    out.roles = {p: tuple(sorted(r)) for p, r in sorted(held.items())}
+    return out
+
+
+def _client_data(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.get("clientdata")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _connection_name(reference: dict[str, Any], logical_names: dict[str, str]) -> str | None:
+    """`connection.name` (clientdata in manage-flows-with-code.md), or `connectionName` (the older form
+    the same docs describe), or, for a solution flow whose reference names only
+    `connection.connectionReferenceLogicalName`, the `connectionid` of that `connectionreference` row."""
+    raw = reference.get("connection")
+    connection: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    name = connection.get("name") or reference.get("connectionName")
+    if not name and connection.get("connectionReferenceLogicalName"):
+        name = logical_names.get(str(connection["connectionReferenceLogicalName"]).lower())
+    return str(name) if name else None
+
+
+def _references(row: dict[str, Any]) -> dict[str, Any]:
+    properties = _client_data(row).get("properties") or {}
+    references = properties.get("connectionReferences")
+    return references if isinstance(references, dict) else {}
+
+
+def needs_connection_references(row: dict[str, Any]) -> bool:
+    """Whether a reference names only a solution connection reference (its connection is elsewhere)."""
+    return any(
+        isinstance(r, dict)
+        and _connection_name(r, {}) is None
+        and (r.get("connection") or {}).get("connectionReferenceLogicalName")
+        for r in _references(row).values()
+    )
+
+
+def connection_references_from_api(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """`connectionreferences` rows -> {logical name (lower case): connection name}."""
+    return {
+        str(r["connectionreferencelogicalname"]).lower(): str(r["connectionid"])
+        for r in rows
+        if r.get("connectionreferencelogicalname") and r.get("connectionid")
+    }
+
+
+def flow_from_workflow(
+    row: dict[str, Any],
+    environment: str,
+    principals: DataversePrincipals,
+    logical_names: dict[str, str] | None = None,
+) -> Flow:
+    """One `workflows` row (category 5) -> Flow; the owner is mapped to its Entra object id and solution
+    connection references (`logical_names`) to their connections."""
+    properties = _client_data(row).get("properties") or {}
+    keys = {
+        str(key): name
+        for key, reference in _references(row).items()
+        if isinstance(reference, dict) and (name := _connection_name(reference, logical_names or {}))
+    }
+    owner = row.get("_ownerid_value")
+    definition = properties.get("definition")
+    return Flow(
+        id=str(row["workflowid"]).lower(),
+        environment=environment,
+        display_name=str(row.get("name") or ""),
+        creator=principals.resolve(str(owner))[0] if owner else None,
+        connection_references=tuple(sorted(set(keys.values()))),
+        definition=definition if isinstance(definition, dict) else {},
+        state=FLOW_STATES.get(int(row.get("statecode") or 0), "Stopped"),
+        reference_keys=keys,
+    )
+
+
+def _principal_kind(odata_type: str) -> PrincipalKind:
+    return "group" if odata_type.lower().endswith(".team") else "user"
+
+
+def flow_shares_from_api(
+    environment: str,
+    flow: str,
+    owner: str | None,
+    access: dict[str, Any],
+    principals: DataversePrincipals,
+) -> list[Share]:
+    """The owner (`_ownerid_value`) plus every `RetrieveSharedPrincipalsAndAccess` entry. A share
+    with `WriteAccess` is a co-owner (CanEdit), anything else run-only (CanView). `permission_id` keeps
+    the Dataverse principal id `RevokeAccess` needs."""
+
+    def share(dataverse_id: str, kind: PrincipalKind, role: str) -> Share:
+        oid, resolved = principals.resolve(dataverse_id, kind)
+        return Share(
+            resource_kind="flow",
+            resource_id=flow,
+            principal_id=oid,
+            principal_kind=resolved,
+            role=role,
+            environment=environment,
+            permission_id=dataverse_id.lower(),
+        )
+
+    shares = [share(owner, "user", "Owner")] if owner else []
+    for entry in access.get("PrincipalAccesses") or []:
+        principal = entry.get("Principal") or {}
+        dataverse_id = str(
+            principal.get("ownerid") or principal.get("systemuserid") or principal.get("teamid") or ""
+        )
+        if dataverse_id:
+            kind = _principal_kind(str(principal.get("@odata.type") or ""))
+            role = "CanEdit" if "WriteAccess" in str(entry.get("AccessMask") or "") else "CanView"
+            shares.append(share(dataverse_id, kind, role))
+    return shares
+
+
+def workflows_query() -> str:
+    return (
+        f"{WEB_API}/workflows?$select={WORKFLOW_COLUMNS}"
+        f"&$filter={quote(f'category eq {CLOUD_FLOW_CATEGORY}')}"
+    )
+
+
+def shared_principals_query(flow: str) -> str:
+    """The function form the Power Automate docs show: `RetrieveSharedPrincipalsAndAccess(Target=@tid)`."""
+    target = quote(json.dumps({"@odata.id": f"workflows({flow})"}).replace('"', "'"), safe="")
+    return f"{WEB_API}/RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={target}"
+
+
+def revoke_body(flow: str, principal: str, kind: PrincipalKind) -> dict[str, Any]:
+    """`RevokeAccess` (the docs' body): the workflow and the principal by its Dataverse id."""
+    entity = "team" if kind == "group" else "systemuser"
+    return {
+        "Target": {"@odata.type": "Microsoft.Dynamics.CRM.workflow", "workflowid": flow},
+        "Revokee": {"@odata.type": f"Microsoft.Dynamics.CRM.{entity}", "ownerid": principal},
+    }

@@ -1,0 +1,374 @@
+"""(b) The emulator answers the same requests with the same shape as the recorded public responses: the
+paths the adapters read exist with the same JSON types, the keys the real service leaves out stay out,
+and lists page with the same next-link key. A drift on either side fails here (sources:
+fixtures/SOURCES.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emulator import Emulator, tokens
+from emulator.scenario import load_scenario_file
+from tests.contract.shapes import absent, fixture, same_shape, values_at
+from tests.emulator.helpers import Raw, admin_token
+from tests.emulator.test_powerplatform_attack import SEED
+
+BAP = "https://api.bap.microsoft.com/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+APPS = "https://api.powerapps.com/providers/Microsoft.PowerApps/scopes/admin/environments"
+DLP = "https://api.bap.microsoft.com/providers/PowerPlatform.Governance/v2/policies"
+POWERAPPS_SCOPE = "https://service.powerapps.com//.default"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(load_scenario_file(SEED)) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def seed() -> dict[str, Any]:
+    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
+
+
+def _app(emu: Emulator, scope: str) -> Raw:
+    """The app's own identity (client credentials from the emulated Entra): an app-only token."""
+    return Raw(emu, admin_token(emu, scope))
+
+
+def _dataverse(emu: Emulator, environment: str) -> tuple[Raw, str]:
+    item = _app(emu, POWERAPPS_SCOPE).call("GET", f"{BAP}/{environment}?api-version=2020-10-01").json()
+    meta = item["properties"]["linkedEnvironmentMetadata"]
+    return _app(emu, f"{meta['instanceUrl'].rstrip('/')}/.default"), meta["instanceApiUrl"].rstrip("/")
+
+
+def _ok(problems: list[str]) -> None:
+    assert not problems, "\n".join(problems)
+
+
+def test_bap_environment_list(emu: Emulator) -> None:
+    page = _app(emu, POWERAPPS_SCOPE).call("GET", f"{BAP}?api-version=2020-10-01").json()
+    recorded = fixture("bap-environments-list-admin.tf-provider.response.json")
+    paths = ["value[]/name", "value[]/id", "value[]/properties/displayName"]
+    paths += [f"value[]/properties/linkedEnvironmentMetadata/{k}" for k in ("instanceUrl", "instanceApiUrl")]
+    _ok(same_shape(recorded, page, paths))
+    _ok(same_shape(fixture("bap-environments-list-admin.response.json"), page, paths[:3]))
+
+
+def test_dataverse_workflows_page(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    client, base = _dataverse(emu, environment)
+    columns = (
+        "category,_createdby_value,createdon,description,ismanaged,modifiedon,name,_ownerid_value,"
+        "statecode,type,workflowid,workflowidunique"
+    )
+    response = client.call(
+        "GET",
+        f"{base}/api/data/v9.2/workflows?$filter=category eq 5&$select={columns},clientdata",
+        headers={"Prefer": "odata.maxpagesize=1"},
+    )
+    page = response.json()
+    recorded = fixture("dataverse-workflows-list.docs.json")
+    paths = [f"value[]/{c}" for c in columns.split(",")] + ["value[]/@odata.etag", "@odata.context"]
+    _ok(same_shape(recorded, page, paths))
+    assert "@odata.nextLink" in page  # Dataverse pages with @odata.nextLink
+    clientdata = fixture("dataverse-workflow-clientdata.docs.json")
+    recorded_data, emulated_data = (json.loads(d["clientdata"]) for d in (clientdata, page["value"][0]))
+    data_paths = [
+        "properties/connectionReferences/*/runtimeSource",
+        "properties/connectionReferences/*/connection/name",
+        "properties/connectionReferences/*/api/name",
+        "properties/definition/actions",
+        "properties/definition/triggers",
+        "schemaVersion",
+    ]
+    _ok(same_shape(recorded_data, emulated_data, data_paths))
+
+
+def test_dataverse_users_with_security_roles(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    client, base = _dataverse(emu, environment)
+    page = client.call(
+        "GET",
+        f"{base}/api/data/v9.2/systemusers?$select=systemuserid,azureactivedirectoryobjectid,applicationid,"
+        "fullname,isdisabled&$expand=systemuserroles_association($select=roleid,name)",
+    ).json()
+    recorded = {"value": [fixture("dataverse-systemuser.tf-provider.json")]}  # one recorded row, as a page
+    columns = ["systemuserid", "azureactivedirectoryobjectid", "applicationid", "fullname", "isdisabled"]
+    paths = [f"value[]/{c}" for c in columns]
+    paths += ["value[]/systemuserroles_association[]/roleid", "value[]/systemuserroles_association[]/name"]
+    _ok(same_shape(recorded, page, paths))
+    held = {r["name"] for u in page["value"] for r in u["systemuserroles_association"]}
+    assert "System Customizer" in held  # the seed's customizer, now seen through Dataverse
+
+
+def test_dataverse_shares_and_revoke(emu: Emulator, seed: dict[str, Any]) -> None:
+    flow = next(f for f in seed["powerPlatform"]["flows"] if f.get("shares"))
+    client, base = _dataverse(emu, flow["environment"])
+    target = "{'@odata.id':'workflows(" + flow["name"] + ")'}"
+    access = client.call(
+        "GET", f"{base}/api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)", params={"@tid": target}
+    ).json()
+    recorded = fixture("dataverse-RetrieveSharedPrincipalsAndAccess.docs.json")
+    paths = [
+        "@odata.context",
+        "PrincipalAccesses[]/AccessMask",
+        "PrincipalAccesses[]/Principal/@odata.type",
+        "PrincipalAccesses[]/Principal/ownerid",
+    ]
+    _ok(same_shape(recorded, access, paths))
+    # The recorded RevokeAccess body, with this flow and one of its principals, is accepted (204).
+    body = fixture("dataverse-RevokeAccess.request.docs.json")
+    body["Target"]["workflowid"] = flow["name"]
+    body["Revokee"] = {
+        "@odata.type": access["PrincipalAccesses"][0]["Principal"]["@odata.type"].lstrip("#"),
+        "ownerid": access["PrincipalAccesses"][0]["Principal"]["ownerid"],
+    }
+    assert client.call("POST", f"{base}/api/data/v9.2/RevokeAccess", json=body).status_code == 204
+    after = client.call(
+        "GET", f"{base}/api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)", params={"@tid": target}
+    ).json()
+    assert body["Revokee"]["ownerid"] not in {a["Principal"]["ownerid"] for a in after["PrincipalAccesses"]}
+
+
+def test_connections_and_their_permissions(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    apps = _app(emu, POWERAPPS_SCOPE)
+    page = apps.call(
+        "GET", f"{APPS}/{environment}/apis/shared_keyvault/connections?api-version=2016-11-01"
+    ).json()
+    recorded = fixture("connections-list.tf-provider.response.json")
+    paths = ["value[]/name", "value[]/id", "value[]/properties/apiId", "value[]/properties/displayName"]
+    paths += ["value[]/properties/createdBy/id", "value[]/properties/connectionParametersSet/name"]
+    paths += ["value[]/properties/connectionParametersSet/values", "value[]/properties/statuses[]/status"]
+    _ok(same_shape(recorded, page, paths))
+    # A parameter-set connection has no connectionParameters (the recorded firstParty connection).
+    parameter_set = [
+        c for c in page["value"] if c["properties"]["connectionParametersSet"]["name"] != "oauth"
+    ]
+    for item in parameter_set:
+        if item["properties"]["connectionParametersSet"]["name"].lower() not in {"", "oauth", "oauthdefault"}:
+            _ok(absent(item, ["properties/connectionParameters"]))
+    shared = next(c for c in page["value"] if c["name"] == seed["powerPlatform"]["connections"][0]["name"])
+    permissions = apps.call(
+        "GET",
+        f"{APPS}/{environment}/apis/shared_keyvault/connections/{shared['name']}/permissions?api-version=2017-06-01",
+    ).json()
+    recorded_permissions = fixture("connection-permissions-list.tf-provider.response.json")
+    permission_paths = ["value[]/name", "value[]/id", "value[]/properties/roleName"]
+    permission_paths += [f"value[]/properties/principal/{k}" for k in ("id", "type", "tenantId")]
+    _ok(same_shape(recorded_permissions, permissions, permission_paths))
+
+
+def test_dlp_list_has_definitions_only_and_get_has_rules(emu: Emulator, seed: dict[str, Any]) -> None:
+    bap = _app(emu, POWERAPPS_SCOPE)
+    policy = fixture("dlp-get.tf-provider.json")
+    policy["policyDefinition"]["environments"] = []
+    policy["policyDefinition"]["environmentType"] = "AllEnvironments"
+    created = bap.call("POST", DLP, json=policy)
+    assert created.status_code == 201, created.text
+    name = created.json()["policyDefinition"]["name"]
+    try:
+        listed = bap.call("GET", DLP).json()
+        definition_paths = [
+            "value[]/policyDefinition/" + k for k in ("name", "displayName", "environmentType")
+        ]
+        definition_paths += [
+            "value[]/policyDefinition/environments",
+            "value[]/policyDefinition/defaultConnectorsClassification",
+        ]
+        _ok(same_shape(fixture("dlp-list.tf-provider.json"), listed, definition_paths))
+        _ok(
+            absent(
+                listed,
+                ["value[]/policyDefinition/connectorGroups", "value[]/connectorConfigurationsDefinition"],
+            )
+        )
+        whole = bap.call("GET", f"{DLP}/{name}").json()
+        rule_paths = [
+            "policyDefinition/connectorGroups[]/classification",
+            "policyDefinition/connectorGroups[]/connectors[]/id",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/connectorId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/defaultConnectorActionRuleBehavior",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/actionId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/behavior",
+        ]
+        _ok(same_shape(policy, whole, rule_paths))
+    finally:
+        assert bap.call("DELETE", DLP.replace("/v2/", "/v1/") + f"/{name}").status_code == 200
+
+
+def test_keyvault_access_policy_put_echoes_the_request(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    vault = seed["vaults"][0]
+    url = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}"
+    )
+    example = fixture("keyvault-updateAccessPoliciesAdd.json")
+    entry = {
+        "tenantId": emu.state.azure.tenant_id,
+        "objectId": "0e0e0e0e-0000-4000-8000-00000000c0de",
+        "permissions": {"secrets": ["get"]},
+    }
+    response = arm.call(
+        "PUT",
+        f"{url}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+    )
+    assert response.status_code == 200, response.text
+    recorded = example["responses"]["200"]["body"]
+    assert sorted(response.json()) == sorted(recorded)  # type, id, properties: no name, no location
+    assert response.json()["properties"]["accessPolicies"] == [entry]  # the request, echoed
+    assert response.json()["id"].endswith("/accessPolicies/") and recorded["id"].endswith("/accessPolicies/")
+    listed = arm.call("GET", f"{url.rsplit('/', 1)[0]}?api-version=2023-07-01").json()
+    recorded_list = _body("keyvault-listVaultByResourceGroup.json")
+    paths = ["value[]/id", "value[]/name", "value[]/properties/vaultUri", "value[]/properties/tenantId"]
+    paths += [
+        f"value[]/properties/accessPolicies[]/{k}" for k in ("objectId", "tenantId", "permissions/secrets")
+    ]
+    _ok(same_shape(recorded_list, listed, paths))
+    assert "0e0e0e0e-0000-4000-8000-00000000c0de" in values_at(
+        listed, "value[]/properties/accessPolicies[]/objectId"
+    )
+
+
+def test_keyvault_secret_list_pages(emu: Emulator, seed: dict[str, Any]) -> None:
+    vault = seed["vaults"][0]
+    reader = vault["accessPolicies"][0]["objectId"]  # holds get, list
+    token = tokens.issue({"oid": reader, "tid": emu.state.azure.tenant_id, "aud": "https://vault.azure.net"})
+    page = Raw(emu, token).call(
+        "GET", f"https://{vault['name']}.vault.azure.net/secrets?api-version=7.4&maxresults=1"
+    )
+    assert page.status_code == 200, page.text
+    recorded = _body("keyvault-data-GetSecrets.json")
+    paths = [
+        "value[]/id",
+        "value[]/attributes/enabled",
+        "value[]/attributes/created",
+        "value[]/attributes/updated",
+    ]
+    _ok(same_shape(recorded, page.json(), [*paths, "nextLink"]))
+    _ok(absent(page.json(), ["value[]/value"]))  # a list never carries values
+
+
+def test_graph_get_by_ids(emu: Emulator, seed: dict[str, Any]) -> None:
+    graph = _app(emu, "https://graph.microsoft.com/.default")
+    ids = [u["id"] for u in seed["users"][:2]]
+    found = graph.call(
+        "POST",
+        "https://graph.microsoft.com/v1.0/directoryObjects/getByIds",
+        json={"ids": ids, "types": ["user"]},
+    ).json()
+    paths = ["@odata.context", "value[]/@odata.type", "value[]/id", "value[]/displayName"]
+    _ok(same_shape(fixture("graph-getByIds.docs.json"), found, paths))
+
+
+def test_role_assignments_and_definitions(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    base = f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/providers/Microsoft.Authorization"
+    assignments = arm.call("GET", f"{base}/roleAssignments?api-version=2022-04-01").json()
+    recorded = _body("authorization-RoleAssignments_ListForScope.json")
+    paths = ["value[]/id", "value[]/name", "value[]/type"]
+    paths += [
+        f"value[]/properties/{k}" for k in ("roleDefinitionId", "principalId", "principalType", "scope")
+    ]
+    _ok(same_shape(recorded, assignments, paths))
+    definitions = arm.call("GET", f"{base}/roleDefinitions?api-version=2022-04-01").json()
+    definition = _body("authorization-GetRoleDefinitionByName.json")
+    definition_paths = [
+        "value[]/id",
+        "value[]/name",
+        "value[]/properties/roleName",
+        "value[]/properties/type",
+    ]
+    definition_paths += [
+        f"value[]/properties/permissions[]/{k}"
+        for k in ("actions", "notActions", "dataActions", "notDataActions")
+    ]
+    _ok(same_shape({"value": [definition]}, definitions, definition_paths))
+
+
+def test_keyvault_secret_versions_set_and_update(emu: Emulator, seed: dict[str, Any]) -> None:
+    vault = seed["vaults"][0]
+    writer = "0e0e0e0e-0000-4000-8000-00000000beef"
+    arm = _app(emu, "https://management.azure.com/.default")
+    url = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}"
+    )
+    entry = {
+        "tenantId": emu.state.azure.tenant_id,
+        "objectId": writer,
+        "permissions": {"secrets": ["get", "list", "set"]},
+    }
+    added = arm.call(
+        "PUT",
+        f"{url}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+    )
+    assert added.status_code == 200
+    token = tokens.issue({"oid": writer, "tid": emu.state.azure.tenant_id, "aud": "https://vault.azure.net"})
+    kv, base = Raw(emu, token), f"https://{vault['name']}.vault.azure.net/secrets/contract-probe"
+    created = kv.call("PUT", f"{base}?api-version=7.4", json={"value": "probe-value-1"}).json()
+    kv.call("PUT", f"{base}?api-version=7.4", json={"value": "probe-value-2"})
+    paths = [
+        "value",
+        "id",
+        "attributes/enabled",
+        "attributes/created",
+        "attributes/updated",
+        "attributes/recoveryLevel",
+    ]
+    _ok(same_shape(_body("keyvault-data-SetSecret.json"), created, paths))
+    version = created["id"].rsplit("/", 1)[-1]
+    update = {"tags": {"mytag": "myvalue"}, "contentType": "myContentType", "attributes": {"enabled": True}}
+    updated = kv.call("PATCH", f"{base}/{version}?api-version=7.4", json=update).json()
+    update_paths = [
+        "id",
+        "contentType",
+        "attributes/enabled",
+        "attributes/created",
+        "attributes/updated",
+        "tags",
+    ]
+    _ok(same_shape(_body("keyvault-data-UpdateSecret.json"), updated, update_paths))
+    _ok(absent(updated, ["value"]))  # an update answers without the value
+    versions = kv.call("GET", f"{base}/versions?api-version=7.4&maxresults=1").json()
+    version_paths = ["value[]/id", "value[]/attributes/enabled", "value[]/attributes/created", "nextLink"]
+    _ok(same_shape(_body("keyvault-data-GetSecretVersions.json"), versions, version_paths))
+
+
+def _body(name: str) -> Any:
+    return fixture(name)["responses"]["200"]["body"]
+
+
+def test_role_assignment_create_and_delete(emu: Emulator, seed: dict[str, Any]) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    authz = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}"
+        "/providers/Microsoft.Authorization"
+    )
+    example = fixture("authorization-RoleAssignments_CreateForSubscription.json")
+    reader = (
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader (the recording's role is a placeholder)
+    )
+    body = {
+        "properties": {
+            "roleDefinitionId": f"{authz.removeprefix('https://management.azure.com')}/roleDefinitions/{reader}",
+            "principalId": seed["users"][0]["id"],
+            "principalType": "User",
+        }
+    }
+    url = f"{authz}/roleAssignments/5c0e0e0e-0000-4000-8000-000000000001?api-version=2022-04-01"
+    created = arm.call("PUT", url, json=body)
+    assert created.status_code == 201, created.text
+    paths = ["id", "name", "type"]
+    paths += [f"properties/{k}" for k in ("roleDefinitionId", "principalId", "principalType", "scope")]
+    _ok(same_shape(example["responses"]["201"]["body"], created.json(), paths))
+    deleted = arm.call("DELETE", url)
+    assert deleted.status_code == 200
+    _ok(same_shape(_body("authorization-RoleAssignments_Delete.json"), deleted.json(), paths))
