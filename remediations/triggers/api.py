@@ -172,7 +172,9 @@ def get_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpRe
 def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
     errors: list[FieldError] = []
     raw_limit = req.params.get("limit", "50")
-    limit = int(raw_limit) if raw_limit.isdigit() and 0 < int(raw_limit) <= MAX_LIST else 0
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6
+    limit = int(raw_limit) if digits and 0 < int(raw_limit) <= MAX_LIST else 0
     if not limit:
         errors.append(FieldError("query.limit", f"must be an integer from 1 to {MAX_LIST}"))
     kind = req.params.get("kind")
