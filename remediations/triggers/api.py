@@ -10,8 +10,9 @@ from typing import Any
 import azure.functions as func
 from pydantic import ValidationError
 
+from remediations.core.policy import load_policy
 from remediations.core.settings import AppSettings
-from remediations.triggers import observability, service
+from remediations.triggers import observability, scope_guard, service
 from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
 from remediations.triggers.caller import (
     Attribution,
@@ -91,6 +92,7 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     _log_attribution(who)
     fingerprint = request.fingerprint()
     store = _store()
+    scope_guard.check_ticket(request, settings.subscription_ids, load_policy(settings))
     placeholder = TicketResult.accepted(request, status="running", attribution=who)
     existing = store.reserve(
         "ticket",
@@ -221,9 +223,12 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
     if not signal.actionable:
         return received.model_copy(update={"status": "acknowledged", "message": signal.reason})
     try:
-        result = service.handle_alert(
-            signal, settings=AppSettings.from_env(), correlation_id=context.correlation_id
-        )
+        settings = AppSettings.from_env()
+        ignored = scope_guard.alert_out_of_scope(signal, settings.subscription_ids, load_policy(settings))
+        if ignored is not None:
+            observability.logger().warning("alert %s", ignored)
+            return received.model_copy(update={"status": "acknowledged", "message": ignored})
+        result = service.handle_alert(signal, settings=settings, correlation_id=context.correlation_id)
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
         observability.logger().exception("alert handling failed")
         observability.record_run_metric("alert", failures=1, status="failed")
