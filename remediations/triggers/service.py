@@ -190,6 +190,7 @@ def run_scope(
         inventory,
         reconcile_dangling,
     )
+    from remediations.core.vault_bound import bound_to_vault  # noqa: PLC0415
 
     context = RunContext(correlation_id=correlation_id, trigger=trigger, ticket_id=ticket_id, caller=caller)
     # Power Platform environments named by the policy are read with the vault, so the flow ->
@@ -213,6 +214,8 @@ def run_scope(
         findings = [f for f in findings if (f.principal or "").lower() in wanted]
     planned = extra(snapshot, policy) if extra is not None else []
     plan = build_plan(findings, snapshot, policy, remediation_ids=only, extra=planned)
+    # A run about one vault plans only on that vault and the flows and connections that use it.
+    findings, plan = bound_to_vault(scope, snapshot, findings, plan)
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     # Writes a crashed earlier run left pending in this scope; a filtered plan (named remediations or
