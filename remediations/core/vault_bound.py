@@ -8,6 +8,8 @@ from a request about one vault. Pure: findings and plan in, the bounded findings
 
 from __future__ import annotations
 
+import re
+
 from remediations.core.model import Finding, Plan, Scope, Snapshot, stable_id
 from remediations.core.pp_detect import (
     POWER_PLATFORM_DETECTORS,
@@ -17,6 +19,8 @@ from remediations.core.pp_detect import (
     keyvault_flows,
 )
 from remediations.core.registry import get_remediation
+
+_SHARED_RESOURCE = re.compile(r"/(flows|connections)/", re.IGNORECASE)  # a flow's or a connection's id
 
 
 def vault_resources(snapshot: Snapshot, vault_name: str) -> frozenset[str]:
@@ -40,10 +44,12 @@ def vault_resources(snapshot: Snapshot, vault_name: str) -> frozenset[str]:
 
 
 def bound_to_vault(
-    scope: Scope, snapshot: Snapshot, findings: list[Finding], plan: Plan
+    scope: Scope, snapshot: Snapshot, findings: list[Finding], plan: Plan, *, environment_wide: bool
 ) -> tuple[list[Finding], Plan]:
-    """For a vault scope: Power Platform findings and actions only on that vault's flows and connections
-    (no environment-wide action). Other scopes (a subscription, a sweep's environment) are returned as is."""
+    """For a vault scope: Power Platform findings and share actions only on that vault's flows and
+    connections. `environment_wide`: whether an environment-level action (the Key Vault DLP policy, which
+    a ticket may ask for by name) may stay; an alert's run never makes one. Other scopes (a subscription,
+    a sweep's environment) are returned as is."""
     if scope.vault_name is None:
         return findings, plan
     mine = vault_resources(snapshot, scope.vault_name)
@@ -52,7 +58,9 @@ def bound_to_vault(
     ]
 
     def bounded(action_target: str, remediation_id: str) -> bool:
-        return not get_remediation(remediation_id).power_platform or action_target.lower() in mine
+        if not get_remediation(remediation_id).power_platform or action_target.lower() in mine:
+            return True
+        return environment_wide and not _SHARED_RESOURCE.search(action_target)
 
     actions = tuple(a for a in plan.actions if bounded(a.target, a.remediation_id))
     deferred = tuple(a for a in plan.deferred if bounded(a.target, a.remediation_id))

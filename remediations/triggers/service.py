@@ -215,7 +215,7 @@ def run_scope(
     planned = extra(snapshot, policy) if extra is not None else []
     plan = build_plan(findings, snapshot, policy, remediation_ids=only, extra=planned)
     # A run about one vault plans only on that vault and the flows and connections that use it.
-    findings, plan = bound_to_vault(scope, snapshot, findings, plan)
+    findings, plan = bound_to_vault(scope, snapshot, findings, plan, environment_wide=trigger == "ticket")
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     # Writes a crashed earlier run left pending in this scope; a filtered plan (named remediations or
