@@ -47,6 +47,7 @@ from remediations.triggers.problems import MAX_BODY_BYTES, Problem
 ROUTE_PREFIX = "/api"
 ADMIN_PATH = re.compile(r"^/admin/functions/(?P<name>[A-Za-z_][A-Za-z0-9_-]*)/?$")
 NON_HTTP_TRIGGERS = ("timerTrigger", "queueTrigger")
+BODY_READ_SECONDS = 30.0  # how long a connection may go quiet before its request is dropped
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
 
 
@@ -219,6 +220,9 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "vaultguard-local"
         protocol_version = "HTTP/1.1"
+        # Socket reads time out, so a client that sends less than its Content-Length (or goes quiet)
+        # cannot hold a server thread forever.
+        timeout = BODY_READ_SECONDS
 
         def _serve(self) -> None:
             raw_length = self.headers.get("Content-Length", "0") or "0"
@@ -236,7 +240,15 @@ def _handler_class(runner: Runner) -> type[BaseHTTPRequestHandler]:
                 )
                 self._linger()
                 return
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                body = b""
+            if len(body) < length:
+                self.close_connection = True
+                message = "The request body was shorter than its Content-Length."
+                self._write(*_problem(408, "request-timeout", message))
+                return
             headers = {k: v for k, v in self.headers.items()}
             try:
                 result = runner.dispatch(

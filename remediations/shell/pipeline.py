@@ -29,6 +29,7 @@ from remediations.core.policy import Policy
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
+from remediations.core.vault_bound import bound_to_vault
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.engine import (
     Progress,
@@ -211,6 +212,12 @@ def run(
         dry_run=request.dry_run,
         targets=request.targets,
     )
+    # A run about one vault plans only on that vault and the flows and connections that use it; an
+    # alert's run never makes an environment-wide change.
+    if request.scope is not None:
+        findings, plan = bound_to_vault(
+            request.scope, snapshot, findings, plan, environment_wide=request.trigger != "alert"
+        )
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     stages.done("plan")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from remediations.triggers import ids
 from remediations.triggers.problems import FieldError, ProblemError, bad_request, validation_failed
 
 COMMON_SCHEMA_ID = "azureMonitorCommonAlertSchema"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 VAULT_WRITE_OPERATIONS = frozenset(
     {"microsoft.keyvault/vaults/accesspolicies/write", "microsoft.keyvault/vaults/write"}
 )
@@ -117,6 +119,7 @@ def _parse_common(payload: dict[str, Any]) -> AlertSignal:
 
     alert_id = _text(essentials, "alertId", "$.data.essentials.alertId", required=True)
     assert alert_id is not None
+    _check_alert_id(alert_id, "$.data.essentials.alertId")
     condition = _text(essentials, "monitorCondition", "$.data.essentials.monitorCondition") or "Fired"
     if condition not in ("Fired", "Resolved"):
         raise validation_failed(
@@ -322,6 +325,7 @@ def _parse_security_alert_record(payload: dict[str, Any]) -> AlertSignal:
     alert_id = _first_text(payload, ("SystemAlertId", "VendorOriginalId", "AlertId"))
     if alert_id is None:
         raise validation_failed([FieldError("$.SystemAlertId", "is required")])
+    _check_alert_id(alert_id, "$.SystemAlertId")
     candidates: list[object] = [
         payload.get("AzureResourceId"),
         payload.get("ResourceId"),
@@ -424,6 +428,12 @@ def _text(parent: dict[str, Any], key: str, path: str, *, required: bool = False
             raise validation_failed([FieldError(path, "is too long")])
         return value[:_MAX_TEXT]
     return value
+
+
+def _check_alert_id(alert_id: str, path: str) -> None:
+    """The alert id is stored and keys the idempotency record: no control characters (NUL, CR, LF)."""
+    if _CONTROL.search(alert_id):
+        raise validation_failed([FieldError(path, "must not contain control characters")])
 
 
 def _first_text(parent: dict[str, Any], keys: Iterable[str]) -> str | None:

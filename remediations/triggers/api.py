@@ -10,8 +10,9 @@ from typing import Any
 import azure.functions as func
 from pydantic import ValidationError
 
+from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers import observability, remediate_alert, remediate_ticket
+from remediations.triggers import observability, remediate_alert, remediate_ticket, scope_guard
 from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
 from remediations.triggers.caller import (
     Attribution,
@@ -91,6 +92,7 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     _log_attribution(who)
     fingerprint = request.fingerprint()
     store = _store()
+    scope_guard.check_ticket(request, settings.subscription_ids, load_policy(settings))
     placeholder = TicketResult.accepted(request, status="running", attribution=who)
     existing = store.reserve(
         "ticket",
@@ -172,7 +174,9 @@ def get_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpRe
 def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
     errors: list[FieldError] = []
     raw_limit = req.params.get("limit", "50")
-    limit = int(raw_limit) if raw_limit.isdigit() and 0 < int(raw_limit) <= MAX_LIST else 0
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6
+    limit = int(raw_limit) if digits and 0 < int(raw_limit) <= MAX_LIST else 0
     if not limit:
         errors.append(FieldError("query.limit", f"must be an integer from 1 to {MAX_LIST}"))
     kind = req.params.get("kind")
@@ -219,8 +223,13 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
     if not signal.actionable:
         return received.model_copy(update={"status": "acknowledged", "message": signal.reason})
     try:
+        settings = AppSettings.from_env()
+        ignored = scope_guard.alert_out_of_scope(signal, settings.subscription_ids, load_policy(settings))
+        if ignored is not None:
+            observability.logger().warning("alert %s", ignored)
+            return received.model_copy(update={"status": "acknowledged", "message": ignored})
         result = remediate_alert.handle_alert(
-            signal, settings=AppSettings.from_env(), correlation_id=context.correlation_id
+            signal, settings=settings, correlation_id=context.correlation_id
         )
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
         observability.logger().exception("alert handling failed")

@@ -13,7 +13,7 @@ from remediations.core.request import RunRequest, SecretTarget, Targets
 from remediations.shell import settings as names
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers import ids
+from remediations.triggers import ids, scope_guard
 from remediations.triggers.caller import Attribution
 from remediations.triggers.observability import logger
 from remediations.triggers.service import (
@@ -32,6 +32,7 @@ from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResul
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
+    from remediations.core.policy import Policy
 
 
 def actionable_targets(request: TicketRequest) -> bool:
@@ -41,7 +42,7 @@ def actionable_targets(request: TicketRequest) -> bool:
 
 
 def ticket_scopes(
-    request: TicketRequest, settings: AppSettings, clients: AzureClients
+    request: TicketRequest, settings: AppSettings, clients: AzureClients, policy: Policy
 ) -> tuple[list[Scope], list[str]]:
     """Vault scopes for the named vaults and the vaults of the named secrets; subscriptions when only
     principals are named. Secret URLs name a vault by host: found in the configured subscriptions."""
@@ -74,7 +75,9 @@ def ticket_scopes(
                     vault_ids.setdefault(found.id.lower(), found.id)
                     by_host.discard(found.name.lower())
         notes.extend(f"no vault named {host} in the configured subscriptions" for host in sorted(by_host))
-    scopes = [Scope.parse(v) for v in vault_ids.values()]
+    named = [Scope.parse(v) for v in vault_ids.values()]
+    scopes = scope_guard.in_scope(named, settings.subscription_ids, policy)
+    notes.extend(f"{v.resource_id} is out of scope: not read or changed" for v in named if v not in scopes)
     if not scopes and targets.principals:
         scopes = [Scope(subscription_id=s) for s in settings.subscription_ids]
         if not scopes:
@@ -143,7 +146,7 @@ def run_ticket(
             caller_object_id=who.caller.objectId if who.caller else None,
             declared_requester=who.declared_requester,
         )
-        scopes, notes = ticket_scopes(request, settings, clients)
+        scopes, notes = ticket_scopes(request, settings, clients, policy)
         remaining = [policy.max_actions_per_run]  # one cap for the whole ticket, across its scopes
 
         def take(wanted: int) -> int:

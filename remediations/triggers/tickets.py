@@ -51,7 +51,17 @@ _TICKET_ID = re.compile(TICKET_ID_PATTERN)
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 MAX_TARGETS_PER_KIND = 100
 
-TicketId = Annotated[str, Field(pattern=TICKET_ID_PATTERN, min_length=1, max_length=64)]
+
+def _not_only_dots(value: str) -> str:
+    # "." and ".." match the pattern but are path segments, not names.
+    if not value.strip("."):
+        raise ValueError("must contain a character other than '.'")
+    return value
+
+
+TicketId = Annotated[
+    str, Field(pattern=TICKET_ID_PATTERN, min_length=1, max_length=64), AfterValidator(_not_only_dots)
+]
 VaultId = Annotated[str, Field(max_length=400), AfterValidator(ids.vault_id)]
 SecretId = Annotated[str, Field(max_length=600), AfterValidator(ids.secret_id)]
 FlowId = Annotated[str, Field(max_length=300), AfterValidator(ids.flow_id)]
@@ -230,4 +240,4 @@ class TicketResult(BaseModel):
 
 
 def valid_ticket_id(value: str) -> bool:
-    return bool(_TICKET_ID.match(value))
+    return bool(_TICKET_ID.match(value)) and value.strip(".") != ""

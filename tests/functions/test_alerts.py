@@ -95,6 +95,9 @@ def test_resolved_and_fired_have_different_idempotency_keys() -> None:
         (lambda p: p["data"].pop("essentials"), 422),
         (lambda p: p["data"]["essentials"].pop("alertId"), 422),
         (lambda p: p["data"]["essentials"].update(alertId=7), 422),
+        (lambda p: p["data"]["essentials"].update(alertId="a\x00b"), 422),
+        (lambda p: p["data"]["essentials"].update(alertId="a\r\nX-Injected: 1"), 422),
+        (lambda p: p["data"]["essentials"].update(alertId="line\nbreak"), 422),
         (lambda p: p["data"]["essentials"].update(monitorCondition="Maybe"), 422),
         (lambda p: p["data"].update(alertContext=[]), 422),
         (lambda p: p["data"]["essentials"].update(alertTargetIDs="x"), 422),
@@ -106,6 +109,14 @@ def test_bad_alerts_are_problems(mutate: Any, status: int) -> None:
     with pytest.raises(ProblemError) as raised:
         parse_alert(payload)
     assert raised.value.problem.status == status
+
+
+def test_a_defender_record_id_with_control_characters_is_422() -> None:
+    payload = {"AlertType": "KV_ListGetAnomaly", "SystemAlertId": "abc\r\ndef"}
+    with pytest.raises(ProblemError) as raised:
+        parse_alert(payload)
+    assert raised.value.problem.status == 422
+    assert raised.value.problem.errors[0].path == "$.SystemAlertId"
 
 
 def test_keyvault_write_without_any_vault_id_is_422() -> None:

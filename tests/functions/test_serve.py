@@ -135,3 +135,34 @@ def test_the_cli_serve_subcommand_runs_the_local_runner(app_env: dict[str, str])
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_body_shorter_than_its_content_length_does_not_hold_a_thread(
+    app_env: dict[str, str], functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import remediations.serve as serve_module
+
+    monkeypatch.setattr(serve_module, "BODY_READ_SECONDS", 0.5)
+    srv = make_server("127.0.0.1", 0, function_key=KEY, functions=functions.values())
+    serve_in_thread(srv)
+    try:
+        with socket.create_connection(srv.server_address[:2], timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/remediations HTTP/1.1\r\nHost: x\r\nx-functions-key: "
+                + KEY.encode()
+                + b'\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"ticketId"'
+            )
+            answer = b""
+            while chunk := sock.recv(65536):  # the server answers and closes; no 10 s client timeout
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"application/problem+json" in answer
+        # The runner still serves other requests.
+        assert (
+            _request(srv.server_address[1], "GET", "/api/health", headers={"x-functions-key": KEY})[0] == 200
+        )
+    finally:
+        srv.shutdown()
+        srv.server_close()

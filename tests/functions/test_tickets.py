@@ -204,14 +204,16 @@ def test_list_recent_runs_newest_first(call: Call, app_env: dict[str, str]) -> N
     assert all(r["kind"] == "ticket" and r["status"] == "planned" for r in runs)
 
 
-def test_list_rejects_a_bad_limit(call: Call, app_env: dict[str, str]) -> None:
-    response = call("tickets", "GET", "/api/remediations", params={"limit": "-4"})
+@pytest.mark.parametrize("limit", ["-4", "\u00b2", "\u0663", "99999999999999999999", ""])
+def test_list_rejects_a_bad_limit(call: Call, app_env: dict[str, str], limit: str) -> None:
+    # "²" and "٣" are digits to str.isdigit() but not to int(): once a 500.
+    response = call("tickets", "GET", "/api/remediations", params={"limit": limit})
     assert response.status_code == 422
     assert problem(response)["errors"][0]["path"] == "query.limit"
 
 
 def test_unknown_ticket_is_404(call: Call, app_env: dict[str, str]) -> None:
-    for ticket_id in ("NOPE-1", "../etc", "a" * 65):
+    for ticket_id in ("NOPE-1", "../etc", "a" * 65, ".", ".."):
         response = call(
             "ticket", "GET", f"/api/remediations/{ticket_id}", route_params={"ticketId": ticket_id}
         )
@@ -267,6 +269,8 @@ def test_injected_or_malformed_vault_ids_are_422_with_the_path(
         ({"ticketId": "has space"}, "$.ticketId"),
         ({"ticketId": "x" * 65}, "$.ticketId"),
         ({"ticketId": 42}, "$.ticketId"),
+        ({"ticketId": "."}, "$.ticketId"),
+        ({"ticketId": ".."}, "$.ticketId"),
         ({"dryRun": "false"}, "$.dryRun"),
         ({"dryRun": 0}, "$.dryRun"),
         ({"targets": {}}, "$.targets"),
