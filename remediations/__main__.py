@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from remediations.adapters.clients import AzureClients
-from remediations.cli import scan_flows
-from remediations.core.audit import AuditSink, TableAuditSink
+from remediations.cli import checks, scan_flows
+from remediations.cli.checks import UsageError
+from remediations.core.audit import AuditSink
 from remediations.core.detect import detect
 from remediations.core.engine import Progress, RunContext, RunResult, apply_plan, build_plan, inventory
 from remediations.core.graph import ExposureGraph, secret_node
@@ -27,7 +28,6 @@ from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
 from remediations.core.policy import Policy, PolicyError, load_policy
 from remediations.core.registry import all_remediations
-from remediations.core.settings import AppSettings
 from remediations.report import SEVERITIES, at_least, build_report, parse_formats, write_reports
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -65,7 +65,17 @@ def _snapshot(args: argparse.Namespace, progress: Progress) -> Snapshot:
     if not args.scope:
         raise PolicyError("give --scope (or --snapshot FILE)")
     with AzureClients() as clients:
+        _ready_for_azure(args, clients)
         return inventory(Scope.parse(args.scope), clients, progress=progress, pp_scope=_pp_scope(args))
+
+
+def _ready_for_azure(args: argparse.Namespace, clients: AzureClients) -> None:
+    """Before the first read: one sign-in check, and `--environment` display names resolved to ids."""
+    checks.require_sign_in(clients.credential)
+    if getattr(args, "environment", None):
+        args.environment = checks.resolve_environments(
+            args.environment, clients.power_platform().list_environments
+        )
 
 
 def _pp_scope(args: argparse.Namespace) -> PowerPlatformScope | None:
@@ -212,7 +222,7 @@ def _report_run(result: RunResult, as_json: bool) -> int:
 
 
 def _audit_sink() -> AuditSink:
-    return TableAuditSink.from_settings(AppSettings.from_env())
+    return checks.audit_sink()
 
 
 def _run(
@@ -260,6 +270,7 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     started = time.monotonic()
     snapshot: Snapshot | None = None
     with AzureClients() as clients, _progress() as progress:
+        _ready_for_azure(args, clients)
         if args.plan:
             plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
             plan = plan.model_copy(update={"dry_run": args.dry_run})
@@ -340,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--environment",
                 action="append",
-                help="also read this Power Platform environment (repeatable)",
+                help="also read this Power Platform environment: id or display name (repeatable)",
             )
             p.add_argument(
                 "--all-environments", action="store_true", help="also read every Power Platform environment"
@@ -397,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "scan-flows":  # offline: no policy, no tenant; its own exit codes
         return scan_flows.run(args)
     try:
+        checks.unknown_remediations(
+            getattr(args, "remediation", None) or (), (r.id for r in all_remediations())
+        )
         policy = load_policy(path=args.policy)
         handlers: dict[str, Callable[[], int]] = {
             "list-remediations": lambda: cmd_list_remediations(args),
@@ -407,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": lambda: cmd_audit(args),
         }
         return handlers[args.command]()
-    except (PolicyError, ValueError) as error:
+    except (PolicyError, ValueError, UsageError) as error:
         print(f"vaultguard: {error}", file=sys.stderr)
         return EXIT_USAGE
 
