@@ -201,6 +201,12 @@ def _counts(plan: Plan | None, outcomes: Sequence[Outcome]) -> ActionCounts:
     )
 
 
+def _distinct(findings: Sequence[Finding]) -> list[Finding]:
+    """One finding per id: runs that cover overlapping scopes (a sweep's vault and environment messages,
+    a ticket after a sweep) report the same finding more than once, and a report must count it once."""
+    return list({f.id: f for f in reversed(findings)}.values())[::-1]
+
+
 def build_report(
     *,
     findings: Sequence[Finding],
@@ -223,7 +229,7 @@ def build_report(
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
     or (dry run, no outcomes) the snapshot with every planned write simulated."""
-    kept = sort_findings(at_least(findings, min_severity))
+    kept = sort_findings(at_least(_distinct(findings), min_severity))
     by_severity = Counter(f.severity for f in kept)
 
     graph_before = graph_after = None
