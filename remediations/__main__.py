@@ -29,6 +29,7 @@ from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
 from remediations.core.policy import Policy, PolicyError, load_policy
 from remediations.core.registry import all_remediations
 from remediations.report import SEVERITIES, at_least, build_report, parse_formats, write_reports
+from remediations.report.model import unlisted_vaults
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -141,6 +142,19 @@ def _secret(snapshot: Snapshot, text: str) -> str:
     return secret_node(vault.id, name)
 
 
+def _print_unknown(snapshot: Snapshot, secret: str | None) -> None:
+    """Unknown is not zero: say which vaults' secrets could not be listed (only the asked-for vault's
+    when `--who-can-read` found no path)."""
+    unknown = unlisted_vaults(snapshot)
+    if secret is None:
+        lines = list(unknown.values())
+    else:
+        vault = secret.rstrip("/").rpartition("/")[0].removesuffix("/secrets").rsplit("/", 1)[-1].lower()
+        lines = [unknown[vault]] if vault in unknown else []
+    for line in lines:
+        print(line)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     with _progress() as progress:
         snapshot = _snapshot(args, progress)
@@ -158,6 +172,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     else:
         for path in paths:
             print(_describe(path))
+    _print_unknown(snapshot, args.who_can_read)
     _print_errors(snapshot.errors)
     return EXIT_FAILURES if snapshot.errors else EXIT_OK
 
