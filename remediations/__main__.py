@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from remediations.adapters.clients import AzureClients
-from remediations.cli import scan_flows
+from remediations.cli import checks, scan_flows
+from remediations.cli.checks import UsageError
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
@@ -26,11 +27,11 @@ from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
 from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
-from remediations.shell.audit import AuditSink, MemoryAuditSink, TableAuditSink
+from remediations.report.model import unlisted_vaults
+from remediations.shell.audit import AuditSink, MemoryAuditSink
 from remediations.shell.engine import Progress, RunContext, apply_plan, inventory
 from remediations.shell.pipeline import RunResult, run
 from remediations.shell.policy_file import load_policy
-from remediations.shell.settings import AppSettings
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -67,7 +68,17 @@ def _snapshot(args: argparse.Namespace, progress: Progress) -> Snapshot:
     if not args.scope:
         raise PolicyError("give --scope (or --snapshot FILE)")
     with AzureClients() as clients:
+        _ready_for_azure(args, clients)
         return inventory(Scope.parse(args.scope), clients, progress=progress, pp_scope=_pp_scope(args))
+
+
+def _ready_for_azure(args: argparse.Namespace, clients: AzureClients) -> None:
+    """Before the first read: one sign-in check, and `--environment` display names resolved to ids."""
+    checks.require_sign_in(clients.credential)
+    if getattr(args, "environment", None):
+        args.environment = checks.resolve_environments(
+            args.environment, clients.power_platform().list_environments
+        )
 
 
 def _pp_scope(args: argparse.Namespace) -> PowerPlatformScope | None:
@@ -133,6 +144,19 @@ def _secret(snapshot: Snapshot, text: str) -> str:
     return secret_node(vault.id, name)
 
 
+def _print_unknown(snapshot: Snapshot, secret: str | None) -> None:
+    """Unknown is not zero: say which vaults' secrets could not be listed (only the asked-for vault's
+    when `--who-can-read` found no path)."""
+    unknown = unlisted_vaults(snapshot)
+    if secret is None:
+        lines = list(unknown.values())
+    else:
+        vault = secret.rstrip("/").rpartition("/")[0].removesuffix("/secrets").rsplit("/", 1)[-1].lower()
+        lines = [unknown[vault]] if vault in unknown else []
+    for line in lines:
+        print(line)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     with _progress() as progress:
         snapshot = _snapshot(args, progress)
@@ -150,6 +174,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     else:
         for path in paths:
             print(_describe(path))
+    _print_unknown(snapshot, args.who_can_read)
     _print_errors(snapshot.errors)
     return EXIT_FAILURES if snapshot.errors else EXIT_OK
 
@@ -248,7 +273,7 @@ def _report_run(result: RunResult, as_json: bool) -> int:
 
 
 def _audit_sink() -> AuditSink:
-    return TableAuditSink.from_settings(AppSettings.from_env())
+    return checks.audit_sink()
 
 
 def _plan_scope(plan: Plan) -> Scope:
@@ -267,6 +292,7 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     started = time.monotonic()
     snapshot: Snapshot | None = None
     with AzureClients() as clients, _progress() as progress:
+        _ready_for_azure(args, clients)
         if args.plan:
             plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
             plan = plan.model_copy(update={"dry_run": args.dry_run})
@@ -348,7 +374,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--environment",
                 action="append",
-                help="also read this Power Platform environment (repeatable)",
+                help="also read this Power Platform environment: id or display name (repeatable)",
             )
             p.add_argument(
                 "--all-environments", action="store_true", help="also read every Power Platform environment"
@@ -405,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "scan-flows":  # offline: no policy, no tenant; its own exit codes
         return scan_flows.run(args)
     try:
+        checks.unknown_remediations(
+            getattr(args, "remediation", None) or (), (r.id for r in all_remediations())
+        )
         policy = load_policy(path=args.policy)
         handlers: dict[str, Callable[[], int]] = {
             "list-remediations": lambda: cmd_list_remediations(args),
@@ -415,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": lambda: cmd_audit(args),
         }
         return handlers[args.command]()
-    except (PolicyError, ValueError) as error:
+    except (PolicyError, ValueError, UsageError) as error:
         print(f"vaultguard: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -145,7 +145,9 @@ def _summary(report: ReportData) -> str:
             '<div class="card"><h3>People who can read secrets through flows</h3>'
             f'<div class="big"><span class="bad">{s.exposure_before}</span> &rarr; '
             f'<span class="{cls}">{e(after)}</span></div>'
-            '<div class="note">(person, secret) pairs, before &rarr; after</div></div>'
+            '<div class="note">(person, secret) pairs, before &rarr; after</div>'
+            + "".join(f'<div class="note bad">{e(unknown)}</div>' for unknown in s.exposure_unknown)
+            + "</div>"
         )
     run_facts = [("duration", duration(s.duration_seconds)), ("inventory errors", str(s.inventory_errors))]
     run_facts += [(f"{service} calls", str(count)) for service, count in s.api_calls.items()]

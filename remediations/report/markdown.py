@@ -119,6 +119,7 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
                 f"{s.exposure_before} -> {exposed_after}",
             )
         )
+        facts += [("Person-to-secret read paths", unknown) for unknown in s.exposure_unknown]
     facts += [(f"API calls: {service}", count) for service, count in s.api_calls.items()]
     out += [*table(["Measure", "Value"], facts), ""]
 

@@ -73,6 +73,8 @@ class Summary(_Frozen):
     duration_seconds: float | None = None
     exposure_before: int | None = None  # (person, secret) pairs readable through a flow
     exposure_after: int | None = None
+    # Vaults whose secret list could not be read: their read paths are unknown, not zero.
+    exposure_unknown: tuple[str, ...] = ()
     inventory_errors: int = 0
 
     @property
@@ -170,6 +172,26 @@ def _counts(plan: Plan | None, outcomes: Sequence[Outcome]) -> ActionCounts:
     )
 
 
+def unlisted_vaults(snapshot: Snapshot) -> dict[str, str]:
+    """Vault name (lower case) -> `unknown: cannot list secrets in kv-x (HTTP 403)` for each vault whose
+    secret list was refused or failed: the graph has none of its secrets, so "0 read paths" would claim
+    what nobody checked."""
+    names = {v.id.lower(): v.name for v in snapshot.vaults}
+    return {
+        names[
+            e.resource_id.lower()
+        ].lower(): f"unknown: cannot list secrets in {names[e.resource_id.lower()]} ({e.label})"
+        for e in sorted(snapshot.errors, key=lambda e: e.resource_id)
+        if e.operation == "list secrets" and e.resource_id.lower() in names
+    }
+
+
+def _distinct(findings: Sequence[Finding]) -> list[Finding]:
+    """One finding per id: runs that cover overlapping scopes (a sweep's vault and environment messages,
+    a ticket after a sweep) report the same finding more than once, and a report must count it once."""
+    return list({f.id: f for f in reversed(findings)}.values())[::-1]
+
+
 def build_report(
     *,
     findings: Sequence[Finding],
@@ -192,7 +214,7 @@ def build_report(
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
     or (dry run, no outcomes) the snapshot with every planned write simulated."""
-    kept = sort_findings(at_least(findings, min_severity))
+    kept = sort_findings(at_least(_distinct(findings), min_severity))
     by_severity = Counter(f.severity for f in kept)
 
     graph_before = graph_after = None
@@ -232,6 +254,7 @@ def build_report(
             duration_seconds=duration_seconds,
             exposure_before=exposure_before,
             exposure_after=exposure_after,
+            exposure_unknown=tuple(unlisted_vaults(snapshot).values()) if snapshot is not None else (),
             inventory_errors=len(errors),
         ),
         findings=tuple(kept),
