@@ -219,6 +219,8 @@ def _run(
     """The pipeline over `--scope` (or a stored `--snapshot`), `--severity` applied before planning."""
     if snapshot is None and not args.scope:
         raise PolicyError("give --scope (or --snapshot FILE)")
+    if snapshot is None:
+        _ready_for_azure(args, clients)
     request = RunRequest(
         trigger="cli",
         scope=Scope.parse(args.scope) if snapshot is None else snapshot.scope,
@@ -292,8 +294,8 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     started = time.monotonic()
     snapshot: Snapshot | None = None
     with AzureClients() as clients, _progress() as progress:
-        _ready_for_azure(args, clients)
         if args.plan:
+            _ready_for_azure(args, clients)
             plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
             plan = plan.model_copy(update={"dry_run": args.dry_run})
             # A fresh run id: applying a stored plan twice must not overwrite the first run's audit rows.
