@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from remediations.core.arm_expressions import TemplateContext, Unresolved, evaluate, render
 from remediations.core.flow_analysis import DefinitionAnalysis, FlowRef, analyze_definition, flow_findings
 from remediations.core.model import Finding, InventoryError, Severity
 from remediations.report import ReportData, build_report, render_sarif
@@ -143,18 +144,28 @@ def _with_vaults(references: Mapping[str, Any], vaults: Mapping[str, str]) -> Ma
     return enriched
 
 
-_ARM_PARAMETER = re.compile(r"^\[parameters\('([^']+)'\)\]$")
+def _unresolved(part: Unresolved) -> str:
+    """Unresolved template parts (a parameter without a default, `resourceGroup()`) become a Logic Apps
+    expression, so a secret name built from one reads as not static."""
+    return "@{" + part.text + "}"
 
 
-def _arm_name(name: Any, parameters: Any) -> str:
-    """A workflow's name; `[parameters('x')]` resolved to x's default value when the template has one."""
+def _arm_resolved(value: Any, context: TemplateContext) -> Any:
+    """The workflow definition as deployed: ARM template expressions in its strings evaluated."""
+    if isinstance(value, str):
+        return render(evaluate(value, context), _unresolved)
+    if isinstance(value, dict):
+        return {key: _arm_resolved(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_arm_resolved(item, context) for item in value]
+    return value
+
+
+def _arm_name(name: Any, context: TemplateContext) -> str:
+    """A workflow's name; `[parameters('PlaybookName')]` resolved to its default value when it has one."""
     text = str(name or "")
-    match = _ARM_PARAMETER.match(text.strip())
-    if match:
-        default = _mapping(_mapping(parameters).get(match.group(1))).get("defaultValue")
-        if isinstance(default, str) and default:
-            return default
-    return text
+    value = evaluate(text, context)
+    return value if isinstance(value, str) and value else text
 
 
 def find_flows(document: Any, default_name: str) -> list[_Found]:
@@ -163,16 +174,18 @@ def find_flows(document: Any, default_name: str) -> list[_Found]:
         return []
     if isinstance(document.get("resources"), list):
         vaults = _arm_vaults(document["resources"])
+        context = TemplateContext(_mapping(document.get("parameters")), _mapping(document.get("variables")))
         found = []
         for index, resource in enumerate(_arm_workflows(document["resources"])):
             props = _mapping(resource.get("properties"))
             if not _is_definition(props.get("definition")):
                 continue
-            name = _arm_name(resource.get("name"), document.get("parameters")) or f"resources[{index}]"
+            name = _arm_name(resource.get("name"), context) or f"resources[{index}]"
             connections = _mapping(
                 _mapping(_mapping(props.get("parameters")).get("$connections")).get("value")
             )
-            found.append(_Found(f"#{name}", name, props["definition"], _with_vaults(connections, vaults)))
+            definition = _arm_resolved(props["definition"], context)
+            found.append(_Found(f"#{name}", name, definition, _with_vaults(connections, vaults)))
         return found
     props = _mapping(document.get("properties"))
     if _is_definition(props.get("definition")):

@@ -187,8 +187,8 @@ def test_whole_corpus_directory(capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run_json(capsys, str(FIXTURES))
     assert code == 1 and report["errors"] == []
     # 2 unpacked solution flows, the zip sources, the package definition, bare, ARM, clean, Standard;
-    # connections.json, manifests and maps are skipped in a walk.
-    assert len(report["flows"]) == 8
+    # connections.json, manifests and maps are skipped in a walk; plus one per public playbook.
+    assert len(report["flows"]) == 8 + len(PUBLIC_PLAYBOOKS)
     severities = [f["severity"] for f in report["findings"]]
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
     assert severities == sorted(severities, key=order.__getitem__)
@@ -303,3 +303,37 @@ def test_module_entry_point_exit_codes(tmp_path: Path) -> None:
     assert "flow_hardcoded_credential" in done.stdout  # the readable input was still scanned
     for value in PLANTED:
         assert value not in done.stdout + done.stderr
+
+
+# Real public playbooks (tests/fixtures/flows/public/README.md names their sources): flow name and, per Key
+# Vault action, (JSON path, operation, secret name or None when the template parameter has no default).
+PUBLIC_PLAYBOOKS: dict[str, tuple[str, set[tuple[str, str, str | None]]]] = {
+    "AS-Datadog-Events-Integration/azuredeploy.json": (
+        "AS-Datadog-Events-Integration",
+        {
+            ("actions.Get_Secret_-_API_Key", "get_secret", None),
+            ("actions.Get_Secret_-_Application_Key", "get_secret", None),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("relative", sorted(PUBLIC_PLAYBOOKS))
+def test_public_playbooks(relative: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Sentinel playbooks build the Key Vault path with ARM template functions
+    (`[concat('/secrets/@{encodeURIComponent(''', parameters('SecretName'), ''')}/value')]`)."""
+    name, expected = PUBLIC_PLAYBOOKS[relative]
+    code, report = run_json(capsys, str(FIXTURES / "public" / relative))
+    (flow,) = report["flows"]
+    assert flow["display_name"] == name
+    actions = {(a["path"], a["operation"], a["secret_name"]) for a in flow["analysis"]["keyvault_actions"]}
+    assert actions == expected
+    reads = [a for a in expected if a[1] == "get_secret"]
+    assert code == (1 if reads else 0)
+    assert {f["evidence"]["action_path"] for f in report["findings"]} == {a[0] for a in expected}
+
+
+def test_public_corpus_is_documented() -> None:
+    readme = (FIXTURES / "public" / "README.md").read_text(encoding="utf-8")
+    for relative in PUBLIC_PLAYBOOKS:
+        assert f"`{relative}`" in readme
