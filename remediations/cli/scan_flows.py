@@ -7,15 +7,17 @@ No tenant, no network: reads files and runs `analyze_definition` + `flow_finding
 - flow package exports (.zip with `Microsoft.Flow/flows/<id>/definition.json`);
 - bare definitions (`definition.json` with `actions`/`triggers`, or `{"definition": ...}` as in a Logic Apps
   Standard `workflow.json`);
-- Logic Apps ARM templates (`resources[]` of type `Microsoft.Logic/workflows`, `$connections` parameter).
+- Logic Apps ARM templates (`resources[]` of type `Microsoft.Logic/workflows`, `$connections` parameter),
+  their template expressions evaluated first (remediations/core/arm_expressions.py).
 
 Directories are walked for `*.json` and `*.zip`; JSON files inside directories and archives that are not
 flows (manifests, connection maps) are skipped. A file named on the command line must contain a flow.
 
 Exit codes: 0 no finding at or above `--fail-on` (default high), 1 at least one, 2 unreadable input
-(a message per file, never a traceback). Informational findings (a Get secret with secure outputs) never
-fail the scan. Output: a text table, `--json`, and/or `--sarif FILE|-` (SARIF 2.1.0 through the shared
-writer in remediations/report/sarif.py, with the file and line of each action).
+(a message per file, never a traceback, and no "0 flow(s) scanned" line when nothing could be read);
+a reader that stops early (`| head`) ends the output quietly. Informational findings (a Get secret with
+secure outputs) never fail the scan. Output: a text table, `--json`, and/or `--sarif FILE|-` (SARIF 2.1.0
+through the shared writer in remediations/report/sarif.py, with the file and line of each action).
 """
 
 from __future__ import annotations
@@ -255,11 +257,16 @@ def _scan_zip(result: ScanResult, path: Path) -> None:
         raise ScanError(f"{artifact}: not a readable zip archive ({exc})") from None
 
 
+# Solution exports name workflow files <name>-<workflow GUID>.json (the display name is in customizations.xml)
+_GUID_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
 def _flow_name(path: PurePosixPath | Path) -> str:
-    """A readable name: the flow folder for package `definition.json`/`workflow.json`, else the file stem."""
+    """A readable name: the flow folder for package `definition.json`/`workflow.json`, else the file stem
+    without a solution export's workflow GUID."""
     if path.name.lower() in {"definition.json", "workflow.json"} and path.parent.name:
         return path.parent.name
-    return path.stem
+    return _GUID_SUFFIX.sub("", path.stem) or path.stem
 
 
 def _scan_json(result: ScanResult, path: Path, *, explicit: bool) -> None:
@@ -319,19 +326,37 @@ def _where(finding: Finding) -> str:
     return place
 
 
+def _secret(finding: Finding) -> str:
+    """The secret a finding is about: its name, `(all)` for List secrets, `?` when built at run time."""
+    names = finding.evidence.get("secret_names") or []
+    if names:
+        return ", ".join(str(n) for n in names)
+    operation = finding.evidence.get("operation")
+    if operation == "list_secrets":
+        return "(all)"
+    return "?" if operation else "-"
+
+
 def render_text(result: ScanResult) -> str:
+    """The findings as a table (flow by name, secret by name, the file last) and a one-line summary.
+    Nothing when no input could be read: the errors say it all, a "0 flow(s)" line would only mislead."""
+    if result.errors and not result.flows:
+        return ""
+    files = {flow.ref.resource_id: flow.artifact for flow in result.flows}
     lines = []
     if result.findings:
         rows = [
             (
                 f.severity + (" (info)" if f.evidence.get("informational") else ""),
                 f.detector_id,
-                f.resource_id,
+                str(f.evidence.get("flow") or f.resource_id),
+                _secret(f),
                 _where(f),
+                files.get(f.resource_id, f.resource_id),
             )
             for f in result.findings
         ]
-        headers = ("SEVERITY", "DETECTOR", "FLOW", "WHERE")
+        headers = ("SEVERITY", "DETECTOR", "FLOW", "SECRET", "WHERE", "FILE")
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         for row in (headers, *rows):
             lines.append(
@@ -341,7 +366,8 @@ def render_text(result: ScanResult) -> str:
         s: sum(1 for f in result.findings if f.severity == s) for s in ("critical", "high", "medium", "low")
     }
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings"
-    lines.append(f"{len(result.flows)} flow(s) scanned: {summary}")
+    unreadable = f", {len(result.errors)} input(s) unreadable" if result.errors else ""
+    lines.append(f"{len(result.flows)} flow(s) scanned{unreadable}: {summary}")
     return "\n".join(lines)
 
 
@@ -422,6 +448,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _write_stdout(text: str) -> None:
+    """Write the report; a reader that stops early (`| head`) is not an error worth a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the pipe again when flushing stdout at exit: point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def run(args: argparse.Namespace) -> int:
     result = scan(args.paths)
     sarif_to_stdout = args.sarif == "-"
@@ -431,11 +469,12 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             result.errors.append(f"{args.sarif}: SARIF cannot be written ({exc.strerror or exc})")
     if sarif_to_stdout:
-        print(render_sarif(sarif_report(result)), end="")
+        output = render_sarif(sarif_report(result))
     elif args.json:
-        print(json.dumps(render_json(result), indent=2, sort_keys=True))
+        output = json.dumps(render_json(result), indent=2, sort_keys=True) + "\n"
     else:
-        print(render_text(result))
+        output = render_text(result) + "\n" if result.flows or not result.errors else ""
+    _write_stdout(output)
     for error in result.errors:
         print(f"vaultguard scan-flows: {error}", file=sys.stderr)
     if result.errors:

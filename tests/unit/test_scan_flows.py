@@ -5,6 +5,7 @@ workflow.json), through the real command line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -337,3 +338,60 @@ def test_public_corpus_is_documented() -> None:
     readme = (FIXTURES / "public" / "README.md").read_text(encoding="utf-8")
     for relative in PUBLIC_PLAYBOOKS:
         assert f"`{relative}`" in readme
+
+
+def table(out: str) -> list[dict[str, str]]:
+    """The text table as rows keyed by header (columns are separated by two or more spaces)."""
+    header, *rows = [line for line in out.splitlines() if line and "flow(s) scanned" not in line]
+    names = header.split()
+    return [
+        dict(zip(names, [cell.strip() for cell in re.split(r"\s{2,}", row)], strict=True)) for row in rows
+    ]
+
+
+def test_table_names_the_flow_and_the_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scan_flows([str(FIXTURES / "logicapp_arm_template.json")]) == 1
+    rows = table(capsys.readouterr().out)
+    by_action = {row["WHERE"]: row for row in rows}
+    get = by_action["actions.Get_publishing_token"]
+    assert (get["FLOW"], get["SECRET"]) == ("la-publisher", "publishing-token")
+    assert by_action["actions.List_all_secrets"]["SECRET"] == "(all)"
+    assert {row["FILE"] for row in rows} == {"tests/fixtures/flows/logicapp_arm_template.json"}
+
+
+def test_solution_workflow_files_are_named_without_their_guid(capsys: pytest.CaptureFixture[str]) -> None:
+    scan_flows([str(FIXTURES / "solution_unpacked")])
+    rows = table(capsys.readouterr().out)
+    assert "NightlyPayrollExport" in {row["FLOW"] for row in rows}
+    assert not any("3F2504E0" in row["FLOW"] for row in rows)
+
+
+def test_unreadable_input_alone_prints_no_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    assert scan_flows([str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "bad.json: not valid JSON" in captured.err
+    # with a readable input too, the summary counts the unreadable one
+    assert scan_flows([str(bad), str(FIXTURES / "clean_flow.json")]) == 2
+    assert "1 flow(s) scanned, 1 input(s) unreadable: no findings" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
+    """`scan-flows --json ... | head`: the closed pipe ends the command quietly with its usual exit code."""
+    source = (FIXTURES / "logicapp_arm_template.json").read_text(encoding="utf-8")
+    for index in range(60):  # far more JSON than a pipe buffer holds, so the writer meets the closed pipe
+        (tmp_path / f"copy{index}.json").write_text(source, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "remediations", "scan-flows", "--json", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().strip() == b"{"
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""
