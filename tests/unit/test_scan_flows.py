@@ -316,6 +316,10 @@ PUBLIC_PLAYBOOKS: dict[str, tuple[str, set[tuple[str, str, str | None]]]] = {
             ("actions.Get_Secret_-_Application_Key", "get_secret", None),
         },
     ),
+    "AS-Revoke-Azure-AD-User-Session-From-Entity/azuredeploy.json": (
+        "AS-Revoke-Entra-ID-User-Session-From-Entity",
+        {("actions.Get_Client_Secret", "get_secret", None)},
+    ),
 }
 
 
