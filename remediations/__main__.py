@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from remediations.adapters.clients import AzureClients
-from remediations.cli import checks, scan_flows
+from remediations.cli import checks, scan_flows, serve_options
 from remediations.cli.checks import UsageError
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
@@ -413,9 +413,8 @@ def parser() -> argparse.ArgumentParser:
     reports(p)
     p = command("audit", "audit rows of one run", scope=False)
     p.add_argument("--run", required=True, help="correlation (run) id")
-    p = sub.add_parser("serve", help="local HTTP runner of the app's HTTP functions (remediations.serve)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7071)
+    p = sub.add_parser("serve", help=serve_options.SUMMARY, description=serve_options.DESCRIPTION)
+    serve_options.add_arguments(p)
     scan_flows.add_arguments(sub.add_parser("scan-flows", help="offline: Key Vault leaks in exported flows"))
     return top
 

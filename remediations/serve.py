@@ -1,6 +1,6 @@
 """Local runner: serve the app's HTTP functions at their /api routes without the Functions host.
 
-    python -m remediations.serve --port 7071 [--host 127.0.0.1]
+    python -m remediations serve --port 7071 [--host 127.0.0.1]   (or python -m remediations.serve)
 
 The routes, methods and handlers come from `function_app.app.get_functions()` (the binding JSON of
 each HTTP-triggered function), so this is the same code Azure runs, not a second implementation.
@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from remediations.cli import serve_options
 from remediations.shell.settings import LOCAL_FUNCTION_KEY, LOCAL_MASTER_KEY
 from remediations.triggers.observability import JsonFormatter
 from remediations.triggers.problems import MAX_BODY_BYTES, Problem
@@ -328,10 +329,9 @@ def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m remediations.serve", description=__doc__.split("\n\n")[0]
+        prog="python -m remediations serve", description=serve_options.DESCRIPTION
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7071)
+    serve_options.add_arguments(parser)
     args = parser.parse_args(list(argv) if argv is not None else None)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
