@@ -109,8 +109,9 @@ def _arm_workflows(resources: Any) -> Iterator[dict[str, Any]]:
         yield from _arm_workflows(template.get("resources"))
 
 
-def _arm_vaults(resources: Any) -> dict[str, str]:
-    """API connection resource name -> vault name, from `Microsoft.Web/connections` in the template."""
+def _arm_vaults(resources: Any, context: TemplateContext) -> dict[str, str]:
+    """API connection resource name -> vault name, from `Microsoft.Web/connections` in the template (a
+    `[parameters('KeyVaultName')]` counts only when the parameter has a default)."""
     vaults: dict[str, str] = {}
     if not isinstance(resources, list):
         return vaults
@@ -119,15 +120,17 @@ def _arm_vaults(resources: Any) -> dict[str, str]:
             continue
         if str(resource.get("type", "")).lower() == "microsoft.web/connections":
             props = _mapping(resource.get("properties"))
-            for key in ("parameterValues", "alternativeParameterValues"):
-                vault = _mapping(props.get(key)).get("vaultName")
-                if isinstance(vault, str):
-                    vaults[str(resource.get("name", ""))] = vault
             value_set = _mapping(_mapping(props.get("parameterValueSet")).get("values"))
-            vault = _mapping(value_set.get("vaultName")).get("value")
-            if isinstance(vault, str):
-                vaults[str(resource.get("name", ""))] = vault
-        vaults.update(_arm_vaults(resource.get("resources")))
+            candidates = [
+                _mapping(props.get(key)).get("vaultName")
+                for key in ("parameterValues", "alternativeParameterValues")
+            ]
+            candidates.append(_mapping(value_set.get("vaultName")).get("value"))
+            for candidate in candidates:
+                vault = evaluate(candidate, context) if isinstance(candidate, str) else None
+                if isinstance(vault, str) and vault:
+                    vaults[str(resource.get("name", ""))] = vault
+        vaults.update(_arm_vaults(resource.get("resources"), context))
     return vaults
 
 
@@ -175,8 +178,8 @@ def find_flows(document: Any, default_name: str) -> list[_Found]:
     if not isinstance(document, dict):
         return []
     if isinstance(document.get("resources"), list):
-        vaults = _arm_vaults(document["resources"])
         context = TemplateContext(_mapping(document.get("parameters")), _mapping(document.get("variables")))
+        vaults = _arm_vaults(document["resources"], context)
         found = []
         for index, resource in enumerate(_arm_workflows(document["resources"])):
             props = _mapping(resource.get("properties"))

@@ -399,3 +399,30 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path: Path) -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 1
     assert stderr == ""
+
+
+def test_public_playbook_with_parameter_defaults_names_vault_and_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same real playbook deployed with defaults: the secret and vault names come from the template."""
+    template = json.loads(
+        (FIXTURES / "public" / "AS-Datadog-Events-Integration" / "azuredeploy.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    template["parameters"]["APIKeySecretName"]["defaultValue"] = "datadog-api-key"
+    template["parameters"]["KeyVaultName"]["defaultValue"] = "kv-soc-prod"
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+    code, report = run_json(capsys, str(path))
+    assert code == 1
+    (flow,) = report["flows"]
+    actions = {a["name"]: a for a in flow["analysis"]["keyvault_actions"]}
+    assert (actions["Get_Secret_-_API_Key"]["secret_name"], actions["Get_Secret_-_API_Key"]["vault"]) == (
+        "datadog-api-key",
+        "kv-soc-prod",
+    )
+    assert (
+        actions["Get_Secret_-_Application_Key"]["secret_name"] is None
+    )  # that parameter still has no default
+    assert flow["analysis"]["needed_secret_names"] == ["datadog-api-key"]
