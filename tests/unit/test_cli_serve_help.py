@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("entry", [lambda: vaultguard(["serve", "--help"]), lambda: serve_main(["--help"])])
-def test_serve_help_describes_the_command_and_its_options(entry, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_serve_help_describes_the_command_and_its_options(
+    entry: Callable[[], int], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as done:
         entry()
     assert done.value.code == 0
