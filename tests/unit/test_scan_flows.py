@@ -426,3 +426,28 @@ def test_public_playbook_with_parameter_defaults_names_vault_and_secret(
         actions["Get_Secret_-_Application_Key"]["secret_name"] is None
     )  # that parameter still has no default
     assert flow["analysis"]["needed_secret_names"] == ["datadog-api-key"]
+
+
+def test_unresolved_template_function_is_not_taken_for_a_secret_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resourceGroup().name` has no quotes: left unresolved it must not read as a literal secret name."""
+    template = json.loads(
+        (FIXTURES / "public" / "AS-Datadog-Events-Integration" / "azuredeploy.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    (workflow,) = [r for r in template["resources"] if r["type"] == "Microsoft.Logic/workflows"]
+    get = workflow["properties"]["definition"]["actions"]["Get_Secret_-_API_Key"]
+    get["inputs"]["path"] = "[concat('/secrets/@{encodeURIComponent(''', resourceGroup().name, ''')}/value')]"
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+    _, report = run_json(capsys, str(path))
+    (action,) = [
+        a for a in report["flows"][0]["analysis"]["keyvault_actions"] if a["name"] == "Get_Secret_-_API_Key"
+    ]
+    assert (action["operation"], action["secret_name"], action["dynamic_secret_name"]) == (
+        "get_secret",
+        None,
+        True,
+    )
