@@ -65,6 +65,16 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     return http.handle("openapi", req, api.openapi)
 
 
+@app.function_name("keyvault_events")
+@app.event_grid_trigger(arg_name="event")
+def keyvault_events(event: func.EventGridEvent) -> None:
+    """Key Vault events from Event Grid (Event Grid schema, or CloudEvents: the worker then hands a
+    `func.CloudEvent`). Raises when handling failed, so Event Grid retries, then dead-letters."""
+    from remediations.triggers import remediate_event
+
+    remediate_event.on_event(event)
+
+
 @app.function_name("sweep")
 @app.timer_trigger(
     arg_name="timer", schedule="%VAULTGUARD_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
