@@ -34,7 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from emulator.azure.arm_keyvault import VAULT, vault_or_404, vault_scope
+from emulator.azure.common import ARM, AzureContext, arm_error, body_json, require_arm
 from emulator.azure.state import Vault
+from emulator.wire import Request, Response
 
 ACCESS_POLICY_CHANGED = "Microsoft.KeyVault.VaultAccessPolicyChanged"
 Schema = Literal["EventGridSchema", "CloudEventSchemaV1_0"]
@@ -48,6 +51,13 @@ class EventSubscription:
     event_types: frozenset[str] | None = None  # None: every Key Vault event type
     max_attempts: int = 3
     retry_seconds: float = 0.2
+    source: str | None = None  # a vault's ARM id (an ARM-created subscription); None: every vault
+    name: str | None = None
+
+    def wants(self, vault: Vault, event_type: str) -> bool:
+        return (self.event_types is None or event_type in self.event_types) and (
+            self.source is None or self.source.lower() == vault.arm_id.lower()
+        )
 
 
 @dataclass
@@ -79,11 +89,20 @@ class EventGrid:
         schema: Schema = "EventGridSchema",
         event_types: set[str] | None = None,
         max_attempts: int = 3,
+        source: str | None = None,
+        name: str | None = None,
     ) -> EventSubscription:
         subscription = EventSubscription(
-            url, schema, frozenset(event_types) if event_types else None, max_attempts
+            url,
+            schema,
+            frozenset(event_types) if event_types else None,
+            max_attempts,
+            source=source,
+            name=name,
         )
         with self._lock:
+            if name is not None:  # an ARM PUT replaces the subscription of that name on that source
+                self.subscriptions = [s for s in self.subscriptions if (s.name, s.source) != (name, source)]
             self.subscriptions.append(subscription)
         return subscription
 
@@ -120,7 +139,7 @@ class EventGrid:
         event_id = str(uuid.uuid4())
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         with self._lock:
-            targets = [s for s in self.subscriptions if s.event_types is None or event_type in s.event_types]
+            targets = [s for s in self.subscriptions if s.wants(vault, event_type)]
         for subscription in targets:
             if subscription.schema == "CloudEventSchemaV1_0":
                 event = {
@@ -202,3 +221,83 @@ class EventGrid:
         except OSError:
             delivery.status = None
         delivery.delivered = delivery.status in _SUCCESS
+
+
+# -- ARM: event subscriptions on a vault (extension resource) ---------------------------------------
+
+
+def validate_webhook(url: str, source: str) -> bool:
+    """Event Grid's synchronous handshake on creating a WebHook subscription: a
+    `SubscriptionValidationEvent` whose `validationCode` the endpoint must echo as `validationResponse`."""
+    code = str(uuid.uuid4())
+    event = {
+        "id": str(uuid.uuid4()),
+        "topic": source,
+        "subject": "",
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "data": {"validationCode": code},
+        "dataVersion": "2",
+        "metadataVersion": "1",
+    }
+    request = urllib.request.Request(
+        url,
+        data=json.dumps([event]).encode(),
+        headers={"Content-Type": "application/json", "aeg-event-type": "SubscriptionValidation"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as response:
+            answer = json.loads(response.read() or b"{}")
+    except (OSError, ValueError):
+        return False
+    return isinstance(answer, dict) and answer.get("validationResponse") == code
+
+
+def register(ctx: AzureContext) -> None:
+    @ctx.route(ARM, "PUT", VAULT + r"/providers/Microsoft\.EventGrid/eventSubscriptions/(?P<name>[^/]+)")
+    def put_event_subscription(request: Request) -> Response:
+        """A WebHook event subscription on a vault (Event Grid creates the vault's system topic)."""
+        p = request.params
+        scope = vault_scope(p["sub"], p["rg"], p["vault"])
+        require_arm(ctx, request, "Microsoft.EventGrid/eventSubscriptions/write", scope)
+        vault = vault_or_404(ctx, request)
+        props = body_json(request).get("properties") or {}
+        destination = props.get("destination") or {} if isinstance(props, dict) else {}
+        url = (destination.get("properties") or {}).get("endpointUrl")
+        if destination.get("endpointType") != "WebHook" or not isinstance(url, str):
+            raise arm_error(
+                400, "InvalidRequest", "Only WebHook destinations with an endpointUrl are emulated."
+            )
+        schema = props.get("eventDeliverySchema") or "EventGridSchema"
+        if schema not in ("EventGridSchema", "CloudEventSchemaV1_0"):
+            raise arm_error(400, "InvalidRequest", f"Unsupported eventDeliverySchema '{schema}'.")
+        types = (props.get("filter") or {}).get("includedEventTypes") or None
+        if not validate_webhook(url, vault.arm_id):
+            raise arm_error(
+                400,
+                "InvalidRequest",
+                f"Webhook validation handshake failed for {url.split('?')[0]}.",
+            )
+        ctx.emulator.event_grid.subscribe(
+            url, schema=schema, event_types=set(types) if types else None, source=vault.arm_id, name=p["name"]
+        )
+        return Response.json(
+            201,
+            {
+                "id": f"{vault.arm_id}/providers/Microsoft.EventGrid/eventSubscriptions/{p['name']}",
+                "name": p["name"],
+                "type": "Microsoft.EventGrid/eventSubscriptions",
+                "properties": {
+                    "topic": vault.arm_id,
+                    "provisioningState": "Succeeded",
+                    "destination": {
+                        "endpointType": "WebHook",
+                        "properties": {"endpointBaseUrl": url.split("?")[0]},
+                    },
+                    "eventDeliverySchema": schema,
+                    "filter": {"includedEventTypes": types},
+                },
+            },
+        )

@@ -297,3 +297,42 @@ def test_the_webhook_answers_the_validation_handshakes_and_needs_the_master_key(
         with pytest.raises(urllib.error.HTTPError) as refused:
             opener.open(urllib.request.Request(url, data=b"[]", method="POST"))
         assert refused.value.code == 401
+
+
+def test_an_arm_event_subscription_validates_the_webhook_and_scopes_delivery_to_its_vault(
+    runner: str, app_env: dict[str, str], cloud: Emulator
+) -> None:
+    """`PUT {vault}/providers/Microsoft.EventGrid/eventSubscriptions/{name}` with a WebHook destination:
+    the emulator runs Event Grid's validation handshake against the runner first (a URL that does not
+    answer it is a 400 and no subscription), then publishes only that vault's events to it."""
+    import requests
+    from azure.identity import ClientSecretCredential
+
+    tenant = cloud.state.azure.tenant_id
+    token = ClientSecretCredential(tenant, app_env["AZURE_CLIENT_ID"], app_env["AZURE_CLIENT_SECRET"])
+    http = requests.Session()
+    http.trust_env = False
+    http.proxies = {"https": app_env["HTTPS_PROXY"]}
+    http.verify = app_env["REQUESTS_CA_BUNDLE"]
+    http.headers["Authorization"] = f"Bearer {token.get_token('https://management.azure.com/.default').token}"
+    url = f"https://management.azure.com{VAULT}/providers/Microsoft.EventGrid/eventSubscriptions/vg"
+
+    def put(endpoint: str) -> requests.Response:
+        destination = {"endpointType": "WebHook", "properties": {"endpointUrl": endpoint}}
+        return http.put(
+            url,
+            params={"api-version": "2022-06-15"},
+            json={"properties": {"destination": destination, "eventDeliverySchema": "CloudEventSchemaV1_0"}},
+        )
+
+    try:
+        refused = put(f"{runner}/api/health")  # answers, but not the handshake
+        assert refused.status_code == 400 and "handshake failed" in refused.text
+        assert cloud.event_grid.subscriptions == []
+        created = put(f"{runner}/runtime/webhooks/eventgrid?functionName=keyvault_events&code={MASTER}")
+        assert created.status_code == 201, created.text
+        assert created.json()["properties"]["topic"] == VAULT
+        [subscription] = cloud.event_grid.subscriptions
+        assert (subscription.source, subscription.schema) == (VAULT, "CloudEventSchemaV1_0")
+    finally:
+        cloud.event_grid.unsubscribe_all()
