@@ -34,7 +34,8 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("tickets")
 @app.route(route="remediations", methods=["GET", "POST"])
 def tickets(req: func.HttpRequest) -> func.HttpResponse:
-    """POST: submit a ticket (idempotent by ticketId). GET: recent runs (`?limit=&kind=ticket|alert`)."""
+    """POST: submit a ticket (idempotent by ticketId). GET: recent runs
+    (`?limit=&kind=ticket|alert|scope|event`)."""
     from remediations.triggers import api, http
 
     return http.handle("tickets", req, api.tickets)
