@@ -34,7 +34,8 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("tickets")
 @app.route(route="remediations", methods=["GET", "POST"])
 def tickets(req: func.HttpRequest) -> func.HttpResponse:
-    """POST: submit a ticket (idempotent by ticketId). GET: recent runs (`?limit=&kind=ticket|alert`)."""
+    """POST: submit a ticket (idempotent by ticketId). GET: recent runs
+    (`?limit=&kind=ticket|alert|scope|event`)."""
     from remediations.triggers import api, http
 
     return http.handle("tickets", req, api.tickets)
@@ -63,6 +64,16 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     from remediations.triggers import api, http
 
     return http.handle("openapi", req, api.openapi)
+
+
+@app.function_name("keyvault_events")
+@app.event_grid_trigger(arg_name="event")
+def keyvault_events(event: func.EventGridEvent) -> None:
+    """Key Vault events from Event Grid (Event Grid schema, or CloudEvents: the worker then hands a
+    `func.CloudEvent`). Raises when handling failed, so Event Grid retries, then dead-letters."""
+    from remediations.triggers import remediate_event
+
+    remediate_event.on_event(event)
 
 
 @app.function_name("sweep")

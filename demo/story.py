@@ -329,6 +329,7 @@ class Story:
         self._sweep()
         self._ticket()
         self._alert()
+        self._event()
         self.mark("fix-end")
 
     def _sweep(self) -> None:
@@ -482,6 +483,95 @@ class Story:
             and result["summary"]["actions"] == 0
             and not result.get("outcomes"),
             "the app recognised its own change and did nothing",
+        )
+
+    def _event(self) -> None:
+        """Event Grid: the shared vault's access-policy change reaches the app in seconds (no alert
+        rule in between); it re-checks the vault and takes the re-granted `List` away again."""
+        from azure.identity import ClientSecretCredential
+
+        from remediations.triggers.runs import RunStore
+
+        c = self.c
+        vault_id = self.vault_ids[self.shared_vault]
+        removed = [
+            a["principal"]
+            for a in self.r.ticket.get("plan", [])
+            if a["remediation_id"] in ("remove_list_permission", "narrow_access_policy")
+            and a["target"] == vault_id
+        ]
+        self.check(bool(removed), "the ticket removed a List permission on the shared vault")
+        principal = removed[0]
+        token = (
+            ClientSecretCredential(
+                self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
+            )
+            .get_token(f"{ARM}/.default")
+            .token
+        )
+        http = emulator_session(self.env, token)
+        webhook = f"{self.runner.url}/runtime/webhooks/eventgrid?functionName=keyvault_events"
+        webhook += f"&code={self.master_key}"
+        c.step("deployment: an Event Grid subscription on the shared vault -> keyvault_events")
+        created = http.put(
+            f"{ARM}{vault_id}/providers/Microsoft.EventGrid/eventSubscriptions/vaultguard",
+            params={"api-version": "2022-06-15"},
+            json={
+                "properties": {
+                    "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": webhook}},
+                    "eventDeliverySchema": "CloudEventSchemaV1_0",
+                    "filter": {"includedEventTypes": ["Microsoft.KeyVault.VaultAccessPolicyChanged"]},
+                }
+            },
+        )
+        self.check(
+            created.status_code in (200, 201),
+            "the event subscription passed the webhook validation handshake",
+            f"HTTP {created.status_code} {created.text[:300]}",
+        )
+        c.step(f"someone re-grants List to {self.names.get(principal, principal)} on {self.shared_vault}")
+        granted = http.put(
+            f"{ARM}{vault_id}/accessPolicies/add",
+            params=KV_API,
+            json={
+                "properties": {
+                    "accessPolicies": [
+                        {
+                            "tenantId": self.env["AZURE_TENANT_ID"],
+                            "objectId": principal,
+                            "permissions": {"secrets": ["List"]},
+                        }
+                    ]
+                }
+            },
+        )
+        self.check(granted.status_code == 200, "the access-policy change was made", str(granted.status_code))
+        store = RunStore.from_env()
+        deadline = time.monotonic() + 60
+        done: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(done) < 2:
+            time.sleep(0.2)
+            records = [store.get("event", r.key) for r in store.recent(10, "event") if r.status != "received"]
+            done = [r.body for r in records if r is not None and r.body is not None]
+        done.reverse()  # oldest first: the re-grant's event, then the event of the app's own fix
+        self.check(len(done) == 2, "Event Grid delivered VaultAccessPolicyChanged twice (change, then fix)")
+        first, second = done
+        c.info(f"event 1: {first['status']}, {first['summary'].get('actions')} action(s); {first['message']}")
+        own = second["notes"][0] if second["notes"] else second["status"]
+        c.info(f"event 2 (the app's own write): {own}")
+        vault = http.get(f"{ARM}{vault_id}", params=KV_API).json()
+        permissions = [
+            p
+            for e in vault["properties"]["accessPolicies"]
+            if e["objectId"] == principal
+            for p in e["permissions"].get("secrets", [])
+        ]
+        self.check(
+            first["status"] == "handled"
+            and first["summary"]["actions"] == 1
+            and second["summary"]["actions"] == 0
+            and "list" not in {p.lower() for p in permissions},
+            "the event re-check took List away again; the app's own change re-checked clean",
         )
 
     def _activity_log_alert(self, vault_id: str) -> dict[str, Any]:

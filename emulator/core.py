@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from emulator import azure, powerplatform
+from emulator.azure.eventgrid import EventGrid
 from emulator.azure.throttling import Limits
 from emulator.ca import LocalCA
 from emulator.faults import ConnectionReset, Faults
@@ -39,6 +40,8 @@ class Emulator:
         self.limits = Limits()
         # Run before routing (throttling, auth challenges); the first non-None response wins.
         self.middlewares: list[Middleware] = []
+        # Key Vault events to webhooks (Event Grid system topics); nothing is sent until a subscription.
+        self.event_grid = EventGrid()
         self._host = host
         self._port = port
         self._ca: LocalCA | None = None
@@ -54,6 +57,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        self.event_grid.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

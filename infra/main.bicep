@@ -35,6 +35,9 @@ param targetResourceGroupNames array = []
 @description('Resource ids of RBAC-mode vaults whose secrets vaultguard may rotate (Key Vault Secrets Officer). May be empty.')
 param rotationVaultResourceIds array = []
 
+@description('Key Vault resource ids whose events (access-policy changes, secrets near expiry or expired) go to the app through an Event Grid system topic each.')
+param eventVaultResourceIds array = []
+
 @description('Plan and report only; no change is applied. Keep true until the plans have been reviewed.')
 param dryRun bool = true
 
@@ -271,6 +274,20 @@ module rotationRoles 'app/vault-roles.bicep' = [for vaultId in rotationVaultReso
   params: {
     vaultName: last(split(vaultId, '/'))
     principalId: identity.outputs.principalId
+  }
+}]
+
+// Key Vault events -> Event Grid system topic per vault -> the keyvault_events function (dead-letters to storage).
+module vaultEvents 'app/events.bicep' = [for vaultId in eventVaultResourceIds: {
+  name: 'vaultguard-events-${uniqueString(vaultId)}'
+  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  params: {
+    vaultName: last(split(vaultId, '/'))
+    functionAppId: api.outputs.id
+    identityId: identity.outputs.resourceId
+    storageAccountId: storage.outputs.id
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+    tags: tags
   }
 }]
 

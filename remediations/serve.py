@@ -18,6 +18,15 @@ master key). The timer gets `past_due: false`; a queue function gets `input` as 
 Unlike the host, which answers 202 at once and runs in the background, this runner answers 202 after
 the function returned, and a problem+json 500 (the exception type, no traceback) when it raised, so
 a caller can drive a sweep and drain its queue step by step.
+
+Event Grid functions: `POST /runtime/webhooks/eventgrid?functionName={name}&code={key}`, the host's
+Event Grid extension endpoint (learn.microsoft.com/azure/azure-functions/functions-bindings-event-grid-
+trigger, "Local testing with viewer web app"), served when the master key is set and requiring it (the
+host accepts its master key there as well as the extension's system key). Each event of the body (an
+Event Grid schema array, or a CloudEvent / CloudEvents batch) is decoded by azure.functions' own
+converter and handed to the function: 200 when all returned, a problem+json 500 when one raised (Event
+Grid then retries). The validation handshakes are answered: `aeg-event-type: SubscriptionValidation`
+with `{"validationResponse": code}`, a CloudEvents `OPTIONS` with `WebHook-Allowed-Origin`.
 """
 
 from __future__ import annotations
@@ -47,7 +56,8 @@ from remediations.triggers.problems import MAX_BODY_BYTES, Problem
 
 ROUTE_PREFIX = "/api"
 ADMIN_PATH = re.compile(r"^/admin/functions/(?P<name>[A-Za-z_][A-Za-z0-9_-]*)/?$")
-NON_HTTP_TRIGGERS = ("timerTrigger", "queueTrigger")
+NON_HTTP_TRIGGERS = ("timerTrigger", "queueTrigger", "eventGridTrigger")
+EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
 BODY_READ_SECONDS = 30.0  # how long a connection may go quiet before its request is dropped
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
 
@@ -98,10 +108,11 @@ def discover_routes(functions: Iterable[Any]) -> list[Route]:
 
 @dataclass(frozen=True)
 class Job:
-    """A timer- or queue-triggered function, run through the admin API."""
+    """A timer-, queue- or Event Grid-triggered function, run through the admin API or the Event Grid
+    webhook."""
 
     name: str
-    trigger: str  # timerTrigger | queueTrigger
+    trigger: str  # timerTrigger | queueTrigger | eventGridTrigger
     handler: Callable[..., Any]
 
     def invoke(self, text: str) -> None:
@@ -109,6 +120,12 @@ class Job:
             from azure.functions.timer import TimerRequest  # noqa: PLC0415 - only the admin API needs it
 
             self.handler(TimerRequest(past_due=False))
+        elif self.trigger == "eventGridTrigger":
+            from azure.functions import meta  # noqa: PLC0415
+            from azure.functions.eventgrid import EventGridEventInConverter  # noqa: PLC0415
+
+            event = EventGridEventInConverter.decode(meta.Datum(text, "json"), trigger_metadata=None)
+            self.handler(event)
         else:
             self.handler(func.QueueMessage(id=f"admin-{uuid.uuid4()}", body=text.encode()))
 
@@ -166,6 +183,39 @@ class Runner:
             return _problem(500, "function-failed", f"{name} raised {type(error).__name__}.")
         return 202, {"Content-Type": "text/plain; charset=utf-8"}, b""
 
+    def run_event_grid(
+        self, method: str, headers: dict[str, str], params: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The Event Grid extension's webhook: handshakes, then each event to the named function."""
+        given = headers.get("x-functions-key") or params.get("code") or ""
+        if self.master_key is None or not hmac.compare_digest(given.encode(), self.master_key.encode()):
+            return _problem(401, "unauthorized", "The master key is required (code or x-functions-key).")
+        job = self.jobs.get(params.get("functionName", ""))
+        if job is None or job.trigger != "eventGridTrigger":
+            return _problem(404, "not-found", "No Event Grid function has this name (functionName).")
+        if method == "OPTIONS":  # CloudEvents abuse protection handshake
+            origin = headers.get("webhook-request-origin", "")
+            return 200, {"WebHook-Allowed-Origin": origin, "Content-Type": "text/plain"}, b""
+        if method != "POST":
+            return _problem(405, "method-not-allowed", "Use POST.")
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            return _problem(400, "bad-request", "The body must be JSON events.")
+        events = payload if isinstance(payload, list) else [payload]
+        if not events or not all(isinstance(e, dict) for e in events):
+            return _problem(400, "bad-request", "The body must be an event or an array of events.")
+        if headers.get("aeg-event-type") == "SubscriptionValidation":
+            answer = {"validationResponse": (events[0].get("data") or {}).get("validationCode")}
+            return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+        for event in events:
+            try:
+                job.invoke(json.dumps(event))
+            except Exception as error:  # Event Grid retries the delivery; the log has the traceback
+                logging.getLogger("vaultguard.serve").exception("function %s failed", job.name)
+                return _problem(500, "function-failed", f"{job.name} raised {type(error).__name__}.")
+        return 200, {"Content-Type": "text/plain; charset=utf-8"}, b""
+
     def authorised(self, headers: dict[str, str], params: dict[str, str]) -> bool:
         if self.function_key is None:
             return True
@@ -185,6 +235,8 @@ class Runner:
                 out_headers["Allow"] = "POST"
                 return status, out_headers, out
             return self.run_job(admin.group("name"), lowered, body)
+        if parts.path == EVENT_GRID_PATH and self.master_key is not None:
+            return self.run_event_grid(method.upper(), lowered, params, body)
         matched = [(route, m) for route in self.routes if (m := route.pattern.match(parts.path))]
         if not matched:
             return _problem(404, "not-found", "No function serves this path.")

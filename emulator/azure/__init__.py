@@ -18,6 +18,7 @@ def register(emulator: Emulator) -> None:
         arm_resources,
         arm_storage,
         entra,
+        eventgrid,
         graph,
         keyvault_data,
     )
@@ -27,3 +28,4 @@ def register(emulator: Emulator) -> None:
     emulator.middlewares.append(make_middleware(ctx))
     for module in (entra, arm_resources, arm_keyvault, arm_authorization, arm_storage, keyvault_data, graph):
         module.register(ctx)
+    eventgrid.register(ctx)

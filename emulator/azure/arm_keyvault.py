@@ -13,10 +13,14 @@ Access-policy semantics, as the real RP:
 `enableRbacAuthorization` defaults to true for vaults created with api-version 2026-02-01 or later
 (learn.microsoft.com/azure/key-vault/general/access-control-default), false before; an explicit
 value in the request always wins.
+
+A change of the access policies or of `enableRbacAuthorization` publishes
+`Microsoft.KeyVault.VaultAccessPolicyChanged` to the Event Grid subscriptions (emulator/azure/eventgrid.py).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -170,6 +174,12 @@ def parse_access_policies(raw: Any, target: str) -> list[AccessPolicy]:
     if details:
         raise arm_error(400, "BadRequest", "One or more access policy entries are invalid.", details)
     return policies
+
+
+def access_model(vault: Vault) -> tuple[bool, str]:
+    """What `VaultAccessPolicyChanged` reports a change of: the policies and the permission model."""
+    policies = json.dumps([p.to_arm() for p in vault.access_policies], sort_keys=True)
+    return vault.enable_rbac_authorization, policies
 
 
 def apply_policy_update(vault: Vault, kind: str, changes: list[AccessPolicy]) -> None:
@@ -389,6 +399,7 @@ def register(ctx: AzureContext) -> None:
                 "is possible that the name is already taken.",
             )
         created = existing is None
+        before = None if existing is None else access_model(existing)
         vault = existing or Vault(
             name, group.subscription_id, group.name, str(props["tenantId"]), location=str(location)
         )
@@ -400,6 +411,8 @@ def register(ctx: AzureContext) -> None:
         if tags is not None or created:
             vault.tags = tags or {}
         state.vaults[name.lower()] = vault
+        if before is not None and access_model(vault) != before:
+            ctx.emulator.event_grid.publish_access_policy_changed(vault)
         return Response.json(201 if created else 200, vault.to_arm())
 
     @route(ARM, "PATCH", VAULT)
@@ -413,10 +426,13 @@ def register(ctx: AzureContext) -> None:
         props = body.get("properties") or {}
         if not isinstance(props, dict):
             raise arm_error(400, "BadRequest", "'properties' must be an object.")
+        before = access_model(vault)
         _apply_properties(vault, props, patch=True)
         tags = _tags(body)
         if tags is not None:
             vault.tags = tags
+        if access_model(vault) != before:
+            ctx.emulator.event_grid.publish_access_policy_changed(vault)
         return Response.json(200, vault.to_arm())
 
     @route(ARM, "DELETE", VAULT)
@@ -466,7 +482,10 @@ def register(ctx: AzureContext) -> None:
                 ],
             )
         changes = parse_access_policies(props["accessPolicies"], "properties.accessPolicies")
+        before = access_model(vault)
         apply_policy_update(vault, kind, changes)
+        if access_model(vault) != before:
+            ctx.emulator.event_grid.publish_access_policy_changed(vault)
         # The response echoes the request's entries, not the vault's resulting policies: every
         # `updateAccessPolicies*.json` example in azure-rest-api-specs (Vaults_UpdateAccessPolicy) does.
         return Response.json(

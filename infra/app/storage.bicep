@@ -10,6 +10,8 @@ param tags object = {}
 param deploymentContainerName string
 @description('Queue the timer sweep fans out to (one message per vault / environment).')
 param queueName string
+@description('Blob container Event Grid dead-letters undeliverable Key Vault events to.')
+param deadLetterContainerName string = 'eventgrid-deadletter'
 @description('Table the audit log is written to.')
 param auditTableName string
 @description('Table that stores ticket and alert results (idempotency by ticket id / alert id).')
@@ -86,6 +88,15 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Key Vault events whose delivery to the function failed after every retry (infra/app/events.bicep).
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource queueServices 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -122,3 +133,4 @@ output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+output deadLetterContainerName string = deadLetterContainer.name

@@ -39,7 +39,7 @@ from remediations.triggers.tickets import TicketRequest, TicketResult, valid_tic
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_LIST = 200
-RUN_KINDS: tuple[RunKind, ...] = ("ticket", "alert", "scope")
+RUN_KINDS: tuple[RunKind, ...] = ("ticket", "alert", "scope", "event")
 
 
 def _store() -> RunStore:
@@ -181,7 +181,7 @@ def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpRes
         errors.append(FieldError("query.limit", f"must be an integer from 1 to {MAX_LIST}"))
     kind = req.params.get("kind")
     if kind is not None and kind not in RUN_KINDS:
-        errors.append(FieldError("query.kind", "must be ticket, alert or scope"))
+        errors.append(FieldError("query.kind", "must be ticket, alert, scope or event"))
     if errors:
         raise validation_failed(errors, "The query is not valid.")
     rows = _store().recent(limit, next((k for k in RUN_KINDS if k == kind), None))

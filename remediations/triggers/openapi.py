@@ -50,7 +50,7 @@ _RUNS: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "kind": {"enum": ["ticket", "alert", "scope"]},
+                    "kind": {"enum": ["ticket", "alert", "scope", "event"]},
                     "id": {"type": "string"},
                     "status": {"type": "string"},
                     "createdAt": {"type": "string", "format": "date-time"},
@@ -185,7 +185,7 @@ def build() -> dict[str, Any]:
                         {
                             "name": "kind",
                             "in": "query",
-                            "schema": {"enum": ["ticket", "alert", "scope"]},
+                            "schema": {"enum": ["ticket", "alert", "scope", "event"]},
                         },
                     ],
                     "responses": {"200": _json("RunList", "Runs"), **_problems(422, 503)},

@@ -1,6 +1,6 @@
-"""Run store on Azure Table Storage: ticket results by ticketId, alert handling by alert id, queue
-scope runs by sweep + scope (`scope-{key}`, deliveries counted so a redelivery is marked duplicate), an
-index.
+"""Run store on Azure Table Storage: ticket results by ticketId, alert handling by alert id, Key Vault
+events by event id + vault, queue scope runs by sweep + scope (`scope-{key}`, deliveries counted so a
+redelivery is marked duplicate), an index.
 
 Layout (one table, `VAULTGUARD_RUNS_TABLE`, default `vaultguardruns`):
 
@@ -38,7 +38,7 @@ from remediations.triggers.storage import table_client
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-RunKind = Literal["ticket", "alert", "scope"]
+RunKind = Literal["ticket", "alert", "scope", "event"]
 CHUNK_BYTES = 64_000
 CHUNKS_PER_ENTITY = 12
 MAX_ENTITIES = 3
@@ -244,7 +244,8 @@ class RunStore:
 
 
 def _kind(value: object) -> RunKind:
-    return "alert" if value == "alert" else "scope" if value == "scope" else "ticket"
+    kinds: tuple[RunKind, ...] = ("alert", "scope", "event")
+    return next((kind for kind in kinds if kind == value), "ticket")
 
 
 def _partition(kind: RunKind, key: str) -> str:

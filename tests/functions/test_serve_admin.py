@@ -33,11 +33,12 @@ def _post(runner: Runner, name: str, body: Any, key: str | None = MASTER) -> tup
     return status, json.loads(out) if out else {}
 
 
-def test_discovers_the_apps_timer_and_queue_functions(functions: dict[str, Any]) -> None:
+def test_discovers_the_apps_timer_queue_and_event_grid_functions(functions: dict[str, Any]) -> None:
     jobs = discover_jobs(functions.values())
     assert {name: job.trigger for name, job in jobs.items()} == {
         "sweep": "timerTrigger",
         "remediate_worker": "queueTrigger",
+        "keyvault_events": "eventGridTrigger",
     }
 
 

@@ -23,7 +23,7 @@ def test_storage_accepts_entra_id_only_over_tls_1_2() -> None:
     assert properties["minimumTlsVersion"] == "TLS1_2"
 
 
-def test_storage_holds_the_sweep_queue_its_poison_queue_the_audit_table_and_the_package_container() -> None:
+def test_storage_holds_the_sweep_queue_its_poison_queue_the_audit_table_and_the_containers() -> None:
     storage_tpl = template("app/storage.bicep")
     queues = [
         body(q)["name"]
@@ -36,7 +36,10 @@ def test_storage_holds_the_sweep_queue_its_poison_queue_the_audit_table_and_the_
     containers = resources(storage_tpl, "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert sorted(queues) == ["${queueName}-poison", "queueName"]
     assert sorted(tables) == ["auditTableName", "runsTableName"]
-    assert [body(c)["name"] for c in containers.values()] == ["deploymentContainerName"]
+    assert sorted(body(c)["name"] for c in containers.values()) == [
+        "deadLetterContainerName",
+        "deploymentContainerName",
+    ]
 
     # main.bicep passes the names the code defaults to, and the same names reach the app settings.
     main = template("main.bicep")

@@ -1,0 +1,205 @@
+"""Access-policy -> Azure RBAC migration plan for Key Vault, as a pure function over a Snapshot.
+
+Why: from API version 2026-02-01 new vaults default to RBAC, and an access-policy vault carries a
+privilege-escalation path (whoever may write the vault, e.g. Key Vault Contributor, can grant itself
+data access). For each access-policy vault this plans the least-privilege RBAC equivalent, per identity:
+
+- only `get` / `list` on secrets -> Key Vault Secrets User. When the identity's flows (or the policy's
+  `allowedSecretNames`) name the secrets it reads, one assignment per named secret at the secret's scope
+  (`{vault}/secrets/{name}`): the vault-wide `list` that lets a flow dump the vault is not carried over;
+- any secret write/manage right (`set`, `delete`, `recover`, `backup`, `restore`, `purge`) -> Key Vault
+  Secrets Officer on the vault;
+- key, certificate or storage rights, and compound identities (an `applicationId` on the entry), have no
+  secrets-only equivalent here: the vault is *blocked* (not switched) with the reason, since switching
+  would take that access away.
+
+The plan respects the subscription's 4,000 role-assignment limit (`policy.rbac.assignment_limit` less
+its `headroom`): per-secret scopes fall back to one vault-scope assignment per identity when they
+would not fit, and a vault that still does not fit is blocked. The plan is reviewable data; applying
+it follows `STEPS` in order (create, verify, switch, roll back on a failed verification): not done here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from remediations.core.model import Frozen, Snapshot, Vault
+from remediations.core.policy import Policy
+from remediations.core.rbac import (
+    KEY_VAULT_SECRETS_OFFICER,
+    KEY_VAULT_SECRETS_USER,
+    assignment_name,
+    needed_secret_names,
+    subscription_assignment_count,
+)
+
+READ_ONLY = frozenset({"get", "list"})
+ROLE_NAMES = {
+    KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
+    KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
+}
+STEPS = (
+    "create the role assignments (deterministic names: re-running creates nothing twice)",
+    "verify each identity's effective data actions on the vault cover its access policy's secret rights",
+    "switch the vault to RBAC: PATCH properties.enableRbacAuthorization = true",
+    "on a failed verification: do not switch; delete the assignments created here (rollback)",
+)
+
+
+class PlannedAssignment(Frozen):
+    principal_id: str
+    role_guid: str
+    role_name: str
+    scope: str
+    name: str  # the role assignment's GUID name (uuid5 of scope, principal, role)
+    reason: str
+
+
+class IdentityMigration(Frozen):
+    object_id: str
+    secret_permissions: tuple[str, ...]  # lower case, sorted, as the access policy grants them
+    assignments: tuple[PlannedAssignment, ...]
+    dropped: tuple[str, ...] = ()  # rights deliberately not carried over (e.g. the vault-wide `list`)
+
+
+class VaultMigration(Frozen):
+    vault_id: str
+    identities: tuple[IdentityMigration, ...]
+    blocked: tuple[str, ...] = ()  # why the vault must not be switched; empty: ready
+    steps: tuple[str, ...] = STEPS
+
+    @property
+    def assignments(self) -> tuple[PlannedAssignment, ...]:
+        return tuple(a for i in self.identities for a in i.assignments)
+
+
+class MigrationPlan(Frozen):
+    vaults: tuple[VaultMigration, ...]
+    assignment_limit: int
+    existing_assignments: dict[str, int]  # subscription id -> assignments counted today
+    planned_assignments: dict[str, int]  # subscription id -> created by the ready vaults' plans
+
+
+def plan_migration(snapshot: Snapshot, policy: Policy, limit: int | None = None) -> MigrationPlan:
+    """Plan every access-policy vault of the snapshot (RBAC vaults are already migrated)."""
+    limit = limit or policy_limit(policy)
+    existing: dict[str, int] = {}
+    planned: dict[str, int] = {}
+    vaults: list[VaultMigration] = []
+    for vault in sorted(snapshot.vaults, key=lambda v: v.id.lower()):
+        if vault.enable_rbac_authorization or policy.excludes_vault(vault):
+            continue
+        sub = vault.subscription_id.lower()
+        existing.setdefault(sub, subscription_assignment_count(snapshot, vault.subscription_id))
+        room = limit - existing[sub] - planned.get(sub, 0)
+        migration = _plan_vault(snapshot, policy, vault, per_secret=True)
+        if len(migration.assignments) > room:
+            migration = _plan_vault(snapshot, policy, vault, per_secret=False)
+        if len(migration.assignments) > room and not migration.blocked:
+            reason = f"{len(migration.assignments)} role assignments do not fit the {room} left of {limit}"
+            migration = migration.model_copy(update={"blocked": (reason,)})
+        if not migration.blocked:
+            planned[sub] = planned.get(sub, 0) + len(migration.assignments)
+        vaults.append(migration)
+    return MigrationPlan(
+        vaults=tuple(vaults),
+        assignment_limit=limit,
+        existing_assignments=existing,
+        planned_assignments=planned,
+    )
+
+
+def policy_limit(policy: Policy) -> int:
+    """The subscription's limit less the headroom kept free for others (policy `rbac`)."""
+    return policy.rbac.assignment_limit - policy.rbac.headroom
+
+
+def _plan_vault(snapshot: Snapshot, policy: Policy, vault: Vault, *, per_secret: bool) -> VaultMigration:
+    blocked: list[str] = []
+    identities: list[IdentityMigration] = []
+    for entry in vault.access_policies:
+        perms = entry.permissions
+        other = [
+            f"{kind}: {list(values)}"
+            for kind, values in _non_secret(perms.keys, perms.certificates, perms.storage)
+        ]
+        if entry.application_id:
+            blocked.append(f"{entry.object_id}: compound identity (applicationId) has no RBAC equivalent")
+        if other:
+            blocked.append(
+                f"{entry.object_id}: {'; '.join(other)} need roles beyond secrets (migrate by hand)"
+            )
+        secrets = tuple(
+            sorted(
+                {p.lower() for p in perms.secrets} - {"all"} | (_ALL if _has_all(perms.secrets) else set())
+            )
+        )
+        if secrets:
+            identities.append(_plan_identity(snapshot, policy, vault, entry.object_id, secrets, per_secret))
+    return VaultMigration(vault_id=vault.id, identities=tuple(identities), blocked=tuple(blocked))
+
+
+_ALL = {"get", "list", "set", "delete", "recover", "backup", "restore", "purge"}
+
+
+def _has_all(values: Iterable[str]) -> bool:
+    return any(v.lower() == "all" for v in values)
+
+
+def _non_secret(
+    keys: tuple[str, ...], certificates: tuple[str, ...], storage: tuple[str, ...]
+) -> list[tuple[str, tuple[str, ...]]]:
+    return [
+        (kind, values)
+        for kind, values in (("keys", keys), ("certificates", certificates), ("storage", storage))
+        if values
+    ]
+
+
+def _plan_identity(
+    snapshot: Snapshot,
+    policy: Policy,
+    vault: Vault,
+    object_id: str,
+    secrets: tuple[str, ...],
+    per_secret: bool,
+) -> IdentityMigration:
+    def assign(role: str, scope: str, reason: str) -> PlannedAssignment:
+        return PlannedAssignment(
+            principal_id=object_id,
+            role_guid=role,
+            role_name=ROLE_NAMES[role],
+            scope=scope,
+            name=assignment_name(scope, object_id, role),
+            reason=reason,
+        )
+
+    if not set(secrets) <= READ_ONLY:
+        reason = f"access policy grants {list(secrets)}: manages secrets"
+        return IdentityMigration(
+            object_id=object_id,
+            secret_permissions=secrets,
+            assignments=(assign(KEY_VAULT_SECRETS_OFFICER, vault.id, reason),),
+        )
+    needed = needed_secret_names(snapshot, object_id, policy)
+    present = {s.name.lower(): s.name for s in vault.secrets}
+    named = sorted(present[n] for n in (needed or ()) if n in present)
+    if per_secret and needed is not None and "get" in secrets and named:
+        assignments = tuple(
+            assign(
+                KEY_VAULT_SECRETS_USER,
+                f"{vault.id}/secrets/{name}",
+                "the identity's flows read this secret by name",
+            )
+            for name in named
+        )
+        dropped = ("list (vault-wide enumeration)",) if "list" in secrets else ()
+        return IdentityMigration(
+            object_id=object_id, secret_permissions=secrets, assignments=assignments, dropped=dropped
+        )
+    reason = "reads secrets; which ones is not known statically" if needed is None else "reads secrets"
+    return IdentityMigration(
+        object_id=object_id,
+        secret_permissions=secrets,
+        assignments=(assign(KEY_VAULT_SECRETS_USER, vault.id, reason),),
+    )

@@ -1,0 +1,198 @@
+"""A Key Vault event's run (Event Grid trigger): the scope check, idempotency by event id, the one
+pipeline bounded to the event's vault, and the run record.
+
+`VaultAccessPolicyChanged` re-checks the vault with every remediation (as an access-policy alert
+does); `SecretNearExpiry` / `SecretExpired` plan rotation of that one secret (rotate_secret's
+`plan_for_targets`, exactly as a ticket naming it). Dry run, the write cap and audit are the
+deployment's, as for alerts. Records live in the run store under kind `event`, keyed by event id and
+vault, so a redelivery returns the stored result instead of running again (a failed one runs again).
+
+An event that cannot be parsed or whose handling fails raises: Event Grid retries it and, after its
+retry policy, dead-letters it to the app's storage (infra/app/events.bicep), never drops it silently.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import azure.functions as func
+from pydantic import BaseModel, ConfigDict
+
+from remediations.core.model import Scope
+from remediations.core.request import RunRequest, SecretTarget, Targets
+from remediations.shell.policy_file import load_policy
+from remediations.shell.settings import AppSettings
+from remediations.triggers import observability, scope_guard
+from remediations.triggers.events import VaultEvent, parse_event
+from remediations.triggers.runs import RunStore
+from remediations.triggers.service import (
+    azure_session,
+    effective_policy,
+    inventory_notes,
+    outcomes_json,
+    plan_json,
+    run,
+    run_status,
+    summarise,
+)
+
+EventStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
+
+
+class EventResult(BaseModel):
+    """What the run store keeps per Key Vault event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eventId: str
+    status: EventStatus
+    event: VaultEvent
+    message: str | None = None
+    receivedAt: str
+    summary: dict[str, int] = {}
+    dryRun: bool | None = None
+    dryRunForcedBy: list[str] = []
+    plan: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    notes: list[str] = []
+    correlationId: str | None = None
+
+
+class EventHandlingFailed(RuntimeError):
+    """Raised so Event Grid retries the delivery (and dead-letters it when retries run out)."""
+
+
+def on_event(event: func.EventGridEvent | func.CloudEvent) -> EventResult:
+    """The Event Grid trigger's body (function_app.py): one event, in its own invocation context."""
+    with observability.invocation("keyvault_events") as context:
+        return receive_event(event_json(event), correlation_id=context.correlation_id)
+
+
+def event_json(event: func.EventGridEvent | func.CloudEvent) -> dict[str, object]:
+    """The event as its schema's JSON again (the parser reads either schema)."""
+    if isinstance(event, func.CloudEvent):
+        return {
+            "specversion": event.specversion,
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time.isoformat() if event.time else None,
+            "data": event.get_json(),
+        }
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "data": event.get_json(),
+        "dataVersion": event.data_version,
+    }
+
+
+def receive_event(payload: object, *, correlation_id: str, store: RunStore | None = None) -> EventResult:
+    """Parse, de-duplicate, check scope, run; the stored result of an earlier delivery is returned."""
+    event = parse_event(payload)
+    store = store or RunStore.from_env()
+    key = event.idempotency_key()
+    received = EventResult(
+        eventId=event.eventId,
+        status="received",
+        event=event,
+        receivedAt=datetime.now(UTC).isoformat(),
+        correlationId=correlation_id,
+    )
+    existing = store.reserve("event", key, key, received.model_dump(mode="json"), "received")
+    if existing is not None and existing.status != "failed" and existing.body is not None:
+        observability.logger().info("event redelivered: returning the stored handling")
+        return EventResult.model_validate(existing.body)
+    observability.logger().info(
+        "event %s: %s", event.eventType, event.reason, extra={"event_kind": event.kind}
+    )
+    result = _handle(event, received, correlation_id)
+    store.save("event", key, key, result.model_dump(mode="json"), result.status)
+    if result.status == "failed":
+        raise EventHandlingFailed(f"handling event {event.eventId} failed; correlation id {correlation_id}")
+    return result
+
+
+def _handle(event: VaultEvent, received: EventResult, correlation_id: str) -> EventResult:
+    if not event.actionable or event.vaultId is None:
+        return received.model_copy(update={"status": "acknowledged", "message": event.reason})
+    try:
+        settings = AppSettings.from_env()
+        policy = load_policy(settings)
+        reason = scope_guard.vault_out_of_scope(event.vaultId, settings.subscription_ids, policy)
+        if reason is not None:
+            message = f"ignored: out of scope ({reason}); nothing was read or changed"
+            observability.logger().warning("event %s", message)
+            return received.model_copy(update={"status": "acknowledged", "message": message})
+        return handle_event(event, received, settings=settings, correlation_id=correlation_id)
+    except Exception:  # noqa: BLE001 - logged with traceback; recorded as failed, then raised to retry
+        observability.logger().exception("event handling failed")
+        observability.record_run_metric("event", failures=1, status="failed")
+        return received.model_copy(
+            update={"status": "failed", "message": f"Handling failed; correlation id {correlation_id}."}
+        )
+
+
+def handle_event(
+    event: VaultEvent, received: EventResult, *, settings: AppSettings, correlation_id: str
+) -> EventResult:
+    """One pipeline run on the event's vault: every remediation (re-check) or rotation of the secret."""
+    if event.vaultId is None:  # the parser never makes an actionable event without one
+        raise ValueError("an actionable event must name a vault")
+    policy, forced = effective_policy(settings, load_policy(settings))
+    secret = event.secretName if event.kind == "plan-rotation" else None
+    rotation = secret is not None
+    targets = Targets(
+        secrets=(SecretTarget(vault=event.vaultId, name=secret),) if secret is not None else (),
+        reason=event.reason,
+        reference=event.eventId,
+    )
+    with azure_session(settings) as (clients, audit):
+        # An event's run is bound to its vault exactly as an alert's (never environment-wide).
+        result = run(
+            RunRequest(
+                trigger="alert",
+                scope=Scope.parse(event.vaultId),
+                power_platform=policy.power_platform.scope(),
+                remediations=("rotate_secret",) if rotation else None,
+                targets=targets,
+                correlation_id=correlation_id,
+                caller=f"event-grid:{event.eventType}",
+                ticket_id=event.eventId,
+            ),
+            policy,
+            clients,
+            audit,
+        )
+    summary = summarise([result])
+    status = run_status([result], policy.dry_run)
+    notes = inventory_notes([result])
+    if summary.actions == 0 and result.failures == 0:
+        notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
+    observability.record_run_metric(
+        "event",
+        status=status,
+        dry_run=policy.dry_run,
+        findings=summary.findings,
+        actions=summary.actions,
+        failures=summary.failures,
+        throttled=summary.throttled,
+        read_errors=summary.readErrors,
+    )
+    return received.model_copy(
+        update={
+            "status": "planned" if status == "planned" else "handled" if status == "applied" else "failed",
+            "message": event.reason,
+            "summary": summary.model_dump(),
+            "dryRun": policy.dry_run,
+            "dryRunForcedBy": forced,
+            "plan": plan_json([result]),
+            "outcomes": outcomes_json([result]),
+            "notes": notes,
+        }
+    )
