@@ -94,7 +94,7 @@ class KeyVaultSecretsApi(Protocol):
 class AuthorizationApi(Protocol):
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
 
-    # RBAC remediations (issue 7): lists at any scope string, role definitions once per subscription,
+    # RBAC-mode fixes: lists at any scope string, role definitions once per subscription,
     # creates with deterministic names, deletes that treat "already gone" as done.
     def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]: ...
 

@@ -3,7 +3,7 @@
 for the ones that use a Key Vault connection) and DLP policies. Merged into the Azure snapshot by the
 engine.
 
-Calls (LIMITS.md section 2): per environment the Dataverse users and teams (with their security roles;
+Calls (docs/limits.md section 2): per environment the Dataverse users and teams (with their security roles;
 BAP role assignments answer 403 for Dataverse environments), the Dataverse `workflows` pages (5,000 a
 page, definitions and owners included: no GET per flow) and 1 Key Vault connection list; then one
 `RetrieveSharedPrincipalsAndAccess` per Key Vault flow and one permissions GET per Key Vault connection;
@@ -39,9 +39,9 @@ from remediations.core.model import (
     Share,
 )
 
-# Dataverse-style service protection allows 52 concurrent requests per user (LIMITS.md 1d).
+# Dataverse-style service protection allows 52 concurrent requests per user (docs/limits.md 1d).
 PP_CONCURRENCY = 32
-# Graph identity & access: 3,500+ resource units per 10 s per app and tenant (LIMITS.md 1c); a member
+# Graph identity & access: 3,500+ resource units per 10 s per app and tenant (docs/limits.md 1c); a member
 # page costs about 1 RU with `$select`, so a few groups at a time stay far inside it.
 GROUP_CONCURRENCY = 8
 KEYVAULT_API = "shared_keyvault"

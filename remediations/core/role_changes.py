@@ -1,6 +1,6 @@
 """Apply role-assignment changes safely: every create first, then verify them in the assignment list,
 only then the deletes, then verify those. Verification reads the list, not data-plane access, because
-role changes take up to 10 minutes to reach Key Vault (LIMITS.md).
+role changes take up to 10 minutes to reach Key Vault (docs/limits.md).
 
 If a create fails or does not show up, nothing is deleted, so an identity is never left without the
 access it needs. Creates use deterministic names, so re-running after a partial failure is safe.
