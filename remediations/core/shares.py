@@ -37,9 +37,8 @@ def plan_share_revocations(
     kind: Literal["flow", "connection"],
     snapshot: Snapshot,
     findings: list[Finding],
-    resource_key: str,
 ) -> list[Action]:
-    """`resource_key` names the evidence field of the flow or connection id (read typed, by `kind`)."""
+    """One action per flow or connection (`kind`) with the shares its findings name to revoke."""
     wanted: dict[tuple[str, str], tuple[Finding, list[Finding]]] = {}
     for finding in findings:
         environment, resource, _ = _share_target(finding, kind)

@@ -34,7 +34,7 @@ class RevokeConnectionShares(Remediation):
     )
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
-        return plan_share_revocations(self.id, "connection", snapshot, findings, "connection")
+        return plan_share_revocations(self.id, "connection", snapshot, findings)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         api = clients.power_platform()

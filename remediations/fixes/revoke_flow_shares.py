@@ -33,7 +33,7 @@ class RevokeFlowShares(Remediation):
     )
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
-        return plan_share_revocations(self.id, "flow", snapshot, findings, "flow")
+        return plan_share_revocations(self.id, "flow", snapshot, findings)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         api = clients.power_platform()

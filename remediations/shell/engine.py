@@ -30,8 +30,8 @@ from remediations.core.model import (
 )
 from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation
-from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY
-from remediations.shell.audit import AuditRecord, AuditSink, AuditState, Trigger
+from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY, Trigger
+from remediations.shell.audit import AuditRecord, AuditSink, AuditState
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
 from remediations.shell.reconcile import reconcile
 

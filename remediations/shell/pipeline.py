@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
-from remediations.core.detect import detect
+from remediations.core.detect import detect, detector_ids_on
 from remediations.core.model import (
     Finding,
     InventoryError,
@@ -141,14 +141,13 @@ def _read(request: RunRequest, selected: list[str] | None, clients: Clients, pro
 
 
 def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[Finding]:
-    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415 - loads the PP detectors
-
+    power_platform = detector_ids_on("power_platform")
     if request.part == "power_platform":
-        findings = detect(snapshot, policy, only=set(POWER_PLATFORM_DETECTORS))
+        findings = detect(snapshot, policy, only=set(power_platform))
     else:
         findings = detect(snapshot, policy)
     if request.part == "key_vault":  # the environment messages of the same sweep own these, once
-        findings = [f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS]
+        findings = [f for f in findings if f.detector_id not in power_platform]
     if request.principals is not None:
         wanted = {p.lower() for p in request.principals}
         findings = [f for f in findings if (f.principal or "").lower() in wanted]
