@@ -24,7 +24,8 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.core.role_changes import apply_role_changes, describe
+from remediations.core.role_changes import describe
+from remediations.fixes._role_writes import apply_role_changes
 from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 

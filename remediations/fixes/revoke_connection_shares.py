@@ -9,7 +9,8 @@ from __future__ import annotations
 from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.core.shares import apply_share_revocations, plan_share_revocations
+from remediations.core.shares import plan_share_revocations
+from remediations.fixes._share_writes import apply_share_revocations
 from remediations.ports import Clients
 
 

@@ -28,11 +28,11 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
-from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation
 from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY, Trigger
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
+from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.reconcile import reconcile
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)

@@ -26,7 +26,6 @@ from remediations.core.model import (
 )
 from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
-from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
 from remediations.core.vault_bound import bound_to_vault
@@ -39,6 +38,7 @@ from remediations.shell.engine import (
     inventory_power_platform_only,
     reconcile_dangling,
 )
+from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
