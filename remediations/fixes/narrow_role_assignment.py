@@ -172,14 +172,7 @@ class NarrowRoleAssignment(Remediation):
                     )
                 )
 
-        delete = RoleAssignmentChange(
-            operation="delete",
-            scope=assignment.scope,
-            role_definition_id=assignment.role_definition_id,
-            principal_id=principal,
-            principal_type=assignment.principal_type,
-            assignment_name=assignment.name,
-        )
+        delete = RoleAssignmentChange.deleting(assignment)
         changes: tuple[RoleAssignmentChange, ...] = (*creates, delete)
         seconds = policy.rbac.propagation_grace_seconds
         grace = timedelta(seconds=seconds)

@@ -111,14 +111,7 @@ class RemoveOrphanedPrincipal(Remediation):
         skip = None
         if not rbac.covers(snapshot.scope.resource_id, assignment.scope) and not policy.rbac.narrow_inherited:
             skip = f"inherited from {assignment.scope}, above the inventoried scope: reported only"
-        change = RoleAssignmentChange(
-            operation="delete",
-            scope=assignment.scope,
-            role_definition_id=assignment.role_definition_id,
-            principal_id=assignment.principal_id,
-            principal_type=assignment.principal_type,
-            assignment_name=assignment.name,
-        )
+        change = RoleAssignmentChange.deleting(assignment)
         return Action.create(
             remediation_id=self.id,
             target=assignment.scope,

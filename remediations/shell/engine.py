@@ -45,14 +45,7 @@ def _noop_progress(stage: str, done: int, total: int) -> None:
 def _error(
     resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
 ) -> InventoryError:
-    return InventoryError(
-        resource_id=resource_id,
-        operation=operation,
-        status=error.status,
-        message=str(error),
-        retry_after=error.retry_after,
-        partial=partial,
-    )
+    return error.as_inventory_error(resource_id, operation, partial=partial)
 
 
 def inventory(
