@@ -34,7 +34,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "flows": 200,
         "connections": 300,
     },
-    # LIMITS.md's worked example: 5,000 vaults, 200,000 secrets, 2,000 flows, 3,000 connections
+    # docs/limits.md's worked example: 5,000 vaults, 200,000 secrets, 2,000 flows, 3,000 connections
     # (spread over 20 environments, as in the issue).
     "large": {
         "vaults": 5000,
@@ -49,13 +49,13 @@ AZURE_KEYS = ("vaults", "secrets_per_vault", "identities")
 PP_KEYS = ("environments", "flows", "connections")
 PP_THROTTLING = (
     "not emulated: the emulator has no Power Platform throttling model (no numeric limit is published "
-    "for the PP admin REST APIs, LIMITS.md 1d); the Azure-model lower limit assumes Dataverse-style "
+    "for the PP admin REST APIs, docs/limits.md 1d); the Azure-model lower limit assumes Dataverse-style "
     "service protection, 6,000 requests / 300 s per user, 52 concurrent"
 )
 C7N = ROOT / ".tools" / "c7n" / "bin" / "custodian"
 C7N_WHITELIST_WHY = (
     "c7n-azure's keyvault `whitelist` filter GETs each vault, then resolves every principal through Azure "
-    "AD Graph (graph.windows.net, azure-graphrbac), which Microsoft retired in 2025 (LIMITS.md 1c): the "
+    "AD Graph (graph.windows.net, azure-graphrbac), which Microsoft retired in 2025 (docs/limits.md 1c): the "
     "emulator does not serve it, as Azure no longer does. With `key: objectId` (no Graph) the filter "
     "raises KeyError 'accessPolicies' (it fills them only for Graph-provided keys)"
 )
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(exist_ok=True)
     sizes = ["small", "large"] if args.size == "all" else [args.size]
     result: dict[str, Any] = {
-        "model": "LIMITS.md section 2: ARM token buckets reads 250/25/s, writes 200/10/s per "
+        "model": "docs/limits.md section 2: ARM token buckets reads 250/25/s, writes 200/10/s per "
         "subscription x principal; Key Vault 4,000/10 s per vault, 20,000/10 s per subscription; "
         "Power Platform: no published limit, assumed Dataverse-style 6,000 / 300 s per user and 52 "
         "concurrent (not emulated); latencies are assumptions",

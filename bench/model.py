@@ -1,4 +1,4 @@
-"""The lower-limit model of /work/shared/LIMITS.md section 2, as pure functions.
+"""The lower-limit model of docs/limits.md section 2, as pure functions.
 
 A sweep cannot be faster than the slowest of: each service's throttle budget for the calls it must
 make (token buckets and windows), and the latency critical path at the client concurrency used.
@@ -40,7 +40,7 @@ def latency_time(calls: int, concurrency: int, latency_s: float, longest_chain: 
 
 @dataclass(frozen=True)
 class Budgets:
-    """Azure's documented limits (LIMITS.md section 1); per subscription x principal unless stated."""
+    """Azure's documented limits (docs/limits.md section 1); per subscription x principal unless stated."""
 
     arm_read: tuple[float, float] = (250, 25)  # bucket, refill/s
     arm_write: tuple[float, float] = (200, 10)
@@ -48,7 +48,7 @@ class Budgets:
     kv_vault: tuple[int, float] = (4000, 10.0)  # calls per window (s), per vault
     kv_subscription: tuple[int, float] = (20000, 10.0)
     graph_ru: tuple[int, float] = (3500, 10.0)  # resource units per 10 s, small tenant
-    # Assumption: no numeric limit is published for the PP admin REST APIs (LIMITS.md 1d); modelled as
+    # Assumption: no numeric limit is published for the PP admin REST APIs (docs/limits.md 1d); modelled as
     # Dataverse service protection, 6,000 requests / 300 s per user. None: left out (the emulator has
     # no PP throttling, so a limit "as emulated" must not count it).
     pp: tuple[int, float] | None = (6000, 300.0)
@@ -91,7 +91,7 @@ class Workload:
     environments: int = 1  # each environment has its own flow and connection lists (pages per env)
     pp_page_flows: int = 250
     pp_page_connections: int = 250
-    # The app's call pattern (issue 21): flows with their definitions from each environment's Dataverse
+    # The app's call pattern: flows with their definitions from each environment's Dataverse
     # `workflows` pages (5,000 a page), role holders from its users and teams, owner + shares per Key
     # Vault flow. False: the old Flow admin pattern (a flow list, then one GET per flow).
     dataverse_definitions: bool = True
@@ -105,7 +105,7 @@ class Workload:
 
 @dataclass
 class Calls:
-    """Minimal call counts per service (LIMITS.md section 2 table)."""
+    """Minimal call counts per service (docs/limits.md section 2 table)."""
 
     arm_reads: int
     arm_writes: int

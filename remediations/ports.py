@@ -15,6 +15,7 @@ from remediations.core.model import (
     AccessPolicyChange,
     Flow,
     Identity,
+    InventoryError,
     PrincipalKind,
     RoleAssignment,
     RoleAssignmentChange,
@@ -50,6 +51,19 @@ class AzureCallFailed(Exception):
     @property
     def transient(self) -> bool:
         return self.status is None or self.status == 429 or self.status >= 500
+
+    def as_inventory_error(
+        self, resource_id: str, operation: str, *, partial: bool = False
+    ) -> InventoryError:
+        """What a failed read leaves in the snapshot: the run goes on and reports it."""
+        return InventoryError(
+            resource_id=resource_id,
+            operation=operation,
+            status=self.status,
+            message=str(self),
+            retry_after=self.retry_after,
+            partial=partial,
+        )
 
 
 class ResourceGone(AzureCallFailed):
@@ -94,7 +108,7 @@ class KeyVaultSecretsApi(Protocol):
 class AuthorizationApi(Protocol):
     def list_role_assignments(self, scope: Scope) -> list[RoleAssignment]: ...
 
-    # RBAC remediations (issue 7): lists at any scope string, role definitions once per subscription,
+    # RBAC-mode fixes: lists at any scope string, role definitions once per subscription,
     # creates with deterministic names, deletes that treat "already gone" as done.
     def list_role_assignments_at(self, scope: str) -> list[RoleAssignment]: ...
 

@@ -50,7 +50,7 @@ def leak_scan() -> LeakScan:
 def _secrets_stay_secret(
     request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, leak_scan: LeakScan
 ) -> Iterator[None]:
-    """Issue 14.6: every test that used an emulator is scanned for the emulator's secret values in its
+    """Every test that used an emulator is scanned for the emulator's secret values in its
     logs, captured output, audit rows, reports and whatever it gave `leak_scan` (tests/security/leakscan.py).
     """
     yield

@@ -2,7 +2,7 @@
 `principalId eq '...'`, get, create, delete) at subscription, resource group, vault and secret
 scope, and role definitions (list with `$filter=roleName eq '...'`, get) for the built-in roles.
 
-Limits as Azure: 4,000 role assignments per subscription (LIMITS.md 1a), assignment names are
+Limits as Azure: 4,000 role assignments per subscription (docs/limits.md 1a), assignment names are
 GUIDs, the same principal + role + scope twice is 409 `RoleAssignmentExists`."""
 
 from __future__ import annotations

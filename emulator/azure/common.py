@@ -262,7 +262,7 @@ def _keyvault(ctx: AzureContext, request: Request, vault_name: str) -> Response 
         ]
     full = ctx.throttler.take_windows(keys)
     if full is not None:
-        # No Retry-After: Key Vault's throttling guidance documents none (LIMITS.md 1b).
+        # No Retry-After: Key Vault's throttling guidance documents none (docs/limits.md 1b).
         raise HttpError(
             429,
             "Throttled",

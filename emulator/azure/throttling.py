@@ -1,4 +1,4 @@
-"""Azure's published request limits, enforced at run time (see /work/shared/LIMITS.md).
+"""Azure's published request limits, enforced at run time (see docs/limits.md).
 
 - ARM (management.azure.com): token buckets per subscription x principal x operation type
   (reads 250 refilling 25/s, writes 200 at 10/s, deletes 200 at 10/s), reported in

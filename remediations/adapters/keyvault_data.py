@@ -20,7 +20,7 @@ from remediations.adapters.retry import with_retry
 from remediations.core.model import SecretMeta, SecretVersionMeta
 from remediations.core.secret_value import SecretValue
 
-# 25 is Key Vault's page size floor and the unit of the data-plane cost model (LIMITS.md section 2).
+# 25 is Key Vault's page size floor and the unit of the data-plane cost model (docs/limits.md section 2).
 PAGE_SIZE = 25
 
 

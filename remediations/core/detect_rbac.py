@@ -1,4 +1,4 @@
-"""Detectors for RBAC-mode vaults and dead identities (issue 7). Pure; registered on import by
+"""Detectors for RBAC-mode vaults and dead identities. Pure; registered on import by
 `remediations.core.detect`.
 
 - `wide_secret_role_assignment`: a vault-scope (or wider) role assignment that lets an identity with a

@@ -1,4 +1,4 @@
-"""The exposure graph (DESIGN.md section 1), built from a Snapshot. Plain data with path queries.
+"""The exposure graph (docs/design.md section 1), built from a Snapshot. Plain data with path queries.
 
     person --can edit/run--> flow --uses--> connection --authenticates as--> identity
     identity --access policy / role assignment--> vault --contains--> secret

@@ -477,6 +477,18 @@ class RoleAssignmentChange(Frozen):
     principal_type: str | None = None
     assignment_name: str  # GUID; derived from (scope, principal, role) for create so a retry is a no-op
 
+    @classmethod
+    def deleting(cls, assignment: RoleAssignment) -> RoleAssignmentChange:
+        """The change that removes `assignment`, by its own name (what ARM deletes)."""
+        return cls(
+            operation="delete",
+            scope=assignment.scope,
+            role_definition_id=assignment.role_definition_id,
+            principal_id=assignment.principal_id,
+            principal_type=assignment.principal_type,
+            assignment_name=assignment.name,
+        )
+
     def describe(self) -> str:
         role = self.role_definition_id.rsplit("/", 1)[-1]
         return f"{self.operation} role assignment role={role} principal={self.principal_id} at {self.scope}"

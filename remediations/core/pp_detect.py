@@ -15,7 +15,7 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import Detector, detector, detector_ids_on
+from remediations.core.detect import Detector, detector
 from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_analysis import FLOW_RULES, FlowRef, flow_findings
@@ -275,6 +275,3 @@ for _rule in FLOW_RULES:
     detector(_rule.id, platform="power_platform", title=_rule.title, detail=_rule.detail)(
         _definition_detector(_rule.id)
     )
-
-# Kept for callers not yet reading the registry (triggers/service.py): derived, never hand-kept.
-POWER_PLATFORM_DETECTORS: frozenset[str] = detector_ids_on("power_platform")

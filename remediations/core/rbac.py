@@ -28,7 +28,7 @@ KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
-MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION = 4000  # LIMITS.md 1a
+MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION = 4000  # docs/limits.md 1a
 
 _SECRETS = "Microsoft.KeyVault/vaults/secrets/"
 # Access-policy secret permission -> the data action that grants it on an RBAC vault.

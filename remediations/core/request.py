@@ -23,7 +23,7 @@ Stage = Literal["plan", "apply"]
 # A pending row younger than this may belong to a run still in flight (retries honour Retry-After up to
 # a minute per attempt); the Functions host kills an invocation long before (timeout 30 min on Flex).
 RECONCILE_AFTER = timedelta(minutes=30)
-# Vault hosts are independent and the secret lists are latency-bound, not throttle-bound (LIMITS.md
+# Vault hosts are independent and the secret lists are latency-bound, not throttle-bound (docs/limits.md
 # section 2): K workers at latency L send K/L calls/s. Key Vault's subscription budget is 20,000 per
 # 10 s (2,000/s), so K <= 2,000 * L: 30 at L = 15 ms, 100 at 50 ms. 32 stays inside it for any real
 # latency (a sweep of 5,000 vaults of 40 secrets makes 15,000 calls, under one window anyway).

@@ -1,18 +1,15 @@
 """Shared by revoke_flow_shares and revoke_connection_shares: plan one action per flow/connection that
-deletes the shares findings name, and apply it with `modifyPermissions` plus one verification read
-(the write answers 200 with an empty body, so only a re-read shows what holds)."""
+deletes the shares findings name. Pure; the fixes apply it with `fixes/_share_writes.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence
-from remediations.core.model import Action, Finding, Outcome, Share, ShareChange, Snapshot
-from remediations.ports import AzureCallFailed, ResourceGone
+from remediations.core.model import Action, Finding, Share, ShareChange, Snapshot
 
 
-def _label(share: Share) -> str:
+def share_label(share: Share) -> str:
     return f"{share.principal_id}:{share.role}"
 
 
@@ -37,9 +34,8 @@ def plan_share_revocations(
     kind: Literal["flow", "connection"],
     snapshot: Snapshot,
     findings: list[Finding],
-    resource_key: str,
 ) -> list[Action]:
-    """`resource_key` names the evidence field of the flow or connection id (read typed, by `kind`)."""
+    """One action per flow or connection (`kind`) with the shares its findings name to revoke."""
     wanted: dict[tuple[str, str], tuple[Finding, list[Finding]]] = {}
     for finding in findings:
         environment, resource, _ = _share_target(finding, kind)
@@ -89,48 +85,11 @@ def plan_share_revocations(
                 target=first.resource_id,
                 principal=None,
                 changes=changes,
-                before={"shares": sorted(_label(s) for s in current)},
-                after={"shares": sorted(_label(s) for s in kept)},
-                reason=f"shared beyond the allowed set: {sorted(_label(s) for s in removed)}",
+                before={"shares": sorted(share_label(s) for s in current)},
+                after={"shares": sorted(share_label(s) for s in kept)},
+                reason=f"shared beyond the allowed set: {sorted(share_label(s) for s in removed)}",
                 finding_ids=tuple(f.id for f in group),
                 skip_reason=skip,
             )
         )
     return actions
-
-
-def apply_share_revocations(
-    action: Action,
-    delete: Callable[[list[ShareChange]], None],
-    read: Callable[[], list[Share]],
-) -> Outcome:
-    changes = [c for c in action.changes if isinstance(c, ShareChange)]
-    if len(changes) != len(action.changes) or not changes:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error="not a share action")
-    try:
-        delete(changes)
-    except ResourceGone as gone:  # the flow/connection is gone: nothing is shared any more
-        return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-    except AzureCallFailed as error:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
-    try:
-        remaining = read()
-    except AzureCallFailed as error:
-        return Outcome(
-            action_id=action.id,
-            status="failed",
-            before=action.before,
-            error=f"modifyPermissions answered success but the verification read failed: {error}",
-        )
-    after = {"shares": sorted(_label(s) for s in remaining)}
-    revoked = {c.principal_id.lower() for c in changes}
-    still = sorted(s.principal_id for s in remaining if s.principal_id.lower() in revoked)
-    if still:
-        return Outcome(
-            action_id=action.id,
-            status="failed",
-            before=action.before,
-            after=after,
-            error=f"modifyPermissions answered success but {still} still hold a share",
-        )
-    return Outcome(action_id=action.id, status="applied", before=action.before, after=after, verified=True)

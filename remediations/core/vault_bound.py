@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
+from remediations.core.detect import detector_ids_on
 from remediations.core.model import Finding, Plan, Scope, Snapshot, stable_id
 from remediations.core.pp_detect import (
-    POWER_PLATFORM_DETECTORS,
     connection_resource_id,
     flow_resource_id,
     keyvault_connections,
@@ -53,8 +53,9 @@ def bound_to_vault(
     if scope.vault_name is None:
         return findings, plan
     mine = vault_resources(snapshot, scope.vault_name)
+    power_platform = detector_ids_on("power_platform")
     kept_findings = [
-        f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS or f.resource_id.lower() in mine
+        f for f in findings if f.detector_id not in power_platform or f.resource_id.lower() in mine
     ]
 
     def bounded(action_target: str, remediation_id: str) -> bool:

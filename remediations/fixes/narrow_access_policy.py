@@ -6,11 +6,12 @@ whole-list `replace`, so a concurrent change by someone else is not overwritten.
 
 from __future__ import annotations
 
-from remediations.core.access_policy import apply_changes, group_removals, plan_removals
+from remediations.core.access_policy import group_removals, plan_removals
 from remediations.core.evidence import ExcessPermissionsEvidence
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.fixes._access_policy_writes import apply_changes
 from remediations.ports import Clients
 
 

@@ -26,7 +26,8 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.core.role_changes import apply_role_changes, describe
+from remediations.core.role_changes import describe
+from remediations.fixes._role_writes import apply_role_changes
 from remediations.ports import Clients
 
 
@@ -171,14 +172,7 @@ class NarrowRoleAssignment(Remediation):
                     )
                 )
 
-        delete = RoleAssignmentChange(
-            operation="delete",
-            scope=assignment.scope,
-            role_definition_id=assignment.role_definition_id,
-            principal_id=principal,
-            principal_type=assignment.principal_type,
-            assignment_name=assignment.name,
-        )
+        delete = RoleAssignmentChange.deleting(assignment)
         changes: tuple[RoleAssignmentChange, ...] = (*creates, delete)
         seconds = policy.rbac.propagation_grace_seconds
         grace = timedelta(seconds=seconds)

@@ -6,10 +6,11 @@ One `PUT .../accessPolicies/remove` per identity with only the `list` spellings 
 
 from __future__ import annotations
 
-from remediations.core.access_policy import apply_changes, group_removals, plan_removals
+from remediations.core.access_policy import group_removals, plan_removals
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.fixes._access_policy_writes import apply_changes
 from remediations.ports import Clients
 
 

@@ -24,7 +24,8 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.core.role_changes import apply_role_changes, describe
+from remediations.core.role_changes import describe
+from remediations.fixes._role_writes import apply_role_changes
 from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 
@@ -110,14 +111,7 @@ class RemoveOrphanedPrincipal(Remediation):
         skip = None
         if not rbac.covers(snapshot.scope.resource_id, assignment.scope) and not policy.rbac.narrow_inherited:
             skip = f"inherited from {assignment.scope}, above the inventoried scope: reported only"
-        change = RoleAssignmentChange(
-            operation="delete",
-            scope=assignment.scope,
-            role_definition_id=assignment.role_definition_id,
-            principal_id=assignment.principal_id,
-            principal_type=assignment.principal_type,
-            assignment_name=assignment.name,
-        )
+        change = RoleAssignmentChange.deleting(assignment)
         return Action.create(
             remediation_id=self.id,
             target=assignment.scope,

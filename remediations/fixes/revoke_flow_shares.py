@@ -9,7 +9,8 @@ from __future__ import annotations
 from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.core.shares import apply_share_revocations, plan_share_revocations
+from remediations.core.shares import plan_share_revocations
+from remediations.fixes._share_writes import apply_share_revocations
 from remediations.ports import Clients
 
 
@@ -33,7 +34,7 @@ class RevokeFlowShares(Remediation):
     )
 
     def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
-        return plan_share_revocations(self.id, "flow", snapshot, findings, "flow")
+        return plan_share_revocations(self.id, "flow", snapshot, findings)
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         api = clients.power_platform()

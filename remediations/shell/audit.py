@@ -17,12 +17,12 @@ from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from pydantic import BaseModel, ConfigDict, Field
 
+from remediations.core.request import Trigger
 from remediations.shell.settings import AppSettings
 
 AuditState = Literal["pending", "applied", "failed", "skipped", "noop", "deferred"]
 TERMINAL_STATES = frozenset({"applied", "failed", "skipped", "noop", "deferred"})
 DANGLING_LOOKBACK = timedelta(days=7)  # older interrupted runs are a human's job (the rows stay)
-Trigger = Literal["timer", "ticket", "alert", "cli"]
 
 
 class AuditRecord(BaseModel):

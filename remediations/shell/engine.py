@@ -28,11 +28,11 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
-from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation
-from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY
-from remediations.shell.audit import AuditRecord, AuditSink, AuditState, Trigger
+from remediations.core.request import RECONCILE_AFTER, SECRET_LIST_CONCURRENCY, WRITE_CONCURRENCY, Trigger
+from remediations.shell.audit import AuditRecord, AuditSink, AuditState
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
+from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.reconcile import reconcile
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -45,14 +45,7 @@ def _noop_progress(stage: str, done: int, total: int) -> None:
 def _error(
     resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
 ) -> InventoryError:
-    return InventoryError(
-        resource_id=resource_id,
-        operation=operation,
-        status=error.status,
-        message=str(error),
-        retry_after=error.retry_after,
-        partial=partial,
-    )
+    return error.as_inventory_error(resource_id, operation, partial=partial)
 
 
 def inventory(

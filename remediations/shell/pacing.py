@@ -2,7 +2,7 @@
 collecting 429s (each of which is a wasted call and a Retry-After of at least a second).
 
 ARM's write budget is a token bucket per subscription x principal: 200 tokens, refilled at 10/s
-(LIMITS.md 1a). `TokenBucket` mirrors it slightly below the real numbers, so that jitter between our
+(docs/limits.md 1a). `TokenBucket` mirrors it slightly below the real numbers, so that jitter between our
 clock and ARM's does not tip us over. A 429 that still happens is retried by adapters/retry.py.
 """
 

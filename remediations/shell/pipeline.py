@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
-from remediations.core.detect import detect
+from remediations.core.detect import detect, detector_ids_on
 from remediations.core.model import (
     Finding,
     InventoryError,
@@ -26,7 +26,6 @@ from remediations.core.model import (
 )
 from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
-from remediations.core.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
 from remediations.core.vault_bound import bound_to_vault
@@ -39,6 +38,7 @@ from remediations.shell.engine import (
     inventory_power_platform_only,
     reconcile_dangling,
 )
+from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
@@ -141,14 +141,13 @@ def _read(request: RunRequest, selected: list[str] | None, clients: Clients, pro
 
 
 def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[Finding]:
-    from remediations.core.pp_detect import POWER_PLATFORM_DETECTORS  # noqa: PLC0415 - loads the PP detectors
-
+    power_platform = detector_ids_on("power_platform")
     if request.part == "power_platform":
-        findings = detect(snapshot, policy, only=set(POWER_PLATFORM_DETECTORS))
+        findings = detect(snapshot, policy, only=set(power_platform))
     else:
         findings = detect(snapshot, policy)
     if request.part == "key_vault":  # the environment messages of the same sweep own these, once
-        findings = [f for f in findings if f.detector_id not in POWER_PLATFORM_DETECTORS]
+        findings = [f for f in findings if f.detector_id not in power_platform]
     if request.principals is not None:
         wanted = {p.lower() for p in request.principals}
         findings = [f for f in findings if (f.principal or "").lower() in wanted]

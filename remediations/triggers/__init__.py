@@ -1,1 +1,1 @@
-"""Trigger plumbing: input validation, alert parsing, run store, observability (issue 10)."""
+"""Trigger plumbing: input validation, alert parsing, run store, observability."""

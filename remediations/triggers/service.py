@@ -37,16 +37,12 @@ from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import RunRequest
 from remediations.shell import settings as names
 from remediations.shell.settings import AppSettings
-from remediations.triggers import tickets
 from remediations.triggers.tickets import RunSummary, TicketStatus
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
     from remediations.shell.audit import AuditSink
     from remediations.shell.pipeline import Budget, RunResult
-
-# Unknown remediation names in a ticket are a 422: validate against what is registered.
-tickets.use_remediation_registry(remediation_ids)
 
 DEFAULT_THROTTLE_DELAY_SECONDS = 60.0
 MAX_THROTTLE_DELAY_SECONDS = 3600.0

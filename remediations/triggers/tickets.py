@@ -2,8 +2,8 @@
 
 Input is validated strictly (`extra="forbid"`, anchored id patterns, bounded lists) so that nothing
 a caller sends can reach an ARM or Power Platform URL unchecked. Remediation names are checked
-against a lookup the engine provides: pass `context={"known_remediations": ids}` to
-`model_validate`, or rely on `default_remediation_ids()`, which the engine's registry replaces.
+against the fix registry (`default_remediation_ids()`), or against `context={"known_remediations": ids}`
+passed to `model_validate`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -29,21 +28,10 @@ from remediations.core.registry import remediation_ids
 from remediations.triggers import ids
 from remediations.triggers.caller import Attribution, Caller
 
-RemediationLookup = Callable[[], Iterable[str]]
-
-
-# The registry of fixes (importing it loads no Azure SDK); a test or the engine may plug in another.
-_lookup: RemediationLookup = remediation_ids
-
-
-def use_remediation_registry(lookup: RemediationLookup) -> None:
-    """Plug the engine's registry in (e.g. `lambda: registry.ids()`); called once at import of the engine."""
-    global _lookup  # noqa: PLW0603 - one process-wide registry hook, set by the engine
-    _lookup = lookup
-
 
 def default_remediation_ids() -> frozenset[str]:
-    return frozenset(_lookup())
+    """The registered fixes (importing the registry loads no Azure SDK)."""
+    return frozenset(remediation_ids())
 
 
 TICKET_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"

@@ -1,5 +1,5 @@
-"""Issue 6 acceptance: the engine (inventory -> detect -> plan -> apply -> verify -> audit) against the
-emulator with the real `AzureClients` and DefaultAzureCredential from `emu.env`.
+"""The Key Vault half end to end: the pipeline (inventory -> detect -> plan -> apply -> verify -> audit)
+against the emulator with the real `AzureClients` and DefaultAzureCredential from `emu.env`.
 
 Every assertion about a write reads the emulator's request log (method, path, exact body) or the
 emulator's state; data-plane effects are checked as the identity itself, through `SecretClient`.

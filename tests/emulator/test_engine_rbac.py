@@ -1,4 +1,4 @@
-"""Issue 7 acceptance on the emulator, with the real `AzureClients`: an RBAC vault's vault-scope Secrets
+"""RBAC-mode vaults on the emulator, with the real `AzureClients`: an RBAC vault's vault-scope Secrets
 User of a flow identity becomes per-secret assignments for its allowed secrets only; orphaned
 entries and assignments of a deleted identity go while live ones stay; a Graph failure leaves them
 and is reported; the propagation grace keeps the wide assignment while the new ones propagate."""

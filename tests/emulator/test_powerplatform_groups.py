@@ -1,4 +1,4 @@
-"""Group members in the exposure graph (issue 8 item 2): a Key Vault flow shared with a group reaches the
+"""Group members in the exposure graph: a Key Vault flow shared with a group reaches the
 group's members, nested groups included. One directory serves Graph `groups/{id}/transitiveMembers`
 and the Power Platform half's authorization of group shares, so the graph and the service agree on who
 can edit the flow. A failed member read is reported and the group stays a group node; revoking the

@@ -1,4 +1,4 @@
-"""Issue 8 acceptance on emulator/scenarios/seed.json, through the real adapters and the emulator's HTTP
+"""The Power Platform fixes on emulator/scenarios/seed.json, through the real adapters and the emulator's HTTP
 APIs: `plan` lists the share revocation, flags the flow whose connection runs as the admin and the leaking
 definition, and narrows the admin identity (remove `list`; the flows need only payroll-db-password).
 The attacker's edit dumps the vault before `apply`; after it the edit is refused (DLP), the revoked user

@@ -1,4 +1,4 @@
-"""Power Platform work once per sweep, not once per vault (issue 8/10), on emulator/scenarios/seed.json.
+"""Power Platform work once per sweep, not once per vault, on emulator/scenarios/seed.json.
 
 The timer tick enqueues one message per vault and one per Power Platform environment. Vault workers plan
 only the Key Vault remediations (they still read the flows: `allowList: fromFlows` narrows from them);

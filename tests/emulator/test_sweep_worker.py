@@ -1,4 +1,4 @@
-"""Acceptance of issue 10: a timer tick over 50 vaults enqueues 50 messages in Azurite; draining them
+"""The timer sweep end to end: a timer tick over 50 vaults enqueues 50 messages in Azurite; draining them
 with the worker fixes every vault; a second drain writes nothing. Also: the sweep's global budget,
 throttling answered by re-queueing, failures poisoned with their reason.
 

@@ -1,4 +1,4 @@
-"""Scope guard (issue 19): a ticket, an alert or a Defender record about a vault outside the configured
+"""Scope guard: a ticket, an alert or a Defender record about a vault outside the configured
 scope (a subscription not in VAULTGUARD_SUBSCRIPTION_IDS, or a vault the policy excludes) reads and
 writes nothing: 403 problem for a ticket, "ignored: out of scope" recorded for an alert."""
 

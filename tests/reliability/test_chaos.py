@@ -1,4 +1,4 @@
-"""Issue 14.1, chaos convergence: with 10-30% of requests on every host failing (429 with Retry-After,
+"""Chaos convergence: with 10-30% of requests on every host failing (429 with Retry-After,
 500, 503, connection resets before the handler and after a write took effect) and latency everywhere,
 repeated sweeps reach exactly the state a fault-free run reaches, no action is recorded applied twice,
 and every failure is an audit row with its reason.

@@ -1,4 +1,4 @@
-"""Issue 14.2, crash safety: the worker dies between the audit `pending` row and the write, or between
+"""Crash safety: the worker dies between the audit `pending` row and the write, or between
 the write and the `applied` row. The next run re-reads the vault, records the truth in the interrupted
 run's partition, and nothing is lost or applied twice.
 

@@ -1,4 +1,4 @@
-"""Issue 14.3, races: two workers on the same vault at once, and a person changing the access policy
+"""Races: two workers on the same vault at once, and a person changing the access policy
 between our plan and our write. We send deltas (`accessPolicies/remove`), never the whole list
 (`replace` or a vault PUT), so nobody's concurrent change is lost and the final state is right.
 """

@@ -1,4 +1,4 @@
-"""Issue 14.4, safety rails against the emulator: break-glass identities are never touched, the last
+"""Safety rails against the emulator: break-glass identities are never touched, the last
 identity able to manage a vault keeps that ability, a dry run writes nothing (request log: 0 writes on
 any host, no audit row), and the per-run cap holds.
 """

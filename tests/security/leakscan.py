@@ -1,4 +1,4 @@
-"""Secrets stay secret (issue 14.6): after every test that used an emulator, every secret value in the
+"""Secrets stay secret: after every test that used an emulator, every secret value in the
 emulator's state (all versions of every Key Vault secret, Graph application passwords, storage account
 keys, the client secrets of the emulated principals) is searched for in what the test produced:
 

@@ -1,4 +1,4 @@
-"""Issue 14.7, auth: every HTTP function requires a key (auth level FUNCTION); the local runner answers
+"""Auth: every HTTP function requires a key (auth level FUNCTION); the local runner answers
 401 without one; and the app's identity needs nothing beyond what infra/ grants: every Azure RBAC
 action a registered remediation declares in `metadata.permissions_required` is allowed by a role that
 infra/ assigns, and every other permission (Graph, Power Platform) is documented in docs/permissions.md

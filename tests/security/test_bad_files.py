@@ -1,4 +1,4 @@
-"""Issue 14.5: policy and scenario files with bad values fail with a clear error naming the field
+"""Bad files: policy and scenario files with bad values fail with a clear error naming the field
 (and never with a traceback from deep inside, or by silently using a default)."""
 
 from __future__ import annotations

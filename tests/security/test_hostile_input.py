@@ -1,5 +1,5 @@
 # ruff: noqa: F811 - the emulator and app fixtures of tests/functions are imported, then requested by name
-"""Issue 14.5, hostile input over real HTTP: schemathesis generates bodies from our OpenAPI document
+"""Hostile input over real HTTP: schemathesis generates bodies from our OpenAPI document
 (valid and invalid against it) for POST /api/remediations and POST /api/alerts and sends them to the
 local runner (`remediations.serve`, the same azure.functions handlers) backed by the emulator and
 Azurite. Every answer is 2xx or 4xx, never 5xx, and no body carries a traceback. At least 1,000 cases.

@@ -1,4 +1,4 @@
-"""The lower-limit model against LIMITS.md section 2's worked example (V=5,000, S=200,000, F=2,000,
+"""The lower-limit model against docs/limits.md section 2's worked example (V=5,000, S=200,000, F=2,000,
 C=3,000, one subscription, U=10,000)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_worked_example_call_counts() -> None:
     per_flow = minimal_calls(
         Workload(secrets_per_vault=(40,), flows=2000, connections=3000, dataverse_definitions=False)
     )
-    # LIMITS.md's ~7,021 (+1 page rounding of connections at 250, +1 DLP list)
+    # docs/limits.md's ~7,021 (+1 page rounding of connections at 250, +1 DLP list)
     assert per_flow.pp == 7021 + 2
 
 
@@ -65,7 +65,7 @@ def test_worked_example_limits() -> None:
     assert compliant.terms["arm_read_bucket"] == 0.0
     assert compliant.terms["graph_ru_window"] == 0.0
     assert compliant.write_s == 0.0
-    # PP (5,017 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in LIMITS.md, which
+    # PP (5,017 calls at 200 ms, K=52 -> 19.4 s) binds: "about half a minute" in docs/limits.md, which
     # counts 7,021 calls (definitions per flow): 136 rounds x 0.2 s = 27.2 s
     assert compliant.binding_read == "pp_latency"
     assert compliant.terms["pp_latency"] == pytest.approx(19.4)

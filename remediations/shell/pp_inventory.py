@@ -3,7 +3,7 @@
 for the ones that use a Key Vault connection) and DLP policies. Merged into the Azure snapshot by the
 engine.
 
-Calls (LIMITS.md section 2): per environment the Dataverse users and teams (with their security roles;
+Calls (docs/limits.md section 2): per environment the Dataverse users and teams (with their security roles;
 BAP role assignments answer 403 for Dataverse environments), the Dataverse `workflows` pages (5,000 a
 page, definitions and owners included: no GET per flow) and 1 Key Vault connection list; then one
 `RetrieveSharedPrincipalsAndAccess` per Key Vault flow and one permissions GET per Key Vault connection;
@@ -39,9 +39,9 @@ from remediations.core.model import (
     Share,
 )
 
-# Dataverse-style service protection allows 52 concurrent requests per user (LIMITS.md 1d).
+# Dataverse-style service protection allows 52 concurrent requests per user (docs/limits.md 1d).
 PP_CONCURRENCY = 32
-# Graph identity & access: 3,500+ resource units per 10 s per app and tenant (LIMITS.md 1c); a member
+# Graph identity & access: 3,500+ resource units per 10 s per app and tenant (docs/limits.md 1c); a member
 # page costs about 1 RU with `$select`, so a few groups at a time stay far inside it.
 GROUP_CONCURRENCY = 8
 KEYVAULT_API = "shared_keyvault"
@@ -64,16 +64,14 @@ class PowerPlatformInventory:
     def failed(
         self, resource_id: str, operation: str, error: AzureCallFailed, *, partial: bool = False
     ) -> None:
-        self.errors.append(
-            InventoryError(
-                resource_id=resource_id,
-                operation=operation,
-                status=error.status,
-                message=str(error),
-                retry_after=error.retry_after,
-                partial=partial,
-            )
-        )
+        self.errors.append(error.as_inventory_error(resource_id, operation, partial=partial))
+
+    def add_shares(self, resource_id: str, operation: str, read: list[Share] | AzureCallFailed) -> None:
+        """A flow's or connection's shares, or the failure that leaves them unknown."""
+        if isinstance(read, AzureCallFailed):
+            self.failed(resource_id, operation, read)
+        else:
+            self.shares += read
 
 
 def _environments(
@@ -165,20 +163,12 @@ def inventory_powerplatform(
             connections, shares_read, listed, flows_read, strict=True
         ):
             for connection, future in zip(env_connections, env_shares, strict=True):
-                result = future.result()
-                if isinstance(result, AzureCallFailed):
-                    out.failed(connection.id, "list connection permissions", result)
-                else:
-                    out.shares += result
+                out.add_shares(connection.id, "list connection permissions", future.result())
                 done += 1
                 progress("power platform reads", done, total)
             out.connections += env_connections
             for flow, flow_future in zip(flows, env_flows, strict=True):
-                shares = flow_future.result()
-                if isinstance(shares, AzureCallFailed):
-                    out.failed(flow.id, "list flow shares", shares)
-                else:
-                    out.shares += shares
+                out.add_shares(flow.id, "list flow shares", flow_future.result())
                 out.flows.append(flow)
                 done += 1
                 progress("power platform reads", done, total)
