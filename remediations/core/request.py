@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.core.model import PowerPlatformScope, Scope, Severity
 
-Trigger = Literal["timer", "ticket", "alert", "cli"]
+Trigger = Literal["timer", "ticket", "alert", "event", "cli"]
+# Runs started by something that happened to one vault: never environment-wide.
+EVENT_DRIVEN: frozenset[str] = frozenset({"alert", "event"})
 # Which half of the tenant a run plans for. A sweep's vault worker plans the Key Vault half; its
 # environment workers the Power Platform half, so each Power Platform change is planned once a sweep.
 Part = Literal["all", "key_vault", "power_platform"]

@@ -27,7 +27,7 @@ from remediations.core.model import (
 from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
 from remediations.core.registry import get_remediation, remediation_ids
-from remediations.core.request import RunRequest
+from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.engine import (
@@ -212,10 +212,10 @@ def run(
         targets=request.targets,
     )
     # A run about one vault plans only on that vault and the flows and connections that use it; an
-    # alert's run never makes an environment-wide change.
+    # alert's or event's run never makes an environment-wide change.
     if request.scope is not None:
         findings, plan = bound_to_vault(
-            request.scope, snapshot, findings, plan, environment_wide=request.trigger != "alert"
+            request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
         )
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))

@@ -156,7 +156,7 @@ def handle_event(
         # An event's run is bound to its vault exactly as an alert's (never environment-wide).
         result = run(
             RunRequest(
-                trigger="alert",
+                trigger="event",
                 scope=Scope.parse(event.vaultId),
                 power_platform=policy.power_platform.scope(),
                 remediations=("rotate_secret",) if rotation else None,
