@@ -41,8 +41,8 @@ from remediations.shell.engine import (
 )
 from remediations.shell.read_once import ReadOnce
 from remediations.shell.secret_inventory import (
+    DeepInventory,
     SecretInventoryStore,
-    save_deep_inventory,
     with_stored_secrets,
 )
 
@@ -141,6 +141,7 @@ def _read(
     )
     wanted = lists_secrets(request, selected)
     stored = wanted and store is not None and request.secrets_from == "store"
+    deep = DeepInventory(store) if wanted and store is not None and not stored else None
     snapshot = inventory(
         request.scope,
         clients,
@@ -150,12 +151,12 @@ def _read(
         concurrency=request.read_concurrency,
         keep_secrets=request.keep_secrets,
         power_platform=shared,
+        on_listed=deep.listed if deep is not None else None,
     )
-    if store is None or not wanted:
-        return snapshot
-    if stored:
+    if deep is not None:
+        deep.refused(snapshot)
+    if stored and store is not None:
         return with_stored_secrets(snapshot, store)
-    save_deep_inventory(snapshot, store)
     return snapshot
 
 

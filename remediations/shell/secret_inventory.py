@@ -65,24 +65,23 @@ class MemorySecretInventory:
         self._rows[stored.vault_id.lower()] = stored
 
 
-def save_deep_inventory(snapshot: Snapshot, store: SecretInventoryStore) -> int:
-    """Keeps each vault whose secrets this (deep) snapshot listed in full, or whose list was refused;
-    returns how many. A transient failure keeps the older row (it is retried, not a new answer)."""
-    if not snapshot.secrets_listed:
-        return 0
-    saved = 0
-    for vault in snapshot.vaults:
-        error = snapshot.secret_list_error(vault.id)
-        if error is not None and not error.partial:
-            continue
-        if error is None and vault.secret_count != len(vault.secrets):
-            continue  # counted only (keep_secrets=False): nothing to plan from
-        secrets = vault.secrets if error is None else ()
-        store.put(
-            StoredSecrets(vault_id=vault.id, taken_at=snapshot.taken_at, secrets=secrets, refused=error)
-        )
-        saved += 1
-    return saved
+class DeepInventory:
+    """Saves a deep read into the store: each vault's list as it arrives (so memory stays one vault's
+    list when the snapshot keeps counts only), then the refused lists once the read is done. A
+    transient failure keeps the older row: it is retried, not a new answer."""
+
+    def __init__(self, store: SecretInventoryStore) -> None:
+        self._store = store
+        self._taken_at = datetime.now(UTC)
+
+    def listed(self, vault: Vault, secrets: tuple[SecretMeta, ...]) -> None:
+        self._store.put(StoredSecrets(vault_id=vault.id, taken_at=self._taken_at, secrets=secrets))
+
+    def refused(self, snapshot: Snapshot) -> None:
+        for vault in snapshot.vaults:
+            error = snapshot.secret_list_error(vault.id)
+            if error is not None and error.partial:
+                self._store.put(StoredSecrets(vault_id=vault.id, taken_at=self._taken_at, refused=error))
 
 
 def with_stored_secrets(snapshot: Snapshot, store: SecretInventoryStore) -> Snapshot:
