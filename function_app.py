@@ -5,8 +5,9 @@ pay only for azure.functions (a test checks no azure.mgmt/keyvault/identity modu
 The logic lives in `remediations.triggers` (api.py for HTTP, jobs.py for timer and queue), where
 the local runner (`python -m remediations.serve`) reaches it through these same functions.
 
-`VAULTGUARD_SWEEP_SCHEDULE` and `VAULTGUARD_QUEUE_NAME` are binding expressions: the host fails to
-index the app when they are unset, so infra always sets both (local.settings.example.json too).
+`VAULTGUARD_SWEEP_SCHEDULE`, `VAULTGUARD_DEEP_SWEEP_SCHEDULE` and `VAULTGUARD_QUEUE_NAME` are binding
+expressions: the host fails to index the app when they are unset, so infra always sets them
+(local.settings.example.json too).
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def sweep(timer: func.TimerRequest) -> None:
     from remediations.triggers import jobs
 
     jobs.sweep(past_due=timer.past_due)
+
+
+@app.function_name("deep_sweep")
+@app.timer_trigger(
+    arg_name="timer", schedule="%VAULTGUARD_DEEP_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+def deep_sweep(timer: func.TimerRequest) -> None:
+    """Lists every vault's secrets and stores the inventory the quick sweeps plan from."""
+    from remediations.triggers import jobs
+
+    jobs.sweep(past_due=timer.past_due, depth="deep")
 
 
 @app.function_name("remediate_worker")

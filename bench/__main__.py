@@ -89,6 +89,7 @@ def _limit(
     *,
     pp: bool = False,
     budgets: Budgets | None = None,
+    data_plane: bool = True,
 ) -> LowerLimit:
     workload = Workload(
         secrets_per_vault=(spec["secrets_per_vault"],) * spec["vaults"],
@@ -103,6 +104,7 @@ def _limit(
         flows_with_keyvault=spec["flows"] if pp else None,
         environments=spec["environments"],
         dataverse_definitions=True,
+        data_plane=data_plane,
     )
     return lower_limit(workload, budgets, lat=lat)
 
@@ -287,10 +289,16 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         report["generated"] = emu.generated
         print(f"[{name}] apply (10% of vaults need a fix)...", file=sys.stderr, flush=True)
         apply = run_engine(emu, {**common, "phase": "apply"})
-        print(f"[{name}] compliant re-run...", file=sys.stderr, flush=True)
-        compliant = run_engine(emu, {**common, "phase": "apply"})
+        # The deep sweep as today (every vault's secret list), saving the inventory the quick one reads.
+        store_file = out_dir / f"secret-inventory-{name}.jsonl"
+        store_file.unlink(missing_ok=True)
+        print(f"[{name}] compliant re-run, deep sweep...", file=sys.stderr, flush=True)
+        compliant = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file)})
+        print(f"[{name}] compliant re-run, quick sweep...", file=sys.stderr, flush=True)
+        quick = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file), "depth": "quick"})
+        store_file.unlink(missing_ok=True)
         report["state_after"] = emu.state()
-    for run in (plan, apply, compliant):
+    for run in (plan, apply, compliant, quick):
         run["calls"] = _calls(run["emulator"])
         run["arm_writes"] = _arm_writes(run["emulator"])
         run["arm_vault_gets"] = run["emulator"]["arm_routes"].get("GET get_vault", 0)
@@ -333,6 +341,15 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         "ratio_apply": apply["apply_s"] / apply_limit.write_s if apply_limit.write_s else None,
     }
     report["compliant"] = compliant
+    quick_limit = _limit(base, quick, lat, 0, 0, data_plane=False)
+    report["quick"] = {
+        **quick,
+        "lower_limit": quick_limit.as_dict(),
+        "ratio": quick["inventory_plan_s"] / quick_limit.read_s,
+        "speedup_over_deep": compliant["inventory_plan_s"] / quick["inventory_plan_s"],
+        "same_plan_as_deep": (quick["findings"], quick["actions"], quick["writes_planned"])
+        == (compliant["findings"], compliant["actions"], compliant["writes_planned"]),
+    }
     all_fix = _limit(base, plan, lat, base["vaults"], 1)
     report["all_vaults_write_model"] = {"writes": base["vaults"], "lower_limit": all_fix.as_dict()}
     if name == "small":
@@ -367,7 +384,7 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
 
 
 def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dict[str, Any]]:
-    plan, apply, compliant = report["plan"], report["apply"], report["compliant"]
+    plan, apply, compliant, quick = report["plan"], report["apply"], report["compliant"], report["quick"]
     verify_reads = apply["arm_vault_gets"]
     rows = [
         {
@@ -387,6 +404,16 @@ def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dic
             "value": f"{apply['arm_writes']} writes / {apply['writes_planned']} changes, "
             f"{verify_reads} re-reads",
             "met": apply["arm_writes"] <= apply["writes_planned"] and verify_reads <= apply["writes_planned"],
+        },
+        {
+            "target": f"{size}: compliant quick sweep within 1.5x of its lower limit",
+            "value": f"{quick['ratio']:.2f}x",
+            "met": quick["ratio"] <= 1.5 if size == "large" else None,
+        },
+        {
+            "target": f"{size}: compliant quick sweep >= 10x faster than the deep re-run, 0 writes",
+            "value": f"{quick['speedup_over_deep']:.1f}x, {quick['arm_writes']} writes",
+            "met": quick["speedup_over_deep"] >= 10 and quick["arm_writes"] == 0 if size == "large" else None,
         },
         {
             "target": f"{size}: peak RSS < 256 MiB",
@@ -421,7 +448,7 @@ def _fmt_calls(calls: dict[str, int]) -> str:
 
 def print_report(result: dict[str, Any]) -> None:
     for size, report in result["sizes"].items():
-        plan, apply, compliant = report["plan"], report["apply"], report["compliant"]
+        plan, apply, compliant, quick = report["plan"], report["apply"], report["compliant"], report["quick"]
         sc = report["scenario"]
         az, pp = plan["azure_half"], plan["power_platform"]
         load = ", ".join(f"{x:.2f}" for x in report["load_average_at_start"])
@@ -487,9 +514,21 @@ def print_report(result: dict[str, Any]) -> None:
                 f"{apply['emulator']['arm_max_writes_per_vault']}",
             ],
             [
-                "compliant re-run",
+                "compliant re-run: deep sweep (as today)",
                 f"{compliant['inventory_plan_s']:.2f} s, {compliant['arm_writes']} writes, "
-                f"{compliant['writes_planned']} changes planned",
+                f"{compliant['writes_planned']} changes planned; calls {_fmt_calls(compliant['calls'])}",
+            ],
+            [
+                "compliant re-run: quick sweep (stored deep inventory)",
+                f"{quick['inventory_plan_s']:.2f} s, {quick['arm_writes']} writes, "
+                f"{quick['writes_planned']} changes planned; calls {_fmt_calls(quick['calls'])}; "
+                f"peak RSS {quick['peak_rss_mib']:.0f} MiB",
+            ],
+            [
+                "  quick lower limit (list pages x latency, ARM read bucket)",
+                f"{quick['lower_limit']['read_s']:.2f} s, bound by {quick['lower_limit']['binding_read']}; "
+                f"ratio {quick['ratio']:.2f}x; {quick['speedup_over_deep']:.1f}x faster than the deep "
+                f"re-run; same findings and plan as the deep: {quick['same_plan_as_deep']}",
             ],
             [
                 "every vault needs a write (model)",

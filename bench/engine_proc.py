@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec: dict[str, Any] = json.loads(args[0])
     started = time.perf_counter()
+    from bench.secret_file import FileSecretInventory
     from remediations.adapters.clients import AzureClients
     from remediations.core.detect import load_detectors
     from remediations.core.model import PowerPlatformScope, Scope
@@ -79,14 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         keep_secrets=bool(spec.get("keep_secrets", True)),
         read_concurrency=int(spec.get("read_concurrency", 32)),
         write_concurrency=int(spec.get("write_concurrency", 10)),
+        # quick (issue 24): secret metadata from the deep run's stored inventory, no data-plane call.
+        secrets_from="store" if spec.get("depth") == "quick" else "read",
     )
+    # The deep run saves each vault's list there; the quick run reads it.
+    store = FileSecretInventory(Path(spec["store_file"])) if spec.get("store_file") else None
     result: dict[str, Any] = {"import_s": imported - started, "rss_after_import_mib": rss_after_import}
     audit = MemoryAuditSink()
     with AzureClients() as clients:
         # Token acquisition happens once per process; do it before the clock starts (login latency is
         # not part of the model).
         clients.keyvault_management(scope.subscription_id)
-        run_result = run(request, policy, clients, audit)
+        run_result = run(request, policy, clients, audit, secret_store=store)
     snapshot, findings, plan = run_result.snapshot, run_result.findings, run_result.plan
     assert snapshot is not None
     wall, cpu = run_result.stage_seconds, run_result.stage_cpu_seconds

@@ -97,6 +97,9 @@ class Workload:
     dataverse_definitions: bool = True
     users_per_environment: int = 0  # Dataverse systemusers rows (5,000 a page)
     dlp_policies: int = 0  # the DLP list has no rules: one GET per policy
+    # False: a quick sweep (issue 24), secret metadata from the stored deep inventory: no Key Vault
+    # data-plane call, so the limit is the list pages x latency within the ARM read bucket.
+    data_plane: bool = True
 
     @property
     def vaults(self) -> int:
@@ -126,7 +129,7 @@ def minimal_calls(w: Workload) -> Calls:
         + max(1, math.ceil(per_sub_ras / w.arm_page_role_assignments))
         + 1
     )
-    chains = [1 + max(1, math.ceil(s / w.kv_page)) for s in w.secrets_per_vault]
+    chains = [1 + max(1, math.ceil(s / w.kv_page)) for s in w.secrets_per_vault] if w.data_plane else []
     pp: int | None = None
     pp_chain = 0
     if w.flows is not None:

@@ -161,6 +161,7 @@ class Story:
             "VAULTGUARD_DRY_RUN": "false",  # the policy file's dryRun decides (true for the first sweep)
             "VAULTGUARD_MAX_ACTIONS_PER_RUN": "100",
             "VAULTGUARD_SWEEP_SCHEDULE": "0 0 */6 * * *",
+            "VAULTGUARD_DEEP_SWEEP_SCHEDULE": "0 0 3 * * *",
             "VAULTGUARD_QUEUE_NAME": "vaultguard-scopes",
             "VAULTGUARD_LOCAL_FUNCTION_KEY": self.function_key,
             "VAULTGUARD_LOCAL_MASTER_KEY": self.master_key,

@@ -48,6 +48,9 @@ param maxActionsPerRun int = 50
 @description('Six-field NCRONTAB schedule of the timer sweep.')
 param sweepSchedule string = '0 0 */6 * * *'
 
+@description('Six-field NCRONTAB schedule of the deep sweep (every vault\'s secret list, stored for the quick sweeps).')
+param deepSweepSchedule string = '0 0 3 * * *'
+
 @description('Subscriptions the sweep lists vaults in. Empty: this subscription.')
 param sweepSubscriptionIds array = []
 
@@ -217,6 +220,7 @@ module api 'app/api.bicep' = {
     dryRun: dryRun
     maxActionsPerRun: maxActionsPerRun
     sweepSchedule: sweepSchedule
+    deepSweepSchedule: deepSweepSchedule
     sweepSubscriptionIds: empty(sweepSubscriptionIds) ? [
       subscription().subscriptionId
     ] : sweepSubscriptionIds

@@ -19,6 +19,7 @@ param instanceMemoryMB int = 2048
 param dryRun bool = true
 param maxActionsPerRun int = 50
 param sweepSchedule string
+param deepSweepSchedule string
 param sweepSubscriptionIds array
 param policyFile string = ''
 param policyJson string = ''
@@ -113,6 +114,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'VAULTGUARD_SWEEP_SCHEDULE'
           value: sweepSchedule
+        }
+        {
+          name: 'VAULTGUARD_DEEP_SWEEP_SCHEDULE'
+          value: deepSweepSchedule
         }
         {
           name: 'VAULTGUARD_DRY_RUN'

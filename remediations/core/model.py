@@ -193,6 +193,8 @@ class Vault(Frozen):
     secrets: tuple[SecretMeta, ...] = ()
     # Secrets the list returned; set by inventory even when `secrets` is not kept (keep_secrets=False).
     secret_count: int | None = None
+    # Set when `secrets` came from a stored deep inventory (a quick sweep): when that list was read.
+    secrets_as_of: datetime | None = None
 
     def policies_for(self, object_id: str) -> tuple[AccessPolicy, ...]:
         return tuple(p for p in self.access_policies if p.object_id.lower() == object_id.lower())
@@ -350,8 +352,11 @@ class InventoryError(Frozen):
 
     @property
     def label(self) -> str:
-        """`HTTP 403` or `no response`: the status as it came back, never a made-up one."""
-        return f"HTTP {self.status}" if self.status is not None else "no response"
+        """`HTTP 403` or `no response`: the status as it came back, never a made-up one. A partial
+        error with no call behind it (no stored deep inventory for a quick sweep) says why instead."""
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.message if self.partial else "no response"
 
 
 # Snapshot lookup indexes: (name, id(tuple)) -> (tuple, index); a few snapshots live at a time.

@@ -88,6 +88,10 @@ class RunRequest(BaseModel):
     sweep_id: str | None = None
     include_secrets: bool | None = None
     keep_secrets: bool = True
+    # "store": a quick sweep's run takes secret metadata from the last deep inventory instead of
+    # listing every vault (shell/secret_inventory.py); "read" lists them (and saves them when a store
+    # is given: the deep sweep, an alert's refresh).
+    secrets_from: Literal["read", "store"] = "read"
     read_concurrency: int = Field(default=SECRET_LIST_CONCURRENCY, ge=1)
     write_concurrency: int = Field(default=WRITE_CONCURRENCY, ge=1)
 

@@ -38,6 +38,10 @@ from remediations.shell.reconcile import reconcile
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+# Handed each vault's secret metadata as the inventory lists it (the deep sweep stores it).
+Listed = Callable[[Vault, tuple[SecretMeta, ...]], None]
+
+
 def _noop_progress(stage: str, done: int, total: int) -> None:
     return None
 
@@ -58,6 +62,7 @@ def inventory(
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
     power_platform: Callable[[], PowerPlatformInventory] | None = None,
+    on_listed: Listed | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -69,6 +74,8 @@ def inventory(
     InventoryError in the
     snapshot; nothing is silently dropped. `power_platform`, when given, supplies the Power Platform
     half instead of reading it (a sweep's vault workers share one read, shell/read_once.py).
+    `on_listed` is handed each vault's secret metadata as it is listed (the deep sweep stores it), so
+    it is kept even when `keep_secrets` is False.
     """
 
     def azure() -> Snapshot:
@@ -79,6 +86,7 @@ def inventory(
             include_secrets=include_secrets,
             concurrency=concurrency,
             keep_secrets=keep_secrets,
+            on_listed=on_listed,
         )
 
     if pp_scope is None or pp_scope.empty:
@@ -139,6 +147,7 @@ def _inventory_azure(
     include_secrets: bool = True,
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
+    on_listed: Listed | None = None,
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
@@ -160,7 +169,7 @@ def _inventory_azure(
     role_definitions = _role_definitions(vaults, clients, scope, errors)
 
     if include_secrets:
-        vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets)
+        vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets, on_listed)
 
     object_ids = sorted(
         {p.object_id.lower() for v in vaults for p in v.access_policies}
@@ -206,6 +215,7 @@ def _with_secrets(
     progress: Progress,
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
+    on_listed: Listed | None = None,
 ) -> list[Vault]:
     def read(vault: Vault) -> Vault | InventoryError:
         if not vault.vault_uri:
@@ -215,8 +225,11 @@ def _with_secrets(
         try:
             api = clients.keyvault_secrets(vault.vault_uri)
             secrets: list[SecretMeta] | int = (
-                api.list_secret_metadata() if keep_secrets else api.count_secrets()
+                api.list_secret_metadata() if keep_secrets or on_listed else api.count_secrets()
             )
+            if on_listed is not None and isinstance(secrets, list):
+                on_listed(vault, tuple(secrets))
+                secrets = secrets if keep_secrets else len(secrets)
         except AzureCallFailed as error:
             # A refusal (403: the app's identity often has no data-plane `list` on access-policy vaults)
             # does not stop the vault's other fixes: it is reported, and the remediations that need

@@ -40,6 +40,11 @@ from remediations.shell.engine import (
 )
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
+from remediations.shell.secret_inventory import (
+    DeepInventory,
+    SecretInventoryStore,
+    with_stored_secrets,
+)
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
 # grants how many may be made.
@@ -117,7 +122,13 @@ def _shared_power_platform(
     return lambda: SWEEP_POWER_PLATFORM.get(key, lambda: inventory_powerplatform(pp_scope, clients))
 
 
-def _read(request: RunRequest, selected: list[str] | None, clients: Clients, progress: Progress) -> Snapshot:
+def _read(
+    request: RunRequest,
+    selected: list[str] | None,
+    clients: Clients,
+    progress: Progress,
+    store: SecretInventoryStore | None = None,
+) -> Snapshot:
     pp_scope = request.power_platform
     if request.scope is None:
         if pp_scope is None or pp_scope.empty:
@@ -128,16 +139,25 @@ def _read(request: RunRequest, selected: list[str] | None, clients: Clients, pro
         if request.sweep_id and pp_scope is not None and not pp_scope.empty
         else None
     )
-    return inventory(
+    wanted = lists_secrets(request, selected)
+    stored = wanted and store is not None and request.secrets_from == "store"
+    deep = DeepInventory(store) if wanted and store is not None and not stored else None
+    snapshot = inventory(
         request.scope,
         clients,
         progress=progress,
-        include_secrets=lists_secrets(request, selected),
+        include_secrets=wanted and not stored,
         pp_scope=pp_scope,
         concurrency=request.read_concurrency,
         keep_secrets=request.keep_secrets,
         power_platform=shared,
+        on_listed=deep.listed if deep is not None else None,
     )
+    if deep is not None:
+        deep.refused(snapshot)
+    if stored and store is not None:
+        return with_stored_secrets(snapshot, store)
+    return snapshot
 
 
 def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -181,10 +201,13 @@ def run(
     budget: Budget | None = None,
     progress: Progress = _noop_progress,
     snapshot: Snapshot | None = None,
+    secret_store: SecretInventoryStore | None = None,
 ) -> RunResult:
     """One pass over the request's scope. A dry run (default: the policy's `dryRun`) writes nothing,
     audit included. `budget` is asked for the plan's writes between planning and applying, so a shared
     cap is spent only on writes that will be made. `snapshot`: a stored inventory instead of reading.
+    `secret_store`: the last deep secret inventory per vault, read from (`request.secrets_from`
+    "store") or saved to (a run that lists secrets).
 
     Writes an earlier run left pending for longer than `request.reconcile_after` are reconciled before
     this run writes (reported, not recorded, in a dry run); a filtered plan (named remediations,
@@ -199,7 +222,7 @@ def run(
     stages = _Stages()
     selected = selected_remediations(request)
     if snapshot is None:
-        snapshot = _read(request, selected, clients, progress)
+        snapshot = _read(request, selected, clients, progress, secret_store)
     stages.done("inventory")
     findings = _findings(request, snapshot, policy)
     stages.done("detect")

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 SWEEP_SCHEDULE = "VAULTGUARD_SWEEP_SCHEDULE"
+# The deep sweep's timer (every vault's secret list, stored for the quick sweeps); slower than the above.
+DEEP_SWEEP_SCHEDULE = "VAULTGUARD_DEEP_SWEEP_SCHEDULE"
 DRY_RUN = "VAULTGUARD_DRY_RUN"
 MAX_ACTIONS_PER_RUN = "VAULTGUARD_MAX_ACTIONS_PER_RUN"
 SUBSCRIPTION_IDS = "VAULTGUARD_SUBSCRIPTION_IDS"
@@ -42,6 +44,7 @@ STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
 # Every app setting the code reads. infra tests cross-check this list against the Bicep.
 ALL_SETTINGS: tuple[str, ...] = (
     SWEEP_SCHEDULE,
+    DEEP_SWEEP_SCHEDULE,
     DRY_RUN,
     MAX_ACTIONS_PER_RUN,
     SUBSCRIPTION_IDS,
@@ -146,9 +149,10 @@ class AppSettings:
             except ValueError:
                 problems.append(f"{SUBSCRIPTION_IDS} holds a value that is not a subscription GUID")
 
-        schedule = text(SWEEP_SCHEDULE)
-        if schedule is not None and not _NCRONTAB.match(schedule):
-            problems.append(f"{SWEEP_SCHEDULE} must be a six-field NCRONTAB expression")
+        for name in (SWEEP_SCHEDULE, DEEP_SWEEP_SCHEDULE):
+            schedule = text(name)
+            if schedule is not None and not _NCRONTAB.match(schedule):
+                problems.append(f"{name} must be a six-field NCRONTAB expression")
 
         queue_name = text(QUEUE_NAME) or DEFAULT_QUEUE_NAME
         if not _QUEUE_NAME.match(queue_name):

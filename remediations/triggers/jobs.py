@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_work, sweep_plan
 from remediations.triggers.budget import SweepBudget
-from remediations.triggers.messages import ScopeMessage, new_sweep_id
+from remediations.triggers.messages import ScopeMessage, SweepDepth, new_sweep_id
 from remediations.triggers.problems import pydantic_errors
 from remediations.triggers.runs import RunStore
 from remediations.triggers.storage import queue_client
@@ -54,15 +54,21 @@ def _ensure_queue(name: str) -> Any:
     return queue
 
 
-def sweep(*, past_due: bool = False, correlation_id: str | None = None) -> list[ScopeMessage]:
-    """Enqueue one message per scope on `VAULTGUARD_QUEUE_NAME`; returns what was sent."""
-    with observability.invocation("sweep", correlation_id) as context:
+def sweep(
+    *, past_due: bool = False, correlation_id: str | None = None, depth: SweepDepth = "quick"
+) -> list[ScopeMessage]:
+    """Enqueue one message per scope on `VAULTGUARD_QUEUE_NAME`; returns what was sent. The quick
+    sweep (every `VAULTGUARD_SWEEP_SCHEDULE` tick) reads lists only; the deep one
+    (`VAULTGUARD_DEEP_SWEEP_SCHEDULE`, or on demand) lists every vault's secrets and stores them."""
+    with observability.invocation("sweep" if depth == "quick" else "deep_sweep", correlation_id) as context:
         log = observability.logger()
         if past_due:
             log.info("sweep timer is past due; running now", extra={"past_due": True})
         settings = AppSettings.from_env()
         sweep_id = new_sweep_id()
-        plan = sweep_plan.plan_sweep(settings, sweep_id=sweep_id, correlation_id=context.correlation_id)
+        plan = sweep_plan.plan_sweep(
+            settings, sweep_id=sweep_id, correlation_id=context.correlation_id, depth=depth
+        )
         messages = plan.messages
         if not settings.subscription_ids:
             log.error("sweep found no scopes: set VAULTGUARD_SUBSCRIPTION_IDS", extra={"sweep_id": sweep_id})

@@ -13,6 +13,8 @@ from remediations.triggers import ids
 
 SCHEMA_VERSION = 1
 ScopeKind = Literal["subscription", "vault", "environment"]
+# quick: lists only, secret metadata from the last deep inventory; deep: list every vault's secrets.
+SweepDepth = Literal["quick", "deep"]
 
 
 def _guid(value: str) -> str:
@@ -38,6 +40,7 @@ class ScopeMessage(BaseModel):
     correlationId: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
     # How often the worker put this scope back because Azure throttled it (bounded: then it fails).
     requeues: Annotated[int, Field(ge=0, le=1000)] = 0
+    depth: SweepDepth = "deep"  # messages queued before the split read secrets, as they did then
 
     @model_validator(mode="after")
     def _id_matches_kind(self) -> ScopeMessage:
@@ -57,6 +60,7 @@ class ScopeMessage(BaseModel):
         sweep_id: str,
         dry_run: bool,
         correlation_id: str | None = None,
+        depth: SweepDepth = "deep",
     ) -> ScopeMessage:
         """A fresh message (enqueued now, no requeues) for one scope; `scope_id` is validated for `kind`."""
         return cls(
@@ -66,6 +70,7 @@ class ScopeMessage(BaseModel):
             dryRun=dry_run,
             enqueuedAt=datetime.now(UTC),
             correlationId=correlation_id,
+            depth=depth,
         )
 
     @classmethod
@@ -76,9 +81,14 @@ class ScopeMessage(BaseModel):
 
     @classmethod
     def for_vault(
-        cls, vault_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
+        cls,
+        vault_id: str,
+        sweep_id: str,
+        dry_run: bool,
+        correlation_id: str | None = None,
+        depth: SweepDepth = "deep",
     ) -> ScopeMessage:
-        return cls.for_scope("vault", vault_id, sweep_id, dry_run, correlation_id)
+        return cls.for_scope("vault", vault_id, sweep_id, dry_run, correlation_id, depth)
 
     @classmethod
     def for_environment(

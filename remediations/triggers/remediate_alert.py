@@ -46,6 +46,8 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
         notes.append(
             f"rotation of the vault's secrets per policy rotation.onAlert={policy.rotation.on_alert}"
         )
+    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
+
     with azure_session(settings) as (clients, audit):
         own_change = False
         if signal.caller or signal.callerObjectId:
@@ -63,6 +65,8 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
             policy,
             clients,
             audit,
+            # The alert's live secret list refreshes the vault's stored deep inventory.
+            secret_store=TableSecretInventory.from_env(),
         )
     summary = summarise([result])
     # Compliant: nothing to write and no read that stopped the run (a refused secret list is in notes).

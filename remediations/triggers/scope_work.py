@@ -10,6 +10,7 @@ from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.policy import Policy
 from remediations.core.request import RunRequest
 from remediations.shell.policy_file import load_policy
+from remediations.shell.secret_inventory import inventory_ages
 from remediations.shell.settings import AppSettings
 from remediations.triggers.messages import ScopeMessage
 from remediations.triggers.observability import logger
@@ -105,14 +106,22 @@ def work(
             caller="sweep",
             ticket_id=message.sweepId,
             sweep_id=message.sweepId,
+            secrets_from="store" if message.depth == "quick" else "read",
         )
+    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
+
+    # The last deep inventory per vault: a quick sweep plans from it, a deep one refreshes it.
+    store = TableSecretInventory.from_env() if message.kind != "environment" else None
     with azure_session(settings) as (clients, audit):
-        result = run(request, policy, clients, audit, budget=budget)
+        result = run(request, policy, clients, audit, budget=budget, secret_store=store)
     summary = summarise([result])
     delay = retry_after(result) if summary.throttled else None
-    notes = inventory_notes([result]) + [
-        f"{o.action_id}: {o.error}" for o in result.outcomes if o.status == "failed"
-    ]
+    ages = inventory_ages(result.snapshot) if result.snapshot is not None else []
+    notes = (
+        inventory_notes([result])
+        + ages
+        + [f"{o.action_id}: {o.error}" for o in result.outcomes if o.status == "failed"]
+    )
     if forced and not message.dryRun:
         notes.insert(0, forced_note(forced))
     return WorkOutcome(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
     from remediations.shell.audit import AuditSink
     from remediations.shell.pipeline import Budget, RunResult
+    from remediations.shell.secret_inventory import SecretInventoryStore
 
 DEFAULT_THROTTLE_DELAY_SECONDS = 60.0
 MAX_THROTTLE_DELAY_SECONDS = 3600.0
@@ -83,12 +84,13 @@ def run(
     audit: AuditSink,
     *,
     budget: Budget | None = None,
+    secret_store: SecretInventoryStore | None = None,
 ) -> RunResult:
     """The one pipeline (remediations/shell/pipeline.py), imported when a trigger runs, not when it
     is indexed: it loads the Azure SDK."""
     from remediations.shell import pipeline  # noqa: PLC0415 - keeps trigger import light
 
-    return pipeline.run(request, policy, clients, audit, budget=budget)
+    return pipeline.run(request, policy, clients, audit, budget=budget, secret_store=secret_store)
 
 
 def secrets_needed(only: Collection[str] | None) -> bool:

@@ -10,7 +10,7 @@ from remediations.core.model import Scope
 from remediations.core.policy import Policy
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers.messages import ScopeMessage
+from remediations.triggers.messages import ScopeMessage, SweepDepth
 from remediations.triggers.observability import logger
 from remediations.triggers.service import (
     effective_policy,
@@ -28,10 +28,13 @@ class SweepPlan:
     failures: list[str] = field(default_factory=list)  # subscriptions that could not be listed
 
 
-def plan_sweep(settings: AppSettings, *, sweep_id: str, correlation_id: str | None = None) -> SweepPlan:
+def plan_sweep(
+    settings: AppSettings, *, sweep_id: str, correlation_id: str | None = None, depth: SweepDepth = "quick"
+) -> SweepPlan:
     """One ARM list call (paged) per configured subscription; one message per vault, then one per
     Power Platform environment the policy names (for "*", one environment list call). No remediation
-    here."""
+    here. A quick sweep's vault workers plan from the stored secret inventory; a deep sweep's list
+    every vault's secrets (and store them) and leaves the environments to the quick sweeps."""
     from remediations.adapters.clients import AzureClients  # noqa: PLC0415
     from remediations.adapters.errors import AzureCallFailed  # noqa: PLC0415
 
@@ -49,11 +52,11 @@ def plan_sweep(settings: AppSettings, *, sweep_id: str, correlation_id: str | No
                 failures.append(subscription)
                 continue
             messages.extend(
-                ScopeMessage.for_vault(v.id, sweep_id, policy.dry_run, correlation_id)
+                ScopeMessage.for_vault(v.id, sweep_id, policy.dry_run, correlation_id, depth)
                 for v in vaults
                 if not policy.excludes_vault(v)
             )
-        environments = _sweep_environments(policy, clients, failures)
+        environments = _sweep_environments(policy, clients, failures) if depth == "quick" else []
     messages.extend(
         ScopeMessage.for_environment(e, sweep_id, policy.dry_run, correlation_id) for e in environments
     )

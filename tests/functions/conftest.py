@@ -116,6 +116,7 @@ def app_env(storage_env: dict[str, str], cloud: Emulator, monkeypatch: pytest.Mo
     env["VAULTGUARD_RUNS_TABLE"] = f"runs{uuid.uuid4().hex[:10]}"
     env["VAULTGUARD_SUBSCRIPTION_IDS"] = ",".join(SUBSCRIPTIONS)
     env["VAULTGUARD_SWEEP_SCHEDULE"] = "0 0 */6 * * *"
+    env["VAULTGUARD_DEEP_SWEEP_SCHEDULE"] = "0 0 3 * * *"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "VAULTGUARD_DRY_RUN", "VAULTGUARD_POLICY_JSON"):

@@ -37,6 +37,13 @@ def test_sweep_timer_binding(functions: Functions) -> None:
     assert trigger["useMonitor"] is True
 
 
+def test_deep_sweep_timer_binding(functions: Functions) -> None:
+    trigger = _trigger(functions, "deep_sweep")
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%VAULTGUARD_DEEP_SWEEP_SCHEDULE%"
+    assert trigger["runOnStartup"] is False
+
+
 def test_worker_queue_binding(functions: Functions) -> None:
     trigger = _trigger(functions, "remediate_worker")
     assert trigger["type"] == "queueTrigger"
@@ -50,4 +57,5 @@ def test_local_settings_example_sets_every_binding_expression() -> None:
     root = Path(__file__).resolve().parents[2]
     values = json.loads((root / "local.settings.example.json").read_text())["Values"]
     assert values["VAULTGUARD_SWEEP_SCHEDULE"].strip()
+    assert values["VAULTGUARD_DEEP_SWEEP_SCHEDULE"].strip()
     assert values["VAULTGUARD_QUEUE_NAME"].strip()

@@ -37,6 +37,8 @@ def test_discovers_the_apps_timer_queue_and_event_grid_functions(functions: dict
     jobs = discover_jobs(functions.values())
     assert {name: job.trigger for name, job in jobs.items()} == {
         "sweep": "timerTrigger",
+        # On demand too: `POST /admin/functions/deep_sweep`, as the Functions host's admin API runs it.
+        "deep_sweep": "timerTrigger",
         "remediate_worker": "queueTrigger",
         "keyvault_events": "eventGridTrigger",
     }

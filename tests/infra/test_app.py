@@ -124,6 +124,7 @@ def test_policy_settings_come_from_parameters() -> None:
     api = template("app/api.bicep")
     values = app_settings(api)
     assert values[settings.SWEEP_SCHEDULE] == "sweepSchedule"
+    assert values[settings.DEEP_SWEEP_SCHEDULE] == "deepSweepSchedule"
     assert values[settings.QUEUE_NAME] == "queueName"
     assert values[settings.AUDIT_TABLE] == "auditTableName"
     assert values[settings.RUNS_TABLE] == "runsTableName"
@@ -132,7 +133,14 @@ def test_policy_settings_come_from_parameters() -> None:
     assert json.dumps(dry_run).count('"dryRun"') == 1
     main = template("main.bicep")
     api_params = body(main["modules"]["api"])["params"]
-    for name in ("dryRun", "maxActionsPerRun", "sweepSchedule", "policyFile", "policyJson"):
+    for name in (
+        "dryRun",
+        "maxActionsPerRun",
+        "sweepSchedule",
+        "deepSweepSchedule",
+        "policyFile",
+        "policyJson",
+    ):
         assert api_params[name] == name, name
 
 

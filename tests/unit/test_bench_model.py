@@ -4,6 +4,7 @@ C=3,000, one subscription, U=10,000)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -149,3 +150,21 @@ def test_pp_window_is_an_assumption_that_can_be_left_out() -> None:
     # K above Dataverse's 52 concurrent requests does not help
     wide = lower_limit(large, Budgets(pp=None), Latency(pp=0.08, concurrency=128))
     assert wide.terms["pp_latency"] == pytest.approx(math.ceil(7062 / 52) * 0.08)
+
+
+def test_a_quick_sweep_costs_list_pages_not_vaults() -> None:
+    """Issue 24: no data-plane call; the vault pages are a chain of ARM round trips, under the bucket."""
+    quick = Workload(
+        secrets_per_vault=(40,) * 5000, principals=3000, role_assignments=6000, data_plane=False
+    )
+    calls = minimal_calls(quick)
+    assert calls.kv == 0 and calls.kv_max_chain == 0
+    # 5 vault pages + 6 role-assignment pages + one more list, well inside the 250 bucket; 3 Graph
+    # batches (a chain of 3 round trips) stay under the 5-page vault chain.
+    assert calls.arm_reads == 5 + 6 + 1
+    limit = lower_limit(quick, lat=Latency(arm=0.040, graph=0.040, concurrency=32))
+    assert limit.terms["kv_latency"] == 0.0 and limit.terms["arm_read_bucket"] == 0.0
+    assert limit.binding_read == "arm_read_latency"
+    assert limit.read_s == pytest.approx(5 * 0.040)  # the vault pages one after another; no fill
+    deep = lower_limit(replace(quick, data_plane=True), lat=Latency(arm=0.040, graph=0.040, concurrency=32))
+    assert deep.read_s > 10 * limit.read_s

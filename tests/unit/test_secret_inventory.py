@@ -1,0 +1,88 @@
+"""The stored deep secret inventory (issue 24): what a deep read saves, and how a quick snapshot is
+filled from it (pure over the store's answer)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from remediations.core.model import InventoryError, Scope, SecretMeta, Snapshot, Vault
+from remediations.shell.secret_inventory import (
+    NO_DEEP_INVENTORY,
+    DeepInventory,
+    MemorySecretInventory,
+    StoredSecrets,
+    inventory_ages,
+    with_stored_secrets,
+)
+
+SUB = "00000000-0000-0000-0000-000000000001"
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def _vault(name: str) -> Vault:
+    return Vault(
+        id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/{name}",
+        name=name,
+        resource_group="rg",
+        subscription_id=SUB,
+        vault_uri=f"https://{name}.vault.azure.net/",
+    )
+
+
+def _secret(vault: Vault, name: str) -> SecretMeta:
+    return SecretMeta(name=name, id=f"{vault.vault_uri}secrets/{name}", expires=NOW + timedelta(days=3))
+
+
+def test_a_quick_snapshot_takes_stored_secrets_and_skips_vaults_without_with_a_reason() -> None:
+    stored_vault, refused_vault, new_vault = _vault("kv-a"), _vault("kv-b"), _vault("kv-c")
+    store = MemorySecretInventory()
+    secrets = (_secret(stored_vault, "db"), _secret(stored_vault, "api"))
+    refusal = InventoryError(
+        resource_id=refused_vault.id, operation="list secrets", status=403, message="Forbidden", partial=True
+    )
+    store.put(
+        StoredSecrets(vault_id=stored_vault.id.upper(), taken_at=NOW - timedelta(hours=3), secrets=secrets)
+    )
+    store.put(StoredSecrets(vault_id=refused_vault.id, taken_at=NOW, refused=refusal))
+    quick = Snapshot(
+        scope=Scope(subscription_id=SUB),
+        taken_at=NOW,
+        vaults=(stored_vault, refused_vault, new_vault),
+        secrets_listed=False,
+    )
+
+    filled = with_stored_secrets(quick, store)
+
+    assert filled.secrets_listed
+    a, b, c = filled.vaults
+    assert a.secrets == secrets and a.secret_count == 2 and a.secrets_as_of == NOW - timedelta(hours=3)
+    assert b.secrets == () and filled.secret_list_error(b.id) == refusal
+    missing = filled.secret_list_error(c.id)
+    assert missing is not None and missing.partial and missing.label == NO_DEEP_INVENTORY
+    assert filled.secret_list_error(a.id) is None
+    assert inventory_ages(filled, NOW) == [
+        "secret metadata of vault kv-a is from the deep inventory of 2026-12-05T09:00:00+00:00 (3h 00m old)"
+    ]
+
+
+def test_a_deep_read_saves_listed_vaults_and_refusals_but_not_transient_failures() -> None:
+    listed, refused, flaky = _vault("kv-a"), _vault("kv-b"), _vault("kv-c")
+    store = MemorySecretInventory()
+    deep = DeepInventory(store)
+    deep.listed(listed, (_secret(listed, "db"),))
+    errors = (
+        InventoryError(
+            resource_id=refused.id, operation="list secrets", status=403, message="no", partial=True
+        ),
+        InventoryError(resource_id=flaky.id, operation="list secrets", status=503, message="busy"),
+    )
+    deep.refused(
+        Snapshot(
+            scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=(listed, refused, flaky), errors=errors
+        )
+    )
+
+    saved = store.get_many([listed.id, refused.id, flaky.id])
+    assert set(saved) == {listed.id.lower(), refused.id.lower()}
+    assert [s.name for s in saved[listed.id.lower()].secrets] == ["db"]
+    assert saved[refused.id.lower()].refused == errors[0]
