@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_secrets=bool(spec.get("keep_secrets", True)),
         read_concurrency=int(spec.get("read_concurrency", 32)),
         write_concurrency=int(spec.get("write_concurrency", 10)),
-        # quick (issue 24): secret metadata from the deep run's stored inventory, no data-plane call.
+        # quick: secret metadata from the deep run's stored inventory, no data-plane call.
         secrets_from="store" if spec.get("depth") == "quick" else "read",
     )
     # The deep run saves each vault's list there; the quick run reads it.

@@ -97,7 +97,7 @@ class Workload:
     dataverse_definitions: bool = True
     users_per_environment: int = 0  # Dataverse systemusers rows (5,000 a page)
     dlp_policies: int = 0  # the DLP list has no rules: one GET per policy
-    # False: a quick sweep (issue 24), secret metadata from the stored deep inventory: no Key Vault
+    # False: a quick sweep, secret metadata from the stored deep inventory: no Key Vault
     # data-plane call, so the limit is the list pages x latency within the ARM read bucket.
     data_plane: bool = True
 

@@ -1,4 +1,4 @@
-"""Issue 24: the quick sweep (lists only, secret metadata from the last deep inventory) finds and plans
+"""The quick sweep (lists only, secret metadata from the last deep inventory) finds and plans
 what today's full sweep does, on the same emulator tenant, without a data-plane call per vault."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stored deep secret inventory (issue 24): what a deep read saves, and how a quick snapshot is
+"""The stored deep secret inventory: what a deep read saves, and how a quick snapshot is
 filled from it (pure over the store's answer)."""
 
 from __future__ import annotations
