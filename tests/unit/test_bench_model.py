@@ -153,7 +153,7 @@ def test_pp_window_is_an_assumption_that_can_be_left_out() -> None:
 
 
 def test_a_quick_sweep_costs_list_pages_not_vaults() -> None:
-    """The quick sweep: no data-plane call; the vault pages are a chain of ARM round trips, under the bucket."""
+    """A quick sweep: no data-plane call; vault pages are a chain of ARM round trips, under the bucket."""
     quick = Workload(
         secrets_per_vault=(40,) * 5000, principals=3000, role_assignments=6000, data_plane=False
     )
