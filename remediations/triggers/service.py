@@ -117,7 +117,7 @@ def retry_after(result: RunResult) -> float:
 
 def _failures(results: Collection[RunResult], partial_reads_fail: bool) -> int:
     if partial_reads_fail:
-        return sum(r.count("failed") + r.read_errors for r in results)
+        return sum(r.count("failed") + r.read_errors + len(r.unaccepted_paths) for r in results)
     return sum(r.failures for r in results)
 
 
@@ -163,6 +163,17 @@ def inventory_notes(results: Collection[RunResult]) -> list[str]:
         )
         for r in results
         for e in r.inventory_errors
+    ]
+
+
+def closure_notes(results: Collection[RunResult]) -> list[str]:
+    """The person -> flow -> secret paths a fresh read after apply still has, each with its reason;
+    an unaccepted one is a failure of the run (remediations/core/closure.py)."""
+    return [
+        f"path left: {p.person} -> flow {p.flow_name or p.flow!r} ({p.via}) -> "
+        f"{p.secret.removeprefix('secret:')}: {p.reason or 'not accepted by the policy (a failure)'}"
+        for r in results
+        for p in r.paths_left or ()
     ]
 
 

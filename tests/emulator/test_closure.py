@@ -2,7 +2,9 @@
 the seed, then re-reads and lists the person -> flow -> secret paths left, each with its reason. The
 System Customizer's path through the admin's connection is not accepted by the policy, so the run
 fails; and the emulator shows the path is real: the customizer turns the quarantined flow back on and
-reads the rotated value with a single Get secret (secure outputs off)."""
+reads the value with a single Get secret (secure outputs off), while List + for-each is refused by DLP.
+Not emulated yet (no flow-create route, HTTP actions are not executed): a new flow on the connection,
+Save As, an HTTP action posting the value out."""
 
 from __future__ import annotations
 
@@ -85,10 +87,19 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     # ... yet the emulator agrees the path is open: the customizer turns the flow back on (as co-owners
     # may: docs/fidelity.md), edits it down to a single Get secret without secure outputs, and reads it
     attack = Attack(emu, seed)
+    # List + for-each: the edit is refused by the DLP policy the run made, Key Vault never asked
+    kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
+    dumped = attack.edit(defs.dump_vault_definition())
+    assert dumped.status_code == 403 and dumped.json()["error"]["code"] == "DlpViolation"
+    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
+    # re-enabling the quarantined flow: allowed, as for co-owners in the product
     assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 200
+    assert emu.state.powerplatform.flows[payroll["name"]].state == "Started"
     edit = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
     assert attack.edit(edit).status_code == 200
     stolen = attack.run()
     assert stolen["properties"]["status"] == "Succeeded"
     body = attack.content(stolen["properties"]["actions"]["Get_secret"])["body"]
     assert body["name"] == "payroll-db-password" and body["value"]
+    gets = emu.requests.filter(host="kv-shared-prod.vault.azure.net")[kv_mark:]
+    assert [r.status for r in gets] == [200]  # one Get secret, answered: the path the run listed is real
