@@ -35,6 +35,13 @@ class PathLeft(BaseModel):
     def accepted(self) -> bool:
         return self.reason is not None
 
+    def describe(self) -> str:
+        why = self.reason or "not accepted by the policy (a failure)"
+        return (
+            f"path left: {self.person} -> flow {self.flow_name or self.flow!r} ({self.via}) -> "
+            f"{self.secret.removeprefix('secret:')}: {why}"
+        )
+
 
 def _reason(person: str, flow_creator: str | None, policy: Policy) -> Reason | None:
     if flow_creator and person == flow_creator.lower():

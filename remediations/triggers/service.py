@@ -169,12 +169,7 @@ def inventory_notes(results: Collection[RunResult]) -> list[str]:
 def closure_notes(results: Collection[RunResult]) -> list[str]:
     """The person -> flow -> secret paths a fresh read after apply still has, each with its reason;
     an unaccepted one is a failure of the run (remediations/core/closure.py)."""
-    return [
-        f"path left: {p.person} -> flow {p.flow_name or p.flow!r} ({p.via}) -> "
-        f"{p.secret.removeprefix('secret:')}: {p.reason or 'not accepted by the policy (a failure)'}"
-        for r in results
-        for p in r.paths_left or ()
-    ]
+    return [p.describe() for r in results for p in r.paths_left or ()]
 
 
 def forced_note(forced: list[str]) -> str:

@@ -54,3 +54,11 @@ def test_cut_edges_close_paths_and_unlisted_secrets_count_as_the_whole_vault() -
     )
     _, by = _by_person(snap=unlisted)
     assert by[(CUSTOMIZER, "*")].reason is None  # a refused secret list never hides a path
+
+
+def test_each_path_describes_person_flow_secret_and_reason() -> None:
+    left, by = _by_person()
+    assert by[(ADMIN, "crm-key")].describe().endswith("/secrets/crm-key: owner")
+    text = by[(ANALYST, "sftp")].describe()
+    assert text.startswith(f"path left: {ANALYST} -> flow ") and "(can_edit)" in text
+    assert text.endswith("/secrets/sftp: not accepted by the policy (a failure)")
