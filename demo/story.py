@@ -453,10 +453,20 @@ class Story:
         self._show_actions("applied", result["plan"], outcomes)
         failed = [o for o in result["outcomes"] if o["status"] == "failed"]
         self.check(
-            result["status"] == "applied" and not failed,
+            result["status"] in ("applied", "partially-applied") and not failed,
             f"the ticket applied {len(result['outcomes'])} action(s), none failed",
             "; ".join(f"{o['action_id']}: {o.get('error')}" for o in failed) or result["status"],
         )
+        # Closure is judged on a fresh read after apply: every person -> flow -> secret path left,
+        # with its reason. Paths no reason accepts make the ticket partially-applied; the demo shows
+        # them rather than hiding them.
+        left = [n.removeprefix("path left: ") for n in result.get("notes", []) if n.startswith("path left: ")]
+        open_paths = [p for p in left if p.endswith("not accepted by the policy (a failure)")]
+        c.info(f"after the fix: {len(left)} person -> flow -> secret path(s) left, {len(open_paths)} open")
+        for path in open_paths[:10]:
+            c.bad(f"open: {path}")
+        if len(open_paths) > 10:
+            c.info(f"... and {len(open_paths) - 10} more (the ticket result lists them all)")
         self.r.rotated = sorted(
             a["target"].rsplit("/", 1)[-1]
             for a in result["plan"]

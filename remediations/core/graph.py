@@ -177,6 +177,20 @@ class ExposureGraph:
             key=lambda p: [e.target for e in p],
         )
 
+    def vaults_reachable_from(self, node: str) -> list[Path]:
+        """Every path from a node to a vault whose secrets it can `get` (for vaults whose secret names
+        the snapshot does not hold, e.g. when listing them was refused)."""
+        return sorted(
+            (
+                p
+                for p in self._paths_from(node, ())
+                if p[-1].target.startswith("vault:")
+                and "get" in p[-1].permissions
+                and all(e.grants_read for e in p)
+            ),
+            key=lambda p: [e.target for e in p],
+        )
+
     def _paths_into(self, node: str, suffix: Path) -> Iterator[Path]:
         incoming = [e for e in self._in.get(node, []) if e not in suffix]
         if suffix:

@@ -566,8 +566,26 @@ class SecretRotationChange(Frozen):
         return f"rotate {self.secret_name} ({self.rotator}); disable version {version}"
 
 
+class FlowStateChange(Frozen):
+    """Turn a flow off (Dataverse `statecode` 0, Draft): it stops triggering; definition, owner and
+    shares stay, and an owner turns it on again after fixing it."""
+
+    type: Literal["flowState"] = "flowState"
+    environment: str
+    flow_id: str
+    state: Literal["Stopped"] = "Stopped"
+
+    def describe(self) -> str:
+        return f"turn off flow {self.flow_id} in {self.environment}"
+
+
 Change = Annotated[
-    AccessPolicyChange | RoleAssignmentChange | ShareChange | DlpPolicyChange | SecretRotationChange,
+    AccessPolicyChange
+    | RoleAssignmentChange
+    | ShareChange
+    | DlpPolicyChange
+    | SecretRotationChange
+    | FlowStateChange,
     Field(discriminator="type"),
 ]
 

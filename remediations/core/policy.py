@@ -135,6 +135,9 @@ class PowerPlatformRules(_PolicyModel):
     allowed_flow_editors: tuple[str, ...] = ()
     allowed_connection_users: tuple[str, ...] = ()
     max_system_customizers: int | None = Field(default=None, ge=0)
+    # `quarantine_flow`: turn off running flows on a person's Key Vault connection that someone other
+    # than the owner can edit (containment only: an editor can turn a flow on again).
+    quarantine_flows: bool = False
     dlp: DlpRules = DlpRules()
 
     @field_validator("allowed_flow_editors", "allowed_connection_users")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
+from remediations.core.closure import PathLeft, unaccepted
 from remediations.core.detect import detect, detector_ids_on
 from remediations.core.model import (
     Finding,
@@ -30,6 +31,7 @@ from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
 from remediations.shell.audit import AuditRecord, AuditSink
+from remediations.shell.closure import verify_closure
 from remediations.shell.engine import (
     Progress,
     RunContext,
@@ -70,6 +72,13 @@ class RunResult(BaseModel):
     outcomes: tuple[Outcome, ...]
     inventory_errors: tuple[InventoryError, ...]
     reconciled: tuple[AuditRecord, ...] = ()
+    # After writes on a scope with flows: the person -> flow -> secret paths a fresh read still has,
+    # each with its reason (None: not verified, nothing was written or no flow was read).
+    paths_left: tuple[PathLeft, ...] | None = None
+    # False for a run about one vault (alert, event): it may not make the environment-wide changes
+    # that close most paths, so its paths left are reported, not failures (the sweep or a ticket
+    # closes them; failing would only make Event Grid or the alert's sender retry the same run).
+    closure_required: bool = True
     # Kept for the caller's report; never serialised with the result (it holds the whole inventory).
     snapshot: Snapshot | None = Field(default=None, exclude=True, repr=False)
     # Wall and CPU seconds of each stage (inventory, detect, plan, reconcile, apply), for `make bench`.
@@ -82,9 +91,19 @@ class RunResult(BaseModel):
     @property
     def failures(self) -> int:
         """Failed writes plus failed reads that stopped the run: a run with any is not a success.
+        A path left after apply that the policy does not accept is one too.
         A partial read failure (a refused secret list) is not one: its dependants are skipped actions
         in the plan, and it is counted in `read_errors`."""
-        return self.count("failed") + sum(1 for e in self.inventory_errors if not e.partial)
+        return (
+            self.count("failed")
+            + sum(1 for e in self.inventory_errors if not e.partial)
+            + len(self.unaccepted_paths)
+        )
+
+    @property
+    def unaccepted_paths(self) -> list[PathLeft]:
+        """Paths left that no policy reason accepts: each one is a failure of a run that had to close it."""
+        return unaccepted(list(self.paths_left or ())) if self.closure_required else []
 
     @property
     def read_errors(self) -> int:
@@ -245,6 +264,7 @@ def run(
     stages.done("plan")
     reconciled: list[AuditRecord] = []
     outcomes: list[Outcome] = []
+    left: tuple[PathLeft, ...] | None = None
     if request.stop_after == "apply":
         if request.reconcile:
             reconciled = reconcile_dangling(
@@ -260,6 +280,11 @@ def run(
             plan, clients, audit, context, progress=progress, concurrency=request.write_concurrency
         )
         stages.done("apply")
+        if request.part == "all":  # a sweep's vault and environment messages each see half the fix
+            fresh = request.model_copy(update={"sweep_id": None, "include_secrets": True})
+            reread = lambda: _read(fresh, selected, clients, progress)  # noqa: E731 - read only if needed
+            left = verify_closure(snapshot, outcomes, policy, reread)
+        stages.done("verify")
     return RunResult(
         correlation_id=context.correlation_id,
         scope=snapshot.scope,
@@ -268,6 +293,8 @@ def run(
         outcomes=tuple(outcomes),
         inventory_errors=snapshot.errors,
         reconciled=tuple(reconciled),
+        paths_left=left,
+        closure_required=request.trigger not in EVENT_DRIVEN,
         snapshot=snapshot,
         stage_seconds=stages.wall,
         stage_cpu_seconds=stages.cpu,

@@ -13,6 +13,7 @@ from remediations.shell.settings import AppSettings
 from remediations.triggers.alerts import AlertResult, AlertSignal
 from remediations.triggers.service import (
     azure_session,
+    closure_notes,
     effective_policy,
     inventory_notes,
     outcomes_json,
@@ -80,6 +81,7 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
     elif compliant:
         notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
     notes.extend(inventory_notes([result]))
+    notes.extend(closure_notes([result]))
     status = run_status([result], policy.dry_run)
     return AlertResult(
         alertId=signal.alertId,

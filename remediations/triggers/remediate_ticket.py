@@ -18,6 +18,7 @@ from remediations.triggers.caller import Attribution
 from remediations.triggers.observability import logger
 from remediations.triggers.service import (
     azure_session,
+    closure_notes,
     effective_policy,
     forced_note,
     inventory_notes,
@@ -180,6 +181,7 @@ def run_ticket(
     if request.targets.secrets and not any(get_remediation(r).plans_targets for r in request.remediations):
         notes.append("secrets named without rotate_secret only select their vault")
     notes.extend(inventory_notes(results))
+    notes.extend(closure_notes(results))
     summary = summarise(results, partial_reads_fail=partial_reads_fail)
     status = run_status(results, policy.dry_run, partial_reads_fail=partial_reads_fail)
     logger().info(

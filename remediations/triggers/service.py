@@ -115,7 +115,7 @@ def retry_after(result: RunResult) -> float:
 
 def _failures(results: Collection[RunResult], partial_reads_fail: bool) -> int:
     if partial_reads_fail:
-        return sum(r.count("failed") + r.read_errors for r in results)
+        return sum(r.count("failed") + r.read_errors + len(r.unaccepted_paths) for r in results)
     return sum(r.failures for r in results)
 
 
@@ -162,6 +162,12 @@ def inventory_notes(results: Collection[RunResult]) -> list[str]:
         for r in results
         for e in r.inventory_errors
     ]
+
+
+def closure_notes(results: Collection[RunResult]) -> list[str]:
+    """The person -> flow -> secret paths a fresh read after apply still has, each with its reason;
+    an unaccepted one is a failure of the run (remediations/core/closure.py)."""
+    return [p.describe() for r in results for p in r.paths_left or ()]
 
 
 def forced_note(forced: list[str]) -> str:

@@ -132,6 +132,22 @@ class MemoryPowerPlatform:
         self.policies: list[dict[str, Any]] = []
         self.calls: list[tuple[str, Any]] = []
         self.ignore_deletes = False
+        self.flows = {f.id: f for f in snap.flows}
+        self.ignore_turn_off = False
+
+    def get_flow(self, environment: str, flow_id: str) -> Flow:
+        self.calls.append(("get_flow", flow_id))
+        if flow_id not in self.flows:
+            raise ResourceGone("get flow", 404, "0x80040217", "no flow")
+        return self.flows[flow_id]
+
+    def turn_off_flow(self, environment: str, flow_id: str) -> None:
+        """Dataverse PATCH statecode 0: the flow is Stopped (Draft)."""
+        self.calls.append(("turn_off_flow", flow_id))
+        if flow_id not in self.flows:
+            raise ResourceGone("turn off flow", 404, "0x80040217", "no flow")
+        if not self.ignore_turn_off:
+            self.flows[flow_id] = self.flows[flow_id].model_copy(update={"state": "Stopped"})
 
     def flow_permissions(self, environment: str, flow_id: str) -> list[Share]:
         self.calls.append(("flow_permissions", flow_id))
@@ -172,11 +188,7 @@ class MemoryPowerPlatform:
         """As the v2 list answers: the definition only, no connector groups, no action rules."""
         self.calls.append(("list_dlp_policies", None))
         return [
-            {
-                "policyDefinition": {
-                    k: v for k, v in p["policyDefinition"].items() if k != "connectorGroups"
-                }
-            }
+            {"policyDefinition": {k: v for k, v in p["policyDefinition"].items() if k != "connectorGroups"}}
             for p in copy.deepcopy(self.policies)
         ]
 

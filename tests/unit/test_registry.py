@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Azure fixes name an `az` command; Power Platform ones the admin PowerShell cmdlets (there is no az/pac
 # command for flow/connection shares or DLP connector action rules).
-_CLI_PREFIXES = ("az ", "pac ", "Remove-Admin", "New-DlpPolicy")
+_CLI_PREFIXES = ("az ", "pac ", "Remove-Admin", "New-DlpPolicy", "Disable-AdminFlow")
 
 
 def test_every_remediation_is_a_module_named_by_its_id_with_a_test_file() -> None:

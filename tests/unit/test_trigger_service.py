@@ -136,5 +136,6 @@ def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_lis
         "revoke_flow_shares",
         "revoke_connection_shares",
         "enforce_keyvault_dlp",
+        "quarantine_flow",
     }
     assert not part("key_vault") & part("power_platform")

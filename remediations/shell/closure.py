@@ -1,0 +1,23 @@
+"""Verify closure after apply: re-read, recompute the exposure graph, list the paths left.
+
+The run's writes are judged by a fresh read, not by their own responses: a flow someone can still edit
+on an admin's Key Vault connection is still an exposure, whatever the fix reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from remediations.core.closure import PathLeft, paths_left
+from remediations.core.model import Outcome, Snapshot
+from remediations.core.policy import Policy
+
+
+def verify_closure(
+    before: Snapshot, outcomes: list[Outcome], policy: Policy, read: Callable[[], Snapshot]
+) -> tuple[PathLeft, ...] | None:
+    """The person -> flow -> secret paths left after the run's writes, from a fresh read; None when
+    there is nothing to verify (no write was made, or the run read no flows)."""
+    if not before.flows or not any(o.status == "applied" for o in outcomes):
+        return None
+    return tuple(paths_left(read(), policy))
