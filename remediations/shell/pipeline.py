@@ -40,6 +40,7 @@ from remediations.shell.engine import (
     reconcile_dangling,
 )
 from remediations.shell.read_once import ReadOnce
+from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
 # grants how many may be made.
@@ -182,6 +183,7 @@ def run(
     budget: Budget | None = None,
     progress: Progress = _noop_progress,
     snapshot: Snapshot | None = None,
+    leases: VaultLeases = PROCESS_LEASES,
 ) -> RunResult:
     """One pass over the request's scope. A dry run (default: the policy's `dryRun`) writes nothing,
     audit included. `budget` is asked for the plan's writes between planning and applying, so a shared
@@ -235,7 +237,13 @@ def run(
             )
         stages.done("reconcile")
         outcomes = apply_plan(
-            plan, clients, audit, context, progress=progress, concurrency=request.write_concurrency
+            plan,
+            clients,
+            audit,
+            context,
+            progress=progress,
+            concurrency=request.write_concurrency,
+            leases=leases,
         )
         stages.done("apply")
     return RunResult(

@@ -91,8 +91,11 @@ def run(
     """The one pipeline (remediations/shell/pipeline.py), imported when a trigger runs, not when it
     is indexed: it loads the Azure SDK."""
     from remediations.shell import pipeline  # noqa: PLC0415 - keeps trigger import light
+    from remediations.shell.write_guard import table_leases  # noqa: PLC0415
 
-    return pipeline.run(request, policy, clients, audit, budget=budget)
+    settings = AppSettings.from_env()
+    leases = table_leases(settings.storage_connection, settings.storage_table_uri)
+    return pipeline.run(request, policy, clients, audit, budget=budget, leases=leases)
 
 
 def secrets_needed(only: Collection[str] | None) -> bool:
