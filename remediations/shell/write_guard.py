@@ -140,16 +140,21 @@ class TableLeases:
             )
 
 
-def table_leases(storage_connection: str | None, table_uri: str | None) -> VaultLeases:
-    """Leases in the app's Table storage when it is configured, else this process only."""
+def table_leases(
+    storage_connection: str | None, table_uri: str | None, lease_seconds: float = LEASE_SECONDS
+) -> VaultLeases:
+    """Leases in the app's Table storage when it is configured, else this process only.
+    `lease_seconds`: how long a vault stays blocked after its holder died."""
     from azure.data.tables import TableClient  # noqa: PLC0415 - only when the app has storage
 
     if storage_connection:
-        return TableLeases(TableClient.from_connection_string(storage_connection, LEASE_TABLE))
+        table = TableClient.from_connection_string(storage_connection, LEASE_TABLE)
+        return TableLeases(table, lease_seconds=lease_seconds)
     if table_uri:
         from azure.identity import DefaultAzureCredential  # noqa: PLC0415
 
-        return TableLeases(TableClient(table_uri, LEASE_TABLE, credential=DefaultAzureCredential()))
+        table = TableClient(table_uri, LEASE_TABLE, credential=DefaultAzureCredential())
+        return TableLeases(table, lease_seconds=lease_seconds)
     return PROCESS_LEASES
 
 

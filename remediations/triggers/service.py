@@ -94,7 +94,11 @@ def run(
     from remediations.shell.write_guard import table_leases  # noqa: PLC0415
 
     settings = AppSettings.from_env()
-    leases = table_leases(settings.storage_connection, settings.storage_table_uri)
+    # A dead holder blocks its vault no longer than a run counts as alive (VAULTGUARD_STALE_RUN_SECONDS).
+    from remediations.triggers.runs import stale_after  # noqa: PLC0415
+
+    hold = min(stale_after().total_seconds(), 120.0)
+    leases = table_leases(settings.storage_connection, settings.storage_table_uri, hold)
     return pipeline.run(request, policy, clients, audit, budget=budget, leases=leases)
 
 

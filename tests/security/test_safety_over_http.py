@@ -78,9 +78,14 @@ def runner(env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
 
 
 def send(
-    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     data = json.dumps(body).encode() if body is not None else None
     connection.request(
         method, path, body=data, headers={"Content-Type": "application/json", **AUTH, **(headers or {})}
@@ -339,7 +344,7 @@ def test_sigkill_of_the_runner_mid_apply_then_a_resend_converges(
         with runner(env) as (port, process):
             target.append(process)
             with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-                send(port, "POST", "/api/remediations", body)
+                send(port, "POST", "/api/remediations", body, timeout=20)
     finally:
         cloud.middlewares.remove(kill_on_first_write)
     assert killed and target[0].returncode == -signal.SIGKILL
