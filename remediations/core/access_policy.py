@@ -86,8 +86,12 @@ def _same_principal(a: AccessPolicy, object_id: str, application_id: str | None)
 
 
 def entry_of(policies: Iterable[AccessPolicy], change: AccessPolicyChange) -> AccessPolicy | None:
-    """The entry a delta is for, in a vault's access-policy list (e.g. the PUT response), or None."""
-    return next((p for p in policies if _same_principal(p, change.object_id, change.application_id)), None)
+    """The entry a delta is for, in a vault's access-policy list (e.g. the PUT response), or None.
+    ARM keys an entry by tenant, object and application id, so one principal can have two entries
+    (one per tenant id); the delta's own tenant picks between them."""
+    mine = [p for p in policies if _same_principal(p, change.object_id, change.application_id)]
+    same_tenant = [p for p in mine if p.tenant_id.lower() == change.tenant_id.lower()]
+    return next(iter(same_tenant or mine), None)
 
 
 def can_manage(entry: AccessPolicy) -> bool:

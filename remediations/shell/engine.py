@@ -34,6 +34,7 @@ from remediations.shell.audit import AuditRecord, AuditSink, AuditState
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.reconcile import reconcile
+from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases, recheck
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -301,13 +302,16 @@ def apply_plan(
     progress: Progress = _noop_progress,
     concurrency: int = WRITE_CONCURRENCY,
     pacer: TokenBucket | None = None,
+    leases: VaultLeases = PROCESS_LEASES,
 ) -> list[Outcome]:
     """Apply each action (never in a dry run). An audit failure stops the run before the next write.
 
     Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
     last-manager checks were simulated in that order). Every write takes a token from `pacer`
     (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
-    in plan order.
+    in plan order. Each write is made under the target's lease (`leases`), after a re-read of the
+    vault: a change another run already made is not sent again, and the last-manager rail is judged
+    on the vault as it is now (shell/write_guard.py).
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -332,10 +336,15 @@ def apply_plan(
                 after=action.after,
                 error="dry run",
             )
-        _audit(audit, context, action, sequence=0, state="pending")
-        pacer.acquire(max(1, len(action.changes)))
-        outcome = get_remediation(action.remediation_id).apply(action, clients)
-        _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
+        with leases.hold(action.target):
+            settled = recheck(action, clients)
+            if settled is not None:
+                _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
+                return settled
+            _audit(audit, context, action, sequence=0, state="pending")
+            pacer.acquire(max(1, len(action.changes)))
+            outcome = get_remediation(action.remediation_id).apply(action, clients)
+            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
         return outcome
 
     def work(indices: list[int]) -> None:

@@ -47,6 +47,7 @@ from remediations.shell.secret_inventory import (
     SecretInventoryStore,
     with_stored_secrets,
 )
+from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases
 
 # A write budget shared beyond one run (a sweep's, a ticket's over its scopes): asked for n writes,
 # grants how many may be made.
@@ -221,6 +222,7 @@ def run(
     progress: Progress = _noop_progress,
     snapshot: Snapshot | None = None,
     secret_store: SecretInventoryStore | None = None,
+    leases: VaultLeases = PROCESS_LEASES,
 ) -> RunResult:
     """One pass over the request's scope. A dry run (default: the policy's `dryRun`) writes nothing,
     audit included. `budget` is asked for the plan's writes between planning and applying, so a shared
@@ -277,7 +279,13 @@ def run(
             )
         stages.done("reconcile")
         outcomes = apply_plan(
-            plan, clients, audit, context, progress=progress, concurrency=request.write_concurrency
+            plan,
+            clients,
+            audit,
+            context,
+            progress=progress,
+            concurrency=request.write_concurrency,
+            leases=leases,
         )
         stages.done("apply")
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix

@@ -9,8 +9,10 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   this run plans it again); anything else -> `failed` with both sets named.
 - A failed read covering the target (other than secret metadata for an access-policy row): left
   pending for a later run; an unknown truth is not recorded.
-- Any other target: if this run plans the same action again (same content id) it is not in place ->
-  `noop`; otherwise the change is in place (or no longer wanted) -> `applied` with that caveat.
+- Any other target: if this run plans the same action again (same content id), its detectors re-read
+  the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
+  this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
+  assumed applied; the run that planned it (a re-sent ticket, a redelivered alert) settles it.
 """
 
 from __future__ import annotations
@@ -98,7 +100,4 @@ def reconcile(
             rows.append(_outcome(row, "noop", run_id, note, "interrupted before the change took effect"))
         elif _is_access_policy_row(row):
             rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
-        else:
-            note = "no longer planned: the change is in place (or no longer wanted)"
-            rows.append(_outcome(row, "applied", run_id, note, None))
     return rows

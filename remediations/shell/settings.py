@@ -18,6 +18,8 @@ DEEP_SWEEP_SCHEDULE = "VAULTGUARD_DEEP_SWEEP_SCHEDULE"
 DRY_RUN = "VAULTGUARD_DRY_RUN"
 MAX_ACTIONS_PER_RUN = "VAULTGUARD_MAX_ACTIONS_PER_RUN"
 SUBSCRIPTION_IDS = "VAULTGUARD_SUBSCRIPTION_IDS"
+# Seconds after which a ticket/alert record still `running`/`received` is a run whose worker died.
+STALE_RUN_SECONDS = "VAULTGUARD_STALE_RUN_SECONDS"
 POLICY_FILE = "VAULTGUARD_POLICY_FILE"
 POLICY_JSON = "VAULTGUARD_POLICY_JSON"
 QUEUE_NAME = "VAULTGUARD_QUEUE_NAME"
@@ -96,8 +98,19 @@ class AppSettings:
     def trusts_principal_headers(self) -> bool:
         """Whether X-MS-CLIENT-PRINCIPAL* headers prove who called. Only App Service Authentication
         strips client-sent copies; without it in front anyone can send them, so they are read only when
-        the platform says it is on or this deployment declares it (by requiring callers)."""
-        return self.platform_auth_enabled or self.callers_required
+        the platform says it is on."""
+        return self.platform_auth_enabled
+
+    @property
+    def cannot_check_callers(self) -> str | None:
+        """Why tickets that apply are refused: callers are required but nothing proves who called."""
+        if self.callers_required and not self.platform_auth_enabled:
+            return (
+                f"{REQUIRE_AUTHENTICATED_CALLER} or {ALLOWED_CALLER_ROLES} requires App Service "
+                f"Authentication, which is off ({PLATFORM_AUTH_ENABLED} is not true): tickets that apply "
+                "changes are refused until it is on"
+            )
+        return None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -170,6 +183,13 @@ class AppSettings:
                 f"{STORAGE_QUEUE_URI} and {STORAGE_TABLE_URI}"
             )
 
+        platform_auth = (text(PLATFORM_AUTH_ENABLED) or "").lower() in _TRUE
+        if (require_caller or roles) and not platform_auth:
+            problems.append(
+                f"{REQUIRE_AUTHENTICATED_CALLER} or {ALLOWED_CALLER_ROLES} is set but App Service "
+                f"Authentication is off ({PLATFORM_AUTH_ENABLED}): tickets that apply changes are refused"
+            )
+
         policy_file = text(POLICY_FILE)
         if policy_file is not None and not os.path.isfile(policy_file):
             problems.append(f"{POLICY_FILE} names a file that does not exist")
@@ -187,6 +207,6 @@ class AppSettings:
             storage_table_uri=table_uri,
             require_authenticated_caller=require_caller,
             allowed_caller_roles=roles,
-            platform_auth_enabled=(text(PLATFORM_AUTH_ENABLED) or "").lower() in _TRUE,
+            platform_auth_enabled=platform_auth,
             problems=tuple(problems),
         )

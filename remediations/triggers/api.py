@@ -33,7 +33,7 @@ from remediations.triggers.problems import (
     pydantic_errors,
     validation_failed,
 )
-from remediations.triggers.runs import RunKind, RunStore
+from remediations.triggers.runs import RunKind, RunStore, stale_after
 from remediations.triggers.storage import StorageNotConfigured
 from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
 
@@ -83,6 +83,9 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     caller, notes = caller_from(dict(req.headers), trusted=settings.trusts_principal_headers)
     payload = read_json(req)
     if asks_for_changes(payload):
+        if (why := settings.cannot_check_callers) is not None:
+            # Fail closed: forged principal headers must not pass for a caller; see GET /api/health.
+            raise ProblemError(Problem(503, "not-configured", f"{why}; see GET /api/health."))
         authorize_write(
             caller, required=settings.callers_required, allowed_roles=settings.allowed_caller_roles
         )
@@ -108,12 +111,19 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
                 "A ticket with this ticketId was already submitted with a different body; "
                 "use a new ticketId for a new request."
             )
-        observability.logger().info("ticket replayed: returning the stored result")
-        return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
+        if not store.claim_stale("ticket", request.ticketId, stale_after()):
+            observability.logger().info("ticket replayed: returning the stored result")
+            return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
+        # Its worker died mid-run: run it again, reconciling the writes it left pending first.
+        observability.logger().warning("ticket re-run: its stored run was left unfinished")
 
     try:
         result = remediate_ticket.run_ticket(
-            request, settings=settings, correlation_id=context.correlation_id, attribution=who
+            request,
+            settings=settings,
+            correlation_id=context.correlation_id,
+            attribution=who,
+            reconcile_after=stale_after(),
         )
         store.save(
             "ticket",
@@ -201,8 +211,14 @@ def receive_alert(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
     )
     existing = store.reserve("alert", key, key, received.model_dump(mode="json"), "received")
-    # A delivery whose handling failed is handled again when Azure Monitor retries it.
-    if existing is not None and existing.status != "failed":
+    # A delivery whose handling failed, or whose worker died (stale `received`), is handled again when
+    # Azure Monitor retries it.
+    rerun = (
+        existing is not None
+        and existing.status != "failed"
+        and store.claim_stale("alert", key, stale_after())
+    )
+    if existing is not None and existing.status != "failed" and not rerun:
         observability.logger().info("alert replayed: returning the stored handling")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
     observability.logger().info(
@@ -229,7 +245,7 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
             observability.logger().warning("alert %s", ignored)
             return received.model_copy(update={"status": "acknowledged", "message": ignored})
         result = remediate_alert.handle_alert(
-            signal, settings=settings, correlation_id=context.correlation_id
+            signal, settings=settings, correlation_id=context.correlation_id, reconcile_after=stale_after()
         )
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
         observability.logger().exception("alert handling failed")

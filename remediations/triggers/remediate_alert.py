@@ -3,11 +3,11 @@ policy) through the pipeline, and the alert's result."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from remediations.core.model import Scope
-from remediations.core.request import RunRequest, Targets
+from remediations.core.request import RECONCILE_AFTER, RunRequest, Targets
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers.alerts import AlertResult, AlertSignal
@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     pass
 
 
-def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: str) -> AlertResult:
+def handle_alert(
+    signal: AlertSignal,
+    *,
+    settings: AppSettings,
+    correlation_id: str,
+    reconcile_after: timedelta = RECONCILE_AFTER,
+) -> AlertResult:
     """`recheck-vault`: run every remediation on the vault. `revoke-and-rotate` (Defender): the same
     (revoke exposed access) plus rotation of the vault's secrets per policy `rotation.onAlert`
     (`report`: skipped actions naming each secret; `rotate`: rotated). A change the app made itself
@@ -62,6 +68,7 @@ def handle_alert(signal: AlertSignal, *, settings: AppSettings, correlation_id: 
                 correlation_id=correlation_id,
                 caller=caller,
                 ticket_id=signal.alertId,
+                reconcile_after=reconcile_after,
             ),
             policy,
             clients,

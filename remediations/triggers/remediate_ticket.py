@@ -4,12 +4,12 @@ the whole ticket, and the ticket's result."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from remediations.core.model import Scope
 from remediations.core.registry import get_remediation
-from remediations.core.request import RunRequest, SecretTarget, Targets
+from remediations.core.request import RECONCILE_AFTER, RunRequest, SecretTarget, Targets
 from remediations.shell import settings as names
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
@@ -124,6 +124,7 @@ def run_ticket(
     settings: AppSettings,
     correlation_id: str,
     attribution: Attribution | None = None,
+    reconcile_after: timedelta = RECONCILE_AFTER,
 ) -> TicketResult:
     """Plan (and unless a dry run, apply) the named remediations on the named targets.
 
@@ -167,6 +168,7 @@ def run_ticket(
                     correlation_id=correlation_id,
                     caller=caller,
                     ticket_id=request.ticketId,
+                    reconcile_after=reconcile_after,
                 ),
                 policy,
                 clients,

@@ -26,10 +26,11 @@ import os
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from remediations.shell import settings as names
@@ -46,6 +47,19 @@ MAX_COMPRESSED_BYTES = CHUNK_BYTES * CHUNKS_PER_ENTITY * MAX_ENTITIES
 INDEX_PARTITION = "index"
 _INVERT_BASE = 10**13
 _created_tables: set[tuple[str, str]] = set()
+# Longer than a ticket or alert run takes; a record older than this and still unfinished was left
+# by a worker that died (killed, crashed, timed out).
+DEFAULT_STALE_SECONDS = 600.0
+UNFINISHED = frozenset({"running", "received"})
+
+
+def stale_after(env: Mapping[str, str] | None = None) -> timedelta:
+    raw = (os.environ if env is None else env).get(names.STALE_RUN_SECONDS, "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_STALE_SECONDS
+    except ValueError:
+        seconds = DEFAULT_STALE_SECONDS
+    return timedelta(seconds=seconds if 0 < seconds < 86_400 else DEFAULT_STALE_SECONDS)
 
 
 class ResultTooLarge(ValueError):
@@ -169,6 +183,31 @@ class RunStore:
             raise
         self._write_index(index_key, kind, key, status, now, dry_run)
         return None
+
+    def claim_stale(self, kind: RunKind, key: str, older_than: timedelta) -> bool:
+        """Take over a record left `running`/`received` for longer than `older_than` (its worker died):
+        True for exactly one caller (If-Match on the record's ETag), which then runs it again."""
+        partition = _partition(kind, key)
+        try:
+            head = self._table.get_entity(partition, "head")
+        except ResourceNotFoundError:
+            return False
+        updated = _as_datetime(head.get("UpdatedAt"))
+        if head.get("Status") not in UNFINISHED or datetime.now(UTC) - updated < older_than:
+            return False
+        claim = {"PartitionKey": partition, "RowKey": "head", "UpdatedAt": datetime.now(UTC)}
+        try:
+            self._table.update_entity(
+                claim,
+                mode=UpdateMode.MERGE,
+                etag=head.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as error:
+            if error.status_code == 412:  # another re-send took it over first
+                return False
+            raise
+        return True
 
     def save(
         self,

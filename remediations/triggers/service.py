@@ -89,8 +89,17 @@ def run(
     """The one pipeline (remediations/shell/pipeline.py), imported when a trigger runs, not when it
     is indexed: it loads the Azure SDK."""
     from remediations.shell import pipeline  # noqa: PLC0415 - keeps trigger import light
+    from remediations.shell.write_guard import table_leases  # noqa: PLC0415
 
-    return pipeline.run(request, policy, clients, audit, budget=budget, secret_store=secret_store)
+    settings = AppSettings.from_env()
+    # A dead holder blocks its vault no longer than a run counts as alive (VAULTGUARD_STALE_RUN_SECONDS).
+    from remediations.triggers.runs import stale_after  # noqa: PLC0415
+
+    hold = min(stale_after().total_seconds(), 120.0)
+    leases = table_leases(settings.storage_connection, settings.storage_table_uri, hold)
+    return pipeline.run(
+        request, policy, clients, audit, budget=budget, secret_store=secret_store, leases=leases
+    )
 
 
 def secrets_needed(only: Collection[str] | None) -> bool:

@@ -41,10 +41,11 @@ def easy_auth(*roles: str, oid: str = OID, upn: str = UPN) -> dict[str, str]:
 
 @pytest.fixture
 def behind_easy_auth(enforce: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """An enforcing deployment as infra makes it with enableEntraAuth: callers required."""
+    """An enforcing deployment as infra makes it with enableEntraAuth: callers required, and App
+    Service Authentication on (the platform sets WEBSITE_AUTH_ENABLED then)."""
     monkeypatch.setenv("VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER", "true")
     monkeypatch.delenv("VAULTGUARD_ALLOWED_CALLER_ROLES", raising=False)
-    monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
     return enforce
 
 
@@ -153,6 +154,7 @@ def test_allowed_roles_alone_require_a_caller(
 ) -> None:
     monkeypatch.setenv("VAULTGUARD_ALLOWED_CALLER_ROLES", "Remediator")
     monkeypatch.delenv("VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER", raising=False)
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
     response = call("tickets", "POST", "/api/remediations", body=ticket_body(dryRun=False))
     assert response.status_code == 401
     assert problem(response)["type"].endswith("/authentication-required")

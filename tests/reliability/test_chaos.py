@@ -101,3 +101,4 @@ def test_soak_chaos_for_minutes(
             assert chaos.audit_violations(done) == [], f"seed {seed}"
             seed += 1
     assert SOAK.tenants >= 2
+    assert (SOAK.out_of_scope, SOAK.lost, SOAK.duplicates) == (0, 0, 0), SOAK.line()

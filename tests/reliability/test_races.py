@@ -6,7 +6,6 @@ between our plan and our write. We send deltas (`accessPolicies/remove`), never 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +16,12 @@ import pytest
 from emulator import Emulator
 from emulator.wire import Request, Response
 from remediations.adapters.clients import AzureClients
+from remediations.core.model import Snapshot
 from remediations.core.request import RunRequest
 from remediations.shell.audit import TableAuditSink
 from remediations.shell.pipeline import RunResult, run
 from remediations.shell.settings import AppSettings
+from remediations.shell.write_guard import ALREADY_APPLIED, table_leases
 from tests.emulator.helpers import Raw, admin_token
 from tests.reliability.tenants import SmallTenant, policy_writes
 
@@ -39,7 +40,9 @@ def tenant(emu: Emulator, monkeypatch: pytest.MonkeyPatch, storage_env: dict[str
     return t
 
 
-def _run(t: SmallTenant, audit: TableAuditSink, correlation_id: str) -> RunResult:
+def _run(
+    t: SmallTenant, audit: TableAuditSink, correlation_id: str, snapshot: Snapshot | None = None
+) -> RunResult:
     with AzureClients() as clients:
         return run(
             RunRequest(
@@ -51,6 +54,8 @@ def _run(t: SmallTenant, audit: TableAuditSink, correlation_id: str) -> RunResul
             t.policy(),
             clients,
             audit,
+            snapshot=snapshot,
+            leases=table_leases(AppSettings.from_env().storage_connection, None),
         )
 
 
@@ -64,37 +69,33 @@ def _only_deltas(emu: Emulator, mark: int) -> None:
 def test_two_workers_on_the_same_vault_at_once_end_in_the_right_state(
     emu: Emulator, tenant: SmallTenant
 ) -> None:
+    """Both workers plan from the same state (one snapshot, read before either writes); the vault's
+    lease lets one write at a time, and the second re-reads the vault and finds each change made."""
     t = tenant
     audit = TableAuditSink.from_settings(AppSettings.from_env())
-    barrier = threading.Barrier(2)
-    arrived = [0]
-    lock = threading.Lock()
-
-    def hold_first_writes(request: Request) -> Response | None:
-        # The first write of each worker waits for the other's: both planned from the same state
-        # before either wrote, so the race is real, not sequential.
-        if request.path.endswith("/accessPolicies/remove"):
-            with lock:
-                arrived[0] += 1
-                first_two = arrived[0] <= 2
-            if first_two:
-                barrier.wait(timeout=10)
-        return None
-
-    emu.middlewares.append(hold_first_writes)
+    with AzureClients() as clients:
+        before = run(
+            RunRequest(trigger="timer", scope=t.scope, correlation_id="look", stop_after="plan"),
+            t.policy(),
+            clients,
+            audit,
+        ).snapshot
+    assert before is not None
     mark = emu.requests.mark()
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            first, second = pool.map(lambda cid: _run(t, audit, cid), ["worker-a", "worker-b"])
-    finally:
-        emu.middlewares.remove(hold_first_writes)
-    assert not barrier.broken
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda cid: _run(t, audit, cid, before), ["worker-a", "worker-b"])
     assert {a.id for a in first.plan.writes} == {a.id for a in second.plan.writes} != set()
     for result in (first, second):
         assert result.count("failed") == 0, [o.error for o in result.outcomes]
         rows = audit.records(result.correlation_id)
         applied = [r.action_id for r in rows if r.state == "applied"]
         assert len(applied) == len(set(applied))  # at most one applied row per action per run
+    # Each planned change was sent once: one worker applied it, the other recorded it already applied.
+    sent = [r for r in emu.requests.since(mark) if r.is_write and r.host == "management.azure.com"]
+    assert len(sent) == sum(len(a.changes) for a in first.plan.writes)
+    statuses = sorted(o.status for o in (*first.outcomes, *second.outcomes))
+    assert statuses.count("applied") == len(first.plan.writes) == statuses.count("noop")
+    assert all(o.error == ALREADY_APPLIED for o in (*first.outcomes, *second.outcomes) if o.status == "noop")
     _only_deltas(emu, mark)
     policies = t.policies(emu)
     assert policies[t.flow_sp] == {"secrets": ["get"]}

@@ -44,13 +44,21 @@ def test_authenticated_callers_are_off_by_default_and_headers_untrusted() -> Non
     assert settings.trusts_principal_headers is False
 
 
-def test_requiring_callers_or_roles_trusts_the_principal_headers() -> None:
+def test_requiring_callers_without_easy_auth_trusts_no_header_and_says_why() -> None:
+    """Issue 19.3: requiring callers does not make client-sent principal headers true; without App
+    Service Authentication the deployment fails closed and the health problems say so."""
     required = AppSettings.from_env({**STORAGE, "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER": "true"})
-    assert required.callers_required and required.trusts_principal_headers
+    assert required.callers_required and not required.trusts_principal_headers
+    assert required.cannot_check_callers is not None
+    assert any("WEBSITE_AUTH_ENABLED" in p for p in required.problems)
     roles = AppSettings.from_env({**STORAGE, "VAULTGUARD_ALLOWED_CALLER_ROLES": " Remediator, Admin,,Admin "})
     assert roles.allowed_caller_roles == ("Remediator", "Admin")
-    assert roles.callers_required and roles.trusts_principal_headers
-    assert roles.problems == ()
+    assert roles.callers_required and not roles.trusts_principal_headers
+    behind = AppSettings.from_env(
+        {**STORAGE, "VAULTGUARD_ALLOWED_CALLER_ROLES": "Remediator", "WEBSITE_AUTH_ENABLED": "true"}
+    )
+    assert behind.trusts_principal_headers and behind.cannot_check_callers is None
+    assert behind.problems == ()
 
 
 def test_the_platform_saying_easy_auth_is_on_trusts_the_headers_without_requiring_callers() -> None:
