@@ -22,9 +22,13 @@ class RecordedTransport(RequestsTransport):
         super().__init__()
         self.bodies = list(bodies)
         self.requests: list[tuple[str, str]] = []
+        self.sent: list[
+            Any
+        ] = []  # each request's JSON body (None without one): compared with recorded requests
 
     def send(self, request: HttpRequest, **kwargs: Any) -> RestRequestsTransportResponse:  # type: ignore[override]
         self.requests.append((request.method, request.url))
+        self.sent.append(json.loads(request.body) if request.body else None)
         body = self.bodies.pop(0) if len(self.bodies) > 1 else self.bodies[0]
         raw = requests.Response()
         raw.status_code = 200

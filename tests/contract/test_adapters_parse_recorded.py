@@ -10,6 +10,7 @@ from typing import Any
 
 from azure.mgmt.authorization.models import RoleAssignment as SdkRoleAssignment
 from azure.mgmt.authorization.models import RoleDefinition as SdkRoleDefinition
+from azure.mgmt.keyvault.models import Vault as SdkVault
 
 from remediations.adapters.authorization import (
     Authorization,
@@ -17,6 +18,8 @@ from remediations.adapters.authorization import (
     role_definition_from_sdk,
 )
 from remediations.adapters.dataverse import (
+    OFF,
+    ROLE_COLUMNS,
     connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
@@ -28,15 +31,22 @@ from remediations.adapters.dataverse import (
 from remediations.adapters.graph_api import Directory, identity_from_graph
 from remediations.adapters.graph_applications import Applications
 from remediations.adapters.keyvault_data import KeyVaultSecrets, secret_meta_from_item
-from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
+from remediations.adapters.keyvault_mgmt import (
+    KeyVaultManagement,
+    access_policy_from_json,
+    change_body,
+    vault_from_json,
+    vault_from_sdk,
+)
 from remediations.adapters.powerplatform import (
+    PowerPlatform,
     connection_from_api,
     connection_share_from_api,
     dlp_from_api,
     environment_from_api,
 )
 from remediations.adapters.storage_keys import StorageKeys
-from remediations.core.model import RoleAssignmentChange
+from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope
 from remediations.core.secret_value import SecretValue
 from tests.contract.recorded import RecordedTransport, StaticCredential
 from tests.contract.shapes import fixture, values_at
@@ -332,3 +342,139 @@ def test_graph_service_principal_lookup_maps_app_ids_to_object_ids() -> None:
     directory = Directory(StaticCredential(), transport=RecordedTransport(listed))
     found = directory.object_ids_for_app_ids(["65415BB1-9267-4313-BBF5-AE259732EE12"])
     assert found == {"65415bb1-9267-4313-bbf5-ae259732ee12": "59e617e5-e447-4adc-8b88-00af644d7c92"}
+
+
+def test_access_policy_put_is_verified_by_the_recorded_vault_get() -> None:
+    put = fixture("keyvault-updateAccessPoliciesAdd.json")
+    vault = _example("keyvault-getVault.json")
+    transport = RecordedTransport(put["responses"]["200"]["body"], vault)
+    management = KeyVaultManagement(
+        StaticCredential(), "00000000-0000-0000-0000-000000000000", transport=transport
+    )
+    sent = put["parameters"]["parameters"]["properties"]["accessPolicies"][0]
+    change = AccessPolicyChange(
+        operation="add",
+        tenant_id=sent["tenantId"],
+        object_id=sent["objectId"],
+        permissions=Permissions(keys=tuple(sent["permissions"]["keys"])),
+    )
+    (policy,) = management.update_access_policy("sample-resource-group", "sample-vault", change)
+    # What the vault holds after the PUT comes from the GET, not from the PUT's echo of the request.
+    assert policy.permissions.secrets == tuple(
+        vault["properties"]["accessPolicies"][0]["permissions"]["secrets"]
+    )
+    assert [method for method, _ in transport.requests] == ["PUT", "GET"]
+    assert transport.sent[0] == change_body(change)
+    single = KeyVaultManagement(
+        StaticCredential(), "00000000-0000-0000-0000-000000000000", transport=RecordedTransport(vault)
+    )
+    scope = Scope(
+        subscription_id="00000000-0000-0000-0000-000000000000",
+        resource_group="sample-resource-group",
+        vault_name="sample-vault",
+    )
+    (listed,) = single.list_vaults(scope)
+    assert (listed.name, listed.vault_uri, listed.enable_rbac_authorization) == (
+        "sample-vault",
+        "https://sample-vault.vault.azure.net",
+        False,
+    )
+
+
+def test_vault_patch_answers_with_the_whole_vault() -> None:
+    """`PATCH .../vaults/{name}` (Vaults_Update, the call that switches a vault to RBAC) answers with the
+    vault as it now is, in the shape a GET has."""
+    example = fixture("keyvault-updateVault.json")
+    answered = vault_from_sdk(SdkVault(example["responses"]["200"]["body"]), "sub")
+    got = vault_from_sdk(SdkVault(_example("keyvault-getVault.json")), "sub")
+    assert answered.model_dump(exclude={"tags"}) == got.model_dump(exclude={"tags"})
+
+
+def test_dlp_create_and_update_answer_with_the_whole_policy() -> None:
+    """The app checks the POST / PATCH answer holds the rule (enforce_keyvault_dlp.apply_dlp); the
+    provider's tests serve the whole policy (groups and action rules) for both."""
+    for name in ("dlp-post.tf-provider.json", "dlp-patch.tf-provider.json"):
+        recorded = fixture(name)
+        transport = RecordedTransport(recorded)
+        api = PowerPlatform(StaticCredential(), transport=transport)
+        answer = (
+            api.create_dlp_policy({"policyDefinition": {}})
+            if "post" in name
+            else api.update_dlp_policy("p1", recorded)
+        )
+        policy = dlp_from_api(answer)
+        assert policy.blocked_actions == {
+            "/providers/Microsoft.PowerApps/apis/shared_sql": (
+                "DeleteItem_V2",
+                "ExecutePassThroughNativeQuery_V2",
+            )
+        }
+        assert "/providers/Microsoft.PowerApps/apis/shared_azureblob" in policy.blocked_connectors
+        assert transport.requests[0][0] == ("POST" if "post" in name else "PATCH")
+
+
+def test_connection_share_delete_body_is_the_providers() -> None:
+    recorded = fixture("connection-modifyPermissions-delete.request.tf-provider.json")
+    transport = RecordedTransport({})  # the provider's test answers 200 with an empty body
+    api = PowerPlatform(StaticCredential(), transport=transport)
+    (permission,) = [d["id"] for d in recorded["delete"]]
+    connection = permission.split("/connections/")[1].split("/")[0]
+    api.modify_connection_permissions(
+        "env", "shared_commondataserviceforapps", connection, delete=[permission]
+    )
+    assert transport.sent == [recorded]
+    assert transport.requests[0][1].endswith(
+        f"/connections/{connection}/modifyPermissions?api-version=2017-06-01"
+    )
+
+
+def test_dataverse_roles_have_the_columns_the_adapter_selects() -> None:
+    rows = fixture("dataverse-roles-list.tf-provider.json")["value"]
+    assert all(set(ROLE_COLUMNS.split(",")) <= set(row) for row in rows)
+    user = fixture("dataverse-systemuser.tf-provider.json") | {
+        "systemuserroles_association": [{k: r[k] for k in ROLE_COLUMNS.split(",")} for r in rows]
+    }
+    principals = principals_from_api([user], [])
+    assert principals.roles[user["azureactivedirectoryobjectid"]] == (
+        "Basic User",
+        "System Administrator",
+        "System Customizer",
+    )
+
+
+def test_turn_off_body_uses_the_documented_column() -> None:
+    documented = fixture("dataverse-workflow-statecode.request.docs.json")
+    assert set(documented) <= set(OFF) and all(type(OFF[k]) is type(v) for k, v in documented.items())
+    transport = RecordedTransport({})
+    api = PowerPlatform(StaticCredential(), transport=transport)
+    environment = fixture("bap-environments-list-admin.tf-provider.response.json")["value"]
+    with_database = next(
+        i for i in environment if (i["properties"].get("linkedEnvironmentMetadata") or {}).get("instanceUrl")
+    )
+    transport.bodies = [with_database, {}]
+    api.turn_off_flow(with_database["name"], "00000000-0000-0000-0000-000000000002")
+    method, url = transport.requests[-1]
+    assert method == "PATCH" and url.endswith(
+        "/api/data/v9.2/workflows(00000000-0000-0000-0000-000000000002)"
+    )
+    assert transport.sent[-1] == OFF
+
+
+def test_graph_application_password_key_ids_and_remove_password() -> None:
+    application = fixture("graph-application-get.docs.json")
+    credential = {k: v for k, v in fixture("graph-addPassword.docs.json").items() if k != "secretText"}
+    for listed, expected in (([], []), ([credential | {"secretText": None}], [credential["keyId"]])):
+        body = application | {"passwordCredentials": listed}
+        transport = RecordedTransport(body)
+        assert (
+            Applications(StaticCredential(), transport=transport).password_key_ids(application["id"])
+            == expected
+        )
+    transport = RecordedTransport({})
+    Applications(StaticCredential(), transport=transport).remove_password(
+        application["id"], credential["keyId"]
+    )
+    assert transport.requests == [
+        ("POST", f"https://graph.microsoft.com/v1.0/applications/{application['id']}/removePassword")
+    ]
+    assert transport.sent == [fixture("graph-removePassword.request.docs.json")]

@@ -13,6 +13,7 @@ import pytest
 
 from emulator import Emulator, tokens
 from emulator.scenario import load_scenario_file
+from remediations.adapters.dataverse import OFF
 from tests.contract.shapes import absent, fixture, same_shape, values_at
 from tests.emulator.helpers import Raw, admin_token
 from tests.emulator.test_powerplatform_attack import SEED
@@ -372,3 +373,150 @@ def test_role_assignment_create_and_delete(emu: Emulator, seed: dict[str, Any]) 
     deleted = arm.call("DELETE", url)
     assert deleted.status_code == 200
     _ok(same_shape(_body("authorization-RoleAssignments_Delete.json"), deleted.json(), paths))
+
+
+def _vault_url(seed: dict[str, Any]) -> str:
+    vault = seed["vaults"][0]
+    return (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}"
+    )
+
+
+VAULT_PATHS = [
+    "id",
+    "name",
+    "type",
+    "location",
+    "tags",
+    "properties/tenantId",
+    "properties/vaultUri",
+    "properties/sku/name",
+    "properties/accessPolicies[]/tenantId",
+    "properties/accessPolicies[]/objectId",
+    "properties/accessPolicies[]/permissions/secrets",
+]
+
+
+def test_keyvault_vault_get_and_patch(emu: Emulator, seed: dict[str, Any]) -> None:
+    """The GET that verifies an access-policy write, and the PATCH that changes a vault's permission
+    model (sent here with the model it already has, so the shared emulator is left as it was)."""
+    arm = _app(emu, "https://management.azure.com/.default")
+    url = _vault_url(seed)
+    got = arm.call("GET", f"{url}?api-version=2023-07-01")
+    assert got.status_code == 200, got.text
+    _ok(same_shape(_body("keyvault-getVault.json"), got.json(), VAULT_PATHS))
+    model = bool(got.json()["properties"].get("enableRbacAuthorization"))
+    patched = arm.call(
+        "PATCH",
+        f"{url}?api-version=2025-05-01",
+        json={"properties": {"enableRbacAuthorization": model}},
+    )
+    assert patched.status_code == 200, patched.text
+    _ok(same_shape(_body("keyvault-updateVault.json"), patched.json(), VAULT_PATHS))
+
+
+def test_dlp_create_and_update_answer_with_the_whole_policy(emu: Emulator) -> None:
+    bap = _app(emu, POWERAPPS_SCOPE)
+    body = fixture("dlp-patch.tf-provider.json")
+    body["policyDefinition"] |= {"environmentType": "AllEnvironments", "environments": []}
+    body["policyDefinition"]["displayName"] = "contract probe"
+    created = bap.call("POST", DLP, json=body)
+    assert created.status_code == 201, created.text
+    name = created.json()["policyDefinition"]["name"]
+    try:
+        definition = [f"policyDefinition/{k}" for k in ("name", "displayName", "environmentType")]
+        definition += ["policyDefinition/connectorGroups[]/classification"]
+        definition += ["policyDefinition/connectorGroups[]/connectors[]/id"]
+        rules = [
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/connectorId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/actionId",
+            "connectorConfigurationsDefinition/connectorActionConfigurations[]/actionRules[]/behavior",
+        ]
+        _ok(same_shape(fixture("dlp-post.tf-provider.json"), created.json(), definition + rules))
+        body["policyDefinition"]["name"] = name
+        updated = bap.call("PATCH", f"{DLP}/{name}", json=body)
+        assert updated.status_code == 200, updated.text
+        _ok(same_shape(fixture("dlp-patch.tf-provider.json"), updated.json(), definition + rules))
+    finally:
+        assert bap.call("DELETE", DLP.replace("/v2/", "/v1/") + f"/{name}").status_code == 200
+
+
+def test_connection_share_removed_with_the_providers_delete_body(emu: Emulator, seed: dict[str, Any]) -> None:
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    connection = seed["powerPlatform"]["connections"][0]["name"]
+    apps = _app(emu, POWERAPPS_SCOPE)
+    base = f"{APPS}/{environment}/apis/shared_keyvault/connections/{connection}"
+    grantee = seed["users"][-1]["id"]
+    put = {
+        "put": [{"properties": {"roleName": "CanView", "principal": {"id": grantee, "type": "User"}}}],
+        "delete": [],
+    }
+    assert apps.call("POST", f"{base}/modifyPermissions?api-version=2017-06-01", json=put).status_code == 200
+    listed = apps.call("GET", f"{base}/permissions?api-version=2017-06-01").json()["value"]
+    share = next(p for p in listed if p["properties"]["principal"]["id"] == grantee)
+    body = fixture("connection-modifyPermissions-delete.request.tf-provider.json")
+    body["delete"][0]["id"] = share["id"]
+    removed = apps.call("POST", f"{base}/modifyPermissions?api-version=2017-06-01", json=body)
+    assert removed.status_code == 200, removed.text  # the provider expects 200 (empty body)
+    after = apps.call("GET", f"{base}/permissions?api-version=2017-06-01").json()["value"]
+    assert grantee not in {p["properties"]["principal"]["id"] for p in after}
+
+
+def test_dataverse_turn_off_and_the_documented_turn_on(emu: Emulator, seed: dict[str, Any]) -> None:
+    flow = seed["powerPlatform"]["flows"][0]
+    client, base = _dataverse(emu, flow["environment"])
+    row = f"{base}/api/data/v9.2/workflows({flow['name']})"
+
+    def state() -> Any:
+        return client.call("GET", f"{row}?$select=statecode").json()["statecode"]
+
+    assert state() == 1
+    off = client.call("PATCH", row, json=OFF, headers={"If-Match": "*"})
+    assert off.status_code == 204 and not off.content and state() == 0
+    documented = fixture("dataverse-workflow-statecode.request.docs.json")
+    on = client.call("PATCH", row, json=documented)
+    assert on.status_code == 204 and state() == 1
+
+
+def test_graph_application_passwords(emu: Emulator) -> None:
+    graph = _app(emu, "https://graph.microsoft.com/.default")
+    app = graph.call(
+        "POST", "https://graph.microsoft.com/v1.0/applications", json={"displayName": "contract probe"}
+    ).json()
+    url = f"https://graph.microsoft.com/v1.0/applications/{app['id']}"
+    added = graph.call("POST", f"{url}/addPassword", json={"passwordCredential": {"displayName": "p"}}).json()
+    item_paths = ["keyId", "displayName", "endDateTime", "startDateTime", "hint", "secretText"]
+    _ok(same_shape(fixture("graph-addPassword.docs.json"), added, item_paths))
+    got = graph.call("GET", f"{url}?$select=id,passwordCredentials").json()
+    _ok(same_shape(fixture("graph-application-get.docs.json"), got, ["id", "passwordCredentials"]))
+    _ok(
+        same_shape(
+            {"passwordCredentials": [fixture("graph-addPassword.docs.json")]},  # a listed credential
+            got,
+            [f"passwordCredentials[]/{p}" for p in item_paths[:5]],
+        )
+    )
+    assert values_at(got, "passwordCredentials[]/secretText") in ([], [None])  # returned once, at creation
+    body = fixture("graph-removePassword.request.docs.json") | {"keyId": added["keyId"]}
+    removed = graph.call("POST", f"{url}/removePassword", json=body)
+    assert removed.status_code == 204 and not removed.content
+    assert graph.call("GET", url).json()["passwordCredentials"] == []
+    assert graph.call("DELETE", url).status_code == 204
+
+
+def test_graph_service_principals_and_transitive_members(emu: Emulator, seed: dict[str, Any]) -> None:
+    graph = _app(emu, "https://graph.microsoft.com/.default")
+    sp = seed["servicePrincipals"][0]
+    listed = graph.call(
+        "GET",
+        "https://graph.microsoft.com/v1.0/servicePrincipals",
+        params={"$filter": f"appId eq '{sp['appId']}'"},
+    ).json()
+    paths = ["value[]/id", "value[]/appId", "value[]/displayName"]
+    _ok(same_shape(fixture("graph-servicePrincipals-list.docs.json"), listed, paths))
+    group = "0e0e0e0e-0000-4000-8000-00000000a50b"  # a new group, shared on nothing
+    emu.state.azure.add_group_members(group, [seed["users"][0]["id"]], "contract probe group")
+    members = graph.call("GET", f"https://graph.microsoft.com/v1.0/groups/{group}/transitiveMembers").json()
+    member_paths = ["value[]/@odata.type", "value[]/id"]
+    _ok(same_shape(fixture("graph-transitiveMembers.docs.json"), members, member_paths))
