@@ -12,10 +12,17 @@
     POST /providers/Microsoft.PowerApps/apis/{api}/connections/{c}/modifyPermissions?$filter=...
 
 Lists page with `nextLink` (`$skiptoken`). Which identity a connection authenticates as: OAuth connections
-act as their creator (`createdBy`, `authenticatedUser`); service-principal connections carry
-`connectionParametersSet {name: "servicePrincipalAuth", values: {token:clientId, token:TenantId}}`;
-managed-identity ones `{name: "managedIdentityAuth"}` with the identity's object id in
-`values.managedIdentity`. The runner uses `Connection.identity` (an object id) for all three.
+act as their creator (`createdBy`, `authenticatedUser`); service-principal and certificate connections
+carry `connectionParametersSet {name, values: {token:clientId, token:TenantId}}` (never the secret or
+certificate); managed-identity ones `{name: "managedIdentityAuth"}` with the identity's object id in
+`values.managedIdentity`. The runner uses `Connection.identity` (an object id) for all of them.
+
+Key Vault connections use the connector reference's auth ids and its "Shareable" column
+(learn.microsoft.com/connectors/keyvault, MicrosoftDocs/BusinessApplicationPlatform-Connectors
+`docs/keyvault/index.yml`): `oauthDefault` and `oauthServicePrincipal` are not shareable, `CertOauth`
+(client certificate) is; `allowSharing` says so. "Shareable" is implicit sharing with a canvas app; no
+source says an explicit share (`modifyPermissions`) is refused on the others, so it is accepted for
+every connection: the app must find and revoke a share whatever the connection's auth type.
 """
 
 from __future__ import annotations
@@ -47,8 +54,24 @@ _ICONS = "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.
 _PARAMETER_SETS = {
     "oauth": "oauthDefault",
     "servicePrincipal": "servicePrincipalAuth",
+    "certificate": "CertOauth",
     "managedIdentity": "managedIdentityAuth",
 }
+# The Key Vault connector reference's auth ids where they differ, and its only shareable one.
+_KEYVAULT_PARAMETER_SETS = _PARAMETER_SETS | {"servicePrincipal": "oauthServicePrincipal"}
+_KEYVAULT_SHAREABLE = frozenset({"certificate"})
+_APP_AUTH = frozenset({"servicePrincipal", "certificate"})  # an app registration's client id and tenant
+
+
+def _allow_sharing(connection: Connection) -> bool:
+    if connection.api.lower() == "shared_keyvault":
+        return connection.auth_type in _KEYVAULT_SHAREABLE
+    return connection.auth_type != "oauth"
+
+
+def _parameter_set_name(connection: Connection) -> str:
+    names = _KEYVAULT_PARAMETER_SETS if connection.api.lower() == "shared_keyvault" else _PARAMETER_SETS
+    return names.get(connection.auth_type, connection.auth_type)
 
 
 def connection_json(state: State, connection: Connection, admin: bool) -> dict[str, Any]:
@@ -63,7 +86,7 @@ def connection_json(state: State, connection: Connection, admin: bool) -> dict[s
         creator["userPrincipalName"] = creator_info["email"]
     values: dict[str, Any] = {k: {"value": v} for k, v in connection.parameters.items()}
     identity_info = state.powerplatform.directory.get(connection.identity, {})
-    if connection.auth_type == "servicePrincipal":
+    if connection.auth_type in _APP_AUTH:
         values["token:clientId"] = {"value": identity_info.get("appId", connection.identity)}
         values["token:TenantId"] = {"value": state.azure.tenant_id}
     elif connection.auth_type == "managedIdentity":
@@ -74,7 +97,7 @@ def connection_json(state: State, connection: Connection, admin: bool) -> dict[s
         "iconUri": f"{_ICONS}/{connection.api.removeprefix('shared_')}/icon.png",
         "statuses": [{"status": "Connected"}],
         "connectionParametersSet": {
-            "name": _PARAMETER_SETS.get(connection.auth_type, connection.auth_type),
+            "name": _parameter_set_name(connection),
             "values": values,
         },
         "keywordsRemaining": 39,
@@ -83,7 +106,7 @@ def connection_json(state: State, connection: Connection, admin: bool) -> dict[s
         "lastModifiedTime": connection.created_time,
         "environment": {"id": f"{_P}/environments/{connection.environment}", "name": connection.environment},
         "testLinks": [],
-        "allowSharing": connection.auth_type != "oauth",
+        "allowSharing": _allow_sharing(connection),
     }
     if connection.auth_type == "oauth":
         # A connection made with a parameter set (service principal, managed identity) has no

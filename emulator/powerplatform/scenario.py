@@ -13,7 +13,8 @@ Errors name the field path (`powerPlatform.flows[2].creator`).
                                    "type": "User"}],
                         "applicationUsers": ["<application id>"]}],   Dataverse application users
       "connections": [{"name": "<id>", "environment": "<env>", "api": "shared_keyvault", "displayName": "...",
-                       "createdBy": "<object id>", "authType": "oauth|servicePrincipal|managedIdentity",
+                       "createdBy": "<object id>",
+                       "authType": "oauth|servicePrincipal|certificate|managedIdentity",
                        "identity": "<object id Key Vault sees; default createdBy>",
                        "parameters": {"vaultName": "kv-shared-prod"},
                        "shares": [{"principal": "<object id>", "role": "CanView", "type": "User"}]}],
@@ -233,8 +234,10 @@ def load(state: State, data: Any) -> None:
         creator = _str(item["createdBy"], f"{where}.createdBy")
         _check_principal(state, creator, f"{where}.createdBy")
         auth = item.get("authType", "oauth")
-        if auth not in ("oauth", "servicePrincipal", "managedIdentity"):
-            raise _fail(f"{where}.authType", "must be oauth, servicePrincipal or managedIdentity")
+        if auth not in ("oauth", "servicePrincipal", "certificate", "managedIdentity"):
+            raise _fail(
+                f"{where}.authType", "must be oauth, servicePrincipal, certificate or managedIdentity"
+            )
         identity = _str(item.get("identity", creator), f"{where}.identity")
         _check_principal(state, identity, f"{where}.identity")
         parameters = item.get("parameters", {})

@@ -135,7 +135,7 @@ class Connection:
     # The object id Key Vault sees when the runner uses this connection (the creator for OAuth
     # connections, else the service principal / managed identity the connection is bound to).
     identity: str
-    auth_type: str = "oauth"  # oauth | servicePrincipal | managedIdentity
+    auth_type: str = "oauth"  # oauth | servicePrincipal | certificate (an app) | managedIdentity
     parameters: dict[str, Any] = field(default_factory=dict)
     created_time: str = "2024-01-01T00:00:00Z"
     shares: dict[str, Share] = field(default_factory=dict)  # by permission name

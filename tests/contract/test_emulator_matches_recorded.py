@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator, tokens
-from emulator.scenario import load_scenario_file
+from emulator.scenario import load_scenario, load_scenario_file
 from remediations.adapters.dataverse import OFF
 from tests.contract.shapes import absent, fixture, same_shape, values_at
 from tests.emulator.helpers import Raw, admin_token
@@ -520,3 +520,40 @@ def test_graph_service_principals_and_transitive_members(emu: Emulator, seed: di
     members = graph.call("GET", f"https://graph.microsoft.com/v1.0/groups/{group}/transitiveMembers").json()
     member_paths = ["value[]/@odata.type", "value[]/id"]
     _ok(same_shape(fixture("graph-transitiveMembers.docs.json"), members, member_paths))
+
+
+def test_keyvault_connections_follow_the_connector_reference() -> None:
+    """The Key Vault connector reference's auth ids and its "Shareable" column: only a client-certificate
+    connection is shareable; an explicit share is still accepted on the others (no source says it is
+    refused), so the app has to find and revoke shares on every Key Vault connection."""
+    documented = fixture("keyvault-connector-auth-types.docs.json")
+    data = json.loads(SEED.read_text())
+    pp, app = data["powerPlatform"], data["servicePrincipals"][0]
+    template = pp["connections"][0]
+    environment, grantee = template["environment"], data["users"][-1]["id"]
+    for auth in ("servicePrincipal", "certificate"):
+        pp["connections"].append(
+            template | {"name": f"kv-{auth}", "authType": auth, "identity": app["id"], "shares": []}
+        )
+    with Emulator(load_scenario(data)) as emulator:
+        apps = _app(emulator, POWERAPPS_SCOPE)
+        connections = f"{APPS}/{environment}/apis/shared_keyvault/connections"
+        listed = apps.call("GET", f"{connections}?api-version=2016-11-01").json()["value"]
+        by_name = {c["name"]: c["properties"] for c in listed}
+        for name, expected in (
+            (template["name"], "oauthDefault"),
+            ("kv-servicePrincipal", "oauthServicePrincipal"),
+            ("kv-certificate", "CertOauth"),
+        ):
+            properties = by_name[name]
+            assert properties["connectionParametersSet"]["name"] == expected
+            assert properties["allowSharing"] is documented[expected]["shareable"]
+            values = properties["connectionParametersSet"]["values"]
+            assert not any("secret" in k.lower() or "certificate" in k.lower() for k in values)
+            share = {"properties": {"roleName": "CanView", "principal": {"id": grantee}}}
+            base = f"{connections}/{name}"
+            body = {"put": [share], "delete": []}
+            shared = apps.call("POST", f"{base}/modifyPermissions?api-version=2017-06-01", json=body)
+            assert shared.status_code == 200, shared.text
+            permissions = apps.call("GET", f"{base}/permissions?api-version=2017-06-01").json()["value"]
+            assert grantee in {p["properties"]["principal"]["id"] for p in permissions}
