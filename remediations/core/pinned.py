@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from remediations.core.model import Action, Plan
+from remediations.core.model import (
+    Action,
+    DlpPolicyChange,
+    FlowStateChange,
+    Plan,
+    Scope,
+    ShareChange,
+    arm_name,
+)
 
 DRIFTED = "drifted"
 
@@ -126,6 +134,49 @@ def pin(pinned: Plan, fresh: Plan) -> Plan:
             reason = current.skip_reason  # a rail the state now calls for (e.g. the last manager)
         checked.append(action if reason is None else action.model_copy(update={"skip_reason": reason}))
     return pinned.model_copy(update={"actions": tuple(checked), "dry_run": fresh.dry_run})
+
+
+def covering_scope(plan: Plan) -> Scope | None:
+    """The smallest Azure scope holding every Azure target of the plan (a vault, its resource group,
+    the subscription), for the fresh read a stored plan is checked against; None when the plan has no
+    Azure target or spans subscriptions."""
+    parts = {
+        (
+            sub.lower(),
+            (arm_name(a.target, "resourceGroups") or "").lower(),
+            (arm_name(a.target, "vaults") or "").lower(),
+        ): (
+            sub,
+            arm_name(a.target, "resourceGroups"),
+            arm_name(a.target, "vaults"),
+        )
+        for a in (*plan.actions, *plan.deferred)
+        if (sub := arm_name(a.target, "subscriptions")) is not None
+    }
+    if len({key[0] for key in parts}) != 1:
+        return None
+    sub, group, vault = next(iter(parts.values()))
+    if len({key[1] for key in parts}) > 1 or group is None:
+        return Scope(subscription_id=sub)
+    if len({key[2] for key in parts}) > 1 or vault is None:
+        return Scope(subscription_id=sub, resource_group=group)
+    return Scope(subscription_id=sub, resource_group=group, vault_name=vault)
+
+
+def environments_of(plan: Plan) -> tuple[str, ...]:
+    """The Power Platform environments the plan's changes are made in (shares, flows, DLP policies)."""
+    found: set[str] = set()
+    for action in (*plan.actions, *plan.deferred):
+        for change in action.changes:
+            if isinstance(change, ShareChange | FlowStateChange):
+                found.add(change.environment)
+            elif isinstance(change, DlpPolicyChange):
+                found.update(change.environments)
+    return tuple(sorted(e for e in found if e))
+
+
+def remediations_of(plan: Plan) -> tuple[str, ...]:
+    return tuple(sorted({a.remediation_id for a in (*plan.actions, *plan.deferred)}))
 
 
 def _subject(action: Action) -> tuple[str, str, str]:
