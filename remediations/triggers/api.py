@@ -35,6 +35,7 @@ from remediations.triggers.problems import (
     validation_failed,
 )
 from remediations.triggers.runs import RunKind, RunStore, stale_after
+from remediations.triggers.service import effective_policy
 from remediations.triggers.storage import StorageNotConfigured
 from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
 
@@ -206,13 +207,27 @@ def approve_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Ht
             "planHash is not the hash of this ticket's plan: approve the plan you reviewed "
             "(GET /api/remediations/{ticketId} shows its planHash)."
         )
+    _, forced = effective_policy(settings, load_policy(settings), requested_dry_run=False)
+    if forced:
+        raise ProblemError(
+            Problem(
+                409,
+                "dry-run-deployment",
+                f"{' and '.join(forced)} keep this deployment in dry run: an approval would write "
+                "nothing. Approve again once the deployment applies changes.",
+            )
+        )
     request = parse_ticket({**_ticket_fields(ticket.body), "dryRun": False})
     who = Attribution(caller=approver, requester=approver.display)
     placeholder = TicketResult.accepted(request, status="running", attribution=who)
     existing = store.reserve(
         "approval", ticket_id, pinned.hash, placeholder.model_dump(mode="json"), "running"
     )
-    if existing is not None and not store.claim_stale("approval", ticket_id, stale_after()):
+    # A failed approval, or one whose worker died (stale `running`), may be sent again.
+    rerun = existing is not None and (
+        existing.status == "failed" or store.claim_stale("approval", ticket_id, stale_after())
+    )
+    if existing is not None and not rerun:
         observability.logger().info("approval replayed: returning the stored result")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
     try:

@@ -257,3 +257,17 @@ def test_a_plan_awaiting_approval_is_posted_as_an_adaptive_card_without_secret_v
     _set_policy(cloud, FLOW_SP, ["Get"])
     _dry_run(call)
     assert len(received) == 1
+
+
+def test_a_deployment_in_dry_run_refuses_approvals_instead_of_recording_them(
+    call: Call, approvals: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planned = _dry_run(call)
+    monkeypatch.setenv("VAULTGUARD_DRY_RUN", "true")
+    refused = _approve(call, planned["ticketId"], {"planHash": planned["planHash"]})
+    assert refused.status_code == 409 and problem(refused)["type"].endswith("/dry-run-deployment")
+    # Once the deployment applies changes the same approval goes through.
+    monkeypatch.setenv("VAULTGUARD_DRY_RUN", "false")
+    response = _approve(call, planned["ticketId"], {"planHash": planned["planHash"]})
+    assert response.status_code == 202, response.get_body()
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
