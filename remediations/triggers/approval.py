@@ -8,8 +8,9 @@ when that is set (403), and is not the requester (403). What is written is that 
 skipped as drifted where its target changed since (remediations/core/pinned.py).
 
 The notice (`VAULTGUARD_APPROVAL_WEBHOOK_URL`) is a Teams-style message holding an adaptive card:
-each planned change (fix, target, principal, before -> after) and the approve link. Plans carry
-permission names and resource ids only, never a secret value.
+each planned change (fix, target, principal, before -> after) and the approve link (the message shape of
+MicrosoftDocs/msteams-docs "Send Adaptive Cards using an Incoming Webhook"). Plans carry permission
+names and resource ids only, never a secret value.
 """
 
 from __future__ import annotations
