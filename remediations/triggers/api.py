@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,41 +120,8 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
         # Its worker died mid-run: run it again, reconciling the writes it left pending first.
         observability.logger().warning("ticket re-run: its stored run was left unfinished")
 
-    try:
-        result = remediate_ticket.run_ticket(
-            request,
-            settings=settings,
-            correlation_id=context.correlation_id,
-            attribution=who,
-            reconcile_after=stale_after(),
-        )
-        if result.status == "planned" and result.pinned is not None:
-            # Kept before the result is saved: a ticket that shows a planHash can always be approved.
-            store.keep("plan", request.ticketId, result.pinned.model_dump(mode="json"))
-        store.save(
-            "ticket",
-            request.ticketId,
-            fingerprint,
-            result.model_dump(mode="json"),
-            result.status,
-            request.dryRun,
-        )
-    except Exception:  # noqa: BLE001 - any engine/storage fault: logged with traceback, run failed, 500
-        observability.logger().exception("ticket run failed")
-        failed = placeholder.model_copy(
-            update={
-                "status": "failed",
-                "message": f"The run failed; correlation id {context.correlation_id}.",
-                "completedAt": datetime.now(UTC),
-            }
-        )
-        store.save(
-            "ticket", request.ticketId, fingerprint, failed.model_dump(mode="json"), "failed", request.dryRun
-        )
-        observability.record_run_metric("ticket", failures=1, dry_run=request.dryRun, status="failed")
-        raise ProblemError(internal_error(context.correlation_id)) from None
-    observability.record_run_metric(
-        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.metric()
+    result = _run_recorded(
+        RunRecord("ticket", request.ticketId, fingerprint, placeholder), request, settings, who, context
     )
     if result.status == "planned":
         approval.notify(settings.approval_webhook_url, result, settings.hostname)
@@ -164,6 +132,63 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     return json_response(
         result.model_dump(mode="json"), status, {"Location": location}, context.correlation_id
     )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a ticket's (or an approval's) run is recorded, and what it showed while running."""
+
+    kind: RunKind
+    key: str
+    fingerprint: str
+    placeholder: TicketResult
+
+
+def _run_recorded(
+    record: RunRecord,
+    request: TicketRequest,
+    settings: AppSettings,
+    who: Attribution,
+    context: InvocationContext,
+    *,
+    pinned: PinnedPlan | None = None,
+    stamp: dict[str, Any] | None = None,
+) -> TicketResult:
+    """Run a ticket (with `pinned`: apply that plan) and record the result, `stamp` fields set; a run
+    that raised is recorded failed and answered 500. A dry run's plan is kept for its approval."""
+    store = _store()
+    try:
+        result = remediate_ticket.run_ticket(
+            request,
+            settings=settings,
+            correlation_id=context.correlation_id,
+            attribution=who,
+            reconcile_after=stale_after(),
+            pinned=pinned,
+        )
+        result = result.model_copy(update=stamp or {})
+        if result.status == "planned" and result.pinned is not None and pinned is None:
+            # Kept before the result is saved: a ticket that shows a planHash can always be approved.
+            store.keep("plan", record.key, result.pinned.model_dump(mode="json"))
+        body = result.model_dump(mode="json")
+        store.save(record.kind, record.key, record.fingerprint, body, result.status, request.dryRun)
+    except Exception:  # noqa: BLE001 - any engine/storage fault: logged with traceback, run failed, 500
+        observability.logger().exception("%s run failed", record.kind)
+        failed = record.placeholder.model_copy(
+            update={
+                "status": "failed",
+                "message": f"The run failed; correlation id {context.correlation_id}.",
+                "completedAt": datetime.now(UTC),
+            }
+        )
+        body = failed.model_dump(mode="json")
+        store.save(record.kind, record.key, record.fingerprint, body, "failed", request.dryRun)
+        observability.record_run_metric("ticket", failures=1, dry_run=request.dryRun, status="failed")
+        raise ProblemError(internal_error(context.correlation_id)) from None
+    observability.record_run_metric(
+        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.metric()
+    )
+    return result
 
 
 # --- approval of a pinned plan ----------------------------------------------------------------------
@@ -230,35 +255,15 @@ def approve_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Ht
     if existing is not None and not rerun:
         observability.logger().info("approval replayed: returning the stored result")
         return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
-    try:
-        result = remediate_ticket.run_ticket(
-            request,
-            settings=settings,
-            correlation_id=context.correlation_id,
-            attribution=who,
-            reconcile_after=stale_after(),
-            pinned=pinned,
-        )
-    except Exception:  # noqa: BLE001 - any engine/storage fault: logged with traceback, run failed, 500
-        observability.logger().exception("approval run failed")
-        failed = placeholder.model_copy(update={"status": "failed", "completedAt": datetime.now(UTC)})
-        store.save("approval", ticket_id, pinned.hash, failed.model_dump(mode="json"), "failed")
-        raise ProblemError(internal_error(context.correlation_id)) from None
-    result = result.model_copy(
-        update={
-            "planId": pinned.id,
-            "planHash": pinned.hash,
-            "approvedBy": approver.display,
-            "approvalReason": body.reason,
-            "requester": ticket.body.get("requester"),
-        }
-    )
-    store.save(
-        "approval", ticket_id, pinned.hash, result.model_dump(mode="json"), result.status, result.dryRun
-    )
-    observability.record_run_metric(
-        "ticket", dry_run=result.dryRun, status=result.status, **result.summary.metric()
-    )
+    approved = {
+        "planId": pinned.id,
+        "planHash": pinned.hash,
+        "approvedBy": approver.display,
+        "approvalReason": body.reason,
+        "requester": ticket.body.get("requester"),
+    }
+    record = RunRecord("approval", ticket_id, pinned.hash, placeholder)
+    result = _run_recorded(record, request, settings, who, context, pinned=pinned, stamp=approved)
     location = f"/api/remediations/{ticket_id}/approve"
     return json_response(result.model_dump(mode="json"), 202, {"Location": location}, context.correlation_id)
 

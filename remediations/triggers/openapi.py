@@ -119,6 +119,8 @@ _APPROVAL = (
     "access policies again under the vault's lease); otherwise it is skipped as drifted. Nothing is "
     "planned anew. Every write is audited before and after, naming the approver."
 )
+# The problems of an endpoint that may write: bad input, the caller's rights, conflicts, limits, faults.
+_WRITE_PROBLEMS = (400, 401, 403, 409, 413, 415, 422, 500, 503)
 _TICKET_ID = {
     "name": "ticketId",
     "in": "path",
@@ -181,15 +183,7 @@ def build() -> dict[str, Any]:
                             "Changes were applied: plan and outcomes in the body; the result is at Location",
                         ),
                         **_problems(
-                            400,
-                            401,
-                            403,
-                            409,
-                            413,
-                            415,
-                            422,
-                            500,
-                            503,
+                            *_WRITE_PROBLEMS,
                             s400="Malformed JSON, or an X-MS-CLIENT-PRINCIPAL header (set by App Service "
                             "Authentication) that cannot be read",
                         ),
@@ -246,16 +240,8 @@ def build() -> dict[str, Any]:
                             "`skipped` with an error starting `drifted`)",
                         ),
                         **_problems(
-                            400,
-                            401,
-                            403,
+                            *_WRITE_PROBLEMS,
                             404,
-                            409,
-                            413,
-                            415,
-                            422,
-                            500,
-                            503,
                             s401="No authenticated approver (App Service Authentication)",
                             s403="The approver holds no VAULTGUARD_APPROVER_ROLES role, or is the requester",
                             s409="planHash is not this ticket's plan, or the ticket is not a planned dry run",

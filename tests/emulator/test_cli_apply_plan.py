@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures of test_report_cli_apply are imported, then requested by name
 """`vaultguard plan --out` then `apply --plan`: the stored plan is applied as it is, with the same
 pinned-plan check as an approved ticket (remediations/core/pinned.py): a change planned after the
 review is not made, and an action whose target drifted is skipped, not planned again. Real SDKs
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +16,15 @@ from emulator import Emulator
 from emulator.azure.state import AccessPolicy
 from emulator.scenario import load_scenario
 from remediations.__main__ import main
-from tests.emulator.test_report_cli_apply import ADMIN, SP_ID, SUB, _scenario
+from tests.emulator.test_report_cli_apply import (  # noqa: F401 - its fixtures, reused
+    SP_ID,
+    SUB,
+    _policy,
+    _scenario,
+    emu,
+)
 
 OTHER_SP = "77777777-7777-4777-8777-777777777777"
-
-
-@pytest.fixture(autouse=True)
-def _policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps({"breakGlass": [ADMIN["objectId"]]}))
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator(load_scenario(_scenario())) as emulator:
-        yield emulator
 
 
 @pytest.fixture(autouse=True)
@@ -73,37 +68,36 @@ def _stored_plan(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_stored_plan_is_applied_as_reviewed_nothing_added(
-    emu: Emulator,
-    env: dict[str, str],
-    storage_env: dict[str, str],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def _apply_after(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], object_id: str, secrets: list[str]
+) -> tuple[int, str]:
+    """Store a plan, set `object_id`'s permissions (a change after the review), apply the stored plan:
+    the access-policy removes it sent and what it printed."""
     plan = _stored_plan(tmp_path)
-    _set_policy(emu, OTHER_SP, ["Get", "List"])  # after the review: a plan made now would narrow it too
+    _set_policy(emu, object_id, secrets)
     mark = emu.requests.mark()
     capsys.readouterr()
     assert main(["apply", "--plan", str(plan)]) == 0
-    assert _removes(emu, mark) == 1
+    return _removes(emu, mark), capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("env", "storage_env")
+def test_a_stored_plan_is_applied_as_reviewed_nothing_added(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # After the review another identity gains List: a plan made now would narrow it too.
+    removes, out = _apply_after(emu, tmp_path, capsys, OTHER_SP, ["Get", "List"])
+    assert removes == 1 and out.startswith("applied")
     assert _secrets(emu, SP_ID) == ["Get"]
     assert _secrets(emu, OTHER_SP) == ["Get", "List"]
-    assert capsys.readouterr().out.startswith("applied")
 
 
+@pytest.mark.usefixtures("env", "storage_env")
 def test_a_stored_plan_whose_target_drifted_is_skipped_not_replanned(
-    emu: Emulator,
-    env: dict[str, str],
-    storage_env: dict[str, str],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = _stored_plan(tmp_path)
-    _set_policy(emu, SP_ID, ["Get", "List", "Set"])
-    mark = emu.requests.mark()
-    capsys.readouterr()
-    assert main(["apply", "--plan", str(plan)]) == 0
-    assert _removes(emu, mark) == 0
+    removes, out = _apply_after(emu, tmp_path, capsys, SP_ID, ["Get", "List", "Set"])
+    assert removes == 0
     assert _secrets(emu, SP_ID) == ["Get", "List", "Set"]
-    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("skipped")]
+    [line] = [x for x in out.splitlines() if x.startswith("skipped")]
     assert "drifted" in line
