@@ -50,6 +50,16 @@ def ticket(req: func.HttpRequest) -> func.HttpResponse:
     return http.handle("ticket", req, api.get_ticket)
 
 
+@app.function_name("approve")
+@app.route(route="remediations/{ticketId}/approve", methods=["GET", "POST"])
+def approve(req: func.HttpRequest) -> func.HttpResponse:
+    """POST: apply exactly the plan a dry-run ticket pinned (body: planHash). GET: that approval's result."""
+    from remediations.triggers import api, http
+
+    handler = api.get_approval if req.method.upper() == "GET" else api.approve_ticket
+    return http.handle("approve", req, handler)
+
+
 @app.function_name("alerts")
 @app.route(route="alerts", methods=["POST"])
 def alerts(req: func.HttpRequest) -> func.HttpResponse:

@@ -11,7 +11,6 @@ import getpass
 import json
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +22,14 @@ from remediations.cli.checks import UsageError
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
+from remediations.core.pinned import covering_scope, environments_of, remediations_of
 from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
 from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
 from remediations.report.model import unlisted_vaults
 from remediations.shell.audit import AuditSink, MemoryAuditSink
-from remediations.shell.engine import Progress, RunContext, apply_plan, inventory
+from remediations.shell.engine import Progress, inventory
 from remediations.shell.pipeline import RunResult, run
 from remediations.shell.policy_file import load_policy
 
@@ -215,8 +215,10 @@ def _run(
     stop_after: Stage,
     caller: str | None = None,
     snapshot: Snapshot | None = None,
+    pinned: Plan | None = None,
 ) -> RunResult:
-    """The pipeline over `--scope` (or a stored `--snapshot`), `--severity` applied before planning."""
+    """The pipeline over `--scope` (or a stored `--snapshot`), `--severity` applied before planning;
+    `pinned`: a stored plan to apply instead of the one made now (core/pinned.py)."""
     if snapshot is None and not args.scope:
         raise PolicyError("give --scope (or --snapshot FILE)")
     if snapshot is None:
@@ -233,7 +235,7 @@ def _run(
         ticket_id=getattr(args, "ticket", None),
         include_secrets=True,  # the report lists every secret a finding or path names
     )
-    return run(request, policy, clients, audit, progress=progress, snapshot=snapshot)
+    return run(request, policy, clients, audit, progress=progress, snapshot=snapshot, pinned=pinned)
 
 
 def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
@@ -280,45 +282,23 @@ def _audit_sink() -> AuditSink:
     return checks.audit_sink()
 
 
-def _plan_scope(plan: Plan) -> Scope:
-    """The Azure scope of a stored plan, for the report (Power Platform targets are not Azure scopes)."""
-    for action in plan.actions:
-        try:
-            return Scope.parse(action.target)
-        except ValueError:
-            continue
-    return Scope(subscription_id="-")
-
-
 def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     caller = f"cli:{getpass.getuser()}"
     audit = _audit_sink()
     started = time.monotonic()
-    snapshot: Snapshot | None = None
+    pinned: Plan | None = None
+    if args.plan:
+        pinned = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
+        _pin_arguments(args, pinned)
     with AzureClients() as clients, _progress() as progress:
-        if args.plan:
-            _ready_for_azure(args, clients)
-            plan = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
-            plan = plan.model_copy(update={"dry_run": args.dry_run})
-            # A fresh run id: applying a stored plan twice must not overwrite the first run's audit rows.
-            context = RunContext(
-                correlation_id=str(uuid.uuid4()), trigger="cli", ticket_id=args.ticket, caller=caller
-            )
-            outcomes = apply_plan(plan, clients, audit, context, progress=progress)
-            scope = _plan_scope(plan)
-            result = RunResult(
-                correlation_id=context.correlation_id,
-                scope=scope,
-                findings=(),
-                plan=plan,
-                outcomes=tuple(outcomes),
-                inventory_errors=(),
-            )
-        else:
-            if not args.scope:
-                raise PolicyError("give --scope or --plan FILE")
-            result = _run(args, policy, clients, audit, progress, stop_after="apply", caller=caller)
-            snapshot = result.snapshot
+        if not args.scope:
+            raise PolicyError("give --scope or --plan FILE")
+        # A stored plan is applied as it is: the run reads and plans only to skip, as drifted, each
+        # action whose target changed since (the same pinned-plan check as an approved ticket).
+        result = _run(
+            args, policy, clients, audit, progress, stop_after="apply", caller=caller, pinned=pinned
+        )
+        snapshot = result.snapshot
     _write_reports(
         args,
         findings=result.findings,
@@ -331,6 +311,18 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         duration_seconds=time.monotonic() - started,
     )
     return _report_run(result, args.json)
+
+
+def _pin_arguments(args: argparse.Namespace, plan: Plan) -> None:
+    """The scope, environments and remediations a stored plan was made on, for its fresh read."""
+    if not args.scope:
+        scope = covering_scope(plan)
+        if scope is None:
+            raise PolicyError("the plan names no Azure target in one subscription: give --scope")
+        args.scope = scope.resource_id
+    if not args.environment and not getattr(args, "all_environments", False):
+        args.environment = list(environments_of(plan)) or None
+    args.remediation = list(remediations_of(plan)) or None
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -303,6 +303,7 @@ def apply_plan(
     concurrency: int = WRITE_CONCURRENCY,
     pacer: TokenBucket | None = None,
     leases: VaultLeases = PROCESS_LEASES,
+    pinned: bool = False,
 ) -> list[Outcome]:
     """Apply each action (never in a dry run). An audit failure stops the run before the next write.
 
@@ -311,7 +312,8 @@ def apply_plan(
     (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
     in plan order. Each write is made under the target's lease (`leases`), after a re-read of the
     vault: a change another run already made is not sent again, and the last-manager rail is judged
-    on the vault as it is now (shell/write_guard.py).
+    on the vault as it is now (shell/write_guard.py). `pinned`: a reviewed plan; an access-policy
+    entry that no longer shows the action's `before` under the lease is skipped as drifted.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -337,7 +339,7 @@ def apply_plan(
                 error="dry run",
             )
         with leases.hold(action.target):
-            settled = recheck(action, clients)
+            settled = recheck(action, clients, pinned=pinned)
             if settled is not None:
                 _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
                 return settled

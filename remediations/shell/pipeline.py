@@ -25,6 +25,7 @@ from remediations.core.model import (
     Scope,
     Snapshot,
 )
+from remediations.core.pinned import pin
 from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
 from remediations.core.registry import get_remediation, remediation_ids
@@ -223,6 +224,7 @@ def run(
     snapshot: Snapshot | None = None,
     secret_store: SecretInventoryStore | None = None,
     leases: VaultLeases = PROCESS_LEASES,
+    pinned: Plan | None = None,
 ) -> RunResult:
     """One pass over the request's scope. A dry run (default: the policy's `dryRun`) writes nothing,
     audit included. `budget` is asked for the plan's writes between planning and applying, so a shared
@@ -233,6 +235,10 @@ def run(
     Writes an earlier run left pending for longer than `request.reconcile_after` are reconciled before
     this run writes (reported, not recorded, in a dry run); a filtered plan (named remediations,
     principals, one part, targets) cannot say "no longer planned", so only re-read rows are judged then.
+
+    `pinned`: a reviewed plan to apply instead of the plan this run makes. The run still reads and
+    plans, but only to compare: each pinned action whose target no longer shows the state it was
+    planned from is skipped as drifted (core/pinned.py); nothing else is written.
     """
     context = RunContext(
         correlation_id=request.correlation_id,
@@ -261,6 +267,8 @@ def run(
         findings, plan = bound_to_vault(
             request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
         )
+    if pinned is not None:
+        plan = pin(pinned, plan)
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     stages.done("plan")
@@ -286,6 +294,7 @@ def run(
             progress=progress,
             concurrency=request.write_concurrency,
             leases=leases,
+            pinned=pinned is not None,
         )
         stages.done("apply")
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix

@@ -37,6 +37,14 @@ REQUIRE_AUTHENTICATED_CALLER = "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER"
 # Comma-separated app role values (the principal's role claims); when set, such tickets also need one of
 # them (403 otherwise) and an authenticated caller (401).
 ALLOWED_CALLER_ROLES = "VAULTGUARD_ALLOWED_CALLER_ROLES"
+# Comma-separated app role values an approver of a pinned plan (`POST .../{ticketId}/approve`) must hold
+# one of (403 otherwise); unset, any authenticated caller other than the requester may approve.
+APPROVER_ROLES = "VAULTGUARD_APPROVER_ROLES"
+# Optional https URL (a Teams incoming webhook or any receiver): dry-run plans awaiting approval are
+# posted there as an adaptive card (the diff and an approve link; never a secret value).
+APPROVAL_WEBHOOK_URL = "VAULTGUARD_APPROVAL_WEBHOOK_URL"
+# Set by the platform: the app's default host name, for the approve link in that card.
+PLATFORM_HOSTNAME = "WEBSITE_HOSTNAME"
 # Set by the platform (not by infra) when App Service Authentication is on for the app.
 PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -70,6 +78,8 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # An Entra app role value: no spaces; printable ASCII (what the manifest allows), up to 120 characters.
 _ROLE_VALUE = re.compile(r"^[\x21-\x7e]{1,120}$")
+# Plans go out in clear to this URL: TLS, except to a receiver on this machine.
+_WEBHOOK = re.compile(r"^(https://[^\s/]+|http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?)(/\S*)?$")
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class AppSettings:
     require_authenticated_caller: bool = False
     allowed_caller_roles: tuple[str, ...] = ()
     platform_auth_enabled: bool = False
+    approver_roles: tuple[str, ...] = ()
+    approval_webhook_url: str | None = None
+    hostname: str | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -146,11 +159,18 @@ class AppSettings:
         # A typo must not open the write endpoints: an unreadable value requires callers.
         require_caller = flag(REQUIRE_AUTHENTICATED_CALLER, default=False, unreadable=True)
 
-        roles = tuple(
-            dict.fromkeys(r.strip() for r in (text(ALLOWED_CALLER_ROLES) or "").split(",") if r.strip())
-        )
-        if any(not _ROLE_VALUE.match(r) for r in roles):
-            problems.append(f"{ALLOWED_CALLER_ROLES} holds a value that is not an app role value")
+        def role_list(name: str) -> tuple[str, ...]:
+            values = tuple(dict.fromkeys(r.strip() for r in (text(name) or "").split(",") if r.strip()))
+            if any(not _ROLE_VALUE.match(r) for r in values):
+                problems.append(f"{name} holds a value that is not an app role value")
+            return values
+
+        roles = role_list(ALLOWED_CALLER_ROLES)
+        approver_roles = role_list(APPROVER_ROLES)
+        webhook = text(APPROVAL_WEBHOOK_URL)
+        if webhook is not None and not _WEBHOOK.match(webhook):
+            problems.append(f"{APPROVAL_WEBHOOK_URL} must be an https URL (http only for localhost)")
+            webhook = None
 
         subscriptions: list[str] = []
         for raw_part in (text(SUBSCRIPTION_IDS) or "").split(","):
@@ -208,5 +228,8 @@ class AppSettings:
             require_authenticated_caller=require_caller,
             allowed_caller_roles=roles,
             platform_auth_enabled=platform_auth,
+            approver_roles=approver_roles,
+            approval_webhook_url=webhook,
+            hostname=text(PLATFORM_HOSTNAME),
             problems=tuple(problems),
         )

@@ -25,6 +25,7 @@ from azure.data.tables import UpdateMode
 
 from remediations.core.access_policy import entry_of, last_manager_reason, simulate
 from remediations.core.model import AccessPolicyChange, Action, Outcome, Scope, Snapshot, VaultRef
+from remediations.core.pinned import drift_reason
 from remediations.ports import Clients
 
 LEASE_TABLE = "vaultguardleases"
@@ -163,9 +164,10 @@ def _shows(change: AccessPolicyChange, held: set[str]) -> bool:
     return not (wanted & held) if change.operation == "remove" else wanted <= held
 
 
-def recheck(action: Action, clients: Clients) -> Outcome | None:
+def recheck(action: Action, clients: Clients, *, pinned: bool = False) -> Outcome | None:
     """For an access-policy action, the outcome the vault as it is now calls for (already applied,
-    or skipped by the last-manager rail), or None when the write should go ahead."""
+    skipped by the last-manager rail, or for a `pinned` (reviewed) plan skipped as drifted when the
+    entry no longer shows the action's `before`), or None when the write should go ahead."""
     changes = [c for c in action.changes if isinstance(c, AccessPolicyChange)]
     if not changes or len(changes) != len(action.changes):
         return None
@@ -186,6 +188,10 @@ def recheck(action: Action, clients: Clients) -> Outcome | None:
             error=ALREADY_APPLIED,
             verified=True,
         )
+    drift = drift_reason(action, entry.permissions.as_dict() if entry is not None else {}) if pinned else None
+    if drift is not None:
+        before = entry.permissions.as_dict() if entry is not None else {}
+        return Outcome(action_id=action.id, status="skipped", before=before, error=drift)
     if entry is None:
         return None
     assignments = clients.authorization(ref.subscription_id).list_role_assignments_at(vault.id)

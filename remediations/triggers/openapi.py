@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from remediations import __version__
 from remediations.triggers.alerts import AlertResult
+from remediations.triggers.approval import ApprovalRequest
 from remediations.triggers.tickets import TicketRequest, TicketResult
 
 PATH = Path(__file__).with_name("openapi.json")
@@ -110,9 +111,32 @@ _CALLER = (
 )
 
 
+_APPROVAL = (
+    "The body names the dry run's `planHash`. The approver is the caller App Service Authentication "
+    "authenticated (401 without one: approvals fail closed), holds one of VAULTGUARD_APPROVER_ROLES when "
+    "set (403) and is not the ticket's requester (403). Each action of the plan is written only if its "
+    "target still shows the `before` state the plan was made from (re-read before the writes, and for "
+    "access policies again under the vault's lease); otherwise it is skipped as drifted. Nothing is "
+    "planned anew. Every write is audited before and after, naming the approver."
+)
+# The problems of an endpoint that may write: bad input, the caller's rights, conflicts, limits, faults.
+_WRITE_PROBLEMS = (400, 401, 403, 409, 413, 415, 422, 500, 503)
+_TICKET_ID = {
+    "name": "ticketId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+
+
 def build() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(TicketRequest, "validation"), (TicketResult, "serialization"), (AlertResult, "serialization")],
+        [
+            (TicketRequest, "validation"),
+            (TicketResult, "serialization"),
+            (AlertResult, "serialization"),
+            (ApprovalRequest, "validation"),
+        ],
         ref_template=_REF,
     )
     components = dict(sorted(schemas.get("$defs", {}).items()))
@@ -159,15 +183,7 @@ def build() -> dict[str, Any]:
                             "Changes were applied: plan and outcomes in the body; the result is at Location",
                         ),
                         **_problems(
-                            400,
-                            401,
-                            403,
-                            409,
-                            413,
-                            415,
-                            422,
-                            500,
-                            503,
+                            *_WRITE_PROBLEMS,
                             s400="Malformed JSON, or an X-MS-CLIENT-PRINCIPAL header (set by App Service "
                             "Authentication) that cannot be read",
                         ),
@@ -185,7 +201,7 @@ def build() -> dict[str, Any]:
                         {
                             "name": "kind",
                             "in": "query",
-                            "schema": {"enum": ["ticket", "alert", "scope", "event"]},
+                            "schema": {"enum": ["ticket", "alert", "scope", "event", "approval"]},
                         },
                     ],
                     "responses": {"200": _json("RunList", "Runs"), **_problems(422, 503)},
@@ -195,16 +211,49 @@ def build() -> dict[str, Any]:
                 "get": {
                     "operationId": "getTicket",
                     "summary": "The stored result of a ticket",
-                    "parameters": [
-                        {
-                            "name": "ticketId",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-                        }
-                    ],
+                    "parameters": [_TICKET_ID],
                     "responses": {"200": _json("TicketResult", "The ticket"), **_problems(404, 503)},
                 }
+            },
+            "/remediations/{ticketId}/approve": {
+                "post": {
+                    "operationId": "approvePlan",
+                    "summary": "Apply exactly the plan a dry-run ticket pinned (idempotent by ticketId)",
+                    "description": _APPROVAL,
+                    "security": [{"functionKey": [], "entraId": []}, {"functionKeyQuery": [], "entraId": []}],
+                    "parameters": [_TICKET_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": _REF.format(model="ApprovalRequest")}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            "TicketResult",
+                            "This plan was approved before (header Idempotent-Replayed: true): the stored "
+                            "result, nothing written again",
+                        ),
+                        "202": _json(
+                            "TicketResult",
+                            "The pinned plan was applied: outcomes in the body (a drifted action is "
+                            "`skipped` with an error starting `drifted`)",
+                        ),
+                        **_problems(
+                            *_WRITE_PROBLEMS,
+                            404,
+                            s401="No authenticated approver (App Service Authentication)",
+                            s403="The approver holds no VAULTGUARD_APPROVER_ROLES role, or is the requester",
+                            s409="planHash is not this ticket's plan, or the ticket is not a planned dry run",
+                        ),
+                    },
+                },
+                "get": {
+                    "operationId": "getApproval",
+                    "summary": "The stored result of a ticket's approval",
+                    "parameters": [_TICKET_ID],
+                    "responses": {"200": _json("TicketResult", "The approval's run"), **_problems(404, 503)},
+                },
             },
             "/alerts": {
                 "post": {

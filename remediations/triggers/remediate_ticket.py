@@ -7,7 +7,8 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from remediations.core.model import Scope
+from remediations.core.model import Plan, Scope
+from remediations.core.pinned import PinnedPlan
 from remediations.core.registry import get_remediation
 from remediations.core.request import RECONCILE_AFTER, RunRequest, SecretTarget, Targets
 from remediations.shell import settings as names
@@ -125,6 +126,7 @@ def run_ticket(
     correlation_id: str,
     attribution: Attribution | None = None,
     reconcile_after: timedelta = RECONCILE_AFTER,
+    pinned: PinnedPlan | None = None,
 ) -> TicketResult:
     """Plan (and unless a dry run, apply) the named remediations on the named targets.
 
@@ -132,7 +134,12 @@ def run_ticket(
     (rotation's own detectors, which would pick every exposed or expiring secret of the vault, are not
     used for this ticket).
     `attribution` (triggers/caller.py) says who the audit rows and the result name; without it, the
-    body's requester as declared."""
+    body's requester as declared.
+
+    The result carries the run's plan pinned (`planId`, `planHash`; the plans themselves in
+    `pinned`, not serialised). With `pinned` (an approval), each scope applies its pinned plan, each
+    action skipped as drifted where the target no longer shows the state it was planned from; a scope
+    the pinned plan does not have gets no writes."""
     from remediations.shell.audit import AttributedAuditSink  # noqa: PLC0415 - keeps trigger import light
 
     who = attribution or Attribution(requester=request.requester)
@@ -174,9 +181,11 @@ def run_ticket(
                 clients,
                 audit,
                 budget=take,
+                pinned=None if pinned is None else pinned.for_scope(scope.resource_id) or _nothing(),
             )
             for scope in scopes
         ]
+    kept = PinnedPlan.of([(s.resource_id, r.plan) for s, r in zip(scopes, results, strict=True)])
     if not request.dryRun and forced:
         notes.insert(0, forced_note(forced))
     notes.extend(who.notes)
@@ -216,7 +225,14 @@ def run_ticket(
         declaredRequester=who.declared_requester,
         caller=who.caller,
         reason=request.reason,
+        planId=kept.id,
+        planHash=kept.hash,
+        pinned=kept,
     )
+
+
+def _nothing() -> Plan:
+    return Plan(id="nothing", created_at=datetime.now(UTC))
 
 
 def _ticket_message(status: TicketStatus, summary: RunSummary) -> str:

@@ -39,7 +39,9 @@ from remediations.triggers.storage import table_client
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-RunKind = Literal["ticket", "alert", "scope", "event"]
+# "plan": a dry-run ticket's pinned plan (per scope), kept for its approval; "approval": the run that
+# applied it, keyed by ticket id.
+RunKind = Literal["ticket", "alert", "scope", "event", "plan", "approval"]
 CHUNK_BYTES = 64_000
 CHUNKS_PER_ENTITY = 12
 MAX_ENTITIES = 3
@@ -242,6 +244,17 @@ class RunStore:
         if index_key:
             self._write_index(index_key, kind, key, status, _as_datetime(head["CreatedAt"]), dry_run)
 
+    def keep(self, kind: RunKind, key: str, body: Mapping[str, Any]) -> None:
+        """Store a document (a pinned plan) under the same chunked layout, without an index row: it is
+        part of its ticket's record, not a run of its own. Replaces what was kept before."""
+        head, parts = _entities(kind, key, body)
+        now = datetime.now(UTC)
+        head.update({"Kind": kind, "Key": key, "Status": "kept", "CreatedAt": now, "UpdatedAt": now})
+        head["Parts"] = len(parts)
+        operations: list[Any] = [("upsert", head, {"mode": UpdateMode.REPLACE})]
+        operations.extend(("upsert", part, {"mode": UpdateMode.REPLACE}) for part in parts)
+        self._table.submit_transaction(operations)
+
     # --- index ------------------------------------------------------------------------------
 
     def _write_index(
@@ -283,7 +296,7 @@ class RunStore:
 
 
 def _kind(value: object) -> RunKind:
-    kinds: tuple[RunKind, ...] = ("alert", "scope", "event")
+    kinds: tuple[RunKind, ...] = ("alert", "scope", "event", "plan", "approval")
     return next((kind for kind in kinds if kind == value), "ticket")
 
 

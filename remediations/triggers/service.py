@@ -41,6 +41,7 @@ from remediations.triggers.tickets import RunSummary, TicketStatus
 
 if TYPE_CHECKING:
     from remediations.adapters.clients import AzureClients
+    from remediations.core.model import Plan
     from remediations.shell.audit import AuditSink
     from remediations.shell.pipeline import Budget, RunResult
     from remediations.shell.secret_inventory import SecretInventoryStore
@@ -85,6 +86,7 @@ def run(
     *,
     budget: Budget | None = None,
     secret_store: SecretInventoryStore | None = None,
+    pinned: Plan | None = None,
 ) -> RunResult:
     """The one pipeline (remediations/shell/pipeline.py), imported when a trigger runs, not when it
     is indexed: it loads the Azure SDK."""
@@ -98,7 +100,14 @@ def run(
     hold = min(stale_after().total_seconds(), 120.0)
     leases = table_leases(settings.storage_connection, settings.storage_table_uri, hold)
     return pipeline.run(
-        request, policy, clients, audit, budget=budget, secret_store=secret_store, leases=leases
+        request,
+        policy,
+        clients,
+        audit,
+        budget=budget,
+        secret_store=secret_store,
+        leases=leases,
+        pinned=pinned,
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from remediations.core.pinned import PinnedPlan
 from remediations.core.registry import remediation_ids
 from remediations.triggers import ids
 from remediations.triggers.caller import Attribution, Caller
@@ -58,7 +59,7 @@ PrincipalId = Annotated[str, Field(max_length=36), AfterValidator(ids.principal_
 EnvironmentName = Annotated[str, Field(max_length=64), AfterValidator(ids.environment_name)]
 
 
-def _printable(value: str | None) -> str | None:
+def printable(value: str | None) -> str | None:
     if value is not None and not _PRINTABLE.match(value):
         raise ValueError("must not contain control characters")
     return value
@@ -104,9 +105,9 @@ class TicketRequest(BaseModel):
             "authenticated caller is recorded instead, and this is kept as `declaredRequester` when it "
             "names someone else.",
         ),
-        AfterValidator(_printable),
+        AfterValidator(printable),
     ] = None
-    reason: Annotated[str | None, Field(max_length=2000), AfterValidator(_printable)] = None
+    reason: Annotated[str | None, Field(max_length=2000), AfterValidator(printable)] = None
 
     @field_validator("remediations")
     @classmethod
@@ -201,6 +202,20 @@ class TicketResult(BaseModel):
         "null when there was none or the deployment does not trust those headers.",
     )
     reason: str | None = None
+    planId: str | None = Field(
+        default=None, description="The id of this run's plan, pinned for approval (derived from planHash)."
+    )
+    planHash: str | None = Field(
+        default=None,
+        description="SHA-256 of the canonical JSON of the planned actions, their `before` state included "
+        "(no secret values). `POST /api/remediations/{ticketId}/approve` applies exactly this plan.",
+    )
+    approvedBy: str | None = Field(
+        default=None, description="On an approval's result: the approver (`name (object id)`)."
+    )
+    approvalReason: str | None = None
+    # The plans behind planHash, stored with the ticket for its approval; never in a response.
+    pinned: PinnedPlan | None = Field(default=None, exclude=True)
 
     @classmethod
     def accepted(

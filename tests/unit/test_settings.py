@@ -80,3 +80,26 @@ def test_an_unreadable_requirement_fails_closed_and_is_named() -> None:
     assert "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER" in joined
     assert "VAULTGUARD_ALLOWED_CALLER_ROLES" in joined
     assert "maybe" not in joined and "has space" not in joined
+
+
+def test_approval_settings_are_read_and_an_insecure_webhook_is_a_problem() -> None:
+    settings = AppSettings.from_env(
+        {
+            "VAULTGUARD_APPROVER_ROLES": "Vaultguard.Approver, Vaultguard.Approver,CAB",
+            "VAULTGUARD_APPROVAL_WEBHOOK_URL": "https://contoso.webhook.office.com/webhookb2/x",
+            "WEBSITE_HOSTNAME": "vaultguard.azurewebsites.net",
+        }
+    )
+    assert settings.approver_roles == ("Vaultguard.Approver", "CAB")
+    assert settings.approval_webhook_url == "https://contoso.webhook.office.com/webhookb2/x"
+    assert settings.hostname == "vaultguard.azurewebsites.net"
+    assert AppSettings.from_env(
+        {"VAULTGUARD_APPROVAL_WEBHOOK_URL": "http://127.0.0.1:8080/hook"}
+    ).approval_webhook_url
+    for url in ("http://hooks.example.com/x", "ftp://x", "https://"):
+        insecure = AppSettings.from_env({"VAULTGUARD_APPROVAL_WEBHOOK_URL": url})
+        assert insecure.approval_webhook_url is None
+        assert any("VAULTGUARD_APPROVAL_WEBHOOK_URL" in p for p in insecure.problems)
+        assert not any(url in p for p in insecure.problems)  # problems name settings, never values
+    bad_role = AppSettings.from_env({"VAULTGUARD_APPROVER_ROLES": "has space"})
+    assert any("VAULTGUARD_APPROVER_ROLES" in p for p in bad_role.problems)

@@ -1,0 +1,187 @@
+"""A pinned plan: the plan a person reviewed, applied as it is, never planned again silently.
+
+The content hash covers each action's target, principal, changes and `before` state (never a secret
+value: actions carry permission names and resource ids only), so an approval names exactly what was
+reviewed. Before the writes, the state the plan was made from is compared with a fresh read: an
+action whose target no longer shows its `before` is skipped as drifted, not replaced by what a new
+plan would do. The shell re-reads (shell/pipeline.py for the whole scope, shell/write_guard.py for
+an access-policy entry under the vault's lease); the comparisons here are pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from remediations.core.model import (
+    Action,
+    DlpPolicyChange,
+    FlowStateChange,
+    Plan,
+    Scope,
+    ShareChange,
+    arm_name,
+)
+
+DRIFTED = "drifted"
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def plan_hash(plans: Sequence[tuple[str, Plan]]) -> str:
+    """SHA-256 of the canonical JSON of each scope's actions, in order (times and ids of the plan left
+    out: the same changes from the same state hash alike)."""
+    content = [
+        {
+            "scope": scope.lower(),
+            "actions": [a.model_dump(mode="json") for a in plan.actions],
+            "deferred": [a.model_dump(mode="json") for a in plan.deferred],
+        }
+        for scope, plan in plans
+    ]
+    return hashlib.sha256(_canonical(content)).hexdigest()
+
+
+def plan_id(digest: str) -> str:
+    """A short, readable name of a pinned plan, derived from its hash."""
+    return f"plan-{digest[:16]}"
+
+
+class ScopePlan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: str  # the resource id the plan was made on
+    plan: Plan
+
+
+class PinnedPlan(BaseModel):
+    """What a dry-run ticket keeps for its approval: each scope's plan, its hash and id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    hash: str
+    scopes: tuple[ScopePlan, ...] = ()
+
+    @classmethod
+    def of(cls, plans: Sequence[tuple[str, Plan]]) -> PinnedPlan:
+        digest = plan_hash(plans)
+        return cls(
+            id=plan_id(digest), hash=digest, scopes=tuple(ScopePlan(scope=s, plan=p) for s, p in plans)
+        )
+
+    def for_scope(self, scope: str) -> Plan | None:
+        return next((s.plan for s in self.scopes if s.scope.lower() == scope.lower()), None)
+
+    @property
+    def verified(self) -> bool:
+        """Whether the stored plans still hash to the stored hash (a record changed by hand does not)."""
+        return plan_hash([(s.scope, s.plan) for s in self.scopes]) == self.hash
+
+
+def _normalised(state: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    # Permission names compare case-insensitively (ARM returns them as stored); empty lists are absent.
+    return {k: sorted(str(v).casefold() for v in values) for k, values in state.items() if values}
+
+
+def same_state(left: Mapping[str, Sequence[str]], right: Mapping[str, Sequence[str]]) -> bool:
+    return _normalised(left) == _normalised(right)
+
+
+def drift_reason(pinned: Action, now: Mapping[str, Sequence[str]] | None) -> str | None:
+    """Why `pinned` must not be written given the target's state `now` (None: the fresh read no longer
+    calls for this change at all), or None when the target still shows the plan's `before`."""
+    if now is None:
+        return f"{DRIFTED}: the target no longer calls for this change (changed since the plan was made)"
+    if same_state(pinned.before, now):
+        return None
+    return (
+        f"{DRIFTED}: the target changed since the plan was made "
+        f"(planned from {_brief(pinned.before)}, now {_brief(now)})"
+    )
+
+
+def _brief(state: Mapping[str, Sequence[str]]) -> str:
+    shown = _normalised(state)
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(shown.items())) or "nothing"
+
+
+def pin(pinned: Plan, fresh: Plan) -> Plan:
+    """The pinned plan as it may be applied now: its actions, in its order, each compared with the
+    action a fresh plan from a fresh read makes for the same change (same id: same fix, target,
+    principal and changes). One that drifted, or that a rail now stops, is kept, marked skipped with
+    the reason."""
+    fresh_actions = (*fresh.actions, *fresh.deferred)
+    by_id = {a.id: a for a in fresh_actions}
+    by_subject = {_subject(a): a for a in fresh_actions}
+    checked = []
+    for action in pinned.actions:
+        if action.skip_reason is not None:
+            checked.append(action)
+            continue
+        # The same change, else the fresh plan's change for the same fix, target and principal: its
+        # `before` is the target's state now, which says how it drifted.
+        current = by_id.get(action.id) or by_subject.get(_subject(action))
+        reason = drift_reason(action, current.before if current is not None else None)
+        if reason is None and current is not None and current.id != action.id:
+            reason = f"{DRIFTED}: a plan made now would make another change on this target"
+        if reason is None and current is not None:
+            reason = current.skip_reason  # a rail the state now calls for (e.g. the last manager)
+        checked.append(action if reason is None else action.model_copy(update={"skip_reason": reason}))
+    return pinned.model_copy(update={"actions": tuple(checked), "dry_run": fresh.dry_run})
+
+
+def covering_scope(plan: Plan) -> Scope | None:
+    """The smallest Azure scope holding every Azure target of the plan (a vault, its resource group,
+    the subscription), for the fresh read a stored plan is checked against; None when the plan has no
+    Azure target or spans subscriptions."""
+    parts = {
+        (
+            sub.lower(),
+            (arm_name(a.target, "resourceGroups") or "").lower(),
+            (arm_name(a.target, "vaults") or "").lower(),
+        ): (
+            sub,
+            arm_name(a.target, "resourceGroups"),
+            arm_name(a.target, "vaults"),
+        )
+        for a in (*plan.actions, *plan.deferred)
+        if (sub := arm_name(a.target, "subscriptions")) is not None
+    }
+    if len({key[0] for key in parts}) != 1:
+        return None
+    sub, group, vault = next(iter(parts.values()))
+    if len({key[1] for key in parts}) > 1 or group is None:
+        return Scope(subscription_id=sub)
+    if len({key[2] for key in parts}) > 1 or vault is None:
+        return Scope(subscription_id=sub, resource_group=group)
+    return Scope(subscription_id=sub, resource_group=group, vault_name=vault)
+
+
+def environments_of(plan: Plan) -> tuple[str, ...]:
+    """The Power Platform environments the plan's changes are made in (shares, flows, DLP policies)."""
+    found: set[str] = set()
+    for action in (*plan.actions, *plan.deferred):
+        for change in action.changes:
+            if isinstance(change, ShareChange | FlowStateChange):
+                found.add(change.environment)
+            elif isinstance(change, DlpPolicyChange):
+                found.update(change.environments)
+    return tuple(sorted(e for e in found if e))
+
+
+def remediations_of(plan: Plan) -> tuple[str, ...]:
+    return tuple(sorted({a.remediation_id for a in (*plan.actions, *plan.deferred)}))
+
+
+def _subject(action: Action) -> tuple[str, str, str]:
+    return (action.remediation_id, action.target.lower(), (action.principal or "").lower())
+
+
+def is_drifted(reason: str | None) -> bool:
+    return reason is not None and reason.startswith(DRIFTED)
