@@ -1,10 +1,8 @@
 """Verify closure, not the action. One pipeline run with the demo policy applies its plan on
 the seed, then re-reads and lists the person -> flow -> secret paths left, each with its reason. The
 System Customizer's path through the admin's connection is not accepted by the policy, so the run
-fails; and the emulator shows the path is real: the customizer turns the quarantined flow back on and
-reads the value with a single Get secret (secure outputs off), while List + for-each is refused by DLP.
-Not emulated yet (no flow-create route, HTTP actions are not executed): a new flow on the connection,
-Save As, an HTTP action posting the value out."""
+fails. The emulator holds the quarantine (the customizer may not turn the flow back on) while closure
+conservatively keeps listing the path; every other attack is in tests/emulator/test_attacks.py."""
 
 from __future__ import annotations
 
@@ -84,22 +82,19 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     )
     patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({payroll['name']})" in r.path]
     assert patches and emu.state.powerplatform.flows[payroll["name"]].state == "Stopped"
-    # ... yet the emulator agrees the path is open: the customizer turns the flow back on (as co-owners
-    # may: docs/fidelity.md), edits it down to a single Get secret without secure outputs, and reads it
+    # ... and the emulator holds the quarantine: List + for-each is refused by the DLP policy the run
+    # made (Key Vault never asked), and the customizer, not a co-owner and not allowed to use the admin's
+    # connection, cannot turn the flow back on (ConnectionAuthorizationFailed, docs/fidelity.md). Closure
+    # still lists the path: it counts every editor of a turned-off flow (it cannot see who may turn it on).
     attack = Attack(emu, seed)
-    # List + for-each: the edit is refused by the DLP policy the run made, Key Vault never asked
     kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
     dumped = attack.edit(defs.dump_vault_definition())
     assert dumped.status_code == 403 and dumped.json()["error"]["code"] == "DlpViolation"
-    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
-    # re-enabling the quarantined flow: allowed, as for co-owners in the product
-    assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 200
-    assert emu.state.powerplatform.flows[payroll["name"]].state == "Started"
+    started = attack.attacker.post(f"{attack.base}/start", params=V)
+    assert started.status_code == 403 and started.json()["error"]["code"] == "ConnectionAuthorizationFailed"
+    assert emu.state.powerplatform.flows[payroll["name"]].state == "Stopped"
     edit = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
-    assert attack.edit(edit).status_code == 200
-    stolen = attack.run()
-    assert stolen["properties"]["status"] == "Succeeded"
-    body = attack.content(stolen["properties"]["actions"]["Get_secret"])["body"]
-    assert body["name"] == "payroll-db-password" and body["value"]
-    gets = emu.requests.filter(host="kv-shared-prod.vault.azure.net")[kv_mark:]
-    assert [r.status for r in gets] == [200]  # one Get secret, answered: the path the run listed is real
+    assert attack.edit(edit).status_code == 200  # editing is allowed; running a flow that is off is not
+    refused = attack.attacker.post(f"{attack.base}/triggers/manual/run", params=V, json={})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "WorkflowNotEnabled"
+    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
