@@ -280,14 +280,17 @@ class FlowRunner:
             return
         connection = self._connection(action, references)
         secret = str(body.get("name") or "")
-        run.secret_reads.append(
-            SecretRead(
-                vault=connection.vault_name or "" if connection else "",
-                name=secret,
-                action=name,
-                secure_outputs=record.secure_outputs,
-            )
+        read = SecretRead(
+            flow=run.flow,
+            run=run.name,
+            vault=(connection.vault_name or "") if connection else "",
+            name=secret,
+            action=name,
+            secure_outputs=record.secure_outputs,
         )
+        run.secret_reads.append(read)
+        with self.emulator.state.lock:
+            self.emulator.state.powerplatform.secret_reads.append(read)
         if body.get("value"):
             run.values_read[str(body["value"])] = secret
 

@@ -93,6 +93,8 @@ class ActionRecord:
 class SecretRead:
     """A secret value a run read from Key Vault (by name: the value stays in the action's outputs)."""
 
+    flow: str
+    run: str
     vault: str
     name: str
     action: str
@@ -199,7 +201,9 @@ class PowerPlatformState:
     page_size_flows: int = 250
     page_size_environments: int = 100
     page_size_connections: int = 250
-    # Every HTTP action request that left a flow run (emulator-only record: see Egress).
+    # Emulator-only records that outlive a deleted flow's run history: every secret a run read (by
+    # name) and every HTTP action request that left a run (see Egress).
+    secret_reads: list[SecretRead] = field(default_factory=list)
     egress: list[Egress] = field(default_factory=list)
     # Signs the emulated SAS links of run inputs/outputs (outputsLink.uri).
     link_key: str = field(default_factory=lambda: secrets.token_hex(16))
