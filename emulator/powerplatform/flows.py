@@ -28,7 +28,9 @@
 Who may do what, as in the product: reading a flow needs a role on it (Owner, CanEdit co-owner, CanView
 run-only user) or System Customizer/Administrator in its environment; editing (PATCH) and sharing need
 Owner/CanEdit or System Customizer/Administrator; running and reading run history: any role on the flow
-or System Customizer/Administrator. Secured inputs/outputs have no inputsLink/outputsLink in the run
+or System Customizer/Administrator. Turning a flow on (start, create on, an edit of a flow that is on that
+adds a connection) also needs the right to use its connections (activation.py: 403
+ConnectionAuthorizationFailed). Secured inputs/outputs have no inputsLink/outputsLink in the run
 history (the portal shows "Content not shown due to security configuration."). A flow edit or start that
 breaks a DLP policy is refused (403 DlpViolation / ApiPolicyDataFlowViolation); a run of a flow that
 violates a policy suspends it and is refused.
