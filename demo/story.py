@@ -767,7 +767,9 @@ class Story:
         )
 
     def report(self) -> None:
+        from remediations.core.closure import paths_left
         from remediations.core.model import Action, Finding, Outcome, Plan
+        from remediations.core.policy import parse_policy
         from remediations.report import AttackReplay, build_report, write_reports
         from remediations.shell.audit import TableAuditSink
 
@@ -796,6 +798,10 @@ class Story:
             run_id=ticket["correlationId"],
             api_calls=self.r.api_calls,
             duration_seconds=round(self.r.seconds, 1),
+            # closure over the fresh read after the fix, with the policy the app ran with
+            paths_left=paths_left(
+                self.after_snapshot, parse_policy(json.loads(self.policy_file.read_text()))
+            ),
             attack_replay=AttackReplay(
                 attacker=self.names[self.customizer],
                 before=tuple(sorted(self.r.before)),
