@@ -434,20 +434,26 @@ def register(emulator: Emulator) -> None:
             admin = _is_admin_route(request)
             return Response.json(200, flow_json(state, flow, full=True, user_type=role, admin=admin))
 
-    def patch_flow(request: Request) -> Response:
+    def _properties(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the caller's claims, the body's `properties`) of a create or edit."""
         api_version(request)
         claims = authenticate(request, FLOW_AUDIENCES)
         body = request.json()
         props = body.get("properties") if isinstance(body, dict) else None
         if not isinstance(props, dict):
             raise HttpError(400, "InvalidRequestContent", "The request body must have 'properties'.")
-        new_definition = props.get("definition")
-        if new_definition is not None and not (
-            isinstance(new_definition, dict) and isinstance(new_definition.get("actions", {}), dict)
+        definition = props.get("definition")
+        if definition is not None and not (
+            isinstance(definition, dict) and isinstance(definition.get("actions", {}), dict)
         ):
             raise HttpError(
                 400, "InvalidFlowDefinition", "properties.definition must be a workflow definition."
             )
+        return claims, props
+
+    def patch_flow(request: Request) -> Response:
+        claims, props = _properties(request)
+        new_definition = props.get("definition")
         with state.lock:
             flow = _editable(request, claims)
             definition = new_definition if new_definition is not None else flow.definition
@@ -475,17 +481,10 @@ def register(emulator: Emulator) -> None:
         """A new flow owned by the caller (Environment Maker or above); `properties.state` "Stopped" saves
         it off (as the portal's Save As does), else it is turned on, which needs the right to use every
         connection it references (activation.py)."""
-        api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
-        body = request.json()
-        props = body.get("properties") if isinstance(body, dict) else None
-        if not isinstance(props, dict):
-            raise HttpError(400, "InvalidRequestContent", "The request body must have 'properties'.")
+        claims, props = _properties(request)
         definition = props.get("definition")
-        if not isinstance(definition, dict) or not isinstance(definition.get("actions", {}), dict):
-            raise HttpError(
-                400, "InvalidFlowDefinition", "properties.definition must be a workflow definition."
-            )
+        if definition is None:
+            raise HttpError(400, "InvalidFlowDefinition", "properties.definition is required.")
         wanted = str(props.get("state") or "Started")
         if wanted not in ("Started", "Stopped"):
             raise HttpError(400, "InvalidRequestContent", "properties.state must be Started or Stopped.")

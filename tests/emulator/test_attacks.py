@@ -6,7 +6,7 @@ attacker's endpoint received, and the refusals the request log shows for the edi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from demo.attacks import ATTACKS, Attacker, Outcome, Target, attempt, editors
+from demo.attacks import ATTACKS, Attacker, Outcome, Target, attempt, editors, single_get
 from emulator import Emulator
 from emulator.powerplatform import token_for
 from emulator.powerplatform.activation import DATAVERSE_ACTIVATION_FAILED
-from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
@@ -26,7 +25,7 @@ from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
 from tests.emulator.helpers import Raw
-from tests.emulator.test_powerplatform_attack import SEED, _client, _who
+from tests.emulator.test_powerplatform_attack import _client, _who
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
 VAULT_HOST = "kv-shared-prod.vault.azure.net"
@@ -34,16 +33,8 @@ SECRET = "payroll-db-password"
 
 
 @pytest.fixture
-def seed() -> dict[str, Any]:
-    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(load_scenario_file(SEED)) as emulator:
-        for name, value in emulator.env.items():
-            monkeypatch.setenv(name, value)
-        yield emulator
+def emu(seeded_emu: Emulator) -> Emulator:
+    return seeded_emu  # the seed scenario, fresh per test (conftest.py)
 
 
 def _target(seed: dict[str, Any]) -> Target:
@@ -233,3 +224,26 @@ def test_turning_a_flow_on_through_dataverse_needs_the_connection(
     assert owner.call("PATCH", url, json={"statecode": 1, "statuscode": 2}).status_code == 204
     with emu.state.lock:
         assert emu.state.powerplatform.flows[target.flow].state == "Started"
+
+
+def test_creating_a_flow_refuses_bad_input_and_callers_without_a_maker_role(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    target = _target(seed)
+    url = target.url.rsplit("/", 1)[0]
+    analyst = _client(emu, _who(seed, "analyst@"))  # Environment Maker
+    v = {"api-version": "2016-11-01"}
+    assert analyst.post(url, params=v, json={}).json()["error"]["code"] == "InvalidRequestContent"
+    assert analyst.post(url, params=v, json={"properties": {}}).status_code == 400
+    bad_state = {"properties": {"definition": single_get(SECRET), "state": "Paused"}}
+    assert analyst.post(url, params=v, json=bad_state).status_code == 400
+    # a flow with no connection is created and turned on; its owner is the caller
+    created = analyst.post(url, params=v, json={"properties": {"definition": single_get(SECRET)}})
+    assert created.status_code == 201 and created.json()["properties"]["state"] == "Started"
+    with emu.state.lock:
+        flow = emu.state.powerplatform.flows[created.json()["name"]]
+        assert flow.creator == _who(seed, "analyst@") and flow.shares[flow.creator].role == "Owner"
+    # an identity with no role in the environment (the service principal behind a connection) may not
+    outsider = _client(emu, seed["servicePrincipals"][0]["id"])
+    refused = outsider.post(url, params=v, json={"properties": {"definition": single_get(SECRET)}})
+    assert refused.status_code == 403

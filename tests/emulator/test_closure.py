@@ -7,7 +7,6 @@ conservatively keeps listing the path; every other attack is in tests/emulator/t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,13 @@ import pytest
 
 from emulator import Emulator
 from emulator.powerplatform import definitions as defs
-from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
-from tests.emulator.test_powerplatform_attack import SEED, Attack, _who
+from tests.emulator.test_powerplatform_attack import Attack, _who
 
 V = {"api-version": "2016-11-01"}
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
@@ -33,16 +31,8 @@ def _ids(result: Any, remediation: str) -> set[str]:
 
 
 @pytest.fixture
-def seed() -> dict[str, Any]:
-    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(load_scenario_file(SEED)) as emulator:
-        for name, value in emulator.env.items():
-            monkeypatch.setenv(name, value)
-        yield emulator
+def emu(seeded_emu: Emulator) -> Emulator:
+    return seeded_emu  # the seed scenario, fresh per test (conftest.py)
 
 
 def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
