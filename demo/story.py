@@ -50,6 +50,7 @@ SERVICES = {  # emulator host -> the service it stands for (report `api_calls`)
     "api.bap.microsoft.com": "Power Platform admin (BAP)",
 }
 PERSON_RELATIONS = frozenset({"can_edit", "can_run", "environment_role", "can_use"})
+SINGLE_SECRET = "payroll-db-password"  # the secret the single-secret attacks ask for
 MARK = "/providers/vaultguard.demo/markers/"  # a harmless 404 that splits the emulator's request log
 
 
@@ -674,6 +675,41 @@ class Story:
         )
         self.after_snapshot = self.snapshot()
 
+    # -- the attack table (before the fix, and after it) ----------------------------------------
+    def _attacks(self, phase: str) -> None:
+        """Every editor of the admin's flow tries every attack (demo/attacks.py); the results come from
+        the emulator's run history and the attacker's endpoint. After the fix: before -> after per cell."""
+        from demo.attacks import ATTACKS, Target, attack_table, editors
+        from emulator.powerplatform import FLOW_AUDIENCE, token_for
+
+        c = self.c
+        c.title(f"{'a' if phase == 'before' else 'd'}+. Every editor x every attack, {phase} the fix")
+        people = editors(self.seed, self.flow["name"])
+        target = Target(
+            self.environment, self.flow["name"], self.flow["displayName"], self.flow["creator"], SINGLE_SECRET
+        )
+        outcomes = attack_table(
+            lambda oid: emulator_session(self.env, token_for(self.state, oid, FLOW_AUDIENCE)),
+            target,
+            people,
+            flow_off_first=True,  # "turn the flow back on" starts from a flow that is off
+        )
+        found = {(o.attack, o.editor): o for o in outcomes}
+        earlier: dict[tuple[str, str], Any] = getattr(self, "_attack_outcomes", {})
+        self._attack_outcomes = found
+        rows = []
+        for key, (label, _) in ATTACKS.items():
+            row = [label]
+            for person in people:
+                now = found[(key, person)].text()
+                before = earlier.get((key, person))
+                row.append(f"{before.text()} -> {now}" if before else now)
+            rows.append(row)
+        c.table(["attack", *(self.names[p].split(" (")[0] for p in people)], rows)
+        still = [o for o in outcomes if o.read_any]
+        summary = f"{len(still)} of {len(outcomes)} attempt(s) read a secret {phase} the fix"
+        (c.bad if still and phase == "after" else c.info)(summary)
+
     # -- e. stop, verify rotation from the emulator's state, count calls, report -----------------
     def finish(self) -> None:
         self.kids.stop_emulator()  # writes its state and request log
@@ -731,7 +767,9 @@ class Story:
         )
 
     def report(self) -> None:
+        from remediations.core.closure import paths_left
         from remediations.core.model import Action, Finding, Outcome, Plan
+        from remediations.core.policy import parse_policy
         from remediations.report import AttackReplay, build_report, write_reports
         from remediations.shell.audit import TableAuditSink
 
@@ -760,6 +798,10 @@ class Story:
             run_id=ticket["correlationId"],
             api_calls=self.r.api_calls,
             duration_seconds=round(self.r.seconds, 1),
+            # closure over the fresh read after the fix, with the policy the app ran with
+            paths_left=paths_left(
+                self.after_snapshot, parse_policy(json.loads(self.policy_file.read_text()))
+            ),
             attack_replay=AttackReplay(
                 attacker=self.names[self.customizer],
                 before=tuple(sorted(self.r.before)),
@@ -820,9 +862,11 @@ class Story:
     def run(self) -> Results:
         self.start()
         self.attack_before()
+        self._attacks("before")
         self.exposure()
         self.fix()
         self.attack_after()
+        self._attacks("after")
         self.finish()
         self.report()
         self.summary()

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                         "status": entry.status,
                         "callerOid": entry.caller_oid,
                         "fault": entry.fault,
+                        **({"carried": list(entry.carried)} if entry.carried else {}),
                     }
                     out.write(json.dumps(record) + "\n")
     return 0

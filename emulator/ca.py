@@ -21,6 +21,7 @@ HOSTS: tuple[str, ...] = (
     "*.environment.api.powerplatform.com",
     "*.crm4.dynamics.com",  # Dataverse Web API of each environment (linkedEnvironmentMetadata.instanceUrl)
     "*.api.crm4.dynamics.com",  # ... and instanceApiUrl
+    "collector.attacker.example",  # the attack table's own endpoint (emulator/powerplatform/egress.py)
 )
 
 

@@ -20,6 +20,8 @@ class LoggedRequest:
     body: bytes  # request body for writes (PUT/POST/PATCH/DELETE); empty for reads
     fault: str | None = None  # the injected fault, if any
     route: str | None = None
+    # Names (never values) of the secrets a flow's HTTP action request carried (route flow.http.egress).
+    carried: tuple[str, ...] = ()
 
     @property
     def is_write(self) -> bool:

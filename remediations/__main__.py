@@ -309,6 +309,7 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         run_id=result.correlation_id,
         scope=result.scope.resource_id,
         duration_seconds=time.monotonic() - started,
+        paths_left=result.paths_left,
     )
     return _report_run(result, args.json)
 

@@ -37,10 +37,11 @@ def token_for(state: State, object_id: str, audience: str, **claims: Any) -> str
 
 def register(emulator: Emulator) -> None:
     """Adds the Power Platform routes to the emulator's router."""
-    from emulator.powerplatform import bap, connections, dataverse, dlp, flows
+    from emulator.powerplatform import bap, connections, dataverse, dlp, egress, flows
 
     bap.register(emulator)
     dataverse.register(emulator)
     dlp.register(emulator)
     connections.register(emulator)
     flows.register(emulator)
+    egress.register(emulator)

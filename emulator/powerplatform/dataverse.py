@@ -40,7 +40,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from emulator.powerplatform import dlp
+from emulator.powerplatform import activation, dlp
 from emulator.powerplatform.bap import dataverse_org
 from emulator.powerplatform.common import authenticate, caller_oid
 from emulator.powerplatform.state import EDIT_ALL_FLOWS_ROLES, SYSTEM_ADMINISTRATOR, Environment, Flow
@@ -296,7 +296,15 @@ def register(emulator: Emulator) -> None:
                         state, flow.environment, flow.definition, flow.connection_references
                     ):
                         raise HttpError(400, "0x80060467", "The flow violates a data loss prevention policy.")
-                    flow.state = "Started"
+                    try:
+                        activation.activate(state, flow, caller_oid(request.caller or {}))
+                    except HttpError as refused:  # Dataverse wraps the Flow client's answer
+                        raise HttpError(
+                            refused.status,
+                            activation.DATAVERSE_ACTIVATION_FAILED,
+                            'Flow client error returned with status code "Forbidden" and details '
+                            f'"{{"error":{{"code":"{refused.code}","message":"{refused.message}"}}}}".',
+                        ) from None
                 elif body["statecode"] == 0:
                     flow.state = "Stopped"
                 else:

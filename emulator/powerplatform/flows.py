@@ -7,6 +7,9 @@
     GET    .../environments/{env}/flows                         caller's flows (any role on them)
     GET    [A] .../environments/{env}/flows/{flow}              with definition, connectionReferences
                                                                 (the admin route: no definition)
+    POST   .../environments/{env}/flows                        create: {"properties": {displayName,
+                                                                definition, connectionReferences,
+                                                                state?: Started|Stopped}} -> 201
     PATCH  .../environments/{env}/flows/{flow}                  edit: {"properties": {definition,
                                                                 connectionReferences?, displayName?}}
     DELETE [A] .../environments/{env}/flows/{flow}
@@ -25,7 +28,9 @@
 Who may do what, as in the product: reading a flow needs a role on it (Owner, CanEdit co-owner, CanView
 run-only user) or System Customizer/Administrator in its environment; editing (PATCH) and sharing need
 Owner/CanEdit or System Customizer/Administrator; running and reading run history: any role on the flow
-or System Customizer/Administrator. Secured inputs/outputs have no inputsLink/outputsLink in the run
+or System Customizer/Administrator. Turning a flow on (start, create on, an edit of a flow that is on that
+adds a connection) also needs the right to use its connections (activation.py: 403
+ConnectionAuthorizationFailed). Secured inputs/outputs have no inputsLink/outputsLink in the run
 history (the portal shows "Content not shown due to security configuration."). A flow edit or start that
 breaks a DLP policy is refused (403 DlpViolation / ApiPolicyDataFlowViolation); a run of a flow that
 violates a policy suspends it and is refused.
@@ -49,7 +54,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from emulator.powerplatform import definitions, dlp
+from emulator.powerplatform import activation, definitions, dlp
 from emulator.powerplatform.bap import visible_environments
 from emulator.powerplatform.common import (
     FLOW_AUDIENCES,
@@ -61,7 +66,16 @@ from emulator.powerplatform.common import (
     require_admin,
 )
 from emulator.powerplatform.runner import FlowRunner
-from emulator.powerplatform.state import EDIT_ALL_FLOWS_ROLES, ActionRecord, Flow, Run, Share, now_iso
+from emulator.powerplatform.state import (
+    EDIT_ALL_FLOWS_ROLES,
+    ENVIRONMENT_ROLES,
+    ActionRecord,
+    Flow,
+    Run,
+    Share,
+    new_id,
+    now_iso,
+)
 from emulator.wire import HttpError, Request, Response
 
 if TYPE_CHECKING:
@@ -70,6 +84,7 @@ if TYPE_CHECKING:
 
 _F = "/providers/Microsoft.ProcessSimple"
 _FLOW_TYPE = "Microsoft.ProcessSimple/environments/flows"
+MAKER_ROLES = frozenset(ENVIRONMENT_ROLES)  # Environment Maker and above may create flows
 
 
 def flow_id(flow: Flow) -> str:
@@ -176,6 +191,24 @@ def apply_modify_permissions(state: State, flow: Flow, body: Any) -> None:
         flow.shares[principal_id] = Share(
             name=principal_id, principal_id=principal_id, role=role, principal_type=kind
         )
+
+
+def _references(props: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`properties.connectionReferences` as stored (`id` or `apiId`); `current` when not sent."""
+    sent = props.get("connectionReferences")
+    if sent is None:
+        return current
+    if not isinstance(sent, dict) or not all(isinstance(v, dict) for v in sent.values()):
+        raise HttpError(400, "InvalidRequestContent", "properties.connectionReferences must be an object.")
+    return {
+        k: {
+            "connectionName": v.get("connectionName"),
+            "id": v.get("id") or v.get("apiId"),
+            "source": v.get("source", "Embedded"),
+            "tier": v.get("tier", "NotSpecified"),
+        }
+        for k, v in sent.items()
+    }
 
 
 def _sign(state: State, path: str) -> str:
@@ -401,40 +434,41 @@ def register(emulator: Emulator) -> None:
             admin = _is_admin_route(request)
             return Response.json(200, flow_json(state, flow, full=True, user_type=role, admin=admin))
 
-    def patch_flow(request: Request) -> Response:
+    def _properties(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the caller's claims, the body's `properties`) of a create or edit."""
         api_version(request)
         claims = authenticate(request, FLOW_AUDIENCES)
         body = request.json()
         props = body.get("properties") if isinstance(body, dict) else None
         if not isinstance(props, dict):
             raise HttpError(400, "InvalidRequestContent", "The request body must have 'properties'.")
-        new_definition = props.get("definition")
-        if new_definition is not None and not (
-            isinstance(new_definition, dict) and isinstance(new_definition.get("actions", {}), dict)
+        definition = props.get("definition")
+        if definition is not None and not (
+            isinstance(definition, dict) and isinstance(definition.get("actions", {}), dict)
         ):
             raise HttpError(
                 400, "InvalidFlowDefinition", "properties.definition must be a workflow definition."
             )
+        return claims, props
+
+    def patch_flow(request: Request) -> Response:
+        claims, props = _properties(request)
+        new_definition = props.get("definition")
         with state.lock:
             flow = _editable(request, claims)
             definition = new_definition if new_definition is not None else flow.definition
-            references = props.get("connectionReferences")
-            references = (
-                flow.connection_references
-                if references is None
-                else {
-                    k: {
-                        "connectionName": v.get("connectionName"),
-                        "id": v.get("id") or v.get("apiId"),
-                        "source": v.get("source", "Embedded"),
-                        "tier": v.get("tier", "NotSpecified"),
-                    }
-                    for k, v in references.items()
-                }
-            )
+            references = _references(props, flow.connection_references)
             found = dlp.flow_violations(state, flow.environment, definition, references)
             if found:
                 raise dlp.violation_error(flow.name, found)
+            if flow.state == "Started":  # saving a flow that is on activates what the edit brings in
+                before = {
+                    c.name for c in activation.referenced_connections(state, flow.connection_references)
+                }
+                added = [
+                    c for c in activation.referenced_connections(state, references) if c.name not in before
+                ]
+                activation.authorize(state, flow, caller_oid(claims), added)
             flow.definition = definitions.copy_definition(definition)
             flow.connection_references = references
             if isinstance(props.get("displayName"), str):
@@ -442,6 +476,49 @@ def register(emulator: Emulator) -> None:
             flow.last_modified_time = now_iso()
             role, _ = _access(request, claims, flow)
             return Response.json(200, flow_json(state, flow, full=True, user_type=role))
+
+    def create_flow(request: Request) -> Response:
+        """A new flow owned by the caller (Environment Maker or above); `properties.state` "Stopped" saves
+        it off (as the portal's Save As does), else it is turned on, which needs the right to use every
+        connection it references (activation.py)."""
+        claims, props = _properties(request)
+        definition = props.get("definition")
+        if definition is None:
+            raise HttpError(400, "InvalidFlowDefinition", "properties.definition is required.")
+        wanted = str(props.get("state") or "Started")
+        if wanted not in ("Started", "Stopped"):
+            raise HttpError(400, "InvalidRequestContent", "properties.state must be Started or Stopped.")
+        with state.lock:
+            env_name = _env(request)
+            creator = caller_oid(claims)
+            env = state.powerplatform.environments[env_name]
+            if not env.roles_of(state.principals_of(creator)) & MAKER_ROLES:
+                raise HttpError(
+                    403,
+                    "Forbidden",
+                    f"The caller with object id '{creator}' cannot create flows in environment '{env_name}'.",
+                )
+            references = _references(props, {})
+            found = dlp.flow_violations(state, env_name, definition, references)
+            if found:
+                raise dlp.violation_error("new flow", found)
+            now = now_iso()
+            flow = Flow(
+                name=new_id(),
+                environment=env_name,
+                display_name=str(props.get("displayName") or "Untitled"),
+                creator=creator,
+                definition=definitions.copy_definition(definition),
+                connection_references=references,
+                state="Stopped",
+                created_time=now,
+                last_modified_time=now,
+            )
+            flow.shares[creator] = Share(name=creator, principal_id=creator, role="Owner")
+            if wanted == "Started":
+                activation.activate(state, flow, creator)  # refused: nothing is created
+            state.powerplatform.flows[flow.name] = flow
+            return Response.json(201, flow_json(state, flow, full=True, user_type="Owner"))
 
     def delete_flow(request: Request) -> Response:
         api_version(request)
@@ -460,7 +537,7 @@ def register(emulator: Emulator) -> None:
                 raise HttpError(
                     403, "DlpViolation", f"Flow '{flow.name}' cannot be activated due to admin API policies."
                 )
-            flow.state, flow.suspension_reason = "Started", "None"
+            activation.activate(state, flow, caller_oid(claims))
         return Response.empty(200)
 
     def stop_flow(request: Request) -> Response:
@@ -618,6 +695,7 @@ def register(emulator: Emulator) -> None:
             modify_permissions,
             f"flow.permissions.{tag}modify",
         )
+    add(FLOW_HOST, "POST", rf"{user}/flows", create_flow, "flow.flows.create")
     one = rf"{user}/flows/{flow_re}"
     add(FLOW_HOST, "PATCH", one, patch_flow, "flow.flows.patch")  # makers edit; there is no admin-scope edit
     add(FLOW_HOST, "POST", rf"{one}/triggers/(?P<trigger>[^/]+)/run", trigger_run, "flow.triggers.run")

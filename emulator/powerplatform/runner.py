@@ -6,10 +6,13 @@ assignments in the emulated vault decide the outcome exactly as for any client: 
 fails the action with the Key Vault error in its outputs.
 
 Executed: `OpenApiConnection`/`ApiConnection` steps of `shared_keyvault` (`GetSecret`, `ListSecrets`,
-following `nextLink`), `Foreach` (per-item repetitions), `Scope`, `If`, `Compose`. Every other action type,
-and other connectors, is recorded as `Skipped` (code `NotEmulated`). `runAfter` conditions are honoured.
+following `nextLink`), `Http` (answered by the emulator, never sent: see `_http`), `Foreach`
+(per-item repetitions), `Scope`, `If`, `Compose`. Every other action type, and other connectors, is
+recorded as `Skipped` (code `NotEmulated`). `runAfter` conditions are honoured.
 Secure inputs/outputs (`runtimeConfiguration.secureData.properties`) are recorded per action; the run
 history API redacts them, and a `Compose` that reads a secured output is hidden too (as in the product).
+Each run keeps, for tests and the demo's attack table, the secrets it read (`Run.secret_reads`, by name)
+and where its HTTP actions sent which secrets' values (`Run.egress`, by name).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from emulator import tokens
+from emulator.log import LoggedRequest
 from emulator.powerplatform import definitions
 from emulator.powerplatform.expressions import Context, ExpressionError, condition, evaluate
-from emulator.powerplatform.state import ActionRecord, Connection, Flow, Run, now_iso
+from emulator.powerplatform.state import ActionRecord, Connection, Egress, Flow, Run, SecretRead, now_iso
 from emulator.wire import Request
 
 if TYPE_CHECKING:
@@ -53,6 +57,7 @@ class FlowRunner:
             status="Running",
             start_time=now_iso(),
             caller=caller,
+            flow=flow.name,
         )
         trigger_outputs = {"headers": {"Content-Type": "application/json"}, "body": trigger_body or {}}
         ctx = Context(trigger_outputs=trigger_outputs)
@@ -185,6 +190,9 @@ class FlowRunner:
                 ctx.outputs[name] = record.outputs
             elif definitions.api_id_of(action, references) == definitions.KEYVAULT_API_ID.lower():
                 self._keyvault(name, action, ctx, references, record)
+                self._note_secret_read(name, action, references, record, run)
+            elif kind == "Http":
+                self._http(name, action, ctx, run, record)
             else:
                 record.status, record.code = "Skipped", "NotEmulated"
                 record.error = {
@@ -256,6 +264,83 @@ class FlowRunner:
                 "code": "ActionFailed",
                 "message": "An action failed. No dependent actions succeeded.",
             }
+
+    # -- what a run read and sent out ------------------------------------------------------------
+    def _note_secret_read(
+        self,
+        name: str,
+        action: dict[str, Any],
+        references: dict[str, Any],
+        record: ActionRecord,
+        run: Run,
+    ) -> None:
+        """Records a Get secret that returned a value: by name in the run, value -> name for egress."""
+        body = (record.outputs or {}).get("body") if record.status == "Succeeded" else None
+        if definitions.operation_of(action) != "GetSecret" or not isinstance(body, dict):
+            return
+        connection = self._connection(action, references)
+        secret = str(body.get("name") or "")
+        read = SecretRead(
+            flow=run.flow,
+            run=run.name,
+            vault=(connection.vault_name or "") if connection else "",
+            name=secret,
+            action=name,
+            secure_outputs=record.secure_outputs,
+        )
+        run.secret_reads.append(read)
+        with self.emulator.state.lock:
+            self.emulator.state.powerplatform.secret_reads.append(read)
+        if body.get("value"):
+            run.values_read[str(body["value"])] = secret
+
+    def _http(self, name: str, action: dict[str, Any], ctx: Context, run: Run, record: ActionRecord) -> None:
+        """The HTTP action: the request never leaves the machine. The emulator answers 200 for the
+        endpoint, keeps an Egress record naming the secrets whose values the request carried, and logs
+        the request without its body (no secret value reaches the request log)."""
+        ctx.referenced.clear()
+        inputs = evaluate(action.get("inputs") or {}, ctx)
+        secured = {n for n, r in run.actions.items() if r.secure_outputs}
+        if ctx.referenced & secured:  # inputs built from secured outputs are hidden too (as in the product)
+            record.secure_inputs = True
+        if not isinstance(inputs, dict) or not str(inputs.get("uri") or "").startswith("https://"):
+            raise ExpressionError(f"The 'uri' of HTTP action '{name}' must be an absolute https URL.")
+        import json
+
+        sent = json.dumps(inputs.get("body"), default=str) + json.dumps(inputs.get("headers") or {})
+        sent += str(inputs["uri"])
+        carried = tuple(sorted({n for value, n in run.values_read.items() if value in sent}))
+        target = urlsplit(str(inputs["uri"]))
+        method = str(inputs.get("method") or "GET").upper()
+        egress = Egress(
+            flow=run.flow,
+            run=run.name,
+            action=name,
+            method=method,
+            host=target.hostname or "",
+            path=target.path or "/",
+            secrets=carried,
+        )
+        run.egress.append(egress)
+        with self.emulator.state.lock:
+            self.emulator.state.powerplatform.egress.append(egress)
+        self.emulator.requests.add(
+            LoggedRequest(
+                method=method,
+                host=egress.host,
+                path=egress.path,
+                query={},
+                caller_oid=None,
+                status=200,
+                latency_ms=0.0,
+                body=b"",  # never the body: it may carry secret values
+                route="flow.http.egress",
+                carried=carried,
+            )
+        )
+        record.inputs = inputs
+        record.outputs = {"statusCode": 200, "headers": {}, "body": ""}
+        ctx.outputs[name] = record.outputs
 
     # -- Key Vault -----------------------------------------------------------------------------
     def _connection(self, action: dict[str, Any], references: dict[str, Any]) -> Connection | None:

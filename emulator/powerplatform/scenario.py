@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emulator.powerplatform import dlp
+from emulator.powerplatform import activation, dlp
 from emulator.powerplatform.state import (
     CONNECTION_ROLES,
     ENVIRONMENT_ROLES,
@@ -330,6 +330,13 @@ def load(state: State, data: Any) -> None:
             _check_principal(state, share.principal_id, f"{where}.shares[{j}].principal")
             share.name = share.principal_id
             flow.shares[share.principal_id] = share
+        # seeded flows were activated by their creator: what the creator may use is in their context
+        principals = activation.caller_principals(state, creator)
+        flow.context_connections = {
+            c.name
+            for c in activation.referenced_connections(state, flow.connection_references)
+            if c.usable_by(principals)
+        }
         pp.flows[name] = flow
 
     for i, item in enumerate(_list(root.get("dlpPolicies", []), f"{_ROOT}.dlpPolicies")):

@@ -89,6 +89,32 @@ class ActionRecord:
     scope_name: str | None = None
 
 
+@dataclass(frozen=True)
+class SecretRead:
+    """A secret value a run read from Key Vault (by name: the value stays in the action's outputs)."""
+
+    flow: str
+    run: str
+    vault: str
+    name: str
+    action: str
+    secure_outputs: bool
+
+
+@dataclass(frozen=True)
+class Egress:
+    """An HTTP action's request to a host outside the emulated services: where it went and which
+    secrets' values (by name, never the value) its inputs carried."""
+
+    flow: str
+    run: str
+    action: str
+    method: str
+    host: str
+    path: str
+    secrets: tuple[str, ...]
+
+
 @dataclass
 class Run:
     name: str
@@ -97,8 +123,13 @@ class Run:
     start_time: str
     end_time: str | None = None
     caller: str | None = None
+    flow: str = ""
     error: dict[str, Any] | None = None
     actions: dict[str, ActionRecord] = field(default_factory=dict)
+    secret_reads: list[SecretRead] = field(default_factory=list)
+    egress: list[Egress] = field(default_factory=list)
+    # value -> secret name, for this run only: lets an HTTP action's egress name what it carried
+    values_read: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -115,6 +146,10 @@ class Flow:
     last_modified_time: str = "2024-01-01T00:00:00Z"
     shares: dict[str, Share] = field(default_factory=dict)  # by principal id
     runs: list[Run] = field(default_factory=list)  # oldest first
+    # Connections "shared with you in the context of this flow": ones a user allowed to use them
+    # activated the flow with. Co-owners may turn the flow on with these; anyone else needs a share
+    # on the connection itself (ConnectionAuthorizationFailed otherwise, docs/fidelity.md).
+    context_connections: set[str] = field(default_factory=set)
 
     def role_of(self, principal_ids: set[str]) -> str | None:
         """The strongest flow role any of the principals holds (Owner > CanEdit > CanView)."""
@@ -140,6 +175,10 @@ class Connection:
     created_time: str = "2024-01-01T00:00:00Z"
     shares: dict[str, Share] = field(default_factory=dict)  # by permission name
 
+    def usable_by(self, principal_ids: set[str]) -> bool:
+        """The owner and every principal the connection is shared with (any role) may use it."""
+        return any(s.principal_id in principal_ids for s in self.shares.values())
+
     @property
     def vault_name(self) -> str | None:
         value = self.parameters.get("vaultName")
@@ -162,6 +201,10 @@ class PowerPlatformState:
     page_size_flows: int = 250
     page_size_environments: int = 100
     page_size_connections: int = 250
+    # Emulator-only records that outlive a deleted flow's run history: every secret a run read (by
+    # name) and every HTTP action request that left a run (see Egress).
+    secret_reads: list[SecretRead] = field(default_factory=list)
+    egress: list[Egress] = field(default_factory=list)
     # Signs the emulated SAS links of run inputs/outputs (outputsLink.uri).
     link_key: str = field(default_factory=lambda: secrets.token_hex(16))
 

@@ -108,6 +108,12 @@ def _labels(snapshot: Snapshot) -> dict[str, str]:
     return labels
 
 
+def label_of(snapshot: Snapshot | None, core_id: str) -> str:
+    """The display label the graph gives a core node id (principal:, flow:, secret:, ...)."""
+    labels = _labels(snapshot) if snapshot is not None else {}
+    return labels.get(core_id) or _fallback_label(core_id)
+
+
 def _fallback_label(core_id: str) -> str:
     kind, _, rest = core_id.partition(":")
     if kind == "secret" and "/secrets/" in rest:

@@ -185,6 +185,18 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
     else:
         out.append("_No actions._")
     out += ["", "## Exposure graph", "", *_graph_section(report)]
+    if report.paths_left is not None:
+        failed = sum(1 for p in report.paths_left if p.reason is None)
+        out += [f"## Paths left after the fix ({len(report.paths_left)}, {failed} not accepted)", ""]
+        out += (
+            table(
+                ["Person", "Flow", "Via", "Secret", "Why it remains"],
+                [[p.person, p.flow, p.via, p.secret, p.why] for p in report.paths_left],
+            )
+            if report.paths_left
+            else ["_None: every path was closed._"]
+        )
+        out.append("")
 
     out += ["## Audit trail (excerpt)", ""]
     if report.audit:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import remediations
+from remediations.core.closure import PathLeft
 from remediations.core.detect import DEFAULT_HELP, detector_info
 from remediations.core.model import (
     Action,
@@ -25,7 +26,7 @@ from remediations.core.model import (
     Severity,
     Snapshot,
 )
-from remediations.report.graph_view import GraphView, compare, graph_view, readable_pairs, simulate
+from remediations.report.graph_view import GraphView, compare, graph_view, label_of, readable_pairs, simulate
 from remediations.shell.audit import AuditRecord
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
@@ -91,6 +92,34 @@ class AttackReplay(_Frozen):
     note: str = ""
 
 
+class PathLeftRow(_Frozen):
+    """One person -> flow -> secret path a fresh read after apply still has (core/closure.py), labelled."""
+
+    person: str
+    flow: str
+    secret: str
+    via: str
+    reason: str | None  # None: nothing accepts it, the run failed to close it
+
+    @property
+    def why(self) -> str:
+        return self.reason or "not accepted by the policy (a failure of the run)"
+
+
+def _path_rows(paths: Sequence[PathLeft], snapshot: Snapshot | None) -> tuple[PathLeftRow, ...]:
+    rows = {
+        PathLeftRow(
+            person=label_of(snapshot, f"principal:{p.person.lower()}"),
+            flow=p.flow_name or label_of(snapshot, f"flow:{p.flow}"),
+            secret=label_of(snapshot, p.secret),
+            via=p.via,
+            reason=p.reason,
+        )
+        for p in paths
+    }
+    return tuple(sorted(rows, key=lambda r: (r.reason is not None, r.person, r.flow, r.secret)))
+
+
 class RuleInfo(_Frozen):
     id: str
     description: str
@@ -125,6 +154,7 @@ class ReportData(_Frozen):
     audit_total: int = 0
     attack_replay: AttackReplay | None = None
     inventory_errors: tuple[InventoryError, ...] = ()
+    paths_left: tuple[PathLeftRow, ...] | None = None  # None: closure was not verified for this report
 
     def outcome_for(self, action_id: str) -> Outcome | None:
         for outcome in self.outcomes:
@@ -210,10 +240,12 @@ def build_report(
     min_severity: Severity | None = None,
     audit_limit: int = 50,
     inventory_errors: Sequence[InventoryError] = (),
+    paths_left: Sequence[PathLeft] | None = None,
 ) -> ReportData:
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
-    or (dry run, no outcomes) the snapshot with every planned write simulated."""
+    or (dry run, no outcomes) the snapshot with every planned write simulated. `paths_left`: the
+    closure check's person -> flow -> secret paths after apply (listed with their reasons)."""
     kept = sort_findings(at_least(_distinct(findings), min_severity))
     by_severity = Counter(f.severity for f in kept)
 
@@ -269,4 +301,5 @@ def build_report(
         audit_total=len(ordered_audit),
         attack_replay=attack_replay,
         inventory_errors=tuple(errors),
+        paths_left=None if paths_left is None else _path_rows(paths_left, snapshot_after or snapshot),
     )

@@ -1,15 +1,12 @@
 """Verify closure, not the action. One pipeline run with the demo policy applies its plan on
 the seed, then re-reads and lists the person -> flow -> secret paths left, each with its reason. The
 System Customizer's path through the admin's connection is not accepted by the policy, so the run
-fails; and the emulator shows the path is real: the customizer turns the quarantined flow back on and
-reads the value with a single Get secret (secure outputs off), while List + for-each is refused by DLP.
-Not emulated yet (no flow-create route, HTTP actions are not executed): a new flow on the connection,
-Save As, an HTTP action posting the value out."""
+fails. The emulator holds the quarantine (the customizer may not turn the flow back on) while closure
+conservatively keeps listing the path; every other attack is in tests/emulator/test_attacks.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +14,13 @@ import pytest
 
 from emulator import Emulator
 from emulator.powerplatform import definitions as defs
-from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
-from tests.emulator.test_powerplatform_attack import SEED, Attack, _who
+from tests.emulator.test_powerplatform_attack import Attack, _who
 
 V = {"api-version": "2016-11-01"}
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
@@ -35,16 +31,8 @@ def _ids(result: Any, remediation: str) -> set[str]:
 
 
 @pytest.fixture
-def seed() -> dict[str, Any]:
-    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(load_scenario_file(SEED)) as emulator:
-        for name, value in emulator.env.items():
-            monkeypatch.setenv(name, value)
-        yield emulator
+def emu(seeded_emu: Emulator) -> Emulator:
+    return seeded_emu  # the seed scenario, fresh per test (conftest.py)
 
 
 def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
@@ -84,22 +72,19 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     )
     patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({payroll['name']})" in r.path]
     assert patches and emu.state.powerplatform.flows[payroll["name"]].state == "Stopped"
-    # ... yet the emulator agrees the path is open: the customizer turns the flow back on (as co-owners
-    # may: docs/fidelity.md), edits it down to a single Get secret without secure outputs, and reads it
+    # ... and the emulator holds the quarantine: List + for-each is refused by the DLP policy the run
+    # made (Key Vault never asked), and the customizer, not a co-owner and not allowed to use the admin's
+    # connection, cannot turn the flow back on (ConnectionAuthorizationFailed, docs/fidelity.md). Closure
+    # still lists the path: it counts every editor of a turned-off flow (it cannot see who may turn it on).
     attack = Attack(emu, seed)
-    # List + for-each: the edit is refused by the DLP policy the run made, Key Vault never asked
     kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
     dumped = attack.edit(defs.dump_vault_definition())
     assert dumped.status_code == 403 and dumped.json()["error"]["code"] == "DlpViolation"
-    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
-    # re-enabling the quarantined flow: allowed, as for co-owners in the product
-    assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 200
-    assert emu.state.powerplatform.flows[payroll["name"]].state == "Started"
+    started = attack.attacker.post(f"{attack.base}/start", params=V)
+    assert started.status_code == 403 and started.json()["error"]["code"] == "ConnectionAuthorizationFailed"
+    assert emu.state.powerplatform.flows[payroll["name"]].state == "Stopped"
     edit = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
-    assert attack.edit(edit).status_code == 200
-    stolen = attack.run()
-    assert stolen["properties"]["status"] == "Succeeded"
-    body = attack.content(stolen["properties"]["actions"]["Get_secret"])["body"]
-    assert body["name"] == "payroll-db-password" and body["value"]
-    gets = emu.requests.filter(host="kv-shared-prod.vault.azure.net")[kv_mark:]
-    assert [r.status for r in gets] == [200]  # one Get secret, answered: the path the run listed is real
+    assert attack.edit(edit).status_code == 200  # editing is allowed; running a flow that is off is not
+    refused = attack.attacker.post(f"{attack.base}/triggers/manual/run", params=V, json={})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "WorkflowNotEnabled"
+    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark

@@ -5,7 +5,6 @@ builds on), and who the emulated Dataverse lets in."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,23 +12,14 @@ import pytest
 from emulator import Emulator
 from emulator.powerplatform import token_for
 from emulator.powerplatform.dataverse import workflow_json
-from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from tests.emulator.helpers import Raw
-from tests.emulator.test_powerplatform_attack import SEED, _who
+from tests.emulator.test_powerplatform_attack import _who
 
 
 @pytest.fixture
-def seed() -> dict[str, Any]:
-    return json.loads(SEED.read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    with Emulator(load_scenario_file(SEED)) as emulator:
-        for name, value in emulator.env.items():
-            monkeypatch.setenv(name, value)
-        yield emulator
+def emu(seeded_emu: Emulator) -> Emulator:
+    return seeded_emu  # the seed scenario, fresh per test (conftest.py)
 
 
 def test_flows_roles_and_turning_a_flow_off(emu: Emulator, seed: dict[str, Any]) -> None:

@@ -134,7 +134,11 @@ def test_plan_then_apply_stops_the_seed_attack(emu: Emulator, seed: dict[str, An
         assert bap.delete(
             f"https://api.bap.microsoft.com/providers/PowerPlatform.Governance/v1/policies/{name}"
         ).ok
-    assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 200
+    # the customizer may not turn the suspended flow back on (not allowed to use the admin's connection);
+    # its owner does, and the customizer edits it while it is on
+    started = attack.attacker.post(f"{attack.base}/start", params=V)
+    assert started.status_code == 403 and started.json()["error"]["code"] == "ConnectionAuthorizationFailed"
+    assert _client(emu, admin).post(f"{attack.base}/start", params=V).status_code == 200
     assert attack.edit(defs.dump_vault_definition()).status_code == 200
     kv_before = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
     run = attack.run()

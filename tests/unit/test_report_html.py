@@ -145,3 +145,30 @@ def test_forbidden_values_guard() -> None:
     with pytest.raises(ForbiddenValueError):
         # Escaping must not hide a leak: `<` appears as `&lt;` in the page.
         render_html(seed_report(maker_name="pw<1>"), forbidden_values={"pw<1>"})
+
+
+def test_paths_left_are_listed_with_labels_and_why_they_remain() -> None:
+    """The closure check's person -> flow -> secret paths (core/closure.py over the same snapshot) are
+    listed by name with their reason; an unaccepted one says so, in HTML and Markdown."""
+    from remediations.core.closure import paths_left
+    from remediations.core.policy import Policy
+    from remediations.report import build_report, render_markdown
+    from tests.unit.report_builders import applied_outcomes, seed_snapshot
+
+    snap, findings, plan = seed_run()
+    left = paths_left(seed_snapshot(), Policy())
+    assert {p.reason for p in left} >= {None, "owner"}  # the co-owner's path is not accepted
+    report = build_report(
+        findings=findings, snapshot=snap, plan=plan, outcomes=applied_outcomes(plan), paths_left=left
+    )
+    assert report.paths_left is not None
+    rows = {(r.person, r.flow, r.reason) for r in report.paths_left}
+    assert ("Mallory Maker", "Payroll sync", None) in rows and ("Ada Admin", "Payroll sync", "owner") in rows
+    assert report.paths_left[0].reason is None  # failures first
+    page = render_html(report)
+    assert "Paths left after the fix" in page and "not accepted by the policy" in page
+    assert "<td>kv-payroll/db-password</td>" in page  # secrets by vault/name, never a value
+    markdown = render_markdown(report)
+    assert "## Paths left after the fix" in markdown and "| Mallory Maker | Payroll sync |" in markdown
+    # a report without closure verification has no such section
+    assert "Paths left" not in render_html(seed_report())
