@@ -1,0 +1,168 @@
+"""migrate_to_rbac: the plan (pure, opt-in by policy, never in a sweep unless asked) and its apply against
+in-memory ARM with Azure's semantics: creates first, verified from a re-read, then the switch; a failed
+verification or switch rolls back what the run did (switch back first, then its own assignments)."""
+
+from __future__ import annotations
+
+from remediations.adapters.errors import AzureCallFailed
+from remediations.core import rbac
+from remediations.core.detect import detect
+from remediations.core.model import (
+    RoleAssignment,
+    RoleAssignmentChange,
+    VaultAuthorizationChange,
+)
+from remediations.core.planning import build_plan
+from remediations.core.policy import Policy, parse_policy
+from remediations.core.rbac_migration import rollback_changes, unverified_access
+from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
+from tests.unit.kv_builders import MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+
+FLOW = "11111111-0000-0000-0000-0000000000f1"
+ADMIN = "11111111-0000-0000-0000-0000000000ad"
+KV = vault_id("kv")
+USER = rbac.KEY_VAULT_SECRETS_USER
+ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
+
+
+def _vault():  # type: ignore[no-untyped-def]
+    return vault("kv", policy_entry(FLOW, "Get", "List"), policy_entry(ADMIN, "all"), secrets=("a", "b"))
+
+
+def _policy(enabled: bool = True, **extra: object) -> Policy:
+    return parse_policy(
+        {
+            "allowedSecretNames": {FLOW: ["a"]},
+            "rbacMigration": {"enabled": enabled, "vaults": ["kv"]},
+            **extra,
+        }
+    )
+
+
+def _action(policy: Policy, *assignments: RoleAssignment):  # type: ignore[no-untyped-def]
+    snap = snapshot(_vault(), role_assignments=assignments)
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    return action
+
+
+def _kinds(action):  # type: ignore[no-untyped-def]
+    return [
+        (c.operation, c.scope)
+        if isinstance(c, RoleAssignmentChange)
+        else ("switch", c.enable_rbac_authorization)
+        for c in action.changes
+    ]
+
+
+def test_plan_creates_every_assignment_before_the_switch_and_shows_each_identity() -> None:
+    action = _action(_policy())
+    assert action.skip_reason is None and action.target == KV
+    assert _kinds(action) == [("create", f"{KV}/secrets/a"), ("create", KV), ("switch", True)]
+    assert action.before[FLOW] == ["access policy secrets: get, list"]
+    assert action.after[FLOW] == [
+        f"Key Vault Secrets User at {KV}/secrets/a",
+        "not carried over: list (vault-wide enumeration)",
+    ]
+    assert action.after[ADMIN] == [f"Key Vault Secrets Officer at {KV}"]
+    assert action.before["vault"] == ["enableRbacAuthorization=false (access policies)"]
+
+
+def test_opt_in_only_listed_enabled_vaults_are_applied_and_sweeps_do_not_plan_it() -> None:
+    assert _action(_policy(enabled=False)).skip_reason == OPT_IN
+    policy = _policy()
+    snap = snapshot(_vault())
+    sweep = build_plan(detect(snap, policy), snap, policy)  # names no remediation: a sweep, an alert
+    assert not [a for a in sweep.actions if a.remediation_id == "migrate_to_rbac"]
+    swept = parse_policy({"rbacMigration": {"enabled": True, "vaults": ["kv"], "inSweeps": True}})
+    assert "migrate_to_rbac" in [
+        a.remediation_id for a in build_plan(detect(snap, swept), snap, swept).actions
+    ]
+
+
+def test_keys_or_compound_identities_block_the_vault() -> None:
+    policy = _policy()
+    blocked = vault("kv", policy_entry(FLOW, "get", application_id="app"), secrets=("a",))
+    snap = snapshot(blocked)
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    assert action.skip_reason is not None and "compound identity" in action.skip_reason
+
+
+def test_propagation_grace_defers_the_switch_until_the_assignments_exist() -> None:
+    action = _action(_policy(rbac={"propagationGraceSeconds": 600}))
+    assert ("switch", True) not in _kinds(action) and "later run" in action.reason
+
+
+def test_apply_creates_verifies_then_switches() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault())
+    outcome = MigrateToRbac().apply(action, clients)
+    assert outcome.status == "applied" and outcome.verified, outcome.error
+    ops = [op for op, _ in clients.authz.calls]
+    assert ops == ["list", "create", "create", "list"]  # every create and its check before the switch
+    assert clients.mgmt.switches == [("kv", True)] and clients.mgmt.vaults["kv"].enable_rbac_authorization
+    assert outcome.after["steps"][-1] == "switched and re-read: enableRbacAuthorization=true"
+    again = MigrateToRbac().apply(action, clients)  # deterministic names: nothing is created twice
+    assert again.status == "applied" and len(clients.authz.assignments) == 2
+    assert any(s.startswith("already there") for s in again.after["steps"])
+
+
+def test_a_create_missing_from_the_re_read_rolls_back_and_never_switches() -> None:
+    clients = MemoryClients(_vault())
+    clients.authz.hide_creates = True
+    kept = owner_at(KV)
+    clients.authz.assignments.append(kept)
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and outcome.error is not None
+    assert "verification failed" in outcome.error and outcome.error.endswith("rolled back")
+    assert clients.mgmt.switches == []
+    assert [op for op, _ in clients.authz.calls][-2:] == ["delete", "delete"]
+    assert clients.authz.assignments == [kept]  # what existed before the run is never deleted
+
+
+def test_a_switch_that_does_not_hold_is_switched_back_then_the_run_s_assignments_deleted() -> None:
+    clients = MemoryClients(_vault())
+    clients.mgmt.ignore_switches = True
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and "switch not verified" in (outcome.error or "")
+    assert clients.mgmt.switches == [("kv", True), ("kv", False)]
+    assert clients.authz.assignments == []
+    steps = outcome.after["steps"]
+    assert steps.index("rolled back: enableRbacAuthorization=false") < steps.index(
+        next(s for s in steps if s.startswith("rolled back: deleted"))
+    )
+
+
+def test_a_failed_create_rolls_back_the_earlier_creates() -> None:
+    clients = MemoryClients(_vault())
+    first = MigrateToRbac().apply(_action(_policy()), clients)  # creates, then fails no more
+    assert first.status == "applied"
+    clients = MemoryClients(_vault())
+    clients.authz.fail_on["create"] = AzureCallFailed("create", 403, "AuthorizationFailed", "ABAC condition")
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and "AuthorizationFailed" in (outcome.error or "")
+    assert clients.mgmt.switches == [] and clients.authz.assignments == []
+
+
+def test_rollback_order_and_verification_decisions_are_pure() -> None:
+    create = RoleAssignmentChange(
+        operation="create",
+        scope=f"{KV}/secrets/a",
+        role_definition_id=rbac.role_id("s", USER),
+        principal_id=FLOW,
+        assignment_name="n1",
+    )
+    later = create.model_copy(update={"scope": KV, "assignment_name": "n2"})
+    switch = VaultAuthorizationChange(vault_id=KV, enable_rbac_authorization=True)
+    undo = rollback_changes([create, later], switch)
+    assert isinstance(undo[0], VaultAuthorizationChange) and not undo[0].enable_rbac_authorization
+    assert [c.assignment_name for c in undo[1:]] == ["n2", "n1"]  # type: ignore[union-attr]
+    assert rollback_changes([create], None)[0].operation == "delete"  # type: ignore[union-attr]
+    vault_wide = RoleAssignment(
+        id=f"{KV}/providers/Microsoft.Authorization/roleAssignments/x",
+        scope=KV,
+        role_definition_id=rbac.role_id("s", USER),
+        principal_id=FLOW,
+    )
+    assert unverified_access([create], [vault_wide], ROLES) == []  # inherited from the vault counts
+    other = vault_wide.model_copy(update={"principal_id": ADMIN})
+    assert unverified_access([create], [other], ROLES) == [f"{FLOW} lacks ['get', 'list'] at {KV}/secrets/a"]
