@@ -71,6 +71,7 @@ BUILT_IN_DEFINITIONS: tuple[RoleDefinition, ...] = (
 )
 
 VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
+ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 # Built-in roles that may write a vault (and so its access policies), for a snapshot whose role
 # definitions were not listed: Owner, Contributor, Key Vault Contributor (Azure built-in roles reference).
 CONTROL_PLANE_BUILT_INS: tuple[RoleDefinition, ...] = (
@@ -142,19 +143,23 @@ def definitions(snapshot: Snapshot) -> dict[str, RoleDefinition]:
     return known
 
 
+def _grants(definition: RoleDefinition, action: str) -> bool:
+    return any(action_matches(p, action) for p in definition.actions) and not any(
+        action_matches(p, action) for p in definition.not_actions
+    )
+
+
 def vault_writers(snapshot: Snapshot, vault: Vault) -> list[tuple[RoleAssignment, str]]:
-    """Assignments at or above the vault whose role may write it (`Microsoft.KeyVault/vaults/write`),
-    with the role's name: on an access-policy vault each of them can grant itself data access."""
+    """Assignments at or above the vault whose role may write it (`Microsoft.KeyVault/vaults/write`) but
+    not assign roles, with the role's name: on an access-policy vault each can grant itself data access,
+    which under RBAC it could not (Owner or User Access Administrator can assign roles either way)."""
     roles = {d.guid: d for d in CONTROL_PLANE_BUILT_INS} | {d.guid: d for d in snapshot.role_definitions}
     found = []
     for assignment in snapshot.role_assignments:
         definition = roles.get(assignment.role_guid)
         if definition is None or not covers(assignment.scope, vault.id):
             continue
-        allowed = any(action_matches(p, VAULT_WRITE) for p in definition.actions) and not any(
-            action_matches(p, VAULT_WRITE) for p in definition.not_actions
-        )
-        if allowed:
+        if _grants(definition, VAULT_WRITE) and not _grants(definition, ROLE_ASSIGNMENT_WRITE):
             found.append((assignment, definition.role_name or definition.guid))
     return found
 

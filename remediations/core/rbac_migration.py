@@ -4,7 +4,8 @@ Why: from API version 2026-02-01 new vaults default to RBAC, and an access-polic
 privilege-escalation path (whoever may write the vault, e.g. Key Vault Contributor, can grant itself
 data access). For each access-policy vault this plans the least-privilege RBAC equivalent, per identity:
 
-- only `get` / `list` on secrets -> Key Vault Secrets User. When the identity's flows (or the policy's
+- only `list` on secrets -> Key Vault Reader on the vault (metadata, never a value);
+- `get` (with or without `list`) -> Key Vault Secrets User. When the identity's flows (or the policy's
   `allowedSecretNames`) name the secrets it reads, one assignment per named secret at the secret's scope
   (`{vault}/secrets/{name}`): the vault-wide `list` that lets a flow dump the vault is not carried over;
 - any secret write/manage right (`set`, `delete`, `recover`, `backup`, `restore`, `purge`) -> Key Vault
@@ -36,6 +37,7 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.rbac import (
+    KEY_VAULT_READER,
     KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
     assignment_name,
@@ -47,6 +49,7 @@ from remediations.core.rbac import (
 
 READ_ONLY = frozenset({"get", "list"})
 ROLE_NAMES = {
+    KEY_VAULT_READER: "Key Vault Reader",
     KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
     KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
 }
@@ -192,6 +195,12 @@ def _plan_identity(
             object_id=object_id,
             secret_permissions=secrets,
             assignments=(assign(KEY_VAULT_SECRETS_OFFICER, vault.id, reason),),
+        )
+    if "get" not in secrets:  # list only: names and metadata, never a value (Secrets User would read)
+        return IdentityMigration(
+            object_id=object_id,
+            secret_permissions=secrets,
+            assignments=(assign(KEY_VAULT_READER, vault.id, "lists secret names only"),),
         )
     needed = needed_secret_names(snapshot, object_id, policy)
     present = {s.name.lower(): s.name for s in vault.secrets}

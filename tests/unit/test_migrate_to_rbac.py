@@ -166,3 +166,41 @@ def test_rollback_order_and_verification_decisions_are_pure() -> None:
     assert unverified_access([create], [vault_wide], ROLES) == []  # inherited from the vault counts
     other = vault_wide.model_copy(update={"principal_id": ADMIN})
     assert unverified_access([create], [other], ROLES) == [f"{FLOW} lacks ['get', 'list'] at {KV}/secrets/a"]
+
+
+def _role_at(scope: str, role_guid: str, principal: str = "ops") -> RoleAssignment:
+    return RoleAssignment(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{role_guid}",
+        scope=scope,
+        role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+        principal_id=principal,
+    )
+
+
+def test_escalation_is_found_for_roles_that_write_the_vault_but_cannot_assign_roles() -> None:
+    kv_contributor = _role_at(KV, "f25e0fa2-a7c8-4377-a976-54943a77a395")
+    policy = parse_policy({})
+    [finding] = detect(
+        snapshot(_vault(), role_assignments=(kv_contributor,)), policy, {"access_policy_escalation"}
+    )
+    assert finding.resource_id == KV and "grant themselves data access" in finding.message
+    assert finding.evidence["writers"] == [f"ops (Key Vault Contributor at {KV})"]
+    # Owner may assign roles anyway: no path that RBAC closes; an RBAC vault has no access policies.
+    assert (
+        detect(snapshot(_vault(), role_assignments=(owner_at(KV),)), policy, {"access_policy_escalation"})
+        == []
+    )
+    rbac_vault = vault("kv", rbac=True)
+    assert (
+        detect(snapshot(rbac_vault, role_assignments=(kv_contributor,)), policy, {"access_policy_escalation"})
+        == []
+    )
+
+
+def test_a_list_only_identity_becomes_key_vault_reader_never_a_secret_reader() -> None:
+    snap = snapshot(vault("kv", policy_entry(ADMIN, "List"), secrets=("a",)))
+    [action] = build_plan(
+        detect(snap, _policy()), snap, _policy(), remediation_ids={"migrate_to_rbac"}
+    ).actions
+    [create] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    assert create.role_definition_id.endswith(rbac.KEY_VAULT_READER) and create.scope == KV
