@@ -4,6 +4,12 @@ verification or switch rolls back what the run did (switch back first, then its 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
+from remediations.__main__ import main
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.detect import detect
@@ -204,3 +210,37 @@ def test_a_list_only_identity_becomes_key_vault_reader_never_a_secret_reader() -
     ).actions
     [create] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
     assert create.role_definition_id.endswith(rbac.KEY_VAULT_READER) and create.scope == KV
+
+
+def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_have_a_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap_file, policy_file, out = tmp_path / "snap.json", tmp_path / "policy.json", tmp_path / "reports"
+    snap_file.write_text(snapshot(_vault()).model_dump_json())
+    policy_file.write_text(
+        json.dumps({"allowedSecretNames": {FLOW: ["a"]}, "rbacMigration": {"vaults": ["kv"]}})
+    )
+    args = [
+        "plan",
+        "--snapshot",
+        str(snap_file),
+        "--policy",
+        str(policy_file),
+        "--remediation",
+        "migrate_to_rbac",
+    ]
+    assert main([*args, "--output-dir", str(out), "--output-formats", "md,html"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"{FLOW}: ['access policy secrets: get, list'] -> ['Key Vault Secrets User at {KV}/secrets/a'"
+        in printed
+    )
+    assert (
+        f"{ADMIN}: ['access policy secrets: " in printed
+        and f"['Key Vault Secrets Officer at {KV}']" in printed
+    )
+    assert "PATCH properties.enableRbacAuthorization = true" in printed and OPT_IN in printed
+    markdown = (out / "report.md").read_text()
+    assert "## Access-policy -> RBAC migration" in markdown
+    assert f"| {FLOW} | access policy secrets: get, list | Key Vault Secrets User at kv/a;" in markdown
+    assert "RBAC migration</h2>" in (out / "report.html").read_text()
