@@ -187,6 +187,8 @@ class _Migration:
             try:
                 made = self.roles.create_role_assignment(change)
             except AzureCallFailed as error:
+                if change.assignment_name.lower() not in existing:
+                    self.created.append(change)  # the answer may be lost after the write: delete it too
                 return self._roll_back(f"create {describe(change)}: {error}")
             if made is not None and change.assignment_name.lower() not in existing:
                 self.created.append(change)

@@ -136,6 +136,17 @@ def test_a_switch_that_fails_after_taking_effect_is_rolled_back(
     assert {FLOW_SP, ADMIN_USER} <= entries
 
 
+def test_a_create_answered_with_an_error_after_it_took_effect_is_deleted_too_and_nothing_switched(
+    call: Call, migrate: dict[str, str], cloud: Emulator
+) -> None:
+    cloud.faults.status(403, path="/secrets/sql-password/providers/", method="PUT", count=1, after=True)
+    mark = cloud.requests.mark()
+    [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
+    assert outcome["status"] == "failed" and outcome["error"].endswith("; rolled back"), outcome
+    assert not _switched(cloud) and _below_vault(cloud) == []
+    assert "PATCH" not in {w.split(" ")[0] for w in _writes(cloud, mark)}
+
+
 def test_a_vault_the_policy_does_not_opt_in_is_planned_for_review_and_never_written(
     call: Call, migrate: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

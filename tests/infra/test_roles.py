@@ -103,7 +103,7 @@ def test_role_guid_variables_are_commented_with_the_role_name() -> None:
     [("app/target-roles.bicep", "rbacAdministrator"), ("main.bicep", "subscriptionRbacAdministrator")],
     ids=lambda k: k[0],
 )
-def test_rbac_administrator_may_only_assign_and_delete_key_vault_data_roles_and_reader(key: tuple[str, str]) -> None:
+def test_rbac_administrator_may_only_assign_and_delete_key_vault_data_roles(key: tuple[str, str]) -> None:
     relative, name = key
     tpl = template(relative)
     properties = body(tpl["resources"][name])["properties"]
