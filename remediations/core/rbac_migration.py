@@ -276,15 +276,6 @@ def rollback_changes(
         undo.append(
             switch.model_copy(update={"enable_rbac_authorization": not switch.enable_rbac_authorization})
         )
-    undo += [
-        RoleAssignmentChange(
-            operation="delete",
-            scope=c.scope,
-            role_definition_id=c.role_definition_id,
-            principal_id=c.principal_id,
-            principal_type=c.principal_type,
-            assignment_name=c.assignment_name,
-        )
-        for c in reversed(list(created))
-    ]
+    # A create names the assignment it made (deterministic name): the same change deletes it.
+    undo += [c.model_copy(update={"operation": "delete"}) for c in reversed(list(created))]
     return tuple(undo)
