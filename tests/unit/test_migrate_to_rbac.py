@@ -244,3 +244,13 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
     assert "## Access-policy -> RBAC migration" in markdown
     assert f"| {FLOW} | access policy secrets: get, list | Key Vault Secrets User at kv/a;" in markdown
     assert "RBAC migration</h2>" in (out / "report.html").read_text()
+
+
+def test_the_report_s_after_picture_has_the_vault_switched_and_the_new_assignments() -> None:
+    from remediations.report.graph_view import simulate
+
+    snap = snapshot(_vault())
+    after = simulate(snap, [_action(_policy())])
+    assert after.vaults[0].enable_rbac_authorization
+    granted = {(g.assignment.principal_id, g.secret_name) for g in rbac.secret_grants(after, after.vaults[0])}
+    assert granted == {(FLOW, "a"), (ADMIN, None)}  # the flow's identity reads one secret, no longer lists
