@@ -28,7 +28,7 @@ from remediations.adapters.dataverse import (
 from remediations.adapters.graph_api import Directory, identity_from_graph
 from remediations.adapters.graph_applications import Applications
 from remediations.adapters.keyvault_data import KeyVaultSecrets, secret_meta_from_item
-from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_from_json
+from remediations.adapters.keyvault_mgmt import KeyVaultManagement, access_policy_from_json, vault_from_json
 from remediations.adapters.powerplatform import (
     connection_from_api,
     connection_share_from_api,
@@ -191,6 +191,18 @@ def test_keyvault_list_and_access_policy_put_parse() -> None:
     assert echoed == sent
     assert [access_policy_from_json(e).permissions.keys for e in echoed] == [("encrypt",)]
     assert values_at(example, "responses/200/body/properties/accessPolicies[]/objectId")
+
+
+def test_keyvault_vault_patch_then_get_gives_the_permission_model_the_vault_now_has() -> None:
+    example = fixture("keyvault-updateVault.json")
+    patched = example["responses"]["200"]["body"]  # no enableRbacAuthorization: an access-policy vault
+    switched = {**patched, "properties": {**patched["properties"], "enableRbacAuthorization": True}}
+    sub = example["parameters"]["subscriptionId"]
+    for read_back, expected in ((patched, False), (switched, True)):
+        transport = RecordedTransport(patched, read_back)
+        vaults = KeyVaultManagement(StaticCredential(), sub, transport=transport)
+        assert vaults.set_rbac_authorization("sample-resource-group", "sample-vault", True) is expected
+        assert [method for method, _ in transport.requests] == ["PATCH", "GET"]  # the answer is the re-read
 
 
 def test_keyvault_secret_list_items_give_names_without_values() -> None:
