@@ -6,15 +6,20 @@ took effect is rolled back (switched back, this run's assignments deleted)."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from typing import Any
 
+import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 from emulator import Emulator
 from emulator.azure.state import AccessPolicy
 from remediations.core import rbac
 from tests.emulator.helpers import Raw, admin_token
 from tests.functions.conftest import ADMIN_USER, FLOW_SP, VAULT, VAULT_NAME, Call, ticket_body
+from tests.functions.test_jobs import _drain
 
 POLICY = {
     "dryRun": False,
@@ -158,3 +163,37 @@ def test_a_vault_the_policy_does_not_opt_in_is_planned_for_review_and_never_writ
     [outcome] = result["outcomes"]  # type: ignore[misc]
     assert outcome["status"] == "skipped" and "rbacMigration.enabled" in outcome["error"]
     assert _writes(cloud, mark) == [] and not _switched(cloud)
+
+
+def _sweep_and_work(functions: dict[str, Any]) -> dict[str, Any]:
+    from remediations.triggers.messages import ScopeMessage
+    from remediations.triggers.runs import RunStore
+
+    functions["sweep"].get_user_function()(TimerRequest())
+    [body] = _drain(dict(os.environ))
+    functions["remediate_worker"].get_user_function()(func.QueueMessage(id=uuid.uuid4().hex, body=body))
+    stored = RunStore.from_env().get("scope", ScopeMessage.model_validate_json(body).idempotency_key())
+    assert stored is not None and stored.body is not None
+    return stored.body
+
+
+def test_the_timer_sweep_never_migrates_unless_the_policy_says_in_sweeps(
+    functions: dict[str, Any], migrate: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mark = cloud.requests.mark()
+    swept = _sweep_and_work(functions)  # enforcing, the vault opted in, but a sweep names no remediation
+    assert swept["summary"]["findings"] > 0, swept["summary"]
+    assert "migrate_to_rbac" not in {a["remediation_id"] for a in swept["plan"]}
+    assert not _switched(cloud) and "PATCH" not in {w.split(" ")[0] for w in _writes(cloud, mark)}
+
+    in_sweeps = {**POLICY, "rbacMigration": {**POLICY["rbacMigration"], "inSweeps": True}}  # type: ignore[dict-item]
+    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(in_sweeps))
+    swept = _sweep_and_work(functions)
+    assert "migrate_to_rbac" in {a["remediation_id"] for a in swept["plan"]}
+    # The first sweep enforced remove_list_permission (the app's list-only entry is gone, the flow keeps
+    # `get`); the sweep reads no secret names, so the flow's identity gets Secrets User on the vault.
+    assert _switched(cloud)
+    assert {(p, role) for p, role, _ in _below_vault(cloud)} == {
+        (FLOW_SP, rbac.KEY_VAULT_SECRETS_USER),
+        (ADMIN_USER, rbac.KEY_VAULT_SECRETS_OFFICER),
+    }
