@@ -118,8 +118,12 @@ var rbacAdministratorRoleId = 'f58310d9-a9f6-439a-9e8d-f62e7b41a168'
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 // Key Vault Secrets Officer: manage secrets; the other role the RBAC administrator may assign or delete.
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
-// ABAC condition: role assignments may be written or deleted only for the Key Vault data roles (RBAC narrowing).
-var keyVaultDataRoles = '${keyVaultSecretsUserRoleId}, ${keyVaultSecretsOfficerRoleId}'
+// A list-only access policy becomes this role when a vault is migrated to RBAC (migrate_to_rbac).
+// Key Vault Reader: vault metadata and secret names, never a value.
+var keyVaultReaderRoleId = '21090545-7ca7-4776-b22c-e363652d74d2'
+// ABAC condition: role assignments may be written or deleted only for the Key Vault data roles (RBAC narrowing,
+// access-policy -> RBAC migration).
+var keyVaultDataRoles = '${keyVaultSecretsUserRoleId}, ${keyVaultSecretsOfficerRoleId}, ${keyVaultReaderRoleId}'
 var rbacNarrowingCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultDataRoles}})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyVaultDataRoles}}))'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

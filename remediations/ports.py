@@ -77,6 +77,10 @@ class KeyVaultManagementApi(Protocol):
         self, resource_group: str, vault_name: str, change: AccessPolicyChange
     ) -> tuple[AccessPolicy, ...]: ...
 
+    def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
+        """PATCH `properties.enableRbacAuthorization`, then re-read the vault: the value it now has."""
+        ...
+
 
 class KeyVaultSecretsApi(Protocol):
     def list_secret_metadata(self) -> list[SecretMeta]: ...

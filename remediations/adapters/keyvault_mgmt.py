@@ -20,7 +20,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.keyvault import KeyVaultManagementClient
-from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
+from azure.mgmt.keyvault.models import VaultAccessPolicyParameters, VaultPatchParameters, VaultPatchProperties
 
 from remediations.adapters.errors import ResourceGone
 from remediations.adapters.retry import with_retry
@@ -179,6 +179,21 @@ class KeyVaultManagement:
             return tuple(access_policy_from_sdk(e) for e in (vault.properties.access_policies or ()))
 
         with_retry(f"accessPolicies/{change.operation} on {vault_name}", put)
+        return with_retry(f"get vault {vault_name}", read)
+
+    def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
+        """`PATCH` the vault with only `properties.enableRbacAuthorization` (other properties untouched,
+        spec `Vaults_Update`), then one GET: the value the vault now holds, not the PATCH's echo."""
+        parameters = VaultPatchParameters(properties=VaultPatchProperties(enable_rbac_authorization=enabled))
+        vaults = self._client.vaults
+
+        def patch() -> None:
+            vaults.update(resource_group, vault_name, parameters)
+
+        def read() -> bool:
+            return bool(vaults.get(resource_group, vault_name).properties.enable_rbac_authorization)
+
+        with_retry(f"enableRbacAuthorization={enabled} on {vault_name}", patch)
         return with_retry(f"get vault {vault_name}", read)
 
     def close(self) -> None:

@@ -6,6 +6,8 @@
 - `orphaned_role_assignment`: a role assignment whose principal the directory says is gone.
 - `unresolved_principal`: the directory could not be asked about a principal (Graph failed): reported,
   never treated as gone.
+- `access_policy_escalation`: a vault still on access policies, where whoever may write the vault
+  (Key Vault Contributor, Contributor, Owner) can grant itself data access; fixed by `migrate_to_rbac`.
 - `oversized_vault`: a vault that flow identities reach holding secrets of too many purposes or too
   many secrets, with a suggested split.
 """
@@ -16,7 +18,7 @@ from collections import defaultdict
 
 from remediations.core import rbac
 from remediations.core.detect import detector
-from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence
+from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence, VaultWritersEvidence
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.model import Finding, Snapshot, Vault
 from remediations.core.policy import Policy
@@ -68,6 +70,57 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                     ).as_dict(),
                 )
             )
+    return findings
+
+
+ESCALATION_HELP = "https://learn.microsoft.com/azure/key-vault/general/rbac-access-policy"
+
+
+@detector(
+    "access_policy_escalation",
+    title="Vault on access policies: whoever may write the vault can grant itself data access",
+    help_url=ESCALATION_HELP,
+    detail=(
+        "Access policies are part of the vault resource, so any role with Microsoft.KeyVault/vaults/write "
+        "(Key Vault Contributor, Contributor, Owner) can add itself an access policy and read every "
+        "secret. Under Azure RBAC, data access needs a role assignment, which those roles cannot make. "
+        "Plan the move with the migrate_to_rbac fix (rbacMigration in the policy), review it, then apply."
+    ),
+)
+def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+    """Reported where the path is seen (an assignment that may write the vault) or where the policy
+    names the vault for migration (`rbacMigration.vaults`), so every access-policy vault of a tenant is
+    not a finding of its own."""
+    findings = []
+    for vault in snapshot.vaults:
+        if vault.enable_rbac_authorization or policy.excludes_vault(vault):
+            continue
+        writers = sorted(
+            f"{assignment.principal_id} ({role} at {assignment.scope})"
+            for assignment, role in rbac.vault_writers(snapshot, vault)
+        )
+        if not writers and not policy.rbac_migration.names(vault):
+            continue
+        who = (
+            f"{len(writers)} role assignment(s) that may write it can"
+            if writers
+            else "whoever may write it can"
+        )
+        findings.append(
+            Finding.create(
+                detector_id="access_policy_escalation",
+                severity="medium",
+                resource_id=vault.id,
+                principal=None,
+                message=(
+                    f"vault {vault.name} uses access policies: {who} grant themselves data access "
+                    "(Key Vault Contributor privilege escalation); migrate it to Azure RBAC"
+                ),
+                evidence=VaultWritersEvidence(
+                    vault=vault.name, identities=len(vault.access_policies), writers=tuple(writers)
+                ).as_dict(),
+            )
+        )
     return findings
 
 

@@ -70,6 +70,14 @@ class RoleGrantEvidence(Evidence):
     needed: tuple[str, ...]  # the secret names its flows read
 
 
+class VaultWritersEvidence(Evidence):
+    """An access-policy vault and who may write it (access_policy_escalation)."""
+
+    vault: str
+    identities: int  # access-policy entries with data rights today
+    writers: tuple[str, ...]  # "<principal> (<role> at <scope>)"
+
+
 class FlowUsesKeyVaultEvidence(Evidence):
     """A flow running on Key Vault connections (flow_uses_keyvault)."""
 

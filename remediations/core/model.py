@@ -579,9 +579,22 @@ class FlowStateChange(Frozen):
         return f"turn off flow {self.flow_id} in {self.environment}"
 
 
+class VaultAuthorizationChange(Frozen):
+    """Switch a vault's permission model: ARM PATCH `properties.enableRbacAuthorization`. With true, Key
+    Vault ignores the access policies and authorizes data-plane calls by Azure RBAC only."""
+
+    type: Literal["vaultAuthorization"] = "vaultAuthorization"
+    vault_id: str
+    enable_rbac_authorization: bool
+
+    def describe(self) -> str:
+        return f"PATCH properties.enableRbacAuthorization = {str(self.enable_rbac_authorization).lower()}"
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
+    | VaultAuthorizationChange
     | ShareChange
     | DlpPolicyChange
     | SecretRotationChange

@@ -29,7 +29,11 @@ def build_plan(
     Each remediation's `unchecked` actions (what a failed read kept it from checking) are added as
     skipped actions, so a blind spot shows in the plan."""
     policy = effective_policy(policy, snapshot)  # the same derived allow-lists `detect` used
-    selected = [r for r in all_remediations() if remediation_ids is None or r.id in remediation_ids]
+    selected = [
+        r
+        for r in all_remediations()
+        if (r.selected_by_default(policy) if remediation_ids is None else r.id in remediation_ids)
+    ]
     actions: dict[str, Action] = {}
     if targets is not None:
         for remediation in selected:

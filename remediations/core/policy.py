@@ -87,6 +87,23 @@ class RbacRules(_PolicyModel):
     headroom: int = Field(default=100, ge=0)
 
 
+class RbacMigrationRules(_PolicyModel):
+    """Access-policy -> RBAC migration (fix `migrate_to_rbac`): opt-in per vault. Off, the migration is
+    still planned (for review) with every action skipped."""
+
+    enabled: bool = False  # off: planned for review, never applied
+    vaults: tuple[str, ...] = ()  # vault resource ids or names to migrate; none: no vault is switched
+    # Let timer sweeps plan the migration too; off, only a request naming `migrate_to_rbac` plans it.
+    in_sweeps: bool = False
+
+    def names(self, vault: Vault) -> bool:
+        wanted = {v.lower() for v in self.vaults}
+        return vault.id.lower() in wanted or vault.name.lower() in wanted
+
+    def allows(self, vault: Vault) -> bool:
+        return self.enabled and self.names(vault)
+
+
 class OversizedVaultRules(_PolicyModel):
     """`oversized_vault`: a vault flow identities reach that holds too many secrets or purposes."""
 
@@ -172,6 +189,7 @@ class Policy(_PolicyModel):
     max_actions_per_run: int = Field(default=50, gt=0)
     dry_run: bool = True
     rbac: RbacRules = RbacRules()
+    rbac_migration: RbacMigrationRules = RbacMigrationRules()
     oversized_vault: OversizedVaultRules = OversizedVaultRules()
     rotation: RotationRules = RotationRules()
 

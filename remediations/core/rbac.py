@@ -70,6 +70,33 @@ BUILT_IN_DEFINITIONS: tuple[RoleDefinition, ...] = (
     ),
 )
 
+VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
+ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+# Built-in roles that may write a vault (and so its access policies), for a snapshot whose role
+# definitions were not listed: Owner, Contributor, Key Vault Contributor (Azure built-in roles reference).
+CONTROL_PLANE_BUILT_INS: tuple[RoleDefinition, ...] = (
+    RoleDefinition(
+        id="8e3af657-a8ff-443c-a75c-2fe8c4bcb635", role_name="Owner", role_type="BuiltInRole", actions=("*",)
+    ),
+    RoleDefinition(
+        id="b24988ac-6180-42a0-ab88-20f7382dd24c",
+        role_name="Contributor",
+        role_type="BuiltInRole",
+        actions=("*",),
+        not_actions=("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write"),
+    ),
+    RoleDefinition(
+        id="f25e0fa2-a7c8-4377-a976-54943a77a395",
+        role_name="Key Vault Contributor",
+        role_type="BuiltInRole",
+        actions=(
+            "Microsoft.Authorization/*/read",
+            "Microsoft.KeyVault/*",
+            "Microsoft.Resources/deployments/*",
+        ),
+    ),
+)
+
 ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
 
 
@@ -114,6 +141,27 @@ def definitions(snapshot: Snapshot) -> dict[str, RoleDefinition]:
     known = {d.guid: d for d in BUILT_IN_DEFINITIONS}
     known.update({d.guid: d for d in snapshot.role_definitions})
     return known
+
+
+def _grants(definition: RoleDefinition, action: str) -> bool:
+    return any(action_matches(p, action) for p in definition.actions) and not any(
+        action_matches(p, action) for p in definition.not_actions
+    )
+
+
+def vault_writers(snapshot: Snapshot, vault: Vault) -> list[tuple[RoleAssignment, str]]:
+    """Assignments at or above the vault whose role may write it (`Microsoft.KeyVault/vaults/write`) but
+    not assign roles, with the role's name: on an access-policy vault each can grant itself data access,
+    which under RBAC it could not (Owner or User Access Administrator can assign roles either way)."""
+    roles = {d.guid: d for d in CONTROL_PLANE_BUILT_INS} | {d.guid: d for d in snapshot.role_definitions}
+    found = []
+    for assignment in snapshot.role_assignments:
+        definition = roles.get(assignment.role_guid)
+        if definition is None or not covers(assignment.scope, vault.id):
+            continue
+        if _grants(definition, VAULT_WRITE) and not _grants(definition, ROLE_ASSIGNMENT_WRITE):
+            found.append((assignment, definition.role_name or definition.guid))
+    return found
 
 
 def role_id(subscription_id: str, role_guid: str) -> str:

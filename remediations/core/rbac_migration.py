@@ -4,7 +4,8 @@ Why: from API version 2026-02-01 new vaults default to RBAC, and an access-polic
 privilege-escalation path (whoever may write the vault, e.g. Key Vault Contributor, can grant itself
 data access). For each access-policy vault this plans the least-privilege RBAC equivalent, per identity:
 
-- only `get` / `list` on secrets -> Key Vault Secrets User. When the identity's flows (or the policy's
+- only `list` on secrets -> Key Vault Reader on the vault (metadata, never a value);
+- `get` (with or without `list`) -> Key Vault Secrets User. When the identity's flows (or the policy's
   `allowedSecretNames`) name the secrets it reads, one assignment per named secret at the secret's scope
   (`{vault}/secrets/{name}`): the vault-wide `list` that lets a flow dump the vault is not carried over;
 - any secret write/manage right (`set`, `delete`, `recover`, `backup`, `restore`, `purge`) -> Key Vault
@@ -16,25 +17,39 @@ data access). For each access-policy vault this plans the least-privilege RBAC e
 The plan respects the subscription's 4,000 role-assignment limit (`policy.rbac.assignment_limit` less
 its `headroom`): per-secret scopes fall back to one vault-scope assignment per identity when they
 would not fit, and a vault that still does not fit is blocked. The plan is reviewable data; applying
-it follows `STEPS` in order (create, verify, switch, roll back on a failed verification): not done here.
+it follows `STEPS` in order (create, verify, switch, roll back on a failed verification): the calls are
+made by `fixes/migrate_to_rbac.py`; the decisions it takes (verified or not, what to undo) are here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from remediations.core.model import Frozen, Snapshot, Vault
+from remediations.core.model import (
+    Change,
+    Frozen,
+    RoleAssignment,
+    RoleAssignmentChange,
+    RoleDefinition,
+    Snapshot,
+    Vault,
+    VaultAuthorizationChange,
+)
 from remediations.core.policy import Policy
 from remediations.core.rbac import (
+    KEY_VAULT_READER,
     KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
     assignment_name,
+    covers,
     needed_secret_names,
+    secret_permissions,
     subscription_assignment_count,
 )
 
 READ_ONLY = frozenset({"get", "list"})
 ROLE_NAMES = {
+    KEY_VAULT_READER: "Key Vault Reader",
     KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
     KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
 }
@@ -181,6 +196,12 @@ def _plan_identity(
             secret_permissions=secrets,
             assignments=(assign(KEY_VAULT_SECRETS_OFFICER, vault.id, reason),),
         )
+    if "get" not in secrets:  # list only: names and metadata, never a value (Secrets User would read)
+        return IdentityMigration(
+            object_id=object_id,
+            secret_permissions=secrets,
+            assignments=(assign(KEY_VAULT_READER, vault.id, "lists secret names only"),),
+        )
     needed = needed_secret_names(snapshot, object_id, policy)
     present = {s.name.lower(): s.name for s in vault.secrets}
     named = sorted(present[n] for n in (needed or ()) if n in present)
@@ -203,3 +224,58 @@ def _plan_identity(
         secret_permissions=secrets,
         assignments=(assign(KEY_VAULT_SECRETS_USER, vault.id, reason),),
     )
+
+
+# -- applying a vault's migration: pure decisions (fixes/migrate_to_rbac.py makes the calls) ----------
+
+
+def effective_secret_permissions(
+    assignments: Iterable[RoleAssignment],
+    principal_id: str,
+    scope: str,
+    roles: dict[str, RoleDefinition],
+) -> frozenset[str]:
+    """The secret rights (access-policy words) `principal_id` holds at `scope` under RBAC: the union of
+    the data actions of every listed assignment of that principal at or above the scope."""
+    granted: set[str] = set()
+    for assignment in assignments:
+        if assignment.principal_id.lower() != principal_id.lower() or not covers(assignment.scope, scope):
+            continue
+        definition = roles.get(assignment.role_guid)
+        if definition is not None:
+            granted |= secret_permissions(definition)
+    return frozenset(granted)
+
+
+def unverified_access(
+    creates: Iterable[RoleAssignmentChange],
+    listed: Iterable[RoleAssignment],
+    roles: dict[str, RoleDefinition],
+) -> list[str]:
+    """Why the identities would lose access on the switch: for each planned assignment, the rights its
+    role grants that the re-read assignments do not give that principal at that scope. Empty: verified."""
+    listed = list(listed)
+    problems = []
+    for change in creates:
+        definition = roles.get(change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower())
+        needed = secret_permissions(definition) if definition is not None else frozenset({"get"})
+        held = effective_secret_permissions(listed, change.principal_id, change.scope, roles)
+        if not needed <= held:
+            problems.append(f"{change.principal_id} lacks {sorted(needed - held)} at {change.scope}")
+    return problems
+
+
+def rollback_changes(
+    created: Iterable[RoleAssignmentChange], switch: VaultAuthorizationChange | None
+) -> tuple[Change, ...]:
+    """What undoes a failed migration, in order: switch the vault back first (the access policies are
+    still there, so access is restored at once), then delete the assignments this run created (newest
+    first). Assignments that existed before the run are never in `created`, so they are kept."""
+    undo: list[Change] = []
+    if switch is not None:
+        undo.append(
+            switch.model_copy(update={"enable_rbac_authorization": not switch.enable_rbac_authorization})
+        )
+    # A create names the assignment it made (deterministic name): the same change deletes it.
+    undo += [c.model_copy(update={"operation": "delete"}) for c in reversed(list(created))]
+    return tuple(undo)

@@ -46,6 +46,11 @@ class Remediation(ABC):
     # carries targets, `plan_for_targets` is all this remediation plans (not `plan`, not `unchecked`).
     plans_targets: ClassVar[bool] = False
 
+    def selected_by_default(self, policy: Policy) -> bool:
+        """Whether a run that names no remediations (a sweep, an alert) plans this one; a fix that is
+        opt-in by policy says no unless the policy asks. A request naming it always plans it."""
+        return True
+
     def unchecked(self, snapshot: Snapshot, policy: Policy) -> list[Action]:
         """Pure: skipped actions for what a failed read kept this remediation from checking (none by
         default). Called on every run the remediation is selected for, findings or not."""

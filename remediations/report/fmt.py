@@ -57,6 +57,34 @@ def action_status(report: ReportData, action: Action, deferred: bool = False) ->
     return "skipped" if action.skip_reason else "planned"
 
 
+MIGRATION = "migrate_to_rbac"
+MIGRATION_HEADERS = ("Status", "Vault", "Identity", "Access policy today", "Under RBAC (role at scope)")
+
+
+def migration_rows(report: ReportData) -> list[tuple[str, str, str, str, str]]:
+    """The access-policy -> RBAC migration, per vault and identity: what it holds today -> role + scope.
+    The vault's own row is its switch (or why it is not switched)."""
+    rows = []
+    for action in [a for a in (*report.actions, *report.deferred) if a.remediation_id == MIGRATION]:
+        status = action_status(report, action, action in report.deferred)
+        vault = short_resource(action.target)
+        switch = "; ".join(action.after.get("vault", []))
+        rows.append((status, vault, "(the vault)", "; ".join(action.before.get("vault", [])), switch))
+        for identity in sorted(set(action.before) - {"vault", "steps"}):
+            today, later = action.before[identity], action.after.get(identity, [])
+            shown = [_short_scope(x) for x in later]
+            rows.append((status, vault, identity, "; ".join(today), "; ".join(shown)))
+        if action.skip_reason:
+            rows.append((status, vault, "(not applied)", "", action.skip_reason))
+    return rows
+
+
+def _short_scope(text: str) -> str:
+    """`Key Vault Secrets User at /subscriptions/.../vaults/kv/secrets/a` -> `... at kv/a`."""
+    role, at, scope = text.partition(" at /")
+    return f"{role} at {short_resource('/' + scope)}" if at else text
+
+
 def when(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)

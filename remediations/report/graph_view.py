@@ -34,6 +34,7 @@ from remediations.core.model import (
     ShareChange,
     Snapshot,
     Vault,
+    VaultAuthorizationChange,
 )
 from remediations.core.role_changes import assignment_matches
 
@@ -290,7 +291,7 @@ def _apply_access_policy(vault: Vault, change: AccessPolicyChange) -> Vault:
 
 
 def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
-    """The snapshot after `actions` (access policy, role assignment and share changes; DLP and
+    """The snapshot after `actions` (access policy, role assignment, vault switch and share changes; DLP and
     rotation changes cut no edge of this graph). Pure: used for dry-run "after" pictures."""
     vaults = {v.id.lower(): v for v in snapshot.vaults}
     order = [v.id.lower() for v in snapshot.vaults]
@@ -315,6 +316,12 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
                             principal_id=change.principal_id,
                             principal_type=change.principal_type,
                         )
+                    )
+            elif isinstance(change, VaultAuthorizationChange):
+                key = change.vault_id.lower()
+                if key in vaults:  # switched: the access policies stop counting, role assignments decide
+                    vaults[key] = vaults[key].model_copy(
+                        update={"enable_rbac_authorization": change.enable_rbac_authorization}
                     )
             elif isinstance(change, ShareChange):
                 if change.operation == "delete":

@@ -11,9 +11,11 @@ from html import escape
 
 from remediations.core.model import Action
 from remediations.report.fmt import (
+    MIGRATION_HEADERS,
     PERMISSION_KINDS,
     action_status,
     duration,
+    migration_rows,
     permission_diff,
     short_resource,
     when,
@@ -220,6 +222,19 @@ def _actions(report: ReportData) -> str:
     return f"<section><h2>Actions ({len(rows)})</h2>{table}</section>"
 
 
+def _migration(report: ReportData) -> str:
+    rows = [
+        "<tr>"
+        + "".join(f'<td class="{"id" if i == 2 else ""}">{e(v)}</td>' for i, v in enumerate(row))
+        + "</tr>"
+        for row in migration_rows(report)
+    ]
+    if not rows:
+        return ""
+    table = _table(MIGRATION_HEADERS, rows, "")
+    return f"<section><h2>Access-policy &rarr; RBAC migration</h2>{table}</section>"
+
+
 def _legend() -> str:
     kinds = "".join(
         f'<span><span class="swatch" style="background:{fill};border-color:{stroke}"></span>{e(kind)}</span>'
@@ -362,6 +377,7 @@ def render_html(
 {_replay(report)}
 {_findings(report)}
 {_actions(report)}
+{_migration(report)}
 {_graphs(report, max_rows)}
 {_paths_left(report)}
 {_audit(report)}

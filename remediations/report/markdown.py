@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from remediations.report.fmt import (
+    MIGRATION_HEADERS,
     action_status,
     duration,
+    migration_rows,
     permission_diff,
     permission_sets,
     short_resource,
@@ -184,6 +186,9 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
         )
     else:
         out.append("_No actions._")
+    migration = migration_rows(report)
+    if migration:
+        out += ["", "## Access-policy -> RBAC migration", "", *table(MIGRATION_HEADERS, migration)]
     out += ["", "## Exposure graph", "", *_graph_section(report)]
     if report.paths_left is not None:
         failed = sum(1 for p in report.paths_left if p.reason is None)

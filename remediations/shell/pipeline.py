@@ -113,12 +113,19 @@ class RunResult(BaseModel):
         return len(self.inventory_errors)
 
 
-def selected_remediations(request: RunRequest) -> list[str] | None:
-    """The remediation ids the run plans (None: every registered one), within the request's part."""
+def selected_remediations(request: RunRequest, policy: Policy | None = None) -> list[str] | None:
+    """The remediation ids the run plans (None: every registered one selected by default), within the
+    request's part. A part names its platform's fixes, not a choice of fixes: with a `policy`, the opt-in
+    ones it does not ask for (`selected_by_default`) stay out, as they do for a run naming none."""
     if request.part == "all":
         return None if request.remediations is None else list(request.remediations)
     power_platform = request.part == "power_platform"
-    wanted = remediation_ids() if request.remediations is None else request.remediations
+    if request.remediations is not None:
+        wanted = list(request.remediations)
+    else:
+        wanted = [
+            r for r in remediation_ids() if policy is None or get_remediation(r).selected_by_default(policy)
+        ]
     return [r for r in wanted if get_remediation(r).power_platform == power_platform]
 
 
@@ -247,7 +254,7 @@ def run(
         caller=request.caller,
     )
     stages = _Stages()
-    selected = selected_remediations(request)
+    selected = selected_remediations(request, policy)
     if snapshot is None:
         snapshot = _read(request, selected, clients, progress, secret_store)
     stages.done("inventory")

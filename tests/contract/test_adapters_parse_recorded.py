@@ -202,6 +202,18 @@ def test_keyvault_list_and_access_policy_put_parse() -> None:
     assert values_at(example, "responses/200/body/properties/accessPolicies[]/objectId")
 
 
+def test_keyvault_vault_patch_then_get_gives_the_permission_model_the_vault_now_has() -> None:
+    example = fixture("keyvault-updateVault-2023-07-01.json")
+    patched = example["responses"]["200"]["body"]  # no enableRbacAuthorization: an access-policy vault
+    switched = {**patched, "properties": {**patched["properties"], "enableRbacAuthorization": True}}
+    sub = example["parameters"]["subscriptionId"]
+    for read_back, expected in ((patched, False), (switched, True)):
+        transport = RecordedTransport(patched, read_back)
+        vaults = KeyVaultManagement(StaticCredential(), sub, transport=transport)
+        assert vaults.set_rbac_authorization("sample-resource-group", "sample-vault", True) is expected
+        assert [method for method, _ in transport.requests] == ["PATCH", "GET"]  # the answer is the re-read
+
+
 def test_keyvault_secret_list_items_give_names_without_values() -> None:
     page = fixture("keyvault-data-GetSecrets.json")["responses"]["200"]["body"]
     (meta,) = [secret_meta_from_item(i) for i in page["value"]]

@@ -560,3 +560,25 @@ def test_keyvault_connections_follow_the_connector_reference() -> None:
             assert shared.status_code == 200, shared.text
             permissions = apps.call("GET", f"{base}/permissions?api-version=2017-06-01").json()["value"]
             assert grantee in {p["properties"]["principal"]["id"] for p in permissions}
+
+def test_keyvault_vault_patch_answers_the_vault_and_keeps_its_access_policies(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    arm = _app(emu, "https://management.azure.com/.default")
+    vault = seed["vaults"][0]
+    url = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.KeyVault/vaults/{vault['name']}?api-version=2023-07-01"
+    )
+    before = arm.call("GET", url).json()["properties"]["accessPolicies"]
+    recorded = _body("keyvault-updateVault-2023-07-01.json")
+    try:
+        response = arm.call("PATCH", url, json={"properties": {"enableRbacAuthorization": True}})
+        assert response.status_code == 200, response.text
+        paths = ["id", "name", "type", "location", "properties/tenantId", "properties/vaultUri"]
+        paths += [f"properties/accessPolicies[]/{k}" for k in ("objectId", "tenantId", "permissions/secrets")]
+        _ok(same_shape(recorded, response.json(), paths))
+        assert response.json()["properties"]["enableRbacAuthorization"] is True
+        assert response.json()["properties"]["accessPolicies"] == before  # only the property sent changed
+    finally:
+        arm.call("PATCH", url, json={"properties": {"enableRbacAuthorization": False}})

@@ -22,6 +22,7 @@ KEY_VAULT_CONTRIBUTOR = "f25e0fa2-a7c8-4377-a976-54943a77a395"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
@@ -82,6 +83,7 @@ def test_role_guid_variables_are_commented_with_the_role_name() -> None:
         RBAC_ADMINISTRATOR: "Role Based Access Control Administrator",
         KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
         KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
+        KEY_VAULT_READER: "Key Vault Reader",
         STORAGE_BLOB_DATA_OWNER: "Storage Blob Data Owner",
         STORAGE_QUEUE_DATA_CONTRIBUTOR: "Storage Queue Data Contributor",
         STORAGE_TABLE_DATA_CONTRIBUTOR: "Storage Table Data Contributor",
@@ -118,6 +120,7 @@ def test_rbac_administrator_may_only_assign_and_delete_key_vault_data_roles(key:
         assert {g.strip() for g in allowed.group(1).split(",")} == {
             KEY_VAULT_SECRETS_USER,
             KEY_VAULT_SECRETS_OFFICER,
+            KEY_VAULT_READER,  # metadata only: what migrate_to_rbac gives a list-only identity
         }
 
 

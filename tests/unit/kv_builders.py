@@ -88,6 +88,8 @@ class MemoryKeyVaultManagement:
         self.calls: list[tuple[str, str, AccessPolicyChange]] = []
         self.fail_with: AzureCallFailed | None = None
         self.ignore_removes = False  # simulate a server that answers 200 and changes nothing
+        self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
+        self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
 
     def list_vaults(self, scope: Scope) -> list[Vault]:
         return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
@@ -112,6 +114,15 @@ class MemoryKeyVaultManagement:
                 entries[i] = e.model_copy(update={"permissions": Permissions(secrets=tuple(secrets))})
         self.vaults[vault_name] = current.model_copy(update={"access_policies": tuple(entries)})
         return tuple(entries)
+
+    def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
+        self.switches.append((vault_name, enabled))
+        if self.fail_with is not None:
+            raise self.fail_with
+        current = self.vaults[vault_name]
+        if not self.ignore_switches:
+            self.vaults[vault_name] = current.model_copy(update={"enable_rbac_authorization": enabled})
+        return self.vaults[vault_name].enable_rbac_authorization
 
 
 class MemorySecrets:

@@ -1,0 +1,244 @@
+"""migrate_to_rbac: move an access-policy vault to Azure RBAC, least privilege per identity.
+
+The plan per vault (core/rbac_migration.py) is the role assignments to create (Key Vault Secrets User
+per named secret or on the vault, Secrets Officer for writers) and the switch of
+`enableRbacAuthorization`. It is opt-in: planned for review always, applied only for the vaults the
+policy lists (`rbacMigration.enabled` + `rbacMigration.vaults`), and a sweep or an alert plans it only
+with `rbacMigration.inSweeps`.
+
+Apply, in order: list the vault's assignments (what exists is never rolled back), create each planned
+assignment (deterministic names: a re-run creates nothing twice), re-read the assignments and check
+each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
+vault. Any failure rolls back what this run did: switch back first (the access policies are still on
+the vault, so access returns at once), then delete the assignments it created. Every step is in the
+outcome (`after["steps"]`), which the engine audits after the pending record it wrote before.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from remediations.core import rbac
+from remediations.core.model import (
+    Action,
+    Finding,
+    Outcome,
+    RoleAssignmentChange,
+    Snapshot,
+    Vault,
+    VaultAuthorizationChange,
+    VaultRef,
+)
+from remediations.core.policy import Policy
+from remediations.core.rbac_migration import (
+    VaultMigration,
+    plan_migration,
+    rollback_changes,
+    unverified_access,
+)
+from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.role_changes import describe
+from remediations.ports import AzureCallFailed, Clients
+
+# The planned roles are built-in; a custom role on another assignment is not counted (conservative).
+_ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
+OPT_IN = "review only: set rbacMigration.enabled and list the vault in rbacMigration.vaults to apply"
+
+
+def _switch_step(on: bool) -> str:
+    return f"enableRbacAuthorization={str(on).lower()}"
+
+
+@register
+class MigrateToRbac(Remediation):
+    id = "migrate_to_rbac"
+    handles = frozenset({"access_policy_escalation"})
+    needs_secret_metadata = True  # per-secret scopes name the vault's secrets
+    metadata = RemediationMetadata(
+        title="Migrate an access-policy vault to Azure RBAC (least-privilege role assignments, then switch)",
+        severity="medium",
+        risk=(
+            "After the switch Key Vault ignores the access policies: an identity whose access is not "
+            "carried over gets 403 ForbiddenByRbac, and new role assignments take up to 10 minutes to "
+            "reach Key Vault (set rbac.propagationGraceSeconds to switch in a later run). Per-secret "
+            "assignments drop the vault-wide list. Vaults with key, certificate or compound-identity "
+            "entries are not switched."
+        ),
+        permissions_required=(
+            "Microsoft.Authorization/roleAssignments/read",
+            "Microsoft.Authorization/roleAssignments/write",
+            "Microsoft.Authorization/roleAssignments/delete",
+            "Microsoft.KeyVault/vaults/read",
+            "Microsoft.KeyVault/vaults/write",
+        ),
+        cli_equivalent=(
+            "az role assignment create --role 'Key Vault Secrets User' --assignee-object-id <id> "
+            "--scope <vault id>/secrets/<name> (each identity), then "
+            "az keyvault update --name <vault> --enable-rbac-authorization true"
+        ),
+        bicep_hint=(
+            "Microsoft.Authorization/roleAssignments@2022-04-01 per identity (name guid(scope, principalId, "
+            "roleId)), then Microsoft.KeyVault/vaults properties.enableRbacAuthorization: true"
+        ),
+    )
+
+    def selected_by_default(self, policy: Policy) -> bool:
+        return policy.rbac_migration.enabled and policy.rbac_migration.in_sweeps
+
+    def plan(self, snapshot: Snapshot, findings: list[Finding], policy: Policy) -> list[Action]:
+        flagged: dict[str, list[str]] = {}
+        for finding in findings:
+            flagged.setdefault(finding.resource_id.lower(), []).append(finding.id)
+        vaults = {v.id.lower(): v for v in snapshot.vaults}
+        return [
+            self._plan_vault(snapshot, policy, vaults[m.vault_id.lower()], m, flagged[m.vault_id.lower()])
+            for m in plan_migration(snapshot, policy).vaults
+            if m.vault_id.lower() in flagged
+        ]
+
+    def _plan_vault(
+        self,
+        snapshot: Snapshot,
+        policy: Policy,
+        vault: Vault,
+        migration: VaultMigration,
+        finding_ids: list[str],
+    ) -> Action:
+        creates = tuple(
+            RoleAssignmentChange(
+                operation="create",
+                scope=a.scope,
+                role_definition_id=rbac.role_id(vault.subscription_id, a.role_guid),
+                principal_id=a.principal_id,
+                assignment_name=a.name,
+            )
+            for a in migration.assignments
+        )
+        switch = VaultAuthorizationChange(vault_id=vault.id, enable_rbac_authorization=True)
+        note = ""
+        seconds = policy.rbac.propagation_grace_seconds
+        if seconds and not _propagated(snapshot, migration, timedelta(seconds=seconds)):
+            note = f"; the vault is switched in a later run, {seconds}s after every assignment exists"
+        before: dict[str, list[str]] = {"vault": [_switch_step(False) + " (access policies)"]}
+        after: dict[str, list[str]] = {"vault": [_switch_step(True)] if not note else [_switch_step(False)]}
+        for identity in migration.identities:
+            before[identity.object_id] = [f"access policy secrets: {', '.join(identity.secret_permissions)}"]
+            after[identity.object_id] = [f"{a.role_name} at {a.scope}" for a in identity.assignments] + [
+                f"not carried over: {d}" for d in identity.dropped
+            ]
+        skip: str | None = None
+        if migration.blocked:
+            skip = "not switched: " + "; ".join(migration.blocked)
+        elif not policy.rbac_migration.allows(vault):
+            skip = OPT_IN
+        return Action.create(
+            remediation_id=self.id,
+            target=vault.id,
+            principal=None,
+            changes=creates if note else (*creates, switch),
+            before=before,
+            after=after,
+            reason=(
+                f"vault {vault.name} on access policies: {len(migration.identities)} identities move to "
+                f"{len(creates)} role assignments, then the vault is switched to RBAC{note}"
+            ),
+            finding_ids=tuple(finding_ids),
+            skip_reason=skip,
+        )
+
+    def apply(self, action: Action, clients: Clients) -> Outcome:
+        return _Migration(action, clients).run()
+
+
+def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta) -> bool:
+    """Every planned assignment exists already and is older than the grace (Key Vault sees it)."""
+    existing = {a.name.lower(): a for a in snapshot.role_assignments}
+    for planned in migration.assignments:
+        found = existing.get(planned.name.lower())
+        if found is None or (found.created_on is not None and found.created_on + grace > snapshot.taken_at):
+            return False
+    return True
+
+
+class _Migration:
+    """One vault's migration as it is applied: the steps taken, and what to undo on a failure."""
+
+    def __init__(self, action: Action, clients: Clients) -> None:
+        self.action = action
+        self.ref = VaultRef.parse(action.target)
+        self.roles = clients.authorization(self.ref.subscription_id)
+        self.vaults = clients.keyvault_management(self.ref.subscription_id)
+        self.creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+        switches = [c for c in action.changes if isinstance(c, VaultAuthorizationChange)]
+        self.switch = switches[0] if switches else None
+        self.steps: list[str] = []
+        self.created: list[RoleAssignmentChange] = []
+        self.switched = False
+
+    def run(self) -> Outcome:
+        if len(self.creates) + (self.switch is not None) != len(self.action.changes):
+            return self._outcome("failed", "not a migration action")
+        try:
+            existing = {a.name.lower() for a in self.roles.list_role_assignments_at(self.action.target)}
+        except AzureCallFailed as error:
+            return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
+        for change in self.creates:
+            try:
+                made = self.roles.create_role_assignment(change)
+            except AzureCallFailed as error:
+                if change.assignment_name.lower() not in existing:
+                    self.created.append(change)  # the answer may be lost after the write: delete it too
+                return self._roll_back(f"create {describe(change)}: {error}")
+            if made is not None and change.assignment_name.lower() not in existing:
+                self.created.append(change)
+                self.steps.append(f"created {describe(change)}")
+            else:
+                self.steps.append(f"already there: {describe(change)}")
+        try:
+            listed = self.roles.list_role_assignments_at(self.action.target)
+        except AzureCallFailed as error:
+            return self._roll_back(f"verify the assignments: {error}")
+        problems = unverified_access(self.creates, listed, _ROLES)
+        if problems:
+            return self._roll_back("verification failed: " + "; ".join(problems))
+        self.steps.append(f"verified the effective secret rights of {len(self.creates)} assignment(s)")
+        if self.switch is None:
+            return self._outcome("applied", None)  # switched by a later run, once these have propagated
+        self.switched = True  # from here a failure may leave it switched: switching back is harmless
+        try:
+            now = self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, True)
+        except AzureCallFailed as error:
+            return self._roll_back(f"switch: {error}")
+        if not now:
+            return self._roll_back("switch not verified: the vault still reads enableRbacAuthorization=false")
+        self.steps.append(f"switched and re-read: {_switch_step(True)}")
+        return self._outcome("applied", None)
+
+    def _roll_back(self, reason: str) -> Outcome:
+        self.steps.append(f"failed: {reason}")
+        errors: list[str] = []
+        for change in rollback_changes(self.created, self.switch if self.switched else None):
+            try:
+                if isinstance(change, VaultAuthorizationChange):
+                    if self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, False):
+                        raise AzureCallFailed("switch back", None, None, "the vault still reads true")
+                    self.steps.append(f"rolled back: {_switch_step(False)}")
+                elif isinstance(change, RoleAssignmentChange):
+                    self.roles.delete_role_assignment(change)
+                    self.steps.append(f"rolled back: deleted {describe(change)}")
+            except AzureCallFailed as error:
+                errors.append(f"{change.describe()}: {error}")
+        undone = f"; rollback incomplete: {'; '.join(errors)}" if errors else "; rolled back"
+        return self._outcome("failed", reason + undone)
+
+    def _outcome(self, status: Literal["applied", "failed"], error: str | None) -> Outcome:
+        after = dict(self.action.after) if status == "applied" else {}
+        return Outcome(
+            action_id=self.action.id,
+            status=status,
+            before=self.action.before,
+            after={**after, "steps": self.steps},
+            error=error,
+            verified=status == "applied",
+        )

@@ -1,0 +1,256 @@
+"""migrate_to_rbac: the plan (pure, opt-in by policy, never in a sweep unless asked) and its apply against
+in-memory ARM with Azure's semantics: creates first, verified from a re-read, then the switch; a failed
+verification or switch rolls back what the run did (switch back first, then its own assignments)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from remediations.__main__ import main
+from remediations.adapters.errors import AzureCallFailed
+from remediations.core import rbac
+from remediations.core.detect import detect
+from remediations.core.model import (
+    RoleAssignment,
+    RoleAssignmentChange,
+    VaultAuthorizationChange,
+)
+from remediations.core.planning import build_plan
+from remediations.core.policy import Policy, parse_policy
+from remediations.core.rbac_migration import rollback_changes, unverified_access
+from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
+from tests.unit.kv_builders import MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+
+FLOW = "11111111-0000-0000-0000-0000000000f1"
+ADMIN = "11111111-0000-0000-0000-0000000000ad"
+KV = vault_id("kv")
+USER = rbac.KEY_VAULT_SECRETS_USER
+ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
+
+
+def _vault():  # type: ignore[no-untyped-def]
+    return vault("kv", policy_entry(FLOW, "Get", "List"), policy_entry(ADMIN, "all"), secrets=("a", "b"))
+
+
+def _policy(enabled: bool = True, **extra: object) -> Policy:
+    return parse_policy(
+        {
+            "allowedSecretNames": {FLOW: ["a"]},
+            "rbacMigration": {"enabled": enabled, "vaults": ["kv"]},
+            **extra,
+        }
+    )
+
+
+def _action(policy: Policy, *assignments: RoleAssignment):  # type: ignore[no-untyped-def]
+    snap = snapshot(_vault(), role_assignments=assignments)
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    return action
+
+
+def _kinds(action):  # type: ignore[no-untyped-def]
+    return [
+        (c.operation, c.scope)
+        if isinstance(c, RoleAssignmentChange)
+        else ("switch", c.enable_rbac_authorization)
+        for c in action.changes
+    ]
+
+
+def test_plan_creates_every_assignment_before_the_switch_and_shows_each_identity() -> None:
+    action = _action(_policy())
+    assert action.skip_reason is None and action.target == KV
+    assert _kinds(action) == [("create", f"{KV}/secrets/a"), ("create", KV), ("switch", True)]
+    assert action.before[FLOW] == ["access policy secrets: get, list"]
+    assert action.after[FLOW] == [
+        f"Key Vault Secrets User at {KV}/secrets/a",
+        "not carried over: list (vault-wide enumeration)",
+    ]
+    assert action.after[ADMIN] == [f"Key Vault Secrets Officer at {KV}"]
+    assert action.before["vault"] == ["enableRbacAuthorization=false (access policies)"]
+
+
+def test_opt_in_only_listed_enabled_vaults_are_applied_and_sweeps_do_not_plan_it() -> None:
+    assert _action(_policy(enabled=False)).skip_reason == OPT_IN
+    policy = _policy()
+    snap = snapshot(_vault())
+    sweep = build_plan(detect(snap, policy), snap, policy)  # names no remediation: a sweep, an alert
+    assert not [a for a in sweep.actions if a.remediation_id == "migrate_to_rbac"]
+    swept = parse_policy({"rbacMigration": {"enabled": True, "vaults": ["kv"], "inSweeps": True}})
+    assert "migrate_to_rbac" in [
+        a.remediation_id for a in build_plan(detect(snap, swept), snap, swept).actions
+    ]
+
+
+def test_keys_or_compound_identities_block_the_vault() -> None:
+    policy = _policy()
+    blocked = vault("kv", policy_entry(FLOW, "get", application_id="app"), secrets=("a",))
+    snap = snapshot(blocked)
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    assert action.skip_reason is not None and "compound identity" in action.skip_reason
+
+
+def test_propagation_grace_defers_the_switch_until_the_assignments_exist() -> None:
+    action = _action(_policy(rbac={"propagationGraceSeconds": 600}))
+    assert ("switch", True) not in _kinds(action) and "later run" in action.reason
+
+
+def test_apply_creates_verifies_then_switches() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault())
+    outcome = MigrateToRbac().apply(action, clients)
+    assert outcome.status == "applied" and outcome.verified, outcome.error
+    ops = [op for op, _ in clients.authz.calls]
+    assert ops == ["list", "create", "create", "list"]  # every create and its check before the switch
+    assert clients.mgmt.switches == [("kv", True)] and clients.mgmt.vaults["kv"].enable_rbac_authorization
+    assert outcome.after["steps"][-1] == "switched and re-read: enableRbacAuthorization=true"
+    again = MigrateToRbac().apply(action, clients)  # deterministic names: nothing is created twice
+    assert again.status == "applied" and len(clients.authz.assignments) == 2
+    assert any(s.startswith("already there") for s in again.after["steps"])
+
+
+def test_a_create_missing_from_the_re_read_rolls_back_and_never_switches() -> None:
+    clients = MemoryClients(_vault())
+    clients.authz.hide_creates = True
+    kept = owner_at(KV)
+    clients.authz.assignments.append(kept)
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and outcome.error is not None
+    assert "verification failed" in outcome.error and outcome.error.endswith("rolled back")
+    assert clients.mgmt.switches == []
+    assert [op for op, _ in clients.authz.calls][-2:] == ["delete", "delete"]
+    assert clients.authz.assignments == [kept]  # what existed before the run is never deleted
+
+
+def test_a_switch_that_does_not_hold_is_switched_back_then_the_run_s_assignments_deleted() -> None:
+    clients = MemoryClients(_vault())
+    clients.mgmt.ignore_switches = True
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and "switch not verified" in (outcome.error or "")
+    assert clients.mgmt.switches == [("kv", True), ("kv", False)]
+    assert clients.authz.assignments == []
+    steps = outcome.after["steps"]
+    assert steps.index("rolled back: enableRbacAuthorization=false") < steps.index(
+        next(s for s in steps if s.startswith("rolled back: deleted"))
+    )
+
+
+def test_a_failed_create_rolls_back_the_earlier_creates() -> None:
+    clients = MemoryClients(_vault())
+    first = MigrateToRbac().apply(_action(_policy()), clients)  # creates, then fails no more
+    assert first.status == "applied"
+    clients = MemoryClients(_vault())
+    clients.authz.fail_on["create"] = AzureCallFailed("create", 403, "AuthorizationFailed", "ABAC condition")
+    outcome = MigrateToRbac().apply(_action(_policy()), clients)
+    assert outcome.status == "failed" and "AuthorizationFailed" in (outcome.error or "")
+    assert clients.mgmt.switches == [] and clients.authz.assignments == []
+
+
+def test_rollback_order_and_verification_decisions_are_pure() -> None:
+    create = RoleAssignmentChange(
+        operation="create",
+        scope=f"{KV}/secrets/a",
+        role_definition_id=rbac.role_id("s", USER),
+        principal_id=FLOW,
+        assignment_name="n1",
+    )
+    later = create.model_copy(update={"scope": KV, "assignment_name": "n2"})
+    switch = VaultAuthorizationChange(vault_id=KV, enable_rbac_authorization=True)
+    undo = rollback_changes([create, later], switch)
+    assert isinstance(undo[0], VaultAuthorizationChange) and not undo[0].enable_rbac_authorization
+    assert [c.assignment_name for c in undo[1:]] == ["n2", "n1"]  # type: ignore[union-attr]
+    assert rollback_changes([create], None)[0].operation == "delete"  # type: ignore[union-attr]
+    vault_wide = RoleAssignment(
+        id=f"{KV}/providers/Microsoft.Authorization/roleAssignments/x",
+        scope=KV,
+        role_definition_id=rbac.role_id("s", USER),
+        principal_id=FLOW,
+    )
+    assert unverified_access([create], [vault_wide], ROLES) == []  # inherited from the vault counts
+    other = vault_wide.model_copy(update={"principal_id": ADMIN})
+    assert unverified_access([create], [other], ROLES) == [f"{FLOW} lacks ['get', 'list'] at {KV}/secrets/a"]
+
+
+def _role_at(scope: str, role_guid: str, principal: str = "ops") -> RoleAssignment:
+    return RoleAssignment(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{role_guid}",
+        scope=scope,
+        role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+        principal_id=principal,
+    )
+
+
+def test_escalation_is_found_for_roles_that_write_the_vault_but_cannot_assign_roles() -> None:
+    kv_contributor = _role_at(KV, "f25e0fa2-a7c8-4377-a976-54943a77a395")
+    policy = parse_policy({})
+    [finding] = detect(
+        snapshot(_vault(), role_assignments=(kv_contributor,)), policy, {"access_policy_escalation"}
+    )
+    assert finding.resource_id == KV and "grant themselves data access" in finding.message
+    assert finding.evidence["writers"] == [f"ops (Key Vault Contributor at {KV})"]
+    # Owner may assign roles anyway: no path that RBAC closes; an RBAC vault has no access policies.
+    assert (
+        detect(snapshot(_vault(), role_assignments=(owner_at(KV),)), policy, {"access_policy_escalation"})
+        == []
+    )
+    rbac_vault = vault("kv", rbac=True)
+    assert (
+        detect(snapshot(rbac_vault, role_assignments=(kv_contributor,)), policy, {"access_policy_escalation"})
+        == []
+    )
+
+
+def test_a_list_only_identity_becomes_key_vault_reader_never_a_secret_reader() -> None:
+    snap = snapshot(vault("kv", policy_entry(ADMIN, "List"), secrets=("a",)))
+    [action] = build_plan(
+        detect(snap, _policy()), snap, _policy(), remediation_ids={"migrate_to_rbac"}
+    ).actions
+    [create] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    assert create.role_definition_id.endswith(rbac.KEY_VAULT_READER) and create.scope == KV
+
+
+def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_have_a_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap_file, policy_file, out = tmp_path / "snap.json", tmp_path / "policy.json", tmp_path / "reports"
+    snap_file.write_text(snapshot(_vault()).model_dump_json())
+    policy_file.write_text(
+        json.dumps({"allowedSecretNames": {FLOW: ["a"]}, "rbacMigration": {"vaults": ["kv"]}})
+    )
+    args = [
+        "plan",
+        "--snapshot",
+        str(snap_file),
+        "--policy",
+        str(policy_file),
+        "--remediation",
+        "migrate_to_rbac",
+    ]
+    assert main([*args, "--output-dir", str(out), "--output-formats", "md,html"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"{FLOW}: ['access policy secrets: get, list'] -> ['Key Vault Secrets User at {KV}/secrets/a'"
+        in printed
+    )
+    assert (
+        f"{ADMIN}: ['access policy secrets: " in printed
+        and f"['Key Vault Secrets Officer at {KV}']" in printed
+    )
+    assert "PATCH properties.enableRbacAuthorization = true" in printed and OPT_IN in printed
+    markdown = (out / "report.md").read_text()
+    assert "## Access-policy -> RBAC migration" in markdown
+    assert f"| {FLOW} | access policy secrets: get, list | Key Vault Secrets User at kv/a;" in markdown
+    assert "RBAC migration</h2>" in (out / "report.html").read_text()
+
+
+def test_the_report_s_after_picture_has_the_vault_switched_and_the_new_assignments() -> None:
+    from remediations.report.graph_view import simulate
+
+    snap = snapshot(_vault())
+    after = simulate(snap, [_action(_policy())])
+    assert after.vaults[0].enable_rbac_authorization
+    granted = {(g.assignment.principal_id, g.secret_name) for g in rbac.secret_grants(after, after.vaults[0])}
+    assert granted == {(FLOW, "a"), (ADMIN, None)}  # the flow's identity reads one secret, no longer lists
