@@ -46,6 +46,7 @@ from remediations.adapters.dataverse import (
     needs_connection_references,
     principals_from_api,
     revoke_body,
+    role_association_path,
     shared_principals_query,
     workflows_query,
 )
@@ -89,13 +90,18 @@ def _principal_kind(raw: str | None) -> PrincipalKind:
     return "group" if kind == "group" else "servicePrincipal" if kind == "serviceprincipal" else "user"
 
 
-def environment_from_api(item: dict[str, Any], role_holders: dict[str, tuple[str, ...]]) -> Environment:
+def environment_from_api(
+    item: dict[str, Any],
+    role_holders: dict[str, tuple[str, ...]],
+    principal_names: dict[str, str] | None = None,
+) -> Environment:
     props = item.get("properties") or {}
     return Environment(
         id=str(item.get("id") or item["name"]),
         name=str(item["name"]),
         display_name=str(props.get("displayName") or ""),
         role_holders=role_holders,
+        principal_names=principal_names or {},
     )
 
 
@@ -342,6 +348,32 @@ class PowerPlatform:
         with self._lock:
             self._principals[environment] = found
         return found
+
+    def remove_security_role(self, environment: str, principal_id: str, role: str) -> None:
+        """Disassociate the role from the user or team (DELETE of the association's `$ref`, 204);
+        nothing to do when the principal no longer holds it. The environment's users are read again
+        on the next call, so a verify sees the change."""
+        principals = self.principals(environment)
+        oid = principal_id.lower()
+        role_id = principals.role_ids.get(oid, {}).get(role)
+        dataverse_id = principals.dataverse_ids.get(oid)
+        if role_id and dataverse_id:
+            _, kind = principals.resolve(dataverse_id)
+            path = role_association_path(_q(dataverse_id), kind, _q(role_id))
+            url = f"{self._instance(environment)}{WEB_API}/{path}"
+            self._send(f"remove role {role} from {principal_id}", "DELETE", url)
+        with self._lock:
+            self._principals.pop(environment, None)
+
+    def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
+        """The roles the principal holds now, from a fresh read of the environment's users and teams."""
+        with self._lock:
+            self._principals.pop(environment, None)
+        return self.principals(environment).roles.get(principal_id.lower(), ())
+
+    def principal_names(self, environment: str) -> dict[str, str]:
+        """Full names of the environment's users and names of its teams by Entra object id (read once)."""
+        return self.principals(environment).names
 
     def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]:
         """Dataverse security roles by Entra object id (System Customizer / Administrator edit every flow)."""

@@ -270,6 +270,8 @@ class Environment(Frozen):
     name: str
     display_name: str = ""
     role_holders: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # principal id -> roles
+    # principal id -> UPN or full name, as the environment's user and team rows give them (for reports)
+    principal_names: dict[str, str] = Field(default_factory=dict)
 
     def editors_of_all_flows(self) -> tuple[str, ...]:
         """System Customizers and Administrators: they can edit every flow in the environment."""
@@ -579,13 +581,27 @@ class FlowStateChange(Frozen):
         return f"turn off flow {self.flow_id} in {self.environment}"
 
 
+class SecurityRoleChange(Frozen):
+    """Take a Dataverse security role (System Customizer) away from a user or Entra group team in an
+    environment: they no longer edit every flow there, whoever owns it."""
+
+    type: Literal["securityRole"] = "securityRole"
+    environment: str
+    principal_id: str  # Entra object id
+    role: str  # role name, e.g. "System Customizer"
+
+    def describe(self) -> str:
+        return f"remove security role {self.role!r} from {self.principal_id} in {self.environment}"
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
     | ShareChange
     | DlpPolicyChange
     | SecretRotationChange
-    | FlowStateChange,
+    | FlowStateChange
+    | SecurityRoleChange,
     Field(discriminator="type"),
 ]
 

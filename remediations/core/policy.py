@@ -138,6 +138,9 @@ class PowerPlatformRules(_PolicyModel):
     # `quarantine_flow`: turn off running flows on a person's Key Vault connection that someone other
     # than the owner can edit (containment only: an editor can turn a flow on again).
     quarantine_flows: bool = False
+    # `remove_flow_editing_role`: take System Customizer away from people not in `allowedFlowEditors`
+    # in environments with a flow on a person's Key Vault connection (closes their edit path).
+    remove_flow_editing_roles: bool = False
     dlp: DlpRules = DlpRules()
 
     @field_validator("allowed_flow_editors", "allowed_connection_users")

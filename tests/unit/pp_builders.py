@@ -134,6 +134,18 @@ class MemoryPowerPlatform:
         self.ignore_deletes = False
         self.flows = {f.id: f for f in snap.flows}
         self.ignore_turn_off = False
+        self.roles = {(e.name, p): set(r) for e in snap.environments for p, r in e.role_holders.items()}
+        self.ignore_role_removal = False
+
+    def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
+        self.calls.append(("security_roles", principal_id))
+        return tuple(sorted(self.roles.get((environment, principal_id), set())))
+
+    def remove_security_role(self, environment: str, principal_id: str, role: str) -> None:
+        """Dataverse disassociate of the user's role association."""
+        self.calls.append(("remove_security_role", (principal_id, role)))
+        if not self.ignore_role_removal:
+            self.roles.get((environment, principal_id), set()).discard(role)
 
     def get_flow(self, environment: str, flow_id: str) -> Flow:
         self.calls.append(("get_flow", flow_id))
@@ -220,3 +232,6 @@ class PPClients:
 
     def power_platform(self) -> MemoryPowerPlatform:
         return self.api
+
+    def own_object_id(self) -> str | None:
+        return None
