@@ -53,6 +53,7 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     admin, customizer = _who(seed, "admin@"), _who(seed, "customizer@")
     demo = json.loads(DEMO_POLICY.read_text())
     demo["powerPlatform"]["quarantineFlows"] = True
+    demo["powerPlatform"]["removeFlowEditingRoles"] = False  # quarantine alone: containment, not closure
     policy = parse_policy({**demo, "dryRun": False})
     request = RunRequest(
         trigger="cli",
@@ -103,3 +104,41 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     assert body["name"] == "payroll-db-password" and body["value"]
     gets = emu.requests.filter(host="kv-shared-prod.vault.azure.net")[kv_mark:]
     assert [r.status for r in gets] == [200]  # one Get secret, answered: the path the run listed is real
+
+
+def test_one_apply_with_the_demo_policy_leaves_no_unaccepted_path(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The demo policy as shipped: the System Customizer loses the role (Dataverse disassociate), so
+    every path left is the owner's, one the policy accepts, or the app's own; and the customizer's
+    edit of the payroll flow is now refused by the emulator, Key Vault never asked."""
+    customizer = _who(seed, "customizer@")
+    policy = parse_policy({**json.loads(DEMO_POLICY.read_text()), "dryRun": False})
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
+        power_platform=policy.power_platform.scope(),
+        correlation_id="closure-demo",
+    )
+    with AzureClients() as clients:
+        result = run(request, policy, clients, MemoryAuditSink())
+        own = clients.own_object_id()
+    assert result.paths_left is not None and result.unaccepted_paths == []
+    reasons = {p.person: p.reason for p in result.paths_left}
+    assert customizer not in reasons
+    assert own is not None and reasons[own] == "this app"  # the remediator, by its token, not a GUID
+    assert {"owner", "accepted by policy", "this app"} == set(reasons.values())
+    # the role was taken by one disassociate, verified by a re-read; the emulator no longer holds it
+    (removed,) = [o for o in result.outcomes if o.action_id in _ids(result, "remove_flow_editing_role")]
+    assert removed.status == "applied" and removed.verified
+    deletes = [r for r in emu.requests.filter(method="DELETE") if "systemuserroles_association" in r.path]
+    assert len(deletes) == 1 and [r.status for r in deletes] == [204]
+    attack = Attack(emu, seed)
+    env = emu.state.powerplatform.environments[attack.env]
+    assert not any(r.principal_id == customizer for r in env.roles)
+    # ... and the attack the path stood for fails: the customizer cannot edit the flow any more
+    kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
+    edit = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
+    assert attack.edit(edit).status_code == 403
+    assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 403
+    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
