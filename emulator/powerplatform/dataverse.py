@@ -48,7 +48,13 @@ from urllib.parse import urlencode
 from emulator.powerplatform import dlp
 from emulator.powerplatform.bap import dataverse_org
 from emulator.powerplatform.common import authenticate, caller_oid
-from emulator.powerplatform.state import EDIT_ALL_FLOWS_ROLES, SYSTEM_ADMINISTRATOR, Environment, Flow
+from emulator.powerplatform.state import (
+    EDIT_ALL_FLOWS_ROLES,
+    SYSTEM_ADMINISTRATOR,
+    Environment,
+    Flow,
+    now_iso,
+)
 from emulator.wire import HttpError, Request, Response
 
 if TYPE_CHECKING:
@@ -183,6 +189,35 @@ def _client_data(flow: Flow) -> str:
     )
 
 
+def _update_client_data(state: State, flow: Flow, raw: Any) -> None:
+    """`clientdata` is a string-encoded JSON of the definition and connectionReferences ("Work with
+    cloud flows using code"); a flow that is on must still pass the environment's DLP policies."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        data = None
+    properties = data.get("properties") if isinstance(data, dict) else None
+    definition = properties.get("definition") if isinstance(properties, dict) else None
+    if not isinstance(properties, dict) or not isinstance(definition, dict):
+        raise HttpError(400, "0x80040203", "clientdata must be a JSON string with properties.definition.")
+    references = dict(flow.connection_references)
+    for key, reference in (properties.get("connectionReferences") or {}).items():
+        if not isinstance(reference, dict):
+            continue
+        connection = reference.get("connection") if isinstance(reference.get("connection"), dict) else {}
+        api = reference.get("api") if isinstance(reference.get("api"), dict) else {}
+        entry = dict(references.get(key) or {})
+        if connection.get("name"):
+            entry["connectionName"] = connection["name"]
+        if api.get("name"):
+            entry["id"] = f"/providers/Microsoft.PowerApps/apis/{api['name']}"
+        references[key] = entry
+    if flow.state == "Started" and dlp.flow_violations(state, flow.environment, definition, references):
+        raise HttpError(400, "0x80060467", "The flow violates a data loss prevention policy.")
+    flow.definition, flow.connection_references = definition, references
+    flow.last_modified_time = now_iso()
+
+
 def workflow_json(flow: Flow) -> dict[str, Any]:
     statecode, statuscode = _STATES.get(flow.state, (0, 1))
     owner = dataverse_id(flow.environment, flow.creator)
@@ -311,6 +346,8 @@ def register(emulator: Emulator) -> None:
                     raise HttpError(400, "0x80040203", "statecode must be 0 (Draft) or 1 (Activated).")
             if isinstance(body.get("name"), str):
                 flow.display_name = body["name"]
+            if "clientdata" in body:
+                _update_client_data(state, flow, body["clientdata"])
         return Response.empty(204)
 
     def list_users(request: Request) -> Response:

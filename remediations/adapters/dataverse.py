@@ -115,7 +115,8 @@ def principals_from_api(users: list[dict[str, Any]], teams: list[dict[str, Any]]
     return out
 
 
-def _client_data(row: dict[str, Any]) -> dict[str, Any]:
+def client_data(row: dict[str, Any]) -> dict[str, Any]:
+    """A `workflows` row's `clientdata` as an object ({} when absent or not JSON)."""
     raw = row.get("clientdata")
     if isinstance(raw, dict):
         return raw
@@ -139,7 +140,7 @@ def _connection_name(reference: dict[str, Any], logical_names: dict[str, str]) -
 
 
 def _references(row: dict[str, Any]) -> dict[str, Any]:
-    properties = _client_data(row).get("properties") or {}
+    properties = client_data(row).get("properties") or {}
     references = properties.get("connectionReferences")
     return references if isinstance(references, dict) else {}
 
@@ -171,7 +172,7 @@ def flow_from_workflow(
 ) -> Flow:
     """One `workflows` row (category 5) -> Flow; the owner is mapped to its Entra object id and solution
     connection references (`logical_names`) to their connections."""
-    properties = _client_data(row).get("properties") or {}
+    properties = client_data(row).get("properties") or {}
     keys = {
         str(key): name
         for key, reference in _references(row).items()

@@ -39,6 +39,7 @@ from remediations.adapters.dataverse import (
     WEB_API,
     DataverseInstance,
     DataversePrincipals,
+    client_data,
     connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
@@ -409,6 +410,18 @@ class PowerPlatform:
         row = self._json(f"get flow {flow}", "GET", url)
         logical_names = self._connection_references(environment, [row])
         return flow_from_workflow(row, environment, self.principals(environment), logical_names)
+
+    def get_flow_client_data(self, environment: str, flow: str) -> dict[str, Any]:
+        """The flow's `clientdata` (its definition and connectionReferences), parsed, from a fresh GET."""
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})?$select=clientdata"
+        return client_data(self._json(f"get flow {flow}", "GET", url))
+
+    def update_flow_client_data(self, environment: str, flow: str, data: dict[str, Any]) -> None:
+        """PATCH only `clientdata` (a string-encoded JSON column), as "Work with cloud flows using
+        code" updates a flow: set only the properties to change; 204."""
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
+        body = {"clientdata": json.dumps(data)}
+        self._send(f"update flow {flow}", "PATCH", url, body, {"If-Match": "*"})
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
         """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes

@@ -594,6 +594,19 @@ class SecurityRoleChange(Frozen):
         return f"remove security role {self.role!r} from {self.principal_id} in {self.environment}"
 
 
+class FlowSecureDataChange(Frozen):
+    """Turn on secure inputs and outputs of a flow's Key Vault actions (named by JSON path) in its
+    definition (Dataverse `workflows.clientdata`): their values leave the run history."""
+
+    type: Literal["flowSecureData"] = "flowSecureData"
+    environment: str
+    flow_id: str
+    action_paths: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"secure inputs/outputs of {', '.join(self.action_paths)} in flow {self.flow_id}"
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
@@ -601,7 +614,8 @@ Change = Annotated[
     | DlpPolicyChange
     | SecretRotationChange
     | FlowStateChange
-    | SecurityRoleChange,
+    | SecurityRoleChange
+    | FlowSecureDataChange,
     Field(discriminator="type"),
 ]
 

@@ -141,6 +141,8 @@ class PowerPlatformRules(_PolicyModel):
     # `remove_flow_editing_role`: take System Customizer away from people not in `allowedFlowEditors`
     # in environments with a flow on a person's Key Vault connection (closes their edit path).
     remove_flow_editing_roles: bool = False
+    # `restore_secure_outputs`: turn secure inputs/outputs back on for Key Vault Get secret actions.
+    restore_secure_outputs: bool = False
     dlp: DlpRules = DlpRules()
 
     @field_validator("allowed_flow_editors", "allowed_connection_users")

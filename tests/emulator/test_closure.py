@@ -142,3 +142,39 @@ def test_one_apply_with_the_demo_policy_leaves_no_unaccepted_path(
     assert attack.edit(edit).status_code == 403
     assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 403
     assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
+
+
+def test_restore_secure_outputs_hides_the_value_from_the_run_history_again(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The customizer switches secure outputs off on a single Get secret; one run of
+    restore_secure_outputs PATCHes the row's clientdata (verified by a re-read) and the next run's
+    history has no value in it."""
+    attack = Attack(emu, seed)
+    insecure = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
+    assert attack.edit(insecure).status_code == 200
+    leaked = attack.run()["properties"]["actions"]["Get_secret"]
+    assert attack.content(leaked)["body"]["value"] == attack.secrets["payroll-db-password"]
+    policy = parse_policy({"powerPlatform": {"environments": ["*"], "restoreSecureOutputs": True}})
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
+        power_platform=policy.power_platform.scope(),
+        remediations=("restore_secure_outputs",),
+        dry_run=False,
+        correlation_id="secure-outputs",
+    )
+    with AzureClients() as clients:
+        result = run(request, policy, clients, MemoryAuditSink())
+    payroll = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
+    (mine,) = [a.id for a in result.plan.actions if a.target.endswith(f"/flows/{payroll['name']}")]
+    assert {o.status for o in result.outcomes} == {"applied"}
+    assert next(o for o in result.outcomes if o.action_id == mine).verified
+    patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({payroll['name']})" in r.path]
+    assert [r.status for r in patches] == [204]
+    step = emu.state.powerplatform.flows[payroll["name"]].definition["actions"]["Get_secret"]
+    assert step["runtimeConfiguration"]["secureData"]["properties"] == ["inputs", "outputs"]
+    after = attack.run()
+    assert after["properties"]["status"] == "Succeeded"
+    assert "outputsLink" not in after["properties"]["actions"]["Get_secret"]
+    assert attack.secrets["payroll-db-password"] not in json.dumps(after)

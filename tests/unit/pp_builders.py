@@ -136,6 +136,24 @@ class MemoryPowerPlatform:
         self.ignore_turn_off = False
         self.roles = {(e.name, p): set(r) for e in snap.environments for p, r in e.role_holders.items()}
         self.ignore_role_removal = False
+        self.ignore_updates = False
+
+    def get_flow_client_data(self, environment: str, flow_id: str) -> dict[str, Any]:
+        """`clientdata` as Dataverse holds it: the definition and the connection references."""
+        self.calls.append(("get_flow_client_data", flow_id))
+        if flow_id not in self.flows:
+            raise ResourceGone("get flow", 404, "0x80040217", "no flow")
+        found = self.flows[flow_id]
+        references = {k: {"connection": {"name": c}} for k, c in found.reference_keys.items()}
+        return copy.deepcopy(
+            {"properties": {"connectionReferences": references, "definition": found.definition}}
+        )
+
+    def update_flow_client_data(self, environment: str, flow_id: str, data: dict[str, Any]) -> None:
+        self.calls.append(("update_flow_client_data", flow_id))
+        if not self.ignore_updates:
+            definition = copy.deepcopy(data["properties"]["definition"])
+            self.flows[flow_id] = self.flows[flow_id].model_copy(update={"definition": definition})
 
     def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
         self.calls.append(("security_roles", principal_id))
