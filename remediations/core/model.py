@@ -607,6 +607,20 @@ class FlowSecureDataChange(Frozen):
         return f"secure inputs/outputs of {', '.join(self.action_paths)} in flow {self.flow_id}"
 
 
+class FlowConnectionChange(Frozen):
+    """Rebind a flow's connection references from one Key Vault connection (a person's) to another (a
+    least-privileged service principal's), in its `workflows.clientdata`."""
+
+    type: Literal["flowConnection"] = "flowConnection"
+    environment: str
+    flow_id: str
+    from_connection: str
+    to_connection: str
+
+    def describe(self) -> str:
+        return f"move flow {self.flow_id} from connection {self.from_connection} to {self.to_connection}"
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
@@ -615,7 +629,8 @@ Change = Annotated[
     | SecretRotationChange
     | FlowStateChange
     | SecurityRoleChange
-    | FlowSecureDataChange,
+    | FlowSecureDataChange
+    | FlowConnectionChange,
     Field(discriminator="type"),
 ]
 

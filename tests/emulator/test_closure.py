@@ -24,7 +24,7 @@ from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
-from tests.emulator.test_powerplatform_attack import SEED, Attack, _who
+from tests.emulator.test_powerplatform_attack import SEED, Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
@@ -178,3 +178,47 @@ def test_restore_secure_outputs_hides_the_value_from_the_run_history_again(
     assert after["properties"]["status"] == "Succeeded"
     assert "outputsLink" not in after["properties"]["actions"]["Get_secret"]
     assert attack.secrets["payroll-db-password"] not in json.dumps(after)
+
+
+def test_move_to_service_connection_rebinds_the_flow_and_its_runs_read_as_the_service_principal(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """'Quarterly report (personal)' runs on the analyst's own kv-svc-flows connection; the policy names
+    the service principal's connection for that vault, so one run rebinds the flow's clientdata
+    (verified by a re-read) and the flow's next run reads Key Vault as the service principal."""
+    pp = seed["powerPlatform"]
+    report = next(f for f in pp["flows"] if f["displayName"] == "Quarterly report (personal)")
+    service = next(c for c in pp["connections"] if c["authType"] == "servicePrincipal")
+    personal = report["connectionReferences"]["shared_keyvault"]["connectionName"]
+    policy = parse_policy(
+        {"powerPlatform": {"environments": ["*"], "serviceConnections": {"kv-svc-flows": service["name"]}}}
+    )
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
+        power_platform=policy.power_platform.scope(),
+        remediations=("move_to_service_connection",),
+        dry_run=False,
+        correlation_id="service-connection",
+    )
+    with AzureClients() as clients:
+        result = run(request, policy, clients, MemoryAuditSink())
+    (action,) = result.plan.actions  # only the flow on a person's connection with a named alternative
+    assert action.changes[0].model_dump()["from_connection"] == personal
+    (outcome,) = result.outcomes
+    assert outcome.status == "applied" and outcome.verified
+    patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({report['name']})" in r.path]
+    assert [r.status for r in patches] == [204]
+    flow = emu.state.powerplatform.flows[report["name"]]
+    assert flow.connection_references["shared_keyvault"]["connectionName"] == service["name"]
+    assert flow.definition == report["definition"]  # only the connection moved
+    # the owner runs it: Key Vault is now asked by the service principal, not the analyst
+    owner = _client(emu, report["creator"])
+    base = (
+        "https://api.flow.microsoft.com/providers/Microsoft.ProcessSimple/environments/"
+        f"{report['environment']}/flows/{report['name']}"
+    )
+    mark = len(emu.requests.filter(host="kv-svc-flows.vault.azure.net"))
+    assert owner.post(f"{base}/triggers/manual/run", params=V, json={}).status_code == 202
+    asked = emu.requests.filter(host="kv-svc-flows.vault.azure.net")[mark:]
+    assert asked and {r.caller_oid for r in asked} == {service["identity"]}

@@ -152,8 +152,15 @@ class MemoryPowerPlatform:
     def update_flow_client_data(self, environment: str, flow_id: str, data: dict[str, Any]) -> None:
         self.calls.append(("update_flow_client_data", flow_id))
         if not self.ignore_updates:
-            definition = copy.deepcopy(data["properties"]["definition"])
-            self.flows[flow_id] = self.flows[flow_id].model_copy(update={"definition": definition})
+            properties = data["properties"]
+            keys = {k: r["connection"]["name"] for k, r in properties.get("connectionReferences", {}).items()}
+            self.flows[flow_id] = self.flows[flow_id].model_copy(
+                update={
+                    "definition": copy.deepcopy(properties["definition"]),
+                    "reference_keys": keys,
+                    "connection_references": tuple(sorted(set(keys.values()))),
+                }
+            )
 
     def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
         self.calls.append(("security_roles", principal_id))
