@@ -435,8 +435,9 @@ class Story:
         ticket_id = f"DEMO-{uuid.uuid4().hex[:8].upper()}"
         body = {
             "ticketId": ticket_id,
-            # and the flow-editing role the policy does not allow (removeFlowEditingRoles)
-            "remediations": [*FIX_REMEDIATIONS, "remove_flow_editing_role"],
+            # and the person -> flow edge: the flow-editing role the policy does not allow, the
+            # secure outputs the attacker switched off (removeFlowEditingRoles, restoreSecureOutputs)
+            "remediations": [*FIX_REMEDIATIONS, "remove_flow_editing_role", "restore_secure_outputs"],
             "targets": {"vaults": sorted(self.vault_ids.values())},
             "dryRun": False,
             "requester": "secops@contoso.example",

@@ -191,7 +191,7 @@ def _client_data(flow: Flow) -> str:
 
 def _update_client_data(state: State, flow: Flow, raw: Any) -> None:
     """`clientdata` is a string-encoded JSON of the definition and connectionReferences ("Work with
-    cloud flows using code"); a flow that is on must still pass the environment's DLP policies."""
+    cloud flows using code"); a flow that is on and now breaks a DLP policy is suspended."""
     try:
         data = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
@@ -212,9 +212,9 @@ def _update_client_data(state: State, flow: Flow, raw: Any) -> None:
         if api.get("name"):
             entry["id"] = f"/providers/Microsoft.PowerApps/apis/{api['name']}"
         references[key] = entry
-    if flow.state == "Started" and dlp.flow_violations(state, flow.environment, definition, references):
-        raise HttpError(400, "0x80060467", "The flow violates a data loss prevention policy.")
     flow.definition, flow.connection_references = definition, references
+    if flow.state == "Started" and dlp.flow_violations(state, flow.environment, definition, references):
+        flow.state = "Suspended"  # saved, but a flow that breaks a DLP policy does not run
     flow.last_modified_time = now_iso()
 
 
