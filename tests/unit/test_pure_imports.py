@@ -19,7 +19,11 @@ from remediations.core.registry import remediation_ids
 ROOT = Path(__file__).resolve().parents[2]
 CORE = Path(remediations.core.__path__[0])
 _CORE_MODULES = sorted(f"remediations.core.{m.name}" for m in pkgutil.iter_modules([str(CORE)]))
-_PURE = _CORE_MODULES + [f"remediations.fixes.{rid}" for rid in remediation_ids()] + ["remediations.ports"]
+_PURE = (
+    _CORE_MODULES
+    + [f"remediations.fixes.{rid}" for rid in remediation_ids()]
+    + ["remediations.ports"]
+)
 _IMPURE = ("azure", "remediations.shell", "remediations.adapters")
 
 _PROBE = """
