@@ -20,7 +20,8 @@ from typing import Any
 from remediations.core.model import Action, Connection, Finding, FlowConnectionChange, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._flow_writes import rewrite_client_data
+from remediations.ports import Clients
 
 
 def _references(data: dict[str, Any]) -> dict[str, Any]:
@@ -125,34 +126,17 @@ class MoveToServiceConnection(Remediation):
         change = action.changes[0]
         if not isinstance(change, FlowConnectionChange):
             return Outcome(action_id=action.id, status="failed", error="not a flow connection action")
-        api = clients.power_platform()
-        try:
-            data = api.get_flow_client_data(change.environment, change.flow_id)
+
+        def edit(data: dict[str, Any]) -> dict[str, Any] | str | None:
             keys = _bound_to(data, change.from_connection)
-            if not keys:
-                if _bound_to(data, change.to_connection):  # already moved
-                    return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
-                return Outcome(
-                    action_id=action.id,
-                    status="failed",
-                    before=action.before,
-                    error="no connectionReferences entry names the connection (a solution reference?)",
-                )
-            api.update_flow_client_data(
-                change.environment, change.flow_id, _rebound(data, keys, change.to_connection)
-            )
-            fresh = api.get_flow_client_data(change.environment, change.flow_id)  # verify
-        except ResourceGone as gone:
-            return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-        except AzureCallFailed as exc:
-            return Outcome(action_id=action.id, status="failed", before=action.before, error=str(exc))
-        if _bound_to(fresh, change.from_connection) or not _bound_to(fresh, change.to_connection):
-            return Outcome(
-                action_id=action.id,
-                status="failed",
-                before=action.before,
-                error="the flow still uses the connection",
-            )
-        return Outcome(
-            action_id=action.id, status="applied", before=action.before, after=action.after, verified=True
-        )
+            if keys:
+                return _rebound(data, keys, change.to_connection)
+            if _bound_to(data, change.to_connection):  # already moved
+                return None
+            return "no connectionReferences entry names the connection (a solution reference?)"
+
+        def check(fresh: dict[str, Any]) -> str | None:
+            moved = not _bound_to(fresh, change.from_connection) and _bound_to(fresh, change.to_connection)
+            return None if moved else "the flow still uses the connection"
+
+        return rewrite_client_data(action, clients, change.environment, change.flow_id, edit, check)

@@ -22,7 +22,8 @@ from remediations.core.model import Action, Finding, FlowSecureDataChange, Outco
 from remediations.core.policy import Policy
 from remediations.core.pp_detect import flow_resource_id
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._flow_writes import rewrite_client_data
+from remediations.ports import Clients
 
 
 def _definition(client_data: dict[str, Any]) -> dict[str, Any]:
@@ -94,32 +95,19 @@ class RestoreSecureOutputs(Remediation):
         change = action.changes[0]
         if not isinstance(change, FlowSecureDataChange):
             return Outcome(action_id=action.id, status="failed", error="not a flow secure-data action")
-        api = clients.power_platform()
-        try:
-            data = api.get_flow_client_data(change.environment, change.flow_id)
-            if not unsecured(_definition(data), change.action_paths):  # edited meanwhile, or done
-                return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
+        paths = change.action_paths
+
+        def edit(data: dict[str, Any]) -> dict[str, Any] | None:
+            if not unsecured(_definition(data), paths):  # edited meanwhile, or done
+                return None
             properties = {
                 **data.get("properties", {}),
-                "definition": with_secure_data(_definition(data), change.action_paths),
+                "definition": with_secure_data(_definition(data), paths),
             }
-            api.update_flow_client_data(
-                change.environment, change.flow_id, {**data, "properties": properties}
-            )
-            left = unsecured(  # verify from a fresh read
-                _definition(api.get_flow_client_data(change.environment, change.flow_id)), change.action_paths
-            )
-        except ResourceGone as gone:  # the flow is gone: no run history grows any more
-            return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-        except AzureCallFailed as exc:
-            return Outcome(action_id=action.id, status="failed", before=action.before, error=str(exc))
-        if left:
-            return Outcome(
-                action_id=action.id,
-                status="failed",
-                before=action.before,
-                error=f"still unsecured: {list(left)}",
-            )
-        return Outcome(
-            action_id=action.id, status="applied", before=action.before, after=action.after, verified=True
-        )
+            return {**data, "properties": properties}
+
+        def check(fresh: dict[str, Any]) -> str | None:
+            left = unsecured(_definition(fresh), paths)
+            return f"still unsecured: {list(left)}" if left else None
+
+        return rewrite_client_data(action, clients, change.environment, change.flow_id, edit, check)

@@ -20,7 +20,7 @@ from emulator.powerplatform import definitions as defs
 from emulator.scenario import load_scenario_file
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
-from remediations.core.policy import parse_policy
+from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
@@ -32,6 +32,21 @@ DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
 
 def _ids(result: Any, remediation: str) -> set[str]:
     return {a.id for a in result.plan.actions if a.remediation_id == remediation}
+
+
+def _apply(seed: dict[str, Any], policy: Policy, correlation_id: str, *only: str) -> tuple[Any, str | None]:
+    """One CLI pipeline run that writes, over the seed's subscription and the policy's environments
+    (`only`: these remediations); the result and the app's own object id."""
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
+        power_platform=policy.power_platform.scope(),
+        remediations=only or None,
+        dry_run=False,
+        correlation_id=correlation_id,
+    )
+    with AzureClients() as clients:
+        return run(request, policy, clients, MemoryAuditSink()), clients.own_object_id()
 
 
 @pytest.fixture
@@ -55,14 +70,7 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     demo["powerPlatform"]["quarantineFlows"] = True
     demo["powerPlatform"]["removeFlowEditingRoles"] = False  # quarantine alone: containment, not closure
     policy = parse_policy({**demo, "dryRun": False})
-    request = RunRequest(
-        trigger="cli",
-        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
-        power_platform=policy.power_platform.scope(),
-        correlation_id="closure-1",
-    )
-    with AzureClients() as clients:
-        result = run(request, policy, clients, MemoryAuditSink())
+    result, _ = _apply(seed, policy, "closure-1")
     assert result.count("applied") > 0
     assert result.paths_left is not None  # verified from a fresh read
     payroll = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
@@ -114,15 +122,7 @@ def test_one_apply_with_the_demo_policy_leaves_no_unaccepted_path(
     edit of the payroll flow is now refused by the emulator, Key Vault never asked."""
     customizer = _who(seed, "customizer@")
     policy = parse_policy({**json.loads(DEMO_POLICY.read_text()), "dryRun": False})
-    request = RunRequest(
-        trigger="cli",
-        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
-        power_platform=policy.power_platform.scope(),
-        correlation_id="closure-demo",
-    )
-    with AzureClients() as clients:
-        result = run(request, policy, clients, MemoryAuditSink())
-        own = clients.own_object_id()
+    result, own = _apply(seed, policy, "closure-demo")
     assert result.paths_left is not None and result.unaccepted_paths == []
     reasons = {p.person: p.reason for p in result.paths_left}
     assert customizer not in reasons
@@ -156,16 +156,7 @@ def test_restore_secure_outputs_hides_the_value_from_the_run_history_again(
     leaked = attack.run()["properties"]["actions"]["Get_secret"]
     assert attack.content(leaked)["body"]["value"] == attack.secrets["payroll-db-password"]
     policy = parse_policy({"powerPlatform": {"environments": ["*"], "restoreSecureOutputs": True}})
-    request = RunRequest(
-        trigger="cli",
-        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
-        power_platform=policy.power_platform.scope(),
-        remediations=("restore_secure_outputs",),
-        dry_run=False,
-        correlation_id="secure-outputs",
-    )
-    with AzureClients() as clients:
-        result = run(request, policy, clients, MemoryAuditSink())
+    result, _ = _apply(seed, policy, "secure-outputs", "restore_secure_outputs")
     payroll = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
     (mine,) = [a.id for a in result.plan.actions if a.target.endswith(f"/flows/{payroll['name']}")]
     assert {o.status for o in result.outcomes} == {"applied"}
@@ -193,16 +184,7 @@ def test_move_to_service_connection_rebinds_the_flow_and_its_runs_read_as_the_se
     policy = parse_policy(
         {"powerPlatform": {"environments": ["*"], "serviceConnections": {"kv-svc-flows": service["name"]}}}
     )
-    request = RunRequest(
-        trigger="cli",
-        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
-        power_platform=policy.power_platform.scope(),
-        remediations=("move_to_service_connection",),
-        dry_run=False,
-        correlation_id="service-connection",
-    )
-    with AzureClients() as clients:
-        result = run(request, policy, clients, MemoryAuditSink())
+    result, _ = _apply(seed, policy, "service-connection", "move_to_service_connection")
     (action,) = result.plan.actions  # only the flow on a person's connection with a named alternative
     assert action.changes[0].model_dump()["from_connection"] == personal
     (outcome,) = result.outcomes
