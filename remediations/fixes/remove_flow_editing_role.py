@@ -101,7 +101,12 @@ class RemoveFlowEditingRole(Remediation):
 
     @staticmethod
     def _allowed(principal: str, policy: Policy) -> bool:
-        return policy.flow_editor_allowed(principal) or policy.is_break_glass(principal)
+        """Allowed flow editors, break-glass, and identities the policy excludes from every fix."""
+        return (
+            policy.flow_editor_allowed(principal)
+            or policy.is_break_glass(principal)
+            or policy.excludes_identity(principal)
+        )
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         change = action.changes[0]

@@ -34,6 +34,7 @@ def test_removes_system_customizer_only_from_people_the_policy_does_not_allow() 
         {"powerPlatform": {"removeFlowEditingRoles": True, "allowedFlowEditors": [CUSTOMIZER]}},
         {"powerPlatform": {"removeFlowEditingRoles": True}, "breakGlass": [CUSTOMIZER]},
         {"powerPlatform": {"removeFlowEditingRoles": True}, "serviceAccounts": [CUSTOMIZER]},
+        {"powerPlatform": {"removeFlowEditingRoles": True}, "exclusions": {"identities": [CUSTOMIZER]}},
     ):
         assert _plan(allowed)[1].actions == ()
 
