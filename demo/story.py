@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets as random_source
 import shutil
 import time
@@ -435,7 +436,9 @@ class Story:
         ticket_id = f"DEMO-{uuid.uuid4().hex[:8].upper()}"
         body = {
             "ticketId": ticket_id,
-            "remediations": FIX_REMEDIATIONS,
+            # and the person -> flow edge: the flow-editing role the policy does not allow, the
+            # secure outputs the attacker switched off (removeFlowEditingRoles, restoreSecureOutputs)
+            "remediations": [*FIX_REMEDIATIONS, "remove_flow_editing_role", "restore_secure_outputs"],
             "targets": {"vaults": sorted(self.vault_ids.values())},
             "dryRun": False,
             "requester": "secops@contoso.example",
@@ -459,15 +462,36 @@ class Story:
             "; ".join(f"{o['action_id']}: {o.get('error')}" for o in failed) or result["status"],
         )
         # Closure is judged on a fresh read after apply: every person -> flow -> secret path left,
-        # with its reason. Paths no reason accepts make the ticket partially-applied; the demo shows
-        # them rather than hiding them.
-        left = [n.removeprefix("path left: ") for n in result.get("notes", []) if n.startswith("path left: ")]
-        open_paths = [p for p in left if p.endswith("not accepted by the policy (a failure)")]
+        # with its reason; one no reason accepts fails the ticket. Shown by name (the ticket result
+        # has the ids in brackets), one row per person and flow.
+        path = re.compile(r"^path left: (.+?) -> flow (.+?) \(([a-z_]+)\) -> (\S+): (.+)$")
+
+        def unbracket(text: str) -> str:  # "Casey [<id>]" -> "Casey"; "'Payroll' [<id>]" -> "Payroll"
+            return re.sub(r" \[[^\]]*\]$", "", text).strip("'")
+
+        left = [m for n in result.get("notes", []) if (m := path.match(n))]
+        rows: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)  # -> secrets per vault
+        for m in left:
+            rows[(unbracket(m[1]), unbracket(m[2]), m[5])][m[4].split("/", 1)[0]] += 1
+        open_paths = [m for m in left if m[5].startswith("not accepted")]
         c.info(f"after the fix: {len(left)} person -> flow -> secret path(s) left, {len(open_paths)} open")
-        for path in open_paths[:10]:
-            c.bad(f"open: {path}")
-        if len(open_paths) > 10:
-            c.info(f"... and {len(open_paths) - 10} more (the ticket result lists them all)")
+        c.table(
+            ["who", "flow", "vault (secrets)", "why it is left"],
+            [
+                [
+                    who[:28],
+                    flow[:28],
+                    ", ".join(f"{v} ({n})" for v, n in sorted(vaults.items()))[:40],
+                    why[:24],
+                ]
+                for (who, flow, why), vaults in sorted(rows.items(), key=lambda r: (r[0][2], r[0][0]))
+            ],
+        )
+        self.check(
+            result["status"] == "applied" and not open_paths,
+            "the ticket applied and left no path the policy does not accept",
+            "; ".join(m[0] for m in open_paths[:5]) or result["status"],
+        )
         self.r.rotated = sorted(
             a["target"].rsplit("/", 1)[-1]
             for a in result["plan"]

@@ -67,6 +67,7 @@ def test_demo_exits_0_and_tells_the_whole_story(demo: dict[str, Any]) -> None:
         "[ok] before: the attacker read every secret in kv-shared-prod (30 of 30)",
         "[ok] the dry-run sweep planned the fix for every vault and changed nothing",
         "[ok] the app recognised its own change and did nothing",
+        "[ok] the ticket applied and left no path the policy does not accept",
         "[ok] after: the same edit is refused (403)",
         "[ok] after: the attacker reads 0 secrets",
         "[ok] after: the revoked user cannot edit the flow (403)",
@@ -76,6 +77,11 @@ def test_demo_exits_0_and_tells_the_whole_story(demo: dict[str, Any]) -> None:
         assert marker in text, marker
     assert re.search(r"secrets the attacker read before\s+30\b", text)
     assert re.search(r"secrets the attacker read after\s+0\b", text)
+    # closure: every path left is listed with its reason, none open; the customizer's role is gone
+    assert re.search(r"after the fix: \d+ person -> flow -> secret path\(s\) left, 0 open", text)
+    table = text.split("after the fix:", 1)[1].split("[ok] the ticket applied", 1)[0]
+    assert "Casey Customizer" not in table and "this app" in table and "owner" in table
+    assert all(len(line) <= 120 for line in table.splitlines())
     assert re.search(r"payroll-db-password = \*\*\*\*\(\d+ chars\)", text)  # masked, length only
     assert demo["seconds"] < 120
 

@@ -11,6 +11,8 @@ Dataverse shares, and security roles belong to users and (Entra group) teams.
     GET   /api/data/v9.2/connectionreferences                          solution connection references
     GET   /api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={'@odata.id':'workflows({id})'}
     POST  /api/data/v9.2/RevokeAccess           {"Target": {workflowid}, "Revokee": {ownerid}}  204
+    DELETE /api/data/v9.2/systemusers({id})/systemuserroles_association({roleid})/$ref          204
+    DELETE /api/data/v9.2/teams({id})/teamroles_association({roleid})/$ref                      204
 
 Sources: "Work with cloud flows using code" (MicrosoftDocs/power-automate-docs,
 `articles/manage-flows-with-code.md`): the workflows query and its recorded response, `clientdata`
@@ -18,7 +20,10 @@ Sources: "Work with cloud flows using code" (MicrosoftDocs/power-automate-docs,
 statecode 0 Draft / 1 Activated / 2 Suspended, PATCH answering 204; the same article's older version
 for the `RetrieveSharedPrincipalsAndAccess` request/response and the `RevokeAccess` body; the
 Terraform provider's recorded `systemusers` row (`internal/services/authorization/tests/resource/user/
-Validate_Create_And_Update/get_systemuser_...json`) for users with `systemuserroles_association`.
+Validate_Create_And_Update/get_systemuser_...json`) for users with `systemuserroles_association`;
+"Associate and disassociate table rows using the Web API" (Power Apps developer docs: DELETE of a
+collection-valued navigation property's `.../<navigation>(<id>)/$ref`, 204 No Content) and "Sample:
+Remove a role for a user" (the `systemuserroles_association` relationship) for taking a role away.
 
 Who may call: an application user of the environment (`applicationUsers` in the scenario; the
 emulator's admin app stands for the app the one-time grant made an application user with System
@@ -43,7 +48,13 @@ from urllib.parse import urlencode
 from emulator.powerplatform import activation, dlp
 from emulator.powerplatform.bap import dataverse_org
 from emulator.powerplatform.common import authenticate, caller_oid
-from emulator.powerplatform.state import EDIT_ALL_FLOWS_ROLES, SYSTEM_ADMINISTRATOR, Environment, Flow
+from emulator.powerplatform.state import (
+    EDIT_ALL_FLOWS_ROLES,
+    SYSTEM_ADMINISTRATOR,
+    Environment,
+    Flow,
+    now_iso,
+)
 from emulator.wire import HttpError, Request, Response
 
 if TYPE_CHECKING:
@@ -98,10 +109,13 @@ class _Directory:
             held.add(SYSTEM_ADMINISTRATOR)  # the one-time grant: application user with System Administrator
         return sorted(held)
 
+    def role_id(self, name: str) -> str:
+        return str(uuid.uuid5(_NS, f"{self.env.name}/role/{name}"))
+
     def _role_json(self, name: str) -> dict[str, Any]:
         return {
             "@odata.etag": 'W/"1"',
-            "roleid": str(uuid.uuid5(_NS, f"{self.env.name}/role/{name}")),
+            "roleid": self.role_id(name),
             "name": name,
         }
 
@@ -173,6 +187,35 @@ def _client_data(flow: Flow) -> str:
             "schemaVersion": "1.0.0.0",
         }
     )
+
+
+def _update_client_data(state: State, flow: Flow, raw: Any) -> None:
+    """`clientdata` is a string-encoded JSON of the definition and connectionReferences ("Work with
+    cloud flows using code"); a flow that is on and now breaks a DLP policy is suspended."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        data = None
+    properties = data.get("properties") if isinstance(data, dict) else None
+    definition = properties.get("definition") if isinstance(properties, dict) else None
+    if not isinstance(properties, dict) or not isinstance(definition, dict):
+        raise HttpError(400, "0x80040203", "clientdata must be a JSON string with properties.definition.")
+    references = dict(flow.connection_references)
+    for key, reference in (properties.get("connectionReferences") or {}).items():
+        if not isinstance(reference, dict):
+            continue
+        connection = reference.get("connection") if isinstance(reference.get("connection"), dict) else {}
+        api = reference.get("api") if isinstance(reference.get("api"), dict) else {}
+        entry = dict(references.get(key) or {})
+        if connection.get("name"):
+            entry["connectionName"] = connection["name"]
+        if api.get("name"):
+            entry["id"] = f"/providers/Microsoft.PowerApps/apis/{api['name']}"
+        references[key] = entry
+    flow.definition, flow.connection_references = definition, references
+    if flow.state == "Started" and dlp.flow_violations(state, flow.environment, definition, references):
+        flow.state = "Suspended"  # saved, but a flow that breaks a DLP policy does not run
+    flow.last_modified_time = now_iso()
 
 
 def workflow_json(flow: Flow) -> dict[str, Any]:
@@ -311,6 +354,8 @@ def register(emulator: Emulator) -> None:
                     raise HttpError(400, "0x80040203", "statecode must be 0 (Draft) or 1 (Activated).")
             if isinstance(body.get("name"), str):
                 flow.display_name = body["name"]
+            if "clientdata" in body:
+                _update_client_data(state, flow, body["clientdata"])
         return Response.empty(204)
 
     def list_users(request: Request) -> Response:
@@ -379,6 +424,22 @@ def register(emulator: Emulator) -> None:
                 flow.shares.pop(principal, None)
         return Response.empty(204)
 
+    def disassociate_role(request: Request) -> Response:
+        """A role leaves a user or team: they hold it no longer (Web API disassociate, 204)."""
+        with state.lock:
+            env, directory = _caller(request)
+            principal = directory.by_dataverse_id.get(request.params["id"].lower())
+            if principal is None:
+                raise _not_found(request.params["entity"][:-1], request.params["id"])
+            held = [r for r in env.roles if r.principal_id == principal]
+            role = next(
+                (r for r in held if directory.role_id(r.role) == request.params["role"].lower()), None
+            )
+            if role is None:  # Dataverse answers 404 when the association does not exist
+                raise _not_found("role association", request.params["role"])
+            env.roles.remove(role)
+        return Response.empty(204)
+
     one = rf"{_API}/workflows\((?P<id>[^)]+)\)"
     add(DATAVERSE_HOST, "GET", rf"{_API}/workflows", list_workflows, "dataverse.workflows.list")
     add(DATAVERSE_HOST, "GET", one, get_workflow, "dataverse.workflows.get")
@@ -400,3 +461,11 @@ def register(emulator: Emulator) -> None:
         "dataverse.RetrieveSharedPrincipalsAndAccess",
     )
     add(DATAVERSE_HOST, "POST", rf"{_API}/RevokeAccess", revoke_access, "dataverse.RevokeAccess")
+    add(
+        DATAVERSE_HOST,
+        "DELETE",
+        rf"{_API}/(?P<entity>systemusers|teams)\((?P<id>[^)]+)\)/"
+        r"(?:systemuserroles|teamroles)_association\((?P<role>[^)]+)\)/\$ref",
+        disassociate_role,
+        "dataverse.roles.disassociate",
+    )

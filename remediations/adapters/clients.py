@@ -19,6 +19,7 @@ from remediations.adapters.authorization import Authorization
 from remediations.adapters.graph_api import Directory
 from remediations.adapters.graph_applications import Applications
 from remediations.adapters.http import EnvOnceSession, shared_transport
+from remediations.adapters.identity import own_identity
 from remediations.adapters.keyvault_data import KeyVaultSecrets
 from remediations.adapters.keyvault_mgmt import KeyVaultManagement
 from remediations.adapters.powerplatform import PowerPlatform
@@ -118,6 +119,10 @@ class AzureClients:
             if self._power_platform is None:
                 self._power_platform = PowerPlatform(self.credential, **self._transport())
             return self._power_platform
+
+    def own_object_id(self) -> str | None:
+        """From the claims of the credential's ARM token (cached by the credential)."""
+        return own_identity(self.credential).object_id
 
     def close(self) -> None:
         with self._lock:

@@ -65,6 +65,10 @@ class DataversePrincipals:
     by_id: dict[str, tuple[str, PrincipalKind]] = field(default_factory=dict)
     dataverse_ids: dict[str, str] = field(default_factory=dict)  # Entra object id -> Dataverse id
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Entra object id -> role name -> roleid of the role row it holds (a role name exists once per
+    # business unit, so the id to disassociate is the one on the principal's own association)
+    role_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # Entra object id -> full name / team name
 
     def resolve(self, dataverse_id: str, default: PrincipalKind = "user") -> tuple[str, PrincipalKind]:
         return self.by_id.get(dataverse_id.lower(), (dataverse_id.lower(), default))
@@ -88,9 +92,12 @@ def principals_from_api(users: list[dict[str, Any]], teams: list[dict[str, Any]]
         kind: PrincipalKind = "servicePrincipal" if row.get("applicationid") else "user"
         out.by_id[dataverse_id] = (oid, kind)
         out.dataverse_ids[oid] = dataverse_id
+        if row.get("fullname"):
+            out.names[oid] = str(row["fullname"])
         for role in _expanded(row, "systemuserroles_association"):
             if role.get("name"):
                 held.setdefault(oid, set()).add(str(role["name"]))
+                out.role_ids.setdefault(oid, {})[str(role["name"])] = str(role.get("roleid") or "")
     for row in teams:
         dataverse_id = str(row.get("teamid") or "").lower()
         if not dataverse_id:
@@ -98,14 +105,18 @@ def principals_from_api(users: list[dict[str, Any]], teams: list[dict[str, Any]]
         oid = str(row.get("azureactivedirectoryobjectid") or dataverse_id).lower()
         out.by_id[dataverse_id] = (oid, "group")
         out.dataverse_ids[oid] = dataverse_id
+        if row.get("name"):
+            out.names[oid] = str(row["name"])
         for role in _expanded(row, "teamroles_association"):
             if role.get("name"):
                 held.setdefault(oid, set()).add(str(role["name"]))
+                out.role_ids.setdefault(oid, {})[str(role["name"])] = str(role.get("roleid") or "")
     out.roles = {p: tuple(sorted(r)) for p, r in sorted(held.items())}
     return out
 
 
-def _client_data(row: dict[str, Any]) -> dict[str, Any]:
+def client_data(row: dict[str, Any]) -> dict[str, Any]:
+    """A `workflows` row's `clientdata` as an object ({} when absent or not JSON)."""
     raw = row.get("clientdata")
     if isinstance(raw, dict):
         return raw
@@ -129,7 +140,7 @@ def _connection_name(reference: dict[str, Any], logical_names: dict[str, str]) -
 
 
 def _references(row: dict[str, Any]) -> dict[str, Any]:
-    properties = _client_data(row).get("properties") or {}
+    properties = client_data(row).get("properties") or {}
     references = properties.get("connectionReferences")
     return references if isinstance(references, dict) else {}
 
@@ -161,7 +172,7 @@ def flow_from_workflow(
 ) -> Flow:
     """One `workflows` row (category 5) -> Flow; the owner is mapped to its Entra object id and solution
     connection references (`logical_names`) to their connections."""
-    properties = _client_data(row).get("properties") or {}
+    properties = client_data(row).get("properties") or {}
     keys = {
         str(key): name
         for key, reference in _references(row).items()
@@ -232,6 +243,14 @@ def shared_principals_query(flow: str) -> str:
     """The function form the Power Automate docs show: `RetrieveSharedPrincipalsAndAccess(Target=@tid)`."""
     target = quote(json.dumps({"@odata.id": f"workflows({flow})"}).replace('"', "'"), safe="")
     return f"{WEB_API}/RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={target}"
+
+
+def role_association_path(dataverse_id: str, kind: PrincipalKind, role_id: str) -> str:
+    """The `$ref` of one role association, for DELETE (Web API disassociate): a user's
+    `systemuserroles_association`, or an Entra group team's `teamroles_association`."""
+    if kind == "group":
+        return f"teams({dataverse_id})/teamroles_association({role_id})/$ref"
+    return f"systemusers({dataverse_id})/systemuserroles_association({role_id})/$ref"
 
 
 def revoke_body(flow: str, principal: str, kind: PrincipalKind) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from remediations.adapters.dataverse import (
     WEB_API,
     DataverseInstance,
     DataversePrincipals,
+    client_data,
     connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
@@ -46,6 +47,7 @@ from remediations.adapters.dataverse import (
     needs_connection_references,
     principals_from_api,
     revoke_body,
+    role_association_path,
     shared_principals_query,
     workflows_query,
 )
@@ -89,13 +91,18 @@ def _principal_kind(raw: str | None) -> PrincipalKind:
     return "group" if kind == "group" else "servicePrincipal" if kind == "serviceprincipal" else "user"
 
 
-def environment_from_api(item: dict[str, Any], role_holders: dict[str, tuple[str, ...]]) -> Environment:
+def environment_from_api(
+    item: dict[str, Any],
+    role_holders: dict[str, tuple[str, ...]],
+    principal_names: dict[str, str] | None = None,
+) -> Environment:
     props = item.get("properties") or {}
     return Environment(
         id=str(item.get("id") or item["name"]),
         name=str(item["name"]),
         display_name=str(props.get("displayName") or ""),
         role_holders=role_holders,
+        principal_names=principal_names or {},
     )
 
 
@@ -343,6 +350,32 @@ class PowerPlatform:
             self._principals[environment] = found
         return found
 
+    def remove_security_role(self, environment: str, principal_id: str, role: str) -> None:
+        """Disassociate the role from the user or team (DELETE of the association's `$ref`, 204);
+        nothing to do when the principal no longer holds it. The environment's users are read again
+        on the next call, so a verify sees the change."""
+        principals = self.principals(environment)
+        oid = principal_id.lower()
+        role_id = principals.role_ids.get(oid, {}).get(role)
+        dataverse_id = principals.dataverse_ids.get(oid)
+        if role_id and dataverse_id:
+            _, kind = principals.resolve(dataverse_id)
+            path = role_association_path(_q(dataverse_id), kind, _q(role_id))
+            url = f"{self._instance(environment)}{WEB_API}/{path}"
+            self._send(f"remove role {role} from {principal_id}", "DELETE", url)
+        with self._lock:
+            self._principals.pop(environment, None)
+
+    def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
+        """The roles the principal holds now, from a fresh read of the environment's users and teams."""
+        with self._lock:
+            self._principals.pop(environment, None)
+        return self.principals(environment).roles.get(principal_id.lower(), ())
+
+    def principal_names(self, environment: str) -> dict[str, str]:
+        """Full names of the environment's users and names of its teams by Entra object id (read once)."""
+        return self.principals(environment).names
+
     def role_holders(self, environment: str) -> dict[str, tuple[str, ...]]:
         """Dataverse security roles by Entra object id (System Customizer / Administrator edit every flow)."""
         return self.principals(environment).roles
@@ -377,6 +410,18 @@ class PowerPlatform:
         row = self._json(f"get flow {flow}", "GET", url)
         logical_names = self._connection_references(environment, [row])
         return flow_from_workflow(row, environment, self.principals(environment), logical_names)
+
+    def get_flow_client_data(self, environment: str, flow: str) -> dict[str, Any]:
+        """The flow's `clientdata` (its definition and connectionReferences), parsed, from a fresh GET."""
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})?$select=clientdata"
+        return client_data(self._json(f"get flow {flow}", "GET", url))
+
+    def update_flow_client_data(self, environment: str, flow: str, data: dict[str, Any]) -> None:
+        """PATCH only `clientdata` (a string-encoded JSON column), as "Work with cloud flows using
+        code" updates a flow: set only the properties to change; 204."""
+        url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
+        body = {"clientdata": json.dumps(data)}
+        self._send(f"update flow {flow}", "PATCH", url, body, {"If-Match": "*"})
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
         """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes

@@ -18,7 +18,9 @@ from remediations.core.graph import ExposureGraph
 from remediations.core.model import Snapshot
 from remediations.core.policy import Policy
 
-Reason = Literal["owner", "accepted by policy", "break-glass"]
+# "this app": vaultguard's own identity (its application user edits flows to fix them); it is the
+# remediator, so its paths are accepted by what it is, not by a GUID written into the policy.
+Reason = Literal["owner", "accepted by policy", "break-glass", "this app"]
 
 
 class PathLeft(BaseModel):
@@ -30,22 +32,32 @@ class PathLeft(BaseModel):
     secret: str  # secret node id: secret:<vault id>/secrets/<name>, or /secrets/* when not listed
     via: str  # the person -> flow relation: can_edit, can_run, environment_role
     reason: Reason | None  # None: nothing accepts this path, the run failed to close it
+    person_name: str = ""  # display name / UPN when the inventory read one
 
     @property
     def accepted(self) -> bool:
         return self.reason is not None
 
+    @property
+    def vault_and_secret(self) -> tuple[str, str]:
+        """(vault name, secret name) from the secret node id; the secret is `*` when none were listed."""
+        vault_id, _, name = self.secret.removeprefix("secret:").rpartition("/secrets/")
+        return vault_id.rsplit("/", 1)[-1], name
+
     def describe(self) -> str:
+        """By name, ids in brackets: who -> which flow -> which vault/secret: why it is left."""
         why = self.reason or "not accepted by the policy (a failure)"
-        return (
-            f"path left: {self.person} -> flow {self.flow_name or self.flow!r} ({self.via}) -> "
-            f"{self.secret.removeprefix('secret:')}: {why}"
-        )
+        who = f"{self.person_name} [{self.person}]" if self.person_name else self.person
+        flow = f"{self.flow_name!r} [{self.flow}]" if self.flow_name else self.flow
+        vault, secret = self.vault_and_secret
+        return f"path left: {who} -> flow {flow} ({self.via}) -> {vault}/{secret}: {why}"
 
 
-def _reason(person: str, flow_creator: str | None, policy: Policy) -> Reason | None:
+def _reason(person: str, flow_creator: str | None, policy: Policy, remediator: str | None) -> Reason | None:
     if flow_creator and person == flow_creator.lower():
         return "owner"
+    if remediator and person == remediator.lower():
+        return "this app"
     if policy.is_break_glass(person):
         return "break-glass"
     if policy.flow_editor_allowed(person):
@@ -63,9 +75,19 @@ def _secrets_reachable(graph: ExposureGraph, node: str, listed: set[str]) -> lis
     )
 
 
-def paths_left(snapshot: Snapshot, policy: Policy) -> list[PathLeft]:
-    """Every distinct (person, flow, secret) path the snapshot's exposure graph has, with its reason."""
+def _names(snapshot: Snapshot) -> dict[str, str]:
+    """Entra object id -> display name, from the directory and the environments' user rows."""
+    names = {i.object_id.lower(): i.display_name for i in snapshot.identities if i.display_name}
+    for environment in snapshot.environments:
+        names.update({k.lower(): v for k, v in environment.principal_names.items() if v})
+    return names
+
+
+def paths_left(snapshot: Snapshot, policy: Policy, remediator: str | None = None) -> list[PathLeft]:
+    """Every distinct (person, flow, secret) path the snapshot's exposure graph has, with its reason.
+    `remediator`: the object id of the app's own identity (reason "this app")."""
     graph = ExposureGraph.build(snapshot)
+    names = _names(snapshot)
     listed = {f"vault:{v.id.lower()}" for v in snapshot.vaults if v.secrets}
     flows = {f.id: f for f in snapshot.flows}
     found: dict[tuple[str, str, str], PathLeft] = {}
@@ -87,7 +109,8 @@ def paths_left(snapshot: Snapshot, policy: Policy) -> list[PathLeft]:
                 flow_name=flow.display_name,
                 secret=secret,
                 via=edge.relation,
-                reason=_reason(person, flow.creator, policy),
+                reason=_reason(person, flow.creator, policy, remediator),
+                person_name=names.get(person, ""),
             )
     return sorted(found.values(), key=lambda p: (p.reason is not None, p.person, p.flow_name, p.secret))
 

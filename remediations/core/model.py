@@ -270,6 +270,8 @@ class Environment(Frozen):
     name: str
     display_name: str = ""
     role_holders: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # principal id -> roles
+    # principal id -> UPN or full name, as the environment's user and team rows give them (for reports)
+    principal_names: dict[str, str] = Field(default_factory=dict)
 
     def editors_of_all_flows(self) -> tuple[str, ...]:
         """System Customizers and Administrators: they can edit every flow in the environment."""
@@ -591,6 +593,46 @@ class VaultAuthorizationChange(Frozen):
         return f"PATCH properties.enableRbacAuthorization = {str(self.enable_rbac_authorization).lower()}"
 
 
+class SecurityRoleChange(Frozen):
+    """Take a Dataverse security role (System Customizer) away from a user or Entra group team in an
+    environment: they no longer edit every flow there, whoever owns it."""
+
+    type: Literal["securityRole"] = "securityRole"
+    environment: str
+    principal_id: str  # Entra object id
+    role: str  # role name, e.g. "System Customizer"
+
+    def describe(self) -> str:
+        return f"remove security role {self.role!r} from {self.principal_id} in {self.environment}"
+
+
+class FlowSecureDataChange(Frozen):
+    """Turn on secure inputs and outputs of a flow's Key Vault actions (named by JSON path) in its
+    definition (Dataverse `workflows.clientdata`): their values leave the run history."""
+
+    type: Literal["flowSecureData"] = "flowSecureData"
+    environment: str
+    flow_id: str
+    action_paths: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"secure inputs/outputs of {', '.join(self.action_paths)} in flow {self.flow_id}"
+
+
+class FlowConnectionChange(Frozen):
+    """Rebind a flow's connection references from one Key Vault connection (a person's) to another (a
+    least-privileged service principal's), in its `workflows.clientdata`."""
+
+    type: Literal["flowConnection"] = "flowConnection"
+    environment: str
+    flow_id: str
+    from_connection: str
+    to_connection: str
+
+    def describe(self) -> str:
+        return f"move flow {self.flow_id} from connection {self.from_connection} to {self.to_connection}"
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
@@ -598,7 +640,10 @@ Change = Annotated[
     | ShareChange
     | DlpPolicyChange
     | SecretRotationChange
-    | FlowStateChange,
+    | FlowStateChange
+    | SecurityRoleChange
+    | FlowSecureDataChange
+    | FlowConnectionChange,
     Field(discriminator="type"),
 ]
 

@@ -155,12 +155,25 @@ class PowerPlatformRules(_PolicyModel):
     # `quarantine_flow`: turn off running flows on a person's Key Vault connection that someone other
     # than the owner can edit (containment only: an editor can turn a flow on again).
     quarantine_flows: bool = False
+    # `remove_flow_editing_role`: take System Customizer away from people not in `allowedFlowEditors`
+    # in environments with a flow on a person's Key Vault connection (closes their edit path).
+    remove_flow_editing_roles: bool = False
+    # `restore_secure_outputs`: turn secure inputs/outputs back on for Key Vault Get secret actions.
+    restore_secure_outputs: bool = False
+    # `move_to_service_connection`: the least-privileged Key Vault connection (a service principal's)
+    # a flow on a person's connection moves to, by vault name or environment name (the vault first).
+    service_connections: dict[str, str] = Field(default_factory=dict)
     dlp: DlpRules = DlpRules()
 
     @field_validator("allowed_flow_editors", "allowed_connection_users")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(v.lower() for v in value)
+
+    def service_connection_for(self, environment: str, vault: str | None) -> str | None:
+        """The connection the policy names for flows reading `vault` in `environment`, if any."""
+        named = {k.lower(): v for k, v in self.service_connections.items()}
+        return named.get((vault or "").lower()) or named.get(environment.lower())
 
     def scope(self) -> PowerPlatformScope | None:
         """The Power Platform scope of a trigger run (None: Azure only)."""

@@ -14,10 +14,15 @@ from remediations.core.policy import Policy
 
 
 def verify_closure(
-    before: Snapshot, outcomes: list[Outcome], policy: Policy, read: Callable[[], Snapshot]
+    before: Snapshot,
+    outcomes: list[Outcome],
+    policy: Policy,
+    read: Callable[[], Snapshot],
+    remediator: Callable[[], str | None] = lambda: None,
 ) -> tuple[PathLeft, ...] | None:
     """The person -> flow -> secret paths left after the run's writes, from a fresh read; None when
-    there is nothing to verify (no write was made, or the run read no flows)."""
+    there is nothing to verify (no write was made, or the run read no flows). `remediator`: the
+    app's own object id, asked only when there is something to verify."""
     if not before.flows or not any(o.status == "applied" for o in outcomes):
         return None
-    return tuple(paths_left(read(), policy))
+    return tuple(paths_left(read(), policy, remediator()))

@@ -307,7 +307,7 @@ def run(
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix
             fresh = request.model_copy(update={"sweep_id": None, "include_secrets": True})
             reread = lambda: _read(fresh, selected, clients, progress)  # noqa: E731 - read only if needed
-            left = verify_closure(snapshot, outcomes, policy, reread)
+            left = verify_closure(snapshot, outcomes, policy, reread, clients.own_object_id)
         stages.done("verify")
     return RunResult(
         correlation_id=context.correlation_id,

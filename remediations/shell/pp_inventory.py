@@ -128,10 +128,13 @@ def inventory_powerplatform(
             environments, names, holders, connection_lists, flow_lists, strict=True
         ):
             role_holders = held.result()
+            principal_names: dict[str, str] = {}
             if isinstance(role_holders, AzureCallFailed):
                 out.failed(name, "list environment role assignments", role_holders)
                 role_holders = {}
-            out.environments.append(environment_from_api(env_item, role_holders))
+            else:  # read with the role holders: the same user and team rows, no further call
+                principal_names = api.principal_names(name)
+            out.environments.append(environment_from_api(env_item, role_holders, principal_names))
             connection_items = connections_read.result()
             if isinstance(connection_items, AzureCallFailed):
                 out.failed(name, "list Key Vault connections", connection_items)

@@ -160,11 +160,11 @@ def _apply_demo_policy(seed: dict[str, Any]) -> None:
 def test_after_one_apply_the_closed_attacks_are_refused_by_the_service(
     emu: Emulator, seed: dict[str, Any]
 ) -> None:
-    """The attacks the fixes on this branch close (share revocation, DLP ListSecrets block, connection
-    share revocation), each refused where the emulator says."""
+    """After one apply with the demo policy every attack of both editors is refused where the emulator
+    says: the analyst lost the CanEdit share and the connection share; the System Customizer lost the
+    role (remove_flow_editing_role), so the service refuses their edit, turn-on, read and create."""
     customizer, analyst = _who(seed, "customizer@"), _who(seed, "analyst@")
     _apply_demo_policy(seed)
-    # the analyst lost the CanEdit share and the connection share
     edit_refused = ("Forbidden", "flow.flows.patch", 403)
     closed: dict[tuple[str, str], tuple[str, str, int]] = {
         (analyst, "single-get"): edit_refused,
@@ -173,23 +173,18 @@ def test_after_one_apply_the_closed_attacks_are_refused_by_the_service(
         (analyst, "re-enable"): ("Forbidden", "flow.flows.start", 403),
         (analyst, "new-flow"): ("ConnectionAuthorizationFailed", "flow.flows.create", 403),
         (analyst, "save-as"): ("Forbidden", "flow.flows.get", 403),
-        # the customizer: List secrets is blocked by DLP; the connection was never theirs to use
-        (customizer, "list-for-each"): ("DlpViolation", "flow.flows.patch", 403),
-        (customizer, "new-flow"): ("ConnectionAuthorizationFailed", "flow.flows.create", 403),
-        (customizer, "re-enable"): ("ConnectionAuthorizationFailed", "flow.flows.start", 403),
-        (customizer, "save-as"): ("ConnectionAuthorizationFailed", "flow.flows.start", 403),
+        (customizer, "single-get"): edit_refused,
+        (customizer, "list-for-each"): edit_refused,
+        (customizer, "http-out"): edit_refused,
+        (customizer, "re-enable"): ("Forbidden", "flow.flows.start", 403),
+        (customizer, "new-flow"): ("Forbidden", "flow.flows.create", 403),
+        (customizer, "save-as"): ("Forbidden", "flow.flows.get", 403),
     }
     for (editor, key), (code, route, status) in closed.items():
         outcome, evidence = _attempt(emu, seed, key, editor)
         _assert_refused(outcome, evidence, code, route, status)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the fixes that restore secure outputs / move the flow to a service connection / limit "
-    "flow editors (issue 20, another branch): until then the System Customizer's single Get secret and HTTP "
-    "post-out still read the secret through the admin's connection",
-)
 def test_after_one_apply_no_attack_reads_a_secret(emu: Emulator, seed: dict[str, Any]) -> None:
     _apply_demo_policy(seed)
     open_ = []

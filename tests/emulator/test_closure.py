@@ -16,11 +16,11 @@ from emulator import Emulator
 from emulator.powerplatform import definitions as defs
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
-from remediations.core.policy import parse_policy
+from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
 from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.pipeline import run
-from tests.emulator.test_powerplatform_attack import Attack, _who
+from tests.emulator.test_powerplatform_attack import Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
@@ -28,6 +28,21 @@ DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "policy.json"
 
 def _ids(result: Any, remediation: str) -> set[str]:
     return {a.id for a in result.plan.actions if a.remediation_id == remediation}
+
+
+def _apply(seed: dict[str, Any], policy: Policy, correlation_id: str, *only: str) -> tuple[Any, str | None]:
+    """One CLI pipeline run that writes, over the seed's subscription and the policy's environments
+    (`only`: these remediations); the result and the app's own object id."""
+    request = RunRequest(
+        trigger="cli",
+        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
+        power_platform=policy.power_platform.scope(),
+        remediations=only or None,
+        dry_run=False,
+        correlation_id=correlation_id,
+    )
+    with AzureClients() as clients:
+        return run(request, policy, clients, MemoryAuditSink()), clients.own_object_id()
 
 
 @pytest.fixture
@@ -41,15 +56,9 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     admin, customizer = _who(seed, "admin@"), _who(seed, "customizer@")
     demo = json.loads(DEMO_POLICY.read_text())
     demo["powerPlatform"]["quarantineFlows"] = True
+    demo["powerPlatform"]["removeFlowEditingRoles"] = False  # quarantine alone: containment, not closure
     policy = parse_policy({**demo, "dryRun": False})
-    request = RunRequest(
-        trigger="cli",
-        scope=Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"]),
-        power_platform=policy.power_platform.scope(),
-        correlation_id="closure-1",
-    )
-    with AzureClients() as clients:
-        result = run(request, policy, clients, MemoryAuditSink())
+    result, _ = _apply(seed, policy, "closure-1")
     assert result.count("applied") > 0
     assert result.paths_left is not None  # verified from a fresh read
     payroll = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
@@ -88,3 +97,95 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     refused = attack.attacker.post(f"{attack.base}/triggers/manual/run", params=V, json={})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "WorkflowNotEnabled"
     assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
+
+
+def test_one_apply_with_the_demo_policy_leaves_no_unaccepted_path(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The demo policy as shipped: the System Customizer loses the role (Dataverse disassociate), so
+    every path left is the owner's, one the policy accepts, or the app's own; and the customizer's
+    edit of the payroll flow is now refused by the emulator, Key Vault never asked."""
+    customizer = _who(seed, "customizer@")
+    policy = parse_policy({**json.loads(DEMO_POLICY.read_text()), "dryRun": False})
+    result, own = _apply(seed, policy, "closure-demo")
+    assert result.paths_left is not None and result.unaccepted_paths == []
+    reasons = {p.person: p.reason for p in result.paths_left}
+    assert customizer not in reasons
+    assert own is not None and reasons[own] == "this app"  # the remediator, by its token, not a GUID
+    assert {"owner", "accepted by policy", "this app"} == set(reasons.values())
+    # the role was taken by one disassociate, verified by a re-read; the emulator no longer holds it
+    (removed,) = [o for o in result.outcomes if o.action_id in _ids(result, "remove_flow_editing_role")]
+    assert removed.status == "applied" and removed.verified
+    deletes = [r for r in emu.requests.filter(method="DELETE") if "systemuserroles_association" in r.path]
+    assert len(deletes) == 1 and [r.status for r in deletes] == [204]
+    attack = Attack(emu, seed)
+    env = emu.state.powerplatform.environments[attack.env]
+    assert not any(r.principal_id == customizer for r in env.roles)
+    # ... and the attack the path stood for fails: the customizer cannot edit the flow any more
+    kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
+    edit = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
+    assert attack.edit(edit).status_code == 403
+    assert attack.attacker.post(f"{attack.base}/start", params=V).status_code == 403
+    assert len(emu.requests.filter(host="kv-shared-prod.vault.azure.net")) == kv_mark
+
+
+def test_restore_secure_outputs_hides_the_value_from_the_run_history_again(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The customizer switches secure outputs off on a single Get secret; one run of
+    restore_secure_outputs PATCHes the row's clientdata (verified by a re-read) and the next run's
+    history has no value in it."""
+    attack = Attack(emu, seed)
+    insecure = defs.definition({"Get_secret": defs.get_secret("payroll-db-password")})
+    assert attack.edit(insecure).status_code == 200
+    leaked = attack.run()["properties"]["actions"]["Get_secret"]
+    assert attack.content(leaked)["body"]["value"] == attack.secrets["payroll-db-password"]
+    policy = parse_policy({"powerPlatform": {"environments": ["*"], "restoreSecureOutputs": True}})
+    result, _ = _apply(seed, policy, "secure-outputs", "restore_secure_outputs")
+    payroll = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
+    (mine,) = [a.id for a in result.plan.actions if a.target.endswith(f"/flows/{payroll['name']}")]
+    assert {o.status for o in result.outcomes} == {"applied"}
+    assert next(o for o in result.outcomes if o.action_id == mine).verified
+    patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({payroll['name']})" in r.path]
+    assert [r.status for r in patches] == [204]
+    step = emu.state.powerplatform.flows[payroll["name"]].definition["actions"]["Get_secret"]
+    assert step["runtimeConfiguration"]["secureData"]["properties"] == ["inputs", "outputs"]
+    after = attack.run()
+    assert after["properties"]["status"] == "Succeeded"
+    assert "outputsLink" not in after["properties"]["actions"]["Get_secret"]
+    assert attack.secrets["payroll-db-password"] not in json.dumps(after)
+
+
+def test_move_to_service_connection_rebinds_the_flow_and_its_runs_read_as_the_service_principal(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """'Quarterly report (personal)' runs on the analyst's own kv-svc-flows connection; the policy names
+    the service principal's connection for that vault, so one run rebinds the flow's clientdata
+    (verified by a re-read) and the flow's next run reads Key Vault as the service principal."""
+    pp = seed["powerPlatform"]
+    report = next(f for f in pp["flows"] if f["displayName"] == "Quarterly report (personal)")
+    service = next(c for c in pp["connections"] if c["authType"] == "servicePrincipal")
+    personal = report["connectionReferences"]["shared_keyvault"]["connectionName"]
+    policy = parse_policy(
+        {"powerPlatform": {"environments": ["*"], "serviceConnections": {"kv-svc-flows": service["name"]}}}
+    )
+    result, _ = _apply(seed, policy, "service-connection", "move_to_service_connection")
+    (action,) = result.plan.actions  # only the flow on a person's connection with a named alternative
+    assert action.changes[0].model_dump()["from_connection"] == personal
+    (outcome,) = result.outcomes
+    assert outcome.status == "applied" and outcome.verified
+    patches = [r for r in emu.requests.filter(method="PATCH") if f"workflows({report['name']})" in r.path]
+    assert [r.status for r in patches] == [204]
+    flow = emu.state.powerplatform.flows[report["name"]]
+    assert flow.connection_references["shared_keyvault"]["connectionName"] == service["name"]
+    assert flow.definition == report["definition"]  # only the connection moved
+    # the owner runs it: Key Vault is now asked by the service principal, not the analyst
+    owner = _client(emu, report["creator"])
+    base = (
+        "https://api.flow.microsoft.com/providers/Microsoft.ProcessSimple/environments/"
+        f"{report['environment']}/flows/{report['name']}"
+    )
+    mark = len(emu.requests.filter(host="kv-svc-flows.vault.azure.net"))
+    assert owner.post(f"{base}/triggers/manual/run", params=V, json={}).status_code == 202
+    asked = emu.requests.filter(host="kv-svc-flows.vault.azure.net")[mark:]
+    assert asked and {r.caller_oid for r in asked} == {service["identity"]}

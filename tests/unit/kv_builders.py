@@ -232,3 +232,6 @@ class MemoryClients:
 
     def directory(self) -> MemoryDirectory:
         return self.dir
+
+    def own_object_id(self) -> str | None:
+        return None

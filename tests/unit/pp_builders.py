@@ -134,6 +134,43 @@ class MemoryPowerPlatform:
         self.ignore_deletes = False
         self.flows = {f.id: f for f in snap.flows}
         self.ignore_turn_off = False
+        self.roles = {(e.name, p): set(r) for e in snap.environments for p, r in e.role_holders.items()}
+        self.ignore_role_removal = False
+        self.ignore_updates = False
+
+    def get_flow_client_data(self, environment: str, flow_id: str) -> dict[str, Any]:
+        """`clientdata` as Dataverse holds it: the definition and the connection references."""
+        self.calls.append(("get_flow_client_data", flow_id))
+        if flow_id not in self.flows:
+            raise ResourceGone("get flow", 404, "0x80040217", "no flow")
+        found = self.flows[flow_id]
+        references = {k: {"connection": {"name": c}} for k, c in found.reference_keys.items()}
+        return copy.deepcopy(
+            {"properties": {"connectionReferences": references, "definition": found.definition}}
+        )
+
+    def update_flow_client_data(self, environment: str, flow_id: str, data: dict[str, Any]) -> None:
+        self.calls.append(("update_flow_client_data", flow_id))
+        if not self.ignore_updates:
+            properties = data["properties"]
+            keys = {k: r["connection"]["name"] for k, r in properties.get("connectionReferences", {}).items()}
+            self.flows[flow_id] = self.flows[flow_id].model_copy(
+                update={
+                    "definition": copy.deepcopy(properties["definition"]),
+                    "reference_keys": keys,
+                    "connection_references": tuple(sorted(set(keys.values()))),
+                }
+            )
+
+    def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]:
+        self.calls.append(("security_roles", principal_id))
+        return tuple(sorted(self.roles.get((environment, principal_id), set())))
+
+    def remove_security_role(self, environment: str, principal_id: str, role: str) -> None:
+        """Dataverse disassociate of the user's role association."""
+        self.calls.append(("remove_security_role", (principal_id, role)))
+        if not self.ignore_role_removal:
+            self.roles.get((environment, principal_id), set()).discard(role)
 
     def get_flow(self, environment: str, flow_id: str) -> Flow:
         self.calls.append(("get_flow", flow_id))
@@ -220,3 +257,6 @@ class PPClients:
 
     def power_platform(self) -> MemoryPowerPlatform:
         return self.api
+
+    def own_object_id(self) -> str | None:
+        return None

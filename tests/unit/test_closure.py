@@ -58,7 +58,36 @@ def test_cut_edges_close_paths_and_unlisted_secrets_count_as_the_whole_vault() -
 
 def test_each_path_describes_person_flow_secret_and_reason() -> None:
     _left, by = _by_person()
-    assert by[(ADMIN, "crm-key")].describe().endswith("/secrets/crm-key: owner")
+    assert by[(ADMIN, "crm-key")].describe().endswith("-> kv/crm-key: owner")
     text = by[(ANALYST, "sftp")].describe()
     assert text.startswith(f"path left: {ANALYST} -> flow ") and "(can_edit)" in text
-    assert text.endswith("/secrets/sftp: not accepted by the policy (a failure)")
+    assert text.endswith("-> kv/sftp: not accepted by the policy (a failure)")
+
+
+def test_paths_read_by_name_with_ids_in_brackets() -> None:
+    snap = seed_like()
+    named = snap.model_copy(
+        update={
+            "environments": tuple(
+                e.model_copy(update={"principal_names": {ANALYST: "Avery Analyst"}})
+                for e in snap.environments
+            ),
+            "flows": tuple(f.model_copy(update={"display_name": "Nightly export"}) for f in snap.flows),
+        }
+    )
+    _, by = _by_person(snap=named)
+    text = by[(ANALYST, "sftp")].describe()
+    assert text.startswith(
+        f"path left: Avery Analyst [{ANALYST}] -> flow 'Nightly export' [f1] (can_edit) -> kv/sftp"
+    )
+    assert (
+        by[(CUSTOMIZER, "sftp")].describe().startswith(f"path left: {CUSTOMIZER} -> ")
+    )  # no name read: the id
+
+
+def test_the_apps_own_identity_is_accepted_as_this_app_not_by_a_policy_entry() -> None:
+    left = paths_left(seed_like(), parse_policy({}), remediator=CUSTOMIZER.upper())
+    mine = [p for p in left if p.person == CUSTOMIZER]
+    assert mine and {p.reason for p in mine} == {"this app"}
+    assert len(unaccepted(left)) == 3  # only the analyst's three are left open
+    assert {p.reason for p in paths_left(seed_like(), parse_policy({})) if p.person == CUSTOMIZER} == {None}

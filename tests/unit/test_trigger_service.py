@@ -137,5 +137,8 @@ def test_each_environment_worker_plans_only_its_share_of_the_tenant_wide_dlp_lis
         "revoke_connection_shares",
         "enforce_keyvault_dlp",
         "quarantine_flow",
+        "remove_flow_editing_role",
+        "restore_secure_outputs",
+        "move_to_service_connection",
     }
     assert not part("key_vault") & part("power_platform")
