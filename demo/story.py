@@ -758,6 +758,7 @@ class Story:
             title="vaultguard demo: the seed attack, fixed through the triggers",
             scope=f"/subscriptions/{self.subscription} + Power Platform environment {self.environment}",
             run_id=ticket["correlationId"],
+            remediators=(self.app_oid,),
             api_calls=self.r.api_calls,
             duration_seconds=round(self.r.seconds, 1),
             attack_replay=AttackReplay(
