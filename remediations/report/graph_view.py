@@ -105,22 +105,21 @@ def _labels(snapshot: Snapshot) -> dict[str, str]:
     for connection in snapshot.connections:
         connector = connection.connector_id.rstrip("/").rsplit("/", 1)[-1].removeprefix("shared_")
         vault_name = connection.parameters.get("vaultName")
-        connection_labels[connection.id] = (
-            connection.display_name or f"{connector} {vault_name or connection.id}".strip()
-        )
+        # The column says "connection"; a Key Vault connection is best known by its vault.
+        default = vault_name if connector == "keyvault" and vault_name else f"{connector} {vault_name or ''}"
+        connection_labels[connection.id] = connection.display_name or default.strip() or connection.id
         owners[connection.id] = people.get((connection.identity_principal_id or "").lower(), "")
-    # Same label twice: say whose connection each is; still the same: the id's tail tells them apart.
+    # Same label twice: say whose connection each is where that differs; else the id's tail does.
     shared = _repeated(connection_labels)
-    connection_labels = {
-        cid: f"{label} ({owners[cid]})" if cid in shared and owners[cid] else label
-        for cid, label in connection_labels.items()
-    }
-    shared = _repeated(connection_labels)
+    if len({owners[cid] for cid in shared}) > 1:
+        connection_labels = {
+            cid: f"{label} ({owners[cid]})" if cid in shared and owners[cid] else label
+            for cid, label in connection_labels.items()
+        }
+        shared = _repeated(connection_labels)
     labels.update(
         {
-            f"connection:{cid}": f"{label} \u00b7{cid.rstrip('/').rsplit('/', 1)[-1][-6:]}"
-            if cid in shared
-            else label
+            f"connection:{cid}": f"{label} #{_tail(cid)}" if cid in shared else label
             for cid, label in connection_labels.items()
         }
     )
@@ -129,6 +128,10 @@ def _labels(snapshot: Snapshot) -> dict[str, str]:
         for secret in vault.secrets:
             labels[f"secret:{vault.id.lower()}/secrets/{secret.name.lower()}"] = f"{vault.name}/{secret.name}"
     return labels
+
+
+def _tail(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1][-4:]
 
 
 def _repeated(labels: dict[str, str]) -> set[str]:

@@ -14,13 +14,14 @@ from html import escape
 
 from remediations.report.graph_view import NODE_KINDS, GraphEdge, GraphNode, GraphView, NodeKind
 
-COLUMN_WIDTH = 228
-NODE_WIDTH = 146
+# 6 columns fit the report's 1400 px page; the 106 px between columns holds a label like "get,set  -list".
+COLUMN_WIDTH = 234
+NODE_WIDTH = 128
 NODE_HEIGHT = 28
 ROW_HEIGHT = 40
 TOP = 48
 LEFT = 12
-MAX_LABEL = 20
+MAX_LABEL = 18
 GROUP_BASELINE = 22  # a vault's header row in the secret column: text baseline within the row
 EDGE_CHAR_WIDTH = 7.0  # 11 px semi-bold: a generous average, so estimated label boxes never undershoot
 EDGE_LABEL_HEIGHT = 14
