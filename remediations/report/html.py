@@ -15,7 +15,7 @@ from remediations.report.fmt import (
     action_status,
     duration,
     permission_diff,
-    short_resource,
+    resource_name,
     when,
 )
 from remediations.report.graph_view import NODE_KINDS
@@ -117,8 +117,7 @@ def _perms(perms: dict[str, list[str]], removed: Iterable[str] = (), added: Iter
 
 def _resource(report: ReportData, resource_id: str) -> str:
     """Name first (flow, connection, vault or secret name); the full id on hover."""
-    name = report.name_of(resource_id) or short_resource(resource_id)
-    return f'<span title="{e(resource_id)}">{e(name)}</span>'
+    return f'<span title="{e(resource_id)}">{e(resource_name(report, resource_id))}</span>'
 
 
 def _who(report: ReportData, principal: str | None) -> str:
