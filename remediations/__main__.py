@@ -27,6 +27,8 @@ from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
 from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
+from remediations.report.fmt import short_resource
+from remediations.report.graph_view import display_names, name_in
 from remediations.report.model import unlisted_vaults
 from remediations.shell.audit import AuditSink, MemoryAuditSink
 from remediations.shell.engine import Progress, RunContext, apply_plan, inventory
@@ -179,14 +181,21 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if snapshot.errors else EXIT_OK
 
 
-def _show_plan(plan: Plan) -> None:
+def _show_plan(plan: Plan, names: dict[str, str]) -> None:
+    """Each action by name (vault, flow, person), the id beside it; permissions as plain lists."""
+
+    def named(raw_id: str) -> str:
+        return name_in(names, raw_id) or short_resource(raw_id)
+
     for action in plan.actions + plan.deferred:
         state = "SKIP" if action.skip_reason else ("DEFERRED" if action in plan.deferred else "CHANGE")
-        print(f"{state:<8} {action.remediation_id} {action.target} principal={action.principal}")
+        who = f" for {named(action.principal)} ({action.principal})" if action.principal else ""
+        print(f"{state:<8} {action.remediation_id} on {named(action.target)}{who}")
+        print(f"         target: {action.target}")
         for key in sorted(set(action.before) | set(action.after)):
             before, after = action.before.get(key, []), action.after.get(key, [])
             if before or after:
-                print(f"         {key}: {before} -> {after}")
+                print(f"         {key}: {', '.join(before) or 'none'} -> {', '.join(after) or 'none'}")
         for change in action.changes:
             print(f"         {change.describe()}")
         print(f"         why: {action.skip_reason or action.reason}")
@@ -257,7 +266,7 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
             {"findings": [f.model_dump(mode="json") for f in findings], "plan": plan.model_dump(mode="json")}
         )
     else:
-        _show_plan(plan)
+        _show_plan(plan, display_names(snapshot) if snapshot is not None else {})
     _print_errors(result.inventory_errors)
     return EXIT_FAILURES if result.inventory_errors else EXIT_OK
 

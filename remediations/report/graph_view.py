@@ -18,7 +18,7 @@ narrowed edges for the "after" picture.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -138,6 +138,13 @@ def _repeated(labels: dict[str, str]) -> set[str]:
     """The keys whose label (case aside) another key has too."""
     seen = Counter(label.lower() for label in labels.values())
     return {key for key, label in labels.items() if seen[label.lower()] > 1}
+
+
+def name_in(names: Mapping[str, str], raw_id: str | None) -> str | None:
+    """The name `display_names` gave an id (or a resource id's last segment); None when unnamed."""
+    if not raw_id:
+        return None
+    return names.get(raw_id.lower()) or names.get(raw_id.rstrip("/").rsplit("/", 1)[-1].lower())
 
 
 def display_names(snapshot: Snapshot) -> dict[str, str]:
@@ -403,6 +410,7 @@ __all__ = [
     "compare",
     "display_names",
     "graph_view",
+    "name_in",
     "readable_pairs",
     "simulate",
 ]

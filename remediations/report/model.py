@@ -30,6 +30,7 @@ from remediations.report.graph_view import (
     compare,
     display_names,
     graph_view,
+    name_in,
     readable_pairs,
     simulate,
 )
@@ -137,9 +138,7 @@ class ReportData(_Frozen):
 
     def name_of(self, raw_id: str | None) -> str | None:
         """The display name of an object id, flow, connection, environment or vault id; None if unknown."""
-        if not raw_id:
-            return None
-        return self.names.get(raw_id.lower()) or self.names.get(raw_id.rstrip("/").rsplit("/", 1)[-1].lower())
+        return name_in(self.names, raw_id)
 
     def outcome_for(self, action_id: str) -> Outcome | None:
         for outcome in self.outcomes:
