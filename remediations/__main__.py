@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 import time
 import uuid
@@ -181,11 +182,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if snapshot.errors else EXIT_OK
 
 
+_GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+
+
 def _show_plan(plan: Plan, names: dict[str, str]) -> None:
     """Each action by name (vault, flow, person), the id beside it; permissions as plain lists."""
 
     def named(raw_id: str) -> str:
         return name_in(names, raw_id) or short_resource(raw_id)
+
+    def readable(text: str) -> str:
+        # Shares and environments are listed by GUID ("<object id>:CanEdit"): say the name instead.
+        return _GUID.sub(lambda m: name_in(names, m[0]) or m[0], text)
 
     for action in plan.actions + plan.deferred:
         state = "SKIP" if action.skip_reason else ("DEFERRED" if action in plan.deferred else "CHANGE")
@@ -195,10 +203,11 @@ def _show_plan(plan: Plan, names: dict[str, str]) -> None:
         for key in sorted(set(action.before) | set(action.after)):
             before, after = action.before.get(key, []), action.after.get(key, [])
             if before or after:
-                print(f"         {key}: {', '.join(before) or 'none'} -> {', '.join(after) or 'none'}")
+                was, now = readable(", ".join(before)) or "none", readable(", ".join(after)) or "none"
+                print(f"         {key}: {was} -> {now}")
         for change in action.changes:
-            print(f"         {change.describe()}")
-        print(f"         why: {action.skip_reason or action.reason}")
+            print(f"         {readable(change.describe())}")
+        print(f"         why: {readable(action.skip_reason or action.reason)}")
     print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
 
 
