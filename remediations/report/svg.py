@@ -123,11 +123,13 @@ def _vault_of(secret_node_id: str) -> str:
 
 
 def _short(label: str) -> str:
-    # Cut in the middle: labels told apart by their end (an owner, an id tail) stay apart.
+    """Cut at the end, keeping an id tail (` #1a2b`) that tells two same-named boxes apart."""
     if len(label) <= MAX_LABEL:
         return label
-    head = (MAX_LABEL - 1) // 2
-    return label[:head] + "\u2026" + label[-(MAX_LABEL - 1 - head) :]
+    base, sep, tail = label.rpartition(" #")
+    if sep and len(tail) <= 4:
+        return base[: MAX_LABEL - 1 - len(sep + tail)] + "\u2026" + sep + tail
+    return label[: MAX_LABEL - 1] + "\u2026"
 
 
 def _display(node: GraphNode) -> str:

@@ -81,7 +81,7 @@ def test_plan_then_apply_stops_the_seed_attack(emu: Emulator, seed: dict[str, An
     assert ("flow_insecure_get_secret", leaking["name"]) in flagged
     narrow = next(a for a in plan.actions if a.remediation_id == "narrow_access_policy")
     assert narrow.principal == admin and narrow.target.endswith("/vaults/kv-shared-prod")
-    assert narrow.after["secrets"] == ["Get"] and "['payroll-db-password']" in narrow.reason
+    assert narrow.after["secrets"] == ["Get"] and "read only the secrets payroll-db-password" in narrow.reason
     assert {a.remediation_id for a in plan.actions} >= {
         "revoke_flow_shares",
         "revoke_connection_shares",
