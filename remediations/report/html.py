@@ -82,7 +82,7 @@ code, .id { font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace
   border-top:2px solid; }
 svg.graph { font-family:system-ui,"DejaVu Sans",sans-serif; }
 svg .column { font-size:12px; font-weight:700; fill:#495057; text-transform:uppercase; letter-spacing:.06em; }
-svg .node-label { font-size:12px; fill:#212529; }
+svg .node-label { font-size:11px; fill:#212529; }
 svg .edge-label { font-size:11px; font-weight:600; paint-order:stroke; stroke:#fff; stroke-width:3px; }
 svg .more { font-size:12px; fill:#6c757d; font-style:italic; }
 svg .group { font-size:11px; font-weight:700; fill:#2f9e44; }

@@ -60,15 +60,23 @@ ADMIN, VAULTGUARD = _oid(1), _oid(2)
 PEOPLE = {
     _oid(10 + i): name
     for i, name in enumerate(
-        ["Mallory Maker", "Casey Customizer", "Riley Runner", "Dana Dev", "Sam Support", "Alex Analyst"]
+        [
+            "Mallory Maker",
+            "Casey Customizer",
+            "Riley Runner",
+            "Dana Dev",
+            "Wilhelmina Mwangi-Mbeki",
+            "Alex Analyst",
+        ]
     )
 }
 VAULTS = {"kv-finance": "fin", "kv-hr": "hr", "kv-ops": "ops"}
 
 
 def _tenant() -> Snapshot:
-    """Three vaults of ten secrets, six people sharing four flows over four Key Vault connections (two
-    by the same admin on the same vault), vaultguard's identity on every vault: about fifty boxes."""
+    """Three vaults of ten secrets, six people (one with a wide name) sharing four flows over four Key
+    Vault connections (two by the same admin on the same vault), vaultguard's identity on every vault:
+    about fifty boxes."""
     vaults = [
         vault(
             name,
@@ -187,6 +195,8 @@ const figure = id => ({
   nodes: [...document.querySelectorAll(`#${id} g.node`)].map(g => ({
     kind: g.dataset.kind, label: g.querySelector('text').textContent,
     title: g.querySelector('title').textContent,
+    overflow: g.querySelector('text').getBoundingClientRect().right
+      - g.querySelector('rect').getBoundingClientRect().right,
     y: g.querySelector('rect').getBoundingClientRect().top})),
   groups: [...document.querySelectorAll(`#${id} text.group`)].map(box),
   edgeLabels: [...document.querySelectorAll(`#${id} text.edge-label`)].map(t => t.textContent),
@@ -251,6 +261,8 @@ def test_report_reads_names_first_and_lays_out_fifty_boxes_without_overlap(
         assert "vaultguard" not in {m["label"] for m in fig["nodes"]}
         # Two connections on kv-finance by one admin: still two different labels.
         assert len(labels["connection"]) == 4 and len(set(labels["connection"])) == 4
+        # Every name fits inside its box.
+        assert [n["label"] for n in fig["nodes"] if n["overflow"] > 0] == []
         # No text box over another: node names, vault headers, edge labels, column titles.
         assert _overlapping(fig["texts"]) == []
         # One label per pair of boxes, no permission said twice ("get,get,set").
