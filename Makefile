@@ -9,7 +9,7 @@ TOOLS := .tools
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help deps install-all test test-floor lint typecheck pytest demo bench soak infra-check clean
+.PHONY: help deps chromium install-all test test-floor lint typecheck pytest demo bench soak infra-check clean
 
 help:
 	@echo "make demo   - replay the seed attack on the emulator, fix it through the triggers, write out/report.html"
@@ -38,6 +38,19 @@ $(TOOLS)/checkov/.installed:
 
 deps: $(VENV)/.installed node_modules/.installed
 
+# Headless Chromium and ChromeDriver for the report's rendering test (tests/unit/test_report_screenshot.py),
+# from Debian's packages: installed when absent and we are root with apt-get; otherwise say what to
+# install (the test then skips, naming the same packages).
+chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	    >/dev/null || { echo "apt-get could not install chromium chromium-driver" >&2; exit 1; }; \
+	else \
+	  echo "note: install the Debian packages chromium and chromium-driver to run the report's browser test" >&2; \
+	fi
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
@@ -55,9 +68,9 @@ infra-check: $(TOOLS)/checkov/.installed
 	  if echo "$$out" | grep -q "Parsing errors"; then echo "checkov could not parse every Bicep file" >&2; exit 1; fi; \
 	  exit $$rc
 
-# The three installs are independent: run them side by side (a fresh CI clone spends most of its time here).
+# The installs are independent: run them side by side (a fresh CI clone spends most of its time here).
 install-all:
-	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed node_modules/.installed $(TOOLS)/checkov/.installed
+	@$(MAKE) --no-print-directory -j4 $(VENV)/.installed node_modules/.installed $(TOOLS)/checkov/.installed chromium
 
 test: install-all
 	@$(MAKE) --no-print-directory lint typecheck infra-check pytest

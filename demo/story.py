@@ -52,6 +52,10 @@ SERVICES = {  # emulator host -> the service it stands for (report `api_calls`)
 }
 PERSON_RELATIONS = frozenset({"can_edit", "can_run", "environment_role", "can_use"})
 SINGLE_SECRET = "payroll-db-password"  # the secret the single-secret attacks ask for
+GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+SECRET_ID = re.compile(
+    r"/subscriptions/\S+?/vaults/(?P<vault>[^/\s]+)/secrets/(?P<secret>[^/\s:]+)", re.IGNORECASE
+)
 MARK = "/providers/vaultguard.demo/markers/"  # a harmless 404 that splits the emulator's request log
 
 
@@ -70,6 +74,7 @@ class Results:
     ticket: dict[str, Any] = field(default_factory=dict)
     alert: dict[str, Any] = field(default_factory=dict)
     rotated: list[str] = field(default_factory=list)
+    rotated_in: Counter[str] = field(default_factory=Counter)  # vault name -> secrets rotated in it
     checks: list[str] = field(default_factory=list)
     api_calls: dict[str, int] = field(default_factory=dict)
     attacker_calls: int = 0
@@ -81,6 +86,8 @@ class Results:
 def _service(host: str) -> str:
     if host.endswith(".vault.azure.net"):
         return "Key Vault"
+    if host.endswith(".dynamics.com"):
+        return "Dataverse"
     return SERVICES.get(host, host)
 
 
@@ -121,6 +128,8 @@ class Story:
             for v in self.seed["vaults"]
         }
         self.shared_vault = "kv-shared-prod"
+        self.before_snapshot: Any = None  # read in step b
+        self._names_of: dict[str, str] | None = None  # display names, from the step b snapshot
         for vault in self.seed["vaults"]:
             for secret in vault["secrets"]:
                 for version in secret.get("versions") or [secret]:
@@ -288,6 +297,8 @@ class Story:
         labels = self._labels(self.before_snapshot)
         routes: dict[tuple[str, str], set[str]] = defaultdict(set)
         people = {e.source for e in graph.edges if e.relation in PERSON_RELATIONS}
+        # vaultguard holds an environment role to fix flows: it is the remediator, not a reach path.
+        people.discard(f"principal:{self.app_oid.lower()}")
         for person in sorted(people):
             for path in graph.what_can_read(person.partition(":")[2]):
                 if path[0].relation not in PERSON_RELATIONS or any(
@@ -301,7 +312,7 @@ class Story:
                 routes[(person, " ".join(hops))].add(path[-1].target)
         rows = sorted(routes.items(), key=lambda kv: (-len(kv[1]), kv[0][1]))
         for (_, route), reached in rows:
-            c.info(f"{len(reached):>3} secret(s)  {route}")
+            c.info(f"{len(reached):>3} secret(s)  {route}", hang=16)
         self.check(
             any(
                 p == f"principal:{self.customizer}" and len(s) >= len(self.r.vault_secret_names)
@@ -357,7 +368,7 @@ class Story:
             worked = self.runner.run_function("remediate_worker", body)
             self.check(
                 worked.status_code == 202,
-                f"the worker ran scope {_short(scope.id)}",
+                f"the worker ran scope {self._named(scope.id)}",
                 f"HTTP {worked.status_code} {worked.text[:300]}\n{self.kids.runner_log()}",
             )
             queue.delete_message(message)
@@ -365,7 +376,7 @@ class Story:
             record = (stored.body if stored is not None else None) or {}
             summary = record.get("summary") or {}
             c.info(
-                f"worker, {_short(scope.id)}: {record.get('status')}, "
+                f"worker, {self._named(scope.id)}: {record.get('status')}, "
                 f"{summary.get('findings', 0)} finding(s), "
                 f"{summary.get('actions', 0)} write(s) planned, none made"
             )
@@ -396,24 +407,22 @@ class Story:
             summary = "; ".join(
                 f"{k}: {self._readable(before.get(k))} -> {self._readable(after.get(k))}" for k in changed
             )
-            who = self.names.get(action.get("principal") or "", action.get("principal") or "")
-            row = [action["remediation_id"], _short(action["target"]), who.split(" (")[0], summary]
-            if outcomes is not None:
-                row.append(outcomes.get(action["id"], "-"))
-            rows.append(row)
+            principal = action.get("principal")
+            who = f" for {self.names.get(principal, principal).split(' (')[0]}" if principal else ""
+            outcome = f" [{outcomes.get(action['id'], '-')}]" if outcomes is not None else ""
+            rows.append(
+                f"{action['remediation_id']} on {self._named(action['target'])}{who}: {summary}{outcome}"
+            )
         if rotations:
             statuses = Counter(outcomes.get(a["id"], "-") for a in rotations) if outcomes else None
-            row = [
-                "rotate_secret",
-                f"{len(rotations)} secret(s)",
-                "",
-                "new version (random), old versions disabled",
-            ]
-            if outcomes is not None:
-                row.append(", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) if statuses else "-")
-            rows.append(row)
-        headers = ["remediation", "target", "principal", "before -> after"]
-        c.table(headers + (["outcome"] if outcomes is not None else []), rows)
+            outcome = f" [{', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}]" if statuses else ""
+            rows.append(
+                f"rotate_secret on {len(rotations)} secret(s): new version (random), "
+                f"old versions disabled{outcome}"
+            )
+        # One action a line (wrapped under itself): a table of long before/after cells wraps worse.
+        for row in rows:
+            c.info(f"- {row}", hang=2)
 
     def _readable(self, value: Any) -> str:
         if isinstance(value, list):
@@ -424,10 +433,23 @@ class Story:
                 items.append(
                     f"{self.names.get(oid, oid).split(' (')[0]}:{role}"
                     if role and oid in self.names
-                    else text
+                    else self._named(text)
                 )
-            return "[" + ", ".join(items) + "]"
-        return str(value)
+            return ", ".join(items) or "none"
+        return "none" if value is None else str(value)
+
+    def _readable_text(self, text: str) -> str:
+        """A note from the app with names for the GUIDs and ARM ids it carries (people, vault/secret)."""
+        text = SECRET_ID.sub(lambda m: f"{m['vault']}/{m['secret']}", text)
+        return GUID.sub(lambda m: self.names.get(m[0], m[0]).split(" (")[0], text)
+
+    def _named(self, resource_id: str) -> str:
+        """A flow, connection, environment or vault by its display name (the seed's ids are GUIDs)."""
+        from remediations.report.graph_view import display_names, name_in
+
+        if self.before_snapshot is not None and self._names_of is None:
+            self._names_of = display_names(self.before_snapshot)
+        return name_in(self._names_of or {}, resource_id) or _short(resource_id)
 
     def _ticket(self) -> None:
         c = self.c
@@ -492,11 +514,13 @@ class Story:
             "the ticket applied and left no path the policy does not accept",
             "; ".join(m[0] for m in open_paths[:5]) or result["status"],
         )
-        self.r.rotated = sorted(
-            a["target"].rsplit("/", 1)[-1]
+        rotated = [
+            a["target"]
             for a in result["plan"]
             if a["remediation_id"] == "rotate_secret" and outcomes.get(a["id"]) == "applied"
-        )
+        ]
+        self.r.rotated = sorted(t.rsplit("/", 1)[-1] for t in rotated)
+        self.r.rotated_in = Counter(t.rpartition("/secrets/")[0].rsplit("/", 1)[-1] for t in rotated)
 
     def _alert(self) -> None:
         c = self.c
@@ -721,15 +745,29 @@ class Story:
         found = {(o.attack, o.editor): o for o in outcomes}
         earlier: dict[tuple[str, str], Any] = getattr(self, "_attack_outcomes", {})
         self._attack_outcomes = found
+
+        def short(outcome: Any) -> str:  # "read 30" / "refused (edit)": the service's code is listed below
+            if not outcome.refused:
+                return f"read {len(outcome.secrets)}"
+            return f"refused ({outcome.refused.rpartition(' (')[2].rstrip(')')})"
+
         rows = []
         for key, (label, _) in ATTACKS.items():
-            row = [label]
             for person in people:
-                now = found[(key, person)].text()
+                row = [label, self.names[person].split(" (")[0]]
                 before = earlier.get((key, person))
-                row.append(f"{before.text()} -> {now}" if before else now)
-            rows.append(row)
-        c.table(["attack", *(self.names[p].split(" (")[0] for p in people)], rows)
+                rows.append(
+                    [*row, short(before), short(found[(key, person)])]
+                    if before
+                    else [*row, short(found[(key, person)])]
+                )
+        heads = ["attack", "editor", "before", "after"] if earlier else ["attack", "editor", "result"]
+        c.table(heads, rows)
+        codes = Counter(o.refused.rpartition(" (")[0] for o in outcomes if o.refused)
+        if codes:
+            c.info(
+                "the service refused with: " + ", ".join(f"{code} x{n}" for code, n in sorted(codes.items()))
+            )
         still = [o for o in outcomes if o.read_any]
         summary = f"{len(still)} of {len(outcomes)} attempt(s) read a secret {phase} the fix"
         (c.bad if still and phase == "after" else c.info)(summary)
@@ -746,6 +784,16 @@ class Story:
             rotated_ok and len(self.r.rotated) >= len(self.r.vault_secret_names),
             f"after: {len(self.r.rotated)} exposed secret(s) rotated; every old version disabled",
             "; ".join(problems[:5]),
+        )
+        # Why rotated and read differ: every secret a finding showed exposed is rotated, not only the
+        # ones this attacker happened to read.
+        elsewhere = ", ".join(
+            f"{n} in {v}" for v, n in sorted(self.r.rotated_in.items()) if v != self.shared_vault
+        )
+        self.c.info(
+            f"{len(self.r.rotated)} rotated vs {len(self.r.before)} read: the attacker read "
+            f"{len(self.r.before)} in {self.shared_vault}; the fix rotates every secret a flow exposed"
+            + (f", also {elsewhere}" if elsewhere else "")
         )
         self._count_calls()
         self.r.seconds = time.monotonic() - self.r.started
@@ -820,6 +868,7 @@ class Story:
             title="vaultguard demo: the seed attack, fixed through the triggers",
             scope=f"/subscriptions/{self.subscription} + Power Platform environment {self.environment}",
             run_id=ticket["correlationId"],
+            remediators=(self.app_oid,),
             api_calls=self.r.api_calls,
             duration_seconds=round(self.r.seconds, 1),
             # closure over the fresh read after the fix, with the policy the app ran with

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,8 @@ from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
 from remediations.report import SEVERITIES, build_report, parse_formats, write_reports
+from remediations.report.fmt import short_resource
+from remediations.report.graph_view import display_names, name_in
 from remediations.report.model import unlisted_vaults
 from remediations.shell.audit import AuditSink, MemoryAuditSink
 from remediations.shell.engine import Progress, inventory
@@ -179,17 +182,32 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if snapshot.errors else EXIT_OK
 
 
-def _show_plan(plan: Plan) -> None:
+_GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+
+
+def _show_plan(plan: Plan, names: dict[str, str]) -> None:
+    """Each action by name (vault, flow, person), the id beside it; permissions as plain lists."""
+
+    def named(raw_id: str) -> str:
+        return name_in(names, raw_id) or short_resource(raw_id)
+
+    def readable(text: str) -> str:
+        # Shares and environments are listed by GUID ("<object id>:CanEdit"): say the name instead.
+        return _GUID.sub(lambda m: name_in(names, m[0]) or m[0], text)
+
     for action in plan.actions + plan.deferred:
         state = "SKIP" if action.skip_reason else ("DEFERRED" if action in plan.deferred else "CHANGE")
-        print(f"{state:<8} {action.remediation_id} {action.target} principal={action.principal}")
+        who = f" for {named(action.principal)} ({action.principal})" if action.principal else ""
+        print(f"{state:<8} {action.remediation_id} on {named(action.target)}{who}")
+        print(f"         target: {action.target}")
         for key in sorted(set(action.before) | set(action.after)):
             before, after = action.before.get(key, []), action.after.get(key, [])
             if before or after:
-                print(f"         {key}: {before} -> {after}")
+                was, now = readable(", ".join(before)) or "none", readable(", ".join(after)) or "none"
+                print(f"         {key}: {was} -> {now}")
         for change in action.changes:
-            print(f"         {change.describe()}")
-        print(f"         why: {action.skip_reason or action.reason}")
+            print(f"         {readable(change.describe())}")
+        print(f"         why: {readable(action.skip_reason or action.reason)}")
     print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
 
 
@@ -259,7 +277,7 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
             {"findings": [f.model_dump(mode="json") for f in findings], "plan": plan.model_dump(mode="json")}
         )
     else:
-        _show_plan(plan)
+        _show_plan(plan, display_names(snapshot) if snapshot is not None else {})
     _print_errors(result.inventory_errors)
     return EXIT_FAILURES if result.inventory_errors else EXIT_OK
 

@@ -75,6 +75,11 @@ def test_demo_exits_0_and_tells_the_whole_story(demo: dict[str, Any]) -> None:
         "The story holds: exit 0",
     ):
         assert marker in text, marker
+    # Narration a terminal shows whole: no line over 120 columns, the environment by name, and the
+    # rotated/read difference explained.
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert "Contoso Finance (Production)" in text and "e0000000-0000-4000-8000-0000000000e1" not in text
+    assert re.search(r"\d+ rotated vs 30 read: the attacker read 30 in kv-shared-prod", text)
     assert re.search(r"secrets the attacker read before\s+30\b", text)
     assert re.search(r"secrets the attacker read after\s+0\b", text)
     # closure: every path left is listed with its reason, none open; the customizer's role is gone

@@ -32,9 +32,12 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // Reachable with the function key alone: the alert webhook (Azure Monitor sends no Entra token),
+      // health, and the API description (public knowledge; without this a key-holder got 401 for it).
       excludedPaths: [
         '/api/alerts'
         '/api/health'
+        '/api/openapi.json'
       ]
     }
     identityProviders: {

@@ -180,9 +180,8 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
                 severity="high" if "list" in excess else "medium",
                 resource_id=vault.id,
                 principal=entry.object_id,
-                message=f"{entry.object_id} holds secret permissions {excess} on vault {vault.name} "
-                f"beyond its "
-                f"allow-list {sorted(allowed)}",
+                message=f"{entry.object_id} holds secret permissions {', '.join(excess)} "
+                f"on vault {vault.name} beyond its allow-list ({', '.join(sorted(allowed)) or 'nothing'})",
                 evidence=_excess_evidence(vault, entry, policy, allowed, excess),
             )
         )

@@ -55,7 +55,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                     message=(
                         f"{principal} holds {grant.role_name} at {grant.level} scope and can read all "
                         f"{len(vault.secrets)} secrets of vault {vault.name}; "
-                        f"it needs {sorted(needed & present)}"
+                        f"it needs {', '.join(sorted(needed & present)) or 'none of them'}"
                     ),
                     evidence=RoleGrantEvidence(
                         vault=vault.name,

@@ -470,7 +470,7 @@ class AccessPolicyChange(Frozen):
     permissions: Permissions
 
     def describe(self) -> str:
-        return f"PUT accessPolicies/{self.operation} secrets={list(self.permissions.secrets)}"
+        return f"PUT accessPolicies/{self.operation} secrets={','.join(self.permissions.secrets) or 'none'}"
 
 
 class RoleAssignmentChange(Frozen):
@@ -533,11 +533,11 @@ class DlpPolicyChange(Frozen):
     blocked_connectors: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        blocked = {k: list(v) for k, v in self.blocked_actions.items()}
-        what = f"actions {blocked}" if blocked else f"connectors {list(self.blocked_connectors)}"
+        blocked = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.blocked_actions.items())
+        what = f"actions {blocked}" if blocked else f"connectors {', '.join(self.blocked_connectors)}"
         return (
-            f"{self.operation} DLP policy {self.display_name!r} blocking {what} "
-            f"in environments {list(self.environments)}"
+            f"{self.operation} DLP policy '{self.display_name}' blocking {what} "
+            f"in environments {', '.join(self.environments)}"
         )
 
 

@@ -65,7 +65,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             resource_id=flow_resource_id(flow),
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
-            f"{sorted(c.id for c in used)}",
+            f"{', '.join(sorted(c.id for c in used))}",
             evidence=FlowUsesKeyVaultEvidence(
                 environment=flow.environment,
                 flow=flow.id,

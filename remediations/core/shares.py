@@ -87,7 +87,7 @@ def plan_share_revocations(
                 changes=changes,
                 before={"shares": sorted(share_label(s) for s in current)},
                 after={"shares": sorted(share_label(s) for s in kept)},
-                reason=f"shared beyond the allowed set: {sorted(share_label(s) for s in removed)}",
+                reason=f"shared beyond the allowed set: {', '.join(sorted(share_label(s) for s in removed))}",
                 finding_ids=tuple(f.id for f in group),
                 skip_reason=skip,
             )

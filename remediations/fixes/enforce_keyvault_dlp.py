@@ -107,7 +107,7 @@ def plan_dlp(
                 changes=(change,),
                 before=_state(ours),
                 after=_state(after),
-                reason=f"{what} environments {uncovered}, which no DLP policy covers yet",
+                reason=f"{what} environments {', '.join(uncovered)}, which no DLP policy covers yet",
                 finding_ids=ids,
             )
         )

@@ -50,9 +50,9 @@ def _excess(finding: Finding) -> set[str]:
 
 def _reason(finding: Finding) -> str:
     evidence = ExcessPermissionsEvidence.of(finding)
-    reason = f"allow-list for this identity is {list(evidence.allowed)}"
+    reason = f"allow-list for this identity is {', '.join(evidence.allowed) or 'empty'}"
     if evidence.needed_secret_names is not None:
         # Access policies cannot be scoped to one secret: say what flows use, so the vault can be
         # split or moved to RBAC (narrow_role_assignment scopes to exactly these names).
-        reason += f"; its flows read only the secrets {list(evidence.needed_secret_names)}"
+        reason += f"; its flows read only the secrets {', '.join(evidence.needed_secret_names)}"
     return reason

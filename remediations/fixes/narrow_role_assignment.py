@@ -195,7 +195,8 @@ class NarrowRoleAssignment(Remediation):
             changes=changes,
             before={"assignments": [describe(assignment)], "secrets": before_secrets},
             after={"assignments": sorted(new), "secrets": after_secrets},
-            reason=f"needs only {sorted(needed)} (policy allowedSecretNames / its flows){note}",
+            reason=f"needs only {', '.join(sorted(needed)) or 'no secret'} "
+            f"(policy allowedSecretNames / its flows){note}",
             finding_ids=tuple(f.id for f in findings),
             skip_reason=skip,
         )

@@ -20,6 +20,19 @@ def short_resource(resource_id: str) -> str:
     return parts[-1] if parts else resource_id
 
 
+def resource_name(report: ReportData, resource_id: str) -> str:
+    """A flow, connection, vault or secret by the name a reader knows (`kv-payroll/db-password`)."""
+    return report.name_of(resource_id) or short_resource(resource_id)
+
+
+def principal_name(report: ReportData, principal: str | None) -> str:
+    """`Ada Admin (object id)`: the name first, the id kept for a reader who must look it up."""
+    if not principal:
+        return "-"
+    name = report.name_of(principal)
+    return f"{name} ({principal})" if name else principal
+
+
 def permission_sets(perms: dict[str, list[str]]) -> str:
     """`secrets: get, set; keys: get` (empty kinds left out; `none` when nothing is granted)."""
     ordered = sorted(

@@ -17,7 +17,8 @@ narrowed edges for the "after" picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -93,15 +94,36 @@ class GraphView(_Frozen):
 
 def _labels(snapshot: Snapshot) -> dict[str, str]:
     labels: dict[str, str] = {}
+    people: dict[str, str] = {}
     for identity in snapshot.identities:
         if identity.display_name:
+            people[identity.object_id.lower()] = identity.display_name
             labels[f"principal:{identity.object_id.lower()}"] = identity.display_name
     for flow in snapshot.flows:
         labels[f"flow:{flow.id}"] = flow.display_name or flow.id
+    connection_labels: dict[str, str] = {}
+    owners: dict[str, str] = {}
     for connection in snapshot.connections:
         connector = connection.connector_id.rstrip("/").rsplit("/", 1)[-1].removeprefix("shared_")
         vault_name = connection.parameters.get("vaultName")
-        labels[f"connection:{connection.id}"] = f"{connector} {vault_name or connection.id}".strip()
+        # The column says "connection"; a Key Vault connection is best known by its vault.
+        default = vault_name if connector == "keyvault" and vault_name else f"{connector} {vault_name or ''}"
+        connection_labels[connection.id] = connection.display_name or default.strip() or connection.id
+        owners[connection.id] = people.get((connection.identity_principal_id or "").lower(), "")
+    # Same label twice: say whose connection each is where that differs; else the id's tail does.
+    shared = _repeated(connection_labels)
+    if len({owners[cid] for cid in shared}) > 1:
+        connection_labels = {
+            cid: f"{label} ({owners[cid]})" if cid in shared and owners[cid] else label
+            for cid, label in connection_labels.items()
+        }
+        shared = _repeated(connection_labels)
+    labels.update(
+        {
+            f"connection:{cid}": f"{label} #{_tail(cid)}" if cid in shared else label
+            for cid, label in connection_labels.items()
+        }
+    )
     for vault in snapshot.vaults:
         labels[f"vault:{vault.id.lower()}"] = vault.name
         for secret in vault.secrets:
@@ -113,6 +135,37 @@ def label_of(snapshot: Snapshot | None, core_id: str) -> str:
     """The display label the graph gives a core node id (principal:, flow:, secret:, ...)."""
     labels = _labels(snapshot) if snapshot is not None else {}
     return labels.get(core_id) or _fallback_label(core_id)
+
+
+def _tail(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1][-4:]
+
+
+def _repeated(labels: dict[str, str]) -> set[str]:
+    """The keys whose label (case aside) another key has too."""
+    seen = Counter(label.lower() for label in labels.values())
+    return {key for key, label in labels.items() if seen[label.lower()] > 1}
+
+
+def name_in(names: Mapping[str, str], raw_id: str | None) -> str | None:
+    """The name `display_names` gave an id (or a resource id's last segment); None when unnamed."""
+    if not raw_id:
+        return None
+    return names.get(raw_id.lower()) or names.get(raw_id.rstrip("/").rsplit("/", 1)[-1].lower())
+
+
+def display_names(snapshot: Snapshot) -> dict[str, str]:
+    """Raw id (lower case: object id, flow, connection, environment, vault) -> the name a reader knows.
+    Tables show the name and keep the id for hover; ids with no known name are left out."""
+    names = {
+        core_id.partition(":")[2].lower(): label
+        for core_id, label in _labels(snapshot).items()
+        if not core_id.startswith("secret:")
+    }
+    for environment in snapshot.environments:
+        names[environment.id.lower()] = environment.display_name or environment.name
+        names[environment.name.lower()] = environment.display_name or environment.name
+    return names
 
 
 def _fallback_label(core_id: str) -> str:
@@ -131,9 +184,14 @@ def _view_id(core_id: str, role: NodeKind | None = None) -> str:
     return core_id
 
 
-def graph_view(snapshot: Snapshot, graph: ExposureGraph | None = None) -> GraphView:
-    """The exposure graph of `snapshot` as nodes (with display labels) and edges, in a stable order."""
+def graph_view(
+    snapshot: Snapshot, graph: ExposureGraph | None = None, *, remediators: Collection[str] = ()
+) -> GraphView:
+    """The exposure graph of `snapshot` as nodes (with display labels) and edges, in a stable order.
+    `remediators`: object ids of vaultguard's own identity; its vault access is how it fixes things, not
+    a path anyone reaches a secret by, so it is not drawn."""
     graph = graph or ExposureGraph.build(snapshot)
+    left_out = {f"principal:{oid.lower()}" for oid in remediators}
     labels = _labels(snapshot)
     nodes: dict[str, GraphNode] = {}
     edges: dict[tuple[str, str, str], GraphEdge] = {}
@@ -152,6 +210,8 @@ def graph_view(snapshot: Snapshot, graph: ExposureGraph | None = None) -> GraphV
 
     roles = _principal_roles(graph)
     for edge in graph.edges:
+        if edge.source in left_out or edge.target in left_out:
+            continue
         if edge.relation == _MEMBER_OF:
             # member -> group inside each column the group is drawn in (a person column if none).
             for role in roles.get(edge.target) or ("person",):
@@ -361,7 +421,9 @@ __all__ = [
     "GraphView",
     "NodeKind",
     "compare",
+    "display_names",
     "graph_view",
+    "name_in",
     "readable_pairs",
     "simulate",
 ]

@@ -17,7 +17,7 @@ from remediations.report.fmt import (
     duration,
     migration_rows,
     permission_diff,
-    short_resource,
+    resource_name,
     when,
 )
 from remediations.report.graph_view import NODE_KINDS
@@ -57,7 +57,9 @@ table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; vertical-align:top; padding:6px 8px; border-bottom:1px solid var(--line); }
 th { background:var(--bg); font-weight:600; position:sticky; top:0; }
 tr:nth-child(even) td { background:#fcfcfd; }
+td { overflow-wrap:anywhere; }
 td.msg { max-width:520px; }
+td.time { white-space:nowrap; font-variant-numeric:tabular-nums; font-size:12px; color:var(--muted); }
 code, .id { font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace; font-size:12px; }
 .id { color:var(--muted); word-break:break-all; }
 .perm { display:inline-block; padding:0 6px; margin:1px 2px 1px 0; border-radius:4px; background:#e9ecef;
@@ -82,9 +84,10 @@ code, .id { font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace
   border-top:2px solid; }
 svg.graph { font-family:system-ui,"DejaVu Sans",sans-serif; }
 svg .column { font-size:12px; font-weight:700; fill:#495057; text-transform:uppercase; letter-spacing:.06em; }
-svg .node-label { font-size:12px; fill:#212529; }
+svg .node-label { font-size:11px; fill:#212529; }
 svg .edge-label { font-size:11px; font-weight:600; paint-order:stroke; stroke:#fff; stroke-width:3px; }
 svg .more { font-size:12px; fill:#6c757d; font-style:italic; }
+svg .group { font-size:11px; font-weight:700; fill:#2f9e44; }
 .note { color:var(--muted); font-style:italic; }
 footer { margin-top:36px; color:var(--muted); font-size:12px; border-top:1px solid var(--line);
   padding-top:8px; }
@@ -114,8 +117,19 @@ def _perms(perms: dict[str, list[str]], removed: Iterable[str] = (), added: Iter
     return "".join(chips) or '<span class="note">none</span>'
 
 
-def _resource(resource_id: str) -> str:
-    return f'<span title="{e(resource_id)}">{e(short_resource(resource_id))}</span>'
+def _resource(report: ReportData, resource_id: str) -> str:
+    """Name first (flow, connection, vault or secret name); the full id on hover."""
+    return f'<span title="{e(resource_id)}">{e(resource_name(report, resource_id))}</span>'
+
+
+def _who(report: ReportData, principal: str | None) -> str:
+    """A person or identity by display name, the object id on hover (the id itself when unnamed)."""
+    if not principal:
+        return "-"
+    name = report.name_of(principal)
+    if name is None:
+        return f'<span class="id">{e(principal)}</span>'
+    return f'<span title="{e(principal)}">{e(name)}</span>'
 
 
 def _table(headers: Iterable[str], rows: list[str], empty: str) -> str:
@@ -183,8 +197,9 @@ def _replay(report: ReportData) -> str:
 
 def _findings(report: ReportData) -> str:
     rows = [
-        f"<tr><td>{_sev(f.severity)}</td><td><code>{e(f.detector_id)}</code></td><td>{_resource(f.resource_id)}</td>"
-        f'<td class="id">{e(f.principal or "-")}</td><td class="msg">{e(f.message)}</td></tr>'
+        f"<tr><td>{_sev(f.severity)}</td><td><code>{e(f.detector_id)}</code></td>"
+        f"<td>{_resource(report, f.resource_id)}</td><td>{_who(report, f.principal)}</td>"
+        f'<td class="msg">{e(f.message)}</td></tr>'
         for f in report.findings
     ]
     table = _table(["Severity", "Rule", "Resource", "Principal", "Message"], rows, "No findings.")
@@ -204,8 +219,8 @@ def _action_row(report: ReportData, action: Action, deferred: bool) -> str:
     calls = "<br>".join(e(c.describe()) for c in action.changes)
     return (
         f'<tr><td><span class="status status-{e(status)}">{e(status)}</span>{verified}</td>'
-        f"<td><code>{e(action.remediation_id)}</code></td><td>{_resource(action.target)}</td>"
-        f'<td class="id">{e(action.principal or "-")}</td>'
+        f"<td><code>{e(action.remediation_id)}</code></td><td>{_resource(report, action.target)}</td>"
+        f"<td>{_who(report, action.principal)}</td>"
         f"<td>{_perms(before, removed=removed)}</td><td>{_perms(after, added=added)}</td>"
         f'<td>{why}<div class="calls">{calls}</div></td></tr>'
     )
@@ -310,9 +325,10 @@ def _paths_left(report: ReportData) -> str:
 
 def _audit(report: ReportData) -> str:
     rows = [
-        f'<tr><td class="id">{e(when(r.recorded_at))}</td><td><span class="status status-{e(r.state)}">'
-        f"{e(r.state)}</span></td><td><code>{e(r.remediation_id)}</code></td><td>{_resource(r.target)}</td>"
-        f'<td class="id">{e(r.principal or "-")}</td><td>{_perms(r.before)}</td><td>{_perms(r.after)}</td>'
+        f'<tr><td class="time">{e(when(r.recorded_at))}</td><td><span class="status status-{e(r.state)}">'
+        f"{e(r.state)}</span></td><td><code>{e(r.remediation_id)}</code></td>"
+        f"<td>{_resource(report, r.target)}</td><td>{_who(report, r.principal)}</td>"
+        f"<td>{_perms(r.before)}</td><td>{_perms(r.after)}</td>"
         f"<td>{e(r.error or '')}</td></tr>"
         for r in report.audit
     ]
@@ -333,7 +349,8 @@ def _errors(report: ReportData) -> str:
     if not report.inventory_errors:
         return ""
     rows = [
-        f"<tr><td>{e(x.operation)}</td><td>{_resource(x.resource_id)}</td><td>{e(x.status or '-')}</td>"
+        f"<tr><td>{e(x.operation)}</td><td>{_resource(report, x.resource_id)}</td>"
+        f"<td>{e(x.status or '-')}</td>"
         f"<td>{e(x.message)}</td></tr>"
         for x in report.inventory_errors
     ]

@@ -15,7 +15,8 @@ from remediations.report.fmt import (
     migration_rows,
     permission_diff,
     permission_sets,
-    short_resource,
+    principal_name,
+    resource_name,
     when,
 )
 from remediations.report.graph_view import NODE_KINDS, GraphView
@@ -147,7 +148,13 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
         out += table(
             ["Severity", "Rule", "Resource", "Principal", "Message"],
             [
-                [f.severity.upper(), f.detector_id, short_resource(f.resource_id), f.principal, f.message]
+                [
+                    f.severity.upper(),
+                    f.detector_id,
+                    resource_name(report, f.resource_id),
+                    principal_name(report, f.principal),
+                    f.message,
+                ]
                 for f in report.findings
             ],
         )
@@ -170,8 +177,8 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
             [
                 action_status(report, action, deferred),
                 action.remediation_id,
-                short_resource(action.target),
-                action.principal,
+                resource_name(report, action.target),
+                principal_name(report, action.principal),
                 permission_sets(before),
                 permission_sets(after),
                 change,
@@ -212,8 +219,8 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
                     when(r.recorded_at),
                     r.state,
                     r.remediation_id,
-                    short_resource(r.target),
-                    r.principal,
+                    resource_name(report, r.target),
+                    principal_name(report, r.principal),
                     permission_sets(r.before),
                     permission_sets(r.after),
                     r.error,

@@ -8,7 +8,7 @@ secret value: the inputs (Finding, Action, Outcome, AuditRecord, Snapshot) have 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -26,7 +26,16 @@ from remediations.core.model import (
     Severity,
     Snapshot,
 )
-from remediations.report.graph_view import GraphView, compare, graph_view, label_of, readable_pairs, simulate
+from remediations.report.graph_view import (
+    GraphView,
+    compare,
+    display_names,
+    graph_view,
+    label_of,
+    name_in,
+    readable_pairs,
+    simulate,
+)
 from remediations.shell.audit import AuditRecord
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
@@ -155,6 +164,12 @@ class ReportData(_Frozen):
     attack_replay: AttackReplay | None = None
     inventory_errors: tuple[InventoryError, ...] = ()
     paths_left: tuple[PathLeftRow, ...] | None = None  # None: closure was not verified for this report
+    # Raw id (lower case) -> display name: tables show names first and keep the id for hover.
+    names: dict[str, str] = Field(default_factory=dict)
+
+    def name_of(self, raw_id: str | None) -> str | None:
+        """The display name of an object id, flow, connection, environment or vault id; None if unknown."""
+        return name_in(self.names, raw_id)
 
     def outcome_for(self, action_id: str) -> Outcome | None:
         for outcome in self.outcomes:
@@ -241,11 +256,14 @@ def build_report(
     audit_limit: int = 50,
     inventory_errors: Sequence[InventoryError] = (),
     paths_left: Sequence[PathLeft] | None = None,
+    remediators: Collection[str] = (),
 ) -> ReportData:
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
     or (dry run, no outcomes) the snapshot with every planned write simulated. `paths_left`: the
-    closure check's person -> flow -> secret paths after apply (listed with their reasons)."""
+    closure check's person -> flow -> secret paths after apply (listed with their reasons).
+    `remediators`: vaultguard's own object id(s), left out of the graphs (it is the fixer, not a
+    reach path)."""
     kept = sort_findings(at_least(_distinct(findings), min_severity))
     by_severity = Counter(f.severity for f in kept)
 
@@ -253,7 +271,7 @@ def build_report(
     after_source: AfterSource | None = None
     exposure_before = exposure_after = None
     if snapshot is not None:
-        graph_before = graph_view(snapshot)
+        graph_before = graph_view(snapshot, remediators=remediators)
         after_snapshot: Snapshot | None = None
         if snapshot_after is not None:
             after_snapshot, after_source = snapshot_after, "re-read after apply"
@@ -266,7 +284,7 @@ def build_report(
                 chosen, after_source = list(plan.writes), "planned (dry run)"
             after_snapshot = simulate(snapshot, chosen)
         if after_snapshot is not None:
-            graph_after = compare(graph_before, graph_view(after_snapshot))
+            graph_after = compare(graph_before, graph_view(after_snapshot, remediators=remediators))
             exposure_after = len(readable_pairs(after_snapshot))
         exposure_before = len(readable_pairs(snapshot))
 
@@ -302,4 +320,5 @@ def build_report(
         attack_replay=attack_replay,
         inventory_errors=tuple(errors),
         paths_left=None if paths_left is None else _path_rows(paths_left, snapshot_after or snapshot),
+        names=display_names(snapshot) if snapshot is not None else {},
     )

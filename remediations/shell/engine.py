@@ -7,6 +7,7 @@ every write is audited `pending` before and with its outcome after.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -104,7 +105,7 @@ def inventory(
         )
         snapshot = azure()
         pp = pp_future.result()
-    return _with_power_platform(snapshot, pp, pp_scope)
+    return _with_people_named(_with_power_platform(snapshot, pp, pp_scope), clients)
 
 
 # The Azure scope of a snapshot that holds only Power Platform (an environment worker's): no vault,
@@ -120,7 +121,35 @@ def inventory_power_platform_only(
     Azure read."""
     empty = Snapshot(scope=NO_AZURE_SCOPE, taken_at=datetime.now(UTC), secrets_listed=False)
     pp = inventory_powerplatform(pp_scope, clients, progress=progress)
-    return _with_power_platform(empty, pp, pp_scope)
+    return _with_people_named(_with_power_platform(empty, pp, pp_scope), clients)
+
+
+def _with_people_named(snapshot: Snapshot, clients: Clients) -> Snapshot:
+    """Resolve the Power Platform side's people too (share holders, role holders, flow creators,
+    connection identities), in one more directory call: reports and plans name them instead of
+    printing GUIDs. A failed lookup is recorded and leaves them unnamed; nothing else changes."""
+    known = {i.object_id.lower() for i in snapshot.identities}
+    people = {s.principal_id for s in snapshot.shares}
+    people |= {p for e in snapshot.environments for p in e.role_holders}
+    people |= {f.creator for f in snapshot.flows if f.creator}
+    people |= {c.identity_principal_id for c in snapshot.connections if c.identity_principal_id}
+    missing = sorted({p.lower() for p in people if _is_object_id(p)} - known)
+    if not missing:
+        return snapshot
+    try:
+        found = [i for i in clients.directory().resolve(missing) if i.exists]
+    except AzureCallFailed as error:
+        error_row = _error("directoryObjects/getByIds", "resolve Power Platform principals", error)
+        return snapshot.model_copy(update={"errors": (*snapshot.errors, error_row)})
+    return snapshot.model_copy(update={"identities": (*snapshot.identities, *found)})
+
+
+def _is_object_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _with_power_platform(

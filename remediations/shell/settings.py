@@ -181,6 +181,12 @@ class AppSettings:
                 subscriptions.append(str(uuid.UUID(part)))
             except ValueError:
                 problems.append(f"{SUBSCRIPTION_IDS} holds a value that is not a subscription GUID")
+        if not (text(SUBSCRIPTION_IDS) or "").strip(" ,"):
+            # The scope guard admits only these subscriptions: with none, nothing is ever in scope.
+            problems.append(
+                f"{SUBSCRIPTION_IDS} is not set: sweeps scan nothing and every ticket, alert and event "
+                "is out of scope"
+            )
 
         for name in (SWEEP_SCHEDULE, DEEP_SWEEP_SCHEDULE):
             schedule = text(name)

@@ -21,8 +21,9 @@ from remediations.core.detect import detect
 from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
+from remediations.report.graph_view import display_names
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory
+from remediations.shell.engine import RunContext, apply_plan, inventory, inventory_power_platform_only
 from tests.emulator.test_powerplatform_attack import SEED, Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}
@@ -81,7 +82,7 @@ def test_plan_then_apply_stops_the_seed_attack(emu: Emulator, seed: dict[str, An
     assert ("flow_insecure_get_secret", leaking["name"]) in flagged
     narrow = next(a for a in plan.actions if a.remediation_id == "narrow_access_policy")
     assert narrow.principal == admin and narrow.target.endswith("/vaults/kv-shared-prod")
-    assert narrow.after["secrets"] == ["Get"] and "['payroll-db-password']" in narrow.reason
+    assert narrow.after["secrets"] == ["Get"] and "read only the secrets payroll-db-password" in narrow.reason
     assert {a.remediation_id for a in plan.actions} >= {
         "revoke_flow_shares",
         "revoke_connection_shares",
@@ -186,3 +187,21 @@ def test_inventory_reads_flows_from_dataverse_pages_and_maps_connection_identiti
     assert not [r for r in emu.requests if r.host == "api.bap.microsoft.com" and "roleAssignments" in r.path]
     writes = [r for r in emu.requests if r.method != "GET" and r.host != "login.microsoftonline.com"]
     assert {r.route for r in writes} <= {"get_by_ids"}  # inventory is read-only
+
+
+# The inventory names the Power Platform side's people too: share holders and environment role holders
+# come back from Graph with their display names, so plans and reports say "Alex Analyst", not a GUID.
+def test_share_and_role_holders_are_named(emu: Emulator, seed: dict[str, Any]) -> None:
+    users = {u["id"].lower(): u["displayName"] for u in seed["users"]}
+    analyst, customizer = _who(seed, "analyst@").lower(), _who(seed, "customizer@").lower()
+    scope = Scope(subscription_id=seed["subscriptions"][0]["subscriptionId"])
+    with AzureClients() as clients:
+        both = inventory(
+            scope, clients, pp_scope=PowerPlatformScope(all_environments=True), include_secrets=False
+        )
+        pp_only = inventory_power_platform_only(PowerPlatformScope(all_environments=True), clients)
+    for snapshot in (both, pp_only):
+        assert not [e for e in snapshot.errors if "principals" in e.operation]
+        names = display_names(snapshot)
+        # The analyst holds only shares, the customizer only an environment role: neither is on a vault.
+        assert names[analyst] == users[analyst] and names[customizer] == users[customizer]

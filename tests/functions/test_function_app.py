@@ -43,7 +43,10 @@ def _call_health(functions: Functions) -> func.HttpResponse:
     return response
 
 
-def test_health_ok_with_storage_configured(functions: Functions, storage_env: dict[str, str]) -> None:
+def test_health_ok_with_storage_configured(
+    functions: Functions, storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAULTGUARD_SUBSCRIPTION_IDS", "00000000-0000-0000-0000-000000000001")
     response = _call_health(functions)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
@@ -51,6 +54,20 @@ def test_health_ok_with_storage_configured(functions: Functions, storage_env: di
     assert body["status"] == "ok"
     assert body["version"]
     assert body["problems"] == []
+
+
+def test_health_without_subscriptions_says_what_to_set(
+    functions: Functions, storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VAULTGUARD_SUBSCRIPTION_IDS", raising=False)
+    response = _call_health(functions)
+    assert response.status_code == 503
+    body = json.loads(response.get_body())
+    assert body["status"] == "degraded"
+    assert body["problems"] == [
+        "VAULTGUARD_SUBSCRIPTION_IDS is not set: sweeps scan nothing and every ticket, alert and event "
+        "is out of scope"
+    ]
 
 
 def test_health_names_bad_settings_without_leaking_values(

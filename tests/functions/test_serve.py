@@ -92,7 +92,11 @@ def test_python_m_remediations_serve_answers_real_http(app_env: dict[str, str]) 
     from emulator.ports import free_port, wait_for_port
 
     port = free_port("127.0.0.1")
-    env = {**os.environ, "VAULTGUARD_LOCAL_FUNCTION_KEY": KEY}
+    env = {
+        **os.environ,
+        "VAULTGUARD_LOCAL_FUNCTION_KEY": KEY,
+        "VAULTGUARD_SUBSCRIPTION_IDS": "00000000-0000-0000-0000-000000000001",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "remediations.serve", "--port", str(port)],
         cwd=Path(__file__).resolve().parents[2],

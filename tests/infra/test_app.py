@@ -156,6 +156,8 @@ def test_entra_auth_is_optional_and_keeps_the_alert_webhook_reachable() -> None:
     assert validation["requireAuthentication"] is True
     assert validation["unauthenticatedClientAction"] == "Return401"
     assert "/api/alerts" in validation["excludedPaths"]
+    # The API description answers a function key alone (only what a key reaches is left out of Easy Auth).
+    assert set(validation["excludedPaths"]) == {"/api/alerts", "/api/health", "/api/openapi.json"}
     assert auth["properties"]["identityProviders"]["azureActiveDirectory"]["enabled"] is True
 
 

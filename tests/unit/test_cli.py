@@ -10,6 +10,7 @@ import pytest
 from remediations.__main__ import main
 from remediations.core.model import Plan
 from tests.unit.kv_builders import policy_entry, snapshot, vault
+from tests.unit.report_builders import seed_snapshot
 
 
 @pytest.fixture
@@ -39,7 +40,20 @@ def test_plan_json_from_snapshot(
 def test_plan_text_shows_the_diff(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--snapshot", str(snapshot_file)]) == 0
     text = capsys.readouterr().out
-    assert "['get', 'List', 'set'] -> ['get', 'set']" in text and "PUT accessPolicies/remove" in text
+    assert "secrets: get, List, set -> get, set" in text and "PUT accessPolicies/remove secrets=List" in text
+    # No Python reprs, no `principal=None`: a reader sees names and plain lists.
+    assert "[" not in text and "None" not in text
+    assert "CHANGE   remove_list_permission on kv for u1 (u1)" in text
+
+
+def test_plan_text_names_people_and_flows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap_file = tmp_path / "seed.json"
+    snap_file.write_text(seed_snapshot().model_dump_json())
+    assert main(["plan", "--snapshot", str(snap_file)]) == 0
+    text = capsys.readouterr().out
+    assert "revoke_flow_shares on Payroll sync" in text
+    assert "for Ada Admin (admin)" in text
+    assert "principal=None" not in text and "['" not in text
 
 
 def test_graph_and_list_remediations(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

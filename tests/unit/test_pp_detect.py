@@ -91,7 +91,7 @@ def test_from_flows_narrows_the_admin_to_get_and_names_the_one_secret() -> None:
     assert not [f for f in findings if f.detector_id == "secret_list_permission"]  # one write, not two
     plan = build_plan(findings, snap, policy, remediation_ids={"narrow_access_policy"})
     (action,) = plan.actions
-    assert action.after["secrets"] == ["Get"] and "['db-password']" in action.reason
+    assert action.after["secrets"] == ["Get"] and "read only the secrets db-password" in action.reason
 
 
 def test_from_flows_leaves_identities_with_dynamic_reads_unnamed() -> None:

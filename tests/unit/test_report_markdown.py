@@ -77,7 +77,7 @@ def test_sections_and_tables_are_well_formed() -> None:
         ("remove_list_permission", "kv-payroll", "-list"),
     } <= changes
     assert ("remove_orphaned_principal", "kv-payroll", "-get") in changes
-    assert ("revoke_flow_shares", "f1", "-shares:maker:CanEdit -shares:viewer:CanView") in changes
+    assert ("revoke_flow_shares", "Payroll sync", "-shares:maker:CanEdit -shares:viewer:CanView") in changes
     assert "secrets: get, list, set" in {r[4] for r in actions[2:]}
     audit = next(t for t in tables if t[0][:2] == ["Time", "State"])
     assert [r[1] for r in audit[2:]] == ["pending", "applied"] * len(plan.writes)
@@ -110,3 +110,13 @@ def test_dry_run_report_says_so_and_has_no_audit() -> None:
 def test_forbidden_values_guard() -> None:
     with pytest.raises(ForbiddenValueError):
         render_markdown(seed_report(), forbidden_values={"kv-payroll"})
+
+
+def test_tables_name_people_and_flows_first_and_keep_the_id() -> None:
+    md = render_markdown(seed_report())
+    actions = md.split("## Actions", 1)[1].split("## Exposure graph", 1)[0]
+    # The flow by its name, the person by display name with the object id beside it.
+    assert "| Payroll sync |" in actions and "| f1 |" not in actions
+    assert "Ada Admin (admin)" in actions
+    findings = md.split("## Findings", 1)[1].split("## Actions", 1)[0]
+    assert "| ghost |" in findings  # no name known: the id itself, never an empty cell

@@ -50,7 +50,7 @@ def test_graph_view_splits_principals_into_person_and_identity_columns() -> None
     # viewer (CanView) is a run-only user: a person who can run the flow (no display name known).
     assert by_kind["person"] == ["Ada Admin", "Mallory Maker", "viewer"]
     assert by_kind["identity"] == ["Ada Admin", "ghost", "payroll-app"]
-    assert by_kind["flow"] == ["Payroll sync"] and by_kind["connection"] == ["keyvault kv-payroll"]
+    assert by_kind["flow"] == ["Payroll sync"] and by_kind["connection"] == ["kv-payroll"]
     assert by_kind["vault"] == ["kv-hr", "kv-payroll"]
     assert by_kind["secret"] == [
         "kv-hr/hr-token",

@@ -2,7 +2,20 @@ from __future__ import annotations
 
 from remediations.shell.settings import AppSettings
 
-STORAGE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+# The least a working deployment sets: storage, and the subscriptions it may look at.
+STORAGE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "VAULTGUARD_SUBSCRIPTION_IDS": SUBSCRIPTION}
+
+
+def test_no_subscriptions_is_a_problem_that_says_what_to_set() -> None:
+    """With no subscription every target is out of scope: health must not say `ok`."""
+    for unset in ({}, {"VAULTGUARD_SUBSCRIPTION_IDS": ""}, {"VAULTGUARD_SUBSCRIPTION_IDS": " , "}):
+        settings = AppSettings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **unset})
+        assert settings.subscription_ids == ()
+        assert settings.problems == (
+            "VAULTGUARD_SUBSCRIPTION_IDS is not set: sweeps scan nothing and every ticket, alert and event "
+            "is out of scope",
+        )
 
 
 def test_defaults_are_safe() -> None:
@@ -16,6 +29,7 @@ def test_identity_based_storage_is_accepted() -> None:
     env = {
         "AzureWebJobsStorage__queueServiceUri": "https://st.queue.core.windows.net",
         "AzureWebJobsStorage__tableServiceUri": "https://st.table.core.windows.net",
+        "VAULTGUARD_SUBSCRIPTION_IDS": SUBSCRIPTION,
     }
     assert AppSettings.from_env(env).problems == ()
 
