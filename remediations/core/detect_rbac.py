@@ -53,7 +53,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                     message=(
                         f"{principal} holds {grant.role_name} at {grant.level} scope and can read all "
                         f"{len(vault.secrets)} secrets of vault {vault.name}; "
-                        f"it needs {sorted(needed & present)}"
+                        f"it needs {sorted(needed & present)}" + vault.secrets_age_note(snapshot.taken_at)
                     ),
                     evidence=RoleGrantEvidence(
                         vault=vault.name,
@@ -65,6 +65,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                         inherited=grant.inherited,
                         secrets_only=grant.secrets_only,
                         needed=tuple(sorted(needed)),
+                        **vault.secrets_provenance(),
                     ).as_dict(),
                 )
             )
@@ -177,7 +178,8 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 resource_id=vault.id,
                 principal=None,
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "
-                f"{' and '.join(reasons)}; split it so each flow reaches only its purpose's secrets",
+                f"{' and '.join(reasons)}; split it so each flow reaches only its purpose's secrets"
+                + vault.secrets_age_note(snapshot.taken_at),
                 evidence={
                     "vault": vault.name,
                     "secretCount": len(vault.secrets),
@@ -185,6 +187,7 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                     "untagged": len(groups.get("", [])),
                     "flowIdentities": reaching,
                     "suggestedSplit": split,
+                    **vault.secrets_provenance(),
                 },
             )
         )

@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediations.core.model import Finding
+from remediations.core.model import SECRETS_AS_OF, Finding
 
 # Fields are declared in the order the detectors always wrote their keys, so report.json is unchanged.
 from remediations.core.rbac import ScopeLevel
@@ -21,6 +21,10 @@ SecretSource = Literal["finding", "near-expiry", "follow-up", "ticket", "alert"]
 
 class Evidence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    # Set when the finding was made from a vault's stored deep inventory: when that list was read
+    # (Vault.secrets_provenance; not part of the finding's id).
+    secrets_as_of: str | None = Field(default=None, alias=SECRETS_AS_OF)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object a finding carries: wire names, only the fields that were given."""

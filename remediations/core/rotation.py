@@ -211,8 +211,9 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
                 vault.vault_uri,
                 secret.name,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
-                f"({', '.join(sorted(exposure.detectors))})",
+                f"({', '.join(sorted(exposure.detectors))})" + vault.secrets_age_note(snapshot.taken_at),
                 "finding",
+                **vault.secrets_provenance(),
                 exposedBy=sorted(exposure.by),
                 detectors=sorted(exposure.detectors),
                 readers=sorted(exposure.readers),
@@ -251,8 +252,9 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                     vault.vault_uri,
                     secret.name,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
-                    f"within {days} days",
+                    f"within {days} days" + vault.secrets_age_note(snapshot.taken_at),
                     "near-expiry",
+                    **vault.secrets_provenance(),
                     expires=iso(secret.expires),
                 )
             )
@@ -284,8 +286,10 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                     vault.id,
                     vault.vault_uri,
                     secret.name,
-                    f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
+                    f"the last rotation of {secret.name} in vault {vault.name} has a pending step due"
+                    + vault.secrets_age_note(snapshot.taken_at),
                     "follow-up",
+                    **vault.secrets_provenance(),
                     pending=sorted(
                         k for k in (TAG_PENDING_REMOVE, TAG_PENDING_REGENERATE) if secret.tags.get(k)
                     ),

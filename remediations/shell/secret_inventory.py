@@ -15,7 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from remediations.core.model import InventoryError, SecretMeta, Snapshot, Vault
+from remediations.core.model import InventoryError, SecretMeta, Snapshot, Vault, age_text
 
 NO_DEEP_INVENTORY = (
     "no deep secret inventory is stored for this vault yet (the deep sweep, "
@@ -40,8 +40,7 @@ class StoredSecrets(BaseModel):
 
     def age(self, now: datetime) -> str:
         """`3h 05m` since the deep read: what a plan built from it says about its data."""
-        minutes = max(0, int((now - self.taken_at).total_seconds() // 60))
-        return f"{minutes // 60}h {minutes % 60:02d}m"
+        return age_text(self.taken_at, now)
 
 
 class SecretInventoryStore(Protocol):
@@ -112,7 +111,7 @@ def inventory_ages(snapshot: Snapshot, now: datetime | None = None) -> list[str]
     return [
         f"secret metadata of vault {v.name} is from the deep inventory of "
         f"{v.secrets_as_of.isoformat(timespec='seconds')} "
-        f"({StoredSecrets(vault_id=v.id, taken_at=v.secrets_as_of).age(at)} old)"
+        f"({age_text(v.secrets_as_of, at)} old)"
         for v in snapshot.vaults
         if v.secrets_as_of is not None
     ]
