@@ -32,10 +32,10 @@ from remediations.adapters.keyvault_mgmt import access_policy_from_json, vault_f
 from remediations.adapters.powerplatform import (
     connection_from_api,
     connection_share_from_api,
-    dlp_from_api,
     environment_from_api,
 )
 from remediations.adapters.storage_keys import StorageKeys
+from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import RoleAssignmentChange
 from remediations.core.secret_value import SecretValue
 from tests.contract.recorded import RecordedTransport, StaticCredential

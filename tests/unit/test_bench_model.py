@@ -154,9 +154,7 @@ def test_pp_window_is_an_assumption_that_can_be_left_out() -> None:
 
 def test_a_quick_sweep_costs_list_pages_not_vaults() -> None:
     """A quick sweep: no data-plane call; vault pages are a chain of ARM round trips, under the bucket."""
-    quick = Workload(
-        secrets_per_vault=(40,) * 5000, principals=3000, role_assignments=6000, data_plane=False
-    )
+    quick = Workload(secrets_per_vault=(40,) * 5000, principals=3000, role_assignments=6000, data_plane=False)
     calls = minimal_calls(quick)
     assert calls.kv == 0 and calls.kv_max_chain == 0
     # 5 vault pages + 6 role-assignment pages + one more list, well inside the 250 bucket; 3 Graph
