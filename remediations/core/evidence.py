@@ -11,10 +11,9 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediations.core.model import SECRETS_AS_OF, Finding
+from remediations.core.model import SECRETS_AS_OF, Finding, ScopeLevel
 
 # Fields are declared in the order the detectors always wrote their keys, so report.json is unchanged.
-from remediations.core.rbac import ScopeLevel
 
 SecretSource = Literal["finding", "near-expiry", "follow-up", "ticket", "alert"]
 
@@ -102,6 +101,35 @@ class ConnectionShareEvidence(Evidence):
     role: str
     permission_id: str | None = Field(alias="permissionId")
     principal_kind: Literal["user", "group"] = Field(alias="principalKind")
+
+
+class FileLocation(Evidence):
+    """Where a flow definition read from a file says it (`scan-flows` adds it for SARIF)."""
+
+    artifact_uri: str | None = Field(default=None, alias="artifactUri")
+    start_line: int | None = Field(default=None, alias="startLine")
+
+
+class FlowStepEvidence(FileLocation):
+    """A place in a flow definition (flow_lists_secrets, flow_insecure_get_secret, flow_secure_get_secret,
+    flow_hardcoded_credential); `flow` is the flow's display name (or resource id)."""
+
+    flow: str
+    action_path: str
+    vault: str | None = None
+    secret_names: tuple[str, ...] = ()
+    connection_reference: str | None = None
+    operation: str | None = None  # a Key Vault step's operation; None for a hard-coded credential
+    secure_inputs: bool | None = None
+    secure_outputs: bool | None = None
+    in_foreach: bool | None = None
+    reads_each_listed_secret: tuple[str, ...] | None = None  # paths of Get secrets over a List's output
+    iterates_list_output: bool | None = None
+    informational: bool | None = None  # good practice seen (a secured Get secret), never an alarm
+    # A hard-coded credential: the field holding it, its kind and length (never the value).
+    field: str | None = None
+    kind: str | None = None
+    length: int | None = None
 
 
 class SecretEvidence(Evidence):

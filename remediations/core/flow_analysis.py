@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from pydantic import Field
 
+from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_credentials import (
     HardcodedCredential,
     credentials_in,
@@ -479,18 +480,18 @@ class FlowRef(Frozen):
 
 
 def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> dict[str, Any]:
-    return {
-        "flow": flow.display_name or flow.resource_id,
-        "action_path": action.path,
-        "vault": action.vault,
-        "secret_names": [action.secret_name] if action.secret_name else [],
-        "connection_reference": action.connection_reference,
-        "operation": action.operation,
-        "secure_inputs": action.secure_inputs,
-        "secure_outputs": action.secure_outputs,
-        "in_foreach": action.in_foreach,
+    return FlowStepEvidence(
+        flow=flow.display_name or flow.resource_id,
+        action_path=action.path,
+        vault=action.vault,
+        secret_names=(action.secret_name,) if action.secret_name else (),
+        connection_reference=action.connection_reference,
+        operation=action.operation,
+        secure_inputs=action.secure_inputs,
+        secure_outputs=action.secure_outputs,
+        in_foreach=action.in_foreach,
         **extra,
-    }
+    ).as_dict()
 
 
 def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list[Finding]:
@@ -554,15 +555,15 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
             "high",
             f"flow {label!r} has a hard-coded credential ({credential.kind}, {credential.length} characters) "
             f"in {credential.path} {credential.field}",
-            {
-                "flow": label,
-                "action_path": credential.path,
-                "field": credential.field,
-                "kind": credential.kind,
-                "length": credential.length,
-                "vault": None,
-                "secret_names": [],
-                "connection_reference": None,
-            },
+            FlowStepEvidence(
+                flow=label,
+                action_path=credential.path,
+                field=credential.field,
+                kind=credential.kind,
+                length=credential.length,
+                vault=None,
+                secret_names=(),
+                connection_reference=None,
+            ).as_dict(),
         )
     return findings

@@ -448,6 +448,8 @@ class Snapshot(Frozen):
 # --- findings, actions, plans, outcomes -----------------------------------------------------------------
 
 Severity = Literal["low", "medium", "high", "critical"]
+# Where a role assignment sits relative to a vault (remediations/core/rbac.py).
+ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
 
 
 class Finding(Frozen):
