@@ -37,7 +37,8 @@ from urllib.parse import quote
 
 from remediations.core.arm_expressions import TemplateContext, Unresolved, evaluate, render
 from remediations.core.evidence import FlowStepEvidence
-from remediations.core.flow_analysis import DefinitionAnalysis, FlowRef, analyze_definition, flow_findings
+from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition
+from remediations.core.flow_findings import FlowRef, flow_findings
 from remediations.core.model import Finding, InventoryError, Severity
 from remediations.report import ReportData, build_report, render_sarif
 

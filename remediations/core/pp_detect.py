@@ -7,7 +7,7 @@
     connection_shared_beyond_allowed   a Key Vault connection shared beyond the allowed set
     environment_too_many_customizers   more System Customizers/Administrators than the policy allows
     flow_insecure_get_secret, flow_lists_secrets, flow_hardcoded_credential, flow_secure_get_secret
-                                       the definition checks of core/flow_analysis.py, on every flow read
+                                       the definition checks of core/flow_findings.py, on every flow read
 
 The creator of a flow or connection is its owner and is judged by `flow_owned_by_personal_account`, not
 by the share detectors (the service cannot remove a creator's ownership).
@@ -18,7 +18,7 @@ from __future__ import annotations
 from remediations.core.detect import Detector, detector
 from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
 from remediations.core.flow_allow_list import analyze_flows
-from remediations.core.flow_analysis import FLOW_RULES, FlowRef, flow_findings
+from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
 from remediations.core.model import Connection, Finding, Flow, Snapshot
 from remediations.core.policy import Policy
 
