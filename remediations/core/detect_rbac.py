@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import detector
+from remediations.core.detect import RBAC_HELP, detector
 from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.model import Finding, Snapshot, Vault
@@ -28,7 +28,11 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
     return rbac.covers(scope, snapshot.scope.resource_id) or rbac.covers(snapshot.scope.resource_id, scope)
 
 
-@detector("wide_secret_role_assignment")
+@detector(
+    "wide_secret_role_assignment",
+    title="A secret-reading role assignment is wider than the secrets its holder needs",
+    help_url=RBAC_HELP,
+)
 def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
@@ -72,7 +76,11 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
     return findings
 
 
-@detector("orphaned_role_assignment")
+@detector(
+    "orphaned_role_assignment",
+    title="A role assignment for an identity that no longer exists in the directory",
+    help_url=RBAC_HELP,
+)
 def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for assignment in snapshot.role_assignments:
@@ -101,7 +109,10 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
     return findings
 
 
-@detector("unresolved_principal")
+@detector(
+    "unresolved_principal",
+    title="A principal the directory could not resolve (reported, never fixed)",
+)
 def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """The directory could not be asked: report, so nobody mistakes silence for health. Never a fix."""
     holders: dict[str, list[str]] = defaultdict(list)
@@ -140,7 +151,10 @@ def _readers(graph: ExposureGraph, vault: Vault) -> set[str]:
     return readers
 
 
-@detector("oversized_vault")
+@detector(
+    "oversized_vault",
+    title="A vault that flows reach holds several purposes' secrets: split it",
+)
 def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """ "Don't have one massive vault": flows should reach vaults holding one purpose's secrets."""
     rules = policy.oversized_vault

@@ -1,13 +1,6 @@
-"""Power Platform detectors (pure): who can reach a Key Vault connection, and as whom it runs.
-
-    flow_uses_keyvault                 a flow uses a Key Vault connection (feeds enforce_keyvault_dlp)
-    connection_runs_as_user            a Key Vault connection authenticates as a person, not an app identity
-    flow_owned_by_personal_account     a Key Vault flow's owner is not one of the configured service accounts
-    flow_shared_beyond_allowed         co-owner / run-only user of a Key Vault flow outside the allowed set
-    connection_shared_beyond_allowed   a Key Vault connection shared beyond the allowed set
-    environment_too_many_customizers   more System Customizers/Administrators than the policy allows
-    flow_insecure_get_secret, flow_lists_secrets, flow_hardcoded_credential, flow_secure_get_secret
-                                       the definition checks of core/flow_findings.py, on every flow read
+"""Power Platform detectors (pure): who can reach a Key Vault connection, and as whom it runs; each is
+registered with its title (`detector_info`), and the flow-definition checks of core/flow_findings.py
+are registered here too, run on every flow read.
 
 The creator of a flow or connection is its owner and is judged by `flow_owned_by_personal_account`, not
 by the share detectors (the service cannot remove a creator's ownership).
@@ -15,7 +8,7 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import Detector, detector
+from remediations.core.detect import DLP_HELP, Detector, detector
 from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
@@ -56,7 +49,12 @@ def _vaults(used: list[Connection]) -> list[str]:
     return sorted({c.parameters.get("vaultName", "") for c in used} - {""})
 
 
-@detector("flow_uses_keyvault", platform="power_platform")
+@detector(
+    "flow_uses_keyvault",
+    platform="power_platform",
+    title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
+    help_url=DLP_HELP,
+)
 def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return [
         Finding.create(
@@ -77,7 +75,11 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     ]
 
 
-@detector("connection_runs_as_user", platform="power_platform")
+@detector(
+    "connection_runs_as_user",
+    platform="power_platform",
+    title="A Key Vault connection authenticates as a person, not as an app identity",
+)
 def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
@@ -133,7 +135,11 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
     return findings
 
 
-@detector("flow_owned_by_personal_account", platform="power_platform")
+@detector(
+    "flow_owned_by_personal_account",
+    platform="power_platform",
+    title="A Key Vault flow is owned by a person, not by a configured service account",
+)
 def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
@@ -163,7 +169,11 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
     return findings
 
 
-@detector("flow_shared_beyond_allowed", platform="power_platform")
+@detector(
+    "flow_shared_beyond_allowed",
+    platform="power_platform",
+    title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
+)
 def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
     findings = []
@@ -196,7 +206,11 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
     return findings
 
 
-@detector("connection_shared_beyond_allowed", platform="power_platform")
+@detector(
+    "connection_shared_beyond_allowed",
+    platform="power_platform",
+    title="A Key Vault connection is shared beyond the allowed set",
+)
 def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     connections = keyvault_connections(snapshot)
     findings = []
@@ -230,7 +244,11 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
     return findings
 
 
-@detector("environment_too_many_customizers", platform="power_platform")
+@detector(
+    "environment_too_many_customizers",
+    platform="power_platform",
+    title="An environment has more System Customizers / Administrators than the policy allows",
+)
 def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import detect, detector
+from remediations.core.detect import ROTATION_HELP, detect, detector
 from remediations.core.evidence import SecretEvidence, SecretSource
 from remediations.core.graph import ExposureGraph, Path, secret_node
 from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
@@ -222,7 +222,9 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     return findings
 
 
-@detector(EXPOSED_SECRET)
+@detector(
+    EXPOSED_SECRET, title="A secret was reachable through a leaking path: rotate it", help_url=ROTATION_HELP
+)
 def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
     if not exposing:
@@ -230,7 +232,9 @@ def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return exposed_secrets(snapshot, policy, detect(snapshot, policy, only=exposing))
 
 
-@detector(NEAR_EXPIRY)
+@detector(
+    NEAR_EXPIRY, title="A secret expires within the rotation window (or has expired)", help_url=ROTATION_HELP
+)
 def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
     days = policy.rotation.near_expiry_days
@@ -270,7 +274,7 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@detector(FOLLOWUP_DUE)
+@detector(FOLLOWUP_DUE, title="A secret rotation has a pending step due", help_url=ROTATION_HELP)
 def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
