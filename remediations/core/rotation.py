@@ -114,6 +114,31 @@ def _secret_finding(
     )
 
 
+def _listed_secret_finding(
+    detector_id: str,
+    severity: Severity,
+    vault: Vault,
+    secret: SecretMeta,
+    message: str,
+    source: SecretSource,
+    now: datetime,
+    **extra: Any,
+) -> Finding:
+    """A finding on a secret of the vault's list; one planned from the stored deep inventory says how
+    old that list is (its evidence and message)."""
+    return _secret_finding(
+        detector_id,
+        severity,
+        vault.id,
+        vault.vault_uri,
+        secret.name,
+        message + vault.secrets_age_note(now),
+        source,
+        **vault.secrets_provenance(),
+        **extra,
+    )
+
+
 def find_vault(snapshot: Snapshot, reference: str) -> Vault | None:
     """A vault by ARM id, name or vault URI (case-insensitive)."""
     ref = reference.strip().rstrip("/").lower()
@@ -204,16 +229,15 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
         if policy.excludes_vault(vault) or not _readable(secret):
             continue
         findings.append(
-            _secret_finding(
+            _listed_secret_finding(
                 EXPOSED_SECRET,
                 "high",
-                vault.id,
-                vault.vault_uri,
-                secret.name,
+                vault,
+                secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
-                f"({', '.join(sorted(exposure.detectors))})" + vault.secrets_age_note(snapshot.taken_at),
+                f"({', '.join(sorted(exposure.detectors))})",
                 "finding",
-                **vault.secrets_provenance(),
+                snapshot.taken_at,
                 exposedBy=sorted(exposure.by),
                 detectors=sorted(exposure.detectors),
                 readers=sorted(exposure.readers),
@@ -249,16 +273,15 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if secret.expires is None or not _readable(secret) or secret.expires > horizon:
                 continue
             findings.append(
-                _secret_finding(
+                _listed_secret_finding(
                     NEAR_EXPIRY,
                     "medium",
-                    vault.id,
-                    vault.vault_uri,
-                    secret.name,
+                    vault,
+                    secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
-                    f"within {days} days" + vault.secrets_age_note(snapshot.taken_at),
+                    f"within {days} days",
                     "near-expiry",
-                    **vault.secrets_provenance(),
+                    snapshot.taken_at,
                     expires=iso(secret.expires),
                 )
             )
@@ -284,16 +307,14 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if not followup_due(secret.tags, snapshot.taken_at):
                 continue
             findings.append(
-                _secret_finding(
+                _listed_secret_finding(
                     FOLLOWUP_DUE,
                     "medium",
-                    vault.id,
-                    vault.vault_uri,
-                    secret.name,
-                    f"the last rotation of {secret.name} in vault {vault.name} has a pending step due"
-                    + vault.secrets_age_note(snapshot.taken_at),
+                    vault,
+                    secret,
+                    f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
                     "follow-up",
-                    **vault.secrets_provenance(),
+                    snapshot.taken_at,
                     pending=sorted(
                         k for k in (TAG_PENDING_REMOVE, TAG_PENDING_REGENERATE) if secret.tags.get(k)
                     ),
