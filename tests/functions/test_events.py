@@ -193,6 +193,11 @@ def test_a_new_secret_version_refreshes_the_vaults_stored_inventory_and_writes_n
     assert body["plan"] == [] and body["outcomes"] == []
     assert body["notes"][0].startswith("refreshed the stored secret inventory of vault " + VAULT_NAME)
     assert "sql-password" in _stored_inventory()
+    from remediations.triggers.secret_table import TableSecretInventory
+
+    # Counts only (a quick sweep keeping no lists): the row's count, the list not read.
+    (counted,) = TableSecretInventory.from_env().get_many([VAULT], with_lists=False).values()
+    assert counted.secrets == () and counted.count == len(_stored_inventory()) > 0
     assert [r for r in cloud.requests.since(mark) if r.method in ("PUT", "PATCH", "DELETE")] == []
     assert "new-version-value-1" not in json.dumps(body)
 
