@@ -357,6 +357,8 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         "lower_limit": quick_limit.as_dict(),
         "ratio": quick["inventory_plan_s"] / quick_limit.read_s,
         "speedup_over_deep": compliant["inventory_plan_s"] / quick["inventory_plan_s"],
+        # What this machine's CPU puts under it (parsing 5,000 vaults' pages is not free).
+        "machine_bound": machine_bound(quick["inventory_plan_cpu_s"], quick["emulator"]["cpu_s"]),
         # Same finding ids and planned changes, not only the same counts.
         "same_plan_as_deep": (quick["findings_digest"], quick["plan_digest"])
         == (compliant["findings_digest"], compliant["plan_digest"]),
@@ -424,7 +426,9 @@ def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dic
         },
         {
             "target": f"{size}: compliant quick sweep within 1.5x of its lower limit",
-            "value": f"{quick['ratio']:.2f}x",
+            "value": f"{quick['ratio']:.2f}x; this machine's floor (engine CPU "
+            f"{quick['machine_bound']['engine_cpu_s']:.1f} s) is "
+            f"{quick['machine_bound']['bound_s'] / quick['lower_limit']['read_s']:.2f}x",
             "met": quick["ratio"] <= 1.5 if size == "large" else None,
         },
         {
