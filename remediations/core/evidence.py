@@ -82,6 +82,18 @@ class FlowUsesKeyVaultEvidence(Evidence):
     vaults: tuple[str, ...]
 
 
+class ConnectionUserEvidence(Evidence):
+    """A Key Vault connection that authenticates as a person (connection_runs_as_user), per flow using it
+    (`flow`) or, when no flow does, on the connection itself."""
+
+    environment: str
+    connection: str
+    vault: str | None
+    identity_kind: str | None = Field(alias="identityKind")
+    administrator: bool  # the person is an environment administrator
+    flow: str | None = None
+
+
 class FlowShareEvidence(Evidence):
     """A Key Vault flow shared with someone not allowed to edit it (flow_shared_beyond_allowed)."""
 

@@ -9,7 +9,12 @@ by the share detectors (the service cannot remove a creator's ownership).
 from __future__ import annotations
 
 from remediations.core.detect import DLP_HELP, Detector, detector
-from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
+from remediations.core.evidence import (
+    ConnectionShareEvidence,
+    ConnectionUserEvidence,
+    FlowShareEvidence,
+    FlowUsesKeyVaultEvidence,
+)
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
 from remediations.core.model import Connection, Finding, Flow, Snapshot
@@ -109,13 +114,13 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         admin_note = " (an environment administrator)" if administrator else ""
         using = using_by_connection.get(connection.id.lower(), [])
         label = connection.display_name or connection.id
-        evidence = {
-            "environment": connection.environment,
-            "connection": connection.id,
-            "vault": connection.parameters.get("vaultName"),
-            "identityKind": connection.identity_kind,
-            "administrator": administrator,
-        }
+        evidence = ConnectionUserEvidence(
+            environment=connection.environment,
+            connection=connection.id,
+            vault=connection.parameters.get("vaultName"),
+            identity_kind=connection.identity_kind,
+            administrator=administrator,
+        )
         targets = [
             (flow_resource_id(f), f"flow {f.display_name or f.id!r} uses", {"flow": f.id}) for f in using
         ]
@@ -129,7 +134,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
                     message=f"{subject + ' ' if subject else ''}Key Vault connection {label!r}, which "
                     f"authenticates as the user {person}{admin_note}, not as a service principal or "
                     "managed identity",
-                    evidence={**evidence, **extra},
+                    evidence=ConnectionUserEvidence(**evidence.as_dict(), **extra).as_dict(),
                 )
             )
     return findings
