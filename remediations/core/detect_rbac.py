@@ -16,7 +16,12 @@ from collections import defaultdict
 
 from remediations.core import rbac
 from remediations.core.detect import RBAC_HELP, detector
-from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence
+from remediations.core.evidence import (
+    OrphanedAssignmentEvidence,
+    OversizedVaultEvidence,
+    RoleGrantEvidence,
+    UnresolvedPrincipalEvidence,
+)
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.model import Finding, Snapshot, Vault
 from remediations.core.policy import Policy
@@ -135,7 +140,7 @@ def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 principal=identity.object_id,
                 message=f"could not tell whether {identity.object_id} exists (directory lookup failed); "
                 "its access was left as it is",
-                evidence={"grantedAt": sorted(set(where))},
+                evidence=UnresolvedPrincipalEvidence(granted_at=tuple(sorted(set(where)))).as_dict(),
             )
         )
     return findings
@@ -194,15 +199,15 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "
                 f"{' and '.join(reasons)}; split it so each flow reaches only its purpose's secrets"
                 + vault.secrets_age_note(snapshot.taken_at),
-                evidence={
-                    "vault": vault.name,
-                    "secretCount": len(vault.secrets),
-                    "purposes": purposes,
-                    "untagged": len(groups.get("", [])),
-                    "flowIdentities": reaching,
-                    "suggestedSplit": split,
+                evidence=OversizedVaultEvidence(
+                    vault=vault.name,
+                    secret_count=len(vault.secrets),
+                    purposes=tuple(purposes),
+                    untagged=len(groups.get("", [])),
+                    flow_identities=tuple(reaching),
+                    suggested_split=tuple(split),
                     **vault.secrets_provenance(),
-                },
+                ).as_dict(),
             )
         )
     return findings

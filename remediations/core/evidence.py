@@ -94,6 +94,41 @@ class ConnectionUserEvidence(Evidence):
     flow: str | None = None
 
 
+class FlowOwnerEvidence(Evidence):
+    """A Key Vault flow owned by someone not among the service accounts (flow_owned_by_personal_account)."""
+
+    environment: str
+    flow: str
+    owner: str
+    service_accounts: tuple[str, ...] = Field(alias="serviceAccounts")
+    vaults: tuple[str, ...]
+
+
+class CustomizersEvidence(Evidence):
+    """Who can edit every flow of an environment, over the limit (environment_too_many_customizers)."""
+
+    environment: str
+    holders: tuple[str, ...]
+    limit: int
+
+
+class OversizedVaultEvidence(Evidence):
+    """A vault that flows reach holding several purposes' secrets, and how to split it (oversized_vault)."""
+
+    vault: str
+    secret_count: int = Field(alias="secretCount")
+    purposes: tuple[str, ...]
+    untagged: int
+    flow_identities: tuple[str, ...] = Field(alias="flowIdentities")
+    suggested_split: tuple[dict[str, object], ...] = Field(alias="suggestedSplit")
+
+
+class UnresolvedPrincipalEvidence(Evidence):
+    """Where a principal the directory could not resolve holds access (unresolved_principal)."""
+
+    granted_at: tuple[str, ...] = Field(alias="grantedAt")
+
+
 class FlowShareEvidence(Evidence):
     """A Key Vault flow shared with someone not allowed to edit it (flow_shared_beyond_allowed)."""
 

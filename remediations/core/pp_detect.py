@@ -12,6 +12,8 @@ from remediations.core.detect import DLP_HELP, Detector, detector
 from remediations.core.evidence import (
     ConnectionShareEvidence,
     ConnectionUserEvidence,
+    CustomizersEvidence,
+    FlowOwnerEvidence,
     FlowShareEvidence,
     FlowUsesKeyVaultEvidence,
 )
@@ -162,13 +164,13 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
                 f"{owner or 'nobody known'}, not by a configured service account",
-                evidence={
-                    "environment": flow.environment,
-                    "flow": flow.id,
-                    "owner": owner,
-                    "serviceAccounts": list(policy.service_accounts),
-                    "vaults": _vaults(used),
-                },
+                evidence=FlowOwnerEvidence(
+                    environment=flow.environment,
+                    flow=flow.id,
+                    owner=owner,
+                    service_accounts=tuple(policy.service_accounts),
+                    vaults=tuple(_vaults(used)),
+                ).as_dict(),
             )
         )
     return findings
@@ -271,7 +273,9 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
                 f"System Customizers/Administrators (limit {limit}); each can edit every flow in it",
-                evidence={"environment": environment.name, "holders": list(holders), "limit": limit},
+                evidence=CustomizersEvidence(
+                    environment=environment.name, holders=tuple(holders), limit=limit
+                ).as_dict(),
             )
         )
     return findings
