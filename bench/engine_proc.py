@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.secret_file import FileSecretInventory
     from remediations.adapters.clients import AzureClients
     from remediations.core.detect import load_detectors
-    from remediations.core.model import PowerPlatformScope, Scope
+    from remediations.core.model import PowerPlatformScope, Scope, stable_id
     from remediations.core.policy import parse_policy
     from remediations.core.request import RunRequest
     from remediations.shell.audit import MemoryAuditSink
@@ -120,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         writes_planned=sum(len(a.changes) for a in plan.writes),
         deferred=len(plan.deferred),
         vaults_with_writes=len({a.target.lower() for a in plan.writes}),
+        # Equal digests: the same findings (ids hash detector, resource, principal and evidence) and
+        # the same planned changes; the quick and deep sweeps are compared on these, not on counts.
+        findings_digest=stable_id(sorted(f.id for f in findings)),
+        plan_digest=stable_id(
+            sorted(
+                a.model_dump_json(include={"remediation_id", "target", "principal", "changes"})
+                for a in plan.actions
+            )
+        ),
     )
     if apply:
         outcomes = run_result.outcomes

@@ -3,8 +3,9 @@
 `emu.event_grid.subscribe(url, schema=..., event_types=...)` stands for an event subscription on a
 Key Vault system topic (infra/app/events.bicep). When a vault's access model changes (an access-policy
 PUT that changed the policies, a vault PUT/PATCH changing `accessPolicies` or `enableRbacAuthorization`)
-the emulator publishes `Microsoft.KeyVault.VaultAccessPolicyChanged`; `publish_secret_event` lets a
-test stand in for the time-based `SecretNearExpiry` / `SecretExpired`.
+the emulator publishes `Microsoft.KeyVault.VaultAccessPolicyChanged`; a secret set (a new secret or a
+new version, data-plane PUT) publishes `Microsoft.KeyVault.SecretNewVersionCreated`;
+`publish_secret_event` lets a test stand in for the time-based `SecretNearExpiry` / `SecretExpired`.
 
 As Event Grid (learn.microsoft.com/azure/event-grid/delivery-and-retry, event-schema-key-vault,
 cloud-event-schema, webhook-event-delivery):
@@ -40,6 +41,7 @@ from emulator.azure.state import Vault
 from emulator.wire import Request, Response
 
 ACCESS_POLICY_CHANGED = "Microsoft.KeyVault.VaultAccessPolicyChanged"
+SECRET_NEW_VERSION = "Microsoft.KeyVault.SecretNewVersionCreated"
 Schema = Literal["EventGridSchema", "CloudEventSchemaV1_0"]
 _SUCCESS = frozenset({200, 201, 202, 203, 204})
 
@@ -123,15 +125,24 @@ class EventGrid:
         }
         self._publish(vault, ACCESS_POLICY_CHANGED, vault.name, data)
 
-    def publish_secret_event(self, vault: Vault, event_type: str, name: str, version: str) -> None:
+    def publish_secret_event(
+        self,
+        vault: Vault,
+        event_type: str,
+        name: str,
+        version: str,
+        nbf: int | None = None,
+        exp: int | None = None,
+    ) -> None:
+        # NBF / EXP: Unix seconds (numbers in the spec's KeyVaultSecretNewVersionCreatedEventData).
         data = {
             "Id": f"https://{vault.name}.vault.azure.net/secrets/{name}/{version}",
             "VaultName": vault.name,
             "ObjectType": "Secret",
             "ObjectName": name,
             "Version": version,
-            "NBF": None,
-            "EXP": None,
+            "NBF": nbf,
+            "EXP": exp,
         }
         self._publish(vault, event_type, name, data)
 

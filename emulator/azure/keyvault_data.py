@@ -18,6 +18,7 @@ from typing import Any
 
 from emulator.azure import roles
 from emulator.azure.common import KV, AzureContext, caller_oid, caller_text
+from emulator.azure.eventgrid import SECRET_NEW_VERSION
 from emulator.azure.state import Secret, SecretVersion, Vault, new_id, now
 from emulator.wire import HttpError, Request, Response
 
@@ -304,6 +305,10 @@ def register(ctx: AzureContext) -> None:
         if secret is None:
             secret = vault.secrets[name.lower()] = Secret(name)
         secret.versions.append(item)
+        # Event Grid: "a new secret or secret version is created" (event-schema-key-vault).
+        ctx.emulator.event_grid.publish_secret_event(
+            vault, SECRET_NEW_VERSION, secret.name, item.version, item.nbf, item.exp
+        )
         return Response.json(200, kv.bundle(vault, secret, item, value=True))
 
     @route(KV, "PATCH", r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?")

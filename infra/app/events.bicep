@@ -57,6 +57,8 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
         'Microsoft.KeyVault.VaultAccessPolicyChanged'
         'Microsoft.KeyVault.SecretNearExpiry'
         'Microsoft.KeyVault.SecretExpired'
+        // Refreshes the vault's stored secret inventory (the quick sweep plans from it).
+        'Microsoft.KeyVault.SecretNewVersionCreated'
       ]
     }
     retryPolicy: {

@@ -54,9 +54,9 @@ from remediations.adapters.dataverse import (
 from remediations.adapters.errors import AzureCallFailed, failure_from_response
 from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
+from remediations.core.dlp_shape import normalised_api_id
 from remediations.core.model import (
     Connection,
-    DlpPolicy,
     Environment,
     Flow,
     PrincipalKind,
@@ -106,12 +106,6 @@ def environment_from_api(
     )
 
 
-def _normalised_api_id(api_id: str) -> str:
-    """`/providers/Microsoft.PowerApps/scopes/admin/environments/{env}/apis/x` -> `/providers/.../apis/x`."""
-    name = api_id.rstrip("/").rsplit("/", 1)[-1]
-    return f"/providers/Microsoft.PowerApps/apis/{name}"
-
-
 def connection_from_api(
     item: dict[str, Any], environment: str, app_object_ids: dict[str, str] | None = None
 ) -> Connection:
@@ -152,7 +146,7 @@ def connection_from_api(
     return Connection(
         id=str(item["name"]),
         environment=environment,
-        connector_id=_normalised_api_id(
+        connector_id=normalised_api_id(
             str(props.get("apiId") or item.get("id", "").split("/connections/")[0])
         ),
         identity_principal_id=identity,
@@ -186,36 +180,6 @@ def connection_share_from_api(item: dict[str, Any], environment: str, connection
         role=str(props.get("roleName") or ""),
         environment=environment,
         permission_id=str(item.get("id") or "") or None,
-    )
-
-
-def dlp_from_api(item: dict[str, Any]) -> DlpPolicy:
-    definition = item.get("policyDefinition") or {}
-    configs = (item.get("connectorConfigurationsDefinition") or {}).get("connectorActionConfigurations") or []
-    blocked: dict[str, tuple[str, ...]] = {}
-    for config in configs:
-        default_block = config.get("defaultConnectorActionRuleBehavior") == "Block"
-        rules = [r for r in config.get("actionRules") or [] if r.get("behavior") == "Block"]
-        actions = tuple(sorted(str(r["actionId"]) for r in rules))
-        if default_block:
-            actions = ("*", *actions)
-        if actions:
-            blocked[_normalised_api_id(str(config["connectorId"]))] = actions
-    blocked_connectors = tuple(
-        sorted(
-            _normalised_api_id(str(c["id"]))
-            for g in definition.get("connectorGroups") or []
-            if g.get("classification") == "Blocked"
-            for c in g.get("connectors") or []
-        )
-    )
-    return DlpPolicy(
-        id=str(definition.get("name") or ""),
-        display_name=str(definition.get("displayName") or ""),
-        environments=tuple(str(e["name"]) for e in definition.get("environments") or []),
-        blocked_actions=blocked,
-        environment_type=str(definition.get("environmentType") or "AllEnvironments"),
-        blocked_connectors=blocked_connectors,
     )
 
 

@@ -36,7 +36,9 @@ from typing import Any
 from urllib.parse import quote
 
 from remediations.core.arm_expressions import TemplateContext, Unresolved, evaluate, render
-from remediations.core.flow_analysis import DefinitionAnalysis, FlowRef, analyze_definition, flow_findings
+from remediations.core.evidence import FlowStepEvidence
+from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition
+from remediations.core.flow_findings import FlowRef, flow_findings
 from remediations.core.model import Finding, InventoryError, Severity
 from remediations.report import ReportData, build_report, render_sarif
 
@@ -68,7 +70,8 @@ class ScanResult:
         return [
             f
             for f in self.findings
-            if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[threshold] and not f.evidence.get("informational")
+            if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[threshold]
+            and not FlowStepEvidence.of(f).informational
         ]
 
 
@@ -313,7 +316,7 @@ def scan(paths: Sequence[str | Path]) -> ScanResult:
     for path in paths:
         _scan_path(result, Path(path), explicit=True)
     result.findings.sort(
-        key=lambda f: (-SEVERITY_RANK[f.severity], f.resource_id, f.evidence.get("action_path", ""))
+        key=lambda f: (-SEVERITY_RANK[f.severity], f.resource_id, FlowStepEvidence.of(f).action_path)
     )
     return result
 
@@ -322,22 +325,18 @@ def scan(paths: Sequence[str | Path]) -> ScanResult:
 
 
 def _where(finding: Finding) -> str:
-    evidence = finding.evidence
-    place = str(evidence.get("action_path", ""))
-    if evidence.get("field"):
-        place += f" {evidence['field']}"
-    return place
+    evidence = FlowStepEvidence.of(finding)
+    return evidence.action_path + (f" {evidence.field}" if evidence.field else "")
 
 
 def _secret(finding: Finding) -> str:
     """The secret a finding is about: its name, `(all)` for List secrets, `?` when built at run time."""
-    names = finding.evidence.get("secret_names") or []
-    if names:
-        return ", ".join(str(n) for n in names)
-    operation = finding.evidence.get("operation")
-    if operation == "list_secrets":
+    evidence = FlowStepEvidence.of(finding)
+    if evidence.secret_names:
+        return ", ".join(evidence.secret_names)
+    if evidence.operation == "list_secrets":
         return "(all)"
-    return "?" if operation else "-"
+    return "?" if evidence.operation else "-"
 
 
 def render_text(result: ScanResult) -> str:
@@ -350,9 +349,9 @@ def render_text(result: ScanResult) -> str:
     if result.findings:
         rows = [
             (
-                f.severity + (" (info)" if f.evidence.get("informational") else ""),
+                f.severity + (" (info)" if FlowStepEvidence.of(f).informational else ""),
                 f.detector_id,
-                str(f.evidence.get("flow") or f.resource_id),
+                FlowStepEvidence.of(f).flow or f.resource_id,
                 _secret(f),
                 _where(f),
                 files.get(f.resource_id, f.resource_id),
@@ -413,7 +412,7 @@ def sarif_report(result: ScanResult, generated_at: datetime | None = None) -> Re
     for finding in result.findings:
         flow = flows[finding.resource_id]
         where: dict[str, Any] = {"artifactUri": _artifact_uri(flow.artifact)}
-        line = _line_of(flow.text, str(finding.evidence.get("action_path", "")))
+        line = _line_of(flow.text, FlowStepEvidence.of(finding).action_path)
         if line is not None:
             where["startLine"] = line
         located.append(finding.model_copy(update={"evidence": {**finding.evidence, **where}}))

@@ -21,6 +21,9 @@ Detector = Callable[[Snapshot, Policy], list[Finding]]
 Platform = Literal["azure", "power_platform"]
 DEFAULT_HELP = "https://learn.microsoft.com/azure/key-vault/general/security-features"
 ACCESS_POLICY_HELP = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
+RBAC_HELP = "https://learn.microsoft.com/azure/key-vault/general/rbac-guide"
+ROTATION_HELP = "https://learn.microsoft.com/azure/key-vault/secrets/tutorial-rotation"
+DLP_HELP = "https://learn.microsoft.com/power-platform/admin/wp-data-loss-prevention"
 
 
 class DetectorInfo(BaseModel):
@@ -55,12 +58,12 @@ def load_detectors() -> None:
 def detector(
     detector_id: str,
     *,
+    title: str,
     platform: Platform = "azure",
-    title: str | None = None,
     help_url: str = DEFAULT_HELP,
     detail: str = "",
 ) -> Callable[[Detector], Detector]:
-    """Register a detector with its metadata; the title defaults to its docstring's first line."""
+    """Register a detector with its metadata (the title is the SARIF rule's short description)."""
 
     def register(fn: Detector) -> Detector:
         if detector_id in _DETECTORS:
@@ -68,7 +71,7 @@ def detector(
         _DETECTORS[detector_id] = fn
         _INFO[detector_id] = DetectorInfo(
             id=detector_id,
-            title=title or _first_line(fn.__doc__) or detector_id.replace("_", " ").capitalize(),
+            title=title,
             platform=platform,
             help_url=help_url,
             detail=detail,
@@ -76,11 +79,6 @@ def detector(
         return fn
 
     return register
-
-
-def _first_line(doc: str | None) -> str:
-    text = (doc or "").strip()
-    return text.splitlines()[0].strip() if text else ""
 
 
 def detector_ids() -> list[str]:

@@ -17,8 +17,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import detector
-from remediations.core.evidence import OrphanedAssignmentEvidence, RoleGrantEvidence, VaultWritersEvidence
+from remediations.core.detect import RBAC_HELP, detector
+from remediations.core.evidence import (
+    OrphanedAssignmentEvidence,
+    OversizedVaultEvidence,
+    RoleGrantEvidence,
+    UnresolvedPrincipalEvidence,
+    VaultWritersEvidence,
+)
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.model import Finding, Snapshot, Vault
 from remediations.core.policy import Policy
@@ -30,7 +36,11 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
     return rbac.covers(scope, snapshot.scope.resource_id) or rbac.covers(snapshot.scope.resource_id, scope)
 
 
-@detector("wide_secret_role_assignment")
+@detector(
+    "wide_secret_role_assignment",
+    title="A secret-reading role assignment is wider than the secrets its holder needs",
+    help_url=RBAC_HELP,
+)
 def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
@@ -56,6 +66,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                         f"{principal} holds {grant.role_name} at {grant.level} scope and can read all "
                         f"{len(vault.secrets)} secrets of vault {vault.name}; "
                         f"it needs {', '.join(sorted(needed & present)) or 'none of them'}"
+                        + vault.secrets_age_note(snapshot.taken_at)
                     ),
                     evidence=RoleGrantEvidence(
                         vault=vault.name,
@@ -67,6 +78,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                         inherited=grant.inherited,
                         secrets_only=grant.secrets_only,
                         needed=tuple(sorted(needed)),
+                        **vault.secrets_provenance(),
                     ).as_dict(),
                 )
             )
@@ -124,7 +136,11 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
     return findings
 
 
-@detector("orphaned_role_assignment")
+@detector(
+    "orphaned_role_assignment",
+    title="A role assignment for an identity that no longer exists in the directory",
+    help_url=RBAC_HELP,
+)
 def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for assignment in snapshot.role_assignments:
@@ -153,7 +169,10 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
     return findings
 
 
-@detector("unresolved_principal")
+@detector(
+    "unresolved_principal",
+    title="A principal the directory could not resolve (reported, never fixed)",
+)
 def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """The directory could not be asked: report, so nobody mistakes silence for health. Never a fix."""
     holders: dict[str, list[str]] = defaultdict(list)
@@ -176,7 +195,7 @@ def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 principal=identity.object_id,
                 message=f"could not tell whether {identity.object_id} exists (directory lookup failed); "
                 "its access was left as it is",
-                evidence={"grantedAt": sorted(set(where))},
+                evidence=UnresolvedPrincipalEvidence(granted_at=tuple(sorted(set(where)))).as_dict(),
             )
         )
     return findings
@@ -192,7 +211,10 @@ def _readers(graph: ExposureGraph, vault: Vault) -> set[str]:
     return readers
 
 
-@detector("oversized_vault")
+@detector(
+    "oversized_vault",
+    title="A vault that flows reach holds several purposes' secrets: split it",
+)
 def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """ "Don't have one massive vault": flows should reach vaults holding one purpose's secrets."""
     rules = policy.oversized_vault
@@ -230,15 +252,17 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 resource_id=vault.id,
                 principal=None,
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "
-                f"{' and '.join(reasons)}; split it so each flow reaches only its purpose's secrets",
-                evidence={
-                    "vault": vault.name,
-                    "secretCount": len(vault.secrets),
-                    "purposes": purposes,
-                    "untagged": len(groups.get("", [])),
-                    "flowIdentities": reaching,
-                    "suggestedSplit": split,
-                },
+                f"{' and '.join(reasons)}; split it so each flow reaches only its purpose's secrets"
+                + vault.secrets_age_note(snapshot.taken_at),
+                evidence=OversizedVaultEvidence(
+                    vault=vault.name,
+                    secret_count=len(vault.secrets),
+                    purposes=tuple(purposes),
+                    untagged=len(groups.get("", [])),
+                    flow_identities=tuple(reaching),
+                    suggested_split=tuple(split),
+                    **vault.secrets_provenance(),
+                ).as_dict(),
             )
         )
     return findings

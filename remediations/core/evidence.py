@@ -11,16 +11,19 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from remediations.core.model import Finding
+from remediations.core.model import SECRETS_AS_OF, Finding, ScopeLevel
 
 # Fields are declared in the order the detectors always wrote their keys, so report.json is unchanged.
-from remediations.core.rbac import ScopeLevel
 
 SecretSource = Literal["finding", "near-expiry", "follow-up", "ticket", "alert"]
 
 
 class Evidence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    # Set when the finding was made from a vault's stored deep inventory: when that list was read
+    # (Vault.secrets_provenance; not part of the finding's id).
+    secrets_as_of: str | None = Field(default=None, alias=SECRETS_AS_OF)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object a finding carries: wire names, only the fields that were given."""
@@ -87,6 +90,53 @@ class FlowUsesKeyVaultEvidence(Evidence):
     vaults: tuple[str, ...]
 
 
+class ConnectionUserEvidence(Evidence):
+    """A Key Vault connection that authenticates as a person (connection_runs_as_user), per flow using it
+    (`flow`) or, when no flow does, on the connection itself."""
+
+    environment: str
+    connection: str
+    vault: str | None
+    identity_kind: str | None = Field(alias="identityKind")
+    administrator: bool  # the person is an environment administrator
+    flow: str | None = None
+
+
+class FlowOwnerEvidence(Evidence):
+    """A Key Vault flow owned by someone not among the service accounts (flow_owned_by_personal_account)."""
+
+    environment: str
+    flow: str
+    owner: str
+    service_accounts: tuple[str, ...] = Field(alias="serviceAccounts")
+    vaults: tuple[str, ...]
+
+
+class CustomizersEvidence(Evidence):
+    """Who can edit every flow of an environment, over the limit (environment_too_many_customizers)."""
+
+    environment: str
+    holders: tuple[str, ...]
+    limit: int
+
+
+class OversizedVaultEvidence(Evidence):
+    """A vault that flows reach holding several purposes' secrets, and how to split it (oversized_vault)."""
+
+    vault: str
+    secret_count: int = Field(alias="secretCount")
+    purposes: tuple[str, ...]
+    untagged: int
+    flow_identities: tuple[str, ...] = Field(alias="flowIdentities")
+    suggested_split: tuple[dict[str, object], ...] = Field(alias="suggestedSplit")
+
+
+class UnresolvedPrincipalEvidence(Evidence):
+    """Where a principal the directory could not resolve holds access (unresolved_principal)."""
+
+    granted_at: tuple[str, ...] = Field(alias="grantedAt")
+
+
 class FlowShareEvidence(Evidence):
     """A Key Vault flow shared with someone not allowed to edit it (flow_shared_beyond_allowed)."""
 
@@ -106,6 +156,35 @@ class ConnectionShareEvidence(Evidence):
     role: str
     permission_id: str | None = Field(alias="permissionId")
     principal_kind: Literal["user", "group"] = Field(alias="principalKind")
+
+
+class FileLocation(Evidence):
+    """Where a flow definition read from a file says it (`scan-flows` adds it for SARIF)."""
+
+    artifact_uri: str | None = Field(default=None, alias="artifactUri")
+    start_line: int | None = Field(default=None, alias="startLine")
+
+
+class FlowStepEvidence(FileLocation):
+    """A place in a flow definition (flow_lists_secrets, flow_insecure_get_secret, flow_secure_get_secret,
+    flow_hardcoded_credential); `flow` is the flow's display name (or resource id)."""
+
+    flow: str
+    action_path: str
+    vault: str | None = None
+    secret_names: tuple[str, ...] = ()
+    connection_reference: str | None = None
+    operation: str | None = None  # a Key Vault step's operation; None for a hard-coded credential
+    secure_inputs: bool | None = None
+    secure_outputs: bool | None = None
+    in_foreach: bool | None = None
+    reads_each_listed_secret: tuple[str, ...] | None = None  # paths of Get secrets over a List's output
+    iterates_list_output: bool | None = None
+    informational: bool | None = None  # good practice seen (a secured Get secret), never an alarm
+    # A hard-coded credential: the field holding it, its kind and length (never the value).
+    field: str | None = None
+    kind: str | None = None
+    length: int | None = None
 
 
 class SecretEvidence(Evidence):

@@ -27,6 +27,16 @@ SECRET_PERMISSIONS: tuple[str, ...] = (
 )
 # Rights that let an identity manage a vault's secrets; the last holder of one is never removed.
 SECRET_MANAGEMENT_PERMISSIONS: frozenset[str] = frozenset({"set", "delete", "purge", "recover", "restore"})
+# Evidence keys that say how old a finding's data is, not what was found: left out of the finding's id,
+# so a finding planned from the stored deep inventory keeps the id a live read gives it.
+SECRETS_AS_OF = "secretsAsOf"
+PROVENANCE_KEYS: frozenset[str] = frozenset({SECRETS_AS_OF})
+
+
+def age_text(since: datetime, now: datetime) -> str:
+    """`3h 05m` from `since` to `now` (never negative)."""
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def stable_id(*parts: object) -> str:
@@ -195,6 +205,20 @@ class Vault(Frozen):
     secret_count: int | None = None
     # Set when `secrets` came from a stored deep inventory (a quick sweep): when that list was read.
     secrets_as_of: datetime | None = None
+
+    def secrets_provenance(self) -> dict[str, str]:
+        """The evidence a finding made from this vault's secret list adds: when that list was read if
+        it came from the stored deep inventory (a quick sweep), nothing for a live read."""
+        if self.secrets_as_of is None:
+            return {}
+        return {SECRETS_AS_OF: self.secrets_as_of.isoformat(timespec="seconds")}
+
+    def secrets_age_note(self, now: datetime) -> str:
+        """What a finding's message adds about its secret list's age: empty for a live read."""
+        if self.secrets_as_of is None:
+            return ""
+        when = self.secrets_as_of.isoformat(timespec="seconds")
+        return f" (secret list from the deep inventory of {when}, {age_text(self.secrets_as_of, now)} old)"
 
     def policies_for(self, object_id: str) -> tuple[AccessPolicy, ...]:
         return tuple(p for p in self.access_policies if p.object_id.lower() == object_id.lower())
@@ -426,6 +450,8 @@ class Snapshot(Frozen):
 # --- findings, actions, plans, outcomes -----------------------------------------------------------------
 
 Severity = Literal["low", "medium", "high", "critical"]
+# Where a role assignment sits relative to a vault (remediations/core/rbac.py).
+ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
 
 
 class Finding(Frozen):
@@ -449,7 +475,12 @@ class Finding(Frozen):
         evidence: dict[str, Any],
     ) -> Finding:
         return cls(
-            id=stable_id(detector_id, resource_id.lower(), (principal or "").lower(), evidence),
+            id=stable_id(
+                detector_id,
+                resource_id.lower(),
+                (principal or "").lower(),
+                {k: v for k, v in evidence.items() if k not in PROVENANCE_KEYS},
+            ),
             detector_id=detector_id,
             severity=severity,
             resource_id=resource_id,

@@ -1,13 +1,6 @@
-"""Power Platform detectors (pure): who can reach a Key Vault connection, and as whom it runs.
-
-    flow_uses_keyvault                 a flow uses a Key Vault connection (feeds enforce_keyvault_dlp)
-    connection_runs_as_user            a Key Vault connection authenticates as a person, not an app identity
-    flow_owned_by_personal_account     a Key Vault flow's owner is not one of the configured service accounts
-    flow_shared_beyond_allowed         co-owner / run-only user of a Key Vault flow outside the allowed set
-    connection_shared_beyond_allowed   a Key Vault connection shared beyond the allowed set
-    environment_too_many_customizers   more System Customizers/Administrators than the policy allows
-    flow_insecure_get_secret, flow_lists_secrets, flow_hardcoded_credential, flow_secure_get_secret
-                                       the definition checks of core/flow_analysis.py, on every flow read
+"""Power Platform detectors (pure): who can reach a Key Vault connection, and as whom it runs; each is
+registered with its title (`detector_info`), and the flow-definition checks of core/flow_findings.py
+are registered here too, run on every flow read.
 
 The creator of a flow or connection is its owner and is judged by `flow_owned_by_personal_account`, not
 by the share detectors (the service cannot remove a creator's ownership).
@@ -15,10 +8,17 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import Detector, detector
-from remediations.core.evidence import ConnectionShareEvidence, FlowShareEvidence, FlowUsesKeyVaultEvidence
+from remediations.core.detect import DLP_HELP, Detector, detector
+from remediations.core.evidence import (
+    ConnectionShareEvidence,
+    ConnectionUserEvidence,
+    CustomizersEvidence,
+    FlowOwnerEvidence,
+    FlowShareEvidence,
+    FlowUsesKeyVaultEvidence,
+)
 from remediations.core.flow_allow_list import analyze_flows
-from remediations.core.flow_analysis import FLOW_RULES, FlowRef, flow_findings
+from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
 from remediations.core.model import Connection, Finding, Flow, Snapshot
 from remediations.core.policy import Policy
 
@@ -56,7 +56,12 @@ def _vaults(used: list[Connection]) -> list[str]:
     return sorted({c.parameters.get("vaultName", "") for c in used} - {""})
 
 
-@detector("flow_uses_keyvault", platform="power_platform")
+@detector(
+    "flow_uses_keyvault",
+    platform="power_platform",
+    title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
+    help_url=DLP_HELP,
+)
 def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return [
         Finding.create(
@@ -77,7 +82,11 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     ]
 
 
-@detector("connection_runs_as_user", platform="power_platform")
+@detector(
+    "connection_runs_as_user",
+    platform="power_platform",
+    title="A Key Vault connection authenticates as a person, not as an app identity",
+)
 def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
@@ -107,13 +116,13 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         admin_note = " (an environment administrator)" if administrator else ""
         using = using_by_connection.get(connection.id.lower(), [])
         label = connection.display_name or connection.id
-        evidence = {
-            "environment": connection.environment,
-            "connection": connection.id,
-            "vault": connection.parameters.get("vaultName"),
-            "identityKind": connection.identity_kind,
-            "administrator": administrator,
-        }
+        evidence = ConnectionUserEvidence(
+            environment=connection.environment,
+            connection=connection.id,
+            vault=connection.parameters.get("vaultName"),
+            identity_kind=connection.identity_kind,
+            administrator=administrator,
+        )
         targets = [
             (flow_resource_id(f), f"flow {f.display_name or f.id!r} uses", {"flow": f.id}) for f in using
         ]
@@ -127,13 +136,17 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
                     message=f"{subject + ' ' if subject else ''}Key Vault connection {label!r}, which "
                     f"authenticates as the user {person}{admin_note}, not as a service principal or "
                     "managed identity",
-                    evidence={**evidence, **extra},
+                    evidence=ConnectionUserEvidence(**evidence.as_dict(), **extra).as_dict(),
                 )
             )
     return findings
 
 
-@detector("flow_owned_by_personal_account", platform="power_platform")
+@detector(
+    "flow_owned_by_personal_account",
+    platform="power_platform",
+    title="A Key Vault flow is owned by a person, not by a configured service account",
+)
 def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
@@ -151,19 +164,23 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
                 f"{owner or 'nobody known'}, not by a configured service account",
-                evidence={
-                    "environment": flow.environment,
-                    "flow": flow.id,
-                    "owner": owner,
-                    "serviceAccounts": list(policy.service_accounts),
-                    "vaults": _vaults(used),
-                },
+                evidence=FlowOwnerEvidence(
+                    environment=flow.environment,
+                    flow=flow.id,
+                    owner=owner,
+                    service_accounts=tuple(policy.service_accounts),
+                    vaults=tuple(_vaults(used)),
+                ).as_dict(),
             )
         )
     return findings
 
 
-@detector("flow_shared_beyond_allowed", platform="power_platform")
+@detector(
+    "flow_shared_beyond_allowed",
+    platform="power_platform",
+    title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
+)
 def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
     findings = []
@@ -196,7 +213,11 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
     return findings
 
 
-@detector("connection_shared_beyond_allowed", platform="power_platform")
+@detector(
+    "connection_shared_beyond_allowed",
+    platform="power_platform",
+    title="A Key Vault connection is shared beyond the allowed set",
+)
 def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     connections = keyvault_connections(snapshot)
     findings = []
@@ -230,7 +251,11 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
     return findings
 
 
-@detector("environment_too_many_customizers", platform="power_platform")
+@detector(
+    "environment_too_many_customizers",
+    platform="power_platform",
+    title="An environment has more System Customizers / Administrators than the policy allows",
+)
 def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:
@@ -248,7 +273,9 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
                 f"System Customizers/Administrators (limit {limit}); each can edit every flow in it",
-                evidence={"environment": environment.name, "holders": list(holders), "limit": limit},
+                evidence=CustomizersEvidence(
+                    environment=environment.name, holders=tuple(holders), limit=limit
+                ).as_dict(),
             )
         )
     return findings

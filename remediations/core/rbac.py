@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Literal
 
 from remediations.core.flow_allow_list import secrets_needed_by_identity
 from remediations.core.model import (
@@ -19,6 +18,7 @@ from remediations.core.model import (
     Frozen,
     RoleAssignment,
     RoleDefinition,
+    ScopeLevel,
     Snapshot,
     Vault,
 )
@@ -96,8 +96,6 @@ CONTROL_PLANE_BUILT_INS: tuple[RoleDefinition, ...] = (
         ),
     ),
 )
-
-ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
 
 
 def action_matches(pattern: str, action: str) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import detect, detector
+from remediations.core.detect import ROTATION_HELP, detect, detector
 from remediations.core.evidence import SecretEvidence, SecretSource
 from remediations.core.graph import ExposureGraph, Path, secret_node
 from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
@@ -111,6 +111,31 @@ def _secret_finding(
         evidence=SecretEvidence(
             vault_id=vault_id, vault_uri=vault_uri, secret_name=name, source=source, **extra
         ).as_dict(),
+    )
+
+
+def _listed_secret_finding(
+    detector_id: str,
+    severity: Severity,
+    vault: Vault,
+    secret: SecretMeta,
+    message: str,
+    source: SecretSource,
+    now: datetime,
+    **extra: Any,
+) -> Finding:
+    """A finding on a secret of the vault's list; one planned from the stored deep inventory says how
+    old that list is (its evidence and message)."""
+    return _secret_finding(
+        detector_id,
+        severity,
+        vault.id,
+        vault.vault_uri,
+        secret.name,
+        message + vault.secrets_age_note(now),
+        source,
+        **vault.secrets_provenance(),
+        **extra,
     )
 
 
@@ -204,15 +229,15 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
         if policy.excludes_vault(vault) or not _readable(secret):
             continue
         findings.append(
-            _secret_finding(
+            _listed_secret_finding(
                 EXPOSED_SECRET,
                 "high",
-                vault.id,
-                vault.vault_uri,
-                secret.name,
+                vault,
+                secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
                 f"({', '.join(sorted(exposure.detectors))})",
                 "finding",
+                snapshot.taken_at,
                 exposedBy=sorted(exposure.by),
                 detectors=sorted(exposure.detectors),
                 readers=sorted(exposure.readers),
@@ -221,7 +246,9 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     return findings
 
 
-@detector(EXPOSED_SECRET)
+@detector(
+    EXPOSED_SECRET, title="A secret was reachable through a leaking path: rotate it", help_url=ROTATION_HELP
+)
 def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
     if not exposing:
@@ -229,7 +256,9 @@ def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return exposed_secrets(snapshot, policy, detect(snapshot, policy, only=exposing))
 
 
-@detector(NEAR_EXPIRY)
+@detector(
+    NEAR_EXPIRY, title="A secret expires within the rotation window (or has expired)", help_url=ROTATION_HELP
+)
 def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
     days = policy.rotation.near_expiry_days
@@ -244,15 +273,15 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if secret.expires is None or not _readable(secret) or secret.expires > horizon:
                 continue
             findings.append(
-                _secret_finding(
+                _listed_secret_finding(
                     NEAR_EXPIRY,
                     "medium",
-                    vault.id,
-                    vault.vault_uri,
-                    secret.name,
+                    vault,
+                    secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
                     f"within {days} days",
                     "near-expiry",
+                    snapshot.taken_at,
                     expires=iso(secret.expires),
                 )
             )
@@ -268,7 +297,7 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@detector(FOLLOWUP_DUE)
+@detector(FOLLOWUP_DUE, title="A secret rotation has a pending step due", help_url=ROTATION_HELP)
 def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
@@ -278,14 +307,14 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             if not followup_due(secret.tags, snapshot.taken_at):
                 continue
             findings.append(
-                _secret_finding(
+                _listed_secret_finding(
                     FOLLOWUP_DUE,
                     "medium",
-                    vault.id,
-                    vault.vault_uri,
-                    secret.name,
+                    vault,
+                    secret,
                     f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
                     "follow-up",
+                    snapshot.taken_at,
                     pending=sorted(
                         k for k in (TAG_PENDING_REMOVE, TAG_PENDING_REGENERATE) if secret.tags.get(k)
                     ),

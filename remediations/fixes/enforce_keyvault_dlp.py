@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.evidence import FlowUsesKeyVaultEvidence
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
@@ -190,9 +191,6 @@ def satisfies(policy: DlpPolicy, change: DlpPolicyChange) -> bool:
 
 
 def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
-    # Reading the service's DLP shape is the adapter's job; imported here so planning stays Azure-free.
-    from remediations.adapters.powerplatform import dlp_from_api  # noqa: PLC0415
-
     (change,) = action.changes
     if not isinstance(change, DlpPolicyChange):
         return Outcome(action_id=action.id, status="failed", error="not a DLP action")

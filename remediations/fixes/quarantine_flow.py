@@ -9,6 +9,7 @@ Containment, not closure: anyone who can edit the flow can turn it on again (doc
 
 from __future__ import annotations
 
+from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import Action, Finding, FlowStateChange, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -57,7 +58,7 @@ class QuarantineFlow(Remediation):
         flows = {f.id: f for f in snapshot.flows}
         actions: dict[str, Action] = {}
         for finding in findings:
-            flow = flows.get(str(finding.evidence.get("flow") or ""))
+            flow = flows.get(ConnectionUserEvidence.of(finding).flow or "")
             if flow is None or flow.state != "Started" or flow.id in actions:
                 continue
             editors = _editors_besides_owner(snapshot, flow.id, flow.creator, flow.environment)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.core.flow_analysis import DETECTOR_INSECURE_GET
+from remediations.core.flow_findings import DETECTOR_INSECURE_GET
 from remediations.core.flow_secure import unsecured, with_secure_data
 from remediations.core.model import Action, Finding, FlowSecureDataChange, Outcome, Snapshot
 from remediations.core.policy import Policy

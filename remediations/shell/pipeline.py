@@ -184,7 +184,7 @@ def _read(
     if deep is not None:
         deep.refused(snapshot)
     if stored and store is not None:
-        return with_stored_secrets(snapshot, store)
+        return with_stored_secrets(snapshot, store, keep_secrets=request.keep_secrets)
     return snapshot
 
 

@@ -25,10 +25,10 @@ from remediations.adapters.clients import Clients, PowerPlatformApi
 from remediations.adapters.errors import AzureCallFailed
 from remediations.adapters.powerplatform import (
     connection_from_api,
-    dlp_from_api,
     environment_from_api,
     service_principal_client_id,
 )
+from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import (
     Connection,
     DlpPolicy,

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from remediations.core.model import InventoryError, SecretMeta, Snapshot, Vault
+from remediations.core.model import InventoryError, SecretMeta, Snapshot, Vault, age_text
 
 NO_DEEP_INVENTORY = (
     "no deep secret inventory is stored for this vault yet (the deep sweep, "
@@ -33,20 +33,22 @@ class StoredSecrets(BaseModel):
     secrets: tuple[SecretMeta, ...] = ()
     # The deep read was refused (403: no data-plane list): the quick sweep skips as the deep one did.
     refused: InventoryError | None = None
+    # Set when a store answered with counts only (`with_lists=False`): `secrets` is then empty.
+    total: int | None = None
 
     @property
     def count(self) -> int:
-        return len(self.secrets)
+        return len(self.secrets) if self.total is None else self.total
 
     def age(self, now: datetime) -> str:
         """`3h 05m` since the deep read: what a plan built from it says about its data."""
-        minutes = max(0, int((now - self.taken_at).total_seconds() // 60))
-        return f"{minutes // 60}h {minutes % 60:02d}m"
+        return age_text(self.taken_at, now)
 
 
 class SecretInventoryStore(Protocol):
-    def get_many(self, vault_ids: Iterable[str]) -> dict[str, StoredSecrets]:
-        """Stored inventories by lower-cased vault id; vaults with none are absent."""
+    def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        """Stored inventories by lower-cased vault id; vaults with none are absent. `with_lists=False`:
+        a store may answer with each vault's count only (`total`), without reading its list."""
         ...
 
     def put(self, stored: StoredSecrets) -> None: ...
@@ -58,7 +60,7 @@ class MemorySecretInventory:
     def __init__(self) -> None:
         self._rows: dict[str, StoredSecrets] = {}
 
-    def get_many(self, vault_ids: Iterable[str]) -> dict[str, StoredSecrets]:
+    def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
         return {k: self._rows[k] for k in (v.lower() for v in vault_ids) if k in self._rows}
 
     def put(self, stored: StoredSecrets) -> None:
@@ -84,10 +86,13 @@ class DeepInventory:
                 self._store.put(StoredSecrets(vault_id=vault.id, taken_at=self._taken_at, refused=error))
 
 
-def with_stored_secrets(snapshot: Snapshot, store: SecretInventoryStore) -> Snapshot:
+def with_stored_secrets(
+    snapshot: Snapshot, store: SecretInventoryStore, *, keep_secrets: bool = True
+) -> Snapshot:
     """Pure over the store's answer: a quick snapshot (no secret list) with each vault's stored
-    secrets, and a partial error (skipped by the remediations that need them) where there are none."""
-    stored = store.get_many(v.id for v in snapshot.vaults)
+    secrets, and a partial error (skipped by the remediations that need them) where there are none.
+    `keep_secrets=False` fills counts only, as a deep read with the same option keeps them."""
+    stored = store.get_many((v.id for v in snapshot.vaults), with_lists=keep_secrets)
     vaults: list[Vault] = []
     errors: list[InventoryError] = []
     for vault in snapshot.vaults:
@@ -99,7 +104,11 @@ def with_stored_secrets(snapshot: Snapshot, store: SecretInventoryStore) -> Snap
             errors.append(missing if found is None or found.refused is None else found.refused)
             vaults.append(vault)
             continue
-        update = {"secrets": found.secrets, "secret_count": found.count, "secrets_as_of": found.taken_at}
+        update = {
+            "secrets": found.secrets if keep_secrets else (),
+            "secret_count": found.count,
+            "secrets_as_of": found.taken_at,
+        }
         vaults.append(vault.model_copy(update=update))
     return snapshot.model_copy(
         update={"vaults": tuple(vaults), "errors": snapshot.errors + tuple(errors), "secrets_listed": True}
@@ -112,7 +121,7 @@ def inventory_ages(snapshot: Snapshot, now: datetime | None = None) -> list[str]
     return [
         f"secret metadata of vault {v.name} is from the deep inventory of "
         f"{v.secrets_as_of.isoformat(timespec='seconds')} "
-        f"({StoredSecrets(vault_id=v.id, taken_at=v.secrets_as_of).age(at)} old)"
+        f"({age_text(v.secrets_as_of, at)} old)"
         for v in snapshot.vaults
         if v.secrets_as_of is not None
     ]

@@ -9,7 +9,11 @@ What each type asks:
 - `Microsoft.KeyVault.VaultAccessPolicyChanged` -> `recheck-vault`: run every remediation on the vault
   (as an activity-log alert on `accessPolicies/write` does, seconds instead of minutes later);
 - `SecretNearExpiry` / `SecretExpired` -> `plan-rotation`: plan rotation of that one secret;
-- anything else (`SecretNewVersionCreated`, keys, certificates) -> `acknowledged`, recorded only.
+- `SecretNewVersionCreated` -> `refresh-inventory`: read the vault's secret list again (no plan, no
+  write) so the quick sweep's stored deep inventory has the new version's expiry and tags;
+- anything else (keys, certificates, other secret events) -> `acknowledged`, recorded only.
+
+Every actionable event's live secret read refreshes the vault's stored deep inventory.
 
 The vault comes from `topic` / `source` (the vault's ARM id), never from `data`: the documented sample
 spells `data` keys inconsistently (`Id`, `"objectName "` with a trailing space, `version` with a
@@ -36,7 +40,7 @@ MAX_ID_LENGTH = 200
 # Key Vault secret names: 1-127 characters of 0-9, a-z, A-Z and '-'.
 _SECRET_NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
 
-EventKind = Literal["recheck-vault", "plan-rotation", "acknowledged"]
+EventKind = Literal["recheck-vault", "plan-rotation", "refresh-inventory", "acknowledged"]
 EventSchema = Literal["EventGridSchema", "CloudEventSchemaV1_0"]
 
 
@@ -108,6 +112,15 @@ def parse_event(payload: object) -> VaultEvent:
             vaultId=vault_id,
             secretName=name,
             reason=f"secret {name} {when}: plan its rotation",
+        )
+    if event_type == SECRET_NEW_VERSION:
+        name = _secret_name(data, subject)
+        return VaultEvent(
+            **common,
+            kind="refresh-inventory",
+            vaultId=vault_id,
+            secretName=name,
+            reason=f"a new version of secret {name} was created: refresh the vault's stored secret inventory",
         )
     return VaultEvent(
         **common,

@@ -19,8 +19,9 @@ from typing import Any, Literal
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict
 
-from remediations.core.model import Scope
+from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.request import RunRequest, SecretTarget, Targets
+from remediations.shell.pipeline import RunResult
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_guard
@@ -141,34 +142,19 @@ def _handle(event: VaultEvent, received: EventResult, correlation_id: str) -> Ev
 def handle_event(
     event: VaultEvent, received: EventResult, *, settings: AppSettings, correlation_id: str
 ) -> EventResult:
-    """One pipeline run on the event's vault: every remediation (re-check) or rotation of the secret."""
+    """One pipeline run on the event's vault: every remediation (re-check), rotation of the secret, or
+    a read-only refresh of the vault's secret list. Each run's live secret list is saved as the
+    vault's stored deep inventory (what the quick sweep plans from)."""
     if event.vaultId is None:  # the parser never makes an actionable event without one
         raise ValueError("an actionable event must name a vault")
+    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
+
     policy, forced = effective_policy(settings, load_policy(settings))
-    secret = event.secretName if event.kind == "plan-rotation" else None
-    rotation = secret is not None
-    targets = Targets(
-        secrets=(SecretTarget(vault=event.vaultId, name=secret),) if secret is not None else (),
-        reason=event.reason,
-        reference=event.eventId,
-    )
+    request = _request(event, policy.power_platform.scope(), correlation_id)
     with azure_session(settings) as (clients, audit):
-        # An event's run is bound to its vault exactly as an alert's (never environment-wide).
-        result = run(
-            RunRequest(
-                trigger="event",
-                scope=Scope.parse(event.vaultId),
-                power_platform=policy.power_platform.scope(),
-                remediations=("rotate_secret",) if rotation else None,
-                targets=targets,
-                correlation_id=correlation_id,
-                caller=f"event-grid:{event.eventType}",
-                ticket_id=event.eventId,
-            ),
-            policy,
-            clients,
-            audit,
-        )
+        result = run(request, policy, clients, audit, secret_store=TableSecretInventory.from_env())
+    if event.kind == "refresh-inventory":
+        return _refreshed(received, result, event)
     summary = summarise([result])
     status = run_status([result], policy.dry_run)
     notes = inventory_notes([result])
@@ -193,6 +179,54 @@ def handle_event(
             "dryRunForcedBy": forced,
             "plan": plan_json([result]),
             "outcomes": outcomes_json([result]),
+            "notes": notes,
+        }
+    )
+
+
+def _request(event: VaultEvent, power_platform: PowerPlatformScope | None, correlation_id: str) -> RunRequest:
+    """The event's run, bound to its vault exactly as an alert's (never environment-wide)."""
+    assert event.vaultId is not None
+    common: dict[str, Any] = {
+        "trigger": "event",
+        "scope": Scope.parse(event.vaultId),
+        "correlation_id": correlation_id,
+        "caller": f"event-grid:{event.eventType}",
+        "ticket_id": event.eventId,
+    }
+    if event.kind == "refresh-inventory":
+        # Read the vault's secret list (saved to the store), detect, plan nothing, write nothing.
+        return RunRequest(**common, remediations=(), include_secrets=True, stop_after="plan", dry_run=True)
+    secret = event.secretName if event.kind == "plan-rotation" else None
+    return RunRequest(
+        **common,
+        power_platform=power_platform,
+        remediations=("rotate_secret",) if secret is not None else None,
+        targets=Targets(
+            secrets=(SecretTarget(vault=event.vaultId, name=secret),) if secret is not None else (),
+            reason=event.reason,
+            reference=event.eventId,
+        ),
+    )
+
+
+def _refreshed(received: EventResult, result: RunResult, event: VaultEvent) -> EventResult:
+    """A refresh's record: how many secrets the vault's stored inventory now has, or why not."""
+    notes = inventory_notes([result])
+    vault = result.snapshot.vaults[0] if result.snapshot is not None and result.snapshot.vaults else None
+    if vault is not None and not notes:
+        notes.insert(
+            0, f"refreshed the stored secret inventory of vault {vault.name}: {vault.secret_count} secrets"
+        )
+    failed = result.failures > 0 or vault is None
+    observability.record_run_metric(
+        "event", status="failed" if failed else "applied", read_errors=result.read_errors
+    )
+    return received.model_copy(
+        update={
+            "status": "failed" if failed else "handled",
+            "message": event.reason,
+            "summary": summarise([result]).model_dump(),
             "notes": notes,
         }
     )

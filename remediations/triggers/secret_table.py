@@ -36,19 +36,20 @@ class TableSecretInventory:
     def from_env(cls) -> TableSecretInventory:
         return cls(RunStore.from_env().table)
 
-    def get_many(self, vault_ids: Iterable[str]) -> dict[str, StoredSecrets]:
+    def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
         found: dict[str, StoredSecrets] = {}
         for vault_id in vault_ids:
             try:
                 entity = self._table.get_entity(PARTITION, _row_key(vault_id))
             except ResourceNotFoundError:
                 continue
-            body = json.loads(zlib.decompress(b"".join(_chunks_of(entity))))
             refused = entity.get("Refused")
             found[vault_id.lower()] = StoredSecrets(
                 vault_id=vault_id,
                 taken_at=_as_datetime(entity.get("TakenAt")),
-                secrets=body,
+                # Counts only: the row's SecretCount, without decompressing the list.
+                secrets=json.loads(zlib.decompress(b"".join(_chunks_of(entity)))) if with_lists else (),
+                total=None if with_lists else int(entity.get("SecretCount") or 0),
                 refused=InventoryError.model_validate_json(refused) if refused else None,
             )
         return found

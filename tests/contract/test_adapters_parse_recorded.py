@@ -41,10 +41,10 @@ from remediations.adapters.powerplatform import (
     PowerPlatform,
     connection_from_api,
     connection_share_from_api,
-    dlp_from_api,
     environment_from_api,
 )
 from remediations.adapters.storage_keys import StorageKeys
+from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope
 from remediations.core.secret_value import SecretValue
 from tests.contract.recorded import RecordedTransport, StaticCredential

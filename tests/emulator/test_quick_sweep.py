@@ -88,7 +88,17 @@ def test_quick_with_the_stored_deep_inventory_finds_and_plans_what_the_full_swee
     assert any(a.remediation_id == "rotate_secret" and a.skip_reason is None for a in full.plan.actions)
 
     assert deep.findings == full.findings and _actions(deep) == _actions(full)
-    assert quick.findings == full.findings
+    # The same findings (ids hash detector, resource, principal and evidence) and the same plan; a
+    # finding made from a stored secret list also says when that list was read.
+    assert [f.id for f in quick.findings] == [f.id for f in full.findings]
+    from_store = [f for f in quick.findings if f.detector_id == "secret_near_expiry"]
+    assert from_store
+    for finding in from_store:
+        vault = next(v for v in quick.snapshot.vaults if finding.resource_id.startswith(v.id + "/"))
+        assert vault.secrets_as_of is not None
+        assert finding.evidence["secretsAsOf"] == vault.secrets_as_of.isoformat(timespec="seconds")
+        assert "from the deep inventory of" in finding.message and "old)" in finding.message
+    assert all("secretsAsOf" not in f.evidence and "deep inventory" not in f.message for f in full.findings)
     assert _actions(quick) == _actions(full)
     assert quick.inventory_errors == full.inventory_errors
     # Each vault planned from stored metadata says how old it is.

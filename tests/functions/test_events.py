@@ -39,7 +39,7 @@ EXPECTED = {
     "vault_access_policy_changed_cloudevent": ("recheck-vault", "CloudEventSchemaV1_0", None),
     "secret_near_expiry": ("plan-rotation", "EventGridSchema", "sql-password"),
     "secret_expired_cloudevent": ("plan-rotation", "CloudEventSchemaV1_0", "sql-password"),
-    "secret_new_version_created": ("acknowledged", "EventGridSchema", None),
+    "secret_new_version_created": ("refresh-inventory", "EventGridSchema", "sql-password"),
 }
 
 
@@ -169,6 +169,37 @@ def test_a_secret_near_expiry_or_expired_plans_rotation_of_that_secret_only(
     assert policy_writes_since(cloud, mark) == 0
     text = json.dumps(body)
     assert all(value not in text for value in values.values())
+
+
+def _stored_inventory() -> dict[str, Any]:
+    from remediations.triggers.secret_table import TableSecretInventory
+
+    found = TableSecretInventory.from_env().get_many([VAULT])
+    return {s.name: s for s in found[VAULT.lower()].secrets} if VAULT.lower() in found else {}
+
+
+def test_a_new_secret_version_refreshes_the_vaults_stored_inventory_and_writes_nothing(
+    functions: dict[str, Any], enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """SecretNewVersionCreated: the vault's secret list is read again and stored (what the quick sweep
+    plans from); no plan, no write, even with enforcement on."""
+    event = sample("secret_new_version_created", id=str(uuid.uuid4()))
+    assert _stored_inventory() == {}
+    with app_may_rotate(cloud, {"sql-password": "new-version-value-1"}):
+        mark = cloud.requests.mark()
+        deliver(functions, event)
+        body = stored(event)
+    assert body["status"] == "handled", body
+    assert body["plan"] == [] and body["outcomes"] == []
+    assert body["notes"][0].startswith("refreshed the stored secret inventory of vault " + VAULT_NAME)
+    assert "sql-password" in _stored_inventory()
+    from remediations.triggers.secret_table import TableSecretInventory
+
+    # Counts only (a quick sweep keeping no lists): the row's count, the list not read.
+    (counted,) = TableSecretInventory.from_env().get_many([VAULT], with_lists=False).values()
+    assert counted.secrets == () and counted.count == len(_stored_inventory()) > 0
+    assert [r for r in cloud.requests.since(mark) if r.method in ("PUT", "PATCH", "DELETE")] == []
+    assert "new-version-value-1" not in json.dumps(body)
 
 
 def test_a_failed_handling_raises_so_event_grid_retries_and_the_retry_runs(
@@ -336,3 +367,34 @@ def test_an_arm_event_subscription_validates_the_webhook_and_scopes_delivery_to_
         assert (subscription.source, subscription.schema) == (VAULT, "CloudEventSchemaV1_0")
     finally:
         cloud.event_grid.unsubscribe_all()
+
+
+def test_a_secret_set_in_the_vault_refreshes_its_stored_expiry_through_event_grid(
+    runner: str, app_env: dict[str, str], cloud: Emulator
+) -> None:
+    """A new version of a secret (data-plane PUT) -> the emulator publishes SecretNewVersionCreated ->
+    the runner's webhook -> the vault's stored inventory has the new version's expiry."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=9)
+    url = f"{runner}/runtime/webhooks/eventgrid?functionName=keyvault_events&code={MASTER}"
+    with app_may_rotate(cloud, {"sql-password": "first-value-1"}):
+        cloud.event_grid.subscribe(url, schema="CloudEventSchemaV1_0")
+        try:
+            credential = ClientSecretCredential(
+                cloud.state.azure.tenant_id, app_env["AZURE_CLIENT_ID"], app_env["AZURE_CLIENT_SECRET"]
+            )
+            client = SecretClient(f"https://{VAULT_NAME}.vault.azure.net/", credential)
+            client.set_secret("sql-password", "second-value-1", expires_on=expires)
+            cloud.event_grid.wait(timeout=60)
+        finally:
+            cloud.event_grid.unsubscribe_all()
+    assert cloud.event_grid.dead_letters == []
+    delivered = cloud.event_grid.deliveries[-1]
+    assert delivered.event["type"] == "Microsoft.KeyVault.SecretNewVersionCreated"
+    assert delivered.event["data"]["EXP"] == int(expires.timestamp())
+    assert stored(delivered.event)["status"] == "handled"
+    assert _stored_inventory()["sql-password"].expires == expires

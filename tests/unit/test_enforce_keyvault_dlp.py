@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from remediations.adapters.powerplatform import dlp_from_api
 from remediations.core.detect import detect
+from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import KEYVAULT_CONNECTOR_ID, DlpPolicy, DlpPolicyChange
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy

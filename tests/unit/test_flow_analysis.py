@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from remediations.core.flow_analysis import (
-    FLOW_DETECTOR_IDS,
-    DefinitionAnalysis,
-    FlowRef,
-    analyze_definition,
-    flow_findings,
-    iter_actions,
-)
+from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition, iter_actions
+from remediations.core.flow_findings import FLOW_DETECTOR_IDS, FlowRef, flow_findings
 
 KV_API = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
 

@@ -233,7 +233,10 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
     printed = capsys.readouterr().out
     # plain text, no Python lists: identity: access policy -> role at scope
     assert f"{FLOW}: access policy secrets: get, list -> Key Vault Secrets User at {KV}/secrets/a" in printed
-    assert f"{ADMIN}: access policy secrets: " in printed and f"-> Key Vault Secrets Officer at {KV}\n" in printed
+    assert (
+        f"{ADMIN}: access policy secrets: " in printed
+        and f"-> Key Vault Secrets Officer at {KV}\n" in printed
+    )
     assert "['" not in printed
     assert "PATCH properties.enableRbacAuthorization = true" in printed and OPT_IN in printed
     markdown = (out / "report.md").read_text()

@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 import remediations.core
-from remediations.core.registry import remediation_ids
+import remediations.fixes
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = Path(remediations.core.__path__[0])
 _CORE_MODULES = sorted(f"remediations.core.{m.name}" for m in pkgutil.iter_modules([str(CORE)]))
-_PURE = _CORE_MODULES + [f"remediations.fixes.{rid}" for rid in remediation_ids()] + ["remediations.ports"]
+# Every module of the fixes package, its shared write helpers included (not only the registered ids).
+_FIX_MODULES = sorted(
+    f"remediations.fixes.{m.name}" for m in pkgutil.iter_modules(remediations.fixes.__path__)
+)
+_PURE = _CORE_MODULES + _FIX_MODULES + ["remediations.ports"]
 _IMPURE = ("azure", "remediations.shell", "remediations.adapters")
 
 _PROBE = """
@@ -33,6 +37,12 @@ loaded = sorted(m for m in sys.modules if m.split(".")[0] == "azure"
 print(",".join(loaded[:5]))
 sys.exit(1 if loaded else 0)
 """
+
+
+def test_every_fix_module_is_probed() -> None:
+    fixes = Path(remediations.fixes.__path__[0])
+    assert "remediations.fixes.enforce_keyvault_dlp" in _FIX_MODULES
+    assert len(_FIX_MODULES) == len([p for p in fixes.glob("*.py") if p.name != "__init__.py"])
 
 
 def test_every_core_module_is_probed() -> None:

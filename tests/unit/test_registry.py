@@ -50,3 +50,7 @@ def test_every_detector_is_registered_with_its_metadata() -> None:
     assert {"secret_list_permission", "wide_secret_role_assignment"} <= detector_ids_on("azure")
     lists = detector_info("secret_list_permission")
     assert lists is not None and lists.help_url.endswith("assign-access-policy")
+    # Titles are SARIF rules' short descriptions: one short line each, written at registration, distinct.
+    titles = [info.title for info in infos if info is not None]
+    assert len(set(titles)) == len(titles)
+    assert all(len(t) <= 100 and "\n" not in t and not t.endswith(".") for t in titles)

@@ -86,3 +86,18 @@ def test_a_deep_read_saves_listed_vaults_and_refusals_but_not_transient_failures
     assert set(saved) == {listed.id.lower(), refused.id.lower()}
     assert [s.name for s in saved[listed.id.lower()].secrets] == ["db"]
     assert saved[refused.id.lower()].refused == errors[0]
+
+
+def test_keep_secrets_false_fills_counts_only_as_a_deep_read_with_that_option_keeps_them() -> None:
+    vault = _vault("kv-a")
+    store = MemorySecretInventory()
+    store.put(
+        StoredSecrets(vault_id=vault.id, taken_at=NOW, secrets=(_secret(vault, "db"), _secret(vault, "api")))
+    )
+    quick = Snapshot(scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=(vault,), secrets_listed=False)
+
+    (filled,) = with_stored_secrets(quick, store, keep_secrets=False).vaults
+
+    assert filled.secrets == () and filled.secret_count == 2 and filled.secrets_as_of == NOW
+    counted = StoredSecrets(vault_id=vault.id, taken_at=NOW, total=7)
+    assert counted.count == 7 and counted.secrets == ()

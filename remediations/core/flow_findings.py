@@ -1,0 +1,151 @@
+"""The findings of an analysed flow definition (core/flow_analysis.py): the flow-definition detectors'
+ids and metadata, and one finding per risky Key Vault step or hard-coded credential (typed evidence:
+`FlowStepEvidence`). Pure: no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remediations.core.evidence import FlowStepEvidence
+from remediations.core.flow_analysis import DefinitionAnalysis, KeyVaultAction
+from remediations.core.model import Finding, Frozen, Severity
+
+DETECTOR_INSECURE_GET = "flow_insecure_get_secret"
+DETECTOR_LISTS_SECRETS = "flow_lists_secrets"
+DETECTOR_HARDCODED_CREDENTIAL = "flow_hardcoded_credential"
+DETECTOR_SECURE_GET = "flow_secure_get_secret"
+
+
+class FlowRule(Frozen):
+    """A flow-definition detector's metadata (registered with the detectors by core/pp_detect.py)."""
+
+    id: str
+    title: str
+    detail: str  # what to do about it
+
+
+FLOW_RULES: tuple[FlowRule, ...] = (
+    FlowRule(
+        id=DETECTOR_INSECURE_GET,
+        title="Key Vault Get secret without secure outputs",
+        detail="The secret value is shown in the flow's run history to everyone who can see its runs. "
+        "Turn on Secure outputs (and inputs) in the action's settings.",
+    ),
+    FlowRule(
+        id=DETECTOR_LISTS_SECRETS,
+        title="Key Vault List secrets in a flow",
+        detail="Listing is the enumeration step of the vault dump: with a Get secret for each item the flow "
+        "reads every secret its connection can list. Read named secrets instead and remove the list "
+        "permission.",
+    ),
+    FlowRule(
+        id=DETECTOR_HARDCODED_CREDENTIAL,
+        title="Hard-coded credential in a flow definition",
+        detail="A literal credential is readable by every editor of the flow and in every export. Keep it in "
+        "Key Vault and read it with a secured Get secret, or use a managed identity.",
+    ),
+    FlowRule(
+        id=DETECTOR_SECURE_GET,
+        title="Key Vault Get secret with secure outputs (informational)",
+        detail="The flow reads this secret with secure outputs on; listed so its use is visible.",
+    ),
+)
+FLOW_DETECTOR_IDS: tuple[str, ...] = tuple(rule.id for rule in FLOW_RULES)
+
+
+class FlowRef(Frozen):
+    """Which flow an analysis is of: a flow resource id online, a file path (plus entry) offline."""
+
+    resource_id: str
+    display_name: str = ""
+    principal: str | None = None  # the flow's owner/creator, when known
+
+
+def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> dict[str, Any]:
+    return FlowStepEvidence(
+        flow=flow.display_name or flow.resource_id,
+        action_path=action.path,
+        vault=action.vault,
+        secret_names=(action.secret_name,) if action.secret_name else (),
+        connection_reference=action.connection_reference,
+        operation=action.operation,
+        secure_inputs=action.secure_inputs,
+        secure_outputs=action.secure_outputs,
+        in_foreach=action.in_foreach,
+        **extra,
+    ).as_dict()
+
+
+def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list[Finding]:
+    """Findings for one analysed definition.
+
+    Severities (the reasoning is the seed attack):
+    - `flow_insecure_get_secret` high: a Get secret without secure outputs shows the value in run history
+      to everyone who can see runs; critical when it sits in a loop over List secrets (the vault dump).
+    - `flow_lists_secrets` high: the enumeration step of the attack; critical when a Get secret iterates
+      its output, because then the flow reads every secret its connection can list.
+    - `flow_hardcoded_credential` high: a literal credential in the definition is readable by every editor
+      and in every export; only its place, kind and length are reported.
+    - `flow_secure_get_secret` low with `informational: true`: a Get secret with secure outputs is the
+      intended pattern; reported so the secrets a flow reads are visible (least privilege), never an alarm.
+    """
+    flow = FlowRef(resource_id=flow_ref) if isinstance(flow_ref, str) else flow_ref
+    label = flow.display_name or flow.resource_id
+    findings: list[Finding] = []
+
+    def add(detector_id: str, severity: Severity, message: str, evidence: dict[str, Any]) -> None:
+        findings.append(
+            Finding.create(
+                detector_id=detector_id,
+                severity=severity,
+                resource_id=flow.resource_id,
+                principal=flow.principal,
+                message=message,
+                evidence=evidence,
+            )
+        )
+
+    for action in analysis.keyvault_actions:
+        if action.operation == "list_secrets":
+            readers = sorted(a.path for a in analysis.value_reads if a.list_action == action.name)
+            add(
+                DETECTOR_LISTS_SECRETS,
+                "critical" if readers else "high",
+                f"flow {label!r} lists the vault's secrets at {action.path}"
+                + (f" and reads each listed secret ({', '.join(readers)})" if readers else ""),
+                _evidence(flow, action, reads_each_listed_secret=readers),
+            )
+        elif action.reveals_value and not action.secure_outputs:
+            add(
+                DETECTOR_INSECURE_GET,
+                "critical" if action.iterates_list_output else "high",
+                f"flow {label!r} reads a secret at {action.path} without secure outputs: the value is "
+                "shown in the run history"
+                + (" for every listed secret" if action.iterates_list_output else ""),
+                _evidence(flow, action, iterates_list_output=action.iterates_list_output),
+            )
+        elif action.reveals_value:
+            add(
+                DETECTOR_SECURE_GET,
+                "low",
+                f"flow {label!r} reads a secret at {action.path} with secure outputs",
+                _evidence(flow, action, informational=True, iterates_list_output=action.iterates_list_output),
+            )
+    for credential in analysis.hardcoded_credentials:
+        add(
+            DETECTOR_HARDCODED_CREDENTIAL,
+            "high",
+            f"flow {label!r} has a hard-coded credential ({credential.kind}, {credential.length} characters) "
+            f"in {credential.path} {credential.field}",
+            FlowStepEvidence(
+                flow=label,
+                action_path=credential.path,
+                field=credential.field,
+                kind=credential.kind,
+                length=credential.length,
+                vault=None,
+                secret_names=(),
+                connection_reference=None,
+            ).as_dict(),
+        )
+    return findings
