@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from demo.clients import FlowUser, Runner, emulator_session, error_code
 from demo.console import Console, mask
 from demo.procs import ROOT, SEED, Children, DemoError
@@ -184,13 +186,20 @@ class Story:
         self.c.info(f"function runner: {url}/api/ (function key) and /admin/functions/ (master key)")
         self.c.info(f"vaultguard signs in as the app registration with object id {self.app_oid}")
 
-    def _app_identity(self) -> str:
+    def _arm_token(self) -> str:
+        """An ARM token of vaultguard's app registration (the deployment's and the demo's admin calls)."""
         from azure.identity import ClientSecretCredential
 
         credential = ClientSecretCredential(
             self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
         )
-        return str(_claims(credential.get_token(f"{ARM}/.default").token)["oid"])
+        return credential.get_token(f"{ARM}/.default").token
+
+    def _arm_session(self) -> requests.Session:
+        return emulator_session(self.env, self._arm_token())
+
+    def _app_identity(self) -> str:
+        return str(_claims(self._arm_token())["oid"])
 
     def _write_policy(self, *, dry_run: bool) -> None:
         policy = json.loads(POLICY.read_text())
@@ -206,16 +215,7 @@ class Story:
     def _grant_rotation_access(self) -> None:
         """The deployment step README "Secret rotation" asks for on access-policy vaults: an access
         policy for vaultguard's identity with secrets get, list, set (ARM `accessPolicies/add`)."""
-        from azure.identity import ClientSecretCredential
-
-        token = (
-            ClientSecretCredential(
-                self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
-            )
-            .get_token(f"{ARM}/.default")
-            .token
-        )
-        http = emulator_session(self.env, token)
+        http = self._arm_session()
         for vault_id in self.vault_ids.values():
             response = http.put(
                 f"{ARM}{vault_id}/accessPolicies/add",
@@ -548,8 +548,6 @@ class Story:
     def _event(self) -> None:
         """Event Grid: the shared vault's access-policy change reaches the app in seconds (no alert
         rule in between); it re-checks the vault and takes the re-granted `List` away again."""
-        from azure.identity import ClientSecretCredential
-
         from remediations.triggers.runs import RunStore
 
         c = self.c
@@ -562,14 +560,7 @@ class Story:
         ]
         self.check(bool(removed), "the ticket removed a List permission on the shared vault")
         principal = removed[0]
-        token = (
-            ClientSecretCredential(
-                self.env["AZURE_TENANT_ID"], self.env["AZURE_CLIENT_ID"], self.env["AZURE_CLIENT_SECRET"]
-            )
-            .get_token(f"{ARM}/.default")
-            .token
-        )
-        http = emulator_session(self.env, token)
+        http = self._arm_session()
         webhook = f"{self.runner.url}/runtime/webhooks/eventgrid?functionName=keyvault_events"
         webhook += f"&code={self.master_key}"
         c.step("deployment: an Event Grid subscription on the shared vault -> keyvault_events")

@@ -14,7 +14,7 @@ retry policy, dead-letters it to the app's storage (infra/app/events.bicep), nev
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +25,7 @@ from remediations.shell.pipeline import RunResult
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_guard
+from remediations.triggers.alerts import AlertStatus
 from remediations.triggers.events import VaultEvent, parse_event
 from remediations.triggers.runs import RunStore
 from remediations.triggers.service import (
@@ -38,7 +39,8 @@ from remediations.triggers.service import (
     summarise,
 )
 
-EventStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
+# An event goes through the same lifecycle as an alert delivery.
+EventStatus = AlertStatus
 
 
 class EventResult(BaseModel):
