@@ -28,7 +28,7 @@ def _rss_mib() -> float:
 def _time_halves() -> dict[str, float]:
     """Wall time of each inventory half (Azure, Power Platform; they run side by side), by wrapping the
     two functions the pipeline's inventory calls. Measurement only: behaviour is unchanged."""
-    from remediations.shell import engine
+    from remediations.shell import inventory as reads
 
     halves: dict[str, float] = {}
 
@@ -42,8 +42,8 @@ def _time_halves() -> dict[str, float]:
 
         return wrapper
 
-    engine._inventory_azure = timed("azure", engine._inventory_azure)  # type: ignore[attr-defined]
-    engine.inventory_powerplatform = timed("power_platform", engine.inventory_powerplatform)  # type: ignore[attr-defined]
+    reads._inventory_azure = timed("azure", reads._inventory_azure)  # type: ignore[attr-defined]
+    reads.inventory_powerplatform = timed("power_platform", reads.inventory_powerplatform)  # type: ignore[attr-defined]
     return halves
 
 

@@ -277,7 +277,7 @@ class Story:
     def snapshot(self) -> Any:
         from remediations.adapters.clients import AzureClients
         from remediations.core.model import PowerPlatformScope, Scope
-        from remediations.shell.engine import inventory
+        from remediations.shell.inventory import inventory
 
         with AzureClients() as clients:
             return inventory(

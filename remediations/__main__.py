@@ -32,7 +32,7 @@ from remediations.report.fmt import short_resource
 from remediations.report.graph_view import display_names, name_in
 from remediations.report.model import unlisted_vaults
 from remediations.shell.audit import AuditSink, MemoryAuditSink
-from remediations.shell.engine import Progress, inventory
+from remediations.shell.inventory import Progress, inventory
 from remediations.shell.pipeline import RunResult, run
 from remediations.shell.policy_file import load_policy
 

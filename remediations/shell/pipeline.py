@@ -31,16 +31,10 @@ from remediations.core.policy import Policy
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
+from remediations.shell.apply import RunContext, apply_plan, reconcile_dangling
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.closure import verify_closure
-from remediations.shell.engine import (
-    Progress,
-    RunContext,
-    apply_plan,
-    inventory,
-    inventory_power_platform_only,
-    reconcile_dangling,
-)
+from remediations.shell.inventory import Progress, inventory, inventory_power_platform_only
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
 from remediations.shell.secret_inventory import (

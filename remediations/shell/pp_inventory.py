@@ -1,7 +1,7 @@
 """Read-only Power Platform inventory: environments (with security-role holders), Key Vault connections
 (with the identity each authenticates as, and their shares), flows (with definitions; owners and shares
 for the ones that use a Key Vault connection) and DLP policies. Merged into the Azure snapshot by the
-engine.
+pipeline.
 
 Calls (docs/limits.md section 2): per environment the Dataverse users and teams (with their security roles;
 BAP role assignments answer 403 for Dataverse environments), the Dataverse `workflows` pages (5,000 a

@@ -30,8 +30,9 @@ from remediations.core.model import AccessPolicyChange, Action, Permissions, Pla
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
+from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import TableAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory
+from remediations.shell.inventory import inventory
 from remediations.shell.pipeline import run
 from remediations.shell.settings import AppSettings
 

@@ -22,8 +22,9 @@ from remediations.core.graph import ExposureGraph
 from remediations.core.model import PowerPlatformScope, Scope, ShareChange, Snapshot
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
+from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory
+from remediations.shell.inventory import inventory
 from tests.emulator.test_powerplatform_attack import SEED, V, _client, _who
 
 PAYROLL_READERS = "c0000000-0000-4000-8000-0000000000c1"  # shared on the payroll flow

@@ -22,8 +22,9 @@ from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.report.graph_view import display_names
+from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory, inventory_power_platform_only
+from remediations.shell.inventory import inventory, inventory_power_platform_only
 from tests.emulator.test_powerplatform_attack import SEED, Attack, _client, _who
 
 V = {"api-version": "2016-11-01"}

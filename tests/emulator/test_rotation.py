@@ -29,8 +29,9 @@ from remediations.core.model import Outcome, Plan, Scope
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.request import RunRequest
 from remediations.fixes.rotate_secret import plan_for_targets
+from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory
+from remediations.shell.inventory import inventory
 from remediations.shell.pipeline import run
 
 RG = "rg-rotation"

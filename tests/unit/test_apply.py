@@ -6,8 +6,9 @@ from remediations.core.model import Plan, Scope
 from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.request import RunRequest
+from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
-from remediations.shell.engine import RunContext, apply_plan, inventory
+from remediations.shell.inventory import inventory
 from remediations.shell.pipeline import run
 from tests.unit.kv_builders import SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
 

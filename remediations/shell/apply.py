@@ -1,0 +1,184 @@
+"""Apply a plan: every write under its vault's lease, audited `pending` before and with its outcome after.
+
+`reconcile_dangling` settles writes whose outcome a crash left unknown by reading the target again.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from remediations.adapters.clients import Clients
+from remediations.core.model import Action, Outcome, Plan, Snapshot
+from remediations.core.registry import get_remediation
+from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigger
+from remediations.shell.audit import AuditRecord, AuditSink, AuditState
+from remediations.shell.inventory import Progress, no_progress
+from remediations.shell.pacing import TokenBucket, arm_write_pacer
+from remediations.shell.reconcile import reconcile
+from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases, recheck
+
+
+class RunContext(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    correlation_id: str
+    trigger: Trigger
+    ticket_id: str | None = None
+    caller: str | None = None
+
+
+def _audit(
+    sink: AuditSink,
+    context: RunContext,
+    action: Action,
+    *,
+    sequence: int,
+    state: AuditState,
+    outcome: Outcome | None = None,
+) -> None:
+    sink.record(
+        AuditRecord(
+            correlation_id=context.correlation_id,
+            action_id=action.id,
+            sequence=sequence,
+            state=state,
+            remediation_id=action.remediation_id,
+            target=action.target,
+            principal=action.principal,
+            before=outcome.before if outcome is not None and outcome.before else action.before,
+            after=outcome.after if outcome is not None and outcome.after else action.after,
+            reason=action.skip_reason or action.reason,
+            error=outcome.error if outcome is not None else None,
+            trigger=context.trigger,
+            ticket_id=context.ticket_id,
+            caller=context.caller,
+        )
+    )
+
+
+def apply_plan(
+    plan: Plan,
+    clients: Clients,
+    audit: AuditSink,
+    context: RunContext,
+    *,
+    progress: Progress = no_progress,
+    concurrency: int = WRITE_CONCURRENCY,
+    pacer: TokenBucket | None = None,
+    leases: VaultLeases = PROCESS_LEASES,
+    pinned: bool = False,
+) -> list[Outcome]:
+    """Apply each action (never in a dry run). An audit failure stops the run before the next write.
+
+    Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
+    last-manager checks were simulated in that order). Every write takes a token from `pacer`
+    (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
+    in plan order. Each write is made under the target's lease (`leases`), after a re-read of the
+    vault: a change another run already made is not sent again, and the last-manager rail is judged
+    on the vault as it is now (shell/write_guard.py). `pinned`: a reviewed plan; an access-policy
+    entry that no longer shows the action's `before` under the lease is skipped as drifted.
+    """
+    pacer = pacer if pacer is not None else arm_write_pacer()
+    total = len(plan.actions) + len(plan.deferred)
+    results: list[Outcome | None] = [None] * len(plan.actions)
+    lock = threading.Lock()
+    stop = threading.Event()
+    raised: list[BaseException] = []
+    done = 0
+
+    def one(action: Action) -> Outcome:
+        if action.skip_reason is not None:
+            outcome = Outcome(
+                action_id=action.id, status="skipped", before=action.before, error=action.skip_reason
+            )
+            _audit(audit, context, action, sequence=1, state="skipped", outcome=outcome)
+            return outcome
+        if plan.dry_run:
+            return Outcome(
+                action_id=action.id,
+                status="skipped",
+                before=action.before,
+                after=action.after,
+                error="dry run",
+            )
+        with leases.hold(action.target):
+            settled = recheck(action, clients, pinned=pinned)
+            if settled is not None:
+                _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
+                return settled
+            _audit(audit, context, action, sequence=0, state="pending")
+            pacer.acquire(max(1, len(action.changes)))
+            outcome = get_remediation(action.remediation_id).apply(action, clients)
+            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
+        return outcome
+
+    def work(indices: list[int]) -> None:
+        nonlocal done
+        for index in indices:
+            if stop.is_set():
+                return
+            try:
+                results[index] = one(plan.actions[index])
+            except BaseException as error:  # noqa: BLE001 - re-raised below; an audit failure stops new writes
+                with lock:
+                    raised.append(error)
+                stop.set()
+                return
+            with lock:
+                done += 1
+                current = done
+            progress("apply", current, total)
+
+    by_target: dict[str, list[int]] = {}
+    for index, action in enumerate(plan.actions):
+        by_target.setdefault(action.target.lower(), []).append(index)
+    groups = list(by_target.values())
+    workers = max(1, min(concurrency, len(groups)))
+    if workers == 1 or plan.dry_run:
+        for indices in groups:
+            work(indices)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, groups))
+    if raised:
+        raise raised[0]
+    outcomes = [o for o in results if o is not None]
+    for action in plan.deferred:
+        outcome = Outcome(
+            action_id=action.id,
+            status="deferred",
+            before=action.before,
+            error="over the cap of actions per run; planned again next run",
+        )
+        if not plan.dry_run:
+            _audit(audit, context, action, sequence=1, state="deferred", outcome=outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def reconcile_dangling(
+    snapshot: Snapshot,
+    plan: Plan,
+    audit: AuditSink,
+    context: RunContext,
+    *,
+    older_than: timedelta = RECONCILE_AFTER,
+    complete_plan: bool = True,
+) -> list[AuditRecord]:
+    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
+
+    Runs after inventory and planning (the snapshot is the re-read), before this run writes anything.
+    The rows go into the interrupted run's partition. A dry run returns them without recording them
+    (a dry run writes no audit rows): it reports what a real run would settle.
+    """
+    dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
+    planned = {a.id for a in (*plan.actions, *plan.deferred)}
+    rows = reconcile(dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan)
+    if not plan.dry_run:
+        for row in rows:
+            audit.record(row)
+    return rows
