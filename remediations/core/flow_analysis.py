@@ -264,7 +264,7 @@ def _static_name(raw: Any) -> tuple[str | None, bool]:
     if not isinstance(raw, str) or not raw:
         return None, False
     match = _ENCODED_NAME.match(raw.strip())
-    # An ARM template part left unresolved (scan_flows renders it as `@{...}`) is not a literal name.
+    # An ARM template part left unresolved (cli/flow_files.py renders it as `@{...}`) is not a literal name.
     if match and "@{" not in match.group(1):
         return match.group(1).replace("''", "'"), False
     if is_expression(raw):
