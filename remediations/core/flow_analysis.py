@@ -10,9 +10,8 @@ Pure: no I/O. Works on what Power Automate and Logic Apps store and export:
   `.../managedApis/keyvault`, with `inputs.path` `/secrets/@{encodeURIComponent('name')}/value` or `/secrets`;
 - Logic Apps Standard `ServiceProvider` steps with `serviceProviderId` `/serviceProviders/keyVault`.
 
-Steps are found at any depth (Scope, If `actions` / `else.actions`, Switch `cases.*.actions` /
-`default.actions`, Until, Foreach). Each one is reported with its JSON path, e.g.
-`actions.Scope_1.actions.Get_secret`.
+Steps are found at any depth (core/flow_steps.py walks the definition). Each one is reported with its
+JSON path, e.g. `actions.Scope_1.actions.Get_secret`.
 
 Hard-coded credentials are found by `core/flow_credentials.py`; this module puts both into one analysis,
 and `core/flow_findings.py` makes the findings of an analysis.
@@ -21,8 +20,7 @@ and `core/flow_findings.py` makes the findings of an analysis.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -34,6 +32,7 @@ from remediations.core.flow_credentials import (
     is_expression,
     secure_parameter_defaults,
 )
+from remediations.core.flow_steps import Step, iter_steps, secure_data
 from remediations.core.model import Frozen
 
 KeyVaultOperation = Literal[
@@ -109,55 +108,6 @@ class DefinitionAnalysis(Frozen):
     def dumps_vault(self) -> bool:
         """List secrets, then a Get secret per listed item: the flow reads every secret it can list."""
         return any(a.iterates_list_output for a in self.value_reads)
-
-
-# --- walking -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Step:
-    path: str
-    name: str
-    action: dict[str, Any]
-    foreaches: tuple[tuple[str, str, str], ...]  # enclosing (path, name, foreach expression), outermost first
-
-
-def _iter_steps(
-    actions: Any, prefix: str, foreaches: tuple[tuple[str, str, str], ...] = ()
-) -> Iterator[_Step]:
-    if not isinstance(actions, dict):
-        return
-    for name, action in actions.items():
-        if not isinstance(action, dict):
-            continue
-        path = f"{prefix}.{name}"
-        yield _Step(path, str(name), action, foreaches)
-        inner = foreaches
-        if str(action.get("type", "")).lower() == "foreach":
-            inner = (*foreaches, (path, str(name), str(action.get("foreach", ""))))
-        yield from _iter_steps(action.get("actions"), f"{path}.actions", inner)
-        otherwise = action.get("else")
-        if isinstance(otherwise, dict):
-            yield from _iter_steps(otherwise.get("actions"), f"{path}.else.actions", inner)
-        cases = action.get("cases")
-        if isinstance(cases, dict):
-            for case_name, case in cases.items():
-                if isinstance(case, dict):
-                    yield from _iter_steps(case.get("actions"), f"{path}.cases.{case_name}.actions", inner)
-        default = action.get("default")
-        if isinstance(default, dict):
-            yield from _iter_steps(default.get("actions"), f"{path}.default.actions", inner)
-
-
-def iter_actions(definition: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(JSON path, action) for every action at any depth, then every trigger."""
-    for step in _iter_steps(definition.get("actions"), "actions"):
-        yield step.path, step.action
-    triggers = definition.get("triggers")
-    if isinstance(triggers, dict):
-        for name, trigger in triggers.items():
-            if isinstance(trigger, dict):
-                yield f"triggers.{name}", trigger
 
 
 # --- Key Vault steps -----------------------------------------------------------------------------------
@@ -264,7 +214,7 @@ def _static_name(raw: Any) -> tuple[str | None, bool]:
     if not isinstance(raw, str) or not raw:
         return None, False
     match = _ENCODED_NAME.match(raw.strip())
-    # An ARM template part left unresolved (scan_flows renders it as `@{...}`) is not a literal name.
+    # An ARM template part left unresolved (cli/flow_files.py renders it as `@{...}`) is not a literal name.
     if match and "@{" not in match.group(1):
         return match.group(1).replace("''", "'"), False
     if is_expression(raw):
@@ -272,16 +222,8 @@ def _static_name(raw: Any) -> tuple[str | None, bool]:
     return unquote(raw.removeprefix("@@")) if raw.startswith("@@") else unquote(raw), False
 
 
-def _secure_data(action: Mapping[str, Any]) -> tuple[bool, bool]:
-    runtime = action.get("runtimeConfiguration")
-    secure = runtime.get("secureData") if isinstance(runtime, Mapping) else None
-    props = secure.get("properties") if isinstance(secure, Mapping) else None
-    names = {str(p).lower() for p in props} if isinstance(props, list) else set()
-    return "inputs" in names, "outputs" in names
-
-
 def _keyvault_step(
-    step: _Step, connection_references: Mapping[str, Any]
+    step: Step, connection_references: Mapping[str, Any]
 ) -> tuple[KeyVaultAction, tuple[str, ...]] | None:
     """The Key Vault step at `step`, plus the action names its enclosing Foreach expressions read."""
     action = step.action
@@ -335,7 +277,7 @@ def _keyvault_step(
     if operation == "list_secrets":
         raw_name = None
     secret_name, dynamic = _static_name(raw_name)
-    secure_inputs, secure_outputs = _secure_data(action)
+    secure_inputs, secure_outputs = secure_data(action)
 
     referenced: tuple[str, ...] = ()
     foreach_path = None
@@ -386,7 +328,7 @@ def analyze_definition(
 
     found: list[tuple[KeyVaultAction, tuple[str, ...]]] = []
     credentials: list[HardcodedCredential] = []
-    for step in _iter_steps(definition.get("actions"), "actions"):
+    for step in iter_steps(definition.get("actions"), "actions"):
         kv = _keyvault_step(step, references)
         if kv is not None:
             found.append(kv)

@@ -13,20 +13,20 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from remediations.core.flow_analysis import _iter_steps, _secure_data  # one walker for every reader
+from remediations.core.flow_steps import iter_steps, secure_data
 
 SECURE_DATA: tuple[str, ...] = ("inputs", "outputs")
 
 
 def _steps_at(definition: Mapping[str, Any], paths: Iterable[str]) -> dict[str, dict[str, Any]]:
     wanted = set(paths)
-    return {s.path: s.action for s in _iter_steps(definition.get("actions"), "actions") if s.path in wanted}
+    return {s.path: s.action for s in iter_steps(definition.get("actions"), "actions") if s.path in wanted}
 
 
 def unsecured(definition: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, ...]:
     """The paths (of those given, that still exist) whose action lacks secure inputs or outputs."""
     return tuple(
-        sorted(p for p, action in _steps_at(definition, paths).items() if not all(_secure_data(action)))
+        sorted(p for p, action in _steps_at(definition, paths).items() if not all(secure_data(action)))
     )
 
 

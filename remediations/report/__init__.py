@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
-from remediations.report.graph_view import GraphEdge, GraphNode, GraphView, compare, graph_view, simulate
+from remediations.report.graph_view import GraphEdge, GraphNode, GraphView, compare, graph_view
 from remediations.report.guard import ForbiddenValueError, check_output
 from remediations.report.html import render_html
 from remediations.report.json_report import render_json
@@ -26,6 +26,7 @@ from remediations.report.model import (
     build_report,
 )
 from remediations.report.sarif import render_sarif, sarif_document
+from remediations.report.simulate import simulate
 
 Renderer = Callable[..., str]
 # format name -> (file name, renderer); `md`/`markdown` are one format.

@@ -34,8 +34,8 @@ from remediations.report.graph_view import (
     label_of,
     name_in,
     readable_pairs,
-    simulate,
 )
+from remediations.report.simulate import simulate
 from remediations.shell.audit import AuditRecord
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from remediations.adapters.clients import Clients, PowerPlatformApi
 from remediations.adapters.errors import AzureCallFailed
-from remediations.adapters.powerplatform import (
+from remediations.adapters.powerapps_shapes import (
     connection_from_api,
     environment_from_api,
     service_principal_client_id,

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from remediations.triggers import ids
 from remediations.triggers.problems import FieldError, ProblemError, bad_request, validation_failed
@@ -453,32 +453,4 @@ def _string_list(parent: dict[str, Any], key: str, path: str) -> list[str]:
     return [item for item in value[:100] if isinstance(item, str)]
 
 
-AlertStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
-
-
-class AlertResult(BaseModel):
-    """What `POST /api/alerts` returns and the run store keeps per alert delivery."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alertId: str
-    status: AlertStatus
-    signal: AlertSignal
-    message: str | None = None
-    receivedAt: str
-    summary: dict[str, int] = {}
-    dryRun: bool | None = None
-    dryRunForcedBy: list[str] = []
-    ownChange: bool = Field(
-        default=False, description="The change the alert reports was made by this app's own identity."
-    )
-    alreadyCompliant: bool | None = Field(
-        default=None, description="The re-check found nothing to change (0 actions planned)."
-    )
-    plan: list[dict[str, Any]] = []
-    outcomes: list[dict[str, Any]] = []
-    notes: list[str] = []
-    correlationId: str | None = None
-
-
-__all__ = ["AlertResult", "AlertSignal", "ProblemError", "canonical_vault_id", "parse_alert"]
+__all__ = ["AlertSignal", "ProblemError", "canonical_vault_id", "parse_alert"]

@@ -15,7 +15,7 @@ from remediations.core.pinned import PinnedPlan
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import approval, observability, remediate_alert, remediate_ticket, scope_guard
-from remediations.triggers.alerts import AlertResult, AlertSignal, parse_alert
+from remediations.triggers.alerts import AlertSignal, parse_alert
 from remediations.triggers.caller import (
     Attribution,
     asks_for_changes,
@@ -23,6 +23,7 @@ from remediations.triggers.caller import (
     authorize_write,
     caller_from,
 )
+from remediations.triggers.deliveries import AlertResult
 from remediations.triggers.http import json_response, read_json
 from remediations.triggers.observability import InvocationContext
 from remediations.triggers.problems import (

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from remediations import __version__
-from remediations.triggers.alerts import AlertResult
 from remediations.triggers.approval import ApprovalRequest
+from remediations.triggers.deliveries import AlertResult
 from remediations.triggers.tickets import TicketRequest, TicketResult
 
 PATH = Path(__file__).with_name("openapi.json")

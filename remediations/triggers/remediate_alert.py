@@ -10,7 +10,8 @@ from remediations.core.model import Scope
 from remediations.core.request import RECONCILE_AFTER, RunRequest, Targets
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers.alerts import AlertResult, AlertSignal
+from remediations.triggers.alerts import AlertSignal
+from remediations.triggers.deliveries import AlertResult, delivery_status
 from remediations.triggers.service import (
     azure_session,
     closure_notes,
@@ -92,7 +93,7 @@ def handle_alert(
     status = run_status([result], policy.dry_run)
     return AlertResult(
         alertId=signal.alertId,
-        status="planned" if status == "planned" else "handled" if status == "applied" else "failed",
+        status=delivery_status(status),
         signal=signal,
         message=signal.reason,
         receivedAt=datetime.now(UTC).isoformat(),

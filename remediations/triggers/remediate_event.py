@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
-from pydantic import BaseModel, ConfigDict
 
 from remediations.core.model import PowerPlatformScope, Scope
 from remediations.core.request import RunRequest, SecretTarget, Targets
@@ -25,7 +24,7 @@ from remediations.shell.pipeline import RunResult
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_guard
-from remediations.triggers.alerts import AlertStatus
+from remediations.triggers.deliveries import EventResult, delivery_status
 from remediations.triggers.events import VaultEvent, parse_event
 from remediations.triggers.runs import RunStore
 from remediations.triggers.service import (
@@ -38,28 +37,6 @@ from remediations.triggers.service import (
     run_status,
     summarise,
 )
-
-# An event goes through the same lifecycle as an alert delivery.
-EventStatus = AlertStatus
-
-
-class EventResult(BaseModel):
-    """What the run store keeps per Key Vault event."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    eventId: str
-    status: EventStatus
-    event: VaultEvent
-    message: str | None = None
-    receivedAt: str
-    summary: dict[str, int] = {}
-    dryRun: bool | None = None
-    dryRunForcedBy: list[str] = []
-    plan: list[dict[str, Any]] = []
-    outcomes: list[dict[str, Any]] = []
-    notes: list[str] = []
-    correlationId: str | None = None
 
 
 class EventHandlingFailed(RuntimeError):
@@ -174,7 +151,7 @@ def handle_event(
     )
     return received.model_copy(
         update={
-            "status": "planned" if status == "planned" else "handled" if status == "applied" else "failed",
+            "status": delivery_status(status),
             "message": event.reason,
             "summary": summary.model_dump(),
             "dryRun": policy.dry_run,

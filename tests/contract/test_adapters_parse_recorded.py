@@ -37,12 +37,12 @@ from remediations.adapters.keyvault_mgmt import (
     vault_from_json,
     vault_from_sdk,
 )
-from remediations.adapters.powerplatform import (
-    PowerPlatform,
+from remediations.adapters.powerapps_shapes import (
     connection_from_api,
     connection_share_from_api,
     environment_from_api,
 )
+from remediations.adapters.powerplatform import PowerPlatform
 from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition, iter_actions
+from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition
 from remediations.core.flow_findings import FLOW_DETECTOR_IDS, FlowRef, flow_findings
+from remediations.core.flow_steps import iter_actions
 
 KV_API = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
 

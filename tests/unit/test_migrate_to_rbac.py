@@ -246,7 +246,7 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
 
 
 def test_the_report_s_after_picture_has_the_vault_switched_and_the_new_assignments() -> None:
-    from remediations.report.graph_view import simulate
+    from remediations.report.simulate import simulate
 
     snap = snapshot(_vault())
     after = simulate(snap, [_action(_policy())])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from remediations.adapters.powerplatform import connection_from_api, connection_share_from_api
+from remediations.adapters.powerapps_shapes import connection_from_api, connection_share_from_api
 from remediations.core.dlp_shape import dlp_from_api
 
 KV = "/providers/Microsoft.PowerApps/scopes/admin/environments/e1/apis/shared_keyvault"

@@ -18,7 +18,8 @@ import remediations.fixes
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = Path(remediations.core.__path__[0])
-_CORE_MODULES = sorted(f"remediations.core.{m.name}" for m in pkgutil.iter_modules([str(CORE)]))
+# Every module of the core, those of its subpackages (the model) included.
+_CORE_MODULES = sorted(m.name for m in pkgutil.walk_packages([str(CORE)], prefix="remediations.core."))
 # Every module of the fixes package, its shared write helpers included (not only the registered ids).
 _FIX_MODULES = sorted(
     f"remediations.fixes.{m.name}" for m in pkgutil.iter_modules(remediations.fixes.__path__)
@@ -47,7 +48,10 @@ def test_every_fix_module_is_probed() -> None:
 
 def test_every_core_module_is_probed() -> None:
     assert "remediations.core.detect" in _CORE_MODULES and "remediations.core.planning" in _CORE_MODULES
-    assert len(_CORE_MODULES) == len([p for p in CORE.glob("*.py") if p.name != "__init__.py"])
+    assert "remediations.core.model.snapshot" in _CORE_MODULES
+    modules = [p for p in CORE.rglob("*.py") if p.name != "__init__.py"]
+    packages = [p.parent for p in CORE.rglob("*/__init__.py")]
+    assert len(_CORE_MODULES) == len(modules) + len(packages)
 
 
 @pytest.mark.parametrize("module", _PURE)
@@ -68,7 +72,7 @@ def _imported(tree: ast.AST) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CORE.rglob("*.py")), ids=lambda p: str(p.relative_to(CORE)))
 def test_core_never_imports_the_shell_or_adapters(path: Path) -> None:
     imported = _imported(ast.parse(path.read_text(encoding="utf-8")))
     wrong = [name for name in imported if name.startswith(_IMPURE) or name.split(".")[0] == "azure"]

@@ -1,0 +1,108 @@
+"""The engine's data: what was seen (Snapshot), what is wrong (Finding), what to do (Action, Plan),
+and what happened (Outcome). Plain, frozen, JSON-serialisable. No field can hold a secret value.
+
+Ids are derived from content (`stable_id`) so a plan can be shown, stored, approved and applied later,
+and so that the same problem seen twice has the same id.
+
+One module per part: `base` (frozen data, ids), `scope`, `keyvault` (Key Vault and directory),
+`power_platform`, `snapshot`, `changes` (one model per kind of write) and `plan` (findings, actions,
+plans, outcomes). Import the names from here: `from remediations.core.model import Snapshot`.
+"""
+
+from remediations.core.model.base import Frozen, age_text, stable_id
+from remediations.core.model.changes import (
+    AccessPolicyChange,
+    Change,
+    DlpPolicyChange,
+    FlowConnectionChange,
+    FlowSecureDataChange,
+    FlowStateChange,
+    RoleAssignmentChange,
+    SecretRotationChange,
+    SecurityRoleChange,
+    ShareChange,
+    VaultAuthorizationChange,
+)
+from remediations.core.model.keyvault import (
+    PROVENANCE_KEYS,
+    SECRET_MANAGEMENT_PERMISSIONS,
+    SECRET_PERMISSIONS,
+    SECRETS_AS_OF,
+    AccessPolicy,
+    Identity,
+    IdentityKind,
+    Permissions,
+    PrincipalKind,
+    RoleAssignment,
+    RoleDefinition,
+    SecretMeta,
+    SecretVersionMeta,
+    Vault,
+    expand_secret_permissions,
+)
+from remediations.core.model.plan import Action, Finding, Outcome, OutcomeStatus, Plan, ScopeLevel, Severity
+from remediations.core.model.power_platform import (
+    EDIT_ALL_FLOWS_ROLES,
+    KEYVAULT_CONNECTOR_ID,
+    Connection,
+    DlpPolicy,
+    Environment,
+    Flow,
+    PowerPlatformScope,
+    Share,
+)
+from remediations.core.model.scope import Scope, VaultRef, arm_name, subscription_of
+from remediations.core.model.snapshot import InventoryError, Snapshot
+
+__all__ = [
+    "EDIT_ALL_FLOWS_ROLES",
+    "KEYVAULT_CONNECTOR_ID",
+    "PROVENANCE_KEYS",
+    "SECRETS_AS_OF",
+    "SECRET_MANAGEMENT_PERMISSIONS",
+    "SECRET_PERMISSIONS",
+    "AccessPolicy",
+    "AccessPolicyChange",
+    "Action",
+    "Change",
+    "Connection",
+    "DlpPolicy",
+    "DlpPolicyChange",
+    "Environment",
+    "Finding",
+    "Flow",
+    "FlowConnectionChange",
+    "FlowSecureDataChange",
+    "FlowStateChange",
+    "Frozen",
+    "Identity",
+    "IdentityKind",
+    "InventoryError",
+    "Outcome",
+    "OutcomeStatus",
+    "Permissions",
+    "Plan",
+    "PowerPlatformScope",
+    "PrincipalKind",
+    "RoleAssignment",
+    "RoleAssignmentChange",
+    "RoleDefinition",
+    "Scope",
+    "ScopeLevel",
+    "SecretMeta",
+    "SecretRotationChange",
+    "SecretVersionMeta",
+    "SecurityRoleChange",
+    "Severity",
+    "Share",
+    "ShareChange",
+    "Snapshot",
+    "Vault",
+    "VaultAuthorizationChange",
+    "VaultRef",
+    "age_text",
+    "arm_name",
+    "expand_secret_permissions",
+    "stable_id",
+    "subscription_of",
+]
