@@ -27,7 +27,7 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from emulator.azure.generator import generate
+from emulator.azure.generator import Generated, generate
 from emulator.azure.state import AccessPolicy
 from emulator.core import Emulator
 from emulator.log import LoggedRequest
@@ -132,12 +132,27 @@ def _state_summary(emu: Emulator) -> dict[str, Any]:
     return {"vaults": len(vaults), "vaults_granting_list": len(listing)}
 
 
+def azure_tenant(**spec: Any) -> Generated:
+    """The bench's Azure tenant (`spec`: the generator's arguments): the generated vaults, each
+    access-policy vault also granting the sweeping identity (the emulator's admin app) `list` on
+    secrets, as vaultguard's managed identity needs to read metadata; the bench policy allows it.
+    Pure data: tests/unit/test_bench_quick_equals_deep.py plans on it without an emulator."""
+    generated = generate(**spec)
+    az = generated.state.azure
+    for vault in az.vaults.values():
+        if not vault.enable_rbac_authorization:
+            vault.access_policies.append(
+                AccessPolicy(az.tenant_id, az.admin_object_id, None, {"secrets": ["List"]})
+            )
+    return generated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec: dict[str, Any] = json.loads(args[0]) if args else {}
     latency: dict[str, float] = spec.pop("latency_ms", {})
     pp_spec = {k: int(spec.pop(k, 0)) for k in ("environments", "flows", "connections")}
-    generated = generate(**spec)
+    generated = azure_tenant(**spec)
     az = generated.state.azure
     pp_generated = None
     if pp_spec["environments"]:
@@ -152,13 +167,6 @@ def main(argv: list[str] | None = None) -> int:
             seed=7,
             vaults=sorted(v.name for v in az.vaults.values())[:200],
         )
-    # The sweeping identity (the emulator's admin app) needs `list` on secrets to read metadata from
-    # access-policy vaults, as vaultguard's managed identity does in Azure; the bench policy allows it.
-    for vault in az.vaults.values():
-        if not vault.enable_rbac_authorization:
-            vault.access_policies.append(
-                AccessPolicy(az.tenant_id, az.admin_object_id, None, {"secrets": ["List"]})
-            )
     emu = Emulator(generated.state, keep_log=False)
     counters = Counters()
     original_add = emu.requests.add

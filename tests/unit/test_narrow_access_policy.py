@@ -3,7 +3,17 @@ from __future__ import annotations
 from remediations.core.detect import detect
 from remediations.core.policy import parse_policy
 from remediations.core.registry import get_remediation
-from tests.unit.kv_builders import RG, SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+from tests.unit.kv_builders import (
+    RG,
+    SUB,
+    MemoryClients,
+    apply_actions,
+    owner_at,
+    policy_entry,
+    snapshot,
+    vault,
+    vault_id,
+)
 
 REMEDIATION = get_remediation("narrow_access_policy")
 ALLOW_GET = {"secretPermissions": {"default": ["get"]}}
@@ -80,10 +90,10 @@ def test_apply_two_step_reports_progress_honestly_when_step_two_fails() -> None:
         return real(rg, name, change)
 
     clients.mgmt.update_access_policy = fail_second  # type: ignore[method-assign]
-    outcome = REMEDIATION.apply(action, clients)
+    [outcome] = apply_actions(clients, action)
     assert (
         outcome.status == "failed"
         and "step 2/2" in (outcome.error or "")
         and "steps 1-1" in (outcome.error or "")
     )
-    assert outcome.after["secrets"] == ["all", "get"]  # what the vault holds now, from step 1's response
+    assert outcome.after["secrets"] == ["all", "get"]  # what the vault holds now: the read after the writes

@@ -1,0 +1,92 @@
+"""The vault under its write lease (shell/write_guard.py `LeasedVault`, through shell/apply.py): one read
+judges all of the vault's actions, its own earlier writes counted, and one read after them verifies."""
+
+from __future__ import annotations
+
+from remediations.core.detect import detect
+from remediations.core.planning import build_plan
+from remediations.core.policy import parse_policy
+from remediations.core.write_check import ALREADY_APPLIED
+from tests.unit.kv_builders import MemoryClients, apply_actions, owner_at, policy_entry, snapshot, vault
+
+ALLOW_GET = parse_policy({"secretPermissions": {"default": ["get"]}, "dryRun": False})
+
+
+def test_two_writes_on_one_vault_cost_one_read_before_and_one_after() -> None:
+    kv = vault(
+        "kv", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"), policy_entry("m", "all")
+    )
+    snap = snapshot(kv)
+    plan = build_plan(detect(snap, ALLOW_GET), snap, ALLOW_GET)
+    clients = MemoryClients(kv)
+    outcomes = apply_actions(clients, *(a for a in plan.writes if a.principal in {"u1", "u2"}))
+    assert [(o.status, o.verified) for o in outcomes] == [("applied", True), ("applied", True)]
+    assert len(clients.mgmt.calls) == 2 and clients.mgmt.reads == ["kv", "kv"]
+    assert clients.authz.calls == []  # no action takes management: the role assignments are not read
+
+
+def test_the_lease_counts_its_own_earlier_write_when_judging_the_next() -> None:
+    """Planned while a third manager (u3) existed; by the time of the writes it is gone. Narrowing u1
+    leaves u2 the last manager, so u2's narrowing is skipped, though the one read showed u1 managing."""
+    planned = snapshot(
+        vault(
+            "kv",
+            policy_entry("u1", "get", "set"),
+            policy_entry("u2", "get", "set"),
+            policy_entry("u3", "set"),
+        )
+    )
+    policy = parse_policy(
+        {"secretPermissions": {"byIdentity": {"u1": ["get"], "u2": ["get"]}}, "dryRun": False}
+    )
+    plan = build_plan(detect(planned, policy), planned, policy)
+    [first, second] = [a for a in plan.writes if a.principal in {"u1", "u2"}]
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get", "set"), policy_entry("u2", "get", "set")))
+    outcomes = apply_actions(clients, first, second)
+    assert [o.status for o in outcomes] == ["applied", "skipped"]
+    assert "last identity" in (outcomes[1].error or "")
+    assert [c[2].object_id for c in clients.mgmt.calls] == ["u1"]
+    assert clients.mgmt.reads == ["kv", "kv"] and [op for op, _ in clients.authz.calls] == ["list"]
+    assert {e.object_id: e.permissions.secrets for e in clients.mgmt.vaults["kv"].access_policies} == {
+        "u1": ("get",),
+        "u2": ("get", "set"),
+    }
+
+
+def test_a_change_already_made_is_not_sent_and_drift_of_a_reviewed_plan_is_skipped() -> None:
+    owner = owner_at(vault("kv").id)
+    planned = snapshot(
+        vault("kv", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list", "set")),
+        role_assignments=(owner,),
+    )
+    plan = build_plan(detect(planned, ALLOW_GET), planned, ALLOW_GET)
+    [made, drifted] = [a for a in plan.writes if a.principal in {"u1", "u2"}]
+    # u1's list is gone already; u2 was given `delete` since the plan was reviewed.
+    now = vault("kv", policy_entry("u1", "get"), policy_entry("u2", "get", "list", "set", "delete"))
+    clients = MemoryClients(now, assignments=(owner,))
+    outcomes = apply_actions(clients, made, drifted, pinned=True)
+    assert (outcomes[0].status, outcomes[0].error) == ("noop", ALREADY_APPLIED)
+    assert outcomes[1].status == "skipped" and (outcomes[1].error or "").startswith("drifted")
+    assert clients.mgmt.calls == [] and clients.mgmt.reads == ["kv"]  # nothing written: nothing to verify
+
+
+def test_after_a_failed_write_the_next_action_is_judged_on_a_fresh_read() -> None:
+    kv = vault(
+        "kv", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"), policy_entry("m", "all")
+    )
+    snap = snapshot(kv)
+    plan = build_plan(detect(snap, ALLOW_GET), snap, ALLOW_GET)
+    clients = MemoryClients(kv)
+    real = clients.mgmt.update_access_policy
+    from remediations.adapters.errors import AzureCallFailed
+
+    def first_refused(rg, name, change):  # type: ignore[no-untyped-def]
+        if change.object_id == "u1":
+            raise AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
+        return real(rg, name, change)
+
+    clients.mgmt.update_access_policy = first_refused  # type: ignore[method-assign]
+    outcomes = apply_actions(clients, *(a for a in plan.writes if a.principal in {"u1", "u2"}))
+    assert [(o.status, o.verified) for o in outcomes] == [("failed", False), ("applied", True)]
+    assert outcomes[0].after["secrets"] == ["get", "list"]  # what the vault holds, from the next read
+    assert clients.mgmt.reads == ["kv", "kv", "kv"]
