@@ -70,6 +70,8 @@ class Counters:
             self.kv_per_vault: Counter[str] = Counter()
             self.arm_per_vault: Counter[str] = Counter()  # per-vault ARM calls (GET/PUT on one vault)
             self.arm_writes_per_vault: Counter[str] = Counter()
+            # GETs of a vault after a write to it (since the reset): the writes' verification reads.
+            self.arm_vault_gets_after_write = 0
             self.arm_routes: Counter[str] = Counter()
             self.span_by_service: dict[str, list[float]] = {}  # service -> [first, last]
             self.started = time.perf_counter()
@@ -93,9 +95,12 @@ class Counters:
                 self.arm_routes[f"{entry.method} {entry.route}"] += 1
                 match = _VAULT_IN_ARM_PATH.search(entry.path)
                 if match:
-                    self.arm_per_vault[match.group(1).lower()] += 1
+                    vault = match.group(1).lower()
+                    self.arm_per_vault[vault] += 1
                     if entry.is_write:
-                        self.arm_writes_per_vault[match.group(1).lower()] += 1
+                        self.arm_writes_per_vault[vault] += 1
+                    elif entry.route == "get_vault" and self.arm_writes_per_vault[vault]:
+                        self.arm_vault_gets_after_write += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -108,6 +113,7 @@ class Counters:
                 "arm_max_per_vault": max(self.arm_per_vault.values(), default=0),
                 "arm_max_writes_per_vault": max(self.arm_writes_per_vault.values(), default=0),
                 "arm_routes": dict(self.arm_routes),
+                "arm_vault_gets_after_write": self.arm_vault_gets_after_write,
                 "cpu_s": time.process_time() - self.cpu_started,
                 "span_s": (self.last - self.first) if self.first is not None and self.last else 0.0,
                 # [first, last] request per service, seconds since the reset: each half's wall time in one run

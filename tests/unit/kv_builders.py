@@ -4,6 +4,7 @@ a read of the vault shows the result). `apply_actions` applies actions as the sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
@@ -95,6 +96,8 @@ class MemoryKeyVaultManagement:
         self.calls: list[tuple[str, str, AccessPolicyChange]] = []
         self.reads: list[str] = []  # per list call: the vault name it asked for, else the scope
         self.fail_with: AzureCallFailed | None = None
+        # Per delta: the error to refuse it with, or None to make it (e.g. refuse only the second step).
+        self.refuse: Callable[[AccessPolicyChange], AzureCallFailed | None] = lambda change: None
         self.ignore_removes = False  # simulate a server that answers 200 and changes nothing
         self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
         self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
@@ -105,8 +108,9 @@ class MemoryKeyVaultManagement:
 
     def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
         self.calls.append((resource_group, vault_name, change))
-        if self.fail_with is not None:
-            raise self.fail_with
+        refused = self.fail_with or self.refuse(change)
+        if refused is not None:
+            raise refused
         if vault_name not in self.vaults:
             raise ResourceGone("update", 404, "ResourceNotFound", "vault not found")
         current = self.vaults[vault_name]

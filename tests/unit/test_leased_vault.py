@@ -3,7 +3,9 @@ judges all of the vault's actions, its own earlier writes counted, and one read 
 
 from __future__ import annotations
 
+from remediations.adapters.errors import AzureCallFailed
 from remediations.core.detect import detect
+from remediations.core.model import Action
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.write_check import ALREADY_APPLIED
@@ -12,14 +14,19 @@ from tests.unit.kv_builders import MemoryClients, apply_actions, owner_at, polic
 ALLOW_GET = parse_policy({"secretPermissions": {"default": ["get"]}, "dryRun": False})
 
 
-def test_two_writes_on_one_vault_cost_one_read_before_and_one_after() -> None:
+def _two_list_grants() -> tuple[MemoryClients, list[Action]]:
+    """A vault where u1 and u2 hold `list` beside a manager: two removals, neither takes management."""
     kv = vault(
         "kv", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"), policy_entry("m", "all")
     )
     snap = snapshot(kv)
     plan = build_plan(detect(snap, ALLOW_GET), snap, ALLOW_GET)
-    clients = MemoryClients(kv)
-    outcomes = apply_actions(clients, *(a for a in plan.writes if a.principal in {"u1", "u2"}))
+    return MemoryClients(kv), [a for a in plan.writes if a.principal in {"u1", "u2"}]
+
+
+def test_two_writes_on_one_vault_cost_one_read_before_and_one_after() -> None:
+    clients, actions = _two_list_grants()
+    outcomes = apply_actions(clients, *actions)
     assert [(o.status, o.verified) for o in outcomes] == [("applied", True), ("applied", True)]
     assert len(clients.mgmt.calls) == 2 and clients.mgmt.reads == ["kv", "kv"]
     assert clients.authz.calls == []  # no action takes management: the role assignments are not read
@@ -71,22 +78,10 @@ def test_a_change_already_made_is_not_sent_and_drift_of_a_reviewed_plan_is_skipp
 
 
 def test_after_a_failed_write_the_next_action_is_judged_on_a_fresh_read() -> None:
-    kv = vault(
-        "kv", policy_entry("u1", "get", "list"), policy_entry("u2", "get", "list"), policy_entry("m", "all")
-    )
-    snap = snapshot(kv)
-    plan = build_plan(detect(snap, ALLOW_GET), snap, ALLOW_GET)
-    clients = MemoryClients(kv)
-    real = clients.mgmt.update_access_policy
-    from remediations.adapters.errors import AzureCallFailed
-
-    def first_refused(rg, name, change):  # type: ignore[no-untyped-def]
-        if change.object_id == "u1":
-            raise AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
-        return real(rg, name, change)
-
-    clients.mgmt.update_access_policy = first_refused  # type: ignore[method-assign]
-    outcomes = apply_actions(clients, *(a for a in plan.writes if a.principal in {"u1", "u2"}))
+    clients, actions = _two_list_grants()
+    busy = AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
+    clients.mgmt.refuse = lambda change: busy if change.object_id == "u1" else None
+    outcomes = apply_actions(clients, *actions)
     assert [(o.status, o.verified) for o in outcomes] == [("failed", False), ("applied", True)]
     assert outcomes[0].after["secrets"] == ["get", "list"]  # what the vault holds, from the next read
     assert clients.mgmt.reads == ["kv", "kv", "kv"]

@@ -82,14 +82,8 @@ def test_apply_two_step_reports_progress_honestly_when_step_two_fails() -> None:
     clients = MemoryClients(kv)
     from remediations.adapters.errors import AzureCallFailed
 
-    real = clients.mgmt.update_access_policy
-
-    def fail_second(rg, name, change):  # type: ignore[no-untyped-def]
-        if change.operation == "remove":
-            raise AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
-        return real(rg, name, change)
-
-    clients.mgmt.update_access_policy = fail_second  # type: ignore[method-assign]
+    busy = AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
+    clients.mgmt.refuse = lambda change: busy if change.operation == "remove" else None  # the second step
     [outcome] = apply_actions(clients, action)
     assert (
         outcome.status == "failed"
