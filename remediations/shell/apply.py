@@ -132,24 +132,23 @@ def apply_plan(
         # One lease for all of the target's actions, so one read under it judges them all.
         with leases.hold(target) if writes else contextlib.nullcontext():
             vault = LeasedVault(target, clients, pinned=pinned)
-            waiting: list[int] = []
+            waiting: dict[int, Outcome] = {}  # written; audited once the read after the writes says
             try:
                 for index in indices:
                     if stop.is_set():
                         break
-                    results[index], waits = one(plan.actions[index], vault)
+                    outcome, waits = one(plan.actions[index], vault)
+                    results[index] = outcome
                     if waits:
-                        waiting.append(index)
+                        waiting[index] = outcome
                     with lock:
                         done += 1
                         current = done
                     progress("apply", current, total)
                 verified = vault.verify()
-                for index in waiting:
+                for index, sent in waiting.items():
                     action = plan.actions[index]
-                    outcome = verified.get(action.id) or results[index]
-                    results[index] = outcome
-                    assert outcome is not None
+                    outcome = results[index] = verified.get(action.id, sent)
                     _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
             except BaseException as error:  # noqa: BLE001 - re-raised below; an audit failure stops new writes
                 with lock:

@@ -173,8 +173,7 @@ class LeasedVault:
 
     The lease keeps other writers of this app out, so the read taken under it stays current for
     the vault's actions; only a failed write (its effect unknown) makes the next judgement read again.
-    A read taken after writes is their verification. `reads` counts the vault GETs (for tests and
-    the bench)."""
+    A read taken after writes is their verification."""
 
     def __init__(self, target: str, clients: Clients, *, pinned: bool = False) -> None:
         self._target = target  # any plan target; parsed as a vault only for access-policy actions
@@ -185,7 +184,6 @@ class LeasedVault:
         self._assignments: list[RoleAssignment] | None = None
         self._sent: list[tuple[Action, Outcome]] = []  # written, not verified yet
         self._verified: dict[str, Outcome] = {}
-        self.reads = 0
 
     def _read(self) -> Vault | None:
         ref = VaultRef.parse(self._target)
@@ -193,7 +191,6 @@ class LeasedVault:
             subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name
         )
         listed = self._clients.keyvault_management(ref.subscription_id).list_vaults(scope)
-        self.reads += 1
         vault = next((v for v in listed if v.id.lower() == self._target.lower()), None)
         self._vault, self._read_at = vault, datetime.now(UTC)
         for action, sent in self._sent:
@@ -213,15 +210,17 @@ class LeasedVault:
         if self._assignments is None:  # the role assignments over the vault: once per lease
             api = self._clients.authorization(VaultRef.parse(vault.id).subscription_id)
             self._assignments = api.list_role_assignments_at(vault.id)
-        assert self._read_at is not None
-        return last_manager_skip(action, vault, self._assignments, read_at=self._read_at)
+        read_at = self._read_at or datetime.now(UTC)
+        return last_manager_skip(action, vault, self._assignments, read_at=read_at)
 
     def wrote(self, action: Action, outcome: Outcome) -> bool:
         """Record the fix's outcome; True when it waits for the read after the writes: sent deltas (to
         verify) and failed ones (some steps may have gone through: the read says what the entry holds).
         After anything but a clean send the vault's state is unknown: the next judgement reads again."""
-        if not policy_changes(action) or outcome.verified or outcome.status not in ("applied", "failed"):
-            self._read_at = None if policy_changes(action) else self._read_at
+        if not policy_changes(action):
+            return False
+        if outcome.verified or outcome.status not in ("applied", "failed"):
+            self._read_at = None  # e.g. the vault was gone: whatever comes next reads it again
             return False
         self._sent.append((action, outcome))
         if outcome.status == "applied" and self._vault is not None:
@@ -236,9 +235,10 @@ class LeasedVault:
         if self._sent:
             try:
                 self._read()
-            except AzureCallFailed as error:
+            except AzureCallFailed as error:  # applied stays applied, unverified; failed keeps its error
                 for action, sent in self._sent:
-                    self._verified[action.id] = sent.model_copy(update={"error": f"not verified: {error}"})
+                    unread = {"error": f"written, not verified: {error}"} if sent.status == "applied" else {}
+                    self._verified[action.id] = sent.model_copy(update=unread)
                 self._sent = []
         verified, self._verified = self._verified, {}
         return verified

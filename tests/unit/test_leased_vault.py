@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.detect import detect
-from remediations.core.model import Action
+from remediations.core.model import Action, Scope, Vault
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.write_check import ALREADY_APPLIED
+from remediations.shell.audit import MemoryAuditSink
 from tests.unit.kv_builders import MemoryClients, apply_actions, owner_at, policy_entry, snapshot, vault
 
 ALLOW_GET = parse_policy({"secretPermissions": {"default": ["get"]}, "dryRun": False})
@@ -85,3 +86,20 @@ def test_after_a_failed_write_the_next_action_is_judged_on_a_fresh_read() -> Non
     assert [(o.status, o.verified) for o in outcomes] == [("failed", False), ("applied", True)]
     assert outcomes[0].after["secrets"] == ["get", "list"]  # what the vault holds, from the next read
     assert clients.mgmt.reads == ["kv", "kv", "kv"]
+
+
+def test_a_failed_verification_read_leaves_the_writes_applied_and_not_verified() -> None:
+    clients, actions = _two_list_grants()
+    read = clients.mgmt.list_vaults
+
+    def only_the_first_read_answers(scope: Scope) -> list[Vault]:
+        if clients.mgmt.reads:
+            raise AzureCallFailed("get vault kv", 503, None, "unavailable")
+        return read(scope)
+
+    clients.mgmt.list_vaults = only_the_first_read_answers  # type: ignore[method-assign]
+    audit = MemoryAuditSink()
+    outcomes = apply_actions(clients, *actions, audit=audit)
+    assert [(o.status, o.verified) for o in outcomes] == [("applied", False), ("applied", False)]
+    assert all("not verified" in (o.error or "") for o in outcomes) and len(clients.mgmt.calls) == 2
+    assert [r.state for r in audit.entries] == ["pending", "pending", "applied", "applied"]
