@@ -110,6 +110,18 @@ def _limit(
     return lower_limit(workload, budgets, lat=lat)
 
 
+def write_reads(run: dict[str, Any]) -> dict[str, float]:
+    """Writes per planned change, and vault GETs per changed vault: before its first write (the
+    re-check under the vault's lease) and after (the verification of the lease's writes)."""
+    vaults = max(1, run["vaults_with_writes"])
+    after = run["emulator"]["arm_vault_gets_after_write"]
+    return {
+        "writes_per_change": run["arm_writes"] / max(1, run["writes_planned"]),
+        "recheck_reads_per_vault": (run["arm_vault_gets"] - after) / vaults,
+        "verification_reads_per_vault": after / vaults,
+    }
+
+
 def machine_bound(engine_cpu_s: float, emulator_cpu_s: float) -> dict[str, Any]:
     """The floor this machine puts under a run: each process is one interpreter (GIL: at most one core
     of Python each), and both share `os.cpu_count()` cores."""
@@ -312,6 +324,7 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         run["calls"] = _calls(run["emulator"])
         run["arm_writes"] = _arm_writes(run["emulator"])
         run["arm_vault_gets"] = run["emulator"]["arm_routes"].get("GET get_vault", 0)
+        run["write_reads"] = write_reads(run)
     # Ratio against the limit of what the emulator models (PP latency, no PP throttling); the Azure-model
     # limit adds the assumed Dataverse-style PP window.
     plan_limit = _limit(base, plan, lat, 0, 0, pp=True, budgets=Budgets(pp=None))
@@ -404,7 +417,7 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
 
 def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dict[str, Any]]:
     plan, apply, compliant, quick = report["plan"], report["apply"], report["compliant"], report["quick"]
-    verify_reads = apply["arm_vault_gets"]
+    reads = apply["write_reads"]
     rows = [
         {
             "target": f"{size}: inventory+plan within 1.5x of the lower limit",
@@ -419,10 +432,14 @@ def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dic
             "met": compliant["arm_writes"] == 0,
         },
         {
-            "target": f"{size}: <= 1 write per change + 1 verification read",
-            "value": f"{apply['arm_writes']} writes / {apply['writes_planned']} changes, "
-            f"{verify_reads} re-reads",
-            "met": apply["arm_writes"] <= apply["writes_planned"] and verify_reads <= apply["writes_planned"],
+            "target": f"{size}: <= 1 write per change + 1 verification read per changed vault "
+            "(and 1 re-check under its lease)",
+            "value": f"{reads['writes_per_change']:.2f} writes per change; per changed vault "
+            f"{reads['verification_reads_per_vault']:.2f} verification + "
+            f"{reads['recheck_reads_per_vault']:.2f} re-check reads",
+            "met": reads["writes_per_change"] <= 1
+            and reads["verification_reads_per_vault"] <= 1
+            and reads["recheck_reads_per_vault"] <= 1,
         },
         {
             "target": f"{size}: compliant quick sweep within 1.5x of its lower limit",
@@ -444,9 +461,10 @@ def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dic
             "met": quick["same_plan_as_deep_before_apply"]["same"] and quick["same_plan_as_deep"],
         },
         {
-            "target": f"{size}: peak RSS < 256 MiB (plan / apply / quick)",
-            "value": f"{max(plan['peak_rss_mib'], apply['peak_rss_mib'], quick['peak_rss_mib']):.0f} MiB",
-            "met": max(plan["peak_rss_mib"], apply["peak_rss_mib"], quick["peak_rss_mib"]) < 256,
+            "target": f"{size}: peak RSS < 256 MiB (plan / apply / deep re-run / quick)",
+            "value": " / ".join(f"{run['peak_rss_mib']:.0f}" for run in (plan, apply, compliant, quick))
+            + " MiB",
+            "met": max(run["peak_rss_mib"] for run in (plan, apply, compliant, quick)) < 256,
         },
     ]
     return rows
@@ -537,9 +555,13 @@ def print_report(result: dict[str, Any]) -> None:
             ],
             ["  calls (whole run)", _fmt_calls(apply["calls"])],
             [
-                "  ARM writes / re-reads",
-                f"{apply['arm_writes']} / {apply['arm_vault_gets']}; max writes on one vault "
-                f"{apply['emulator']['arm_max_writes_per_vault']}",
+                "  ARM writes / vault reads",
+                f"{apply['arm_writes']} writes for {apply['writes_planned']} changes "
+                f"({apply['write_reads']['writes_per_change']:.2f} per change); vault GETs per changed vault "
+                f"{apply['write_reads']['verification_reads_per_vault']:.2f} verification + "
+                f"{apply['write_reads']['recheck_reads_per_vault']:.2f} re-check under the lease "
+                f"({apply['arm_vault_gets']} GETs, {apply['vaults_with_writes']} vaults); max writes on one "
+                f"vault {apply['emulator']['arm_max_writes_per_vault']}",
             ],
             [
                 "compliant re-run: deep sweep (as today)",

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from emulator.azure.generator import generate
+from emulator.azure.generator import Generated, generate
 from emulator.azure.state import AccessPolicy
 from emulator.core import Emulator
 from emulator.log import LoggedRequest
@@ -70,6 +70,8 @@ class Counters:
             self.kv_per_vault: Counter[str] = Counter()
             self.arm_per_vault: Counter[str] = Counter()  # per-vault ARM calls (GET/PUT on one vault)
             self.arm_writes_per_vault: Counter[str] = Counter()
+            # GETs of a vault after a write to it (since the reset): the writes' verification reads.
+            self.arm_vault_gets_after_write = 0
             self.arm_routes: Counter[str] = Counter()
             self.span_by_service: dict[str, list[float]] = {}  # service -> [first, last]
             self.started = time.perf_counter()
@@ -93,9 +95,12 @@ class Counters:
                 self.arm_routes[f"{entry.method} {entry.route}"] += 1
                 match = _VAULT_IN_ARM_PATH.search(entry.path)
                 if match:
-                    self.arm_per_vault[match.group(1).lower()] += 1
+                    vault = match.group(1).lower()
+                    self.arm_per_vault[vault] += 1
                     if entry.is_write:
-                        self.arm_writes_per_vault[match.group(1).lower()] += 1
+                        self.arm_writes_per_vault[vault] += 1
+                    elif entry.route == "get_vault" and self.arm_writes_per_vault[vault]:
+                        self.arm_vault_gets_after_write += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -108,6 +113,7 @@ class Counters:
                 "arm_max_per_vault": max(self.arm_per_vault.values(), default=0),
                 "arm_max_writes_per_vault": max(self.arm_writes_per_vault.values(), default=0),
                 "arm_routes": dict(self.arm_routes),
+                "arm_vault_gets_after_write": self.arm_vault_gets_after_write,
                 "cpu_s": time.process_time() - self.cpu_started,
                 "span_s": (self.last - self.first) if self.first is not None and self.last else 0.0,
                 # [first, last] request per service, seconds since the reset: each half's wall time in one run
@@ -132,12 +138,27 @@ def _state_summary(emu: Emulator) -> dict[str, Any]:
     return {"vaults": len(vaults), "vaults_granting_list": len(listing)}
 
 
+def azure_tenant(**spec: Any) -> Generated:
+    """The bench's Azure tenant (`spec`: the generator's arguments): the generated vaults, each
+    access-policy vault also granting the sweeping identity (the emulator's admin app) `list` on
+    secrets, as vaultguard's managed identity needs to read metadata; the bench policy allows it.
+    Pure data: tests/unit/test_bench_quick_equals_deep.py plans on it without an emulator."""
+    generated = generate(**spec)
+    az = generated.state.azure
+    for vault in az.vaults.values():
+        if not vault.enable_rbac_authorization:
+            vault.access_policies.append(
+                AccessPolicy(az.tenant_id, az.admin_object_id, None, {"secrets": ["List"]})
+            )
+    return generated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     spec: dict[str, Any] = json.loads(args[0]) if args else {}
     latency: dict[str, float] = spec.pop("latency_ms", {})
     pp_spec = {k: int(spec.pop(k, 0)) for k in ("environments", "flows", "connections")}
-    generated = generate(**spec)
+    generated = azure_tenant(**spec)
     az = generated.state.azure
     pp_generated = None
     if pp_spec["environments"]:
@@ -152,13 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             seed=7,
             vaults=sorted(v.name for v in az.vaults.values())[:200],
         )
-    # The sweeping identity (the emulator's admin app) needs `list` on secrets to read metadata from
-    # access-policy vaults, as vaultguard's managed identity does in Azure; the bench policy allows it.
-    for vault in az.vaults.values():
-        if not vault.enable_rbac_authorization:
-            vault.access_policies.append(
-                AccessPolicy(az.tenant_id, az.admin_object_id, None, {"secrets": ["List"]})
-            )
     emu = Emulator(generated.state, keep_log=False)
     counters = Counters()
     original_add = emu.requests.add

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from remediations.core.model import (
-    AccessPolicy,
     AccessPolicyChange,
     Flow,
     Identity,
@@ -73,9 +72,9 @@ class ResourceGone(AzureCallFailed):
 class KeyVaultManagementApi(Protocol):
     def list_vaults(self, scope: Scope) -> list[Vault]: ...
 
-    def update_access_policy(
-        self, resource_group: str, vault_name: str, change: AccessPolicyChange
-    ) -> tuple[AccessPolicy, ...]: ...
+    def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
+        """PUT one delta; its response echoes the request, so `list_vaults` on the vault verifies."""
+        ...
 
     def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
         """PATCH `properties.enableRbacAuthorization`, then re-read the vault: the value it now has."""

@@ -127,10 +127,13 @@ class KeyVaultData:
             out["contentType"] = item.content_type
         return out
 
-    def list_item(self, vault: Vault, secret: Secret, item: SecretVersion, versioned: bool) -> dict[str, Any]:
+    @staticmethod
+    def list_item(vault: Vault, secret: Secret, item: SecretVersion, versioned: bool) -> dict[str, Any]:
+        """One item of `GET /secrets` (SecretItem: no value) or of a secret's versions list."""
         out: dict[str, Any] = {
-            "id": f"{self.base(vault)}/secrets/{secret.name}" + (f"/{item.version}" if versioned else ""),
-            "attributes": self.attributes(vault, item),
+            "id": f"{KeyVaultData.base(vault)}/secrets/{secret.name}"
+            + (f"/{item.version}" if versioned else ""),
+            "attributes": KeyVaultData.attributes(vault, item),
             "tags": item.tags or {},
         }
         if item.content_type is not None:

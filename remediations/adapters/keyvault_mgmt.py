@@ -161,25 +161,17 @@ class KeyVaultManagement:
             url = page.get("nextLink")
         return found
 
-    def update_access_policy(
-        self, resource_group: str, vault_name: str, change: AccessPolicyChange
-    ) -> tuple[AccessPolicy, ...]:
-        """`PUT .../accessPolicies/{add|remove}`, then one GET of the vault: returns the vault's resulting
-        access policies. The PUT answers with the request's entries echoed (azure-rest-api-specs
-        `updateAccessPoliciesAdd.json`), not with what the vault now holds, so only a re-read verifies
-        (the Terraform provider re-reads too)."""
+    def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
+        """`PUT .../accessPolicies/{add|remove}`. The PUT answers with the request's entries echoed
+        (azure-rest-api-specs `updateAccessPoliciesAdd.json`), not with what the vault now holds, so it
+        verifies nothing: the caller reads the vault once after its writes (shell/write_guard.py; the
+        Terraform provider re-reads too)."""
         parameters = VaultAccessPolicyParameters(change_body(change))
         vaults = self._client.vaults
-
-        def put() -> None:
-            vaults.update_access_policy(resource_group, vault_name, change.operation, parameters)
-
-        def read() -> tuple[AccessPolicy, ...]:
-            vault = vaults.get(resource_group, vault_name)
-            return tuple(access_policy_from_sdk(e) for e in (vault.properties.access_policies or ()))
-
-        with_retry(f"accessPolicies/{change.operation} on {vault_name}", put)
-        return with_retry(f"get vault {vault_name}", read)
+        with_retry(
+            f"accessPolicies/{change.operation} on {vault_name}",
+            lambda: vaults.update_access_policy(resource_group, vault_name, change.operation, parameters),
+        )
 
     def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
         """`PATCH` the vault with only `properties.enableRbacAuthorization` (other properties untouched,

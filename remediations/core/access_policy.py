@@ -78,6 +78,49 @@ def simulate(entry: AccessPolicy, changes: Iterable[AccessPolicyChange]) -> Acce
     return entry.model_copy(update={"permissions": permissions})
 
 
+def apply_change(vault: Vault, change: AccessPolicyChange) -> Vault:
+    """The vault after one delta, as Key Vault makes it: `remove` drops exactly the names listed
+    (case-sensitive) and the entry once nothing is left; `add` appends the names not held yet, or adds
+    the entry."""
+    entries = list(vault.access_policies)
+    match = [
+        i
+        for i, e in enumerate(entries)
+        if e.object_id.lower() == change.object_id.lower()
+        and (e.application_id or "") == (change.application_id or "")
+    ]
+    if change.operation == "remove":
+        for i in match:
+            entries[i] = _with_permissions(
+                entries[i], change, lambda have, gone: [p for p in have if p not in gone]
+            )
+        entries = [e for e in entries if any(e.permissions.as_dict().values())]
+    elif match:
+        entries[match[0]] = _with_permissions(
+            entries[match[0]], change, lambda have, new: [*have, *(p for p in new if p not in have)]
+        )
+    else:
+        entries.append(
+            AccessPolicy(
+                tenant_id=change.tenant_id,
+                object_id=change.object_id,
+                application_id=change.application_id,
+                permissions=change.permissions,
+            )
+        )
+    return vault.model_copy(update={"access_policies": tuple(entries)})
+
+
+def _with_permissions(
+    entry: AccessPolicy,
+    change: AccessPolicyChange,
+    combine: Callable[[list[str], list[str]], list[str]],
+) -> AccessPolicy:
+    held, delta = entry.permissions.as_dict(), change.permissions.as_dict()
+    merged = {category: tuple(combine(held[category], delta[category])) for category in held}
+    return entry.model_copy(update={"permissions": Permissions(**merged)})
+
+
 def _same_principal(a: AccessPolicy, object_id: str, application_id: str | None) -> bool:
     return (
         a.object_id.lower() == object_id.lower()

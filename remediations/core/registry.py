@@ -67,7 +67,9 @@ class Remediation(ABC):
 
     @abstractmethod
     def apply(self, action: Action, clients: Clients) -> Outcome:
-        """Make the change; verify it from the response; never raise for an Azure error."""
+        """Make the change; verify it from the response or a read; never raise for an Azure error.
+        Access-policy deltas come back `applied` but not verified: their PUT's response only echoes
+        the request, and the shell verifies them with one read of the vault after all its writes."""
 
 
 _REGISTRY: dict[str, type[Remediation]] = {}

@@ -1,57 +1,35 @@
-"""Apply access-policy deltas (planned by `core/access_policy.py`) and verify each from the PUT response,
-which returns the vault's resulting policies: no re-read needed. Shared by remove_list_permission and
-narrow_access_policy; the leading underscore keeps it out of fix discovery."""
+"""Send access-policy deltas (planned by `core/access_policy.py`), one `PUT .../accessPolicies/{add|remove}`
+each. The PUT answers with the request's entries echoed, not with what the vault now holds, so the
+deltas are verified by the shell's one read of the vault after all its writes under the lease
+(shell/write_guard.py `LeasedVault`, rules in core/write_check.py). Shared by remove_list_permission,
+narrow_access_policy and remove_orphaned_principal; the leading underscore keeps it out of fix discovery."""
 
 from __future__ import annotations
 
-from remediations.core.access_policy import entry_of
-from remediations.core.model import AccessPolicy, AccessPolicyChange, Action, Outcome, Permissions, VaultRef
+from remediations.core.model import AccessPolicyChange, Action, Outcome, VaultRef
 from remediations.ports import AzureCallFailed, Clients, ResourceGone
 
 
-def _took_effect(change: AccessPolicyChange, result: AccessPolicy | None) -> list[str]:
-    """Permissions the response shows were not changed as asked (case-insensitive: `List` is `list`)."""
-    held = {p.lower() for p in (result.permissions.secrets if result is not None else ())}
-    if change.operation == "remove":
-        return [p for p in change.permissions.secrets if p.lower() in held]
-    return [p for p in change.permissions.secrets if p.lower() not in held]
-
-
 def apply_changes(action: Action, clients: Clients) -> Outcome:
-    """Send each delta in order; check each response. A change that did not happen is `failed`."""
+    """Send each delta in order. All sent: `applied`, not yet verified (`after` is the plan's); a
+    refused one: `failed`, saying which steps went through; a vault gone at the first: `noop`."""
     vault = VaultRef.parse(action.target)
     api = clients.keyvault_management(vault.subscription_id)
-    observed: dict[str, list[str]] | None = None
     total = len(action.changes)
     for step, change in enumerate(action.changes, start=1):
         if not isinstance(change, AccessPolicyChange):
-            unexpected = f"step {step}/{total}: not an access-policy change ({change.type})"
-            return _failed(action, observed, unexpected)
+            return _failed(action, f"step {step}/{total}: not an access-policy change ({change.type})")
         try:
-            policies = api.update_access_policy(vault.resource_group, vault.name, change)
+            api.update_access_policy(vault.resource_group, vault.name, change)
         except ResourceGone as gone:
             if step == 1:
                 return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-            return _failed(action, observed, f"step {step}/{total}: {gone}")
+            return _failed(action, f"step {step}/{total}: {gone}")
         except AzureCallFailed as error:
             done = f" (steps 1-{step - 1} were applied)" if step > 1 else ""
-            return _failed(action, observed, f"step {step}/{total} {change.operation}: {error}{done}")
-        mine = entry_of(policies, change)
-        observed = (mine.permissions if mine is not None else Permissions()).as_dict()
-        unchanged = _took_effect(change, mine)
-        if unchanged:
-            return _failed(
-                action,
-                observed,
-                f"step {step}/{total}: Key Vault answered success but {change.operation} of {unchanged} "
-                "did not take effect (permission names are matched case-sensitively)",
-            )
-    return Outcome(
-        action_id=action.id, status="applied", before=action.before, after=observed or {}, verified=True
-    )
+            return _failed(action, f"step {step}/{total} {change.operation}: {error}{done}")
+    return Outcome(action_id=action.id, status="applied", before=action.before, after=action.after)
 
 
-def _failed(action: Action, observed: dict[str, list[str]] | None, error: str) -> Outcome:
-    return Outcome(
-        action_id=action.id, status="failed", before=action.before, after=observed or {}, error=error
-    )
+def _failed(action: Action, error: str) -> Outcome:
+    return Outcome(action_id=action.id, status="failed", before=action.before, error=error)

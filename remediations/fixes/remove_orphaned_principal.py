@@ -10,7 +10,6 @@ entry of another tenant (which our directory cannot resolve) is reported, not re
 from __future__ import annotations
 
 from remediations.core import rbac
-from remediations.core.access_policy import entry_of
 from remediations.core.evidence import OrphanedAssignmentEvidence, entry_evidence
 from remediations.core.model import (
     AccessPolicyChange,
@@ -20,13 +19,13 @@ from remediations.core.model import (
     Permissions,
     RoleAssignmentChange,
     Snapshot,
-    VaultRef,
 )
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.role_changes import describe
+from remediations.fixes._access_policy_writes import apply_changes
 from remediations.fixes._role_writes import apply_role_changes
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.ports import Clients
 
 
 @register
@@ -127,30 +126,4 @@ class RemoveOrphanedPrincipal(Remediation):
     def apply(self, action: Action, clients: Clients) -> Outcome:
         if all(isinstance(c, RoleAssignmentChange) for c in action.changes):
             return apply_role_changes(action, clients)
-        return _remove_entry(action, clients)
-
-
-def _remove_entry(action: Action, clients: Clients) -> Outcome:
-    [change] = action.changes
-    if not isinstance(change, AccessPolicyChange):
-        return Outcome(action_id=action.id, status="failed", before=action.before, error="unexpected change")
-    vault = VaultRef.parse(action.target)
-    try:
-        policies = clients.keyvault_management(vault.subscription_id).update_access_policy(
-            vault.resource_group, vault.name, change
-        )
-    except ResourceGone as gone:
-        return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-    except AzureCallFailed as error:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
-    left = entry_of(policies, change)
-    if left is not None:
-        return Outcome(
-            action_id=action.id,
-            status="failed",
-            before=action.before,
-            after=left.permissions.as_dict(),
-            error="Key Vault answered success but the entry is still there (permissions are matched "
-            "case-sensitively; the entry changed since it was read?)",
-        )
-    return Outcome(action_id=action.id, status="applied", before=action.before, after={}, verified=True)
+        return apply_changes(action, clients)

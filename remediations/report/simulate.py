@@ -7,68 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from remediations.core.access_policy import apply_change
 from remediations.core.model import (
-    AccessPolicy,
     AccessPolicyChange,
     Action,
-    Permissions,
     RoleAssignment,
     RoleAssignmentChange,
     Share,
     ShareChange,
     Snapshot,
-    Vault,
     VaultAuthorizationChange,
 )
 from remediations.core.role_changes import assignment_matches
-
-
-def _remove_perms(entry: AccessPolicy, change: AccessPolicyChange) -> AccessPolicy:
-    # Azure's `remove` matches permission strings exactly (case-sensitive); mirror that here.
-    def minus(have: tuple[str, ...], gone: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(p for p in have if p not in gone)
-
-    perms = entry.permissions
-    return entry.model_copy(
-        update={
-            "permissions": Permissions(
-                secrets=minus(perms.secrets, change.permissions.secrets),
-                keys=minus(perms.keys, change.permissions.keys),
-                certificates=minus(perms.certificates, change.permissions.certificates),
-                storage=minus(perms.storage, change.permissions.storage),
-            )
-        }
-    )
-
-
-def _apply_access_policy(vault: Vault, change: AccessPolicyChange) -> Vault:
-    entries = list(vault.access_policies)
-    match = [
-        i
-        for i, e in enumerate(entries)
-        if e.object_id.lower() == change.object_id.lower()
-        and (e.application_id or "") == (change.application_id or "")
-    ]
-    if change.operation == "remove":
-        for i in match:
-            entries[i] = _remove_perms(entries[i], change)
-        entries = [e for e in entries if any(e.permissions.as_dict().values())]
-    elif match:
-        i = match[0]
-        merged = tuple(dict.fromkeys(entries[i].permissions.secrets + change.permissions.secrets))
-        entries[i] = entries[i].model_copy(
-            update={"permissions": entries[i].permissions.model_copy(update={"secrets": merged})}
-        )
-    else:
-        entries.append(
-            AccessPolicy(
-                tenant_id=change.tenant_id,
-                object_id=change.object_id,
-                application_id=change.application_id,
-                permissions=change.permissions,
-            )
-        )
-    return vault.model_copy(update={"access_policies": tuple(entries)})
 
 
 def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
@@ -83,7 +33,7 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
             if isinstance(change, AccessPolicyChange):
                 key = action.target.lower()
                 if key in vaults:
-                    vaults[key] = _apply_access_policy(vaults[key], change)
+                    vaults[key] = apply_change(vaults[key], change)
             elif isinstance(change, RoleAssignmentChange):
                 if change.operation == "delete":
                     role_assignments = [ra for ra in role_assignments if not assignment_matches(ra, change)]

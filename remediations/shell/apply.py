@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from remediations.shell.audit import AuditRecord, AuditSink, AuditState
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
 from remediations.shell.reconcile import reconcile
-from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases, recheck
+from remediations.shell.write_guard import PROCESS_LEASES, LeasedVault, VaultLeases
 
 
 class RunContext(BaseModel):
@@ -77,10 +78,12 @@ def apply_plan(
     Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
     last-manager checks were simulated in that order). Every write takes a token from `pacer`
     (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
-    in plan order. Each write is made under the target's lease (`leases`), after a re-read of the
-    vault: a change another run already made is not sent again, and the last-manager rail is judged
-    on the vault as it is now (shell/write_guard.py). `pinned`: a reviewed plan; an access-policy
-    entry that no longer shows the action's `before` under the lease is skipped as drifted.
+    in plan order. A target's writes are made under its lease (`leases`), held once for all of them;
+    under it the vault is read once (shell/write_guard.py `LeasedVault`): a change another run already
+    made is not sent again, and the last-manager rail is judged on the vault as it is now. `pinned`:
+    a reviewed plan; an access-policy entry that no longer shows the action's `before` under the
+    lease is skipped as drifted. The access-policy writes are verified by one read of the vault
+    after them, and their outcomes audited then.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -90,48 +93,67 @@ def apply_plan(
     raised: list[BaseException] = []
     done = 0
 
-    def one(action: Action) -> Outcome:
+    def one(action: Action, vault: LeasedVault) -> tuple[Outcome, bool]:
+        """The action's outcome, and whether it waits for the vault's verifying read (its outcome is
+        audited then)."""
         if action.skip_reason is not None:
             outcome = Outcome(
                 action_id=action.id, status="skipped", before=action.before, error=action.skip_reason
             )
             _audit(audit, context, action, sequence=1, state="skipped", outcome=outcome)
-            return outcome
+            return outcome, False
         if plan.dry_run:
-            return Outcome(
+            dry = Outcome(
                 action_id=action.id,
                 status="skipped",
                 before=action.before,
                 after=action.after,
                 error="dry run",
             )
-        with leases.hold(action.target):
-            settled = recheck(action, clients, pinned=pinned)
-            if settled is not None:
-                _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
-                return settled
-            _audit(audit, context, action, sequence=0, state="pending")
-            pacer.acquire(max(1, len(action.changes)))
-            outcome = get_remediation(action.remediation_id).apply(action, clients)
-            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
-        return outcome
+            return dry, False
+        settled = vault.settle(action)
+        if settled is not None:
+            _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
+            return settled, False
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(max(1, len(action.changes)))
+        outcome = get_remediation(action.remediation_id).apply(action, clients)
+        if vault.wrote(action, outcome):
+            return outcome, True
+        _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
+        return outcome, False
 
     def work(indices: list[int]) -> None:
         nonlocal done
-        for index in indices:
-            if stop.is_set():
-                return
+        if stop.is_set():
+            return
+        target = plan.actions[indices[0]].target
+        writes = not plan.dry_run and any(plan.actions[i].skip_reason is None for i in indices)
+        # One lease for all of the target's actions, so one read under it judges them all.
+        with leases.hold(target) if writes else contextlib.nullcontext():
+            vault = LeasedVault(target, clients, pinned=pinned)
+            waiting: dict[int, Outcome] = {}  # written; audited once the read after the writes says
             try:
-                results[index] = one(plan.actions[index])
+                for index in indices:
+                    if stop.is_set():
+                        break
+                    outcome, waits = one(plan.actions[index], vault)
+                    results[index] = outcome
+                    if waits:
+                        waiting[index] = outcome
+                    with lock:
+                        done += 1
+                        current = done
+                    progress("apply", current, total)
+                verified = vault.verify()
+                for index, sent in waiting.items():
+                    action = plan.actions[index]
+                    outcome = results[index] = verified.get(action.id, sent)
+                    _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
             except BaseException as error:  # noqa: BLE001 - re-raised below; an audit failure stops new writes
                 with lock:
                     raised.append(error)
                 stop.set()
-                return
-            with lock:
-                done += 1
-                current = done
-            progress("apply", current, total)
 
     by_target: dict[str, list[int]] = {}
     for index, action in enumerate(plan.actions):

@@ -3,9 +3,12 @@
 A run plans from its snapshot; another run (another thread, another instance) may have changed the
 vault since. So each vault's writes are made under a lease (`VaultLeases`): in one process a lock,
 across instances a lease row in Azure Table storage taken and released with ETag / If-Match. Under
-the lease the vault's access policies and the role assignments that cover it are read again and an
-access-policy action is judged against them: already made (by another run) -> recorded as a `noop`
-"already applied", one write in all; would now remove the last manager -> `skipped`.
+the lease the vault's access policies are read again, once for all the vault's actions (the lease
+keeps this app's other writers out), and each access-policy action is judged against them
+(`LeasedVault`, rules in core/write_check.py): already made (by another run) -> recorded as a
+`noop` "already applied", one write in all; drifted from a reviewed plan -> `skipped`; would now
+remove the last manager (role assignments over the vault read once, only when an action takes
+management) -> `skipped`. One read after the vault's writes verifies them.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from remediations.core.access_policy import entry_of, last_manager_reason, simulate
-from remediations.core.model import AccessPolicyChange, Action, Outcome, Scope, Snapshot, VaultRef
-from remediations.core.pinned import drift_reason
-from remediations.ports import Clients
+from remediations.core.model import Action, Outcome, RoleAssignment, Scope, Vault, VaultRef
+from remediations.core.write_check import (
+    after_writes,
+    confirm,
+    last_manager_skip,
+    policy_changes,
+    settle,
+    takes_management,
+)
+from remediations.ports import AzureCallFailed, Clients
 
 LEASE_TABLE = "vaultguardleases"
 # Longer than any one vault's writes take; a holder that died frees the vault after this.
 LEASE_SECONDS = 120.0
 WAIT_SECONDS = 180.0
-ALREADY_APPLIED = "already applied: the vault already shows this change (made by another run)"
 
 
 class LeaseTimeout(RuntimeError):
@@ -159,44 +167,78 @@ def table_leases(
     return PROCESS_LEASES
 
 
-def _shows(change: AccessPolicyChange, held: set[str]) -> bool:
-    wanted = {p.lower() for p in change.permissions.secrets}
-    return not (wanted & held) if change.operation == "remove" else wanted <= held
+class LeasedVault:
+    """One vault under its lease: read once, every access-policy action judged against that read with
+    this lease's earlier writes made, and the writes verified by one read after them all.
 
+    The lease keeps other writers of this app out, so the read taken under it stays current for
+    the vault's actions; only a failed write (its effect unknown) makes the next judgement read again.
+    A read taken after writes is their verification."""
 
-def recheck(action: Action, clients: Clients, *, pinned: bool = False) -> Outcome | None:
-    """For an access-policy action, the outcome the vault as it is now calls for (already applied,
-    skipped by the last-manager rail, or for a `pinned` (reviewed) plan skipped as drifted when the
-    entry no longer shows the action's `before`), or None when the write should go ahead."""
-    changes = [c for c in action.changes if isinstance(c, AccessPolicyChange)]
-    if not changes or len(changes) != len(action.changes):
-        return None
-    ref = VaultRef.parse(action.target)
-    scope = Scope(subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name)
-    listed = clients.keyvault_management(ref.subscription_id).list_vaults(scope)
-    vault = next((v for v in listed if v.id.lower() == action.target.lower()), None)
-    if vault is None:
-        return None  # gone: the fix's own apply records that
-    entry = entry_of(vault.access_policies, changes[0])
-    held = {p.lower() for p in entry.permissions.secrets} if entry is not None else set()
-    if all(_shows(c, held) for c in changes):
-        return Outcome(
-            action_id=action.id,
-            status="noop",
-            before=action.before,
-            after=entry.permissions.as_dict() if entry is not None else {},
-            error=ALREADY_APPLIED,
-            verified=True,
+    def __init__(self, target: str, clients: Clients, *, pinned: bool = False) -> None:
+        self._target = target  # any plan target; parsed as a vault only for access-policy actions
+        self._clients = clients
+        self._pinned = pinned
+        self._vault: Vault | None = None
+        self._read_at: datetime | None = None
+        self._assignments: list[RoleAssignment] | None = None
+        self._sent: list[tuple[Action, Outcome]] = []  # written, not verified yet
+        self._verified: dict[str, Outcome] = {}
+
+    def _read(self) -> Vault | None:
+        ref = VaultRef.parse(self._target)
+        scope = Scope(
+            subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name
         )
-    drift = drift_reason(action, entry.permissions.as_dict() if entry is not None else {}) if pinned else None
-    if drift is not None:
-        before = entry.permissions.as_dict() if entry is not None else {}
-        return Outcome(action_id=action.id, status="skipped", before=before, error=drift)
-    if entry is None:
-        return None
-    assignments = clients.authorization(ref.subscription_id).list_role_assignments_at(vault.id)
-    now = Snapshot(scope=scope, taken_at=datetime.now(UTC), role_assignments=tuple(assignments))
-    reason = last_manager_reason(vault, list(vault.access_policies), now, entry, simulate(entry, changes))
-    if reason is None:
-        return None
-    return Outcome(action_id=action.id, status="skipped", before=entry.permissions.as_dict(), error=reason)
+        listed = self._clients.keyvault_management(ref.subscription_id).list_vaults(scope)
+        vault = next((v for v in listed if v.id.lower() == self._target.lower()), None)
+        self._vault, self._read_at = vault, datetime.now(UTC)
+        for action, sent in self._sent:
+            self._verified[action.id] = confirm(action, sent, vault)
+        self._sent = []
+        return vault
+
+    def settle(self, action: Action) -> Outcome | None:
+        """The outcome the vault as it is now calls for (already applied, drifted, or skipped by the
+        last-manager rail), or None when the write should go ahead."""
+        if not policy_changes(action):
+            return None
+        vault = self._vault if self._read_at is not None else self._read()
+        settled = settle(action, vault, pinned=self._pinned)
+        if settled is not None or vault is None or not takes_management(action, vault):
+            return settled
+        if self._assignments is None:  # the role assignments over the vault: once per lease
+            api = self._clients.authorization(VaultRef.parse(vault.id).subscription_id)
+            self._assignments = api.list_role_assignments_at(vault.id)
+        read_at = self._read_at or datetime.now(UTC)
+        return last_manager_skip(action, vault, self._assignments, read_at=read_at)
+
+    def wrote(self, action: Action, outcome: Outcome) -> bool:
+        """Record the fix's outcome; True when it waits for the read after the writes: sent deltas (to
+        verify) and failed ones (some steps may have gone through: the read says what the entry holds).
+        After anything but a clean send the vault's state is unknown: the next judgement reads again."""
+        if not policy_changes(action):
+            return False
+        if outcome.verified or outcome.status not in ("applied", "failed"):
+            self._read_at = None  # e.g. the vault was gone: whatever comes next reads it again
+            return False
+        self._sent.append((action, outcome))
+        if outcome.status == "applied" and self._vault is not None:
+            self._vault = after_writes(self._vault, action)
+        else:
+            self._read_at = None
+        return True
+
+    def verify(self) -> dict[str, Outcome]:
+        """One read after the vault's writes; each written action's outcome as a read after it shows
+        it. A read that fails leaves them applied but not verified, with the reason."""
+        if self._sent:
+            try:
+                self._read()
+            except AzureCallFailed as error:  # applied stays applied, unverified; failed keeps its error
+                for action, sent in self._sent:
+                    unread = {"error": f"written, not verified: {error}"} if sent.status == "applied" else {}
+                    self._verified[action.id] = sent.model_copy(update=unread)
+                self._sent = []
+        verified, self._verified = self._verified, {}
+        return verified

@@ -18,10 +18,11 @@ from emulator.wire import Request, Response
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Snapshot
 from remediations.core.request import RunRequest
+from remediations.core.write_check import ALREADY_APPLIED
 from remediations.shell.audit import TableAuditSink
 from remediations.shell.pipeline import RunResult, run
 from remediations.shell.settings import AppSettings
-from remediations.shell.write_guard import ALREADY_APPLIED, table_leases
+from remediations.shell.write_guard import table_leases
 from tests.emulator.helpers import Raw, admin_token
 from tests.reliability.tenants import SmallTenant, policy_writes
 

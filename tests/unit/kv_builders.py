@@ -1,15 +1,19 @@
 """Builders for snapshots and an in-memory Key Vault management API with Azure's remove semantics
-(case-sensitive match; 200 with no change on a mismatch; the PUT returns the resulting policies)."""
+(case-sensitive match; 200 with no change on a mismatch; the PUT's answer carries nothing to verify,
+a read of the vault shows the result). `apply_actions` applies actions as the shell does."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from remediations.adapters.errors import AzureCallFailed, ResourceGone
 from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
+    Action,
     Identity,
+    Outcome,
     Permissions,
     RoleAssignment,
     RoleAssignmentChange,
@@ -19,6 +23,10 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
+from remediations.core.planning import assemble_plan
+from remediations.core.policy import parse_policy
+from remediations.shell.apply import RunContext, apply_plan
+from remediations.shell.audit import MemoryAuditSink
 
 SUB = "00000000-0000-0000-0000-000000000001"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
@@ -86,20 +94,23 @@ class MemoryKeyVaultManagement:
     def __init__(self, *vaults: Vault) -> None:
         self.vaults = {v.name: v for v in vaults}
         self.calls: list[tuple[str, str, AccessPolicyChange]] = []
+        self.reads: list[str] = []  # per list call: the vault name it asked for, else the scope
         self.fail_with: AzureCallFailed | None = None
+        # Per delta: the error to refuse it with, or None to make it (e.g. refuse only the second step).
+        self.refuse: Callable[[AccessPolicyChange], AzureCallFailed | None] = lambda change: None
         self.ignore_removes = False  # simulate a server that answers 200 and changes nothing
         self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
         self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
 
     def list_vaults(self, scope: Scope) -> list[Vault]:
+        self.reads.append(scope.vault_name or scope.resource_id)
         return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
 
-    def update_access_policy(
-        self, resource_group: str, vault_name: str, change: AccessPolicyChange
-    ) -> tuple[AccessPolicy, ...]:
+    def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
         self.calls.append((resource_group, vault_name, change))
-        if self.fail_with is not None:
-            raise self.fail_with
+        refused = self.fail_with or self.refuse(change)
+        if refused is not None:
+            raise refused
         if vault_name not in self.vaults:
             raise ResourceGone("update", 404, "ResourceNotFound", "vault not found")
         current = self.vaults[vault_name]
@@ -113,7 +124,6 @@ class MemoryKeyVaultManagement:
                     secrets = [p for p in secrets if p not in change.permissions.secrets]  # case-sensitive
                 entries[i] = e.model_copy(update={"permissions": Permissions(secrets=tuple(secrets))})
         self.vaults[vault_name] = current.model_copy(update={"access_policies": tuple(entries)})
-        return tuple(entries)
 
     def set_rbac_authorization(self, resource_group: str, vault_name: str, enabled: bool) -> bool:
         self.switches.append((vault_name, enabled))
@@ -235,3 +245,13 @@ class MemoryClients:
 
     def own_object_id(self) -> str | None:
         return None
+
+
+def apply_actions(
+    clients: MemoryClients, *actions: Action, pinned: bool = False, audit: MemoryAuditSink | None = None
+) -> list[Outcome]:
+    """Apply `actions` as a run does (shell/apply.py: the vault's lease, one read under it, the writes,
+    one read after them), not by calling a fix's `apply` alone."""
+    plan = assemble_plan(actions, parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
+    context = RunContext(correlation_id="test", trigger="cli")
+    return apply_plan(plan, clients, audit or MemoryAuditSink(), context, pinned=pinned)  # type: ignore[arg-type]

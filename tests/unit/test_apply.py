@@ -117,6 +117,11 @@ def test_concurrent_apply_keeps_plan_order_per_vault_and_count_mode_keeps_no_sec
     assert all(order == ["u1", "u2"] for order in by_vault.values())
     pending = [r for r in audit.entries if r.state == "pending"]
     assert len(pending) == 12
+    # Each vault read twice for its two writes: once under its lease, once to verify them.
+    assert sorted(r for r in clients.mgmt.reads if r.startswith("kv")) == sorted(
+        [f"kv{i}" for i in range(6)] * 2
+    )
+    assert all(o.verified for o in outcomes)
 
 
 def _secrets_fail(clients: MemoryClients, status: int | None) -> None:

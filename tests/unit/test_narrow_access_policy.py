@@ -3,7 +3,17 @@ from __future__ import annotations
 from remediations.core.detect import detect
 from remediations.core.policy import parse_policy
 from remediations.core.registry import get_remediation
-from tests.unit.kv_builders import RG, SUB, MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+from tests.unit.kv_builders import (
+    RG,
+    SUB,
+    MemoryClients,
+    apply_actions,
+    owner_at,
+    policy_entry,
+    snapshot,
+    vault,
+    vault_id,
+)
 
 REMEDIATION = get_remediation("narrow_access_policy")
 ALLOW_GET = {"secretPermissions": {"default": ["get"]}}
@@ -72,18 +82,12 @@ def test_apply_two_step_reports_progress_honestly_when_step_two_fails() -> None:
     clients = MemoryClients(kv)
     from remediations.adapters.errors import AzureCallFailed
 
-    real = clients.mgmt.update_access_policy
-
-    def fail_second(rg, name, change):  # type: ignore[no-untyped-def]
-        if change.operation == "remove":
-            raise AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
-        return real(rg, name, change)
-
-    clients.mgmt.update_access_policy = fail_second  # type: ignore[method-assign]
-    outcome = REMEDIATION.apply(action, clients)
+    busy = AzureCallFailed("accessPolicies/remove", 409, "Conflict", "busy")
+    clients.mgmt.refuse = lambda change: busy if change.operation == "remove" else None  # the second step
+    [outcome] = apply_actions(clients, action)
     assert (
         outcome.status == "failed"
         and "step 2/2" in (outcome.error or "")
         and "steps 1-1" in (outcome.error or "")
     )
-    assert outcome.after["secrets"] == ["all", "get"]  # what the vault holds now, from step 1's response
+    assert outcome.after["secrets"] == ["all", "get"]  # what the vault holds now: the read after the writes

@@ -4,7 +4,7 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core.detect import detect
 from remediations.core.policy import parse_policy
 from remediations.core.registry import get_remediation
-from tests.unit.kv_builders import MemoryClients, policy_entry, snapshot, vault
+from tests.unit.kv_builders import MemoryClients, apply_actions, policy_entry, snapshot, vault
 
 REMEDIATION = get_remediation("remove_list_permission")
 
@@ -43,13 +43,14 @@ def test_break_glass_is_never_planned_even_if_a_finding_names_it() -> None:
     assert REMEDIATION.plan(snap, findings, parse_policy({"breakGlass": ["bg"]})) == []
 
 
-def test_apply_verifies_from_the_response() -> None:
+def test_apply_is_verified_by_the_read_after_the_write() -> None:
     kv = vault("kv", policy_entry("u1", "Get", "List"))
     clients = MemoryClients(kv)
     [action] = plan_for(snapshot(kv))
-    outcome = REMEDIATION.apply(action, clients)
+    [outcome] = apply_actions(clients, action)
     assert outcome.status == "applied" and outcome.verified and outcome.after["secrets"] == ["Get"]
     assert clients.mgmt.calls[0][2].permissions.secrets == ("List",)
+    assert clients.mgmt.reads == ["kv", "kv"]  # one re-check under the lease, one verification
 
 
 def test_wrong_case_remove_that_changes_nothing_is_failed_not_applied() -> None:
@@ -57,7 +58,7 @@ def test_wrong_case_remove_that_changes_nothing_is_failed_not_applied() -> None:
     [action] = plan_for(snapshot(kv))
     clients = MemoryClients(kv)
     clients.mgmt.ignore_removes = True  # the server answers 200 but keeps `List`
-    outcome = REMEDIATION.apply(action, clients)
+    [outcome] = apply_actions(clients, action)
     assert outcome.status == "failed" and not outcome.verified
     assert "did not take effect" in (outcome.error or "") and outcome.after["secrets"] == ["Get", "List"]
 

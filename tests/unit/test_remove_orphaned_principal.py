@@ -63,12 +63,13 @@ def test_entry_of_a_deleted_identity_is_removed_with_all_four_lists_exactly() ->
 
 
 def test_an_entry_still_listed_after_the_remove_is_failed_not_applied() -> None:
-    """The in-memory API keeps an emptied entry (Azure drops it; the emulator test covers that): the
-    verification must see the entry is still there and say failed. The live entry is never sent."""
+    """The server answers 200 to the remove but keeps the entry: the read after the write must see
+    the entry still holds what was removed and say failed. The live entry is never sent."""
     clients = MemoryClients(
         vault("kv", policy_entry(GONE, "get"), policy_entry(LIVE, "get")), assignments=(OWNER,)
     )
     clients.dir.missing = {GONE}
+    clients.mgmt.ignore_removes = True
     result = run(
         RunRequest(
             trigger="cli", scope=Scope(subscription_id=SUB), remediations={"remove_orphaned_principal"}
@@ -79,7 +80,8 @@ def test_an_entry_still_listed_after_the_remove_is_failed_not_applied() -> None:
     )
     assert [c[2].object_id for c in clients.mgmt.calls] == [GONE]
     assert clients.mgmt.calls[0][2].permissions.secrets == ("get",)
-    assert result.outcomes[0].status == "failed" and "still there" in (result.outcomes[0].error or "")
+    assert result.outcomes[0].status == "failed" and "did not take effect" in (result.outcomes[0].error or "")
+    assert result.outcomes[0].after["secrets"] == ["get"]
     entries = {e.object_id: e.permissions.secrets for e in clients.mgmt.vaults["kv"].access_policies}
     assert entries[LIVE] == ("get",)
 

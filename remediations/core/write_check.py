@@ -1,0 +1,138 @@
+"""What a vault read under its write lease says about each access-policy action (pure).
+
+Under the vault's lease (shell/write_guard.py) the vault is read once; each action is judged against
+that read with the actions written before it in the same lease made (`after_writes`), and after the
+vault's writes one more read confirms them all (`confirm`). The `accessPolicies/add|remove` PUT answers with
+the request's entries echoed, not with what the vault now holds, so only that read verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from remediations.core.access_policy import (
+    apply_change,
+    can_manage,
+    entry_of,
+    last_manager_reason,
+    simulate,
+)
+from remediations.core.model import (
+    AccessPolicy,
+    AccessPolicyChange,
+    Action,
+    Outcome,
+    RoleAssignment,
+    Scope,
+    Snapshot,
+    Vault,
+    VaultRef,
+)
+from remediations.core.pinned import drift_reason
+
+ALREADY_APPLIED = "already applied: the vault already shows this change (made by another run)"
+
+
+def policy_changes(action: Action) -> list[AccessPolicyChange]:
+    """The action's access-policy deltas when it is made of nothing else, else []."""
+    changes = [c for c in action.changes if isinstance(c, AccessPolicyChange)]
+    return changes if changes and len(changes) == len(action.changes) else []
+
+
+def _shows(change: AccessPolicyChange, held: set[str]) -> bool:
+    wanted = {p.lower() for p in change.permissions.secrets}
+    return not (wanted & held) if change.operation == "remove" else wanted <= held
+
+
+def _state(entry: AccessPolicy | None) -> dict[str, list[str]]:
+    return entry.permissions.as_dict() if entry is not None else {}
+
+
+def settle(action: Action, vault: Vault | None, *, pinned: bool = False) -> Outcome | None:
+    """The outcome the vault as it is now calls for without writing (already applied; for a `pinned`
+    (reviewed) plan, drifted when the entry no longer shows the action's `before`), or None.
+    `vault` None: gone (the fix's own apply records that)."""
+    changes = policy_changes(action)
+    if not changes or vault is None:
+        return None
+    entry = entry_of(vault.access_policies, changes[0])
+    held = {p.lower() for p in entry.permissions.secrets} if entry is not None else set()
+    if all(_shows(c, held) for c in changes):
+        return Outcome(
+            action_id=action.id,
+            status="noop",
+            before=action.before,
+            after=_state(entry),
+            error=ALREADY_APPLIED,
+            verified=True,
+        )
+    drift = drift_reason(action, _state(entry)) if pinned else None
+    if drift is not None:
+        return Outcome(action_id=action.id, status="skipped", before=_state(entry), error=drift)
+    return None
+
+
+def takes_management(action: Action, vault: Vault | None) -> bool:
+    """Whether the action takes secret management from its entry: only then can the last-manager
+    rail stop it, and only then are the role assignments over the vault worth reading."""
+    changes = policy_changes(action)
+    entry = entry_of(vault.access_policies, changes[0]) if changes and vault is not None else None
+    return entry is not None and can_manage(entry) and not can_manage(simulate(entry, changes))
+
+
+def last_manager_skip(
+    action: Action, vault: Vault, assignments: Iterable[RoleAssignment], *, read_at: datetime
+) -> Outcome | None:
+    """Skipped when the action would now remove the vault's last secret manager (judged on the vault
+    and the role assignments over it as read under the lease), else None."""
+    changes = policy_changes(action)
+    entry = entry_of(vault.access_policies, changes[0]) if changes else None
+    if entry is None:
+        return None
+    ref = VaultRef.parse(vault.id)
+    scope = Scope(subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name)
+    now = Snapshot(scope=scope, taken_at=read_at, role_assignments=tuple(assignments))
+    reason = last_manager_reason(vault, list(vault.access_policies), now, entry, simulate(entry, changes))
+    if reason is None:
+        return None
+    return Outcome(action_id=action.id, status="skipped", before=entry.permissions.as_dict(), error=reason)
+
+
+def after_writes(vault: Vault, action: Action) -> Vault:
+    """The vault once the action's deltas are made, as Key Vault makes them."""
+    for change in policy_changes(action):
+        vault = apply_change(vault, change)
+    return vault
+
+
+def confirm(action: Action, sent: Outcome, observed: Vault | None) -> Outcome:
+    """The fix's outcome judged on the vault read after the lease's writes. `applied` (every delta
+    sent): verified when the entry holds each name the action adds and none it removes (names compare
+    without case; the last delta naming a permission decides), else failed. What the action does not
+    name (a person's concurrent change) is not ours to judge. `failed` (some steps may have gone
+    through): stays failed, with what the entry now holds."""
+    if observed is None:
+        gone = "the vault was gone when its writes were verified"
+        return sent.model_copy(update={"status": "failed", "error": sent.error or gone})
+    changes = policy_changes(action)
+    if sent.status != "applied":
+        return sent.model_copy(update={"after": _state(entry_of(observed.access_policies, changes[0]))})
+    wanted: dict[tuple[str, str], bool] = {}
+    for change in changes:
+        for category, names in change.permissions.as_dict().items():
+            wanted.update({(category, name.lower()): change.operation == "add" for name in names})
+    have = _state(entry_of(observed.access_policies, changes[0]))
+    held = {(category, name.lower()) for category, names in have.items() for name in names}
+    wrong = sorted(name for (category, name), add in wanted.items() if ((category, name) in held) != add)
+    if not wrong:
+        return sent.model_copy(update={"after": have, "verified": True})
+    return sent.model_copy(
+        update={
+            "status": "failed",
+            "after": have,
+            "verified": False,
+            "error": f"Key Vault answered success but {', '.join(wrong)} did not take effect as asked "
+            "(permission names are matched case-sensitively; or the entry changed since)",
+        }
+    )
