@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from emulator import Emulator
+from remediations.core.evidence import Evidence
 from tests.golden import GOLDEN, dry_run, golden_of, render
 
 
@@ -17,6 +18,8 @@ def test_the_demo_dry_run_finds_and_plans_what_the_golden_file_says(
     result = dry_run(seeded_emu.env)
     assert result.plan.dry_run and {o.status for o in result.outcomes} <= {"skipped"}  # nothing written
 
+    # Each finding's evidence is its detector's registered model, exactly (read back, it writes the same).
+    assert all(Evidence.of(f).as_dict() == f.evidence for f in result.findings)
     now = golden_of(result)
     kept = json.loads(GOLDEN.read_text(encoding="utf-8"))
     assert now["findings"] == kept["findings"], "findings changed: python -m tests.golden --check"
