@@ -104,11 +104,6 @@ def _registered(detector_id: str) -> DetectorInfo:
     return info
 
 
-def severity_rank(severity: Severity) -> int:
-    """0 for low ... 3 for critical (the order `Severity` lists them in)."""
-    return get_args(Severity).index(severity)
-
-
 def new_finding(
     detector_id: str,
     *,
@@ -121,7 +116,8 @@ def new_finding(
     """A finding of a registered detector, at its registered severity or at `severity` when this finding
     raises it. Its evidence must be the detector's registered model, so `Evidence.of` reads it back."""
     info = _registered(detector_id)
-    if severity is not None and severity_rank(severity) < severity_rank(info.severity):
+    ascending = get_args(Severity)  # low ... critical
+    if severity is not None and ascending.index(severity) < ascending.index(info.severity):
         raise ValueError(f"{detector_id}: a finding may raise its severity {info.severity}, not lower it")
     if type(evidence) is not info.evidence:
         raise TypeError(f"{detector_id} registered {info.evidence.__name__}, not {type(evidence).__name__}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +39,7 @@ from remediations.report.graph_view import (
 )
 from remediations.shell.audit import AuditRecord
 
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
+SEVERITIES: tuple[Severity, ...] = tuple(reversed(get_args(Severity)))  # most severe first
 OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")
 
 AfterSource = Literal["re-read after apply", "applied outcomes", "planned (dry run)"]
