@@ -80,3 +80,17 @@ def test_a_detectors_severity_and_evidence_model_are_written_once_at_registratio
         finding(evidence=entry)  # evidence is built from the model readers will parse it with
     # The default is what the model says, not a copy: the dump of the info never shows the model class.
     assert "evidence" not in lists.model_dump() and lists.model_dump()["severity"] == "high"
+
+
+def test_the_readmes_detector_table_says_the_registered_severities() -> None:
+    """The README's table of flow-definition detectors is prose; its severities come from the registry."""
+    import re
+
+    from remediations.core.detect import detector_info
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {i: s for i, s in re.findall(r"^\| `(\w+)` \| (\w+)", readme, re.M) if i in set(detector_ids())}
+    assert {"flow_insecure_get_secret", "flow_lists_secrets", "flow_secure_get_secret"} <= set(rows)
+    for detector_id, severity in rows.items():
+        info = detector_info(detector_id)
+        assert info is not None and info.severity == severity, detector_id
