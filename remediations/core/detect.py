@@ -1,4 +1,6 @@
-"""Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id.
+"""Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id together with
+their default severity, title, help URL, platform and evidence model (`detector(...)`); a detector makes
+its findings with `new_finding`, which applies that severity and checks that model.
 
 Detectors never do I/O. Exclusions, break-glass identities and RBAC-mode vaults (where Azure
 ignores access policies) produce no access-policy findings.

@@ -204,8 +204,14 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     nodes: dict[str, tuple[Vault, SecretMeta]] = {
         secret_node(v.id, s.name): (v, s) for v in snapshot.vaults for s in v.secrets
     }
-    # A finding about a flow names it by resource id; the graph's node is `flow:<id>`.
-    flow_nodes = {flow_resource_id(f).lower(): f"flow:{f.id}" for f in snapshot.flows}
+    # A finding about a flow names it by resource id; the graph's node is `flow:<id>`. Only a flow whose
+    # connections were all read can show its paths; for another, every reader counts (assume breach).
+    read = {c.id.lower() for c in snapshot.connections}
+    flow_nodes = {
+        flow_resource_id(f).lower(): f"flow:{f.id}"
+        for f in snapshot.flows
+        if all(c.lower() in read for c in f.connection_references)
+    }
     found: dict[str, _Exposure] = {}
 
     def add(node: str, finding: Finding, readers: list[str]) -> None:

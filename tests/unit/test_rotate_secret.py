@@ -132,6 +132,15 @@ def test_an_inventoried_flow_must_lead_to_the_secret() -> None:
     assert via_flow[0].evidence["readers"] == [MAKER]
 
 
+def test_a_flow_whose_connection_was_not_read_cannot_clear_a_reader() -> None:
+    other = vault("kv-other", policy_entry("someone-else", "get")).model_copy(
+        update={"secrets": (_secret("x", "kv-other"),)}
+    )
+    unread = _with_flow(snapshot(other)).model_copy(update={"connections": ()})  # its connection list failed
+    found = exposed_secrets(unread, Policy(), [_leak(other.id, flow="flow-1")])
+    assert [f.evidence["secret_name"] for f in found] == ["x"]  # no path can be ruled out: assume breach
+
+
 def test_a_revoked_person_exposes_what_the_graph_says_they_could_read() -> None:
     snap = _with_flow(snapshot(_vault(_secret("db-password"), _secret("api-key"))))
     found = exposed_secrets(snap, Policy(), [_shared_with(MAKER)])
