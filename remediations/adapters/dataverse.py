@@ -84,33 +84,26 @@ def principals_from_api(users: list[dict[str, Any]], teams: list[dict[str, Any]]
     `teamroles_association`). Application users carry `applicationid`: service principals."""
     out = DataversePrincipals()
     held: dict[str, set[str]] = {}
-    for row in users:
-        dataverse_id = str(row.get("systemuserid") or "").lower()
+
+    def add(row: dict[str, Any], id_field: str, kind: PrincipalKind, name_field: str, relation: str) -> None:
+        dataverse_id = str(row.get(id_field) or "").lower()
         if not dataverse_id:
-            continue
+            return
         oid = str(row.get("azureactivedirectoryobjectid") or dataverse_id).lower()
-        kind: PrincipalKind = "servicePrincipal" if row.get("applicationid") else "user"
         out.by_id[dataverse_id] = (oid, kind)
         out.dataverse_ids[oid] = dataverse_id
-        if row.get("fullname"):
-            out.names[oid] = str(row["fullname"])
-        for role in _expanded(row, "systemuserroles_association"):
+        if row.get(name_field):
+            out.names[oid] = str(row[name_field])
+        for role in _expanded(row, relation):
             if role.get("name"):
                 held.setdefault(oid, set()).add(str(role["name"]))
                 out.role_ids.setdefault(oid, {})[str(role["name"])] = str(role.get("roleid") or "")
+
+    for row in users:
+        kind: PrincipalKind = "servicePrincipal" if row.get("applicationid") else "user"
+        add(row, "systemuserid", kind, "fullname", "systemuserroles_association")
     for row in teams:
-        dataverse_id = str(row.get("teamid") or "").lower()
-        if not dataverse_id:
-            continue
-        oid = str(row.get("azureactivedirectoryobjectid") or dataverse_id).lower()
-        out.by_id[dataverse_id] = (oid, "group")
-        out.dataverse_ids[oid] = dataverse_id
-        if row.get("name"):
-            out.names[oid] = str(row["name"])
-        for role in _expanded(row, "teamroles_association"):
-            if role.get("name"):
-                held.setdefault(oid, set()).add(str(role["name"]))
-                out.role_ids.setdefault(oid, {})[str(role["name"])] = str(role.get("roleid") or "")
+        add(row, "teamid", "group", "name", "teamroles_association")
     out.roles = {p: tuple(sorted(r)) for p, r in sorted(held.items())}
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from remediations.core.evidence import entry_evidence
+from remediations.core.evidence import AccessPolicyEvidence
 from remediations.core.model import (
     SECRET_MANAGEMENT_PERMISSIONS,
     SECRET_PERMISSIONS,
@@ -186,7 +186,7 @@ def group_removals(
     one's reason. One entry gets one action, so a vault gets one write per identity."""
     wanted: Removals = {}
     for finding in findings:
-        application_id = entry_evidence(finding).application_id or ""
+        application_id = AccessPolicyEvidence.of(finding).application_id or ""
         key = entry_key(finding.resource_id, finding.principal or "", application_id)
         permissions, ids, _ = wanted.setdefault(key, (set(), [], reason(finding)))
         permissions.update(remove(finding))

@@ -1,4 +1,6 @@
-"""Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id.
+"""Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id together with
+their default severity, title, help URL, platform and evidence model (`detector(...)`); a detector makes
+its findings with `new_finding`, which applies that severity and checks that model.
 
 Detectors never do I/O. Exclusions, break-glass identities and RBAC-mode vaults (where Azure
 ignores access policies) produce no access-policy findings.
@@ -8,13 +10,20 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from remediations.core.evidence import AccessPolicyEvidence, ExcessPermissionsEvidence
+from remediations.core.evidence import AccessPolicyEvidence, Evidence, ExcessPermissionsEvidence
 from remediations.core.flow_allow_list import effective_policy
-from remediations.core.model import AccessPolicy, Finding, Snapshot, Vault, expand_secret_permissions
+from remediations.core.model import (
+    AccessPolicy,
+    Finding,
+    Severity,
+    Snapshot,
+    Vault,
+    expand_secret_permissions,
+)
 from remediations.core.policy import Policy
 
 Detector = Callable[[Snapshot, Policy], list[Finding]]
@@ -32,10 +41,15 @@ class DetectorInfo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
+    # The rule's default (SARIF `defaultConfiguration.level`): every finding has at least this severity,
+    # and a finding may raise it (a List secrets whose output is read is critical, not high).
+    severity: Severity
     title: str  # the rule's short description
     platform: Platform  # Power Platform findings are planned by the environment worker, never per vault
     help_url: str = DEFAULT_HELP
     detail: str = ""  # what to do about it (SARIF fullDescription/help), where a sentence beats the link
+    # The model its findings' evidence is built from and read back with (`Evidence.of`).
+    evidence: type[Evidence] = Field(exclude=True, repr=False)
 
 
 _DETECTORS: dict[str, Detector] = {}
@@ -58,7 +72,9 @@ def load_detectors() -> None:
 def detector(
     detector_id: str,
     *,
+    severity: Severity,
     title: str,
+    evidence: type[Evidence],
     platform: Platform = "azure",
     help_url: str = DEFAULT_HELP,
     detail: str = "",
@@ -71,7 +87,9 @@ def detector(
         _DETECTORS[detector_id] = fn
         _INFO[detector_id] = DetectorInfo(
             id=detector_id,
+            severity=severity,
             title=title,
+            evidence=evidence,
             platform=platform,
             help_url=help_url,
             detail=detail,
@@ -79,6 +97,45 @@ def detector(
         return fn
 
     return register
+
+
+def _registered(detector_id: str) -> DetectorInfo:
+    info = _INFO.get(detector_id) or detector_info(detector_id)
+    if info is None:
+        raise KeyError(f"no detector {detector_id!r} is registered")
+    return info
+
+
+def new_finding(
+    detector_id: str,
+    *,
+    resource_id: str,
+    principal: str | None,
+    message: str,
+    evidence: Evidence,
+    severity: Severity | None = None,
+) -> Finding:
+    """A finding of a registered detector, at its registered severity or at `severity` when this finding
+    raises it. Its evidence must be the detector's registered model, so `Evidence.of` reads it back."""
+    info = _registered(detector_id)
+    ascending = get_args(Severity)  # low ... critical
+    if severity is not None and ascending.index(severity) < ascending.index(info.severity):
+        raise ValueError(f"{detector_id}: a finding may raise its severity {info.severity}, not lower it")
+    if type(evidence) is not info.evidence:
+        raise TypeError(f"{detector_id} registered {info.evidence.__name__}, not {type(evidence).__name__}")
+    return Finding.create(
+        detector_id=detector_id,
+        severity=severity or info.severity,
+        resource_id=resource_id,
+        principal=principal,
+        message=message,
+        evidence=evidence.as_dict(),
+    )
+
+
+def evidence_model(detector_id: str) -> type[Evidence]:
+    """The evidence model `detector_id` registered."""
+    return _registered(detector_id).evidence
 
 
 def detector_ids() -> list[str]:
@@ -130,7 +187,9 @@ def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
 
 @detector(
     "secret_list_permission",
+    severity="high",
     title="An identity can list every secret in a vault (enumeration: the seed attack)",
+    evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
 def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -146,13 +205,12 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if policy.allowed_secret_permissions(entry.object_id, vault) is not None:
             continue
         findings.append(
-            Finding.create(
-                detector_id="secret_list_permission",
-                severity="high",
+            new_finding(
+                "secret_list_permission",
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} can list every secret in vault {vault.name}",
-                evidence=_evidence(vault, entry).as_dict(),
+                evidence=_evidence(vault, entry),
             )
         )
     return findings
@@ -160,7 +218,9 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
 
 @detector(
     "excess_secret_permissions",
+    severity="medium",  # high when the excess includes `list`
     title="An identity holds secret permissions beyond its purpose's allow-list",
+    evidence=ExcessPermissionsEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
 def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -173,9 +233,9 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
         if not excess:
             continue
         findings.append(
-            Finding.create(
-                detector_id="excess_secret_permissions",
-                severity="high" if "list" in excess else "medium",
+            new_finding(
+                "excess_secret_permissions",
+                severity="high" if "list" in excess else None,
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} holds secret permissions {', '.join(excess)} "
@@ -188,17 +248,19 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
 
 def _excess_evidence(
     vault: Vault, entry: AccessPolicy, policy: Policy, allowed: frozenset[str], excess: list[str]
-) -> dict[str, object]:
+) -> ExcessPermissionsEvidence:
     names = policy.needed_secret_names(entry.object_id, vault)
     known = {} if names is None else {"needed_secret_names": names}  # unset, not null, when unknown
     return ExcessPermissionsEvidence(
         **_evidence(vault, entry).model_dump(), allowed=tuple(sorted(allowed)), excess=tuple(excess), **known
-    ).as_dict()
+    )
 
 
 @detector(
     "orphaned_principal",
+    severity="medium",
     title="A vault grants access to an identity that no longer exists in the directory",
+    evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
 def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -209,14 +271,13 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if identity is None or identity.exists is not False:
             continue
         findings.append(
-            Finding.create(
-                detector_id="orphaned_principal",
-                severity="medium",
+            new_finding(
+                "orphaned_principal",
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"vault {vault.name} grants access to {entry.object_id}, "
                 "which no longer exists in the directory",
-                evidence=_evidence(vault, entry).as_dict(),
+                evidence=_evidence(vault, entry),
             )
         )
     return findings

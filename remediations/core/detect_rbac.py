@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import RBAC_HELP, detector
+from remediations.core.detect import RBAC_HELP, detector, new_finding
 from remediations.core.evidence import (
     OrphanedAssignmentEvidence,
     OversizedVaultEvidence,
@@ -38,6 +38,8 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
 
 @detector(
     "wide_secret_role_assignment",
+    severity="high",
+    evidence=RoleGrantEvidence,
     title="A secret-reading role assignment is wider than the secrets its holder needs",
     help_url=RBAC_HELP,
 )
@@ -57,9 +59,8 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                 continue
             present = {s.name.lower() for s in vault.secrets}
             findings.append(
-                Finding.create(
-                    detector_id="wide_secret_role_assignment",
-                    severity="high",
+                new_finding(
+                    "wide_secret_role_assignment",
                     resource_id=vault.id,
                     principal=principal,
                     message=(
@@ -79,7 +80,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
                         secrets_only=grant.secrets_only,
                         needed=tuple(sorted(needed)),
                         **vault.secrets_provenance(),
-                    ).as_dict(),
+                    ),
                 )
             )
     return findings
@@ -90,6 +91,8 @@ ESCALATION_HELP = "https://learn.microsoft.com/azure/key-vault/general/rbac-acce
 
 @detector(
     "access_policy_escalation",
+    severity="medium",
+    evidence=VaultWritersEvidence,
     title="Vault on access policies: whoever may write the vault can grant itself data access",
     help_url=ESCALATION_HELP,
     detail=(
@@ -119,9 +122,8 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
             else "whoever may write it can"
         )
         findings.append(
-            Finding.create(
-                detector_id="access_policy_escalation",
-                severity="medium",
+            new_finding(
+                "access_policy_escalation",
                 resource_id=vault.id,
                 principal=None,
                 message=(
@@ -130,7 +132,7 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
                 ),
                 evidence=VaultWritersEvidence(
                     vault=vault.name, identities=len(vault.access_policies), writers=tuple(writers)
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -138,6 +140,8 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
 
 @detector(
     "orphaned_role_assignment",
+    severity="medium",
+    evidence=OrphanedAssignmentEvidence,
     title="A role assignment for an identity that no longer exists in the directory",
     help_url=RBAC_HELP,
 )
@@ -154,16 +158,15 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
         if identity is None or identity.exists is not False:
             continue
         findings.append(
-            Finding.create(
-                detector_id="orphaned_role_assignment",
-                severity="medium",
+            new_finding(
+                "orphaned_role_assignment",
                 resource_id=assignment.scope,
                 principal=assignment.principal_id,
                 message=f"role assignment {assignment.name} at {assignment.scope} is for "
                 f"{assignment.principal_id}, which no longer exists in the directory",
                 evidence=OrphanedAssignmentEvidence(
                     assignment_id=assignment.id, role_definition_id=assignment.role_definition_id
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -171,6 +174,8 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
 
 @detector(
     "unresolved_principal",
+    severity="low",
+    evidence=UnresolvedPrincipalEvidence,
     title="A principal the directory could not resolve (reported, never fixed)",
 )
 def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -188,14 +193,13 @@ def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if identity.exists is not None or not where:
             continue
         findings.append(
-            Finding.create(
-                detector_id="unresolved_principal",
-                severity="low",
+            new_finding(
+                "unresolved_principal",
                 resource_id=sorted(where)[0],
                 principal=identity.object_id,
                 message=f"could not tell whether {identity.object_id} exists (directory lookup failed); "
                 "its access was left as it is",
-                evidence=UnresolvedPrincipalEvidence(granted_at=tuple(sorted(set(where)))).as_dict(),
+                evidence=UnresolvedPrincipalEvidence(granted_at=tuple(sorted(set(where)))),
             )
         )
     return findings
@@ -213,6 +217,8 @@ def _readers(graph: ExposureGraph, vault: Vault) -> set[str]:
 
 @detector(
     "oversized_vault",
+    severity="medium",
+    evidence=OversizedVaultEvidence,
     title="A vault that flows reach holds several purposes' secrets: split it",
 )
 def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
@@ -246,9 +252,8 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if too_many_secrets:
             reasons.append(f"{len(vault.secrets)} secrets (max {rules.max_secrets})")
         findings.append(
-            Finding.create(
-                detector_id="oversized_vault",
-                severity="medium",
+            new_finding(
+                "oversized_vault",
                 resource_id=vault.id,
                 principal=None,
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "
@@ -262,7 +267,7 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                     flow_identities=tuple(reaching),
                     suggested_split=tuple(split),
                     **vault.secrets_provenance(),
-                ).as_dict(),
+                ),
             )
         )
     return findings

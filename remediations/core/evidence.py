@@ -1,8 +1,10 @@
 """Typed evidence of findings: one model per kind of finding, so planners read attributes, not dict keys.
 
 `Finding.evidence` stays a plain JSON object (report.json, SARIF properties and finding ids are built from
-it); a detector builds its evidence from a model (`as_dict`) and a fix reads it back with `of(finding)`,
-which fails loudly on a key it does not know (`extra="forbid"`).
+it). A detector registers its model (`detector(..., evidence=...)` in core/detect.py) and builds its
+findings' evidence from it; a reader gets it back with `Model.of(finding)`, which parses it with the
+model the finding's detector registered and fails loudly on a key it does not know (`extra="forbid"`),
+a field missing, or a reader expecting another detector's model. No reader looks keys up by string.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ class Evidence(BaseModel):
 
     @classmethod
     def of(cls, finding: Finding) -> Self:
-        return cls.model_validate(finding.evidence)
+        """The finding's evidence as the model its detector registered, which must be `cls` or derive from
+        it: `AccessPolicyEvidence.of` reads an excess_secret_permissions finding as
+        `ExcessPermissionsEvidence`, and `Evidence.of` reads any finding."""
+        # core/detect.py imports this module to register each detector with its model: ask it late.
+        from remediations.core.detect import evidence_model  # noqa: PLC0415
+
+        model = evidence_model(finding.detector_id)
+        if not issubclass(model, cls):
+            raise TypeError(f"{finding.detector_id} findings carry {model.__name__}, not {cls.__name__}")
+        return model.model_validate(finding.evidence)
 
 
 class AccessPolicyEvidence(Evidence):
@@ -204,9 +215,3 @@ class SecretEvidence(Evidence):
     alert_id: str | None = Field(default=None, alias="alertId")
     reason: str | None = None
 
-
-def entry_evidence(finding: Finding) -> AccessPolicyEvidence:
-    """The evidence of any finding about an access-policy entry, read with its detector's model."""
-    if finding.detector_id == "excess_secret_permissions":
-        return ExcessPermissionsEvidence.of(finding)
-    return AccessPolicyEvidence.of(finding)

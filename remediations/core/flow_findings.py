@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.detect import new_finding
 from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_analysis import DefinitionAnalysis, KeyVaultAction
 from remediations.core.model import Finding, Frozen, Severity
@@ -20,6 +21,7 @@ class FlowRule(Frozen):
     """A flow-definition detector's metadata (registered with the detectors by core/pp_detect.py)."""
 
     id: str
+    severity: Severity  # the rule's default; a finding may raise it
     title: str
     detail: str  # what to do about it
 
@@ -27,12 +29,14 @@ class FlowRule(Frozen):
 FLOW_RULES: tuple[FlowRule, ...] = (
     FlowRule(
         id=DETECTOR_INSECURE_GET,
+        severity="high",  # critical in a loop over List secrets
         title="Key Vault Get secret without secure outputs",
         detail="The secret value is shown in the flow's run history to everyone who can see its runs. "
         "Turn on Secure outputs (and inputs) in the action's settings.",
     ),
     FlowRule(
         id=DETECTOR_LISTS_SECRETS,
+        severity="high",  # critical when a Get secret iterates its output
         title="Key Vault List secrets in a flow",
         detail="Listing is the enumeration step of the vault dump: with a Get secret for each item the flow "
         "reads every secret its connection can list. Read named secrets instead and remove the list "
@@ -40,12 +44,14 @@ FLOW_RULES: tuple[FlowRule, ...] = (
     ),
     FlowRule(
         id=DETECTOR_HARDCODED_CREDENTIAL,
+        severity="high",
         title="Hard-coded credential in a flow definition",
         detail="A literal credential is readable by every editor of the flow and in every export. Keep it in "
         "Key Vault and read it with a secured Get secret, or use a managed identity.",
     ),
     FlowRule(
         id=DETECTOR_SECURE_GET,
+        severity="low",  # informational: good practice seen
         title="Key Vault Get secret with secure outputs (informational)",
         detail="The flow reads this secret with secure outputs on; listed so its use is visible.",
     ),
@@ -61,7 +67,7 @@ class FlowRef(Frozen):
     principal: str | None = None  # the flow's owner/creator, when known
 
 
-def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> dict[str, Any]:
+def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> FlowStepEvidence:
     return FlowStepEvidence(
         flow=flow.display_name or flow.resource_id,
         action_path=action.path,
@@ -73,7 +79,7 @@ def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> dict[str, 
         secure_outputs=action.secure_outputs,
         in_foreach=action.in_foreach,
         **extra,
-    ).as_dict()
+    )
 
 
 def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list[Finding]:
@@ -93,11 +99,11 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
     label = flow.display_name or flow.resource_id
     findings: list[Finding] = []
 
-    def add(detector_id: str, severity: Severity, message: str, evidence: dict[str, Any]) -> None:
+    def add(detector_id: str, severity: Severity | None, message: str, evidence: FlowStepEvidence) -> None:
         findings.append(
-            Finding.create(
-                detector_id=detector_id,
-                severity=severity,
+            new_finding(
+                detector_id,
+                severity=severity,  # None: the rule's (FLOW_RULES)
                 resource_id=flow.resource_id,
                 principal=flow.principal,
                 message=message,
@@ -110,7 +116,7 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
             readers = sorted(a.path for a in analysis.value_reads if a.list_action == action.name)
             add(
                 DETECTOR_LISTS_SECRETS,
-                "critical" if readers else "high",
+                "critical" if readers else None,
                 f"flow {label!r} lists the vault's secrets at {action.path}"
                 + (f" and reads each listed secret ({', '.join(readers)})" if readers else ""),
                 _evidence(flow, action, reads_each_listed_secret=readers),
@@ -118,7 +124,7 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
         elif action.reveals_value and not action.secure_outputs:
             add(
                 DETECTOR_INSECURE_GET,
-                "critical" if action.iterates_list_output else "high",
+                "critical" if action.iterates_list_output else None,
                 f"flow {label!r} reads a secret at {action.path} without secure outputs: the value is "
                 "shown in the run history"
                 + (" for every listed secret" if action.iterates_list_output else ""),
@@ -127,14 +133,14 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
         elif action.reveals_value:
             add(
                 DETECTOR_SECURE_GET,
-                "low",
+                None,
                 f"flow {label!r} reads a secret at {action.path} with secure outputs",
                 _evidence(flow, action, informational=True, iterates_list_output=action.iterates_list_output),
             )
     for credential in analysis.hardcoded_credentials:
         add(
             DETECTOR_HARDCODED_CREDENTIAL,
-            "high",
+            None,
             f"flow {label!r} has a hard-coded credential ({credential.kind}, {credential.length} characters) "
             f"in {credential.path} {credential.field}",
             FlowStepEvidence(
@@ -146,6 +152,6 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
                 vault=None,
                 secret_names=(),
                 connection_reference=None,
-            ).as_dict(),
+            ),
         )
     return findings

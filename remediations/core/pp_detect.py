@@ -8,13 +8,14 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import DLP_HELP, Detector, detector
+from remediations.core.detect import DLP_HELP, Detector, detector, new_finding
 from remediations.core.evidence import (
     ConnectionShareEvidence,
     ConnectionUserEvidence,
     CustomizersEvidence,
     FlowOwnerEvidence,
     FlowShareEvidence,
+    FlowStepEvidence,
     FlowUsesKeyVaultEvidence,
 )
 from remediations.core.flow_allow_list import analyze_flows
@@ -58,15 +59,16 @@ def _vaults(used: list[Connection]) -> list[str]:
 
 @detector(
     "flow_uses_keyvault",
+    severity="low",
+    evidence=FlowUsesKeyVaultEvidence,
     platform="power_platform",
     title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
     help_url=DLP_HELP,
 )
 def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     return [
-        Finding.create(
-            detector_id="flow_uses_keyvault",
-            severity="low",
+        new_finding(
+            "flow_uses_keyvault",
             resource_id=flow_resource_id(flow),
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
@@ -76,7 +78,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 flow=flow.id,
                 connections=tuple(sorted(c.id for c in used)),
                 vaults=tuple(_vaults(used)),
-            ).as_dict(),
+            ),
         )
         for flow, used in keyvault_flows(snapshot)
     ]
@@ -84,6 +86,8 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
 
 @detector(
     "connection_runs_as_user",
+    severity="medium",
+    evidence=ConnectionUserEvidence,
     platform="power_platform",
     title="A Key Vault connection authenticates as a person, not as an app identity",
 )
@@ -128,15 +132,15 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         ]
         for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
             findings.append(
-                Finding.create(
-                    detector_id="connection_runs_as_user",
-                    severity="high" if administrator else "medium",
+                new_finding(
+                    "connection_runs_as_user",
+                    severity="high" if administrator else None,
                     resource_id=resource_id,
                     principal=person,
                     message=f"{subject + ' ' if subject else ''}Key Vault connection {label!r}, which "
                     f"authenticates as the user {person}{admin_note}, not as a service principal or "
                     "managed identity",
-                    evidence=ConnectionUserEvidence(**evidence.as_dict(), **extra).as_dict(),
+                    evidence=ConnectionUserEvidence(**evidence.as_dict(), **extra),
                 )
             )
     return findings
@@ -144,6 +148,8 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
 
 @detector(
     "flow_owned_by_personal_account",
+    severity="medium",
+    evidence=FlowOwnerEvidence,
     platform="power_platform",
     title="A Key Vault flow is owned by a person, not by a configured service account",
 )
@@ -157,9 +163,8 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
         if owner and owner in policy.service_accounts:
             continue
         findings.append(
-            Finding.create(
-                detector_id="flow_owned_by_personal_account",
-                severity="medium",
+            new_finding(
+                "flow_owned_by_personal_account",
                 resource_id=flow_resource_id(flow),
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
@@ -170,7 +175,7 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
                     owner=owner,
                     service_accounts=tuple(policy.service_accounts),
                     vaults=tuple(_vaults(used)),
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -178,6 +183,8 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
 
 @detector(
     "flow_shared_beyond_allowed",
+    severity="medium",
+    evidence=FlowShareEvidence,
     platform="power_platform",
     title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
 )
@@ -194,9 +201,9 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
         if policy.flow_editor_allowed(who) or policy.is_break_glass(who):
             continue
         findings.append(
-            Finding.create(
-                detector_id="flow_shared_beyond_allowed",
-                severity="high" if share.role.lower() in {"owner", "canedit"} else "medium",
+            new_finding(
+                "flow_shared_beyond_allowed",
+                severity="high" if share.role.lower() in {"owner", "canedit"} else None,
                 resource_id=flow_resource_id(flow),
                 principal=who,
                 message=f"{who} is {share.role} of Key Vault flow {flow.display_name or flow.id!r} "
@@ -207,7 +214,7 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
                     role=share.role,
                     principal_kind=share.principal_kind,
                     connections=tuple(sorted(c.id for c in used)),
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -215,6 +222,8 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
 
 @detector(
     "connection_shared_beyond_allowed",
+    severity="high",
+    evidence=ConnectionShareEvidence,
     platform="power_platform",
     title="A Key Vault connection is shared beyond the allowed set",
 )
@@ -231,9 +240,8 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
         if policy.connection_user_allowed(who) or policy.is_break_glass(who):
             continue
         findings.append(
-            Finding.create(
-                detector_id="connection_shared_beyond_allowed",
-                severity="high",
+            new_finding(
+                "connection_shared_beyond_allowed",
                 resource_id=connection_resource_id(connection),
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
@@ -245,7 +253,7 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
                     role=share.role,
                     permission_id=share.permission_id,
                     principal_kind=share.principal_kind,
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -253,6 +261,8 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
 
 @detector(
     "environment_too_many_customizers",
+    severity="medium",
+    evidence=CustomizersEvidence,
     platform="power_platform",
     title="An environment has more System Customizers / Administrators than the policy allows",
 )
@@ -266,16 +276,15 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
         if len(holders) <= limit:
             continue
         findings.append(
-            Finding.create(
-                detector_id="environment_too_many_customizers",
-                severity="medium",
+            new_finding(
+                "environment_too_many_customizers",
                 resource_id=environment.id,
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
                 f"System Customizers/Administrators (limit {limit}); each can edit every flow in it",
                 evidence=CustomizersEvidence(
                     environment=environment.name, holders=tuple(holders), limit=limit
-                ).as_dict(),
+                ),
             )
         )
     return findings
@@ -299,6 +308,11 @@ def _definition_detector(detector_id: str) -> Detector:
 
 
 for _rule in FLOW_RULES:
-    detector(_rule.id, platform="power_platform", title=_rule.title, detail=_rule.detail)(
-        _definition_detector(_rule.id)
-    )
+    detector(
+        _rule.id,
+        severity=_rule.severity,
+        title=_rule.title,
+        evidence=FlowStepEvidence,
+        platform="power_platform",
+        detail=_rule.detail,
+    )(_definition_detector(_rule.id))

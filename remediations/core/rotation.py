@@ -3,9 +3,10 @@ secret is burnt.
 
 Four inputs become `exposed_secret` / `secret_near_expiry` findings:
   (a) findings of the detectors the policy names as exposing (`rotation.exposingDetectors`, e.g. leaking
-      flow definitions). A finding names secrets by evidence `vault_id` + `secret_names` (no names: every
-      secret of the vault), or names a principal (a revoked person) or a flow, whose readable secrets
-      the exposure graph gives. Only secrets someone can actually read are proposed;
+      flow definitions). Read with its detector's evidence model, a finding names a vault and maybe
+      secret names (no names: every secret of the vault), or names a principal (a revoked person) or a
+      flow, whose readable secrets the exposure graph gives. Only secrets someone can actually read are
+      proposed, through the finding's flow when it is about one;
   (b) explicit ticket targets `(vault_uri, secret_name)` (`ticket_findings`);
   (c) the vault named by a Defender alert (`alert_findings`; `rotation.onAlert` decides rotate/report);
   (d) secrets whose expiry is within `rotation.nearExpiryDays` (the SecretNearExpiry case).
@@ -21,11 +22,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import ROTATION_HELP, detect, detector
-from remediations.core.evidence import SecretEvidence, SecretSource
+from remediations.core.detect import ROTATION_HELP, detect, detector, new_finding
+from remediations.core.evidence import (
+    AccessPolicyEvidence,
+    ConnectionUserEvidence,
+    Evidence,
+    FlowStepEvidence,
+    OversizedVaultEvidence,
+    RoleGrantEvidence,
+    SecretEvidence,
+    SecretSource,
+    VaultWritersEvidence,
+)
 from remediations.core.graph import ExposureGraph, Path, secret_node
-from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
+from remediations.core.model import Finding, SecretMeta, Snapshot, Vault
 from remediations.core.policy import Policy
+from remediations.core.pp_detect import flow_resource_id
 
 # -- tags ------------------------------------------------------------------------------------------
 TAG_ROTATOR = "rotator"  # random | app-credential | storage-key | manual
@@ -92,7 +104,6 @@ def secret_resource_id(vault: Vault | str, name: str) -> str:
 
 def _secret_finding(
     detector_id: str,
-    severity: Severity,
     vault_id: str,
     vault_uri: str,
     name: str,
@@ -102,21 +113,19 @@ def _secret_finding(
 ) -> Finding:
     """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
     reads `vault_id`, `vault_uri`, `secret_name`); `extra` is what its source adds."""
-    return Finding.create(
-        detector_id=detector_id,
-        severity=severity,
+    return new_finding(
+        detector_id,
         resource_id=secret_resource_id(vault_id, name),
         principal=None,
         message=message,
         evidence=SecretEvidence(
             vault_id=vault_id, vault_uri=vault_uri, secret_name=name, source=source, **extra
-        ).as_dict(),
+        ),
     )
 
 
 def _listed_secret_finding(
     detector_id: str,
-    severity: Severity,
     vault: Vault,
     secret: SecretMeta,
     message: str,
@@ -128,7 +137,6 @@ def _listed_secret_finding(
     old that list is (its evidence and message)."""
     return _secret_finding(
         detector_id,
-        severity,
         vault.id,
         vault.vault_uri,
         secret.name,
@@ -158,13 +166,25 @@ def _readable(secret: SecretMeta) -> bool:
     return secret.enabled is not False
 
 
-def _names(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [] if value in {"", "*"} else [value]
-    if isinstance(value, list | tuple):
-        names = [str(v) for v in value if str(v) not in {"", "*"}]
-        return names
-    return []
+def _revealed(finding: Finding) -> tuple[str | None, frozenset[str]]:
+    """The vault (a reference `find_vault` resolves) and the secret names (lower case; none: every secret
+    of the vault) an exposing finding reveals, read with the evidence model its detector registered."""
+    evidence: Evidence = Evidence.of(finding)
+    match evidence:
+        case SecretEvidence():
+            return evidence.vault_id, frozenset({evidence.secret_name.lower()})
+        case FlowStepEvidence():
+            named = {n.lower() for n in evidence.secret_names if n not in {"", "*"}}
+            return evidence.vault, frozenset(named)
+        case (
+            AccessPolicyEvidence()
+            | RoleGrantEvidence()
+            | VaultWritersEvidence()
+            | OversizedVaultEvidence()
+            | ConnectionUserEvidence()
+        ):
+            return evidence.vault, frozenset()
+    return None, frozenset()  # about a principal or a flow, not a vault
 
 
 def _readers(paths: Iterable[Path]) -> list[str]:
@@ -184,7 +204,14 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     nodes: dict[str, tuple[Vault, SecretMeta]] = {
         secret_node(v.id, s.name): (v, s) for v in snapshot.vaults for s in v.secrets
     }
-    flows = {f.id.lower() for f in snapshot.flows}
+    # A finding about a flow names it by resource id; the graph's node is `flow:<id>`. Only a flow whose
+    # connections were all read can show its paths; for another, every reader counts (assume breach).
+    read = {c.id.lower() for c in snapshot.connections}
+    flow_nodes = {
+        flow_resource_id(f).lower(): f"flow:{f.id}"
+        for f in snapshot.flows
+        if all(c.lower() in read for c in f.connection_references)
+    }
     found: dict[str, _Exposure] = {}
 
     def add(node: str, finding: Finding, readers: list[str]) -> None:
@@ -194,15 +221,12 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
         entry.readers.update(readers)
 
     for finding in exposing:
-        evidence = finding.evidence
-        vault_ref = evidence.get("vault_id") or evidence.get("vaultId") or evidence.get("vault")
-        flow_ref = str(evidence.get("flow_id") or evidence.get("flowId") or finding.resource_id).lower()
-        flow_node = f"flow:{flow_ref}" if flow_ref in flows else None
+        vault_ref, wanted = _revealed(finding)
+        flow_node = flow_nodes.get(finding.resource_id.lower())
         if vault_ref:
-            vault = find_vault(snapshot, str(vault_ref))
+            vault = find_vault(snapshot, vault_ref)
             if vault is None:
                 continue
-            wanted = {n.lower() for n in _names(evidence.get("secret_names", evidence.get("secretNames")))}
             for secret in vault.secrets:
                 if wanted and secret.name.lower() not in wanted:
                     continue
@@ -231,7 +255,6 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
         findings.append(
             _listed_secret_finding(
                 EXPOSED_SECRET,
-                "high",
                 vault,
                 secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
@@ -247,7 +270,11 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
 
 
 @detector(
-    EXPOSED_SECRET, title="A secret was reachable through a leaking path: rotate it", help_url=ROTATION_HELP
+    EXPOSED_SECRET,
+    severity="high",
+    title="A secret was reachable through a leaking path: rotate it",
+    evidence=SecretEvidence,
+    help_url=ROTATION_HELP,
 )
 def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
@@ -257,7 +284,11 @@ def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
 
 
 @detector(
-    NEAR_EXPIRY, title="A secret expires within the rotation window (or has expired)", help_url=ROTATION_HELP
+    NEAR_EXPIRY,
+    severity="medium",
+    title="A secret expires within the rotation window (or has expired)",
+    evidence=SecretEvidence,
+    help_url=ROTATION_HELP,
 )
 def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
@@ -275,7 +306,6 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             findings.append(
                 _listed_secret_finding(
                     NEAR_EXPIRY,
-                    "medium",
                     vault,
                     secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
@@ -297,7 +327,13 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@detector(FOLLOWUP_DUE, title="A secret rotation has a pending step due", help_url=ROTATION_HELP)
+@detector(
+    FOLLOWUP_DUE,
+    severity="medium",
+    title="A secret rotation has a pending step due",
+    evidence=SecretEvidence,
+    help_url=ROTATION_HELP,
+)
 def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
@@ -309,7 +345,6 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
             findings.append(
                 _listed_secret_finding(
                     FOLLOWUP_DUE,
-                    "medium",
                     vault,
                     secret,
                     f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
@@ -333,7 +368,6 @@ def ticket_findings(
         findings.append(
             _secret_finding(
                 EXPOSED_SECRET,
-                "high",
                 vault.id if vault is not None else vault_ref,
                 vault.vault_uri if vault is not None else vault_ref,
                 name,
@@ -356,7 +390,6 @@ def alert_findings(
     return [
         _secret_finding(
             EXPOSED_SECRET,
-            "high",
             vault.id,
             vault.vault_uri,
             secret.name,

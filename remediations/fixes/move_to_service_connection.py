@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import Action, Connection, Finding, FlowConnectionChange, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -91,8 +92,9 @@ class MoveToServiceConnection(Remediation):
         connections = {c.id.lower(): c for c in snapshot.connections}
         actions: dict[tuple[str, str], Action] = {}
         for finding in findings:
-            flow = flows.get(str(finding.evidence.get("flow") or ""))
-            source = connections.get(str(finding.evidence.get("connection") or "").lower())
+            evidence = ConnectionUserEvidence.of(finding)
+            flow = flows.get(evidence.flow or "")  # None: a connection no flow uses yet
+            source = connections.get(evidence.connection.lower())
             if flow is None or source is None or (flow.id, source.id) in actions:
                 continue
             named = policy.power_platform.service_connection_for(

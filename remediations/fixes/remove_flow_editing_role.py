@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import Action, Finding, Outcome, SecurityRoleChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -35,7 +36,7 @@ def _environments_with_exposed_flows(snapshot: Snapshot, findings: list[Finding]
     flows = {f.id: f for f in snapshot.flows}
     exposed: dict[str, _Exposed] = {}
     for finding in findings:
-        flow = flows.get(str(finding.evidence.get("flow") or ""))
+        flow = flows.get(ConnectionUserEvidence.of(finding).flow or "")
         if flow is None:
             continue
         entry = exposed.setdefault(flow.environment.lower(), _Exposed())

@@ -10,7 +10,7 @@ entry of another tenant (which our directory cannot resolve) is reported, not re
 from __future__ import annotations
 
 from remediations.core import rbac
-from remediations.core.evidence import OrphanedAssignmentEvidence, entry_evidence
+from remediations.core.evidence import AccessPolicyEvidence, OrphanedAssignmentEvidence
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
@@ -69,7 +69,7 @@ class RemoveOrphanedPrincipal(Remediation):
 
     def _plan_entry(self, snapshot: Snapshot, finding: Finding) -> Action | None:
         vault = snapshot.vault(finding.resource_id)
-        application_id = (entry_evidence(finding).application_id or "").lower()
+        application_id = (AccessPolicyEvidence.of(finding).application_id or "").lower()
         entry = next(
             (
                 e

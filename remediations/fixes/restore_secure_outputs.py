@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_findings import DETECTOR_INSECURE_GET
 from remediations.core.flow_secure import unsecured, with_secure_data
 from remediations.core.model import Action, Finding, FlowSecureDataChange, Outcome, Snapshot
@@ -60,7 +61,7 @@ class RestoreSecureOutputs(Remediation):
         finding_ids: dict[str, list[str]] = {}
         for finding in findings:
             flow = flows.get(finding.resource_id)
-            path = str(finding.evidence.get("action_path") or "")
+            path = FlowStepEvidence.of(finding).action_path
             if flow is None or not path:
                 continue
             if path not in paths.setdefault(flow.id, []):

@@ -80,14 +80,15 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
     actions: list[Action] = []
     for (vault_ref, _), group in sorted(groups.items()):
         ids = [f.id for f in group]
-        evidence = [SecretEvidence.of(f) for f in group]
-        name = evidence[0].secret_name
-        sources: set[str] = {e.source for e in evidence}
+        read = [SecretEvidence.of(f) for f in group]
+        first = read[0]
+        name = first.secret_name
+        sources: set[str] = {e.source for e in read}
         # A rotation completes a pending step anyway; leaving it out of the reason keeps the action id
         # of an exposure that persists (a re-run then resumes instead of rotating a second time).
-        reasons = [f for f, e in zip(group, evidence, strict=True) if e.source != "follow-up"] or group
+        reasons = [f for f, e in zip(group, read, strict=True) if e.source != "follow-up"] or group
         reason = _reason(reasons, rules.near_expiry_days)
-        vault = find_vault(snapshot, vault_ref) or find_vault(snapshot, evidence[0].vault_uri)
+        vault = find_vault(snapshot, vault_ref) or find_vault(snapshot, first.vault_uri)
         secret = find_secret(vault, name) if vault is not None else None
         listing = snapshot.secret_list_error(vault.id) if vault is not None else None
         if vault is not None and listing is not None:
@@ -96,7 +97,7 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
             actions.append(_skipped(target, vault.vault_uri, name, reason, ids, skip))
             continue
         if vault is None or secret is None:
-            uri = evidence[0].vault_uri or vault_ref
+            uri = first.vault_uri or vault_ref
             actions.append(
                 _skipped(group[0].resource_id, uri, name, reason, ids, "secret not found in the inventory")
             )
@@ -122,7 +123,7 @@ def plan_rotations(snapshot: Snapshot, findings: Sequence[Finding], policy: Poli
             f"unknown rotator {rotator_name!r}" if rotator is None else rotator.check(secret.tags, rules)
         )
         length, charset = length_and_charset(secret.tags, rules)
-        ticket_id = next((e.ticket_id for e in evidence if e.ticket_id), None)
+        ticket_id = next((e.ticket_id for e in read if e.ticket_id), None)
         change = SecretRotationChange(
             vault_uri=vault.vault_uri,
             secret_name=secret.name,

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 import remediations
 from remediations.core.closure import PathLeft
 from remediations.core.detect import DEFAULT_HELP, detector_info
+from remediations.core.evidence import Evidence, FlowStepEvidence
 from remediations.core.model import (
     Action,
     Finding,
@@ -38,7 +39,7 @@ from remediations.report.graph_view import (
 from remediations.report.simulate import simulate
 from remediations.shell.audit import AuditRecord
 
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")  # most severe first
+SEVERITIES: tuple[Severity, ...] = tuple(reversed(get_args(Severity)))  # most severe first
 OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")
 
 AfterSource = Literal["re-read after apply", "applied outcomes", "planned (dry run)"]
@@ -133,14 +134,25 @@ class RuleInfo(_Frozen):
     id: str
     description: str
     help_uri: str
-    severity: Severity  # the most severe finding of this rule in the report
+    # The detector's registered severity (SARIF `defaultConfiguration.level`); its findings may be higher.
+    default_severity: Severity
+    # The most severe finding of this rule in the report (SARIF `security-severity`, which code scanning
+    # reads from the rule only: a raised finding must not show as the rule's default).
+    severity: Severity
     detail: str = ""  # a longer "what to do", when we have one
     informational: bool = False  # every finding of the rule is informational (evidence `informational`)
 
 
+def evidence_of(finding: Finding) -> Evidence | None:
+    """The finding's typed evidence, or None for a detector this version does not register (the report
+    still lists its findings, by id, with no more than the finding itself says)."""
+    return Evidence.of(finding) if detector_info(finding.detector_id) is not None else None
+
+
 def is_informational(finding: Finding) -> bool:
     """A finding that records good practice (e.g. a secured Get secret): shown, never a failure."""
-    return finding.evidence.get("informational") is True
+    evidence = evidence_of(finding)
+    return isinstance(evidence, FlowStepEvidence) and evidence.informational is True
 
 
 class ReportData(_Frozen):
@@ -192,6 +204,7 @@ def _rules(findings: Sequence[Finding]) -> tuple[RuleInfo, ...]:
             id=rule_id,
             description=info.title if info else rule_id.replace("_", " ").capitalize(),
             help_uri=info.help_url if info else DEFAULT_HELP,
+            default_severity=info.severity if info else severity,
             severity=severity,
             detail=info.detail if info else "",
             informational=rule_id not in failing,

@@ -1,8 +1,10 @@
 """SARIF 2.1.0 for code-scanning tools (GitHub code scanning, Azure DevOps, Defender for DevOps).
 
 Like Prowler, only failing findings become results (a finding *is* a failure here). Shapes:
-- one rule per detector id: `shortDescription`, `helpUri`, `defaultConfiguration.level`,
-  `properties.security-severity` (GitHub's numeric scale: critical 9.5, high 8.0, medium 5.5, low 3.0);
+- one rule per detector id: `shortDescription`, `helpUri`, `defaultConfiguration.level` (the detector's
+  registered severity; a result may be more severe), `properties.security-severity` (GitHub's numeric
+  scale: critical 9.5, high 8.0, medium 5.5, low 3.0; of the rule's most severe result, because code
+  scanning reads it from the rule only);
 - one result per finding: `ruleId`/`ruleIndex`, `kind`, `level`, `message.text`, `partialFingerprints`
   from the finding's stable id, the finding's evidence as `properties`, and one location. A finding
   whose evidence says `informational: true` (good practice seen, e.g. a secured Get secret) is
@@ -15,9 +17,9 @@ this one writer.
 
 Locations: GitHub rejects a whole file when any result has no `physicalLocation` ("expected at least
 one location" / "expected artifact location"), so every result gets one:
-- findings on a file (a flow definition scanned from disk) put `artifactUri` (a repo-relative path or
-  URI reference, or a file:// URI) and optionally `startLine`/`endLine`/`startColumn` in their
-  evidence: that file and region are used;
+- findings on a file (a flow definition scanned from disk) carry `artifactUri` (a repo-relative path or
+  URI reference, or a file:// URI) and optionally `startLine` in their evidence (`FileLocation`): that
+  file and line are used;
 - cloud findings use the ARM resource id without its leading `/` as a relative URI (it names the
   resource; no file exists), and the full resource id as a `logicalLocation` of kind `resource`.
 """
@@ -29,9 +31,10 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from remediations.core.evidence import FileLocation
 from remediations.core.model import Finding
 from remediations.report.guard import check_output
-from remediations.report.model import ReportData, is_informational, severity_rank
+from remediations.report.model import ReportData, evidence_of, is_informational, severity_rank
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -40,23 +43,13 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 
 
-def _region(evidence: dict[str, Any]) -> dict[str, int] | None:
-    region: dict[str, int] = {}
-    for key in ("startLine", "startColumn", "endLine", "endColumn"):
-        value = evidence.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            region[key] = value
-    return region if "startLine" in region else None
-
-
 def _location(finding: Finding) -> dict[str, Any]:
-    artifact = finding.evidence.get("artifactUri")
+    evidence = evidence_of(finding)
     logical = [{"fullyQualifiedName": finding.resource_id, "kind": "resource"}]
-    if isinstance(artifact, str) and artifact:
-        physical: dict[str, Any] = {"artifactLocation": {"uri": artifact.replace("\\", "/")}}
-        region = _region(finding.evidence)
-        if region is not None:
-            physical["region"] = region
+    if isinstance(evidence, FileLocation) and evidence.artifact_uri:
+        physical: dict[str, Any] = {"artifactLocation": {"uri": evidence.artifact_uri.replace("\\", "/")}}
+        if evidence.start_line is not None and evidence.start_line >= 1:
+            physical["region"] = {"startLine": evidence.start_line}
     else:
         physical = {"artifactLocation": {"uri": finding.resource_id.lstrip("/")}}
     return {"physicalLocation": physical, "logicalLocations": logical}
@@ -105,7 +98,9 @@ def sarif_document(report: ReportData) -> dict[str, Any]:
                     else {}
                 ),
                 "helpUri": rule.help_uri,
-                "defaultConfiguration": {"level": "none" if rule.informational else LEVEL[rule.severity]},
+                "defaultConfiguration": {
+                    "level": "none" if rule.informational else LEVEL[rule.default_severity]
+                },
                 "properties": {
                     "security-severity": SECURITY_SEVERITY[rule.severity],
                     "tags": ["security", "azure-key-vault", "power-automate"],

@@ -36,6 +36,7 @@ from remediations.core.write_check import (
     takes_management,
 )
 from remediations.ports import AzureCallFailed, Clients
+from remediations.shell.tables import update_if_unchanged
 
 LEASE_TABLE = "vaultguardleases"
 # Longer than any one vault's writes take; a holder that died frees the vault after this.
@@ -125,14 +126,10 @@ class TableLeases:
                     return str(self._table.create_entity(row)["etag"])
                 expires = current.get("Expires")
                 if not current.get("Holder") or (isinstance(expires, datetime) and expires <= now):
-                    return str(
-                        self._table.update_entity(
-                            row,
-                            mode=UpdateMode.REPLACE,
-                            etag=current.metadata["etag"],
-                            match_condition=MatchConditions.IfNotModified,
-                        )["etag"]
-                    )
+                    etag = current.metadata["etag"]
+                    taken = update_if_unchanged(self._table, row, etag, mode=UpdateMode.REPLACE)
+                    if taken is not None:
+                        return taken
             except (ResourceExistsError, HttpResponseError) as error:
                 if getattr(error, "status_code", None) not in (409, 412):
                     raise

@@ -39,7 +39,7 @@ from remediations.triggers.problems import (
 from remediations.triggers.runs import RunKind, RunStore, stale_after
 from remediations.triggers.service import effective_policy
 from remediations.triggers.storage import StorageNotConfigured
-from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
+from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResult, valid_ticket_id
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_LIST = 200
@@ -384,22 +384,9 @@ def _handle(signal: AlertSignal, received: AlertResult, context: InvocationConte
                 "message": f"Handling failed; correlation id {context.correlation_id}.",
             }
         )
-    numbers = _summary_numbers(result.summary)
-    observability.record_run_metric(
-        "alert",
-        status=result.status,
-        dry_run=result.dryRun,
-        findings=numbers["findings"],
-        actions=numbers["actions"],
-        failures=numbers["failures"],
-        throttled=numbers["throttled"],
-        read_errors=numbers["readErrors"],
-    )
+    summary = RunSummary.model_validate(result.summary)  # the run's summary, as the alert keeps it
+    observability.record_run_metric("alert", status=result.status, dry_run=result.dryRun, **summary.metric())
     return result
-
-
-def _summary_numbers(summary: dict[str, int]) -> dict[str, int]:
-    return {k: int(summary.get(k, 0)) for k in ("findings", "actions", "failures", "throttled", "readErrors")}
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------

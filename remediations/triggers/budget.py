@@ -15,15 +15,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from remediations.shell.tables import update_if_unchanged
 from remediations.triggers.observability import logger
 
 if TYPE_CHECKING:
@@ -64,17 +58,8 @@ class SweepBudget:
             if granted == 0:
                 return 0
             update = {"PartitionKey": PARTITION, "RowKey": sweep_id, "Remaining": remaining - granted}
-            try:
-                self._table.update_entity(
-                    update,
-                    mode=UpdateMode.MERGE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as error:
-                if isinstance(error, ResourceModifiedError) or error.status_code == 412:
-                    continue  # another worker took budget in between: read again
-                raise
+            if update_if_unchanged(self._table, update, entity.metadata["etag"]) is None:
+                continue  # another worker took budget in between: read again
             return granted
         logger().warning(
             "sweep budget %s: too many concurrent updates; deferring this run's writes", sweep_id

@@ -139,16 +139,7 @@ def handle_event(
     notes = inventory_notes([result])
     if summary.actions == 0 and result.failures == 0:
         notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
-    observability.record_run_metric(
-        "event",
-        status=status,
-        dry_run=policy.dry_run,
-        findings=summary.findings,
-        actions=summary.actions,
-        failures=summary.failures,
-        throttled=summary.throttled,
-        read_errors=summary.readErrors,
-    )
+    observability.record_run_metric("event", status=status, dry_run=policy.dry_run, **summary.metric())
     return received.model_copy(
         update={
             "status": delivery_status(status),

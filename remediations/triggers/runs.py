@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from remediations.shell import settings as names
+from remediations.shell.tables import update_if_unchanged
 from remediations.triggers.storage import table_client
 
 if TYPE_CHECKING:
@@ -198,18 +198,8 @@ class RunStore:
         if head.get("Status") not in UNFINISHED or datetime.now(UTC) - updated < older_than:
             return False
         claim = {"PartitionKey": partition, "RowKey": "head", "UpdatedAt": datetime.now(UTC)}
-        try:
-            self._table.update_entity(
-                claim,
-                mode=UpdateMode.MERGE,
-                etag=head.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except HttpResponseError as error:
-            if error.status_code == 412:  # another re-send took it over first
-                return False
-            raise
-        return True
+        # None: another re-send took it over first
+        return update_if_unchanged(self._table, claim, head.metadata["etag"]) is not None
 
     def save(
         self,

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from remediations.core.detect import detector_ids
+from remediations.core.model import Finding
 from remediations.core.registry import Remediation, get_remediation, register, remediation_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +56,41 @@ def test_every_detector_is_registered_with_its_metadata() -> None:
     titles = [info.title for info in infos if info is not None]
     assert len(set(titles)) == len(titles)
     assert all(len(t) <= 100 and "\n" not in t and not t.endswith(".") for t in titles)
+
+
+def test_a_detectors_severity_and_evidence_model_are_written_once_at_registration() -> None:
+    from remediations.core.detect import detector_info, new_finding
+    from remediations.core.evidence import AccessPolicyEvidence, ExcessPermissionsEvidence, FlowStepEvidence
+
+    lists, excess = detector_info("flow_lists_secrets"), detector_info("excess_secret_permissions")
+    assert lists is not None and (lists.severity, lists.evidence) == ("high", FlowStepEvidence)
+    assert excess is not None and (excess.severity, excess.evidence) == ("medium", ExcessPermissionsEvidence)
+    step = FlowStepEvidence(flow="f", action_path="List", vault="kv", operation="list_secrets")
+
+    def finding(**kwargs: Any) -> Finding:
+        args: dict[str, Any] = {"resource_id": "/f", "principal": None, "message": "m", "evidence": step}
+        return new_finding("flow_lists_secrets", **{**args, **kwargs})
+
+    assert finding().severity == "high"  # the registered default
+    assert finding(severity="critical").severity == "critical"  # a finding may raise it ...
+    with pytest.raises(ValueError, match="not lower it"):
+        finding(severity="medium")  # ... never lower it
+    entry = AccessPolicyEvidence(vault="kv", object_id="o", application_id=None, secret_permissions=("list",))
+    with pytest.raises(TypeError, match="registered FlowStepEvidence"):
+        finding(evidence=entry)  # evidence is built from the model readers will parse it with
+    # The default is what the model says, not a copy: the dump of the info never shows the model class.
+    assert "evidence" not in lists.model_dump() and lists.model_dump()["severity"] == "high"
+
+
+def test_the_readmes_detector_table_says_the_registered_severities() -> None:
+    """The README's table of flow-definition detectors is prose; its severities come from the registry."""
+    import re
+
+    from remediations.core.detect import detector_info
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {i: s for i, s in re.findall(r"^\| `(\w+)` \| (\w+)", readme, re.M) if i in set(detector_ids())}
+    assert {"flow_insecure_get_secret", "flow_lists_secrets", "flow_secure_get_secret"} <= set(rows)
+    for detector_id, severity in rows.items():
+        info = detector_info(detector_id)
+        assert info is not None and info.severity == severity, detector_id

@@ -12,6 +12,8 @@ import jsonschema
 import pytest
 
 from remediations.cli.scan_flows import main as scan_flows
+from remediations.core.detect import detector_info
+from remediations.core.evidence import ExcessPermissionsEvidence, FlowStepEvidence
 from remediations.core.model import Finding
 from remediations.report import ForbiddenValueError, build_report, render_sarif, sarif_document
 from remediations.report.model import severity_rank
@@ -109,27 +111,67 @@ def test_levels_and_security_severity_per_severity(schema: dict[str, Any]) -> No
     ]
 
 
+def _step(severity: str, detector: str, **located: Any) -> Finding:
+    """A flow-definition finding as scan-flows makes it: FlowStepEvidence, located in its file."""
+    evidence = FlowStepEvidence(flow="Payroll", action_path="Get_secret", vault="kv", **located)
+    return _finding(severity, detector, **evidence.as_dict())
+
+
 def test_flow_file_findings_get_file_and_region(schema: dict[str, Any]) -> None:
-    finding = _finding(
-        "high",
-        "flow_get_secret_without_secure_outputs",
-        artifactUri="flows\\payroll.json",
-        startLine=42,
-        endLine=47,
-    )
-    no_region = _finding("medium", "flow_lists_secrets", artifactUri="flows/hr.json", startLine="x")
-    document = sarif_document(build_report(findings=[finding, no_region], generated_at=GENERATED))
+    finding = _step("high", "flow_insecure_get_secret", artifact_uri="flows\\payroll.json", start_line=42)
+    no_region = _step("medium", "flow_lists_secrets", artifact_uri="flows/hr.json")
+    unknown = _finding("low", "rule_from_elsewhere", artifactUri="x.json")  # not a registered detector
+    document = sarif_document(build_report(findings=[finding, no_region, unknown], generated_at=GENERATED))
     _validate(schema, document)
-    first, second = document["runs"][0]["results"]
+    first, second, third = document["runs"][0]["results"]
     physical = first["locations"][0]["physicalLocation"]
-    assert physical == {
-        "artifactLocation": {"uri": "flows/payroll.json"},
-        "region": {"startLine": 42, "endLine": 47},
-    }
+    assert physical == {"artifactLocation": {"uri": "flows/payroll.json"}, "region": {"startLine": 42}}
     assert second["locations"][0]["physicalLocation"] == {"artifactLocation": {"uri": "flows/hr.json"}}
-    # Unknown detectors still get a description (from the id) and a help link.
-    rule = document["runs"][0]["tool"]["driver"]["rules"][0]
-    assert rule["shortDescription"]["text"] and rule["helpUri"].startswith("https://")
+    # A detector this version does not register: listed on its resource, with a description from its id.
+    assert third["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == vault_id("kv-payroll")[1:]
+    rule = document["runs"][0]["tool"]["driver"]["rules"][third["ruleIndex"]]
+    assert rule["shortDescription"]["text"] == "Rule from elsewhere" and rule["helpUri"].startswith(
+        "https://"
+    )
+
+
+def test_a_rules_default_level_is_its_registered_severity_and_a_result_may_raise_it(
+    schema: dict[str, Any],
+) -> None:
+    critical = _step("critical", "flow_lists_secrets", reads_each_listed_secret=("Get_secret",))
+    document = sarif_document(build_report(findings=[critical], generated_at=GENERATED))
+    _validate(schema, document)
+    [rule] = document["runs"][0]["tool"]["driver"]["rules"]
+    [result] = document["runs"][0]["results"]
+    info = detector_info("flow_lists_secrets")
+    assert info is not None and info.severity == "high"
+    assert rule["defaultConfiguration"]["level"] == "error" and result["level"] == "error"
+    # GitHub reads security-severity from the rule only: the raised result's, not the default's.
+    assert rule["properties"]["security-severity"] == "9.5"
+
+    def excess(*permissions: str) -> Finding:  # high when the excess includes list
+        evidence = ExcessPermissionsEvidence(
+            vault="kv",
+            object_id="o",
+            application_id=None,
+            secret_permissions=permissions,
+            allowed=(),
+            excess=permissions,
+        )
+        return _finding(
+            "high" if "list" in permissions else "medium", "excess_secret_permissions", **evidence.as_dict()
+        )
+
+    def only_rule(*findings: Finding) -> dict[str, Any]:
+        [rule] = sarif_document(build_report(findings=findings, generated_at=GENERATED))["runs"][0]["tool"][
+            "driver"
+        ]["rules"]
+        return rule  # type: ignore[no-any-return]
+
+    assert only_rule(excess("get"))["defaultConfiguration"]["level"] == "warning"
+    rule = only_rule(excess("get", "list"), excess("set"))
+    assert rule["defaultConfiguration"]["level"] == "warning"  # the registered medium ...
+    assert rule["properties"]["security-severity"] == "8.0"  # ... its worst result's severity high
 
 
 def test_severity_filter_and_empty_run(schema: dict[str, Any]) -> None:

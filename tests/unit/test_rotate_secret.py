@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pydantic
 import pytest
 
 from remediations.core import detect as detect_module
-from remediations.core.detect import detect
+from remediations.core.detect import detect, new_finding
+from remediations.core.evidence import FlowShareEvidence, FlowStepEvidence
 from remediations.core.model import (
     Connection,
     Finding,
@@ -20,6 +22,7 @@ from remediations.core.model import (
 )
 from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, PolicyError, parse_policy
+from remediations.core.pp_detect import flow_resource_id
 from remediations.core.rotation import exposed_secrets
 from remediations.core.secret_value import SecretValue
 from remediations.fixes.rotate_secret import plan_for_alert, plan_for_targets, plan_rotations
@@ -56,16 +59,30 @@ def _with_flow(base: Snapshot, flow_id: str = "flow-1", connection_id: str = "co
     )
 
 
-def _leak(
-    evidence: dict[str, object], *, resource_id: str = "flow-1", principal: str | None = None
-) -> Finding:
-    return Finding.create(
-        detector_id="flow_lists_secrets",
-        severity="high",
-        resource_id=resource_id,
-        principal=principal,
+def _leak(vault_ref: str | None = None, *names: str, flow: str = "flow-1") -> Finding:
+    """A `flow_lists_secrets` finding as its detector makes it: on the flow's resource id, with the
+    vault its List secrets step names (None: an expression) and the secret names it reads."""
+    return new_finding(
+        "flow_lists_secrets",
+        resource_id=flow_resource_id(Flow(id=flow, environment="env")),
+        principal=None,
         message="flow lists secrets",
-        evidence=evidence,
+        evidence=FlowStepEvidence(
+            flow=flow, action_path="List", vault=vault_ref, secret_names=names, operation="list_secrets"
+        ),
+    )
+
+
+def _shared_with(person: str) -> Finding:
+    """A `flow_shared_beyond_allowed` finding about `person` (no vault: what they can read is exposed)."""
+    return new_finding(
+        "flow_shared_beyond_allowed",
+        resource_id=flow_resource_id(Flow(id="flow-1", environment="env")),
+        principal=person,
+        message="flow shared",
+        evidence=FlowShareEvidence(
+            environment="env", flow="flow-1", role="CanEdit", principal_kind="user", connections=("conn-kv",)
+        ),
     )
 
 
@@ -81,8 +98,8 @@ def test_only_secrets_someone_can_read_are_proposed() -> None:
     unreachable = _vault(_secret("old-token", vault_name="kv-cold"), name="kv-cold", readers=())
     snap = snapshot(readable, unreachable)
     leaks = [
-        _leak({"vault_id": readable.id}),
-        _leak({"vault_id": unreachable.id, "secret_names": ["old-token"]}, resource_id="flow-2"),
+        _leak(readable.id),
+        _leak(unreachable.id, "old-token", flow="flow-2"),
     ]
     found = exposed_secrets(snap, Policy(), leaks)
     assert sorted(f.evidence["secret_name"] for f in found) == ["api-key", "db-password"]
@@ -96,8 +113,8 @@ def test_named_secrets_only_and_get_is_needed() -> None:
     )
     snap = snapshot(_vault(_secret("db-password"), _secret("api-key")), list_only)
     leaks = [
-        _leak({"vault_id": "kv-pay", "secret_names": ["db-password"]}),
-        _leak({"vault_id": "https://kv-list.vault.azure.net/"}, resource_id="f2"),
+        _leak("kv-pay", "db-password"),
+        _leak("https://kv-list.vault.azure.net/", flow="f2"),
     ]
     found = exposed_secrets(snap, Policy(), leaks)
     assert [f.evidence["secret_name"] for f in found] == ["db-password"]  # list without get reads nothing
@@ -108,32 +125,41 @@ def test_an_inventoried_flow_must_lead_to_the_secret() -> None:
         update={"secrets": (_secret("x", "kv-other"),)}
     )
     snap = _with_flow(snapshot(_vault(_secret("db-password")), other))
-    leaks = [_leak({"vault_id": other.id}, resource_id="flow-1")]  # readable, but not via flow-1
+    leaks = [_leak(other.id, flow="flow-1")]  # readable, but not via flow-1
     assert exposed_secrets(snap, Policy(), leaks) == []
-    via_flow = exposed_secrets(snap, Policy(), [_leak({}, resource_id="flow-1")])
+    via_flow = exposed_secrets(snap, Policy(), [_leak(None, flow="flow-1")])
     assert [f.evidence["secret_name"] for f in via_flow] == ["db-password"]
     assert via_flow[0].evidence["readers"] == [MAKER]
 
 
+def test_a_flow_whose_connection_was_not_read_cannot_clear_a_reader() -> None:
+    other = vault("kv-other", policy_entry("someone-else", "get")).model_copy(
+        update={"secrets": (_secret("x", "kv-other"),)}
+    )
+    unread = _with_flow(snapshot(other)).model_copy(update={"connections": ()})  # its connection list failed
+    found = exposed_secrets(unread, Policy(), [_leak(other.id, flow="flow-1")])
+    assert [f.evidence["secret_name"] for f in found] == ["x"]  # no path can be ruled out: assume breach
+
+
 def test_a_revoked_person_exposes_what_the_graph_says_they_could_read() -> None:
     snap = _with_flow(snapshot(_vault(_secret("db-password"), _secret("api-key"))))
-    found = exposed_secrets(snap, Policy(), [_leak({}, resource_id="share", principal=MAKER)])
+    found = exposed_secrets(snap, Policy(), [_shared_with(MAKER)])
     assert sorted(f.evidence["secret_name"] for f in found) == ["api-key", "db-password"]
-    assert exposed_secrets(snap, Policy(), [_leak({}, resource_id="share", principal="nobody")]) == []
+    assert exposed_secrets(snap, Policy(), [_shared_with("nobody")]) == []
 
 
 def test_disabled_and_excluded_secrets_are_not_proposed() -> None:
     snap = snapshot(_vault(_secret("db-password", enabled=False), _secret("api-key")))
     policy = parse_policy({"exclusions": {"vaults": []}})
-    found = exposed_secrets(snap, policy, [_leak({"vault_id": "kv-pay"})])
+    found = exposed_secrets(snap, policy, [_leak("kv-pay")])
     assert [f.evidence["secret_name"] for f in found] == ["api-key"]
     excluded = parse_policy({"exclusions": {"vaults": ["kv-pay"]}})
-    assert exposed_secrets(snap, excluded, [_leak({"vault_id": "kv-pay"})]) == []
+    assert exposed_secrets(snap, excluded, [_leak("kv-pay")]) == []
 
 
 def test_the_detector_consumes_the_policys_exposing_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
     snap = snapshot(_vault(_secret("db-password")))
-    leak = _leak({"vault_id": "kv-pay", "secret_names": ["db-password"]})
+    leak = _leak("kv-pay", "db-password")
     monkeypatch.setitem(detect_module._DETECTORS, "flow_lists_secrets", lambda s, p: [leak])
     found = [f for f in detect(snap, Policy()) if f.detector_id == "exposed_secret"]
     assert [f.evidence["exposedBy"] for f in found] == [[leak.id]]
@@ -141,6 +167,18 @@ def test_the_detector_consumes_the_policys_exposing_detectors(monkeypatch: pytes
     assert [f for f in detect(snap, quiet) if f.detector_id == "exposed_secret"] == []
     plan = build_plan(detect(snap, Policy()), snap, Policy(), remediation_ids={"rotate_secret"})
     assert [a.changes[0].secret_name for a in plan.actions] == ["db-password"]
+
+
+def test_an_exposing_finding_whose_detector_renamed_a_key_fails_loudly() -> None:
+    """The reader names the evidence model: a key renamed in a detector's output is an error, not an
+    exposure silently widened to every secret of the vault (what a `.get("secret_names")` read did)."""
+    snap = snapshot(_vault(_secret("db-password"), _secret("api-key")))
+    leak = _leak("kv-pay", "db-password")
+    assert [f.evidence["secret_name"] for f in exposed_secrets(snap, Policy(), [leak])] == ["db-password"]
+    evidence = {k: v for k, v in leak.evidence.items() if k != "secret_names"}
+    renamed = leak.model_copy(update={"evidence": {**evidence, "secretNames": ["db-password"]}})
+    with pytest.raises(pydantic.ValidationError, match="secretNames"):
+        exposed_secrets(snap, Policy(), [renamed])
 
 
 # -- rotator choice ----------------------------------------------------------------------------------
@@ -244,7 +282,7 @@ def test_alert_rotates_or_reports_per_policy() -> None:
 def test_one_action_per_secret_whatever_the_number_of_reasons() -> None:
     snap = snapshot(_vault(_secret("db", expires=snapshot().taken_at + timedelta(days=1))))
     expiring = [f for f in detect(snap, Policy()) if f.detector_id == "secret_near_expiry"]
-    findings = expiring + exposed_secrets(snap, Policy(), [_leak({"vault_id": "kv-pay"})])
+    findings = expiring + exposed_secrets(snap, Policy(), [_leak("kv-pay")])
     actions = plan_rotations(snap, findings, Policy())
     assert len(actions) == 1
     assert actions[0].changes[0].compromised and len(actions[0].finding_ids) == 2
@@ -298,7 +336,7 @@ def test_secret_value_cannot_be_printed_or_serialised() -> None:
 def test_a_persisting_exposure_keeps_its_action_id_when_a_followup_is_due() -> None:
     tags = {"rotator": "app-credential", "appObjectId": "a", "keyId": "k2"}
     fresh = snapshot(_vault(_secret("db", tags=tags)))
-    leak = [_leak({"vault_id": "kv-pay"})]
+    leak = [_leak("kv-pay")]
     first = plan_rotations(fresh, exposed_secrets(fresh, Policy(), leak), Policy())
     pending = {**tags, "pendingRemoveKeyId": "k1", "removeAfter": "2000-01-01T00:00:00Z"}
     later = snapshot(_vault(_secret("db", tags=pending)))
