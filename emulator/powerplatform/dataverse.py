@@ -89,6 +89,8 @@ class _Directory:
         kinds: dict[str, str] = {}
         for assignment in env.roles:
             kinds.setdefault(assignment.principal_id, assignment.principal_type)
+        for principal, principal_type in env.synced_principals.items():
+            kinds.setdefault(principal, principal_type)
         for flow in pp.flows_in(env.name):
             kinds.setdefault(flow.creator, "User")
             for share in flow.shares.values():
@@ -438,6 +440,7 @@ def register(emulator: Emulator) -> None:
             if role is None:  # Dataverse answers 404 when the association does not exist
                 raise _not_found("role association", request.params["role"])
             env.roles.remove(role)
+            env.synced_principals.setdefault(principal, role.principal_type)  # the row stays
         return Response.empty(204)
 
     one = rf"{_API}/workflows\((?P<id>[^)]+)\)"

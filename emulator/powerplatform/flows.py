@@ -37,10 +37,14 @@ violates a policy suspends it and is refused.
 
 As the real service: the admin GET omits `properties.definition` (pnp/cli-microsoft365#6624; Microsoft's
 CoE Starter Kit makes itself co-owner to read details), the admin lists carry `workflowEntityId` (the
-Dataverse `workflows` row; PACE's FlowList model), and every `scopes/admin` route refuses app-only
-(service principal) tokens with 403 `ServicePrincipalNotSupported`: Microsoft documents the Flow admin
-APIs as unsupported for service principals and points to Dataverse (emulator/powerplatform/dataverse.py).
-The error body is ours: no recorded public response was found.
+Dataverse `workflows` row; PACE's FlowList model). App-only (service principal) tokens: the maker routes
+refuse them (403 "Principal Service authentication is supported for administrative actions only.", the
+message recorded in microsoft/coe-starter-kit#10172); the `scopes/admin` routes accept them for a
+registered management app (the Power Automate Management connector reference: "Service Principal
+authentication is supported for administrative actions only"; #10172: "Get Flow as Admin" works with a
+service principal), except the admin permission routes (owners and shares are user details, which the
+Power Automate for Admins connector reference says service principals cannot reach). docs/fidelity.md,
+"The Flow API and app-only tokens". The app does not call the Flow API (it uses Dataverse).
 
 Errors: unknown environment 403 `EnvironmentAccessDenied` "Access to the environment 'x' is denied." (as
 the Flow service answers), unknown flow 404 `FlowNotFound` "Could not find flow 'x'.", unknown run 404
@@ -85,6 +89,15 @@ if TYPE_CHECKING:
 _F = "/providers/Microsoft.ProcessSimple"
 _FLOW_TYPE = "Microsoft.ProcessSimple/environments/flows"
 MAKER_ROLES = frozenset(ENVIRONMENT_ROLES)  # Environment Maker and above may create flows
+
+# App-only callers (docs/fidelity.md, "The Flow API and app-only tokens"): the first message is the one
+# recorded in microsoft/coe-starter-kit#10172, the second the Power Automate for Admins connector's note.
+SERVICE_PRINCIPAL_ADMIN_ONLY = (
+    "Principal Service authentication is supported for administrative actions only."
+)
+SERVICE_PRINCIPAL_NO_USER_DETAILS = (
+    "Service Principal authentication is not supported for administrative actions involving user details."
+)
 
 
 def flow_id(flow: Flow) -> str:
@@ -321,20 +334,20 @@ def register(emulator: Emulator) -> None:
     def _is_admin_route(request: Request) -> bool:
         return "/scopes/admin/" in request.path.lower()
 
-    def _require_flow_admin(claims: dict[str, Any], environment: str) -> None:
+    def _authenticate(request: Request) -> dict[str, Any]:
+        """The caller's claims; an app-only token only on `scopes/admin` routes, never for user details."""
+        claims = authenticate(request, FLOW_AUDIENCES)
         if str(claims.get("idtyp") or "") == "app":
-            raise HttpError(
-                403,
-                "ServicePrincipalNotSupported",
-                "The Power Automate admin APIs do not support service principal (app-only) callers; use "
-                "the environment's Dataverse Web API.",
-            )
-        require_admin(state, claims, environment)
+            if not _is_admin_route(request):
+                raise HttpError(403, "ServicePrincipalNotSupported", SERVICE_PRINCIPAL_ADMIN_ONLY)
+            if "/permissions" in request.path.lower() or "/modifypermissions" in request.path.lower():
+                raise HttpError(403, "ServicePrincipalNotSupported", SERVICE_PRINCIPAL_NO_USER_DETAILS)
+        return claims
 
     def _access(request: Request, claims: dict[str, Any], flow: Flow) -> tuple[str | None, bool]:
         """(the caller's role on the flow, whether its environment role lets it edit every flow)."""
         if _is_admin_route(request):
-            _require_flow_admin(claims, flow.environment)
+            require_admin(state, claims, flow.environment)
             return None, True
         principals = state.principals_of(caller_oid(claims))
         env = state.powerplatform.environments[flow.environment]
@@ -381,7 +394,7 @@ def register(emulator: Emulator) -> None:
     # -- environments and flow lists -------------------------------------------------------------
     def environments(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             value = [
                 {
@@ -410,15 +423,15 @@ def register(emulator: Emulator) -> None:
 
     def admin_list(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             env = _env(request)
-            _require_flow_admin(claims, env)
+            require_admin(state, claims, env)
             return _listing(request, state.powerplatform.flows_in(env))
 
     def user_list(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             env = _env(request)
             principals = state.principals_of(caller_oid(claims))
@@ -427,7 +440,7 @@ def register(emulator: Emulator) -> None:
     # -- one flow --------------------------------------------------------------------------------
     def get_flow(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             role, _ = _access(request, claims, flow)
@@ -437,7 +450,7 @@ def register(emulator: Emulator) -> None:
     def _properties(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the caller's claims, the body's `properties`) of a create or edit."""
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         body = request.json()
         props = body.get("properties") if isinstance(body, dict) else None
         if not isinstance(props, dict):
@@ -522,7 +535,7 @@ def register(emulator: Emulator) -> None:
 
     def delete_flow(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _editable(request, claims)
             del state.powerplatform.flows[flow.name]
@@ -530,7 +543,7 @@ def register(emulator: Emulator) -> None:
 
     def start_flow(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _editable(request, claims)
             if dlp.flow_violations(state, flow.environment, flow.definition, flow.connection_references):
@@ -542,7 +555,7 @@ def register(emulator: Emulator) -> None:
 
     def stop_flow(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _editable(request, claims)
             if flow.state == "Started":
@@ -552,14 +565,14 @@ def register(emulator: Emulator) -> None:
     # -- permissions -----------------------------------------------------------------------------
     def permissions(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             return Response.json(200, {"value": [permission_json(flow, s) for s in flow.shares.values()]})
 
     def modify_permissions(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         body = request.json()
         with state.lock:
             flow = _editable(request, claims)
@@ -569,7 +582,7 @@ def register(emulator: Emulator) -> None:
     # -- runs ------------------------------------------------------------------------------------
     def trigger_run(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         trigger_body = request.json() if request.body else {}
         with state.lock:
             flow = _readable(request, claims)
@@ -601,14 +614,14 @@ def register(emulator: Emulator) -> None:
 
     def list_runs(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             return paged_response(request, list(reversed(flow.runs)), 50, lambda r: run_json(state, flow, r))
 
     def get_run(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         expand = "properties/actions" in request.query.get("$expand", "")
         with state.lock:
             flow = _readable(request, claims)
@@ -616,7 +629,7 @@ def register(emulator: Emulator) -> None:
 
     def list_actions(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             run = _run(flow, request.params["run"])
@@ -626,7 +639,7 @@ def register(emulator: Emulator) -> None:
 
     def get_action(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             run = _run(flow, request.params["run"])
@@ -634,7 +647,7 @@ def register(emulator: Emulator) -> None:
 
     def repetitions(request: Request) -> Response:
         api_version(request)
-        claims = authenticate(request, FLOW_AUDIENCES)
+        claims = _authenticate(request)
         with state.lock:
             flow = _readable(request, claims)
             run = _run(flow, request.params["run"])

@@ -54,6 +54,10 @@ class Environment:
     # Administrator role (the one-time grant, docs/permissions.md). The emulator's own admin app is one
     # in every environment; a management-app registration alone does not open Dataverse.
     application_users: set[str] = field(default_factory=set)
+    # Principals Dataverse keeps as rows without a role, owned flow or share (object id -> principal type):
+    # disassociating a role removes the association, not the systemusers / teams row (Web API docs,
+    # "Associate and disassociate table rows").
+    synced_principals: dict[str, str] = field(default_factory=dict)
 
     def roles_of(self, principal_ids: set[str]) -> set[str]:
         return {r.role for r in self.roles if r.principal_id in principal_ids}

@@ -1,8 +1,9 @@
 """Dataverse Web API shapes for cloud flows, owners, shares and security roles (pure mapping; the calls
 are in adapters/powerplatform.py).
 
-Why Dataverse: the Flow admin API (api.flow.microsoft.com) is unsupported for app-only tokens and its
-admin GET has no `properties.definition`; Microsoft documents the Dataverse `workflows` table as the
+Why Dataverse: the Flow API (api.flow.microsoft.com) takes app-only tokens on its admin routes only
+(its maker routes refuse them) and its admin GET has no `properties.definition` (docs/fidelity.md, "The
+Flow API and app-only tokens"); Microsoft documents the Dataverse `workflows` table as the
 supported way to work with cloud flows in code ("Work with cloud flows using code",
 MicrosoftDocs/power-automate-docs `articles/manage-flows-with-code.md`): `category eq 5`, the
 definition and connection references in `clientdata` (a JSON string), `_ownerid_value`,

@@ -4,8 +4,8 @@ owners, shares, security-role holders and turning a flow off (the Dataverse Web 
 environment, adapters/dataverse.py); connections and their permissions (Power Apps admin API,
 api.powerapps.com); DLP policies (v2 governance API on api.bap.microsoft.com).
 
-The Flow admin API (api.flow.microsoft.com) is not called: Microsoft documents it as unsupported (and
-unsupported for service principals), and its admin GET has no flow definition.
+The Flow API (api.flow.microsoft.com) is not called: its admin GET has no flow definition, its maker
+routes refuse service principals, and Dataverse is the documented way to work with flows in code.
 
 There is no SDK for these, so this is an `azure.core` pipeline per token audience with a bearer token
 from azure-identity: `https://service.powerapps.com//.default` for the Power Apps and BAP hosts (the

@@ -30,16 +30,24 @@ class RecordedTransport(RequestsTransport):
         self.requests.append((request.method, request.url))
         self.sent.append(json.loads(request.body) if request.body else None)
         body = self.bodies.pop(0) if len(self.bodies) > 1 else self.bodies[0]
-        raw = requests.Response()
-        raw.status_code = 200
-        raw._content = json.dumps(body).encode()
-        raw.raw = io.BytesIO(raw._content)
+        return answer(request, 200, body, stream=bool(kwargs.get("stream")))
+
+
+def answer(
+    request: HttpRequest, status: int, body: Any, *, stream: bool = False
+) -> RestRequestsTransportResponse:
+    """The response a real transport would hand the SDK: `body` as JSON, or no body at all (None)."""
+    raw = requests.Response()
+    raw.status_code = status
+    raw._content = b"" if body is None else json.dumps(body).encode()
+    raw.raw = io.BytesIO(raw._content)
+    if body is not None:
         raw.headers["content-type"] = "application/json"
-        raw.url = request.url
-        response = RestRequestsTransportResponse(request=request, internal_response=raw)
-        if not kwargs.get("stream"):
-            response.read()  # as RequestsTransport does for a non-streamed call
-        return response
+    raw.url = request.url
+    response = RestRequestsTransportResponse(request=request, internal_response=raw)
+    if not stream:
+        response.read()  # as RequestsTransport does for a non-streamed call
+    return response
 
 
 class StaticCredential:

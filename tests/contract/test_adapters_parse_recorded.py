@@ -5,6 +5,7 @@ the app would see."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,10 +48,12 @@ from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope
 from remediations.core.secret_value import SecretValue
+from tests.contract.calls import RoutedTransport, team_page
 from tests.contract.recorded import RecordedTransport, StaticCredential
 from tests.contract.shapes import fixture, values_at
 
 KEYVAULT = "/providers/Microsoft.PowerApps/apis/shared_keyvault"
+ENVIRONMENT = "00000000-0000-0000-0000-000000000001"  # the recorded environment with a Dataverse database
 
 
 def test_bap_environment_lists_give_names_and_the_dataverse_url() -> None:
@@ -490,3 +493,51 @@ def test_graph_application_password_key_ids_and_remove_password() -> None:
         ("POST", f"https://graph.microsoft.com/v1.0/applications/{application['id']}/removePassword")
     ]
     assert transport.sent == [fixture("graph-removePassword.request.docs.json")]
+
+
+def test_dataverse_teams_map_group_teams_and_their_roles() -> None:
+    """The team and role columns of the recorded `RetrieveAadUserRoles` answer, as a `teams` row with
+    `teamroles_association` (tests/contract/calls.py `team_page`): the team is a group, by its Entra id."""
+    recorded = fixture("dataverse-RetrieveAadUserRoles.docs.json")
+    (row,) = recorded["value"]
+    principals = principals_from_api([], team_page(recorded)["value"])
+    group = row["t_x002e_azureactivedirectoryobjectid"]
+    assert principals.resolve(row["t_x002e_teamid"]) == (group, "group")
+    assert principals.roles == {group: ("System Administrator",)}
+    assert principals.role_ids[group] == {"System Administrator": row["roleid"]}
+    assert principals.names[group] == "testgroup"
+
+
+def _dataverse_api(transport: RoutedTransport) -> PowerPlatform:
+    return PowerPlatform(StaticCredential(), transport=transport)
+
+
+def test_role_disassociation_deletes_the_documented_ref_of_the_role_the_principal_holds() -> None:
+    """`DELETE <set>(<id>)/<navigation>(<related id>)/$ref`, the second form the Web API docs give for a
+    collection-valued navigation property (204); the role id is the one on the user's own row."""
+    documented = fixture("dataverse-disassociate.docs.json")
+    form = r"/api/data/v9\.\d/\w+\([^)]+\)/\w+\([^)]+\)/\$ref"
+    assert re.search(rf"^DELETE .+{form} HTTP/1\.1$", documented["request"])
+    user = fixture("dataverse-systemuser.tf-provider.json")
+    transport = RoutedTransport()
+    api = _dataverse_api(transport)
+    api.remove_security_role(ENVIRONMENT, user["azureactivedirectoryobjectid"], "Role 3")
+    (url,) = [u for m, u in transport.requests if m == "DELETE"]
+    assert re.search(rf"{form}$", url)
+    assert url.endswith(
+        f"/systemusers({user['systemuserid']})/systemuserroles_association(00000000-0000-0000-0000-000000000003)/$ref"
+    )
+    assert transport.served[-1] == "Dataverse DELETE {principal}/{roles association}({role})/$ref"
+
+
+def test_clientdata_update_sends_the_documented_column_as_a_json_string() -> None:
+    """restore_secure_outputs / move_to_service_connection write `clientdata` only, a string holding
+    JSON of the documented shape (the docs' create body and their "set only the properties you
+    change" update, 204)."""
+    documented = fixture("dataverse-workflow-clientdata.docs.json")
+    data = json.loads(documented["clientdata"])
+    transport = RoutedTransport()
+    _dataverse_api(transport).update_flow_client_data(ENVIRONMENT, "w1", data)
+    (sent,) = [b for (m, _), b in zip(transport.requests, transport.sent, strict=True) if m == "PATCH"]
+    assert set(sent) == {"clientdata"} and isinstance(sent["clientdata"], str)
+    assert json.loads(sent["clientdata"]) == data

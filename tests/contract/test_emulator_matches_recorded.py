@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from emulator import Emulator, tokens
+from emulator.powerplatform.state import RoleAssignment
 from emulator.scenario import load_scenario, load_scenario_file
 from remediations.adapters.dataverse import OFF
+from tests.contract.calls import connection_reference_page, team_page
 from tests.contract.shapes import absent, fixture, same_shape, values_at
 from tests.emulator.helpers import Raw, admin_token
 from tests.emulator.test_powerplatform_attack import SEED
@@ -326,6 +328,8 @@ def test_keyvault_secret_versions_set_and_update(emu: Emulator, seed: dict[str, 
     ]
     _ok(same_shape(_body("keyvault-data-SetSecret.json"), created, paths))
     version = created["id"].rsplit("/", 1)[-1]
+    read = kv.call("GET", f"{base}/{version}?api-version=7.4").json()  # value_matches / is_readable
+    _ok(same_shape(_body("keyvault-data-GetSecret.json"), read, ["value", "id", "attributes/enabled"]))
     update = {"tags": {"mytag": "myvalue"}, "contentType": "myContentType", "attributes": {"enabled": True}}
     updated = kv.call("PATCH", f"{base}/{version}?api-version=7.4", json=update).json()
     update_paths = [
@@ -561,6 +565,7 @@ def test_keyvault_connections_follow_the_connector_reference() -> None:
             permissions = apps.call("GET", f"{base}/permissions?api-version=2017-06-01").json()["value"]
             assert grantee in {p["properties"]["principal"]["id"] for p in permissions}
 
+
 def test_keyvault_vault_patch_answers_the_vault_and_keeps_its_access_policies(
     emu: Emulator, seed: dict[str, Any]
 ) -> None:
@@ -582,3 +587,158 @@ def test_keyvault_vault_patch_answers_the_vault_and_keeps_its_access_policies(
         assert response.json()["properties"]["accessPolicies"] == before  # only the property sent changed
     finally:
         arm.call("PATCH", url, json={"properties": {"enableRbacAuthorization": False}})
+
+
+def test_dataverse_teams_with_security_roles(emu: Emulator, seed: dict[str, Any]) -> None:
+    """An Entra group team holding a role: the team and role columns as the recorded
+    `RetrieveAadUserRoles` answer has them, the expansion as `systemusers` has it (no team recording)."""
+    environment = seed["powerPlatform"]["environments"][0]["name"]
+    group = "0e0e0e0e-0000-4000-8000-00000000a7e4"
+    assignment = RoleAssignment(group, "System Customizer", "Group")
+    emu.state.powerplatform.environments[environment].roles.append(assignment)
+    try:
+        client, base = _dataverse(emu, environment)
+        page = client.call(
+            "GET",
+            f"{base}/api/data/v9.2/teams?$select=teamid,azureactivedirectoryobjectid,teamtype,name"
+            "&$expand=teamroles_association($select=roleid,name)",
+        ).json()
+    finally:
+        emu.state.powerplatform.environments[environment].roles.remove(assignment)
+    built = team_page(fixture("dataverse-RetrieveAadUserRoles.docs.json"))
+    paths = [f"value[]/{c}" for c in ("teamid", "azureactivedirectoryobjectid", "name")]
+    paths += ["value[]/teamroles_association[]/roleid", "value[]/teamroles_association[]/name"]
+    _ok(same_shape(built, page, paths))
+    (team,) = [t for t in page["value"] if t["azureactivedirectoryobjectid"] == group]
+    assert [r["name"] for r in team["teamroles_association"]] == ["System Customizer"]
+
+
+def test_dataverse_role_disassociation_answers_204_without_a_body(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The documented collection-valued `.../<navigation>(<id>)/$ref` DELETE: 204, no body; the role is
+    gone from the user's row, and a second DELETE of the same association is 404."""
+    documented = fixture("dataverse-disassociate.docs.json")  # the URL form: test_adapters_parse_recorded
+    environment = seed["powerPlatform"]["environments"][0]
+    customizer = next(r["principal"] for r in environment["roles"] if r["role"] == "System Customizer")
+    client, base = _dataverse(emu, environment["name"])
+    users = client.call(
+        "GET", f"{base}/api/data/v9.2/systemusers?$expand=systemuserroles_association($select=roleid,name)"
+    ).json()["value"]
+    user = next(u for u in users if u["azureactivedirectoryobjectid"] == customizer)
+    (role,) = [r for r in user["systemuserroles_association"] if r["name"] == "System Customizer"]
+    url = (
+        f"{base}/api/data/v9.2/systemusers({user['systemuserid']})"
+        f"/systemuserroles_association({role['roleid']})/$ref"
+    )
+    roles = emu.state.powerplatform.environments[environment["name"]].roles
+    held = next(r for r in roles if r.principal_id == customizer and r.role == "System Customizer")
+    try:
+        removed = client.call("DELETE", url)
+        assert removed.status_code == documented["response"]["status"] and not removed.content
+        after = client.call("GET", f"{base}/api/data/v9.2/systemusers").json()["value"]
+        (row,) = [u for u in after if u["azureactivedirectoryobjectid"] == customizer]
+        assert "System Customizer" not in {r["name"] for r in row["systemuserroles_association"]}
+        assert client.call("DELETE", url).status_code == 404
+    finally:
+        if held not in roles:
+            roles.append(held)
+
+
+def test_dataverse_clientdata_patch_restores_secure_outputs_and_rebinds_the_connection(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The writes of restore_secure_outputs and move_to_service_connection: `PATCH workflows({id})` with
+    only `clientdata`, a JSON string shaped as the documented one; 204 without a body; the row read back
+    has the new definition and connection, the other columns as they were; a clientdata that is not the
+    documented shape is refused (400) and changes nothing."""
+    pp = seed["powerPlatform"]
+    flow = pp["flows"][0]
+    other = next(
+        c["name"]
+        for c in pp["connections"]
+        if c["name"] != flow["connectionReferences"]["shared_keyvault"]["connectionName"]
+    )
+    client, base = _dataverse(emu, flow["environment"])
+    row_url = f"{base}/api/data/v9.2/workflows({flow['name']})"
+    before = client.call("GET", row_url).json()
+    data = json.loads(before["clientdata"])
+    documented = json.loads(fixture("dataverse-workflow-clientdata.docs.json")["clientdata"])
+    shape = ["schemaVersion", "properties/definition/actions", "properties/definition/triggers"]
+    shape += [
+        f"properties/connectionReferences/*/{p}" for p in ("runtimeSource", "connection/name", "api/name")
+    ]
+    _ok(same_shape(documented, data, shape))
+    changed = json.loads(before["clientdata"])
+    action = next(iter(changed["properties"]["definition"]["actions"].values()))
+    action["runtimeConfiguration"] = {"secureData": {"properties": ["inputs", "outputs"]}}
+    changed["properties"]["connectionReferences"]["shared_keyvault"]["connection"]["name"] = other
+    try:
+        patched = client.call(
+            "PATCH", row_url, json={"clientdata": json.dumps(changed)}, headers={"If-Match": "*"}
+        )
+        assert patched.status_code == 204 and not patched.content, patched.text
+        after = client.call("GET", row_url).json()
+        read = json.loads(after["clientdata"])
+        kept = next(iter(read["properties"]["definition"]["actions"].values()))
+        assert kept["runtimeConfiguration"]["secureData"]["properties"] == ["inputs", "outputs"]
+        assert read["properties"]["connectionReferences"]["shared_keyvault"]["connection"]["name"] == other
+        assert {k: after[k] for k in ("name", "_ownerid_value", "statecode")} == {
+            k: before[k] for k in ("name", "_ownerid_value", "statecode")
+        }
+        refused = client.call("PATCH", row_url, json={"clientdata": "{}"}, headers={"If-Match": "*"})
+        assert refused.status_code == 400
+        assert client.call("GET", row_url).json()["clientdata"] == after["clientdata"]
+    finally:
+        restored = client.call(
+            "PATCH", row_url, json={"clientdata": before["clientdata"]}, headers={"If-Match": "*"}
+        )
+        assert restored.status_code == 204
+
+
+def test_dataverse_connection_references_page(emu: Emulator, seed: dict[str, Any]) -> None:
+    """A solution flow's connection reference row has the columns the adapter selects (no recorded
+    response: compared with the row built from the recorded clientdata and the table reference)."""
+    flow = seed["powerPlatform"]["flows"][1]
+    with emu.state.lock:
+        reference = emu.state.powerplatform.flows[flow["name"]].connection_references["shared_keyvault"]
+        reference["connectionReferenceLogicalName"] = "vg_contract_probe"
+    try:
+        client, base = _dataverse(emu, flow["environment"])
+        page = client.call(
+            "GET",
+            f"{base}/api/data/v9.2/connectionreferences"
+            "?$select=connectionreferencelogicalname,connectionid,connectorid",
+        ).json()
+    finally:
+        with emu.state.lock:
+            reference.pop("connectionReferenceLogicalName")
+    built = connection_reference_page(fixture("dataverse-workflow-clientdata.docs.json"))
+    columns = ("connectionreferencelogicalname", "connectionid", "connectorid")
+    _ok(same_shape(built, page, [f"value[]/{c}" for c in columns]))
+    (row,) = [r for r in page["value"] if r["connectionreferencelogicalname"] == "vg_contract_probe"]
+    assert row["connectionid"] == reference["connectionName"]
+
+
+def test_storage_keys_list_and_regenerate(emu: Emulator, seed: dict[str, Any]) -> None:
+    """`listKeys` and `regenerateKey` (the storage-key rotator) answer the recorded `keys[]` shape; a
+    regenerated key differs from the one listed before."""
+    arm = _app(emu, "https://management.azure.com/.default")
+    vault = seed["vaults"][0]
+    account = (
+        f"https://management.azure.com/subscriptions/{seed['subscriptions'][0]['subscriptionId']}/resourceGroups/"
+        f"{vault['resourceGroup']}/providers/Microsoft.Storage/storageAccounts/contractprobe"
+    )
+    created = arm.call("PUT", f"{account}?api-version=2023-01-01", json={"location": "westeurope"})
+    assert created.status_code == 200, created.text
+    paths = ["keys[]/keyName", "keys[]/value", "keys[]/permissions"]
+    listed = arm.call("POST", f"{account}/listKeys?api-version=2023-01-01")
+    assert listed.status_code == 200, listed.text
+    _ok(same_shape(_body("storage-StorageAccountListKeys.json"), listed.json(), paths))
+    regenerated = arm.call(
+        "POST", f"{account}/regenerateKey?api-version=2023-01-01", json={"keyName": "key2"}
+    )
+    assert regenerated.status_code == 200, regenerated.text
+    _ok(same_shape(_body("storage-StorageAccountRegenerateKey.json"), regenerated.json(), paths))
+    before, after = ({k["keyName"]: k["value"] for k in r.json()["keys"]} for r in (listed, regenerated))
+    assert before["key1"] == after["key1"] and before["key2"] != after["key2"]

@@ -178,22 +178,36 @@ def test_flow_get_definition_and_errors(emu: Emulator) -> None:
     )
 
 
-def test_flow_admin_routes_refuse_app_only_tokens(emu: Emulator) -> None:
-    """Flow admin APIs are unsupported for service principals: an app-only token (idtyp=app) is refused
-    on every scopes/admin route, even for the admin app itself."""
+def test_flow_api_takes_app_only_tokens_on_admin_routes_only(emu: Emulator) -> None:
+    """The Flow API with an app-only token (idtyp=app), as public sources describe it (docs/fidelity.md,
+    "The Flow API and app-only tokens"): a maker route is refused with the message recorded in
+    microsoft/coe-starter-kit#10172; a `scopes/admin` read works for a registered management app, but
+    its admin GET has no definition (so an app that went back to the Flow API would see no flow
+    definitions: the app reads flows from Dataverse); the admin permission routes (user details) are
+    refused; an app that is not a management app gets the admin routes' 403."""
     az = emu.state.azure
     app = requests.Session()
     app.trust_env, app.proxies, app.verify = False, {"https": emu.proxy_url}, emu.ca_bundle
     token = token_for(emu.state, az.admin_object_id, FLOW_AUDIENCE, appid=az.admin_client_id, idtyp="app")
     app.headers["Authorization"] = f"Bearer {token}"
-    for path in (
-        f"{FLOWS}/scopes/admin/environments/{ENV}/v2/flows",
-        f"{FLOWS}/scopes/admin/environments/{ENV}/flows/{FLOW}",
-    ):
-        refused = app.get(path, params=V)
-        assert (
-            refused.status_code == 403 and refused.json()["error"]["code"] == "ServicePrincipalNotSupported"
-        )
+    admin = f"{FLOWS}/scopes/admin/environments/{ENV}"
+    maker = app.get(f"{FLOWS}/environments/{ENV}/flows/{FLOW}", params=V)
+    assert maker.status_code == 403
+    assert (
+        maker.json()["error"]["message"]
+        == "Principal Service authentication is supported for administrative actions only."
+    )
+    listed = app.get(f"{admin}/v2/flows", params=V)
+    assert listed.status_code == 200 and FLOW in {f["name"] for f in listed.json()["value"]}
+    got = app.get(f"{admin}/flows/{FLOW}", params=V)
+    assert got.status_code == 200 and "definition" not in got.json()["properties"]
+    owners = app.get(f"{admin}/flows/{FLOW}/permissions", params=V)
+    assert owners.status_code == 403 and "user details" in owners.json()["error"]["message"]
+    stranger = token_for(
+        emu.state, OUTSIDER, FLOW_AUDIENCE, appid="c0ffee00-0000-4000-8000-000000000000", idtyp="app"
+    )
+    refused = app.get(f"{admin}/v2/flows", params=V, headers={"Authorization": f"Bearer {stranger}"})
+    assert refused.status_code == 403
 
 
 def test_flow_edit_rights(emu: Emulator) -> None:

@@ -177,7 +177,7 @@ def test_inventory_reads_flows_from_dataverse_pages_and_maps_connection_identiti
     assert kinds["kv-svc-flows (service principal)"] == (sp, "servicePrincipal")  # from token:clientId
     assert kinds["kv-shared-prod (admin)"] == (_who(seed, "admin@"), "user")
     # Definitions come with the Dataverse `workflows` pages (clientdata): no GET per flow, and the Flow
-    # admin API (unsupported for app-only callers) is never called.
+    # API (admin GET without definitions) is never called.
     pages = [r for r in emu.requests if r.route == "dataverse.workflows.list"]
     assert len(pages) == len(pp["environments"]) and {r.status for r in pages} == {200}
     assert not [r for r in emu.requests if r.host == "api.flow.microsoft.com"]

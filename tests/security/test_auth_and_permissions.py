@@ -10,6 +10,7 @@ The built-in roles' actions come from the emulator's role definitions (test data
 from __future__ import annotations
 
 import http.client
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ import pytest
 from emulator.azure.roles import BUILT_IN, RoleDefinition, action_matches
 from remediations.core.registry import all_remediations
 from remediations.serve import make_server, serve_in_thread
+from tests.contract.calls import CALLS
 from tests.infra.bicep_model import INFRA, bicep_files, body, resources, role_definition_guid, template
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "permissions.md"
+README = ROOT / "README.md"
 
 
 def _infra_role_guids() -> set[str]:
@@ -120,6 +123,61 @@ def test_the_permissions_document_covers_every_remediation_and_every_non_rbac_gr
         assert f"`{remediation.id}`" in text, remediation.id
         for permission in remediation.metadata.permissions_required:
             assert permission in text, (remediation.id, permission)
+
+
+def _table(text: str, heading: str) -> dict[str, list[str]]:
+    """A markdown table under `heading`: first cell's backticked id -> the other cells."""
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        found = re.match(r"\|\s*`([^`]+)`\s*\|", line)
+        if found:
+            rows[found.group(1)] = [c.strip() for c in line.strip().strip("|").split("|")][1:]
+    return rows
+
+
+def _dataverse_custom_role() -> set[str]:
+    role = (
+        DOC.read_text()
+        .split("<!-- dataverse-custom-role -->", 1)[1]
+        .split("<!-- /dataverse-custom-role -->")[0]
+    )
+    return set(re.findall(r"`(prv\w+)`", role))
+
+
+def _readme_graph_permissions() -> set[str]:
+    """The permission each README Graph row asks for (the first one named; later ones are alternatives)."""
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| Microsoft Graph |")]
+    return {re.findall(r"`(\w+\.[\w.]+)`", line.split("|")[2])[0] for line in rows}
+
+
+def test_every_adapter_call_has_exactly_the_grant_it_needs() -> None:
+    """docs/permissions.md "Per call": one row per call the adapters make (tests/contract/calls.py); Azure
+    actions granted by infra/ or marked manual; the Dataverse custom role and the README's Graph grants
+    hold what the calls need and nothing they do not."""
+    rows = _table(DOC.read_text(), "## Per call")
+    assert set(rows) == {c.id for c in CALLS}, set(rows) ^ {c.id for c in CALLS}
+    assigned = _infra_role_guids()
+    privileges: set[str] = set()
+    graph: set[str] = set()
+    for call in CALLS:
+        permission, granted_by = rows[call.id]
+        for action in re.findall(r"`(Microsoft\.[\w./]+)`", permission):
+            assert any(_allows(g, action) for g in assigned) or "manual grant" in granted_by, (
+                call.id,
+                action,
+            )
+        if call.id.startswith("Dataverse "):
+            needed = set(re.findall(r"`(prv\w+)`", permission))
+            assert needed and granted_by == "application user", call.id
+            privileges |= needed
+        elif call.id.startswith(("BAP ", "Power Apps ", "DLP ")):
+            assert granted_by == "management app", call.id
+        elif call.id.startswith("Graph "):
+            (needed_graph,) = re.findall(r"`(\w+\.[\w.]+)`", permission)
+            graph.add(needed_graph)
+    assert privileges == _dataverse_custom_role()
+    assert graph == _readme_graph_permissions()
 
 
 KEY = "auth-test-key-456"
