@@ -64,9 +64,9 @@ def approve(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="alerts", methods=["POST"])
 def alerts(req: func.HttpRequest) -> func.HttpResponse:
     """Azure Monitor common alert schema (action group webhook / Azure Function receiver)."""
-    from remediations.triggers import api, http
+    from remediations.triggers import http, remediate_alert
 
-    return http.handle("alerts", req, api.receive_alert)
+    return http.handle("alerts", req, remediate_alert.on_alert)
 
 
 @app.function_name("openapi")

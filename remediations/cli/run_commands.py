@@ -142,7 +142,7 @@ def _report_run(result: RunResult, as_json: bool) -> int:
             print(f"{outcome.status:<9} {outcome.action_id} {outcome.error or ''}".rstrip())
         counts = {s: result.count(s) for s in ("applied", "failed", "skipped", "noop", "deferred")}
         print(f"run {result.correlation_id}: {counts}")
-        for path in result.paths_left or ():
+        for path in result.closure_paths:
             print(path.describe())
     print_errors(result.inventory_errors)
     return EXIT_FAILURES if result.failures else EXIT_OK

@@ -153,7 +153,8 @@ class PowerPlatformRules(_PolicyModel):
     allowed_connection_users: tuple[str, ...] = ()
     max_system_customizers: int | None = Field(default=None, ge=0)
     # `quarantine_flow`: turn off running flows on a person's Key Vault connection that someone other
-    # than the owner can edit (containment only: an editor can turn a flow on again).
+    # than the owner can edit (containment for its co-owners and those who may use its connection: they
+    # can turn it on again; closes the path of any other editor, core/closure.py).
     quarantine_flows: bool = False
     # `remove_flow_editing_role`: take System Customizer away from people not in `allowedFlowEditors`
     # in environments with a flow on a person's Key Vault connection (closes their edit path).

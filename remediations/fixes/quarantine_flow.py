@@ -3,8 +3,10 @@ that someone other than its owner can edit (co-owners, System Customizers/Admini
 policy asks for it (`powerPlatform.quarantineFlows`). One Dataverse PATCH of the `workflows` row, then
 one GET of the row to verify it is off.
 
-Containment, not closure: anyone who can edit the flow can turn it on again (docs/fidelity.md,
-"Re-enabling a turned-off flow"), so the run's closure check still lists those editors' paths.
+Containment for co-owners, closure for the rest: turning the flow on again needs the right to use its
+connection (docs/fidelity.md, "Turning a flow on"), so the run's closure check closes the paths of
+editors who lack it (a System Customizer not shared on the admin's connection) and still lists those of
+co-owners and of people the connection is shared with.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ environments where a flow runs on a person's Key Vault connection, when the poli
 (`powerPlatform.removeFlowEditingRoles`). The guide's mitigation "limit who may edit or share flows".
 
 A System Customizer edits every flow of the environment, whoever owns it, so every such flow's
-connection reads for them; turning a flow off does not stop them (they can turn it on again). Taking
-the role away cuts the person -> flow edge itself. One Dataverse disassociate (DELETE of the role
+connection reads for them; turning one flow off stops them on that flow only, and not at all when they
+may use its connection (they can turn it on again). Taking the role away cuts the person -> flow edge
+itself. One Dataverse disassociate (DELETE of the role
 association's `$ref`) per person, then a fresh read of their roles to verify.
 
 System Administrator is left alone: it is also the app's own role and an administrator's; holders the

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
-from remediations.core.closure import PathLeft, unaccepted
+from remediations.core.closure import Closure, PathClosed, PathLeft, unaccepted
 from remediations.core.detect import detect, detector_ids_on
 from remediations.core.model import (
     Finding,
@@ -71,6 +71,9 @@ class RunResult(BaseModel):
     # After writes on a scope with flows: the person -> flow -> secret paths a fresh read still has,
     # each with its reason (None: not verified, nothing was written or no flow was read).
     paths_left: tuple[PathLeft, ...] | None = None
+    # The chains the graph still has that no longer reach their secret (a turned-off flow its editor
+    # cannot turn on again), each with why; reported, never failures.
+    paths_closed: tuple[PathClosed, ...] | None = None
     # False for a run about one vault (alert, event): it may not make the environment-wide changes
     # that close most paths, so its paths left are reported, not failures (the sweep or a ticket
     # closes them; failing would only make Event Grid or the alert's sender retry the same run).
@@ -100,6 +103,11 @@ class RunResult(BaseModel):
     def unaccepted_paths(self) -> list[PathLeft]:
         """Paths left that no policy reason accepts: each one is a failure of a run that had to close it."""
         return unaccepted(list(self.paths_left or ())) if self.closure_required else []
+
+    @property
+    def closure_paths(self) -> tuple[PathLeft | PathClosed, ...]:
+        """What the closure check found, as a run reports it: the paths left, then those closed."""
+        return (*(self.paths_left or ()), *(self.paths_closed or ()))
 
     @property
     def read_errors(self) -> int:
@@ -275,7 +283,7 @@ def run(
     stages.done("plan")
     reconciled: list[AuditRecord] = []
     outcomes: list[Outcome] = []
-    left: tuple[PathLeft, ...] | None = None
+    verified: Closure | None = None
     if request.stop_after == "apply":
         if request.reconcile:
             reconciled = reconcile_dangling(
@@ -301,7 +309,7 @@ def run(
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix
             fresh = request.model_copy(update={"sweep_id": None, "include_secrets": True})
             reread = lambda: _read(fresh, selected, clients, progress)  # noqa: E731 - read only if needed
-            left = verify_closure(snapshot, outcomes, policy, reread, clients.own_object_id)
+            verified = verify_closure(snapshot, outcomes, policy, reread, clients.own_object_id)
         stages.done("verify")
     return RunResult(
         correlation_id=context.correlation_id,
@@ -311,7 +319,8 @@ def run(
         outcomes=tuple(outcomes),
         inventory_errors=snapshot.errors,
         reconciled=tuple(reconciled),
-        paths_left=left,
+        paths_left=None if verified is None else verified.left,
+        paths_closed=None if verified is None else verified.closed,
         closure_required=request.trigger not in EVENT_DRIVEN,
         snapshot=snapshot,
         stage_seconds=stages.wall,

@@ -1,4 +1,5 @@
-"""The HTTP endpoints' logic (function_app.py only routes here): tickets, runs, alerts, OpenAPI."""
+"""The HTTP endpoints' logic (function_app.py only routes here): tickets, runs, approvals, OpenAPI.
+Alerts are received in remediate_alert.py, as Key Vault events are in remediate_event.py."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from pydantic import ValidationError
 from remediations.core.pinned import PinnedPlan
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers import approval, observability, remediate_alert, remediate_ticket, scope_guard
-from remediations.triggers.alerts import AlertSignal, parse_alert
+from remediations.triggers import approval, observability, remediate_ticket, scope_guard
 from remediations.triggers.caller import (
     Attribution,
     asks_for_changes,
@@ -23,8 +23,7 @@ from remediations.triggers.caller import (
     authorize_write,
     caller_from,
 )
-from remediations.triggers.deliveries import AlertResult
-from remediations.triggers.http import json_response, read_json
+from remediations.triggers.http import json_response, read_json, run_store
 from remediations.triggers.observability import InvocationContext
 from remediations.triggers.problems import (
     FieldError,
@@ -36,26 +35,13 @@ from remediations.triggers.problems import (
     pydantic_errors,
     validation_failed,
 )
-from remediations.triggers.runs import RunKind, RunStore, stale_after
+from remediations.triggers.runs import RunKind, stale_after
 from remediations.triggers.service import effective_policy
-from remediations.triggers.storage import StorageNotConfigured
-from remediations.triggers.tickets import RunSummary, TicketRequest, TicketResult, valid_ticket_id
+from remediations.triggers.tickets import TicketRequest, TicketResult, valid_ticket_id
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_LIST = 200
 RUN_KINDS: tuple[RunKind, ...] = ("ticket", "alert", "scope", "event", "approval")
-
-
-def _store() -> RunStore:
-    try:
-        return RunStore.from_env()
-    except StorageNotConfigured as error:
-        observability.logger().error("run store not configured: %s", error)
-        raise ProblemError(
-            Problem(
-                503, "not-configured", "Storage for the run store is not configured; see GET /api/health."
-            )
-        ) from None
 
 
 def parse_ticket(payload: object) -> TicketRequest:
@@ -98,7 +84,7 @@ def submit_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Htt
     who = attribute(caller, request.requester, notes)
     _log_attribution(who)
     fingerprint = request.fingerprint()
-    store = _store()
+    store = run_store()
     scope_guard.check_ticket(request, settings.subscription_ids, load_policy(settings))
     placeholder = TicketResult.accepted(request, status="running", attribution=who)
     existing = store.reserve(
@@ -157,7 +143,7 @@ def _run_recorded(
 ) -> TicketResult:
     """Run a ticket (with `pinned`: apply that plan) and record the result, `stamp` fields set; a run
     that raised is recorded failed and answered 500. A dry run's plan is kept for its approval."""
-    store = _store()
+    store = run_store()
     try:
         result = remediate_ticket.run_ticket(
             request,
@@ -214,7 +200,7 @@ def approve_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Ht
         raise ProblemError(Problem(503, "not-configured", f"{why}; see GET /api/health."))
     authenticated, _ = caller_from(dict(req.headers), trusted=settings.trusts_principal_headers)
     body = parse_approval(read_json(req))
-    store = _store()
+    store = run_store()
     ticket = store.get("ticket", ticket_id)
     if ticket is None or ticket.body is None:
         raise not_found("No ticket with that id.")
@@ -281,7 +267,7 @@ def get_approval(req: func.HttpRequest, context: InvocationContext) -> func.Http
     ticket_id = req.route_params.get("ticketId", "")
     if not valid_ticket_id(ticket_id):
         raise not_found("No ticket with that id (ticket ids are 1-64 of A-Z a-z 0-9 . _ -).")
-    stored = _store().get("approval", ticket_id)
+    stored = run_store().get("approval", ticket_id)
     if stored is None or stored.body is None:
         raise not_found("This ticket's plan has not been approved.")
     return json_response(stored.body, 200, correlation_id=context.correlation_id)
@@ -303,7 +289,7 @@ def get_ticket(req: func.HttpRequest, context: InvocationContext) -> func.HttpRe
     if not valid_ticket_id(ticket_id):
         raise not_found("No ticket with that id (ticket ids are 1-64 of A-Z a-z 0-9 . _ -).")
     observability.bind_ticket(ticket_id)
-    stored = _store().get("ticket", ticket_id)
+    stored = run_store().get("ticket", ticket_id)
     if stored is None or stored.body is None:
         raise not_found("No ticket with that id.")
     return json_response(stored.body, 200, correlation_id=context.correlation_id)
@@ -322,71 +308,10 @@ def list_runs(req: func.HttpRequest, context: InvocationContext) -> func.HttpRes
         errors.append(FieldError("query.kind", "must be ticket, alert, scope, event or approval"))
     if errors:
         raise validation_failed(errors, "The query is not valid.")
-    rows = _store().recent(limit, next((k for k in RUN_KINDS if k == kind), None))
+    rows = run_store().recent(limit, next((k for k in RUN_KINDS if k == kind), None))
     return json_response(
         {"runs": [row.to_json() for row in rows]}, 200, correlation_id=context.correlation_id
     )
-
-
-# --- alerts --------------------------------------------------------------------------------------
-
-
-def receive_alert(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
-    signal = parse_alert(read_json(req))
-    key = signal.idempotency_key()
-    store = _store()
-    received = AlertResult(
-        alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
-    )
-    existing = store.reserve("alert", key, key, received.model_dump(mode="json"), "received")
-    # A delivery whose handling failed, or whose worker died (stale `received`), is handled again when
-    # Azure Monitor retries it.
-    rerun = (
-        existing is not None
-        and existing.status != "failed"
-        and store.claim_stale("alert", key, stale_after())
-    )
-    if existing is not None and existing.status != "failed" and not rerun:
-        observability.logger().info("alert replayed: returning the stored handling")
-        return json_response(existing.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
-    observability.logger().info(
-        "alert %s from %s: %s",
-        signal.kind,
-        signal.source,
-        signal.reason,
-        extra={"alert_kind": signal.kind, "alert_source": signal.source},
-    )
-    result = _handle(signal, received, context)
-    store.save("alert", key, key, result.model_dump(mode="json"), result.status)
-    if result.status == "failed":
-        raise ProblemError(internal_error(context.correlation_id))
-    return json_response(result.model_dump(mode="json"), 202, correlation_id=context.correlation_id)
-
-
-def _handle(signal: AlertSignal, received: AlertResult, context: InvocationContext) -> AlertResult:
-    if not signal.actionable:
-        return received.model_copy(update={"status": "acknowledged", "message": signal.reason})
-    try:
-        settings = AppSettings.from_env()
-        ignored = scope_guard.alert_out_of_scope(signal, settings.subscription_ids, load_policy(settings))
-        if ignored is not None:
-            observability.logger().warning("alert %s", ignored)
-            return received.model_copy(update={"status": "acknowledged", "message": ignored})
-        result = remediate_alert.handle_alert(
-            signal, settings=settings, correlation_id=context.correlation_id, reconcile_after=stale_after()
-        )
-    except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
-        observability.logger().exception("alert handling failed")
-        observability.record_run_metric("alert", failures=1, status="failed")
-        return received.model_copy(
-            update={
-                "status": "failed",
-                "message": f"Handling failed; correlation id {context.correlation_id}.",
-            }
-        )
-    summary = RunSummary.model_validate(result.summary)  # the run's summary, as the alert keeps it
-    observability.record_run_metric("alert", status=result.status, dry_run=result.dryRun, **summary.metric())
-    return result
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from remediations.triggers.problems import (
     too_large,
     unsupported_media_type,
 )
+from remediations.triggers.runs import RunStore
+from remediations.triggers.storage import StorageNotConfigured
 
 _JSON_TYPES = ("application/json",)
 
@@ -48,6 +50,19 @@ def read_json(req: func.HttpRequest, max_bytes: int = MAX_BODY_BYTES) -> object:
         )
         raise bad_request(
             f"The request body is not valid UTF-8 JSON{position}.", kind="malformed-json"
+        ) from None
+
+
+def run_store() -> RunStore:
+    """The run store, or a 503 problem pointing at the health check when storage is not configured."""
+    try:
+        return RunStore.from_env()
+    except StorageNotConfigured as error:
+        observability.logger().error("run store not configured: %s", error)
+        raise ProblemError(
+            Problem(
+                503, "not-configured", "Storage for the run store is not configured; see GET /api/health."
+            )
         ) from None
 
 

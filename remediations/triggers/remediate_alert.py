@@ -1,17 +1,35 @@
-"""An alert's run: the alerted vault re-checked (and for a Defender alert, its secrets rotated per
-policy) through the pipeline, and the alert's result."""
+"""An alert's delivery (`POST /api/alerts`): idempotency by alert id, the scope check, the one pipeline
+bounded to the alerted vault (and for a Defender alert, its secrets rotated per policy), and the run
+record.
+
+Received as a Key Vault event is (remediate_event.py, through the same `receive_once`): records live
+in the run store under kind `alert`, keyed by the alert's idempotency key, so a redelivery returns the
+stored result (200, `Idempotent-Replayed`) instead of running again; a failed one, or one whose worker
+died, runs again when Azure Monitor retries it. A handling that failed is answered 500.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+
+import azure.functions as func
 
 from remediations.core.model import Scope
 from remediations.core.request import RECONCILE_AFTER, RunRequest, Targets
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers.alerts import AlertSignal
-from remediations.triggers.deliveries import AlertResult, delivery_status
+from remediations.triggers import observability
+from remediations.triggers.alerts import AlertSignal, parse_alert
+from remediations.triggers.deliveries import (
+    AlertResult,
+    Replay,
+    delivery_status,
+    receive_once,
+)
+from remediations.triggers.http import json_response, read_json, run_store
+from remediations.triggers.observability import InvocationContext
+from remediations.triggers.problems import ProblemError, internal_error
+from remediations.triggers.runs import RunStore, stale_after
 from remediations.triggers.service import (
     azure_session,
     closure_notes,
@@ -24,8 +42,43 @@ from remediations.triggers.service import (
     summarise,
 )
 
-if TYPE_CHECKING:
-    pass
+
+def on_alert(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
+    """The HTTP trigger's body (function_app.py): 202 with the handling, 200 with a stored one."""
+    received = receive_alert(read_json(req), correlation_id=context.correlation_id)
+    if isinstance(received, Replay):
+        return json_response(received.body, 200, {"Idempotent-Replayed": "true"}, context.correlation_id)
+    if received.status == "failed":
+        raise ProblemError(internal_error(context.correlation_id))
+    return json_response(received.model_dump(mode="json"), 202, correlation_id=context.correlation_id)
+
+
+def receive_alert(
+    payload: object, *, correlation_id: str, store: RunStore | None = None
+) -> AlertResult | Replay:
+    """Parse, de-duplicate, check scope, run; an earlier delivery's stored result is replayed."""
+    signal = parse_alert(payload)
+    store = store or run_store()
+    received = AlertResult(
+        alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
+    )
+    observability.logger().info(
+        "alert %s from %s: %s",
+        signal.kind,
+        signal.source,
+        signal.reason,
+        extra={"alert_kind": signal.kind, "alert_source": signal.source},
+    )
+    return receive_once(
+        store,
+        "alert",
+        signal,
+        received,
+        correlation_id=correlation_id,
+        run=lambda settings: handle_alert(
+            signal, settings=settings, correlation_id=correlation_id, reconcile_after=stale_after()
+        ),
+    )
 
 
 def handle_alert(
@@ -90,10 +143,11 @@ def handle_alert(
         notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
     notes.extend(inventory_notes([result]))
     notes.extend(closure_notes([result]))
-    status = run_status([result], policy.dry_run)
+    status = delivery_status(run_status([result], policy.dry_run))
+    observability.record_run_metric("alert", status=status, dry_run=policy.dry_run, **summary.metric())
     return AlertResult(
         alertId=signal.alertId,
-        status=delivery_status(status),
+        status=status,
         signal=signal,
         message=signal.reason,
         receivedAt=datetime.now(UTC).isoformat(),

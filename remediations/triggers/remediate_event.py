@@ -5,7 +5,8 @@ pipeline bounded to the event's vault, and the run record.
 does); `SecretNearExpiry` / `SecretExpired` plan rotation of that one secret (rotate_secret's
 `plan_for_targets`, exactly as a ticket naming it). Dry run, the write cap and audit are the
 deployment's, as for alerts. Records live in the run store under kind `event`, keyed by event id and
-vault, so a redelivery returns the stored result instead of running again (a failed one runs again).
+vault, so a redelivery returns the stored result instead of running again (a failed one, or one whose
+worker died, runs again); alerts are received the same way (deliveries.receive_once).
 
 An event that cannot be parsed or whose handling fails raises: Event Grid retries it and, after its
 retry policy, dead-letters it to the app's storage (infra/app/events.bicep), never drops it silently.
@@ -23,8 +24,13 @@ from remediations.core.request import RunRequest, SecretTarget, Targets
 from remediations.shell.pipeline import RunResult
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
-from remediations.triggers import observability, scope_guard
-from remediations.triggers.deliveries import EventResult, delivery_status
+from remediations.triggers import observability
+from remediations.triggers.deliveries import (
+    EventResult,
+    Replay,
+    delivery_status,
+    receive_once,
+)
 from remediations.triggers.events import VaultEvent, parse_event
 from remediations.triggers.runs import RunStore
 from remediations.triggers.service import (
@@ -76,7 +82,6 @@ def receive_event(payload: object, *, correlation_id: str, store: RunStore | Non
     """Parse, de-duplicate, check scope, run; the stored result of an earlier delivery is returned."""
     event = parse_event(payload)
     store = store or RunStore.from_env()
-    key = event.idempotency_key()
     received = EventResult(
         eventId=event.eventId,
         status="received",
@@ -84,38 +89,22 @@ def receive_event(payload: object, *, correlation_id: str, store: RunStore | Non
         receivedAt=datetime.now(UTC).isoformat(),
         correlationId=correlation_id,
     )
-    existing = store.reserve("event", key, key, received.model_dump(mode="json"), "received")
-    if existing is not None and existing.status != "failed" and existing.body is not None:
-        observability.logger().info("event redelivered: returning the stored handling")
-        return EventResult.model_validate(existing.body)
     observability.logger().info(
         "event %s: %s", event.eventType, event.reason, extra={"event_kind": event.kind}
     )
-    result = _handle(event, received, correlation_id)
-    store.save("event", key, key, result.model_dump(mode="json"), result.status)
+    result = receive_once(
+        store,
+        "event",
+        event,
+        received,
+        correlation_id=correlation_id,
+        run=lambda settings: handle_event(event, received, settings=settings, correlation_id=correlation_id),
+    )
+    if isinstance(result, Replay):
+        return EventResult.model_validate(result.body)
     if result.status == "failed":
         raise EventHandlingFailed(f"handling event {event.eventId} failed; correlation id {correlation_id}")
     return result
-
-
-def _handle(event: VaultEvent, received: EventResult, correlation_id: str) -> EventResult:
-    if not event.actionable or event.vaultId is None:
-        return received.model_copy(update={"status": "acknowledged", "message": event.reason})
-    try:
-        settings = AppSettings.from_env()
-        policy = load_policy(settings)
-        reason = scope_guard.vault_out_of_scope(event.vaultId, settings.subscription_ids, policy)
-        if reason is not None:
-            message = f"ignored: out of scope ({reason}); nothing was read or changed"
-            observability.logger().warning("event %s", message)
-            return received.model_copy(update={"status": "acknowledged", "message": message})
-        return handle_event(event, received, settings=settings, correlation_id=correlation_id)
-    except Exception:  # noqa: BLE001 - logged with traceback; recorded as failed, then raised to retry
-        observability.logger().exception("event handling failed")
-        observability.record_run_metric("event", failures=1, status="failed")
-        return received.model_copy(
-            update={"status": "failed", "message": f"Handling failed; correlation id {correlation_id}."}
-        )
 
 
 def handle_event(

@@ -6,7 +6,7 @@ exclude (`exclusions.vaults`, by resource id or name). With no subscription conf
 scope (fail closed): a request cannot widen the app's reach by naming a vault it was never given.
 
 Pure functions over the request, the settings and the policy; the triggers call them first and answer
-403 (tickets) or record "ignored: out of scope" (alerts).
+403 (tickets) or record "ignored: out of scope" (alerts and Key Vault events).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from remediations.core.model import Scope
 from remediations.core.policy import Policy
 from remediations.shell import settings as names
 from remediations.triggers import ids
-from remediations.triggers.alerts import AlertSignal
 from remediations.triggers.problems import FieldError, Problem, ProblemError
 from remediations.triggers.tickets import TicketRequest
 
@@ -59,11 +58,10 @@ def check_ticket(request: TicketRequest, subscriptions: Collection[str], policy:
         raise ProblemError(Problem(403, "out-of-scope", detail, errors=tuple(errors)))
 
 
-def alert_out_of_scope(signal: AlertSignal, subscriptions: Collection[str], policy: Policy) -> str | None:
-    """The note an out-of-scope actionable alert is recorded with ("ignored: out of scope ..."), or None."""
-    if signal.vaultId is None:
-        return None
-    reason = vault_out_of_scope(signal.vaultId, subscriptions, policy)
+def ignored_out_of_scope(vault_id: str, subscriptions: Collection[str], policy: Policy) -> str | None:
+    """The note an out-of-scope alert or event is acknowledged with ("ignored: out of scope ..."), or
+    None when its vault is in scope."""
+    reason = vault_out_of_scope(vault_id, subscriptions, policy)
     return None if reason is None else f"ignored: out of scope ({reason}); nothing was read or changed"
 
 

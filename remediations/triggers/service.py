@@ -183,9 +183,10 @@ def inventory_notes(results: Collection[RunResult]) -> list[str]:
 
 
 def closure_notes(results: Collection[RunResult]) -> list[str]:
-    """The person -> flow -> secret paths a fresh read after apply still has, each with its reason;
-    an unaccepted one is a failure of the run (remediations/core/closure.py)."""
-    return [p.describe() for r in results for p in r.paths_left or ()]
+    """The person -> flow -> secret paths a fresh read after apply still has, each with its reason
+    (an unaccepted one is a failure of the run), then those closed, with why
+    (remediations/core/closure.py)."""
+    return [p.describe() for r in results for p in r.closure_paths]
 
 
 def forced_note(forced: list[str]) -> str:

@@ -1,8 +1,8 @@
 """Verify closure, not the action. One pipeline run with the demo policy applies its plan on
-the seed, then re-reads and lists the person -> flow -> secret paths left, each with its reason. The
-System Customizer's path through the admin's connection is not accepted by the policy, so the run
-fails. The emulator holds the quarantine (the customizer may not turn the flow back on) while closure
-conservatively keeps listing the path; every other attack is in tests/emulator/test_attacks.py."""
+the seed, then re-reads and lists the person -> flow -> secret paths left, each with its reason. With
+quarantine alone, the System Customizer's path through the quarantined flow is closed (the emulator
+refuses them turning it on, and closure says so), while their paths through the flows still on are not
+accepted by the policy, so the run fails; every other attack is in tests/emulator/test_attacks.py."""
 
 from __future__ import annotations
 
@@ -65,10 +65,18 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     left = {(p.person, p.flow, p.secret.rsplit("/", 1)[-1]): p for p in result.paths_left}
     # the owner's own path stays, with its reason
     assert left[(admin, payroll["name"], "*")].reason == "owner"
-    # the customizer's path through the admin's connection is not accepted: the run failed
-    kept = left[(customizer, payroll["name"], "*")]
+    # the customizer's path through the quarantined flow is closed: they may not use the admin's
+    # connection, so they cannot turn it back on (checked against the emulator below)
+    assert (customizer, payroll["name"], "*") not in left
+    closed = {(p.person, p.flow): p for p in result.paths_closed or ()}
+    assert closed[(customizer, payroll["name"])].why == "flow off; editor cannot use its connection"
+    assert closed[(customizer, payroll["name"])].via == "environment_role"
+    # ... but their role still edits the flows that are on: not accepted, the run failed
+    invoice = next(f for f in seed["powerPlatform"]["flows"] if f["displayName"] == "Invoice sync")
+    kept = left[(customizer, invoice["name"], "*")]
     assert kept.reason is None and kept.via == "environment_role"
     assert kept in result.unaccepted_paths
+    assert {p.person for p in result.unaccepted_paths} == {customizer}
     assert result.failures >= len(result.unaccepted_paths) > 0
     # ... and listing, not counting: every path names person, flow and secret; no secret value
     values = {s["value"] for v in seed["vaults"] for s in v["secrets"]}
@@ -83,8 +91,8 @@ def test_apply_lists_paths_left_with_reasons_and_fails_on_unaccepted(
     assert patches and emu.state.powerplatform.flows[payroll["name"]].state == "Stopped"
     # ... and the emulator holds the quarantine: List + for-each is refused by the DLP policy the run
     # made (Key Vault never asked), and the customizer, not a co-owner and not allowed to use the admin's
-    # connection, cannot turn the flow back on (ConnectionAuthorizationFailed, docs/fidelity.md). Closure
-    # still lists the path: it counts every editor of a turned-off flow (it cannot see who may turn it on).
+    # connection, cannot turn the flow back on (ConnectionAuthorizationFailed, docs/fidelity.md): the
+    # path closure called closed is closed.
     attack = Attack(emu, seed)
     kv_mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
     dumped = attack.edit(defs.dump_vault_definition())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +318,30 @@ def test_a_failed_handling_is_500_and_the_retried_delivery_is_handled(
     assert retried.status_code == 202
     assert json.loads(retried.get_body())["status"] == "handled"
     assert secrets_of(cloud, FLOW_SP) == ["Get"]
+
+
+def test_a_delivery_left_unfinished_is_replayed_while_fresh_and_handled_again_once_stale(
+    call: Call, enforce: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that died mid-handling leaves the delivery `received`: a retry while it may still be
+    running gets that record back and runs nothing; once stale, the retry handles it."""
+    from remediations.triggers.runs import RunStore
+
+    monkeypatch.setenv("VAULTGUARD_STALE_RUN_SECONDS", "1")
+    signal = parse_alert(sample("log_alerts_v2"))
+    left = {"alertId": signal.alertId, "status": "received"}
+    key = signal.idempotency_key()
+    assert RunStore.from_env().reserve("alert", key, key, left, "received") is None
+    mark = cloud.requests.mark()
+    fresh = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert (fresh.status_code, json.loads(fresh.get_body())) == (200, left)
+    assert _arm_requests(cloud, mark) == []
+    time.sleep(1.2)  # the stored handling is now stale
+    stale = call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert stale.status_code == 202 and json.loads(stale.get_body())["status"] == "handled"
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
+    record = RunStore.from_env().get("alert", key)
+    assert record is not None and record.status == "handled"
 
 
 @pytest.mark.parametrize("on_alert", ["report", "rotate"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 
 from emulator import Emulator
 from remediations.serve import make_server
+from remediations.triggers.deliveries import EventResult
 from remediations.triggers.events import parse_event
 from remediations.triggers.problems import ProblemError
 from remediations.triggers.remediate_event import EventHandlingFailed
@@ -213,6 +215,29 @@ def test_a_failed_handling_raises_so_event_grid_retries_and_the_retry_runs(
     finally:
         cloud.faults.clear()
     assert stored(event)["status"] == "failed"
+    deliver(functions, event)
+    assert stored(event)["status"] == "handled"
+    assert secrets_of(cloud, FLOW_SP) == ["Get"]
+
+
+def test_an_event_left_unfinished_is_replayed_while_fresh_and_handled_again_once_stale(
+    functions: dict[str, Any], enforce: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for alerts: a worker that died mid-handling leaves the event `received`; Event Grid's retry
+    while it may still run gets that back and runs nothing, a retry once it is stale handles it."""
+    monkeypatch.setenv("VAULTGUARD_STALE_RUN_SECONDS", "1")
+    event = sample("vault_access_policy_changed", id=str(uuid.uuid4()))
+    parsed = parse_event(event)
+    left = EventResult(
+        eventId=parsed.eventId, status="received", event=parsed, receivedAt="2026-01-01T00:00Z"
+    )
+    key = parsed.idempotency_key()
+    assert RunStore.from_env().reserve("event", key, key, left.model_dump(mode="json"), "received") is None
+    mark = cloud.requests.mark()
+    deliver(functions, event)
+    assert stored(event)["status"] == "received"
+    assert cloud.requests.since(mark) == []
+    time.sleep(1.2)  # the stored handling is now stale
     deliver(functions, event)
     assert stored(event)["status"] == "handled"
     assert secrets_of(cloud, FLOW_SP) == ["Get"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from remediations.core.closure import paths_left, unaccepted
+from remediations.core.closure import PathClosed, PathLeft, closure, paths_left, unaccepted
+from remediations.core.model import Identity, InventoryError, Share, Snapshot
 from remediations.core.policy import parse_policy
-from tests.unit.kv_builders import policy_entry
-from tests.unit.pp_builders import ADMIN, ANALYST, CUSTOMIZER, seed_like
+from tests.unit.kv_builders import TENANT, policy_entry
+from tests.unit.pp_builders import ADMIN, ANALYST, CUSTOMIZER, seed_like, share
 
 
 def _by_person(policy_data: dict[str, object] | None = None, snap=None):  # type: ignore[no-untyped-def]
@@ -31,12 +32,131 @@ def test_reasons_come_from_the_policy() -> None:
     assert by[(ANALYST, "db-password")].reason == "accepted by policy"
 
 
-def test_a_turned_off_flow_still_counts_its_editors_can_turn_it_on() -> None:
-    snap = seed_like()
-    off = snap.model_copy(
-        update={"flows": tuple(f.model_copy(update={"state": "Stopped"}) for f in snap.flows)}
+def _off(snap: Snapshot | None = None, **update: object) -> Snapshot:
+    """The seed in miniature with its flow turned off (quarantine_flow) and the System Customizer known
+    to the directory as a user; `update`: more snapshot fields."""
+    snap = snap or seed_like()
+    return snap.model_copy(
+        update={
+            "flows": tuple(f.model_copy(update={"state": "Stopped"}) for f in snap.flows),
+            "identities": (Identity(object_id=CUSTOMIZER, kind="user"),),
+            **update,
+        }
     )
-    assert len(unaccepted(paths_left(off, parse_policy({})))) == 6
+
+
+def _customizer(snap: Snapshot) -> tuple[list[PathLeft], list[PathClosed]]:
+    found = closure(snap, parse_policy({}))
+    return [p for p in found.left if p.person == CUSTOMIZER], [
+        p for p in found.closed if p.person == CUSTOMIZER
+    ]
+
+
+def _with_connection_shares(*shares: Share) -> Snapshot:
+    snap = seed_like()
+    return snap.model_copy(update={"shares": (*snap.shares, *shares)})
+
+
+def test_an_editor_of_a_turned_off_flow_who_cannot_use_its_connection_is_a_path_closed() -> None:
+    """The System Customizer can edit the flow but may not use the admin's connection: turning the flow
+    on is refused (ConnectionAuthorizationFailed), so none of the three paths is left."""
+    left, closed = _customizer(_off())
+    assert left == []
+    assert {(p.via, p.why) for p in closed} == {
+        ("environment_role", "flow off; editor cannot use its connection")
+    }
+    assert {p.secret.rsplit("/", 1)[-1] for p in closed} == {"db-password", "crm-key", "sftp"}
+    text = closed[0].describe()
+    assert text.startswith(f"path closed: {CUSTOMIZER} -> flow ")
+    assert text.endswith(": flow off; editor cannot use its connection")
+    # the co-owner (a CanEdit share) stays: the connection is theirs "in the context of this flow"
+    assert len(unaccepted(paths_left(_off(), parse_policy({})))) == 3
+    assert {p.person for p in unaccepted(paths_left(_off(), parse_policy({})))} == {ANALYST}
+
+
+def test_a_flow_that_is_on_keeps_every_editors_path() -> None:
+    on = seed_like().model_copy(update={"identities": (Identity(object_id=CUSTOMIZER, kind="user"),)})
+    left, closed = _customizer(on)
+    assert len(left) == 3 and closed == []
+
+
+def test_the_connections_owner_can_turn_the_flow_on() -> None:
+    snap = seed_like()
+    owned = snap.model_copy(
+        update={
+            "connections": tuple(c.model_copy(update={"created_by": CUSTOMIZER}) for c in snap.connections)
+        }
+    )
+    left, closed = _customizer(_off(owned))
+    assert len(left) == 3 and closed == []
+    assert {p.reason for p in left} == {None}  # left, and nothing accepts it
+
+
+def test_a_user_the_connection_is_shared_with_can_turn_the_flow_on() -> None:
+    left, closed = _customizer(
+        _off(_with_connection_shares(share("connection", "c-admin", CUSTOMIZER, "CanView")))
+    )
+    assert len(left) == 3 and closed == []
+
+
+def test_a_member_of_a_group_the_connection_is_shared_with_can_turn_the_flow_on() -> None:
+    group = share("connection", "c-admin", "ops-group", "CanView").model_copy(
+        update={"principal_kind": "group"}
+    )
+    snap = _with_connection_shares(group)
+    left, closed = _customizer(_off(snap, group_members={"ops-group": (CUSTOMIZER,)}))
+    assert len(left) == 3 and closed == []
+    # not a member: closed; members not read (a refused Graph call): cannot be ruled out, left
+    left, closed = _customizer(_off(snap, group_members={"ops-group": (ANALYST,)}))
+    assert left == [] and len(closed) == 3
+    left, closed = _customizer(_off(snap))
+    assert len(left) == 3 and closed == []
+
+
+def test_a_connection_shared_with_the_tenant_is_usable_by_every_editor() -> None:
+    left, closed = _customizer(
+        _off(_with_connection_shares(share("connection", "c-admin", TENANT, "CanView")))
+    )
+    assert len(left) == 3 and closed == []
+
+
+def test_what_the_snapshot_cannot_tell_keeps_the_path() -> None:
+    """Connection shares not read, or an editor the directory did not resolve (it may be a group team
+    whose members were not read): the path is left, never closed on a guess."""
+    unread = InventoryError(
+        resource_id="c-admin", operation="list connection permissions", status=403, message="HTTP 403"
+    )
+    left, _ = _customizer(_off(errors=(unread,)))
+    assert len(left) == 3
+    left, _ = _customizer(_off(identities=()))
+    assert len(left) == 3
+    group_team = _off(identities=(Identity(object_id=CUSTOMIZER, kind="group"),))
+    left, _ = _customizer(group_team)
+    assert len(left) == 3
+    # a group team whose members were read: left only when one of them may use the connection
+    left, closed = _customizer(group_team.model_copy(update={"group_members": {CUSTOMIZER: ("someone",)}}))
+    assert left == [] and len(closed) == 3
+    left, _ = _customizer(group_team.model_copy(update={"group_members": {CUSTOMIZER: (ADMIN,)}}))
+    assert len(left) == 3
+
+
+def test_a_co_owner_who_also_holds_a_role_keeps_the_path() -> None:
+    """Two relations to one flow: the CanEdit share (co-owner) leaves it, whatever the role says."""
+    snap = _off(_with_connection_shares(share("flow", "f1", CUSTOMIZER, "CanEdit")))
+    left, closed = _customizer(snap)
+    assert {p.via for p in left} == {"can_edit"} and len(left) == 3 and closed == []
+
+
+def test_a_run_only_user_of_a_turned_off_flow_cannot_turn_it_on() -> None:
+    runner = share("flow", "f1", CUSTOMIZER, "CanView")
+    snap = _with_connection_shares(runner, share("connection", "c-admin", CUSTOMIZER, "CanView"))
+    snap = snap.model_copy(update={"environments": ()})  # no role: only the run-only share
+    left, closed = _customizer(_off(snap))
+    assert left == [] and {(p.via, p.why) for p in closed} == {
+        ("can_run", "flow off; a run-only user cannot turn it on")
+    }
+    on_left, _ = _customizer(snap)
+    assert {p.via for p in on_left} == {"can_run"}
 
 
 def test_cut_edges_close_paths_and_unlisted_secrets_count_as_the_whole_vault() -> None:
