@@ -10,8 +10,12 @@ Apply, in order: list the vault's assignments (what exists is never rolled back)
 assignment (deterministic names: a re-run creates nothing twice), re-read the assignments and check
 each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
 vault. Any failure rolls back what this run did: switch back first (the access policies are still on
-the vault, so access returns at once), then delete the assignments it created. Every step is in the
-outcome (`after["steps"]`), which the engine audits after the pending record it wrote before.
+the vault, so access returns at once), then delete the assignments it created. Every step (each create,
+the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
+intent before the call and result after, so a crash mid-migration leaves rows that say which steps
+happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
+interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. The steps
+are also in the outcome (`after["steps"]`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,13 @@ from remediations.core.rbac_migration import (
     rollback_changes,
     unverified_access,
 )
-from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.registry import (
+    Remediation,
+    RemediationMetadata,
+    StepLog,
+    UnrecordedSteps,
+    register,
+)
 from remediations.core.role_changes import describe
 from remediations.ports import AzureCallFailed, Clients
 
@@ -148,7 +158,10 @@ class MigrateToRbac(Remediation):
         )
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
-        return _Migration(action, clients).run()
+        return self.apply_in_steps(action, clients, UnrecordedSteps())
+
+    def apply_in_steps(self, action: Action, clients: Clients, steps: StepLog) -> Outcome:
+        return _Migration(action, clients, steps).run()
 
 
 def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta) -> bool:
@@ -164,54 +177,74 @@ def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta)
 class _Migration:
     """One vault's migration as it is applied: the steps taken, and what to undo on a failure."""
 
-    def __init__(self, action: Action, clients: Clients) -> None:
+    def __init__(self, action: Action, clients: Clients, log: StepLog) -> None:
         self.action = action
         self.ref = VaultRef.parse(action.target)
         self.roles = clients.authorization(self.ref.subscription_id)
         self.vaults = clients.keyvault_management(self.ref.subscription_id)
+        self.log = log
         self.creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
         switches = [c for c in action.changes if isinstance(c, VaultAuthorizationChange)]
         self.switch = switches[0] if switches else None
         self.steps: list[str] = []
-        self.created: list[RoleAssignmentChange] = []
+        # What an interrupted attempt of this action created is this run's to undo too.
+        self.created = [
+            c for c in log.inherited if isinstance(c, RoleAssignmentChange) and c.operation == "create"
+        ]
         self.switched = False
 
     def run(self) -> Outcome:
         if len(self.creates) + (self.switch is not None) != len(self.action.changes):
             return self._outcome("failed", "not a migration action")
         try:
-            existing = {a.name.lower() for a in self.roles.list_role_assignments_at(self.action.target)}
+            listed = self.roles.list_role_assignments_at(self.action.target)
         except AzureCallFailed as error:
             return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
+        adopted = {c.assignment_name.lower() for c in self.created}
+        existing = {a.name.lower() for a in listed} - adopted
+        if adopted:
+            self.steps.append(f"adopted {len(adopted)} assignment(s) an interrupted attempt created")
         for change in self.creates:
+            step = self.log.begin(f"create {describe(change)}", change)
             try:
                 made = self.roles.create_role_assignment(change)
             except AzureCallFailed as error:
-                if change.assignment_name.lower() not in existing:
+                self.log.end(step, "failed", str(error))
+                if change.assignment_name.lower() not in existing | adopted:
                     self.created.append(change)  # the answer may be lost after the write: delete it too
                 return self._roll_back(f"create {describe(change)}: {error}")
+            self.log.end(step, "applied")
             if made is not None and change.assignment_name.lower() not in existing:
-                self.created.append(change)
+                if change.assignment_name.lower() not in adopted:
+                    self.created.append(change)
                 self.steps.append(f"created {describe(change)}")
             else:
                 self.steps.append(f"already there: {describe(change)}")
+        step = self.log.begin(f"verify the effective secret rights of {len(self.creates)} assignment(s)")
         try:
             listed = self.roles.list_role_assignments_at(self.action.target)
         except AzureCallFailed as error:
+            self.log.end(step, "failed", str(error))
             return self._roll_back(f"verify the assignments: {error}")
         problems = unverified_access(self.creates, listed, _ROLES)
         if problems:
+            self.log.end(step, "failed", "; ".join(problems))
             return self._roll_back("verification failed: " + "; ".join(problems))
+        self.log.end(step, "applied")
         self.steps.append(f"verified the effective secret rights of {len(self.creates)} assignment(s)")
         if self.switch is None:
             return self._outcome("applied", None)  # switched by a later run, once these have propagated
         self.switched = True  # from here a failure may leave it switched: switching back is harmless
+        step = self.log.begin(f"switch: {_switch_step(True)}", self.switch)
         try:
             now = self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, True)
         except AzureCallFailed as error:
+            self.log.end(step, "failed", str(error))
             return self._roll_back(f"switch: {error}")
         if not now:
+            self.log.end(step, "failed", "the vault still reads enableRbacAuthorization=false")
             return self._roll_back("switch not verified: the vault still reads enableRbacAuthorization=false")
+        self.log.end(step, "applied")
         self.steps.append(f"switched and re-read: {_switch_step(True)}")
         return self._outcome("applied", None)
 
@@ -219,6 +252,7 @@ class _Migration:
         self.steps.append(f"failed: {reason}")
         errors: list[str] = []
         for change in rollback_changes(self.created, self.switch if self.switched else None):
+            step = self.log.begin(f"roll back: {change.describe()}", change)
             try:
                 if isinstance(change, VaultAuthorizationChange):
                     if self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, False):
@@ -228,7 +262,10 @@ class _Migration:
                     self.roles.delete_role_assignment(change)
                     self.steps.append(f"rolled back: deleted {describe(change)}")
             except AzureCallFailed as error:
+                self.log.end(step, "failed", str(error))
                 errors.append(f"{change.describe()}: {error}")
+            else:
+                self.log.end(step, "applied")
         undone = f"; rollback incomplete: {'; '.join(errors)}" if errors else "; rolled back"
         return self._outcome("failed", reason + undone)
 
