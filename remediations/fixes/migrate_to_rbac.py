@@ -28,7 +28,9 @@ from remediations.core.model import (
     Action,
     Finding,
     Outcome,
+    RoleAssignment,
     RoleAssignmentChange,
+    RoleDefinition,
     Snapshot,
     Vault,
     VaultAuthorizationChange,
@@ -54,6 +56,15 @@ from remediations.ports import AzureCallFailed, Clients
 # The planned roles are built-in; a custom role on another assignment is not counted (conservative).
 _ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
 OPT_IN = "review only: set rbacMigration.enabled and list the vault in rbacMigration.vaults to apply"
+
+
+ROLE_ASSIGNMENTS = "role assignments"
+
+
+def _assignment_line(assignment: RoleAssignment, roles: dict[str, RoleDefinition]) -> str:
+    role = roles.get(assignment.role_guid)
+    name = role.role_name if role is not None and role.role_name else assignment.role_guid
+    return f"{name} for {assignment.principal_id} at {assignment.scope}"
 
 
 def _switch_step(on: bool) -> str:
@@ -131,6 +142,13 @@ class MigrateToRbac(Remediation):
         if seconds and not _propagated(snapshot, migration, timedelta(seconds=seconds)):
             note = f"; the vault is switched in a later run, {seconds}s after every assignment exists"
         before: dict[str, list[str]] = {"vault": [_switch_step(False) + " (access policies)"]}
+        # What an approval of this plan was reviewed against: a change to them since is drift.
+        roles = rbac.definitions(snapshot)
+        bearing = sorted(
+            _assignment_line(a, roles) for a in snapshot.role_assignments if rbac.level(a.scope, vault)
+        )
+        if bearing:
+            before[ROLE_ASSIGNMENTS] = bearing
         after: dict[str, list[str]] = {"vault": [_switch_step(True)] if not note else [_switch_step(False)]}
         for identity in migration.identities:
             before[identity.object_id] = [f"access policy secrets: {', '.join(identity.secret_permissions)}"]

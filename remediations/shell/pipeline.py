@@ -270,7 +270,7 @@ def run(
             request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
         )
     if pinned is not None:
-        plan = pin(pinned, plan)
+        plan = pin(pinned, plan, snapshot)
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     stages.done("plan")
