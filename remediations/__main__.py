@@ -23,7 +23,7 @@ from remediations.cli.checks import UsageError
 from remediations.core.graph import ExposureGraph, secret_node
 from remediations.core.graph import Path as GraphPath
 from remediations.core.model import Plan, PowerPlatformScope, Scope, Snapshot
-from remediations.core.pinned import covering_scope, environments_of, remediations_of
+from remediations.core.pinned import covering_scope, environments_of, of_file, refusal, remediations_of
 from remediations.core.policy import Policy, PolicyError
 from remediations.core.registry import all_remediations
 from remediations.core.request import RunRequest, Stage
@@ -37,6 +37,7 @@ from remediations.shell.pipeline import RunResult, run
 from remediations.shell.policy_file import load_policy
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_REVIEWED = 3  # apply --plan --plan-hash: the plan file is not the plan that was reviewed
 
 
 def _print_json(data: Any) -> None:
@@ -270,14 +271,21 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
     _write_reports(
         args, findings=findings, snapshot=snapshot, plan=plan, duration_seconds=time.monotonic() - started
     )
+    stored_hash = None
     if args.out:
         Path(args.out).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+        stored_hash = of_file(plan).hash
     if args.json:
-        _print_json(
-            {"findings": [f.model_dump(mode="json") for f in findings], "plan": plan.model_dump(mode="json")}
-        )
+        shown = {
+            "findings": [f.model_dump(mode="json") for f in findings],
+            "plan": plan.model_dump(mode="json"),
+        }
+        _print_json({**shown, "planHash": stored_hash} if stored_hash else shown)
     else:
         _show_plan(plan, display_names(snapshot) if snapshot is not None else {})
+        if stored_hash:
+            print(f"plan hash {stored_hash}: apply exactly this plan with")
+            print(f"  apply --plan {args.out} --plan-hash {stored_hash}")
     _print_errors(result.inventory_errors)
     return EXIT_FAILURES if result.inventory_errors else EXIT_OK
 
@@ -305,8 +313,17 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     audit = _audit_sink()
     started = time.monotonic()
     pinned: Plan | None = None
+    if args.plan_hash and not args.plan:
+        raise UsageError("--plan-hash checks a stored plan: give --plan FILE too")
     if args.plan:
         pinned = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
+        why = refusal(of_file(pinned), args.plan_hash) if args.plan_hash else None
+        if why is not None:
+            print(
+                f"vaultguard: refused: {args.plan} is not the plan reviewed: {why}; nothing written",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_REVIEWED
         _pin_arguments(args, pinned)
     with AzureClients() as clients, _progress() as progress:
         if not args.scope:
@@ -420,6 +437,11 @@ def parser() -> argparse.ArgumentParser:
             reports(p)
     p = command("apply", "plan and apply (writes unless --dry-run), audited")
     p.add_argument("--plan", metavar="FILE", help="apply a stored plan instead of planning now")
+    p.add_argument(
+        "--plan-hash",
+        metavar="HASH",
+        help=f"the hash `plan --out` printed for the reviewed plan (FILE differs: exit {EXIT_NOT_REVIEWED})",
+    )
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
     p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
     p.add_argument("--ticket", help="ticket id recorded in the audit log")

@@ -88,6 +88,23 @@ class PinnedPlan(BaseModel):
         return plan_hash([(s.scope, s.plan) for s in self.scopes]) == self.hash
 
 
+def of_file(plan: Plan) -> PinnedPlan:
+    """A plan stored by `plan --out`, pinned as one plan on the scope its targets share: its hash is
+    the one `plan --out` prints and `apply --plan FILE --plan-hash HASH` checks."""
+    scope = covering_scope(plan)
+    return PinnedPlan.of([(scope.resource_id if scope is not None else "", plan)])
+
+
+def refusal(pinned: PinnedPlan, reviewed: str) -> str | None:
+    """Why `pinned` must not be applied as the plan reviewed under the hash `reviewed`, or None: the
+    one check of an approval (HTTP) and of `apply --plan --plan-hash` (CLI)."""
+    if not pinned.verified:
+        return "the stored plan no longer hashes to its recorded hash: it was changed after it was pinned"
+    if reviewed.strip().casefold() != pinned.hash:
+        return f"its hash is {pinned.hash}, not the reviewed {reviewed.strip()}"
+    return None
+
+
 def _normalised(state: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     # Permission names compare case-insensitively (ARM returns them as stored); empty lists are absent.
     return {k: sorted(str(v).casefold() for v in values) for k, values in state.items() if values}
