@@ -88,6 +88,20 @@ class PinnedPlan(BaseModel):
         return plan_hash([(s.scope, s.plan) for s in self.scopes]) == self.hash
 
 
+def once_each(plans: Sequence[tuple[str, Plan]]) -> list[tuple[str, Plan]]:
+    """The scopes' plans with each action kept in the first scope that plans it only. A ticket over
+    two vaults plans an environment-wide change (a share, a role, the DLP policy) from each; applied
+    in the first scope, the second's copy would only read as drifted."""
+    seen: set[str] = set()
+    kept: list[tuple[str, Plan]] = []
+    for scope, plan in plans:
+        actions = tuple(a for a in plan.actions if a.id not in seen)
+        deferred = tuple(a for a in plan.deferred if a.id not in seen)
+        seen.update(a.id for a in (*actions, *deferred))
+        kept.append((scope, plan.model_copy(update={"actions": actions, "deferred": deferred})))
+    return kept
+
+
 def of_file(plan: Plan) -> PinnedPlan:
     """A plan stored by `plan --out`, pinned as one plan on the scope its targets share: its hash is
     the one `plan --out` prints and `apply --plan FILE --plan-hash HASH` checks."""

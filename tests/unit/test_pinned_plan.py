@@ -17,6 +17,7 @@ from remediations.core.pinned import (
     covering_scope,
     drift_reason,
     environments_of,
+    once_each,
     pin,
     plan_hash,
     switched_since,
@@ -147,3 +148,10 @@ def test_a_switch_of_a_vault_switched_since_is_drift_named_as_such() -> None:
     assert checked.skip_reason == switched_since(migrate, now)
     on_policies = snapshot(vault.model_copy(update={"enable_rbac_authorization": False}))
     assert switched_since(migrate, on_policies) is None
+
+
+def test_an_action_two_scopes_plan_is_pinned_in_the_first_only() -> None:
+    shared, own = _remove_list(["Get", "List"]), _remove_list(["List"], target=VAULT + "2")
+    [(first, one), (second, two)] = once_each([(VAULT, _plan(shared)), (VAULT + "2", _plan(shared, own))])
+    assert (first, second) == (VAULT, VAULT + "2")
+    assert [a.id for a in one.actions] == [shared.id] and [a.id for a in two.actions] == [own.id]
