@@ -2,7 +2,8 @@
 
     a. the attack before: the System Customizer edits the admin's flow and dumps the vault
     b. the exposure graph: who reaches which secret, through which path
-    c. the fix through the triggers: timer tick (dry run) -> ticket (apply) -> alert (own change)
+    c. the fix through the triggers: timer tick (dry run) -> dry-run ticket -> approval by another
+       identity (the requester's own refused) -> alert (own change) -> Key Vault event
     d. the attack after: the same edit reads nothing, the revoked user cannot edit, secrets rotated
     e. the summary, and out/report.{html,md,json,sarif}
 

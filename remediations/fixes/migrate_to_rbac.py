@@ -147,9 +147,9 @@ class MigrateToRbac(Remediation):
         bearing = sorted(
             _assignment_line(a, roles) for a in snapshot.role_assignments if rbac.level(a.scope, vault)
         )
-        if bearing:
-            before[ROLE_ASSIGNMENTS] = bearing
         after: dict[str, list[str]] = {"vault": [_switch_step(True)] if not note else [_switch_step(False)]}
+        if bearing:  # kept as they are: the migration adds its own, per identity below
+            before[ROLE_ASSIGNMENTS] = after[ROLE_ASSIGNMENTS] = bearing
         for identity in migration.identities:
             before[identity.object_id] = [f"access policy secrets: {', '.join(identity.secret_permissions)}"]
             after[identity.object_id] = [f"{a.role_name} at {a.scope}" for a in identity.assignments] + [
