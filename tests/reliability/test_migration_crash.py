@@ -7,18 +7,12 @@ the interrupted run's assignments included. Never half-applied without a row say
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import subprocess
 import time
 from typing import Any
 
-import pytest
-
 from emulator import Emulator
-from emulator.wire import Request, Response
+from emulator.wire import Request
 from tests.functions.conftest import VAULT_NAME, app_env, cloud, ticket_body  # noqa: F401 - fixtures reused
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
     POLICY,
@@ -27,10 +21,11 @@ from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `mi
     _switched,
     migrate,
 )
-from tests.security.test_safety_over_http import runner, send
+from tests.security.test_safety_over_http import kill_runner_at, runner, send
 
 VAULT_PATCH = "/providers/Microsoft.KeyVault/vaults/"
 ASSIGNMENT_PUT = "/providers/Microsoft.Authorization/roleAssignments/"
+MIGRATE = ["migrate_to_rbac"]
 
 
 def _env(app_env: dict[str, str]) -> dict[str, str]:
@@ -40,32 +35,6 @@ def _env(app_env: dict[str, str]) -> dict[str, str]:
         "VAULTGUARD_POLICY_JSON": json.dumps(POLICY),
         "VAULTGUARD_STALE_RUN_SECONDS": "1",  # the killed run (and its vault lease) is stale after 1 s
     }
-
-
-def _kill_at(cloud: Emulator, env: dict[str, str], body: dict[str, Any], hit: Any, *, reaches: bool) -> None:
-    """Send the ticket to a runner the emulator kills when the request `hit` selects arrives; with
-    `reaches` the write takes effect first (nobody is left to read the answer), else it never does."""
-    killed: list[int] = []
-    process: list[subprocess.Popen[str]] = []
-
-    def kill(request: Request) -> Response | None:
-        if hit(request) and not killed:
-            killed.append(process[0].pid)
-            os.kill(process[0].pid, signal.SIGKILL)
-            process[0].wait(timeout=30)
-            return None if reaches else Response(503)
-        return None
-
-    cloud.middlewares.append(kill)
-    try:
-        with runner(env) as (port, started):
-            process.append(started)
-            with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-                send(port, "POST", "/api/remediations", body, timeout=60)
-    finally:
-        cloud.middlewares.remove(kill)
-    assert killed and process[0].returncode == -signal.SIGKILL
-    time.sleep(1.2)
 
 
 def _rows_of(action_id: str) -> dict[str, list[Any]]:
@@ -85,13 +54,20 @@ def _rows_of(action_id: str) -> dict[str, list[Any]]:
     return {run: sorted(rows, key=lambda r: r.row_key) for run, rows in runs.items()}
 
 
-def _dry_run_action(env: dict[str, str]) -> str:
-    body = ticket_body(remediations=["migrate_to_rbac"], dryRun=True)
+def _prepared(app_env: dict[str, str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """The runner's settings, the migration's action id (from a dry run: the same plan), the ticket."""
+    env = _env(app_env)
     with runner(env) as (port, _):
-        status, planned = send(port, "POST", "/api/remediations", body)
+        status, planned = send(
+            port, "POST", "/api/remediations", ticket_body(remediations=MIGRATE, dryRun=True)
+        )
     assert status == 200, planned
     [action] = planned["plan"]
-    return str(action["id"])
+    return env, str(action["id"]), ticket_body(remediations=MIGRATE, dryRun=False)
+
+
+def _switch(request: Request) -> bool:
+    return request.method == "PATCH" and VAULT_PATCH in request.path
 
 
 def _trail(rows: list[Any]) -> list[tuple[int | None, str]]:
@@ -101,11 +77,8 @@ def _trail(rows: list[Any]) -> list[tuple[int | None, str]]:
 def test_killed_at_the_switch_before_it_took_effect_then_the_resend_finishes(
     app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
 ) -> None:
-    env = _env(app_env)
-    action_id = _dry_run_action(env)
-    body = ticket_body(remediations=["migrate_to_rbac"], dryRun=False)
-    switch = lambda r: r.method == "PATCH" and VAULT_PATCH in r.path  # noqa: E731
-    _kill_at(cloud, env, body, switch, reaches=False)
+    env, action_id, body = _prepared(app_env)
+    kill_runner_at(cloud, env, body, _switch, reaches=False)
     assert not _switched(cloud) and _below_vault(cloud) == _expected(cloud)  # half-way, as the rows say
     [(crashed, rows)] = _rows_of(action_id).items()
     steps = [(1, "pending"), (1, "applied"), (2, "pending"), (2, "applied"), (3, "pending"), (3, "applied")]
@@ -132,11 +105,8 @@ def test_killed_at_the_switch_before_it_took_effect_then_the_resend_finishes(
 def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_is_written_again(
     app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
 ) -> None:
-    env = _env(app_env)
-    action_id = _dry_run_action(env)
-    body = ticket_body(remediations=["migrate_to_rbac"], dryRun=False)
-    switch = lambda r: r.method == "PATCH" and VAULT_PATCH in r.path  # noqa: E731
-    _kill_at(cloud, env, body, switch, reaches=True)
+    env, action_id, body = _prepared(app_env)
+    kill_runner_at(cloud, env, body, _switch, reaches=True)
     deadline = time.monotonic() + 10
     while not _switched(cloud) and time.monotonic() < deadline:
         time.sleep(0.05)  # the emulator finishes the PATCH after the kill
@@ -155,9 +125,7 @@ def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_i
 def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
     app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
 ) -> None:
-    env = _env(app_env)
-    action_id = _dry_run_action(env)
-    body = ticket_body(remediations=["migrate_to_rbac"], dryRun=False)
+    env, action_id, body = _prepared(app_env)
     puts: list[str] = []
 
     def second_create(request: Request) -> bool:
@@ -165,7 +133,7 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
             puts.append(request.path)
         return len(puts) == 2
 
-    _kill_at(cloud, env, body, second_create, reaches=False)
+    kill_runner_at(cloud, env, body, second_create, reaches=False)
     assert len(_below_vault(cloud)) == 1 and not _switched(cloud)  # one assignment made, then the kill
     [(crashed, rows)] = _rows_of(action_id).items()
     assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
