@@ -228,5 +228,7 @@ def reconcile_dangling(
     )
     if not plan.dry_run:
         for row in rows:
-            audit.record(row)
+            # An action's `changes` (what its interrupted steps left) are for this run's new attempt;
+            # the step rows already record each one, and a long list would not fit a table property.
+            audit.record(row if row.step is not None else row.model_copy(update={"changes": ()}))
     return rows

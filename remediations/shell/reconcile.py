@@ -19,8 +19,9 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   created assignment present -> `applied` (the switch comes only after verification). Not switched ->
   the attempt stopped half-way: `noop` when this run plans it again (the run adopts the assignments
   left and finishes or rolls them back with its own), else `failed` naming them; a rollback that was
-  interrupted -> `failed` with what is left. The outcome row names the changes left in place
-  (`changes`), and each step begun without a result gets one from the re-read.
+  interrupted -> `failed` with what is left. The outcome row returned names the changes left in place
+  (`changes`, for the new attempt; recorded without them, as the step rows name each one), and each
+  step begun without a result gets one from the re-read.
 """
 
 from __future__ import annotations
@@ -146,8 +147,13 @@ def _settle_steps(
     return [*rows, outcome.model_copy(update={"changes": left})]
 
 
+NAMED = 10  # changes named in an error; the step rows name every one
+
+
 def _names(changes: Iterable[Change]) -> str:
-    return "; ".join(c.describe() for c in changes) or "nothing"
+    described = [c.describe() for c in changes]
+    more = f"; and {len(described) - NAMED} more (see the step rows)" if len(described) > NAMED else ""
+    return "; ".join(described[:NAMED]) + more or "nothing"
 
 
 def reconcile(

@@ -97,7 +97,7 @@ def test_killed_at_the_switch_before_it_took_effect_then_the_resend_finishes(
     # up again by the re-sent ticket (which adopted the three assignments it found).
     assert _trail(settled)[-3:] == [(5, "pending"), (5, "noop"), (None, "noop")]
     outcome = settled[-1]
-    assert "planned again by this run" in outcome.reason and len(outcome.changes) == 3
+    assert "3 of 3 assignment(s) in place); planned again by this run, which adopts them" in outcome.reason
     [resent] = [rows for run, rows in runs.items() if run != crashed]
     assert _trail(resent)[0] == (None, "pending") and _trail(resent)[-1] == (None, "applied")
 
@@ -149,4 +149,4 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
     assert not _switched(cloud) and _below_vault(cloud) == []
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-3:] == [(2, "pending"), (2, "noop"), (None, "noop")]
-    assert len(settled[-1].changes) == 1  # the assignment the interrupted run left, handed on
+    assert "1 of 2 assignment(s) in place" in settled[-1].reason  # handed on, rolled back above

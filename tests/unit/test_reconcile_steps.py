@@ -125,3 +125,24 @@ def test_an_interrupted_rollback_is_failed_with_the_assignment_it_did_not_delete
     assert [(s.step, s.state) for s in steps] == [(6, "applied")]  # the officer's delete took effect
     assert outcome.state == "failed" and outcome.changes == CREATES[:1]
     assert outcome.error is not None and outcome.error.startswith("rollback interrupted; left in place")
+
+
+def test_the_error_names_ten_changes_and_counts_the_rest() -> None:
+    many = tuple(
+        _create(f"{n:08d}-0000-0000-0000-000000000000", rbac.KEY_VAULT_SECRETS_USER, VAULT) for n in range(12)
+    )
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=False)
+    steps = AuditedSteps(sink, CONTEXT, ACTION)
+    for change in many:
+        steps.end(steps.begin("create", change), "applied")
+    made = tuple(
+        assignment(c.scope, rbac.KEY_VAULT_SECRETS_USER, c.principal_id, c.assignment_name) for c in many
+    )
+    dangling = sink.dangling(datetime.now(UTC))
+    stepped = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
+    [outcome] = reconcile(
+        dangling, snapshot(_vault(switched=False), role_assignments=made), set(), "next", steps=stepped
+    )
+    assert outcome.error is not None and outcome.error.endswith("; and 2 more (see the step rows)")
+    assert len(outcome.changes) == 12
