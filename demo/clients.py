@@ -106,11 +106,17 @@ class Runner:
         self.function_key = function_key
         self.master_key = master_key
 
-    def call(self, method: str, route: str, body: Any = None) -> requests.Response:
+    def call(
+        self, method: str, route: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> requests.Response:
         return self.http.request(
             method,
             f"{self.url}/api/{route}",
-            headers={"x-functions-key": self.function_key, "Content-Type": "application/json"},
+            headers={
+                "x-functions-key": self.function_key,
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
             data=None if body is None else json.dumps(body),
             timeout=120,
         )

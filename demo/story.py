@@ -2,7 +2,8 @@
 
     a. the attack before: the System Customizer edits the admin's flow and dumps the vault
     b. the exposure graph: who reaches which secret, through which path
-    c. the fix through the triggers: timer tick (dry run) -> ticket (apply) -> alert (own change)
+    c. the fix through the triggers: timer tick (dry run) -> dry-run ticket -> approval by another
+       identity (the requester's own refused) -> alert (own change) -> Key Vault event
     d. the attack after: the same edit reads nothing, the revoked user cannot edit, secrets rotated
     e. the summary, and out/report.{html,md,json,sarif}
 
@@ -58,6 +59,10 @@ GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 SECRET_ID = re.compile(
     r"/subscriptions/\S+?/vaults/(?P<vault>[^/\s]+)/secrets/(?P<secret>[^/\s:]+)", re.IGNORECASE
 )
+# Two people of the customer's tenant: one asks for the fix, another approves the plan. On App Service,
+# App Service Authentication validates their tokens and sets these headers; the local runner stands in.
+REQUESTER = ("secops@contoso.example", "7d1e9a34-6c2b-4f0e-9a51-2b3c4d5e6f70")
+APPROVER = ("ciso@contoso.example", "5e2a8b61-3c4d-4e7f-8a9b-0c1d2e3f4a5b")
 MARK = "/providers/vaultguard.demo/markers/"  # a harmless 404 that splits the emulator's request log
 
 
@@ -96,6 +101,11 @@ def _service(host: str) -> str:
 def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
+
+
+def _principal(who: tuple[str, str]) -> dict[str, str]:
+    """The headers App Service Authentication sets for a signed-in caller (name, object id)."""
+    return {"x-ms-client-principal-name": who[0], "x-ms-client-principal-id": who[1]}
 
 
 def _short(resource_id: str) -> str:
@@ -178,6 +188,9 @@ class Story:
             "VAULTGUARD_QUEUE_NAME": "vaultguard-scopes",
             "VAULTGUARD_LOCAL_FUNCTION_KEY": self.function_key,
             "VAULTGUARD_LOCAL_MASTER_KEY": self.master_key,
+            # App Service Authentication in front (its principal headers name the requester and the
+            # approver): an approval needs a caller the platform proved.
+            "WEBSITE_AUTH_ENABLED": "true",
         }
         os.environ.update(settings)
         runner_env = {**os.environ, **self.env, **settings, "PYTHONPATH": str(ROOT)}
@@ -454,7 +467,7 @@ class Story:
     def _ticket(self) -> None:
         c = self.c
         self._write_policy(dry_run=False)
-        c.step("the plan is read and approved: policy dryRun set to false")
+        c.step("the deployment applies approved plans: policy dryRun set to false")
         ticket_id = f"DEMO-{uuid.uuid4().hex[:8].upper()}"
         body = {
             "ticketId": ticket_id,
@@ -462,15 +475,38 @@ class Story:
             # secure outputs the attacker switched off (removeFlowEditingRoles, restoreSecureOutputs)
             "remediations": [*FIX_REMEDIATIONS, "remove_flow_editing_role", "restore_secure_outputs"],
             "targets": {"vaults": sorted(self.vault_ids.values())},
-            "dryRun": False,
-            "requester": "secops@contoso.example",
+            "dryRun": True,
             "reason": "Key Vault secrets reachable through Power Automate flow edits (seed attack)",
         }
-        c.step(f"ticket {ticket_id}: POST /api/remediations (dryRun: false)")
-        response = self.runner.call("POST", "remediations", body)
+        c.step(f"{REQUESTER[0]} files ticket {ticket_id}: POST /api/remediations (dryRun: true)")
+        response = self.runner.call("POST", "remediations", body, _principal(REQUESTER))
         self.check(
-            response.status_code == 202,
-            "the ticket was accepted and run",
+            response.status_code == 200 and response.json().get("status") == "planned",
+            "the dry-run ticket pinned its plan and changed nothing",
+            f"HTTP {response.status_code} {response.text[:500]}",
+        )
+        planned = response.json()
+        c.info(f"plan {planned['planId']}: {len(planned['plan'])} action(s) to review")
+        c.info(f"plan hash {planned['planHash']}")
+        approve = f"remediations/{ticket_id}/approve"
+        reviewed = {"planHash": planned["planHash"], "reason": "CAB-2026-117: reviewed the plan"}
+        c.step(f"{REQUESTER[0]} approves their own plan: POST /api/{approve}")
+        own = self.runner.call("POST", approve, reviewed, _principal(REQUESTER))
+        self.check(
+            own.status_code == 403,
+            "the requester's own approval was refused (403)",
+            f"HTTP {own.status_code} {own.text[:300]}",
+        )
+        c.info(str(own.json().get("detail", "")))
+        c.step(f"{APPROVER[0]} approves plan {planned['planId']}: POST /api/{approve}")
+        response = self.runner.call("POST", approve, reviewed, _principal(APPROVER))
+        approved = response.json() if response.status_code == 202 else {}
+        drifted = [o for o in approved.get("outcomes", []) if str(o.get("error")).startswith("drifted")]
+        self.check(
+            approved.get("planHash") == planned["planHash"]
+            and str(approved.get("approvedBy", "")).startswith(APPROVER[0])
+            and not drifted,
+            f"{APPROVER[0]}'s approval applied exactly the reviewed plan",
             f"HTTP {response.status_code} {response.text[:500]}",
         )
         result = response.json()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from remediations.cli import checks, scan_flows, serve_options
 from remediations.cli.checks import UsageError
-from remediations.cli.common import EXIT_USAGE
+from remediations.cli.common import EXIT_NOT_REVIEWED, EXIT_USAGE
 from remediations.cli.read_commands import cmd_graph, cmd_inventory, cmd_list_remediations
 from remediations.cli.run_commands import cmd_apply, cmd_audit, cmd_plan
 from remediations.core.policy import PolicyError
@@ -84,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
             reports(p)
     p = command("apply", "plan and apply (writes unless --dry-run), audited")
     p.add_argument("--plan", metavar="FILE", help="apply a stored plan instead of planning now")
+    p.add_argument(
+        "--plan-hash",
+        metavar="HASH",
+        help=f"the hash `plan --out` printed for the reviewed plan (FILE differs: exit {EXIT_NOT_REVIEWED})",
+    )
     p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
     p.add_argument("--remediation", action="append", help="only this remediation id (repeatable)")
     p.add_argument("--ticket", help="ticket id recorded in the audit log")

@@ -60,7 +60,10 @@ def test_demo_exits_0_and_tells_the_whole_story(demo: dict[str, Any]) -> None:
         "b. The exposure graph",
         "c. The fix, through the app's triggers",
         "POST /admin/functions/sweep",
-        "POST /api/remediations (dryRun: false)",
+        "POST /api/remediations (dryRun: true)",
+        "[ok] the dry-run ticket pinned its plan and changed nothing",
+        "[ok] the requester's own approval was refused (403)",
+        "[ok] ciso@contoso.example's approval applied exactly the reviewed plan",
         "POST /api/alerts",
         "d. The attack, after vaultguard",
         "e. Summary",
@@ -82,6 +85,10 @@ def test_demo_exits_0_and_tells_the_whole_story(demo: dict[str, Any]) -> None:
     assert re.search(r"\d+ rotated vs 30 read: the attacker read 30 in kv-shared-prod", text)
     assert re.search(r"secrets the attacker read before\s+30\b", text)
     assert re.search(r"secrets the attacker read after\s+0\b", text)
+    # the approval: the plan id and hash shown, the approve endpoint called by the requester, then another
+    assert re.search(r"plan plan-[0-9a-f]{16}: \d+ action\(s\) to review", text)
+    assert re.search(r"plan hash [0-9a-f]{64}", text)
+    assert len(re.findall(r"POST /api/remediations/DEMO-[0-9A-F]{8}/approve", text)) == 2
     # closure: every path left is listed with its reason, none open; the customizer's role is gone
     assert re.search(r"after the fix: \d+ person -> flow -> secret path\(s\) left, 0 open", text)
     table = text.split("after the fix:", 1)[1].split("[ok] the ticket applied", 1)[0]

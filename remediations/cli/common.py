@@ -18,6 +18,7 @@ from remediations.core.policy import PolicyError
 from remediations.shell.inventory import Progress, inventory
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_REVIEWED = 3  # apply --plan --plan-hash: the plan file is not the plan that was reviewed
 
 
 def print_json(data: Any) -> None:

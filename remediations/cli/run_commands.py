@@ -14,8 +14,10 @@ from typing import Any
 
 from remediations.adapters.clients import AzureClients
 from remediations.cli import checks
+from remediations.cli.checks import UsageError
 from remediations.cli.common import (
     EXIT_FAILURES,
+    EXIT_NOT_REVIEWED,
     EXIT_OK,
     power_platform_scope,
     print_errors,
@@ -24,7 +26,7 @@ from remediations.cli.common import (
     ready_for_azure,
 )
 from remediations.core.model import Plan, Scope, Snapshot
-from remediations.core.pinned import covering_scope, environments_of, remediations_of
+from remediations.core.pinned import covering_scope, environments_of, of_file, refusal, remediations_of
 from remediations.core.policy import Policy, PolicyError
 from remediations.core.request import RunRequest, Stage
 from remediations.report import build_report, write_reports
@@ -122,14 +124,21 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
     _write_reports(
         args, findings=findings, snapshot=snapshot, plan=plan, duration_seconds=time.monotonic() - started
     )
+    stored_hash = None
     if args.out:
         Path(args.out).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+        stored_hash = of_file(plan).hash
     if args.json:
-        print_json(
-            {"findings": [f.model_dump(mode="json") for f in findings], "plan": plan.model_dump(mode="json")}
-        )
+        shown = {
+            "findings": [f.model_dump(mode="json") for f in findings],
+            "plan": plan.model_dump(mode="json"),
+        }
+        print_json({**shown, "planHash": stored_hash} if stored_hash else shown)
     else:
         _show_plan(plan, display_names(snapshot) if snapshot is not None else {})
+        if stored_hash:
+            print(f"plan hash {stored_hash}: apply exactly this plan with")
+            print(f"  apply --plan {args.out} --plan-hash {stored_hash}")
     print_errors(result.inventory_errors)
     return EXIT_FAILURES if result.inventory_errors else EXIT_OK
 
@@ -153,8 +162,17 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
     audit = checks.audit_sink()
     started = time.monotonic()
     pinned: Plan | None = None
+    if args.plan_hash and not args.plan:
+        raise UsageError("--plan-hash checks a stored plan: give --plan FILE too")
     if args.plan:
         pinned = Plan.model_validate_json(Path(args.plan).read_text(encoding="utf-8"))
+        why = refusal(of_file(pinned), args.plan_hash) if args.plan_hash else None
+        if why is not None:
+            print(
+                f"vaultguard: refused: {args.plan} is not the plan reviewed: {why}; nothing written",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_REVIEWED
         _pin_arguments(args, pinned)
     with AzureClients() as clients, progress_bar() as progress:
         if not args.scope:

@@ -5,7 +5,9 @@ value: actions carry permission names and resource ids only), so an approval nam
 reviewed. Before the writes, the state the plan was made from is compared with a fresh read: an
 action whose target no longer shows its `before` is skipped as drifted, not replaced by what a new
 plan would do. The shell re-reads (shell/pipeline.py for the whole scope, shell/write_guard.py for
-an access-policy entry under the vault's lease); the comparisons here are pure.
+an access-policy entry under the vault's lease); the comparisons here are pure. A migration to RBAC
+(VaultAuthorizationChange) has drifted when the vault was switched since, or when the role assignments
+bearing on the vault (part of the migration's `before`) changed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from remediations.core.model import (
     Plan,
     Scope,
     ShareChange,
+    Snapshot,
+    VaultAuthorizationChange,
     arm_name,
 )
 
@@ -84,6 +88,37 @@ class PinnedPlan(BaseModel):
         return plan_hash([(s.scope, s.plan) for s in self.scopes]) == self.hash
 
 
+def once_each(plans: Sequence[tuple[str, Plan]]) -> list[tuple[str, Plan]]:
+    """The scopes' plans with each action kept in the first scope that plans it only. A ticket over
+    two vaults plans an environment-wide change (a share, a role, the DLP policy) from each; applied
+    in the first scope, the second's copy would only read as drifted."""
+    seen: set[str] = set()
+    kept: list[tuple[str, Plan]] = []
+    for scope, plan in plans:
+        actions = tuple(a for a in plan.actions if a.id not in seen)
+        deferred = tuple(a for a in plan.deferred if a.id not in seen)
+        seen.update(a.id for a in (*actions, *deferred))
+        kept.append((scope, plan.model_copy(update={"actions": actions, "deferred": deferred})))
+    return kept
+
+
+def of_file(plan: Plan) -> PinnedPlan:
+    """A plan stored by `plan --out`, pinned as one plan on the scope its targets share: its hash is
+    the one `plan --out` prints and `apply --plan FILE --plan-hash HASH` checks."""
+    scope = covering_scope(plan)
+    return PinnedPlan.of([(scope.resource_id if scope is not None else "", plan)])
+
+
+def refusal(pinned: PinnedPlan, reviewed: str) -> str | None:
+    """Why `pinned` must not be applied as the plan reviewed under the hash `reviewed`, or None: the
+    one check of an approval (HTTP) and of `apply --plan --plan-hash` (CLI)."""
+    if not pinned.verified:
+        return "the stored plan no longer hashes to its recorded hash: it was changed after it was pinned"
+    if reviewed.strip().casefold() != pinned.hash:
+        return f"its hash is {pinned.hash}, not the reviewed {reviewed.strip()}"
+    return None
+
+
 def _normalised(state: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     # Permission names compare case-insensitively (ARM returns them as stored); empty lists are absent.
     return {k: sorted(str(v).casefold() for v in values) for k, values in state.items() if values}
@@ -100,22 +135,49 @@ def drift_reason(pinned: Action, now: Mapping[str, Sequence[str]] | None) -> str
         return f"{DRIFTED}: the target no longer calls for this change (changed since the plan was made)"
     if same_state(pinned.before, now):
         return None
-    return (
-        f"{DRIFTED}: the target changed since the plan was made "
-        f"(planned from {_brief(pinned.before)}, now {_brief(now)})"
-    )
+    was, isnow = _normalised(pinned.before), _normalised(now)
+    differ = sorted(k for k in {*was, *isnow} if was.get(k) != isnow.get(k))  # only what changed is named
+    if all(len(was.get(k, ())) + len(isnow.get(k, ())) <= SHORT for k in differ):
+        change = f"planned from {_brief(was, differ)}, now {_brief(isnow, differ)}"
+    else:  # long lists (e.g. the role assignments on a vault): what was added and removed
+        change = "; ".join(_delta(k, was.get(k, []), isnow.get(k, [])) for k in differ)
+    return f"{DRIFTED}: the target changed since the plan was made ({change})"
 
 
-def _brief(state: Mapping[str, Sequence[str]]) -> str:
-    shown = _normalised(state)
-    return "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(shown.items())) or "nothing"
+SHORT = 8  # entries of a state shown whole in a drift reason
 
 
-def pin(pinned: Plan, fresh: Plan) -> Plan:
+def _brief(state: Mapping[str, list[str]], keys: Sequence[str]) -> str:
+    return "; ".join(f"{k}: {', '.join(state[k])}" for k in keys if k in state) or "nothing"
+
+
+def _delta(key: str, was: list[str], now: list[str]) -> str:
+    added, removed = [v for v in now if v not in was], [v for v in was if v not in now]
+    return f"{key}: added {', '.join(added) or 'nothing'}; removed {', '.join(removed) or 'nothing'}"
+
+
+def switched_since(pinned: Action, snapshot: Snapshot) -> str | None:
+    """Why a pinned switch of a vault's permission model must not be made: the vault already reads
+    the mode it would switch to (switched since the plan was made), or None."""
+    for change in pinned.changes:
+        if not isinstance(change, VaultAuthorizationChange):
+            continue
+        vault = snapshot.vault(change.vault_id)
+        if vault is not None and vault.enable_rbac_authorization == change.enable_rbac_authorization:
+            mode = "Azure RBAC" if change.enable_rbac_authorization else "access policies"
+            return (
+                f"{DRIFTED}: the vault was switched to {mode} since the plan was made "
+                f"(it reads enableRbacAuthorization={str(vault.enable_rbac_authorization).lower()} now)"
+            )
+    return None
+
+
+def pin(pinned: Plan, fresh: Plan, snapshot: Snapshot | None = None) -> Plan:
     """The pinned plan as it may be applied now: its actions, in its order, each compared with the
     action a fresh plan from a fresh read makes for the same change (same id: same fix, target,
     principal and changes). One that drifted, or that a rail now stops, is kept, marked skipped with
-    the reason."""
+    the reason. With the fresh read (`snapshot`), a switch of a vault that was switched since is
+    named as such (a fresh plan has no migration for it at all)."""
     fresh_actions = (*fresh.actions, *fresh.deferred)
     by_id = {a.id: a for a in fresh_actions}
     by_subject = {_subject(a): a for a in fresh_actions}
@@ -127,7 +189,8 @@ def pin(pinned: Plan, fresh: Plan) -> Plan:
         # The same change, else the fresh plan's change for the same fix, target and principal: its
         # `before` is the target's state now, which says how it drifted.
         current = by_id.get(action.id) or by_subject.get(_subject(action))
-        reason = drift_reason(action, current.before if current is not None else None)
+        reason = switched_since(action, snapshot) if snapshot is not None else None
+        reason = reason or drift_reason(action, current.before if current is not None else None)
         if reason is None and current is not None and current.id != action.id:
             reason = f"{DRIFTED}: a plan made now would make another change on this target"
         if reason is None and current is not None:

@@ -3,6 +3,10 @@
 A remediation is a class with `id`, `metadata`, `handles` (the detector ids whose findings it fixes),
 a pure `plan()` and an `apply()` that goes through `Clients`. Dispatch is by id; there is no
 signature introspection and no `**kwargs`.
+
+A fix whose action is several writes that must not be audited as one (the RBAC migration: each role
+assignment, the verification, the switch, each rollback step) overrides `apply_in_steps` and records
+every step through the `StepLog` the shell passes: intent before the call, result after.
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 import remediations.fixes
-from remediations.core.model import Action, Finding, Outcome, Severity, Snapshot
+from remediations.core.model import Action, Change, Finding, Outcome, Severity, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.request import Targets
 
@@ -32,6 +36,44 @@ class RemediationMetadata(BaseModel):
     permissions_required: tuple[str, ...]  # Azure RBAC actions the app's identity needs
     cli_equivalent: str
     bicep_hint: str
+
+
+StepState = Literal["applied", "failed"]
+
+
+class StepLog(Protocol):
+    """Where a multi-step fix records each step of one action (the shell audits each as its own row).
+
+    `begin` is called before the step's call and returns the step's number, `end` after it with the
+    result, so a crash in between leaves an intent that reconcile settles by re-reading `change`.
+    `inherited`: changes an interrupted earlier attempt of the same action made that a re-read found
+    still in place (shell/reconcile.py); the fix owns them, e.g. undoes them with its own on a failure.
+    """
+
+    @property
+    def inherited(self) -> tuple[Change, ...]: ...
+
+    def begin(self, what: str, change: Change | None = None) -> int: ...
+
+    def end(self, step: int, state: StepState, error: str | None = None) -> None: ...
+
+
+class UnrecordedSteps:
+    """A `StepLog` that records nothing: a fix applied outside the shell (unit tests, `apply`)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    @property
+    def inherited(self) -> tuple[Change, ...]:
+        return ()
+
+    def begin(self, what: str, change: Change | None = None) -> int:
+        self._count += 1
+        return self._count
+
+    def end(self, step: int, state: StepState, error: str | None = None) -> None:
+        return None
 
 
 class Remediation(ABC):
@@ -70,6 +112,11 @@ class Remediation(ABC):
         """Make the change; verify it from the response or a read; never raise for an Azure error.
         Access-policy deltas come back `applied` but not verified: their PUT's response only echoes
         the request, and the shell verifies them with one read of the vault after all its writes."""
+
+    def apply_in_steps(self, action: Action, clients: Clients, steps: StepLog) -> Outcome:
+        """`apply`, each write recorded in `steps`. One step by default: the shell's own pending and
+        outcome rows already audit a single write."""
+        return self.apply(action, clients)
 
 
 _REGISTRY: dict[str, type[Remediation]] = {}

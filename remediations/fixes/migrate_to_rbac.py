@@ -10,8 +10,12 @@ Apply, in order: list the vault's assignments (what exists is never rolled back)
 assignment (deterministic names: a re-run creates nothing twice), re-read the assignments and check
 each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
 vault. Any failure rolls back what this run did: switch back first (the access policies are still on
-the vault, so access returns at once), then delete the assignments it created. Every step is in the
-outcome (`after["steps"]`), which the engine audits after the pending record it wrote before.
+the vault, so access returns at once), then delete the assignments it created. Every step (each create,
+the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
+intent before the call and result after, so a crash mid-migration leaves rows that say which steps
+happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
+interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. The steps
+are also in the outcome (`after["steps"]`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from remediations.core.model import (
     Action,
     Finding,
     Outcome,
+    RoleAssignment,
     RoleAssignmentChange,
+    RoleDefinition,
     Snapshot,
     Vault,
     VaultAuthorizationChange,
@@ -37,13 +43,28 @@ from remediations.core.rbac_migration import (
     rollback_changes,
     unverified_access,
 )
-from remediations.core.registry import Remediation, RemediationMetadata, register
+from remediations.core.registry import (
+    Remediation,
+    RemediationMetadata,
+    StepLog,
+    UnrecordedSteps,
+    register,
+)
 from remediations.core.role_changes import describe
 from remediations.ports import AzureCallFailed, Clients
 
 # The planned roles are built-in; a custom role on another assignment is not counted (conservative).
 _ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
 OPT_IN = "review only: set rbacMigration.enabled and list the vault in rbacMigration.vaults to apply"
+
+
+ROLE_ASSIGNMENTS = "role assignments"
+
+
+def _assignment_line(assignment: RoleAssignment, roles: dict[str, RoleDefinition]) -> str:
+    role = roles.get(assignment.role_guid)
+    name = role.role_name if role is not None and role.role_name else assignment.role_guid
+    return f"{name} for {assignment.principal_id} at {assignment.scope}"
 
 
 def _switch_step(on: bool) -> str:
@@ -121,7 +142,14 @@ class MigrateToRbac(Remediation):
         if seconds and not _propagated(snapshot, migration, timedelta(seconds=seconds)):
             note = f"; the vault is switched in a later run, {seconds}s after every assignment exists"
         before: dict[str, list[str]] = {"vault": [_switch_step(False) + " (access policies)"]}
+        # What an approval of this plan was reviewed against: a change to them since is drift.
+        roles = rbac.definitions(snapshot)
+        bearing = sorted(
+            _assignment_line(a, roles) for a in snapshot.role_assignments if rbac.level(a.scope, vault)
+        )
         after: dict[str, list[str]] = {"vault": [_switch_step(True)] if not note else [_switch_step(False)]}
+        if bearing:  # kept as they are: the migration adds its own, per identity below
+            before[ROLE_ASSIGNMENTS] = after[ROLE_ASSIGNMENTS] = bearing
         for identity in migration.identities:
             before[identity.object_id] = [f"access policy secrets: {', '.join(identity.secret_permissions)}"]
             after[identity.object_id] = [f"{a.role_name} at {a.scope}" for a in identity.assignments] + [
@@ -148,7 +176,10 @@ class MigrateToRbac(Remediation):
         )
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
-        return _Migration(action, clients).run()
+        return self.apply_in_steps(action, clients, UnrecordedSteps())
+
+    def apply_in_steps(self, action: Action, clients: Clients, steps: StepLog) -> Outcome:
+        return _Migration(action, clients, steps).run()
 
 
 def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta) -> bool:
@@ -164,54 +195,74 @@ def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta)
 class _Migration:
     """One vault's migration as it is applied: the steps taken, and what to undo on a failure."""
 
-    def __init__(self, action: Action, clients: Clients) -> None:
+    def __init__(self, action: Action, clients: Clients, log: StepLog) -> None:
         self.action = action
         self.ref = VaultRef.parse(action.target)
         self.roles = clients.authorization(self.ref.subscription_id)
         self.vaults = clients.keyvault_management(self.ref.subscription_id)
+        self.log = log
         self.creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
         switches = [c for c in action.changes if isinstance(c, VaultAuthorizationChange)]
         self.switch = switches[0] if switches else None
         self.steps: list[str] = []
-        self.created: list[RoleAssignmentChange] = []
+        # What an interrupted attempt of this action created is this run's to undo too.
+        self.created = [
+            c for c in log.inherited if isinstance(c, RoleAssignmentChange) and c.operation == "create"
+        ]
         self.switched = False
 
     def run(self) -> Outcome:
         if len(self.creates) + (self.switch is not None) != len(self.action.changes):
             return self._outcome("failed", "not a migration action")
         try:
-            existing = {a.name.lower() for a in self.roles.list_role_assignments_at(self.action.target)}
+            listed = self.roles.list_role_assignments_at(self.action.target)
         except AzureCallFailed as error:
             return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
+        adopted = {c.assignment_name.lower() for c in self.created}
+        existing = {a.name.lower() for a in listed} - adopted
+        if adopted:
+            self.steps.append(f"adopted {len(adopted)} assignment(s) an interrupted attempt created")
         for change in self.creates:
+            step = self.log.begin(f"create {describe(change)}", change)
             try:
                 made = self.roles.create_role_assignment(change)
             except AzureCallFailed as error:
-                if change.assignment_name.lower() not in existing:
+                self.log.end(step, "failed", str(error))
+                if change.assignment_name.lower() not in existing | adopted:
                     self.created.append(change)  # the answer may be lost after the write: delete it too
                 return self._roll_back(f"create {describe(change)}: {error}")
+            self.log.end(step, "applied")
             if made is not None and change.assignment_name.lower() not in existing:
-                self.created.append(change)
+                if change.assignment_name.lower() not in adopted:
+                    self.created.append(change)
                 self.steps.append(f"created {describe(change)}")
             else:
                 self.steps.append(f"already there: {describe(change)}")
+        step = self.log.begin(f"verify the effective secret rights of {len(self.creates)} assignment(s)")
         try:
             listed = self.roles.list_role_assignments_at(self.action.target)
         except AzureCallFailed as error:
+            self.log.end(step, "failed", str(error))
             return self._roll_back(f"verify the assignments: {error}")
         problems = unverified_access(self.creates, listed, _ROLES)
         if problems:
+            self.log.end(step, "failed", "; ".join(problems))
             return self._roll_back("verification failed: " + "; ".join(problems))
+        self.log.end(step, "applied")
         self.steps.append(f"verified the effective secret rights of {len(self.creates)} assignment(s)")
         if self.switch is None:
             return self._outcome("applied", None)  # switched by a later run, once these have propagated
         self.switched = True  # from here a failure may leave it switched: switching back is harmless
+        step = self.log.begin(f"switch: {_switch_step(True)}", self.switch)
         try:
             now = self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, True)
         except AzureCallFailed as error:
+            self.log.end(step, "failed", str(error))
             return self._roll_back(f"switch: {error}")
         if not now:
+            self.log.end(step, "failed", "the vault still reads enableRbacAuthorization=false")
             return self._roll_back("switch not verified: the vault still reads enableRbacAuthorization=false")
+        self.log.end(step, "applied")
         self.steps.append(f"switched and re-read: {_switch_step(True)}")
         return self._outcome("applied", None)
 
@@ -219,6 +270,7 @@ class _Migration:
         self.steps.append(f"failed: {reason}")
         errors: list[str] = []
         for change in rollback_changes(self.created, self.switch if self.switched else None):
+            step = self.log.begin(f"roll back: {change.describe()}", change)
             try:
                 if isinstance(change, VaultAuthorizationChange):
                     if self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, False):
@@ -228,7 +280,10 @@ class _Migration:
                     self.roles.delete_role_assignment(change)
                     self.steps.append(f"rolled back: deleted {describe(change)}")
             except AzureCallFailed as error:
+                self.log.end(step, "failed", str(error))
                 errors.append(f"{change.describe()}: {error}")
+            else:
+                self.log.end(step, "applied")
         undone = f"; rollback incomplete: {'; '.join(errors)}" if errors else "; rolled back"
         return self._outcome("failed", reason + undone)
 

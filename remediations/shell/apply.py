@@ -1,22 +1,24 @@
 """Apply a plan: every write under its vault's lease, audited `pending` before and with its outcome after.
 
 `reconcile_dangling` settles writes whose outcome a crash left unknown by reading the target again.
+A fix that writes in steps gets an `AuditedSteps`: each step audited on its own, as child rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
 from remediations.adapters.clients import Clients
-from remediations.core.model import Action, Outcome, Plan, Snapshot
-from remediations.core.registry import get_remediation
+from remediations.core.model import Action, Change, Outcome, Plan, Snapshot
+from remediations.core.registry import StepState, get_remediation
 from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigger
-from remediations.shell.audit import AuditRecord, AuditSink, AuditState
+from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
 from remediations.shell.reconcile import reconcile
@@ -61,6 +63,46 @@ def _audit(
     )
 
 
+class AuditedSteps:
+    """The `StepLog` of one action: each step a child row of the action, intent before, result after."""
+
+    def __init__(
+        self, sink: AuditSink, context: RunContext, action: Action, inherited: tuple[Change, ...] = ()
+    ) -> None:
+        self._sink, self._context, self._action = sink, context, action
+        self._inherited = inherited
+        self._steps: dict[int, AuditRecord] = {}
+
+    @property
+    def inherited(self) -> tuple[Change, ...]:
+        return self._inherited
+
+    def begin(self, what: str, change: Change | None = None) -> int:
+        step = len(self._steps) + 1
+        action, context = self._action, self._context
+        self._steps[step] = AuditRecord(
+            correlation_id=context.correlation_id,
+            action_id=action.id,
+            sequence=0,
+            state="pending",
+            remediation_id=action.remediation_id,
+            target=action.target,
+            principal=action.principal,
+            reason=what,
+            trigger=context.trigger,
+            ticket_id=context.ticket_id,
+            caller=context.caller,
+            step=step,
+            changes=() if change is None else (change,),
+        )
+        self._sink.record(self._steps[step])
+        return step
+
+    def end(self, step: int, state: StepState, error: str | None = None) -> None:
+        update = {"sequence": 1, "state": state, "error": error, "recorded_at": datetime.now(UTC)}
+        self._sink.record(self._steps[step].model_copy(update=update))
+
+
 def apply_plan(
     plan: Plan,
     clients: Clients,
@@ -72,6 +114,7 @@ def apply_plan(
     pacer: TokenBucket | None = None,
     leases: VaultLeases = PROCESS_LEASES,
     pinned: bool = False,
+    inherited: Mapping[str, tuple[Change, ...]] | None = None,
 ) -> list[Outcome]:
     """Apply each action (never in a dry run). An audit failure stops the run before the next write.
 
@@ -83,7 +126,8 @@ def apply_plan(
     made is not sent again, and the last-manager rail is judged on the vault as it is now. `pinned`:
     a reviewed plan; an access-policy entry that no longer shows the action's `before` under the
     lease is skipped as drifted. The access-policy writes are verified by one read of the vault
-    after them, and their outcomes audited then.
+    after them, and their outcomes audited then. `inherited`: by action id, the changes an interrupted
+    attempt of it left (reconcile), for its fix.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -117,7 +161,8 @@ def apply_plan(
             return settled, False
         _audit(audit, context, action, sequence=0, state="pending")
         pacer.acquire(max(1, len(action.changes)))
-        outcome = get_remediation(action.remediation_id).apply(action, clients)
+        steps = AuditedSteps(audit, context, action, (inherited or {}).get(action.id, ()))
+        outcome = get_remediation(action.remediation_id).apply_in_steps(action, clients, steps)
         if vault.wrote(action, outcome):
             return outcome, True
         _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
@@ -199,8 +244,13 @@ def reconcile_dangling(
     """
     dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    rows = reconcile(dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan)
+    steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
+    rows = reconcile(
+        dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan, steps=steps
+    )
     if not plan.dry_run:
         for row in rows:
-            audit.record(row)
+            # An action's `changes` (what its interrupted steps left) are for this run's new attempt;
+            # the step rows already record each one, and a long list would not fit a table property.
+            audit.record(row if row.step is not None else row.model_copy(update={"changes": ()}))
     return rows

@@ -1,7 +1,9 @@
 """Audit log: one row per action state. `pending` is written before a write, the outcome after.
 
 Rows hold who/what/why and the before/after permission sets; the model has no field for a secret
-value. PartitionKey = correlation (run) id, RowKey = `<action id>-<sequence>-<state>`.
+value. PartitionKey = correlation (run) id, RowKey = `<action id>-<sequence>-<state>`. A fix that
+writes in steps (core/registry.py `StepLog`) adds child rows per step between the action's two:
+`<action id>-00-step<n>-<0 intent|1 result>-<state>`, each naming the change the step makes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from azure.data.tables import TableClient
 from azure.identity import DefaultAzureCredential
 from pydantic import BaseModel, ConfigDict, Field
 
+from remediations.core.model import Change
 from remediations.core.request import Trigger
 from remediations.shell.settings import AppSettings
 
@@ -47,9 +50,16 @@ class AuditRecord(BaseModel):
     caller_object_id: str | None = None
     declared_requester: str | None = None  # a ticket body's `requester` naming someone else than the caller
     recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # A step of a multi-step action (1, 2, ... in the order made; None: the action itself), its
+    # description in `reason`. `changes`: on a step, the change it makes; on a reconciled outcome,
+    # the changes the interrupted steps left in place (the next attempt adopts them).
+    step: int | None = None
+    changes: tuple[Change, ...] = ()
 
     @property
     def row_key(self) -> str:
+        if self.step is not None:
+            return f"{self.action_id}-00-step{self.step:03d}-{self.sequence}-{self.state}"
         return f"{self.action_id}-{self.sequence:02d}-{self.state}"
 
 
@@ -71,16 +81,24 @@ def in_scope(target: str, scope_id: str) -> bool:
 
 
 def without_outcome(rows: list[AuditRecord], older_than: datetime) -> list[AuditRecord]:
-    """The pending rows of `rows` (one or more runs) that have no terminal row for the same action."""
-    done = {(r.correlation_id, r.action_id) for r in rows if r.state in TERMINAL_STATES}
+    """The pending rows of `rows` (one or more runs) that have no terminal row for the same action
+    (step rows aside: `steps_of` reads them for the action)."""
+    done = {(r.correlation_id, r.action_id) for r in rows if r.state in TERMINAL_STATES and r.step is None}
     return [
         r
         for r in rows
         if r.state == "pending"
+        and r.step is None
         and (r.correlation_id, r.action_id) not in done
         and r.recorded_at < older_than
         and r.recorded_at >= older_than - DANGLING_LOOKBACK
     ]
+
+
+def steps_of(sink: AuditSink, row: AuditRecord) -> list[AuditRecord]:
+    """The step rows of `row`'s action in its run, in the order recorded."""
+    rows = sink.records(row.correlation_id)
+    return [r for r in rows if r.action_id == row.action_id and r.step is not None]
 
 
 class MemoryAuditSink:
@@ -134,7 +152,7 @@ class AttributedAuditSink:
         return self._inner.dangling(older_than, scope_id)
 
 
-_JSON_FIELDS = ("before", "after")
+_JSON_FIELDS = ("before", "after", "changes")
 
 
 def to_entity(entry: AuditRecord) -> dict[str, Any]:
@@ -208,7 +226,7 @@ class TableAuditSink:
         ]
         rows: list[AuditRecord] = []
         for row in pending:
-            if not in_scope(row.target, scope_id) or row.recorded_at >= older_than:
+            if row.step is not None or not in_scope(row.target, scope_id) or row.recorded_at >= older_than:
                 continue
             rows.append(row)
             prefix = f"{row.action_id}-01-"

@@ -37,6 +37,7 @@ from remediations.shell.closure import verify_closure
 from remediations.shell.inventory import Progress, inventory, inventory_power_platform_only
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
+from remediations.shell.reconcile import left_by_interrupted
 from remediations.shell.secret_inventory import (
     DeepInventory,
     SecretInventoryStore,
@@ -277,7 +278,7 @@ def run(
             request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
         )
     if pinned is not None:
-        plan = pin(pinned, plan)
+        plan = pin(pinned, plan, snapshot)
     if budget is not None and not plan.dry_run and plan.writes:
         plan = limit_writes(plan, budget(len(plan.writes)))
     stages.done("plan")
@@ -304,6 +305,7 @@ def run(
             concurrency=request.write_concurrency,
             leases=leases,
             pinned=pinned is not None,
+            inherited=left_by_interrupted(reconciled),
         )
         stages.done("apply")
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix

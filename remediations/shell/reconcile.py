@@ -13,14 +13,23 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
   assumed applied; the run that planned it (a re-sent ticket, a redelivered alert) settles it.
+- An action audited in steps (the RBAC migration: role assignment creates, verify, switch, rollback
+  deletes and switch back; shell/apply.py `AuditedSteps`): its step rows say which calls began, the
+  re-read says which are in place (the assignment exists? the vault in RBAC mode?). Switched with every
+  created assignment present -> `applied` (the switch comes only after verification). Not switched ->
+  the attempt stopped half-way: `noop` when this run plans it again (the run adopts the assignments
+  left and finishes or rolls them back with its own), else `failed` naming them; a rollback that was
+  interrupted -> `failed` with what is left. The outcome row returned names the changes left in place
+  (`changes`, for the new attempt; recorded without them, as the step rows name each one), and each
+  step begun without a result gets one from the re-read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
-from remediations.core.model import Snapshot
+from remediations.core.model import Change, RoleAssignmentChange, Snapshot, VaultAuthorizationChange
 from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
 PERMISSION_KINDS = frozenset({"secrets", "keys", "certificates", "storage"})
@@ -69,6 +78,84 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
     )
 
 
+def _in_place(change: Change, snapshot: Snapshot) -> bool | None:
+    """Whether the re-read shows `change` made (None: this kind of change is not judged here)."""
+    if isinstance(change, RoleAssignmentChange):
+        role = change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+        present = any(
+            a.name.lower() == change.assignment_name.lower()
+            or (
+                a.principal_id.lower() == change.principal_id.lower()
+                and a.role_guid == role
+                and a.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
+            )
+            for a in snapshot.role_assignments
+        )
+        return present if change.operation == "create" else not present
+    if isinstance(change, VaultAuthorizationChange):
+        vault = snapshot.vault(change.vault_id)
+        return None if vault is None else vault.enable_rbac_authorization == change.enable_rbac_authorization
+    return None
+
+
+def _undoes(change: Change) -> bool:
+    """A rollback step: the migration only deletes assignments and switches back when undoing."""
+    return (isinstance(change, RoleAssignmentChange) and change.operation == "delete") or (
+        isinstance(change, VaultAuthorizationChange) and not change.enable_rbac_authorization
+    )
+
+
+def _settle_steps(
+    row: AuditRecord, steps: list[AuditRecord], snapshot: Snapshot, planned: Collection[str], run_id: str
+) -> list[AuditRecord]:
+    """The outcome rows of an action audited in steps: each unfinished step's, then the action's."""
+    begun = [s for s in steps if s.sequence == 0]
+    ended = {s.step for s in steps if s.sequence == 1}
+    rows = [
+        _outcome(s, "applied", run_id, "the step is in place (re-read)", None)
+        if s.changes and all(_in_place(c, snapshot) for c in s.changes)
+        else _outcome(s, "noop", run_id, "the step did not take effect (re-read)", "interrupted")
+        for s in begun
+        if s.step not in ended
+    ]
+    changes = [c for s in begun for c in s.changes]
+    creates = [c for c in changes if isinstance(c, RoleAssignmentChange) and c.operation == "create"]
+    made = [c for c in creates if _in_place(c, snapshot)]
+    switched = [c for c in changes if isinstance(c, VaultAuthorizationChange) and not _undoes(c)]
+    switched = [c for c in switched if _in_place(c, snapshot)]  # the vault reads RBAC mode now
+    undoing = any(_undoes(c) for c in changes)
+    left: tuple[Change, ...] = (*made, *switched) if undoing else tuple(made)
+    done = f"{len(begun)} step(s) began, {len(made)} of {len(creates)} assignment(s) in place"
+    if undoing:
+        state: AuditState = "failed"
+        note = f"interrupted while rolling back ({done})"
+        error = f"rollback interrupted; left in place: {_names(left)}" if left else "rollback interrupted"
+    elif switched and len(made) == len(creates):
+        state, note, error = "applied", f"switched after verification, {done} (re-read)", None
+        left = ()
+    elif switched:
+        state, note = "failed", f"switched with assignments missing ({done})"
+        error = "the vault is in RBAC mode without " + _names([c for c in creates if c not in made])
+    elif row.action_id in planned:
+        state = "noop"
+        note = f"interrupted before the switch ({done}); planned again by this run, which adopts them"
+        error = "interrupted before the switch"
+    else:
+        state, note = ("failed", f"interrupted before the switch ({done})") if made else ("noop", done)
+        error = f"not switched; left in place: {_names(made)}" if made else "interrupted before any change"
+    outcome = _outcome(row, state, run_id, note, error)
+    return [*rows, outcome.model_copy(update={"changes": left})]
+
+
+NAMED = 10  # changes named in an error; the step rows name every one
+
+
+def _names(changes: Iterable[Change]) -> str:
+    described = [c.describe() for c in changes]
+    more = f"; and {len(described) - NAMED} more (see the step rows)" if len(described) > NAMED else ""
+    return "; ".join(described[:NAMED]) + more or "nothing"
+
+
 def reconcile(
     dangling: Iterable[AuditRecord],
     snapshot: Snapshot,
@@ -76,14 +163,22 @@ def reconcile(
     run_id: str,
     *,
     complete_plan: bool = True,
+    steps: Mapping[tuple[str, str], list[AuditRecord]] | None = None,
 ) -> list[AuditRecord]:
     """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope. With an
-    incomplete plan (filtered by remediation or principal), only access-policy rows are judged."""
+    incomplete plan (filtered by remediation or principal), only access-policy rows and actions audited
+    in steps (`steps`, by run and action id) are judged."""
     rows: list[AuditRecord] = []
     for row in dangling:
         if not in_scope(row.target, snapshot.scope.resource_id) or _unreadable(snapshot, row):
             continue
-        if _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
+        stepped = (steps or {}).get((row.correlation_id, row.action_id))
+        if stepped:
+            if snapshot.vault(row.target) is None:
+                rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
+            else:
+                rows += _settle_steps(row, stepped, snapshot, planned, run_id)
+        elif _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
             if current == _normalised(row.after):
                 rows.append(_outcome(row, "applied", run_id, "the change is in place (re-read)", None))
             elif current == _normalised(row.before):
@@ -101,3 +196,12 @@ def reconcile(
         elif _is_access_policy_row(row):
             rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
     return rows
+
+
+def left_by_interrupted(reconciled: Iterable[AuditRecord]) -> dict[str, tuple[Change, ...]]:
+    """By action id, the changes interrupted attempts left in place (for the fix of a new attempt)."""
+    left: dict[str, tuple[Change, ...]] = {}
+    for row in reconciled:
+        if row.step is None and row.changes:
+            left[row.action_id] = (*left.get(row.action_id, ()), *row.changes)
+    return left

@@ -12,7 +12,7 @@ from typing import Any
 import azure.functions as func
 from pydantic import ValidationError
 
-from remediations.core.pinned import PinnedPlan
+from remediations.core.pinned import PinnedPlan, refusal
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import approval, observability, remediate_ticket, scope_guard
@@ -214,7 +214,7 @@ def approve_ticket(req: func.HttpRequest, context: InvocationContext) -> func.Ht
     pinned = PinnedPlan.model_validate(stored.body) if stored is not None and stored.body else None
     if pinned is None or not pinned.verified or pinned.hash != ticket.body.get("planHash"):
         raise approval.wrong_hash(f"Ticket {ticket_id} has no pinned plan to approve; send a new dry run.")
-    if body.planHash != pinned.hash:
+    if refusal(pinned, body.planHash) is not None:
         raise approval.wrong_hash(
             "planHash is not the hash of this ticket's plan: approve the plan you reviewed "
             "(GET /api/remediations/{ticketId} shows its planHash)."

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from remediations.core.model import Plan, Scope
-from remediations.core.pinned import PinnedPlan
+from remediations.core.pinned import PinnedPlan, once_each
 from remediations.core.registry import get_remediation
 from remediations.core.request import RECONCILE_AFTER, RunRequest, SecretTarget, Targets
 from remediations.shell import settings as names
@@ -185,7 +185,7 @@ def run_ticket(
             )
             for scope in scopes
         ]
-    kept = PinnedPlan.of([(s.resource_id, r.plan) for s, r in zip(scopes, results, strict=True)])
+    kept = PinnedPlan.of(once_each([(s.resource_id, r.plan) for s, r in zip(scopes, results, strict=True)]))
     if not request.dryRun and forced:
         notes.insert(0, forced_note(forced))
     notes.extend(who.notes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from emulator import Emulator
 from emulator.azure.state import AccessPolicy
 from emulator.scenario import load_scenario
-from remediations.__main__ import main
+from remediations.__main__ import EXIT_NOT_REVIEWED, main
 from tests.emulator.test_report_cli_apply import (  # noqa: F401 - its fixtures, reused
     SP_ID,
     SUB,
@@ -101,3 +102,36 @@ def test_a_stored_plan_whose_target_drifted_is_skipped_not_replanned(
     assert _secrets(emu, SP_ID) == ["Get", "List", "Set"]
     [line] = [x for x in out.splitlines() if x.startswith("skipped")]
     assert "drifted" in line
+
+
+@pytest.mark.usefixtures("env", "storage_env")
+def test_apply_with_the_reviewed_hash_refuses_a_plan_file_changed_since_and_applies_the_same_one(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    capsys.readouterr()
+    assert main(["plan", "--scope", f"/subscriptions/{SUB}", "--out", str(plan)]) == 0
+    out = capsys.readouterr().out
+    [reviewed] = re.findall(r"--plan-hash ([0-9a-f]{64})", out)
+    assert f"apply --plan {plan} --plan-hash {reviewed}" in out
+
+    # The file is edited after the review: its action now removes `get` too.
+    edited = tmp_path / "edited.json"
+    data = json.loads(plan.read_text())
+    data["actions"][0]["changes"][0]["permissions"]["secrets"] = ["list", "get"]
+    edited.write_text(json.dumps(data))
+    mark = emu.requests.mark()
+    assert main(["apply", "--plan", str(edited), "--plan-hash", reviewed]) == EXIT_NOT_REVIEWED
+    err = capsys.readouterr().err
+    assert f"refused: {edited} is not the plan reviewed: its hash is " in err and reviewed in err
+    assert err.rstrip().endswith("nothing written")
+    assert emu.requests.since(mark) == [] and _secrets(emu, SP_ID) == ["Get", "List"]  # not even a read
+
+    assert main(["apply", "--plan", str(plan), "--plan-hash", reviewed.upper()]) == 0
+    assert capsys.readouterr().out.startswith("applied") and _secrets(emu, SP_ID) == ["Get"]
+
+
+@pytest.mark.usefixtures("env", "storage_env")
+def test_plan_hash_without_a_plan_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", "--scope", f"/subscriptions/{SUB}", "--plan-hash", "0" * 64]) == 2
+    assert "give --plan FILE" in capsys.readouterr().err

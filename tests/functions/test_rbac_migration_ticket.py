@@ -69,6 +69,13 @@ def _writes(cloud: Emulator, mark: int) -> list[str]:
     ]
 
 
+def _audit_rows(correlation_id: str) -> list[Any]:
+    from remediations.shell.audit import TableAuditSink
+    from remediations.shell.settings import AppSettings
+
+    return TableAuditSink.from_settings(AppSettings.from_env()).records(correlation_id)
+
+
 def _ticket(call: Call, **overrides: object) -> dict[str, object]:
     body = ticket_body(f"CHG-{uuid.uuid4().hex[:10]}", remediations=["migrate_to_rbac"], **overrides)
     response = call("tickets", "POST", "/api/remediations", body=body)
@@ -116,8 +123,14 @@ def test_dry_run_ticket_shows_the_plan_then_the_applied_ticket_migrates_in_order
     denied = data.call("GET", f"{base}/sql-password?api-version=7.4")
     assert denied.status_code == 403 and denied.json()["error"]["innererror"]["code"] == "ForbiddenByRbac"
     rows = TableAuditSink.from_settings(AppSettings.from_env()).records(str(applied["correlationId"]))
-    assert [r.state for r in rows] == ["pending", "applied"]
-    assert rows[1].after["steps"][-1] == "switched and re-read: enableRbacAuthorization=true"
+    # Each step audited on its own, intent before and result after, between the action's two rows.
+    assert (rows[0].step, rows[0].state, rows[-1].step, rows[-1].state) == (None, "pending", None, "applied")
+    steps = [(r.step, r.sequence, r.state) for r in rows[1:-1]]
+    assert steps == [(n, seq, state) for n in range(1, 6) for seq, state in ((0, "pending"), (1, "applied"))]
+    made = [r.changes[0] for r in rows[1:-1:2] if r.changes]
+    assert [c.type for c in made] == ["roleAssignment"] * 3 + ["vaultAuthorization"]
+    assert rows[7].reason == "verify the effective secret rights of 3 assignment(s)" and not rows[7].changes
+    assert rows[-1].after["steps"][-1] == "switched and re-read: enableRbacAuthorization=true"
 
 
 def test_a_switch_that_fails_after_taking_effect_is_rolled_back(
@@ -136,6 +149,11 @@ def test_a_switch_that_fails_after_taking_effect_is_rolled_back(
     assert methods == ["PUT"] * 3 + ["PATCH", "PATCH"] + ["DELETE"] * 3
     steps = outcome["after"]["steps"]
     assert steps[-4] == "rolled back: enableRbacAuthorization=false"
+    # The audit says the same step by step: the switch failed, then four rollback writes, each applied.
+    rows = _audit_rows(str(result["correlationId"]))
+    results = [(r.reason.split(":")[0], r.state) for r in rows if r.step is not None and r.sequence == 1]
+    assert [s for _, s in results] == ["applied"] * 4 + ["failed"] + ["applied"] * 4
+    assert [r.split(" ")[0] for r, _ in results] == ["create"] * 3 + ["verify", "switch"] + ["roll"] * 4
     with cloud.state.lock:  # the access policies were never touched: access is as before
         entries = {e.object_id for e in cloud.state.azure.vaults[VAULT_NAME].access_policies}
     assert {FLOW_SP, ADMIN_USER} <= entries

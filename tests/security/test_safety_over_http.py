@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,40 @@ def runner(env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         if process.poll() is None:
             process.terminate()
         process.wait(timeout=20)
+
+
+def kill_runner_at(
+    cloud: Emulator,
+    env: dict[str, str],
+    body: dict[str, Any],
+    hit: Callable[[Request], bool],
+    *,
+    reaches: bool,
+) -> None:
+    """POST the ticket to a runner the emulator SIGKILLs when the first request `hit` selects arrives;
+    with `reaches` that write takes effect (nobody is left to read the answer), else it never does.
+    Returns once the run is stale (VAULTGUARD_STALE_RUN_SECONDS=1 in `env`)."""
+    killed: list[int] = []
+    process: list[subprocess.Popen[str]] = []
+
+    def kill(request: Request) -> Response | None:
+        if hit(request) and not killed:
+            killed.append(process[0].pid)
+            os.kill(process[0].pid, signal.SIGKILL)
+            process[0].wait(timeout=30)
+            return None if reaches else Response(503)
+        return None
+
+    cloud.middlewares.append(kill)
+    try:
+        with runner(env) as (port, started):
+            process.append(started)
+            with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+                send(port, "POST", "/api/remediations", body, timeout=60)
+    finally:
+        cloud.middlewares.remove(kill)
+    assert killed and process[0].returncode == -signal.SIGKILL
+    time.sleep(1.2)
 
 
 def send(
@@ -327,29 +361,9 @@ def test_sigkill_of_the_runner_mid_apply_then_a_resend_converges(
     env = {**app_env, **ENFORCE, "VAULTGUARD_STALE_RUN_SECONDS": "1"}
     body = ticket_body(dryRun=False)
     mark = cloud.requests.mark()
-    killed: list[int] = []
-    target: list[subprocess.Popen[str]] = []
-
-    def kill_on_first_write(request: Request) -> Response | None:
-        if request.method == "PUT" and request.path.endswith("/accessPolicies/remove") and not killed:
-            killed.append(target[0].pid)
-            os.kill(target[0].pid, signal.SIGKILL)
-            target[0].wait(timeout=30)
-            if when == "before-write":
-                return Response(503)  # the write never reaches Key Vault
-        return None
-
-    cloud.middlewares.append(kill_on_first_write)
-    try:
-        with runner(env) as (port, process):
-            target.append(process)
-            with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-                send(port, "POST", "/api/remediations", body, timeout=20)
-    finally:
-        cloud.middlewares.remove(kill_on_first_write)
-    assert killed and target[0].returncode == -signal.SIGKILL
-    time.sleep(1.2)  # the stored run is now stale
-    with runner(env) as (port, _):
+    first_remove = lambda r: r.method == "PUT" and r.path.endswith("/accessPolicies/remove")  # noqa: E731
+    kill_runner_at(cloud, env, body, first_remove, reaches=when == "after-write")
+    with runner(env) as (port, _):  # the stored run is stale by now
         status, result = send(port, "POST", "/api/remediations", body)
         assert status == 202, result  # re-run, not an idempotent replay of `running`
         replay_status, replay = send(port, "POST", "/api/remediations", body)

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from remediations.core.model import AccessPolicyChange, Action, Permissions, Plan, ShareChange
-from remediations.core.pinned import PinnedPlan, covering_scope, drift_reason, environments_of, pin, plan_hash
+from remediations.core.model import (
+    AccessPolicyChange,
+    Action,
+    Permissions,
+    Plan,
+    ShareChange,
+    VaultAuthorizationChange,
+)
+from remediations.core.pinned import (
+    PinnedPlan,
+    covering_scope,
+    drift_reason,
+    environments_of,
+    once_each,
+    pin,
+    plan_hash,
+    switched_since,
+)
+from tests.unit.kv_builders import snapshot
+from tests.unit.kv_builders import vault as vault_builder
 
 SUB = "22222222-2222-4222-8222-222222222222"
 VAULT = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
@@ -96,3 +114,44 @@ def test_the_scope_a_stored_plan_is_read_again_on() -> None:
     )
     assert environments_of(_plan(share)) == ("env-1",)
     assert covering_scope(_plan(share)) is None
+
+
+def test_a_long_state_that_drifted_names_what_was_added_and_removed_only() -> None:
+    grants = [f"Key Vault Secrets User for sp-{n} at {VAULT}" for n in range(10)]
+    action = _remove_list(["Get"]).model_copy(
+        update={"before": {"secrets": ["get"], "role assignments": grants}}
+    )
+    reason = drift_reason(action, {"secrets": ["get"], "role assignments": [*grants[1:], "Owner for x at /"]})
+    assert reason is not None and "secrets:" not in reason  # the unchanged key is not named
+    assert reason.endswith(f"(role assignments: added owner for x at /; removed {grants[0].casefold()})")
+
+
+def test_a_switch_of_a_vault_switched_since_is_drift_named_as_such() -> None:
+    switch = VaultAuthorizationChange(vault_id=VAULT, enable_rbac_authorization=True)
+    migrate = Action.create(
+        remediation_id="migrate_to_rbac",
+        target=VAULT,
+        principal=None,
+        changes=(switch,),
+        before={"vault": ["enableRbacAuthorization=false (access policies)"]},
+        after={},
+        reason="migrate",
+        finding_ids=(),
+    )
+    vault = vault_builder("kv", rbac=True).model_copy(update={"id": VAULT, "subscription_id": SUB})
+    now = snapshot(vault)
+    assert switched_since(migrate, now) == (
+        "drifted: the vault was switched to Azure RBAC since the plan was made "
+        "(it reads enableRbacAuthorization=true now)"
+    )
+    [checked] = pin(_plan(migrate), _plan(dry_run=False), now).actions  # a fresh plan has no migration
+    assert checked.skip_reason == switched_since(migrate, now)
+    on_policies = snapshot(vault.model_copy(update={"enable_rbac_authorization": False}))
+    assert switched_since(migrate, on_policies) is None
+
+
+def test_an_action_two_scopes_plan_is_pinned_in_the_first_only() -> None:
+    shared, own = _remove_list(["Get", "List"]), _remove_list(["List"], target=VAULT + "2")
+    [(first, one), (second, two)] = once_each([(VAULT, _plan(shared)), (VAULT + "2", _plan(shared, own))])
+    assert (first, second) == (VAULT, VAULT + "2")
+    assert [a.id for a in one.actions] == [shared.id] and [a.id for a in two.actions] == [own.id]

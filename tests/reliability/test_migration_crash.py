@@ -1,0 +1,152 @@
+# ruff: noqa: F811 - the emulator and app fixtures of tests/functions are imported, then requested by name
+"""A crash mid-migration through the real local runner (`python -m remediations serve`, its own process):
+the emulator SIGKILLs the runner when one of the migration's writes arrives. Every step began is in the
+audit (intent before, result after); the re-sent ticket reconciles the interrupted run from those rows
+and a re-read (assignment exists? vault in RBAC mode?), then finishes the migration or rolls it back,
+the interrupted run's assignments included. Never half-applied without a row saying so."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from emulator import Emulator
+from emulator.wire import Request
+from tests.functions.conftest import VAULT_NAME, app_env, cloud, ticket_body  # noqa: F401 - fixtures reused
+from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
+    POLICY,
+    _below_vault,
+    _expected,
+    _switched,
+    migrate,
+)
+from tests.security.test_safety_over_http import kill_runner_at, runner, send
+
+VAULT_PATCH = "/providers/Microsoft.KeyVault/vaults/"
+ASSIGNMENT_PUT = "/providers/Microsoft.Authorization/roleAssignments/"
+MIGRATE = ["migrate_to_rbac"]
+
+
+def _env(app_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **app_env,
+        "VAULTGUARD_DRY_RUN": "false",
+        "VAULTGUARD_POLICY_JSON": json.dumps(POLICY),
+        "VAULTGUARD_STALE_RUN_SECONDS": "1",  # the killed run (and its vault lease) is stale after 1 s
+    }
+
+
+def _rows_of(action_id: str) -> dict[str, list[Any]]:
+    """Every audit row of the action, by run (correlation id), in row order."""
+    from azure.data.tables import TableClient
+
+    from remediations.shell.audit import from_entity
+    from remediations.shell.settings import AppSettings
+
+    settings = AppSettings.from_env()
+    assert settings.storage_connection is not None
+    table = TableClient.from_connection_string(settings.storage_connection, settings.audit_table)
+    runs: dict[str, list[Any]] = {}
+    for entity in table.query_entities("action_id eq @a", parameters={"a": action_id}):
+        row = from_entity(dict(entity))
+        runs.setdefault(row.correlation_id, []).append(row)
+    return {run: sorted(rows, key=lambda r: r.row_key) for run, rows in runs.items()}
+
+
+def _prepared(app_env: dict[str, str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """The runner's settings, the migration's action id (from a dry run: the same plan), the ticket."""
+    env = _env(app_env)
+    with runner(env) as (port, _):
+        status, planned = send(
+            port, "POST", "/api/remediations", ticket_body(remediations=MIGRATE, dryRun=True)
+        )
+    assert status == 200, planned
+    [action] = planned["plan"]
+    return env, str(action["id"]), ticket_body(remediations=MIGRATE, dryRun=False)
+
+
+def _switch(request: Request) -> bool:
+    return request.method == "PATCH" and VAULT_PATCH in request.path
+
+
+def _trail(rows: list[Any]) -> list[tuple[int | None, str]]:
+    return [(r.step, r.state) for r in rows]
+
+
+def test_killed_at_the_switch_before_it_took_effect_then_the_resend_finishes(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body = _prepared(app_env)
+    kill_runner_at(cloud, env, body, _switch, reaches=False)
+    assert not _switched(cloud) and _below_vault(cloud) == _expected(cloud)  # half-way, as the rows say
+    [(crashed, rows)] = _rows_of(action_id).items()
+    steps = [(1, "pending"), (1, "applied"), (2, "pending"), (2, "applied"), (3, "pending"), (3, "applied")]
+    verify = [(4, "pending"), (4, "applied")]
+    assert _trail(rows) == [(None, "pending"), *steps, *verify, (5, "pending")]
+    assert rows[-1].reason.startswith("switch") and rows[-1].changes[0].type == "vaultAuthorization"
+
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", "/api/remediations", body)
+    assert status == 202, result
+    assert [o["status"] for o in result["outcomes"]] == ["applied"], result["outcomes"]
+    assert _switched(cloud) and _below_vault(cloud) == _expected(cloud)
+    runs = _rows_of(action_id)
+    settled = runs[crashed]
+    # The interrupted run's trail now ends: the switch step did not take effect, the action was picked
+    # up again by the re-sent ticket (which adopted the three assignments it found).
+    assert _trail(settled)[-3:] == [(5, "pending"), (5, "noop"), (None, "noop")]
+    outcome = settled[-1]
+    assert "3 of 3 assignment(s) in place); planned again by this run, which adopts them" in outcome.reason
+    [resent] = [rows for run, rows in runs.items() if run != crashed]
+    assert _trail(resent)[0] == (None, "pending") and _trail(resent)[-1] == (None, "applied")
+
+
+def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_is_written_again(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body = _prepared(app_env)
+    kill_runner_at(cloud, env, body, _switch, reaches=True)
+    deadline = time.monotonic() + 10
+    while not _switched(cloud) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the emulator finishes the PATCH after the kill
+    assert _switched(cloud)
+
+    mark = cloud.requests.mark()
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", "/api/remediations", body)
+    assert status == 202 and result["outcomes"] == [], result
+    assert [r.method for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}] == []
+    [(_, rows)] = _rows_of(action_id).items()
+    assert _trail(rows)[-3:] == [(5, "pending"), (5, "applied"), (None, "applied")]
+    assert "switched after verification" in rows[-1].reason
+
+
+def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body = _prepared(app_env)
+    puts: list[str] = []
+
+    def second_create(request: Request) -> bool:
+        if request.method == "PUT" and ASSIGNMENT_PUT in request.path:
+            puts.append(request.path)
+        return len(puts) == 2
+
+    kill_runner_at(cloud, env, body, second_create, reaches=False)
+    assert len(_below_vault(cloud)) == 1 and not _switched(cloud)  # one assignment made, then the kill
+    [(crashed, rows)] = _rows_of(action_id).items()
+    assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
+
+    # The re-sent ticket adopts the interrupted run's assignment; its switch is refused after it took
+    # effect, so it switches back and deletes every assignment of the migration, both runs'.
+    cloud.faults.status(403, path=f"/vaults/{VAULT_NAME}$", method="PATCH", count=1, after=True)
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", "/api/remediations", body)
+    assert status == 202, result
+    [outcome] = result["outcomes"]
+    assert outcome["status"] == "failed" and outcome["error"].endswith("; rolled back"), outcome
+    assert not _switched(cloud) and _below_vault(cloud) == []
+    settled = _rows_of(action_id)[crashed]
+    assert _trail(settled)[-3:] == [(2, "pending"), (2, "noop"), (None, "noop")]
+    assert "1 of 2 assignment(s) in place" in settled[-1].reason  # handed on, rolled back above
