@@ -23,14 +23,19 @@ class FileSecretInventory:
             out.write(line)
 
     def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
-        wanted = {v.lower() for v in vault_ids}
+        return self._read({v.lower() for v in vault_ids}, with_lists)
+
+    def get_all(self, *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        return self._read(None, with_lists)
+
+    def _read(self, wanted: set[str] | None, with_lists: bool) -> dict[str, StoredSecrets]:
         found: dict[str, StoredSecrets] = {}
         if not self._path.exists():
             return found
         with self._path.open(encoding="utf-8") as lines:
             for line in lines:
                 stored = StoredSecrets.model_validate_json(line) if with_lists else _counted(line)
-                if stored.vault_id.lower() in wanted:
+                if wanted is None or stored.vault_id.lower() in wanted:
                     found[stored.vault_id.lower()] = stored
         return found
 

@@ -169,21 +169,26 @@ def _inventory_azure(
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
-    try:
-        vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope)
-    except AzureCallFailed as error:
-        return Snapshot(
-            scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
-        )
-
     # Subscription-wide: one paged list gives every assignment at, above and below any vault in it,
-    # and the count the 4,000-per-subscription budget of RBAC narrowing needs.
+    # and the count the 4,000-per-subscription budget of RBAC narrowing needs. It does not depend on
+    # the vault list, so both lists are read side by side.
     subscription = Scope(subscription_id=scope.subscription_id)
-    try:
-        role_assignments = clients.authorization(scope.subscription_id).list_role_assignments(subscription)
-    except AzureCallFailed as error:
-        role_assignments = []
-        errors.append(_error(subscription.resource_id, "list role assignments", error))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="role-assignments") as pool:
+        assignments = pool.submit(
+            clients.authorization(scope.subscription_id).list_role_assignments, subscription
+        )
+        try:
+            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope)
+        except AzureCallFailed as error:
+            assignments.cancel()
+            return Snapshot(
+                scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
+            )
+        try:
+            role_assignments = assignments.result()
+        except AzureCallFailed as error:
+            role_assignments = []
+            errors.append(_error(subscription.resource_id, "list role assignments", error))
     role_definitions = _role_definitions(vaults, clients, scope, errors)
 
     if include_secrets:

@@ -51,7 +51,7 @@ def test_a_quick_snapshot_takes_stored_secrets_and_skips_vaults_without_with_a_r
         secrets_listed=False,
     )
 
-    filled = with_stored_secrets(quick, store)
+    filled = with_stored_secrets(quick, store.get_all())
 
     assert filled.secrets_listed
     a, b, c = filled.vaults
@@ -96,7 +96,7 @@ def test_keep_secrets_false_fills_counts_only_as_a_deep_read_with_that_option_ke
     )
     quick = Snapshot(scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=(vault,), secrets_listed=False)
 
-    (filled,) = with_stored_secrets(quick, store, keep_secrets=False).vaults
+    (filled,) = with_stored_secrets(quick, store.get_all(with_lists=False), keep_secrets=False).vaults
 
     assert filled.secrets == () and filled.secret_count == 2 and filled.secrets_as_of == NOW
     counted = StoredSecrets(vault_id=vault.id, taken_at=NOW, total=7)
