@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.model import Budgets, Latency, LowerLimit, Workload, lower_limit
 from bench.procs import ROOT, EmulatorProcess, client_env, run_engine
+from bench.secret_file import FileSecretInventory
 
 SIZES: dict[str, dict[str, Any]] = {
     "small": {
@@ -287,7 +288,7 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         }
         # The deep sweep as today (every vault's secret list), saving the inventory the quick one reads.
         store_file = out_dir / f"secret-inventory-{name}.jsonl"
-        store_file.unlink(missing_ok=True)
+        FileSecretInventory(store_file).unlink()
         print(f"[{name}] inventory + plan (dry run)...", file=sys.stderr, flush=True)
         plan = run_engine(
             emu, {**common, "phase": "plan", "power_platform": True, "store_file": str(store_file)}
@@ -301,12 +302,12 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         )
         print(f"[{name}] apply (10% of vaults need a fix)...", file=sys.stderr, flush=True)
         apply = run_engine(emu, {**common, "phase": "apply"})
-        store_file.unlink(missing_ok=True)
+        FileSecretInventory(store_file).unlink()
         print(f"[{name}] compliant re-run, deep sweep...", file=sys.stderr, flush=True)
         compliant = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file)})
         print(f"[{name}] compliant re-run, quick sweep...", file=sys.stderr, flush=True)
         quick = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file), "depth": "quick"})
-        store_file.unlink(missing_ok=True)
+        FileSecretInventory(store_file).unlink()
         report["state_after"] = emu.state()
     for run in (plan, quick_plan, apply, compliant, quick):
         run["calls"] = _calls(run["emulator"])
@@ -548,12 +549,14 @@ def print_report(result: dict[str, Any]) -> None:
             ],
             [
                 "compliant re-run: quick sweep (stored deep inventory)",
-                f"{quick['inventory_plan_s']:.2f} s, {quick['arm_writes']} writes, "
+                f"{quick['inventory_plan_s']:.2f} s (inventory {quick['inventory_s']:.2f}, detect "
+                f"{quick['detect_s']:.2f}, plan {quick['plan_s']:.2f}), {quick['arm_writes']} writes, "
                 f"{quick['writes_planned']} changes planned; calls {_fmt_calls(quick['calls'])}; "
-                f"peak RSS {quick['peak_rss_mib']:.0f} MiB",
+                f"engine CPU {quick['inventory_plan_cpu_s']:.2f} s, emulator CPU "
+                f"{quick['emulator']['cpu_s']:.2f} s; peak RSS {quick['peak_rss_mib']:.0f} MiB",
             ],
             [
-                "  quick lower limit (list pages x latency, ARM read bucket)",
+                "  quick lower limit (lists side by side, each a chain of pages, then one Graph lookup)",
                 f"{quick['lower_limit']['read_s']:.2f} s, bound by {quick['lower_limit']['binding_read']}; "
                 f"ratio {quick['ratio']:.2f}x; {quick['speedup_over_deep']:.1f}x faster than the deep "
                 f"re-run; same findings and plan as the deep: {quick['same_plan_as_deep']} (compliant), "

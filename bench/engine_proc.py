@@ -58,14 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     from remediations.core.detect import load_detectors
     from remediations.core.model import PowerPlatformScope, Scope, stable_id
     from remediations.core.policy import parse_policy
+    from remediations.core.registry import load_remediations
     from remediations.core.request import RunRequest
     from remediations.shell.audit import MemoryAuditSink
     from remediations.shell.pipeline import run
 
-    # The detector modules load lazily (for the function's cold start); load them here so that their
-    # one-off import (compiled from source: the deployed package has no bytecode cache) counts as
-    # import time, not as detection time.
+    # The detector and fix modules load lazily (for the function's cold start); load them here so that
+    # their one-off import (compiled from source: the deployed package has no bytecode cache) counts as
+    # import time, not as detection or planning time.
     load_detectors()
+    load_remediations()
     imported = time.perf_counter()
     halves = _time_halves()
     rss_after_import = _rss_mib()

@@ -28,6 +28,7 @@ from pydantic_core import from_json
 from remediations.adapters.errors import ResourceGone
 from remediations.adapters.retry import with_retry
 from remediations.core.model import AccessPolicy, AccessPolicyChange, Permissions, Scope, Vault, arm_name
+from remediations.ports import VaultPage
 
 
 def _texts(values: Iterable[Any] | None) -> tuple[str, ...]:
@@ -145,8 +146,9 @@ class KeyVaultManagement:
         self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
         self._api_version: str = self._client._config.api_version  # the version the SDK's own calls use
 
-    def list_vaults(self, scope: Scope) -> list[Vault]:
-        """Vaults in the scope with their access policies (no secrets yet)."""
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+        """Vaults in the scope with their access policies (no secrets yet). `on_page` is handed each
+        page of a list as it is mapped (not the single vault of a vault scope)."""
         vaults = self._client.vaults
         if scope.vault_name is not None:
             rg, name = scope.resource_group or "", scope.vault_name
@@ -162,12 +164,12 @@ class KeyVaultManagement:
             return with_retry(
                 f"list vaults in {rg}",
                 lambda: self._list_pages(
-                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults"
+                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults", on_page
                 ),
             )
         return with_retry(
             f"list vaults in subscription {self.subscription_id}",
-            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults"),
+            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults", on_page),
         )
 
     def _page(self, url: str) -> dict[str, Any]:
@@ -180,7 +182,7 @@ class KeyVaultManagement:
         page: dict[str, Any] = from_json(body)
         return page
 
-    def _list_pages(self, path: str) -> list[Vault]:
+    def _list_pages(self, path: str, on_page: VaultPage | None = None) -> list[Vault]:
         """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. The next page is
         requested as soon as this one's `nextLink` is read, so mapping a page overlaps the next
         round trip instead of adding to the chain."""
@@ -193,7 +195,10 @@ class KeyVaultManagement:
                 page = pending.result()
                 next_link = page.get("nextLink")
                 pending = fetcher.submit(self._page, next_link) if next_link else None
-                found.extend(vaults_from_json(page.get("value") or (), self.subscription_id))
+                mapped = vaults_from_json(page.get("value") or (), self.subscription_id)
+                if on_page is not None:
+                    on_page(mapped, pending is not None)
+                found.extend(mapped)
         return found
 
     def update_access_policy(

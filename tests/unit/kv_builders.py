@@ -19,6 +19,7 @@ from remediations.core.model import (
     Snapshot,
     Vault,
 )
+from remediations.ports import VaultPage
 
 SUB = "00000000-0000-0000-0000-000000000001"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
@@ -91,7 +92,7 @@ class MemoryKeyVaultManagement:
         self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
         self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
 
-    def list_vaults(self, scope: Scope) -> list[Vault]:
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
         return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
 
     def update_access_policy(
