@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -212,6 +213,12 @@ def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[F
     return findings
 
 
+def _reads_lists_only(request: RunRequest) -> bool:
+    """A quick run over Azure: paged lists and the stored inventory, no call per vault or flow."""
+    pp = request.power_platform
+    return request.scope is not None and request.secrets_from == "store" and (pp is None or pp.empty)
+
+
 class _Stages:
     """Wall and CPU time of each stage, in order."""
 
@@ -261,12 +268,19 @@ def run(
     )
     stages = _Stages()
     selected = selected_remediations(request, policy)
-    # Reading, detecting and planning allocate the run's whole snapshot at once: the cyclic
-    # collector is paused meanwhile (shell/collector.py), as it rescans those objects without end.
-    with collector_paused():
+    # Detecting and planning, and a read of lists only, allocate the run's whole snapshot at once: the
+    # cyclic collector is paused meanwhile (shell/collector.py), as it rescans those objects without
+    # end. Not during a read of thousands of calls (secret lists, Power Platform): their clients'
+    # cyclic garbage would pile up for its whole length.
+    with ExitStack() as paused:
+        lists_only = snapshot is None and _reads_lists_only(request)
+        if lists_only:
+            paused.enter_context(collector_paused())
         if snapshot is None:
             snapshot = _read(request, selected, clients, progress, secret_store)
         stages.done("inventory")
+        if not lists_only:
+            paused.enter_context(collector_paused())
         findings = _findings(request, snapshot, policy)
         stages.done("detect")
         plan = build_plan(
