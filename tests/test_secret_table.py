@@ -15,7 +15,7 @@ from remediations.shell.secret_inventory import StoredSecrets
 from remediations.triggers.secret_table import POINT_READS, TableSecretInventory
 
 SUB = "00000000-0000-0000-0000-000000000001"
-TAKEN = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+TAKEN = datetime(2026, 12, 5, 9, 0, 0, 123456, tzinfo=UTC)
 
 
 def _vault_id(number: int) -> str:
@@ -93,4 +93,7 @@ def test_counts_only_select_no_list_and_give_each_vaults_count(azurite: Azurite)
     assert {k: (v.count, v.secrets) for k, v in counted.items() if v.refused is None} == {
         _vault_id(n).lower(): (n % 3, ()) for n in range(5)
     }
-    assert counted[_vault_id(5).lower()].refused is not None
+    assert counted[_vault_id(5).lower()].refused == store.get_all()[_vault_id(5).lower()].refused
+    # Read without type annotations, the times are the typed read's, to the microsecond.
+    assert {k: v.taken_at for k, v in counted.items()} == {k: v.taken_at for k, v in store.get_all().items()}
+    assert counted[_vault_id(3).lower()].taken_at == TAKEN + timedelta(minutes=3)

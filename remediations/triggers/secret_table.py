@@ -27,6 +27,8 @@ PARTITION = "secrets"
 POINT_READS = 16
 # What a quick sweep that keeps counts only selects of each row.
 COUNT_COLUMNS = ("VaultId", "TakenAt", "SecretCount", "Refused")
+# learn.microsoft.com/rest/api/storageservices/payload-format-for-table-service-operations
+NO_METADATA = "application/json;odata=nometadata"
 
 
 def _stored(entity: Mapping[str, Any], vault_id: str, with_lists: bool) -> StoredSecrets:
@@ -73,12 +75,18 @@ class TableSecretInventory:
     def get_all(self, *, with_lists: bool = True) -> dict[str, StoredSecrets]:
         """The whole partition, paged by the service (at most 1,000 entities a page, docs/limits.md
         1f). Counts only: the list bodies are not selected, so a page carries four short properties
-        per vault."""
-        rows = self._table.query_entities(
-            f"PartitionKey eq '{PARTITION}'",
-            select=None if with_lists else list(COUNT_COLUMNS),
-            results_per_page=1000,
-        )
+        per vault, and without OData type annotations (`$format` nometadata; `TakenAt` then arrives
+        as ISO text): the client's typed deserialization cost 30 us a row, 150 ms of CPU at 5,000
+        vaults (Azurite), about half of it parsing the timestamps."""
+        if with_lists:  # the compressed lists are Edm.Binary: their type annotation is needed
+            rows = self._table.query_entities(f"PartitionKey eq '{PARTITION}'", results_per_page=1000)
+        else:
+            rows = self._table.query_entities(
+                f"PartitionKey eq '{PARTITION}'",
+                select=list(COUNT_COLUMNS),
+                results_per_page=1000,
+                format=NO_METADATA,
+            )
         found: dict[str, StoredSecrets] = {}
         for entity in rows:
             vault_id = str(entity.get("VaultId") or "")
