@@ -11,6 +11,9 @@ import pytest
 
 from emulator import Emulator
 from emulator.azure.generator import Generated, generate
+from remediations.adapters.clients import AzureClients
+from remediations.core.model import Scope
+from remediations.shell.inventory import inventory
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +38,7 @@ def _asked(cloud: Emulator, mark: int) -> list[list[str]]:
 def test_a_paged_list_reads_what_one_page_does_and_asks_the_directory_once_per_id(
     cloud: Emulator, tenant: Generated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from remediations.adapters.clients import AzureClients
-    from remediations.core.model import Scope
-    from remediations.shell.inventory import inventory
-
-    for name, value in cloud.env.items():
+    for name, value in cloud.env.items():  # before any SDK client is built
         monkeypatch.setenv(name, value)
     scope = Scope(subscription_id=tenant.state.azure.subscription_id)
     with AzureClients() as clients:
