@@ -66,6 +66,9 @@ class Latency:
     concurrency: int = 32  # K for reads
     write_concurrency: int = 16  # K for ARM writes
     pp_concurrency: int | None = None  # K for Power Platform reads (None: K), capped at 52
+    # Table storage (the stored deep inventory a quick sweep reads). None: not part of the run as
+    # emulated (the bench keeps that inventory in a local file; the app queries its run table).
+    table: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class Workload:
     # False: a quick sweep, secret metadata from the stored deep inventory: no Key Vault
     # data-plane call, so the limit is the list pages x latency within the ARM read bucket.
     data_plane: bool = True
+    # Table storage returns at most 1,000 entities a query page (docs/limits.md 1f): the stored deep
+    # inventory of V vaults is ceil(V / 1000) pages, each asked with the last one's continuation.
+    table_page: int = 1000
 
     @property
     def vaults(self) -> int:
@@ -201,6 +207,24 @@ class LowerLimit:
         }
 
 
+def list_chain(w: Workload, lat: Latency) -> float:
+    """A quick sweep's critical path: its paged lists run side by side, each a chain of round trips
+    (a page's `nextLink` or continuation is known only when it arrives): the vault pages and the
+    role-assignment pages (ARM), and the stored inventory's table pages when Table storage is part
+    of the run. Not counted, as this is a lower bound: a directory lookup after the lists, which the
+    app makes only when the last vault page or the role assignments name ids no earlier page named
+    (it looks up each earlier page's ids while the next one is read)."""
+    per_sub_vaults = math.ceil(w.vaults / max(1, w.subscriptions))
+    per_sub_ras = math.ceil(w.role_assignments / max(1, w.subscriptions))
+    chains = [
+        max(1, math.ceil(per_sub_vaults / w.arm_page_vaults)) * lat.arm,
+        max(1, math.ceil(per_sub_ras / w.arm_page_role_assignments)) * lat.arm,
+    ]
+    if lat.table is not None:
+        chains.append(max(1, math.ceil(w.vaults / w.table_page)) * lat.table)
+    return max(chains)
+
+
 def lower_limit(w: Workload, b: Budgets | None = None, lat: Latency | None = None) -> LowerLimit:
     """Every term of the model, the read (inventory+plan) limit and the write (apply) limit.
 
@@ -223,6 +247,8 @@ def lower_limit(w: Workload, b: Budgets | None = None, lat: Latency | None = Non
         "kv_latency": latency_time(c.kv, k, lat.kv, c.kv_max_chain),
         "graph_latency": latency_time(c.graph, k, lat.graph, c.graph),
     }
+    if not w.data_plane:
+        terms["list_chain_latency"] = list_chain(w, lat)
     if c.pp is not None:
         if b.pp is not None:
             terms["pp_window"] = window_time(c.pp, *b.pp)

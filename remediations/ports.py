@@ -6,7 +6,7 @@ Nothing here does I/O or imports an Azure SDK, so importing a fix module or the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -69,8 +69,12 @@ class ResourceGone(AzureCallFailed):
     """404: the resource no longer exists. For a delta that removes access this is a no-op."""
 
 
+# Handed each page of a vault list as it is mapped, and whether more pages follow.
+VaultPage = Callable[[list[Vault], bool], None]
+
+
 class KeyVaultManagementApi(Protocol):
-    def list_vaults(self, scope: Scope) -> list[Vault]: ...
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]: ...
 
     def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
         """PUT one delta; its response echoes the request, so `list_vaults` on the vault verifies."""

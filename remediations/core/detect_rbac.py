@@ -107,12 +107,13 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
     names the vault for migration (`rbacMigration.vaults`), so every access-policy vault of a tenant is
     not a finding of its own."""
     findings = []
+    may_write = rbac.vault_write_roles(snapshot)
     for vault in snapshot.vaults:
         if vault.enable_rbac_authorization or policy.excludes_vault(vault):
             continue
         writers = sorted(
             f"{assignment.principal_id} ({role} at {assignment.scope})"
-            for assignment, role in rbac.vault_writers(snapshot, vault)
+            for assignment, role in rbac.vault_writers(snapshot, vault, may_write)
         )
         if not writers and not policy.rbac_migration.names(vault):
             continue

@@ -97,6 +97,8 @@ class RbacMigrationRules(_PolicyModel):
     in_sweeps: bool = False
 
     def names(self, vault: Vault) -> bool:
+        if not self.vaults:
+            return False
         wanted = {v.lower() for v in self.vaults}
         return vault.id.lower() in wanted or vault.name.lower() in wanted
 
@@ -216,9 +218,13 @@ class Policy(_PolicyModel):
         return object_id.lower() in self.break_glass
 
     def excludes_identity(self, object_id: str) -> bool:
+        if not self.exclusions.identities:  # asked per access-policy entry: skip the set when none
+            return False
         return object_id.lower() in {i.lower() for i in self.exclusions.identities}
 
     def excludes_vault(self, vault: Vault) -> bool:
+        if not self.exclusions.vaults:  # asked per vault by several detectors: skip the set when none
+            return False
         wanted = {v.lower() for v in self.exclusions.vaults}
         return vault.id.lower() in wanted or vault.name.lower() in wanted
 
@@ -231,11 +237,8 @@ class Policy(_PolicyModel):
         derived = self.derived_secret_permissions.get(f"{object_id}|{vault.name}".lower())
         if derived is not None:
             return expand_secret_permissions(derived)
-        tagged = [
-            rules.by_vault_tag[f"{k}={v}".lower()]
-            for k, v in vault.tags.items()
-            if f"{k}={v}".lower() in rules.by_vault_tag
-        ]
+        tags = (f"{k}={v}".lower() for k, v in vault.tags.items()) if rules.by_vault_tag else ()
+        tagged = [rules.by_vault_tag[tag] for tag in tags if tag in rules.by_vault_tag]
         if tagged:
             return expand_secret_permissions([p for perms in tagged for p in perms])
         if rules.default is not None:

@@ -10,6 +10,7 @@ a snapshot without definitions (or a failed list) still sees them.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from remediations.core.flow_allow_list import secrets_needed_by_identity
@@ -147,19 +148,35 @@ def _grants(definition: RoleDefinition, action: str) -> bool:
     )
 
 
-def vault_writers(snapshot: Snapshot, vault: Vault) -> list[tuple[RoleAssignment, str]]:
-    """Assignments at or above the vault whose role may write it (`Microsoft.KeyVault/vaults/write`) but
-    not assign roles, with the role's name: on an access-policy vault each can grant itself data access,
-    which under RBAC it could not (Owner or User Access Administrator can assign roles either way)."""
+def vault_write_roles(snapshot: Snapshot) -> dict[int, str]:
+    """The role name of each assignment (by `id()` of the snapshot's object) whose role may write a vault
+    (`Microsoft.KeyVault/vaults/write`) but not assign roles: judged once per snapshot, not per vault."""
     roles = {d.guid: d for d in CONTROL_PLANE_BUILT_INS} | {d.guid: d for d in snapshot.role_definitions}
-    found = []
+    found: dict[int, str] = {}
     for assignment in snapshot.role_assignments:
         definition = roles.get(assignment.role_guid)
-        if definition is None or not covers(assignment.scope, vault.id):
+        if definition is None:
             continue
         if _grants(definition, VAULT_WRITE) and not _grants(definition, ROLE_ASSIGNMENT_WRITE):
-            found.append((assignment, definition.role_name or definition.guid))
+            found[id(assignment)] = definition.role_name or definition.guid
     return found
+
+
+def vault_writers(
+    snapshot: Snapshot, vault: Vault, writers: dict[int, str] | None = None
+) -> list[tuple[RoleAssignment, str]]:
+    """Assignments at or above the vault whose role may write it but not assign roles, with the role's
+    name: on an access-policy vault each can grant itself data access, which under RBAC it could not
+    (Owner or User Access Administrator can assign roles either way). `writers`: the snapshot's
+    `vault_write_roles`, when the caller asks for many vaults."""
+    roles = vault_write_roles(snapshot) if writers is None else writers
+    if not roles:
+        return []
+    return [
+        (assignment, roles[id(assignment)])
+        for assignment in _assignments_by_scope(snapshot.role_assignments).reaching(vault.id)
+        if id(assignment) in roles and covers(assignment.scope, vault.id)
+    ]
 
 
 def role_id(subscription_id: str, role_guid: str) -> str:
@@ -222,10 +239,11 @@ def secret_grants(snapshot: Snapshot, vault: Vault | None = None) -> Iterator[Se
     """Assignments granting secret rights on RBAC vaults, at secret, vault or any wider scope."""
     roles = definitions(snapshot)
     vaults = [vault] if vault is not None else list(snapshot.vaults)
+    by_scope = _assignments_by_scope(snapshot.role_assignments)
     for v in vaults:
         if not v.enable_rbac_authorization:
             continue  # access-policy vaults ignore data actions
-        for assignment in snapshot.role_assignments:
+        for assignment in by_scope.reaching(v.id):
             where = level(assignment.scope, v)
             definition = roles.get(assignment.role_guid)
             if where is None or definition is None:
@@ -242,6 +260,48 @@ def secret_grants(snapshot: Snapshot, vault: Vault | None = None) -> Iterator[Se
                 secrets_only=secrets_only(definition),
                 secret_name=secret_name_of(assignment.scope) if where == "secret" else None,
             )
+
+
+class AssignmentsByScope:
+    """Role assignments indexed by scope, so that those reaching a vault are found by its few scope
+    prefixes instead of a scan of every assignment per vault (4,000 assignments x 5,000 vaults would be
+    20 million comparisons)."""
+
+    def __init__(self, assignments: tuple[RoleAssignment, ...]) -> None:
+        self.assignments = assignments
+        self._at: dict[str, list[int]] = defaultdict(list)  # normalized scope -> positions
+        self._below: dict[str, list[int]] = defaultdict(list)  # scope prefix -> positions under it
+        for position, assignment in enumerate(assignments):
+            scope = _norm(assignment.scope)
+            self._at[scope].append(position)
+            parts = scope.split("/")
+            for end in range(1, len(parts)):
+                self._below["/".join(parts[:end])].append(position)
+
+    def reaching(self, target: str) -> list[RoleAssignment]:
+        """Assignments whose scope covers `target` (`covers`) or lies below it, in list order."""
+        norm = _norm(target)
+        positions = list(self._below.get(norm, ()))
+        positions += self._at.get("", ())
+        cut = norm.find("/", 1)
+        while cut != -1:  # each '/'-prefix of the target: the scopes that cover it
+            positions += self._at.get(norm[:cut], ())
+            cut = norm.find("/", cut + 1)
+        positions += self._at.get(norm, ())
+        return [self.assignments[p] for p in sorted(set(positions))]
+
+
+# The last index built, with the tuple it indexes (held, so its id cannot be reused meanwhile).
+_BY_SCOPE: list[AssignmentsByScope] = []
+
+
+def _assignments_by_scope(assignments: tuple[RoleAssignment, ...]) -> AssignmentsByScope:
+    last = _BY_SCOPE[-1] if _BY_SCOPE else None
+    if last is not None and last.assignments is assignments:
+        return last
+    index = AssignmentsByScope(assignments)
+    _BY_SCOPE[:] = [index]
+    return index
 
 
 def subscription_assignment_count(snapshot: Snapshot, subscription_id: str) -> int:

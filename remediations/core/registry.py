@@ -11,6 +11,7 @@ every step through the `StepLog` the shell passes: intent before the call, resul
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
@@ -133,8 +134,10 @@ def register(cls: R) -> R:
     return cls
 
 
+@functools.cache
 def load_remediations() -> None:
-    """Import every module of the `remediations.fixes` package (each registers itself)."""
+    """Import every module of the `remediations.fixes` package (each registers itself). Once: every
+    registry question calls it, and listing the package each time cost a plan about 8 ms."""
     for info in pkgutil.iter_modules(remediations.fixes.__path__):
         if not info.ispkg and not info.name.startswith("_"):
             importlib.import_module(f"remediations.fixes.{info.name}")

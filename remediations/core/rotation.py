@@ -200,6 +200,8 @@ class _Exposure:
 
 def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Finding]) -> list[Finding]:
     """`exposed_secret` findings for the secrets the exposing findings reveal and someone can read."""
+    if not exposing:
+        return []  # nothing revealed: no graph to build (a tenant-wide one, at 5,000 vaults)
     graph = ExposureGraph.build(snapshot)
     nodes: dict[str, tuple[Vault, SecretMeta]] = {
         secret_node(v.id, s.name): (v, s) for v in snapshot.vaults for s in v.secrets

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from remediations.adapters.clients import Clients
@@ -169,37 +169,45 @@ def _inventory_azure(
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
-    try:
-        vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope)
-    except AzureCallFailed as error:
-        return Snapshot(
-            scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
-        )
-
     # Subscription-wide: one paged list gives every assignment at, above and below any vault in it,
-    # and the count the 4,000-per-subscription budget of RBAC narrowing needs.
+    # and the count the 4,000-per-subscription budget of RBAC narrowing needs. It does not depend on
+    # the vault list, so both lists are read side by side.
     subscription = Scope(subscription_id=scope.subscription_id)
-    try:
-        role_assignments = clients.authorization(scope.subscription_id).list_role_assignments(subscription)
-    except AzureCallFailed as error:
-        role_assignments = []
-        errors.append(_error(subscription.resource_id, "list role assignments", error))
-    role_definitions = _role_definitions(vaults, clients, scope, errors)
-
-    if include_secrets:
-        vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets, on_listed)
-
-    object_ids = sorted(
-        {p.object_id.lower() for v in vaults for p in v.access_policies}
-        | {ra.principal_id.lower() for ra in role_assignments}
-    )
-    identities: list[Identity] = []
-    if object_ids:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="inventory-lists") as pool:
+        assignments = pool.submit(
+            clients.authorization(scope.subscription_id).list_role_assignments, subscription
+        )
+        directory = _EarlyLookup(clients, pool)
         try:
-            identities = clients.directory().resolve(object_ids)
+            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(
+                scope, on_page=directory.page
+            )
         except AzureCallFailed as error:
-            identities = [Identity(object_id=oid, exists=None) for oid in object_ids]
-            errors.append(_error("directoryObjects/getByIds", "resolve identities", error))
+            assignments.cancel()
+            return Snapshot(
+                scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
+            )
+        try:
+            role_assignments = assignments.result()
+        except AzureCallFailed as error:
+            role_assignments = []
+            errors.append(_error(subscription.resource_id, "list role assignments", error))
+        role_definitions = _role_definitions(vaults, clients, scope, errors)
+
+        if include_secrets:
+            vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets, on_listed)
+
+        object_ids = sorted(
+            {p.object_id.lower() for v in vaults for p in v.access_policies}
+            | {ra.principal_id.lower() for ra in role_assignments}
+        )
+        identities: list[Identity] = []
+        if object_ids:
+            try:
+                identities = directory.resolve(object_ids)
+            except AzureCallFailed as error:
+                identities = [Identity(object_id=oid, exists=None) for oid in object_ids]
+                errors.append(_error("directoryObjects/getByIds", "resolve identities", error))
 
     return Snapshot(
         scope=scope,
@@ -211,6 +219,35 @@ def _inventory_azure(
         errors=tuple(errors),
         secrets_listed=include_secrets,
     )
+
+
+class _EarlyLookup:
+    """Looks up in the directory the object ids of each vault page that has a next one, while that one
+    is in flight: the lookup after the lists then asks only for the ids the last page and the role
+    assignments name first (a single-page list makes the one lookup it always made)."""
+
+    def __init__(self, clients: Clients, pool: ThreadPoolExecutor) -> None:
+        self._clients, self._pool = clients, pool
+        self._asked: set[str] = set()
+        self._pending: list[Future[list[Identity]]] = []
+
+    def page(self, vaults: list[Vault], more: bool) -> None:
+        if not more:
+            return
+        ids = sorted({p.object_id.lower() for v in vaults for p in v.access_policies} - self._asked)
+        if ids:
+            self._asked.update(ids)
+            self._pending.append(self._pool.submit(self._clients.directory().resolve, ids))
+
+    def resolve(self, object_ids: list[str]) -> list[Identity]:
+        """One Identity per id, in order, as `DirectoryApi.resolve` answers (its failure raised)."""
+        found: dict[str, Identity] = {}
+        for pending in self._pending:
+            found.update((i.object_id.lower(), i) for i in pending.result())
+        rest = [i for i in object_ids if i not in found]
+        if rest:
+            found.update((i.object_id.lower(), i) for i in self._clients.directory().resolve(rest))
+        return [found[i] for i in object_ids]
 
 
 def _role_definitions(

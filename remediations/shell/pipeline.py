@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +36,7 @@ from remediations.core.vault_bound import bound_to_vault
 from remediations.shell.apply import RunContext, apply_plan, reconcile_dangling
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.closure import verify_closure
+from remediations.shell.collector import collector_paused
 from remediations.shell.inventory import Progress, inventory, inventory_power_platform_only
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
@@ -41,6 +44,7 @@ from remediations.shell.reconcile import left_by_interrupted
 from remediations.shell.secret_inventory import (
     DeepInventory,
     SecretInventoryStore,
+    stored_for,
     with_stored_secrets,
 )
 from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases
@@ -165,6 +169,7 @@ def _read(
         if pp_scope is None or pp_scope.empty:
             raise ValueError("a run needs an Azure scope or Power Platform environments to read")
         return inventory_power_platform_only(pp_scope, clients, progress=progress)
+    scope: Scope = request.scope
     shared = (
         _shared_power_platform(request.sweep_id, pp_scope, clients)
         if request.sweep_id and pp_scope is not None and not pp_scope.empty
@@ -173,21 +178,29 @@ def _read(
     wanted = lists_secrets(request, selected)
     stored = wanted and store is not None and request.secrets_from == "store"
     deep = DeepInventory(store) if wanted and store is not None and not stored else None
-    snapshot = inventory(
-        request.scope,
-        clients,
-        progress=progress,
-        include_secrets=wanted and not stored,
-        pp_scope=pp_scope,
-        concurrency=request.read_concurrency,
-        keep_secrets=request.keep_secrets,
-        power_platform=shared,
-        on_listed=deep.listed if deep is not None else None,
-    )
+
+    def read() -> Snapshot:
+        return inventory(
+            scope,
+            clients,
+            progress=progress,
+            include_secrets=wanted and not stored,
+            pp_scope=pp_scope,
+            concurrency=request.read_concurrency,
+            keep_secrets=request.keep_secrets,
+            power_platform=shared,
+            on_listed=deep.listed if deep is not None else None,
+        )
+
+    if stored and store is not None:
+        # The stored inventory does not depend on the vault list: both reads run side by side.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-secrets") as pool:
+            answer = pool.submit(stored_for, scope, store, with_lists=request.keep_secrets)
+            snapshot = read()
+            return with_stored_secrets(snapshot, answer.result(), keep_secrets=request.keep_secrets)
+    snapshot = read()
     if deep is not None:
         deep.refused(snapshot)
-    if stored and store is not None:
-        return with_stored_secrets(snapshot, store, keep_secrets=request.keep_secrets)
     return snapshot
 
 
@@ -207,6 +220,12 @@ def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[F
 
         findings = at_least(findings, request.min_severity)
     return findings
+
+
+def _reads_lists_only(request: RunRequest) -> bool:
+    """A quick run over Azure: paged lists and the stored inventory, no call per vault or flow."""
+    pp = request.power_platform
+    return request.scope is not None and request.secrets_from == "store" and (pp is None or pp.empty)
 
 
 class _Stages:
@@ -258,30 +277,40 @@ def run(
     )
     stages = _Stages()
     selected = selected_remediations(request, policy)
-    if snapshot is None:
-        snapshot = _read(request, selected, clients, progress, secret_store)
-    stages.done("inventory")
-    findings = _findings(request, snapshot, policy)
-    stages.done("detect")
-    plan = build_plan(
-        findings,
-        snapshot,
-        policy,
-        remediation_ids=selected,
-        dry_run=request.dry_run,
-        targets=request.targets,
-    )
-    # A run about one vault plans only on that vault and the flows and connections that use it; an
-    # alert's or event's run never makes an environment-wide change.
-    if request.scope is not None:
-        findings, plan = bound_to_vault(
-            request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
+    # Detecting and planning, and a read of lists only, allocate the run's whole snapshot at once: the
+    # cyclic collector is paused meanwhile (shell/collector.py), as it rescans those objects without
+    # end. Not during a read of thousands of calls (secret lists, Power Platform): their clients'
+    # cyclic garbage would pile up for its whole length.
+    with ExitStack() as paused:
+        lists_only = snapshot is None and _reads_lists_only(request)
+        if lists_only:
+            paused.enter_context(collector_paused())
+        if snapshot is None:
+            snapshot = _read(request, selected, clients, progress, secret_store)
+        stages.done("inventory")
+        if not lists_only:
+            paused.enter_context(collector_paused())
+        findings = _findings(request, snapshot, policy)
+        stages.done("detect")
+        plan = build_plan(
+            findings,
+            snapshot,
+            policy,
+            remediation_ids=selected,
+            dry_run=request.dry_run,
+            targets=request.targets,
         )
-    if pinned is not None:
-        plan = pin(pinned, plan, snapshot)
-    if budget is not None and not plan.dry_run and plan.writes:
-        plan = limit_writes(plan, budget(len(plan.writes)))
-    stages.done("plan")
+        # A run about one vault plans only on that vault and the flows and connections that use it; an
+        # alert's or event's run never makes an environment-wide change.
+        if request.scope is not None:
+            findings, plan = bound_to_vault(
+                request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
+            )
+        if pinned is not None:
+            plan = pin(pinned, plan, snapshot)
+        if budget is not None and not plan.dry_run and plan.writes:
+            plan = limit_writes(plan, budget(len(plan.writes)))
+        stages.done("plan")
     reconciled: list[AuditRecord] = []
     outcomes: list[Outcome] = []
     verified: Closure | None = None

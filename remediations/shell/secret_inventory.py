@@ -9,13 +9,13 @@ remediations that need secret metadata skip it with a reason, as they do for a r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from remediations.core.model import InventoryError, SecretMeta, Snapshot, Vault, age_text
+from remediations.core.model import InventoryError, Scope, SecretMeta, Snapshot, Vault, age_text
 
 NO_DEEP_INVENTORY = (
     "no deep secret inventory is stored for this vault yet (the deep sweep, "
@@ -51,6 +51,11 @@ class SecretInventoryStore(Protocol):
         a store may answer with each vault's count only (`total`), without reading its list."""
         ...
 
+    def get_all(self, *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        """Every stored vault's inventory (as `get_many`), in as few reads as the store allows: what a
+        run over a subscription needs before it knows which vaults the list will return."""
+        ...
+
     def put(self, stored: StoredSecrets) -> None: ...
 
 
@@ -62,6 +67,9 @@ class MemorySecretInventory:
 
     def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
         return {k: self._rows[k] for k in (v.lower() for v in vault_ids) if k in self._rows}
+
+    def get_all(self, *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        return dict(self._rows)
 
     def put(self, stored: StoredSecrets) -> None:
         self._rows[stored.vault_id.lower()] = stored
@@ -86,13 +94,25 @@ class DeepInventory:
                 self._store.put(StoredSecrets(vault_id=vault.id, taken_at=self._taken_at, refused=error))
 
 
+def stored_for(
+    scope: Scope, store: SecretInventoryStore, *, with_lists: bool = True
+) -> dict[str, StoredSecrets]:
+    """What a quick run over `scope` needs from the store, asked before its vaults are listed so that
+    both reads run side by side: the one vault's row, or every stored vault (the Table store reads its
+    partition in pages of 1,000, not one GET per vault) for a subscription or resource group. Rows of
+    vaults the list does not return are left unused."""
+    if scope.vault_name is not None:
+        return store.get_many([scope.resource_id], with_lists=with_lists)
+    return store.get_all(with_lists=with_lists)
+
+
 def with_stored_secrets(
-    snapshot: Snapshot, store: SecretInventoryStore, *, keep_secrets: bool = True
+    snapshot: Snapshot, stored: Mapping[str, StoredSecrets], *, keep_secrets: bool = True
 ) -> Snapshot:
-    """Pure over the store's answer: a quick snapshot (no secret list) with each vault's stored
-    secrets, and a partial error (skipped by the remediations that need them) where there are none.
-    `keep_secrets=False` fills counts only, as a deep read with the same option keeps them."""
-    stored = store.get_many((v.id for v in snapshot.vaults), with_lists=keep_secrets)
+    """Pure over the store's answer (by lower-cased vault id): a quick snapshot (no secret list) with
+    each vault's stored secrets, and a partial error (skipped by the remediations that need them) where
+    there are none. `keep_secrets=False` fills counts only, as a deep read with the same option keeps
+    them."""
     vaults: list[Vault] = []
     errors: list[InventoryError] = []
     for vault in snapshot.vaults:

@@ -25,6 +25,7 @@ from remediations.core.model import (
 )
 from remediations.core.planning import assemble_plan
 from remediations.core.policy import parse_policy
+from remediations.ports import VaultPage
 from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
 
@@ -102,7 +103,7 @@ class MemoryKeyVaultManagement:
         self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
         self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
 
-    def list_vaults(self, scope: Scope) -> list[Vault]:
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
         self.reads.append(scope.vault_name or scope.resource_id)
         return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
 

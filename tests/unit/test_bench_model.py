@@ -153,16 +153,21 @@ def test_pp_window_is_an_assumption_that_can_be_left_out() -> None:
 
 
 def test_a_quick_sweep_costs_list_pages_not_vaults() -> None:
-    """A quick sweep: no data-plane call; vault pages are a chain of ARM round trips, under the bucket."""
+    """A quick sweep: no data-plane call; its lists run side by side, each a chain of round trips
+    under the bucket; the longest chain binds."""
     quick = Workload(secrets_per_vault=(40,) * 5000, principals=3000, role_assignments=6000, data_plane=False)
     calls = minimal_calls(quick)
     assert calls.kv == 0 and calls.kv_max_chain == 0
-    # 5 vault pages + 6 role-assignment pages + one more list, well inside the 250 bucket; 3 Graph
-    # batches (a chain of 3 round trips) stay under the 5-page vault chain.
+    # 5 vault pages + 6 role-assignment pages + one more list, well inside the 250 bucket.
     assert calls.arm_reads == 5 + 6 + 1
-    limit = lower_limit(quick, lat=Latency(arm=0.040, graph=0.040, concurrency=32))
+    limit = lower_limit(quick, lat=Latency(arm=0.040, graph=0.050, concurrency=32))
     assert limit.terms["kv_latency"] == 0.0 and limit.terms["arm_read_bucket"] == 0.0
-    assert limit.binding_read == "arm_read_latency"
-    assert limit.read_s == pytest.approx(5 * 0.040)  # the vault pages one after another; no fill
+    assert limit.binding_read == "list_chain_latency"
+    assert limit.read_s == pytest.approx(6 * 0.040)  # the 6 role-assignment pages are the longest chain
+    fewer = replace(quick, role_assignments=10)
+    assert lower_limit(fewer, lat=Latency(arm=0.040, graph=0.050)).read_s == pytest.approx(5 * 0.040)
+    # The stored inventory's table pages (1,000 entities each) bind only when Table is slower than ARM.
+    slow_table = Latency(arm=0.040, graph=0.050, table=0.070)
+    assert lower_limit(fewer, lat=slow_table).read_s == pytest.approx(5 * 0.070)
     deep = lower_limit(replace(quick, data_plane=True), lat=Latency(arm=0.040, graph=0.040, concurrency=32))
     assert deep.read_s > 10 * limit.read_s

@@ -45,8 +45,9 @@ from remediations.core.model import (
 )
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
+from remediations.ports import VaultPage
 from remediations.shell.inventory import inventory
-from remediations.shell.secret_inventory import DeepInventory, with_stored_secrets
+from remediations.shell.secret_inventory import DeepInventory, stored_for, with_stored_secrets
 
 LARGE = {**{k: SIZES["large"][k] for k in AZURE_KEYS}, "noncompliant_share": 0.1}
 
@@ -55,9 +56,13 @@ class _Vaults:
     def __init__(self, tenant: Generated) -> None:
         self._tenant = tenant
 
-    def list_vaults(self, scope: Scope) -> list[Vault]:
+    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
         az = self._tenant.state.azure
-        return [vault_from_json(v.to_arm(), az.subscription_id) for v in az.vaults.values()]
+        vaults = [vault_from_json(v.to_arm(), az.subscription_id) for v in az.vaults.values()]
+        if on_page is not None:  # in ARM's pages of 1,000, as the adapter hands them on
+            for start in range(0, len(vaults), 1000):
+                on_page(vaults[start : start + 1000], start + 1000 < len(vaults))
+        return vaults
 
 
 class _Secrets:
@@ -157,7 +162,7 @@ def _sweeps(tenant: Generated, store_file: Path) -> tuple[Plan, Plan]:
     assert len(clients.secret_calls) == len(az.vaults)
     quick = with_stored_secrets(
         inventory(scope, clients, include_secrets=False),  # type: ignore[arg-type]
-        store,
+        stored_for(scope, store, with_lists=False),
         keep_secrets=False,
     )
     assert len(clients.secret_calls) == len(az.vaults), "the quick sweep made a data-plane call"

@@ -3,6 +3,7 @@ filled from it (pure over the store's answer)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from remediations.core.model import InventoryError, Scope, SecretMeta, Snapshot, Vault
@@ -12,6 +13,7 @@ from remediations.shell.secret_inventory import (
     MemorySecretInventory,
     StoredSecrets,
     inventory_ages,
+    stored_for,
     with_stored_secrets,
 )
 
@@ -51,7 +53,7 @@ def test_a_quick_snapshot_takes_stored_secrets_and_skips_vaults_without_with_a_r
         secrets_listed=False,
     )
 
-    filled = with_stored_secrets(quick, store)
+    filled = with_stored_secrets(quick, store.get_all())
 
     assert filled.secrets_listed
     a, b, c = filled.vaults
@@ -96,8 +98,36 @@ def test_keep_secrets_false_fills_counts_only_as_a_deep_read_with_that_option_ke
     )
     quick = Snapshot(scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=(vault,), secrets_listed=False)
 
-    (filled,) = with_stored_secrets(quick, store, keep_secrets=False).vaults
+    (filled,) = with_stored_secrets(quick, store.get_all(with_lists=False), keep_secrets=False).vaults
 
     assert filled.secrets == () and filled.secret_count == 2 and filled.secrets_as_of == NOW
     counted = StoredSecrets(vault_id=vault.id, taken_at=NOW, total=7)
     assert counted.count == 7 and counted.secrets == ()
+
+
+class _CountingStore(MemorySecretInventory):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[object] = []
+
+    def get_many(self, vault_ids: Iterable[str], *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        ids = list(vault_ids)
+        self.asked.append(ids)
+        return super().get_many(ids, with_lists=with_lists)
+
+    def get_all(self, *, with_lists: bool = True) -> dict[str, StoredSecrets]:
+        self.asked.append("all")
+        return super().get_all(with_lists=with_lists)
+
+
+def test_a_vault_run_reads_its_row_and_a_subscription_run_the_whole_store_before_listing() -> None:
+    a, b = _vault("kv-a"), _vault("kv-b")
+    store = _CountingStore()
+    for vault in (a, b):
+        store.put(StoredSecrets(vault_id=vault.id, taken_at=NOW, secrets=(_secret(vault, "db"),)))
+
+    one = stored_for(Scope.parse(a.id.upper()), store)
+    every = stored_for(Scope(subscription_id=SUB), store)
+
+    assert store.asked == [[Scope.parse(a.id.upper()).resource_id], "all"]
+    assert set(one) == {a.id.lower()} and set(every) == {a.id.lower(), b.id.lower()}
