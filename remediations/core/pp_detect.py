@@ -8,14 +8,20 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import DLP_HELP, Detector, detector, new_finding
+from remediations.core.detect import (
+    DLP_HELP,
+    DetectorBody,
+    DetectorInfo,
+    NewFinding,
+    detector,
+    register_detector,
+)
 from remediations.core.evidence import (
     ConnectionShareEvidence,
     ConnectionUserEvidence,
     CustomizersEvidence,
     FlowOwnerEvidence,
     FlowShareEvidence,
-    FlowStepEvidence,
     FlowUsesKeyVaultEvidence,
 )
 from remediations.core.flow_allow_list import analyze_flows
@@ -65,10 +71,9 @@ def _vaults(used: list[Connection]) -> list[str]:
     title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
     help_url=DLP_HELP,
 )
-def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     return [
         new_finding(
-            "flow_uses_keyvault",
             resource_id=flow_resource_id(flow),
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
@@ -91,7 +96,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     platform="power_platform",
     title="A Key Vault connection authenticates as a person, not as an app identity",
 )
-def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def connection_runs_as_user(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
     One finding per flow that uses the connection (that is what an attacker edits), and one for the
@@ -133,7 +138,6 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
             findings.append(
                 new_finding(
-                    "connection_runs_as_user",
                     severity="high" if administrator else None,
                     resource_id=resource_id,
                     principal=person,
@@ -153,7 +157,9 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
     platform="power_platform",
     title="A Key Vault flow is owned by a person, not by a configured service account",
 )
-def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_owned_by_personal_account(
+    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
+) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
         return []
@@ -164,7 +170,6 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
             continue
         findings.append(
             new_finding(
-                "flow_owned_by_personal_account",
                 resource_id=flow_resource_id(flow),
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
@@ -188,7 +193,7 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
     platform="power_platform",
     title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
 )
-def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
     findings = []
     for share in snapshot.shares:
@@ -202,7 +207,6 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
             continue
         findings.append(
             new_finding(
-                "flow_shared_beyond_allowed",
                 severity="high" if share.role.lower() in {"owner", "canedit"} else None,
                 resource_id=flow_resource_id(flow),
                 principal=who,
@@ -227,7 +231,9 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
     platform="power_platform",
     title="A Key Vault connection is shared beyond the allowed set",
 )
-def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def connection_shared_beyond_allowed(
+    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
+) -> list[Finding]:
     connections = keyvault_connections(snapshot)
     findings = []
     for share in snapshot.shares:
@@ -241,7 +247,6 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
             continue
         findings.append(
             new_finding(
-                "connection_shared_beyond_allowed",
                 resource_id=connection_resource_id(connection),
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
@@ -266,7 +271,9 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
     platform="power_platform",
     title="An environment has more System Customizers / Administrators than the policy allows",
 )
-def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def environment_too_many_customizers(
+    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
+) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:
         return []
@@ -277,7 +284,6 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
             continue
         findings.append(
             new_finding(
-                "environment_too_many_customizers",
                 resource_id=environment.id,
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
@@ -290,8 +296,11 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
     return findings
 
 
-def _definition_detector(detector_id: str) -> Detector:
-    def detect_definitions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def _definition_detector(rule: DetectorInfo) -> DetectorBody:
+    """The body of a flow-definition rule: `flow_findings` makes every rule's findings (offline scans
+    use it too), each with its rule's finding maker; this keeps the rule's own."""
+
+    def detect_definitions(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
         first: dict[str, Flow] = {}
         for candidate in snapshot.flows:
             first.setdefault(candidate.id, candidate)
@@ -301,18 +310,11 @@ def _definition_detector(detector_id: str) -> Detector:
             ref = FlowRef(
                 resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
             )
-            findings += [f for f in flow_findings(ref, analysis) if f.detector_id == detector_id]
+            findings += [f for f in flow_findings(ref, analysis) if f.detector_id == rule.id]
         return findings
 
     return detect_definitions
 
 
 for _rule in FLOW_RULES:
-    detector(
-        _rule.id,
-        severity=_rule.severity,
-        title=_rule.title,
-        evidence=FlowStepEvidence,
-        platform="power_platform",
-        detail=_rule.detail,
-    )(_definition_detector(_rule.id))
+    register_detector(_rule, _definition_detector(_rule))

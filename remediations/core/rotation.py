@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import ROTATION_HELP, detect, detector, new_finding
+from remediations.core.detect import ROTATION_HELP, NewFinding, detect, detector
 from remediations.core.evidence import (
     AccessPolicyEvidence,
     ConnectionUserEvidence,
@@ -103,7 +103,7 @@ def secret_resource_id(vault: Vault | str, name: str) -> str:
 
 
 def _secret_finding(
-    detector_id: str,
+    new_finding: NewFinding,
     vault_id: str,
     vault_uri: str,
     name: str,
@@ -114,7 +114,6 @@ def _secret_finding(
     """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
     reads `vault_id`, `vault_uri`, `secret_name`); `extra` is what its source adds."""
     return new_finding(
-        detector_id,
         resource_id=secret_resource_id(vault_id, name),
         principal=None,
         message=message,
@@ -125,7 +124,7 @@ def _secret_finding(
 
 
 def _listed_secret_finding(
-    detector_id: str,
+    new_finding: NewFinding,
     vault: Vault,
     secret: SecretMeta,
     message: str,
@@ -136,7 +135,7 @@ def _listed_secret_finding(
     """A finding on a secret of the vault's list; one planned from the stored deep inventory says how
     old that list is (its evidence and message)."""
     return _secret_finding(
-        detector_id,
+        new_finding,
         vault.id,
         vault.vault_uri,
         secret.name,
@@ -199,7 +198,8 @@ class _Exposure:
 
 
 def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Finding]) -> list[Finding]:
-    """`exposed_secret` findings for the secrets the exposing findings reveal and someone can read."""
+    """`exposed_secret` findings for the secrets the exposing findings reveal and someone can read (the
+    detector's body, also used on findings a caller already has)."""
     graph = ExposureGraph.build(snapshot)
     nodes: dict[str, tuple[Vault, SecretMeta]] = {
         secret_node(v.id, s.name): (v, s) for v in snapshot.vaults for s in v.secrets
@@ -254,7 +254,7 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
             continue
         findings.append(
             _listed_secret_finding(
-                EXPOSED_SECRET,
+                exposed_secret.finding,
                 vault,
                 secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
@@ -276,7 +276,7 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def exposed_secret(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
     if not exposing:
         return []
@@ -290,7 +290,7 @@ def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def secret_near_expiry(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
     days = policy.rotation.near_expiry_days
     if days == 0:
@@ -305,7 +305,7 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 continue
             findings.append(
                 _listed_secret_finding(
-                    NEAR_EXPIRY,
+                    new_finding,
                     vault,
                     secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
@@ -334,7 +334,7 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def rotation_followup_due(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
         if policy.excludes_vault(vault):
@@ -344,7 +344,7 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
                 continue
             findings.append(
                 _listed_secret_finding(
-                    FOLLOWUP_DUE,
+                    new_finding,
                     vault,
                     secret,
                     f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
@@ -367,7 +367,7 @@ def ticket_findings(
         vault = find_vault(snapshot, vault_ref)
         findings.append(
             _secret_finding(
-                EXPOSED_SECRET,
+                exposed_secret.finding,
                 vault.id if vault is not None else vault_ref,
                 vault.vault_uri if vault is not None else vault_ref,
                 name,
@@ -389,7 +389,7 @@ def alert_findings(
         return []
     return [
         _secret_finding(
-            EXPOSED_SECRET,
+            exposed_secret.finding,
             vault.id,
             vault.vault_uri,
             secret.name,
