@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_findings import INSECURE_GET
 from remediations.core.flow_secure import unsecured, with_secure_data
@@ -40,7 +41,7 @@ class RestoreSecureOutputs(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Turn secure inputs/outputs back on for Key Vault Get secret actions in flows",
-        severity="high",
+        severity=highest_severity(handles),
         risk="Later actions still get the value, but the run history no longer shows it to anyone, "
         "including whoever debugs the flow.",
         permissions_required=(

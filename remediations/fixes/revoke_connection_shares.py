@@ -6,6 +6,7 @@ call per connection (deleting the permission ids as listed), then one permission
 
 from __future__ import annotations
 
+from remediations.core.detect import highest_severity
 from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -21,7 +22,7 @@ class RevokeConnectionShares(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Revoke shares of Key Vault connections outside the allowed set",
-        severity="high",
+        severity=highest_severity(handles),
         risk="Flows those users built on the shared connection stop working until re-pointed.",
         permissions_required=(
             "Power Platform administrator (or a registered management app): POST api.powerapps.com/"

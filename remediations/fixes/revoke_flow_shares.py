@@ -21,7 +21,7 @@ class RevokeFlowShares(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Revoke co-owners and run-only users of Key Vault flows outside the allowed set",
-        severity="high",
+        severity="high",  # as flow_shared_beyond_allowed of the co-owners it removes (run-only: medium)
         risk="People who edited or ran the flow lose access to it; re-share through the allowed accounts.",
         permissions_required=(
             "Application user with a security role that can share workflows (System Administrator) in the "
