@@ -1,7 +1,7 @@
 """Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id together with
 their default severity, title, help URL, platform and evidence model (`detector(...)`, the one place the
-id is written). A detector's body is handed its own finding maker (`DetectorInfo.finding`), which
-applies that id and severity and checks that model.
+id is written). A detector's body is handed its registration, whose `finding` applies that id and
+severity and checks that model.
 
 Detectors never do I/O. Exclusions, break-glass identities and RBAC-mode vaults (where Azure
 ignores access policies) produce no access-policy findings.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,22 +79,9 @@ class DetectorInfo(BaseModel):
         )
 
 
-class NewFinding(Protocol):
-    """What a detector makes its findings with: its own `DetectorInfo.finding`."""
-
-    def __call__(
-        self,
-        *,
-        resource_id: str,
-        principal: str | None,
-        message: str,
-        evidence: Evidence,
-        severity: Severity | None = None,
-    ) -> Finding: ...
-
-
-# A detector's body: handed the snapshot, the policy and its own finding maker (id, severity, model).
-DetectorBody = Callable[[Snapshot, Policy, NewFinding], list[Finding]]
+# A detector's body: handed the snapshot, the policy and its own registration, whose `finding` makes
+# its findings (so the body never spells its id, severity or evidence model).
+DetectorBody = Callable[[Snapshot, Policy, DetectorInfo], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -104,12 +91,8 @@ class Detector:
     info: DetectorInfo
     body: DetectorBody
 
-    @property
-    def finding(self) -> NewFinding:
-        return self.info.finding
-
     def __call__(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
-        return self.body(snapshot, policy, self.info.finding)
+        return self.body(snapshot, policy, self.info)
 
 
 _DETECTORS: dict[str, Detector] = {}
@@ -237,7 +220,7 @@ def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
     evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def secret_list_permission(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def secret_list_permission(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """`list` lets anyone who can run a flow as this identity enumerate the vault (the seed attack).
 
     Only for identities with no allow-list rule; where a rule exists, `excess_secret_permissions`
@@ -250,7 +233,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy, new_finding: NewF
         if policy.allowed_secret_permissions(entry.object_id, vault) is not None:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} can list every secret in vault {vault.name}",
@@ -267,7 +250,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy, new_finding: NewF
     evidence=ExcessPermissionsEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def excess_secret_permissions(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def excess_secret_permissions(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
         allowed = policy.allowed_secret_permissions(entry.object_id, vault)
@@ -277,7 +260,7 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy, new_finding: N
         if not excess:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 severity="high" if "list" in excess else None,
                 resource_id=vault.id,
                 principal=entry.object_id,
@@ -306,7 +289,7 @@ def _excess_evidence(
     evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def orphaned_principal(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def orphaned_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
@@ -314,7 +297,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy, new_finding: NewFindi
         if identity is None or identity.exists is not False:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"vault {vault.name} grants access to {entry.object_id}, "

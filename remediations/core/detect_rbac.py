@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import RBAC_HELP, NewFinding, detector
+from remediations.core.detect import RBAC_HELP, DetectorInfo, detector
 from remediations.core.evidence import (
     OrphanedAssignmentEvidence,
     OversizedVaultEvidence,
@@ -43,7 +43,7 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
     title="A secret-reading role assignment is wider than the secrets its holder needs",
     help_url=RBAC_HELP,
 )
-def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
         if not vault.enable_rbac_authorization or policy.excludes_vault(vault):
@@ -59,7 +59,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, new_finding:
                 continue
             present = {s.name.lower() for s in vault.secrets}
             findings.append(
-                new_finding(
+                rule.finding(
                     resource_id=vault.id,
                     principal=principal,
                     message=(
@@ -101,7 +101,7 @@ ESCALATION_HELP = "https://learn.microsoft.com/azure/key-vault/general/rbac-acce
         "Plan the move with the migrate_to_rbac fix (rbacMigration in the policy), review it, then apply."
     ),
 )
-def access_policy_escalation(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def access_policy_escalation(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Reported where the path is seen (an assignment that may write the vault) or where the policy
     names the vault for migration (`rbacMigration.vaults`), so every access-policy vault of a tenant is
     not a finding of its own."""
@@ -121,7 +121,7 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy, new_finding: Ne
             else "whoever may write it can"
         )
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=vault.id,
                 principal=None,
                 message=(
@@ -143,7 +143,7 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy, new_finding: Ne
     title="A role assignment for an identity that no longer exists in the directory",
     help_url=RBAC_HELP,
 )
-def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for assignment in snapshot.role_assignments:
         if not _in_snapshot_scope(snapshot, assignment.scope):
@@ -156,7 +156,7 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, new_finding: Ne
         if identity is None or identity.exists is not False:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=assignment.scope,
                 principal=assignment.principal_id,
                 message=f"role assignment {assignment.name} at {assignment.scope} is for "
@@ -175,7 +175,7 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, new_finding: Ne
     evidence=UnresolvedPrincipalEvidence,
     title="A principal the directory could not resolve (reported, never fixed)",
 )
-def unresolved_principal(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def unresolved_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """The directory could not be asked: report, so nobody mistakes silence for health. Never a fix."""
     holders: dict[str, list[str]] = defaultdict(list)
     for vault in snapshot.vaults:
@@ -190,7 +190,7 @@ def unresolved_principal(snapshot: Snapshot, policy: Policy, new_finding: NewFin
         if identity.exists is not None or not where:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=sorted(where)[0],
                 principal=identity.object_id,
                 message=f"could not tell whether {identity.object_id} exists (directory lookup failed); "
@@ -217,7 +217,7 @@ def _readers(graph: ExposureGraph, vault: Vault) -> set[str]:
     evidence=OversizedVaultEvidence,
     title="A vault that flows reach holds several purposes' secrets: split it",
 )
-def oversized_vault(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def oversized_vault(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """ "Don't have one massive vault": flows should reach vaults holding one purpose's secrets."""
     rules = policy.oversized_vault
     flow_ids = rbac.flow_identities(snapshot)
@@ -248,7 +248,7 @@ def oversized_vault(snapshot: Snapshot, policy: Policy, new_finding: NewFinding)
         if too_many_secrets:
             reasons.append(f"{len(vault.secrets)} secrets (max {rules.max_secrets})")
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=vault.id,
                 principal=None,
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "

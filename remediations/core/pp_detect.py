@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from remediations.core.detect import (
     DLP_HELP,
-    DetectorBody,
     DetectorInfo,
-    NewFinding,
     detector,
     register_detector,
 )
@@ -71,9 +69,9 @@ def _vaults(used: list[Connection]) -> list[str]:
     title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
     help_url=DLP_HELP,
 )
-def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     return [
-        new_finding(
+        rule.finding(
             resource_id=flow_resource_id(flow),
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
@@ -96,7 +94,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, new_finding: NewFindi
     platform="power_platform",
     title="A Key Vault connection authenticates as a person, not as an app identity",
 )
-def connection_runs_as_user(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def connection_runs_as_user(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
     One finding per flow that uses the connection (that is what an attacker edits), and one for the
@@ -137,7 +135,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy, new_finding: New
         ]
         for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
             findings.append(
-                new_finding(
+                rule.finding(
                     severity="high" if administrator else None,
                     resource_id=resource_id,
                     principal=person,
@@ -157,9 +155,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy, new_finding: New
     platform="power_platform",
     title="A Key Vault flow is owned by a person, not by a configured service account",
 )
-def flow_owned_by_personal_account(
-    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
-) -> list[Finding]:
+def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
         return []
@@ -169,7 +165,7 @@ def flow_owned_by_personal_account(
         if owner and owner in policy.service_accounts:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=flow_resource_id(flow),
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
@@ -193,7 +189,7 @@ def flow_owned_by_personal_account(
     platform="power_platform",
     title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
 )
-def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
     findings = []
     for share in snapshot.shares:
@@ -206,7 +202,7 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, new_finding: 
         if policy.flow_editor_allowed(who) or policy.is_break_glass(who):
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 severity="high" if share.role.lower() in {"owner", "canedit"} else None,
                 resource_id=flow_resource_id(flow),
                 principal=who,
@@ -231,9 +227,7 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, new_finding: 
     platform="power_platform",
     title="A Key Vault connection is shared beyond the allowed set",
 )
-def connection_shared_beyond_allowed(
-    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
-) -> list[Finding]:
+def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     connections = keyvault_connections(snapshot)
     findings = []
     for share in snapshot.shares:
@@ -246,7 +240,7 @@ def connection_shared_beyond_allowed(
         if policy.connection_user_allowed(who) or policy.is_break_glass(who):
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=connection_resource_id(connection),
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
@@ -271,9 +265,7 @@ def connection_shared_beyond_allowed(
     platform="power_platform",
     title="An environment has more System Customizers / Administrators than the policy allows",
 )
-def environment_too_many_customizers(
-    snapshot: Snapshot, policy: Policy, new_finding: NewFinding
-) -> list[Finding]:
+def environment_too_many_customizers(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:
         return []
@@ -283,7 +275,7 @@ def environment_too_many_customizers(
         if len(holders) <= limit:
             continue
         findings.append(
-            new_finding(
+            rule.finding(
                 resource_id=environment.id,
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
@@ -296,25 +288,21 @@ def environment_too_many_customizers(
     return findings
 
 
-def _definition_detector(rule: DetectorInfo) -> DetectorBody:
-    """The body of a flow-definition rule: `flow_findings` makes every rule's findings (offline scans
-    use it too), each with its rule's finding maker; this keeps the rule's own."""
-
-    def detect_definitions(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
-        first: dict[str, Flow] = {}
-        for candidate in snapshot.flows:
-            first.setdefault(candidate.id, candidate)
-        findings = []
-        for flow_id, analysis in analyze_flows(snapshot).items():
-            flow = first[flow_id]
-            ref = FlowRef(
-                resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
-            )
-            findings += [f for f in flow_findings(ref, analysis) if f.detector_id == rule.id]
-        return findings
-
-    return detect_definitions
+def definition_findings(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
+    """The body of each flow-definition rule: `flow_findings` makes every rule's findings (offline
+    scans use it too, core/flow_findings.py), and a rule keeps its own."""
+    first: dict[str, Flow] = {}
+    for candidate in snapshot.flows:
+        first.setdefault(candidate.id, candidate)
+    findings = []
+    for flow_id, analysis in analyze_flows(snapshot).items():
+        flow = first[flow_id]
+        ref = FlowRef(
+            resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
+        )
+        findings += [f for f in flow_findings(ref, analysis) if f.detector_id == rule.id]
+    return findings
 
 
 for _rule in FLOW_RULES:
-    register_detector(_rule, _definition_detector(_rule))
+    register_detector(_rule, definition_findings)

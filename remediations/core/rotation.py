@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import ROTATION_HELP, NewFinding, detect, detector
+from remediations.core.detect import ROTATION_HELP, DetectorInfo, detect, detector
 from remediations.core.evidence import (
     AccessPolicyEvidence,
     ConnectionUserEvidence,
@@ -103,7 +103,7 @@ def secret_resource_id(vault: Vault | str, name: str) -> str:
 
 
 def _secret_finding(
-    new_finding: NewFinding,
+    rule: DetectorInfo,
     vault_id: str,
     vault_uri: str,
     name: str,
@@ -113,7 +113,7 @@ def _secret_finding(
 ) -> Finding:
     """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
     reads `vault_id`, `vault_uri`, `secret_name`); `extra` is what its source adds."""
-    return new_finding(
+    return rule.finding(
         resource_id=secret_resource_id(vault_id, name),
         principal=None,
         message=message,
@@ -124,7 +124,7 @@ def _secret_finding(
 
 
 def _listed_secret_finding(
-    new_finding: NewFinding,
+    rule: DetectorInfo,
     vault: Vault,
     secret: SecretMeta,
     message: str,
@@ -135,7 +135,7 @@ def _listed_secret_finding(
     """A finding on a secret of the vault's list; one planned from the stored deep inventory says how
     old that list is (its evidence and message)."""
     return _secret_finding(
-        new_finding,
+        rule,
         vault.id,
         vault.vault_uri,
         secret.name,
@@ -254,7 +254,7 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
             continue
         findings.append(
             _listed_secret_finding(
-                exposed_secret.finding,
+                exposed_secret.info,
                 vault,
                 secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
@@ -276,7 +276,7 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def exposed_secret(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def exposed_secret(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
     if not exposing:
         return []
@@ -290,7 +290,7 @@ def exposed_secret(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) 
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def secret_near_expiry(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def secret_near_expiry(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
     days = policy.rotation.near_expiry_days
     if days == 0:
@@ -305,7 +305,7 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy, new_finding: NewFindi
                 continue
             findings.append(
                 _listed_secret_finding(
-                    new_finding,
+                    rule,
                     vault,
                     secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
@@ -334,7 +334,7 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     evidence=SecretEvidence,
     help_url=ROTATION_HELP,
 )
-def rotation_followup_due(snapshot: Snapshot, policy: Policy, new_finding: NewFinding) -> list[Finding]:
+def rotation_followup_due(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
         if policy.excludes_vault(vault):
@@ -344,7 +344,7 @@ def rotation_followup_due(snapshot: Snapshot, policy: Policy, new_finding: NewFi
                 continue
             findings.append(
                 _listed_secret_finding(
-                    new_finding,
+                    rule,
                     vault,
                     secret,
                     f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
@@ -367,7 +367,7 @@ def ticket_findings(
         vault = find_vault(snapshot, vault_ref)
         findings.append(
             _secret_finding(
-                exposed_secret.finding,
+                exposed_secret.info,
                 vault.id if vault is not None else vault_ref,
                 vault.vault_uri if vault is not None else vault_ref,
                 name,
@@ -389,7 +389,7 @@ def alert_findings(
         return []
     return [
         _secret_finding(
-            exposed_secret.finding,
+            exposed_secret.info,
             vault.id,
             vault.vault_uri,
             secret.name,

@@ -69,7 +69,7 @@ def test_a_detectors_severity_and_evidence_model_are_written_once_at_registratio
 
     def finding(**kwargs: Any) -> Finding:
         args: dict[str, Any] = {"resource_id": "/f", "principal": None, "message": "m", "evidence": step}
-        return registered("flow_lists_secrets").finding(**{**args, **kwargs})
+        return registered("flow_lists_secrets").info.finding(**{**args, **kwargs})
 
     assert finding().severity == "high"  # the registered default
     assert finding(severity="critical").severity == "critical"  # a finding may raise it ...

@@ -62,7 +62,7 @@ def _with_flow(base: Snapshot, flow_id: str = "flow-1", connection_id: str = "co
 def _leak(vault_ref: str | None = None, *names: str, flow: str = "flow-1") -> Finding:
     """A `flow_lists_secrets` finding as its detector makes it: on the flow's resource id, with the
     vault its List secrets step names (None: an expression) and the secret names it reads."""
-    return registered("flow_lists_secrets").finding(
+    return registered("flow_lists_secrets").info.finding(
         resource_id=flow_resource_id(Flow(id=flow, environment="env")),
         principal=None,
         message="flow lists secrets",
@@ -74,7 +74,7 @@ def _leak(vault_ref: str | None = None, *names: str, flow: str = "flow-1") -> Fi
 
 def _shared_with(person: str) -> Finding:
     """A `flow_shared_beyond_allowed` finding about `person` (no vault: what they can read is exposed)."""
-    return registered("flow_shared_beyond_allowed").finding(
+    return registered("flow_shared_beyond_allowed").info.finding(
         resource_id=flow_resource_id(Flow(id="flow-1", environment="env")),
         principal=person,
         message="flow shared",
