@@ -8,6 +8,9 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal, TypeVar
+
 from remediations.core.detect import (
     DLP_HELP,
     DetectorInfo,
@@ -24,11 +27,12 @@ from remediations.core.evidence import (
 )
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
-from remediations.core.model import Connection, Finding, Flow, Snapshot
+from remediations.core.model import Connection, Finding, Flow, Share, Snapshot
 from remediations.core.policy import Policy
 
 _FLOW_SHARE_ROLES = frozenset({"owner", "canedit", "canview"})
 _CONNECTION_SHARE_ROLES = frozenset({"canedit", "canview", "canviewwithshare"})
+Shared = TypeVar("Shared")  # what a share is on: a flow (with its connections) or a connection
 
 
 def keyvault_connections(snapshot: Snapshot) -> dict[str, Connection]:
@@ -55,6 +59,29 @@ def connection_resource_id(connection: Connection) -> str:
         f"/providers/Microsoft.PowerApps/environments/{connection.environment}/apis/{connection.api_name}"
         f"/connections/{connection.id}"
     )
+
+
+def _shares_beyond_allowed(
+    snapshot: Snapshot,
+    policy: Policy,
+    kind: Literal["flow", "connection"],
+    resources: Mapping[str, Shared],
+    roles: frozenset[str],
+    creator: Callable[[Shared], str | None],
+    allowed: Callable[[str], bool],
+) -> Iterator[tuple[Share, Shared, str]]:
+    """The shares of `kind` on `resources` (by lower-case id) in one of `roles`, with the resource and
+    who (lower case), to anyone but its creator (judged as its owner), the `allowed` and break-glass."""
+    for share in snapshot.shares:
+        resource = resources.get(share.resource_id.lower()) if share.resource_kind == kind else None
+        if resource is None:
+            continue
+        who = share.principal_id.lower()
+        if share.role.lower() not in roles or who == (creator(resource) or "").lower():
+            continue
+        if allowed(who) or policy.is_break_glass(who):
+            continue
+        yield share, resource, who
 
 
 def _vaults(used: list[Connection]) -> list[str]:
@@ -191,16 +218,17 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy, rule: Det
 )
 def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
+    shares = _shares_beyond_allowed(
+        snapshot,
+        policy,
+        "flow",
+        flows,
+        _FLOW_SHARE_ROLES,
+        lambda found: found[0].creator,
+        policy.flow_editor_allowed,
+    )
     findings = []
-    for share in snapshot.shares:
-        if share.resource_kind != "flow" or share.resource_id.lower() not in flows:
-            continue
-        flow, used = flows[share.resource_id.lower()]
-        who = share.principal_id.lower()
-        if share.role.lower() not in _FLOW_SHARE_ROLES or who == (flow.creator or "").lower():
-            continue
-        if policy.flow_editor_allowed(who) or policy.is_break_glass(who):
-            continue
+    for share, (flow, used), who in shares:
         findings.append(
             rule.finding(
                 severity="high" if share.role.lower() in {"owner", "canedit"} else None,
@@ -228,17 +256,17 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: Detecto
     title="A Key Vault connection is shared beyond the allowed set",
 )
 def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
-    connections = keyvault_connections(snapshot)
+    shares = _shares_beyond_allowed(
+        snapshot,
+        policy,
+        "connection",
+        keyvault_connections(snapshot),
+        _CONNECTION_SHARE_ROLES,
+        lambda connection: connection.created_by,
+        policy.connection_user_allowed,
+    )
     findings = []
-    for share in snapshot.shares:
-        if share.resource_kind != "connection" or share.resource_id.lower() not in connections:
-            continue
-        connection = connections[share.resource_id.lower()]
-        who = share.principal_id.lower()
-        if share.role.lower() not in _CONNECTION_SHARE_ROLES or who == (connection.created_by or "").lower():
-            continue
-        if policy.connection_user_allowed(who) or policy.is_break_glass(who):
-            continue
+    for share, connection, who in shares:
         findings.append(
             rule.finding(
                 resource_id=connection_resource_id(connection),

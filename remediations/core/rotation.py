@@ -18,11 +18,11 @@ The tag vocabulary on secret versions lives here too; rotators and `rotate_secre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import ROTATION_HELP, DetectorInfo, detect, detector
+from remediations.core.detect import ROTATION_HELP, Detector, DetectorBody, DetectorInfo, detect, detector
 from remediations.core.evidence import (
     AccessPolicyEvidence,
     ConnectionUserEvidence,
@@ -35,7 +35,7 @@ from remediations.core.evidence import (
     VaultWritersEvidence,
 )
 from remediations.core.graph import ExposureGraph, Path, secret_node
-from remediations.core.model import Finding, SecretMeta, Snapshot, Vault
+from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
 from remediations.core.policy import Policy
 from remediations.core.pp_detect import flow_resource_id
 
@@ -269,12 +269,24 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     return findings
 
 
-@detector(
-    EXPOSED_SECRET,
-    severity="high",
-    title="A secret was reachable through a leaking path: rotate it",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
+def _rotation_detector(
+    detector_id: str, *, severity: Severity, title: str
+) -> Callable[[DetectorBody], Detector]:
+    """A rotation detector: its findings are each on one secret, its help the rotation tutorial."""
+    return detector(
+        detector_id, severity=severity, title=title, evidence=SecretEvidence, help_url=ROTATION_HELP
+    )
+
+
+def _listed_secrets(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Vault, SecretMeta]]:
+    """Every listed secret of the vaults the policy does not exclude."""
+    for vault in snapshot.vaults:
+        if not policy.excludes_vault(vault):
+            yield from ((vault, secret) for secret in vault.secrets)
+
+
+@_rotation_detector(
+    EXPOSED_SECRET, severity="high", title="A secret was reachable through a leaking path: rotate it"
 )
 def exposed_secret(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
@@ -283,12 +295,8 @@ def exposed_secret(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> li
     return exposed_secrets(snapshot, policy, detect(snapshot, policy, only=exposing))
 
 
-@detector(
-    NEAR_EXPIRY,
-    severity="medium",
-    title="A secret expires within the rotation window (or has expired)",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
+@_rotation_detector(
+    NEAR_EXPIRY, severity="medium", title="A secret expires within the rotation window (or has expired)"
 )
 def secret_near_expiry(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
@@ -297,12 +305,8 @@ def secret_near_expiry(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -
         return []
     horizon = snapshot.taken_at + timedelta(days=days)
     findings = []
-    for vault in snapshot.vaults:
-        if policy.excludes_vault(vault):
-            continue
-        for secret in vault.secrets:
-            if secret.expires is None or not _readable(secret) or secret.expires > horizon:
-                continue
+    for vault, secret in _listed_secrets(snapshot, policy):
+        if secret.expires is not None and _readable(secret) and secret.expires <= horizon:
             findings.append(
                 _listed_secret_finding(
                     rule,
@@ -327,21 +331,11 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@detector(
-    FOLLOWUP_DUE,
-    severity="medium",
-    title="A secret rotation has a pending step due",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
-)
+@_rotation_detector(FOLLOWUP_DUE, severity="medium", title="A secret rotation has a pending step due")
 def rotation_followup_due(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
-    for vault in snapshot.vaults:
-        if policy.excludes_vault(vault):
-            continue
-        for secret in vault.secrets:
-            if not followup_due(secret.tags, snapshot.taken_at):
-                continue
+    for vault, secret in _listed_secrets(snapshot, policy):
+        if followup_due(secret.tags, snapshot.taken_at):
             findings.append(
                 _listed_secret_finding(
                     rule,
