@@ -199,7 +199,7 @@ def reviewable_policies(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Va
         if vault.enable_rbac_authorization or policy.excludes_vault(vault):
             continue
         for entry in vault.access_policies:
-            if policy.is_break_glass(entry.object_id) or policy.excludes_identity(entry.object_id):
+            if policy.leaves_alone(entry.object_id):
                 continue
             yield vault, entry
 
@@ -293,8 +293,7 @@ def orphaned_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
-        identity = snapshot.identity(entry.object_id)
-        if identity is None or identity.exists is not False:
+        if not snapshot.known_gone(entry.object_id):
             continue
         findings.append(
             rule.finding(

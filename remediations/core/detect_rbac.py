@@ -52,7 +52,7 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, rule: Detect
             principal = grant.assignment.principal_id
             if grant.level == "secret" or "get" not in grant.permissions:
                 continue
-            if policy.is_break_glass(principal) or policy.excludes_identity(principal):
+            if policy.leaves_alone(principal):
                 continue
             needed = rbac.needed_secret_names(snapshot, principal, policy)
             if needed is None:
@@ -148,12 +148,7 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorI
     for assignment in snapshot.role_assignments:
         if not _in_snapshot_scope(snapshot, assignment.scope):
             continue
-        if policy.is_break_glass(assignment.principal_id) or policy.excludes_identity(
-            assignment.principal_id
-        ):
-            continue
-        identity = snapshot.identity(assignment.principal_id)
-        if identity is None or identity.exists is not False:
+        if policy.leaves_alone(assignment.principal_id) or not snapshot.known_gone(assignment.principal_id):
             continue
         findings.append(
             rule.finding(

@@ -218,6 +218,10 @@ class Policy(_PolicyModel):
     def excludes_identity(self, object_id: str) -> bool:
         return object_id.lower() in {i.lower() for i in self.exclusions.identities}
 
+    def leaves_alone(self, object_id: str) -> bool:
+        """A break-glass or excluded identity: its access is never judged."""
+        return self.is_break_glass(object_id) or self.excludes_identity(object_id)
+
     def excludes_vault(self, vault: Vault) -> bool:
         wanted = {v.lower() for v in self.exclusions.vaults}
         return vault.id.lower() in wanted or vault.name.lower() in wanted
