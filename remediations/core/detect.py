@@ -115,8 +115,8 @@ def register_detector(info: DetectorInfo, body: DetectorBody) -> Detector:
     """Register `body` under the metadata `info` (declared apart, e.g. the flow-definition rules)."""
     if info.id in _DETECTORS:
         raise ValueError(f"detector {info.id!r} is registered twice")
-    registered = _DETECTORS[info.id] = Detector(info, body)
-    return registered
+    made = _DETECTORS[info.id] = Detector(info, body)
+    return made
 
 
 def detector(
