@@ -32,6 +32,7 @@ import requests
 from demo.clients import FlowUser, Runner, emulator_session, error_code
 from demo.console import Console, mask
 from demo.procs import ROOT, SEED, Children, DemoError
+from remediations.core.model import SEVERITIES
 from remediations.shell.settings import STORAGE_CONNECTION
 
 POLICY = Path(__file__).resolve().parent / "policy.json"
@@ -934,9 +935,7 @@ class Story:
                 [
                     "findings (ticket run)",
                     f"{sum(findings.values())} ("
-                    + ", ".join(
-                        f"{findings[s]} {s}" for s in ("critical", "high", "medium", "low") if findings[s]
-                    )
+                    + ", ".join(f"{findings[s]} {s}" for s in SEVERITIES if findings[s])
                     + ")",
                 ],
                 [

@@ -9,8 +9,9 @@ standard environment variables (AZURE_*, HTTPS_PROXY, REQUESTS_CA_BUNDLE).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -49,6 +50,13 @@ __all__ = [
 ]
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Made = TypeVar("Made", bound=_Closable)
+
+
 class AzureClients:
     """The real clients. Use as a context manager so connections are closed.
 
@@ -65,60 +73,50 @@ class AzureClients:
         self.credential = credential
         self._lock = threading.Lock()  # inventory reads vaults concurrently
         self._session = EnvOnceSession()
-        self._mgmt: dict[str, KeyVaultManagement] = {}
-        self._authz: dict[str, Authorization] = {}
-        self._directory: Directory | None = None
-        self._applications: Applications | None = None
-        self._storage: dict[str, StorageKeys] = {}
-        self._power_platform: PowerPlatform | None = None
+        # One client per service (and subscription), made on first use and closed with the rest.
+        self._made: dict[tuple[str, str], _Closable] = {}
 
-    def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
+    def _once(self, service: str, key: str, make: Callable[[], Made]) -> Made:
         with self._lock:
-            if subscription_id not in self._mgmt:
-                self._mgmt[subscription_id] = KeyVaultManagement(
-                    self.credential, subscription_id, **self._transport()
-                )
-            return self._mgmt[subscription_id]
+            if (service, key) not in self._made:
+                self._made[service, key] = make()
+            return cast(Made, self._made[service, key])
 
     def _transport(self) -> dict[str, Any]:
         return {"transport": shared_transport(self._session)}
+
+    def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
+        return self._once(
+            "keyvault",
+            subscription_id,
+            lambda: KeyVaultManagement(self.credential, subscription_id, **self._transport()),
+        )
 
     def keyvault_secrets(self, vault_uri: str) -> KeyVaultSecrets:
         return KeyVaultSecrets(self.credential, vault_uri, **self._transport())
 
     def authorization(self, subscription_id: str) -> Authorization:
-        with self._lock:
-            if subscription_id not in self._authz:
-                self._authz[subscription_id] = Authorization(
-                    self.credential, subscription_id, **self._transport()
-                )
-            return self._authz[subscription_id]
+        return self._once(
+            "authorization",
+            subscription_id,
+            lambda: Authorization(self.credential, subscription_id, **self._transport()),
+        )
 
     def directory(self) -> Directory:
-        with self._lock:
-            if self._directory is None:
-                self._directory = Directory(self.credential, **self._transport())
-            return self._directory
+        return self._once("directory", "", lambda: Directory(self.credential, **self._transport()))
 
     def applications(self) -> Applications:
-        with self._lock:
-            if self._applications is None:
-                self._applications = Applications(self.credential, **self._transport())
-            return self._applications
+        return self._once("applications", "", lambda: Applications(self.credential, **self._transport()))
 
     def storage(self, subscription_id: str) -> StorageKeys:
-        with self._lock:
-            if subscription_id not in self._storage:
-                self._storage[subscription_id] = StorageKeys(
-                    self.credential, subscription_id, **self._transport()
-                )
-            return self._storage[subscription_id]
+        return self._once(
+            "storage",
+            subscription_id,
+            lambda: StorageKeys(self.credential, subscription_id, **self._transport()),
+        )
 
     def power_platform(self) -> PowerPlatform:
-        with self._lock:
-            if self._power_platform is None:
-                self._power_platform = PowerPlatform(self.credential, **self._transport())
-            return self._power_platform
+        return self._once("power_platform", "", lambda: PowerPlatform(self.credential, **self._transport()))
 
     def own_object_id(self) -> str | None:
         """From the claims of the credential's ARM token (cached by the credential)."""
@@ -126,24 +124,7 @@ class AzureClients:
 
     def close(self) -> None:
         with self._lock:
-            closables: list[
-                KeyVaultManagement
-                | KeyVaultSecrets
-                | Authorization
-                | Directory
-                | Applications
-                | StorageKeys
-                | PowerPlatform
-            ] = [
-                *self._mgmt.values(),
-                *self._authz.values(),
-                *self._storage.values(),
-            ]
-            for single in (self._directory, self._applications, self._power_platform):
-                if single is not None:
-                    closables.append(single)
-            self._mgmt, self._authz, self._directory = {}, {}, None
-            self._applications, self._storage, self._power_platform = None, {}, None
+            closables, self._made = list(self._made.values()), {}
         for client in closables:
             client.close()
         self._session.close()

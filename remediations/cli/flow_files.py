@@ -19,9 +19,8 @@ from remediations.core.arm_expressions import TemplateContext, Unresolved, evalu
 from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_analysis import DefinitionAnalysis, analyze_definition
 from remediations.core.flow_findings import FlowRef, flow_findings
-from remediations.core.model import Finding, Severity
+from remediations.core.model import Finding, Severity, severity_rank
 
-SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a flow definition is kilobytes; refuse archive members that are not
 
 
@@ -48,7 +47,7 @@ class ScanResult:
         return [
             f
             for f in self.findings
-            if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[threshold]
+            if severity_rank(f.severity) <= severity_rank(threshold)
             and not FlowStepEvidence.of(f).informational
         ]
 
@@ -294,6 +293,6 @@ def scan(paths: Sequence[str | Path]) -> ScanResult:
     for path in paths:
         _scan_path(result, Path(path), explicit=True)
     result.findings.sort(
-        key=lambda f: (-SEVERITY_RANK[f.severity], f.resource_id, FlowStepEvidence.of(f).action_path)
+        key=lambda f: (severity_rank(f.severity), f.resource_id, FlowStepEvidence.of(f).action_path)
     )
     return result

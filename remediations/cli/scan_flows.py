@@ -29,8 +29,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from remediations.cli.flow_files import SEVERITY_RANK, scan
+from remediations.cli.flow_files import scan
 from remediations.cli.scan_report import render_json, render_text, sarif_report
+from remediations.core.model import SEVERITIES
 from remediations.report import render_sarif
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fail-on",
-        choices=tuple(SEVERITY_RANK),
+        choices=SEVERITIES,
         default="high",
         help="exit 1 when a finding is at or above this severity (default: high; informational never fails)",
     )

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from remediations.cli.flow_files import ScanResult
 from remediations.core.evidence import FlowStepEvidence
-from remediations.core.model import Finding, InventoryError
+from remediations.core.model import SEVERITIES, Finding, InventoryError
 from remediations.report import ReportData, build_report
 
 
@@ -55,9 +55,7 @@ def render_text(result: ScanResult) -> str:
             lines.append(
                 "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             )
-    counts = {
-        s: sum(1 for f in result.findings if f.severity == s) for s in ("critical", "high", "medium", "low")
-    }
+    counts = {s: sum(1 for f in result.findings if f.severity == s) for s in SEVERITIES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings"
     unreadable = f", {len(result.errors)} input(s) unreadable" if result.errors else ""
     lines.append(f"{len(result.flows)} flow(s) scanned{unreadable}: {summary}")

@@ -1,6 +1,7 @@
 """Detectors: pure functions Snapshot x Policy -> [Finding], registered by a stable id together with
-their default severity, title, help URL, platform and evidence model (`detector(...)`); a detector makes
-its findings with `new_finding`, which applies that severity and checks that model.
+their default severity, title, help URL, platform and evidence model (`detector(...)`, the one place the
+id is written). A detector's body is handed its registration, whose `finding` applies that id and
+severity and checks that model.
 
 Detectors never do I/O. Exclusions, break-glass identities and RBAC-mode vaults (where Azure
 ignores access policies) produce no access-policy findings.
@@ -9,8 +10,9 @@ ignores access policies) produce no access-policy findings.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Literal, get_args
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,10 +25,10 @@ from remediations.core.model import (
     Snapshot,
     Vault,
     expand_secret_permissions,
+    severity_rank,
 )
 from remediations.core.policy import Policy
 
-Detector = Callable[[Snapshot, Policy], list[Finding]]
 Platform = Literal["azure", "power_platform"]
 DEFAULT_HELP = "https://learn.microsoft.com/azure/key-vault/general/security-features"
 ACCESS_POLICY_HELP = "https://learn.microsoft.com/azure/key-vault/general/assign-access-policy"
@@ -36,7 +38,8 @@ DLP_HELP = "https://learn.microsoft.com/power-platform/admin/wp-data-loss-preven
 
 
 class DetectorInfo(BaseModel):
-    """What reports, SARIF rules and the triggers know of a detector, given where it is registered."""
+    """What reports, SARIF rules and the triggers know of a detector, given where it is registered; its
+    `finding` makes the detector's findings, so no detector spells its own id again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -51,9 +54,48 @@ class DetectorInfo(BaseModel):
     # The model its findings' evidence is built from and read back with (`Evidence.of`).
     evidence: type[Evidence] = Field(exclude=True, repr=False)
 
+    def finding(
+        self,
+        *,
+        resource_id: str,
+        principal: str | None,
+        message: str,
+        evidence: Evidence,
+        severity: Severity | None = None,
+    ) -> Finding:
+        """A finding of this detector, at its severity or at `severity` when this finding raises it. Its
+        evidence must be the registered model, so `Evidence.of` reads it back."""
+        if severity is not None and severity_rank(severity) > severity_rank(self.severity):
+            raise ValueError(f"{self.id}: a finding may raise its severity {self.severity}, not lower it")
+        if type(evidence) is not self.evidence:
+            raise TypeError(f"{self.id} registered {self.evidence.__name__}, not {type(evidence).__name__}")
+        return Finding.create(
+            detector_id=self.id,
+            severity=severity or self.severity,
+            resource_id=resource_id,
+            principal=principal,
+            message=message,
+            evidence=evidence.as_dict(),
+        )
+
+
+# A detector's body: handed the snapshot, the policy and its own registration, whose `finding` makes
+# its findings (so the body never spells its id, severity or evidence model).
+DetectorBody = Callable[[Snapshot, Policy, DetectorInfo], list[Finding]]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A registered detector: its metadata and its body. Called with a snapshot and a policy."""
+
+    info: DetectorInfo
+    body: DetectorBody
+
+    def __call__(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
+        return self.body(snapshot, policy, self.info)
+
 
 _DETECTORS: dict[str, Detector] = {}
-_INFO: dict[str, DetectorInfo] = {}
 # Every module holding detectors besides this one. They register on import and import `detector` from
 # here, so they are loaded lazily (before any detector is listed, described or run), never at the
 # bottom of this file. A test imports the whole package in a fresh interpreter and checks this list.
@@ -69,6 +111,14 @@ def load_detectors() -> None:
         importlib.import_module(module)
 
 
+def register_detector(info: DetectorInfo, body: DetectorBody) -> Detector:
+    """Register `body` under the metadata `info` (declared apart, e.g. the flow-definition rules)."""
+    if info.id in _DETECTORS:
+        raise ValueError(f"detector {info.id!r} is registered twice")
+    made = _DETECTORS[info.id] = Detector(info, body)
+    return made
+
+
 def detector(
     detector_id: str,
     *,
@@ -78,64 +128,41 @@ def detector(
     platform: Platform = "azure",
     help_url: str = DEFAULT_HELP,
     detail: str = "",
-) -> Callable[[Detector], Detector]:
-    """Register a detector with its metadata (the title is the SARIF rule's short description)."""
-
-    def register(fn: Detector) -> Detector:
-        if detector_id in _DETECTORS:
-            raise ValueError(f"detector {detector_id!r} is registered twice")
-        _DETECTORS[detector_id] = fn
-        _INFO[detector_id] = DetectorInfo(
-            id=detector_id,
-            severity=severity,
-            title=title,
-            evidence=evidence,
-            platform=platform,
-            help_url=help_url,
-            detail=detail,
-        )
-        return fn
-
-    return register
-
-
-def _registered(detector_id: str) -> DetectorInfo:
-    info = _INFO.get(detector_id) or detector_info(detector_id)
-    if info is None:
-        raise KeyError(f"no detector {detector_id!r} is registered")
-    return info
-
-
-def new_finding(
-    detector_id: str,
-    *,
-    resource_id: str,
-    principal: str | None,
-    message: str,
-    evidence: Evidence,
-    severity: Severity | None = None,
-) -> Finding:
-    """A finding of a registered detector, at its registered severity or at `severity` when this finding
-    raises it. Its evidence must be the detector's registered model, so `Evidence.of` reads it back."""
-    info = _registered(detector_id)
-    ascending = get_args(Severity)  # low ... critical
-    if severity is not None and ascending.index(severity) < ascending.index(info.severity):
-        raise ValueError(f"{detector_id}: a finding may raise its severity {info.severity}, not lower it")
-    if type(evidence) is not info.evidence:
-        raise TypeError(f"{detector_id} registered {info.evidence.__name__}, not {type(evidence).__name__}")
-    return Finding.create(
-        detector_id=detector_id,
-        severity=severity or info.severity,
-        resource_id=resource_id,
-        principal=principal,
-        message=message,
-        evidence=evidence.as_dict(),
+) -> Callable[[DetectorBody], Detector]:
+    """Register a detector with its metadata (the title is the SARIF rule's short description): the one
+    place its id is written."""
+    info = DetectorInfo(
+        id=detector_id,
+        severity=severity,
+        title=title,
+        evidence=evidence,
+        platform=platform,
+        help_url=help_url,
+        detail=detail,
     )
+    return lambda body: register_detector(info, body)
+
+
+def registered(detector_id: str) -> Detector:
+    """The detector registered under `detector_id` (KeyError naming it when there is none)."""
+    found = _DETECTORS.get(detector_id)
+    if found is None:
+        load_detectors()
+        found = _DETECTORS.get(detector_id)
+    if found is None:
+        raise KeyError(f"no detector {detector_id!r} is registered")
+    return found
+
+
+def highest_severity(detector_ids: Iterable[str]) -> Severity:
+    """The most severe registered default among `detector_ids`: a fix's priority is that of the worst
+    finding it answers."""
+    return min((registered(d).info.severity for d in detector_ids), key=severity_rank)
 
 
 def evidence_model(detector_id: str) -> type[Evidence]:
     """The evidence model `detector_id` registered."""
-    return _registered(detector_id).evidence
+    return registered(detector_id).info.evidence
 
 
 def detector_ids() -> list[str]:
@@ -145,12 +172,13 @@ def detector_ids() -> list[str]:
 
 def detector_info(detector_id: str) -> DetectorInfo | None:
     load_detectors()
-    return _INFO.get(detector_id)
+    found = _DETECTORS.get(detector_id)
+    return found.info if found is not None else None
 
 
 def detector_ids_on(platform: Platform) -> frozenset[str]:
     load_detectors()
-    return frozenset(i for i, info in _INFO.items() if info.platform == platform)
+    return frozenset(i for i, found in _DETECTORS.items() if found.info.platform == platform)
 
 
 def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
@@ -180,7 +208,7 @@ def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault,
         for vault in snapshot.vaults
         if not vault.enable_rbac_authorization and not policy.excludes_vault(vault)
         for entry in vault.access_policies
-        if not policy.is_break_glass(entry.object_id) and not policy.excludes_identity(entry.object_id)
+        if not policy.leaves_alone(entry.object_id)
     ]
     _REVIEWABLE[:] = [(snapshot.vaults, policy, found)]
     return found
@@ -202,7 +230,7 @@ def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
     evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def secret_list_permission(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """`list` lets anyone who can run a flow as this identity enumerate the vault (the seed attack).
 
     Only for identities with no allow-list rule; where a rule exists, `excess_secret_permissions`
@@ -215,8 +243,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if policy.allowed_secret_permissions(entry.object_id, vault) is not None:
             continue
         findings.append(
-            new_finding(
-                "secret_list_permission",
+            rule.finding(
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"{entry.object_id} can list every secret in vault {vault.name}",
@@ -233,7 +260,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     evidence=ExcessPermissionsEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def excess_secret_permissions(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
         allowed = policy.allowed_secret_permissions(entry.object_id, vault)
@@ -243,8 +270,7 @@ def excess_secret_permissions(snapshot: Snapshot, policy: Policy) -> list[Findin
         if not excess:
             continue
         findings.append(
-            new_finding(
-                "excess_secret_permissions",
+            rule.finding(
                 severity="high" if "list" in excess else None,
                 resource_id=vault.id,
                 principal=entry.object_id,
@@ -273,16 +299,14 @@ def _excess_evidence(
     evidence=AccessPolicyEvidence,
     help_url=ACCESS_POLICY_HELP,
 )
-def orphaned_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def orphaned_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
     findings = []
     for vault, entry in reviewable_policies(snapshot, policy):
-        identity = snapshot.identity(entry.object_id)
-        if identity is None or identity.exists is not False:
+        if not snapshot.known_gone(entry.object_id):
             continue
         findings.append(
-            new_finding(
-                "orphaned_principal",
+            rule.finding(
                 resource_id=vault.id,
                 principal=entry.object_id,
                 message=f"vault {vault.name} grants access to {entry.object_id}, "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import RBAC_HELP, detector, new_finding
+from remediations.core.detect import RBAC_HELP, DetectorInfo, detector
 from remediations.core.evidence import (
     OrphanedAssignmentEvidence,
     OversizedVaultEvidence,
@@ -43,7 +43,7 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
     title="A secret-reading role assignment is wider than the secrets its holder needs",
     help_url=RBAC_HELP,
 )
-def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault in snapshot.vaults:
         if not vault.enable_rbac_authorization or policy.excludes_vault(vault):
@@ -52,15 +52,14 @@ def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Find
             principal = grant.assignment.principal_id
             if grant.level == "secret" or "get" not in grant.permissions:
                 continue
-            if policy.is_break_glass(principal) or policy.excludes_identity(principal):
+            if policy.leaves_alone(principal):
                 continue
             needed = rbac.needed_secret_names(snapshot, principal, policy)
             if needed is None:
                 continue
             present = {s.name.lower() for s in vault.secrets}
             findings.append(
-                new_finding(
-                    "wide_secret_role_assignment",
+                rule.finding(
                     resource_id=vault.id,
                     principal=principal,
                     message=(
@@ -102,7 +101,7 @@ ESCALATION_HELP = "https://learn.microsoft.com/azure/key-vault/general/rbac-acce
         "Plan the move with the migrate_to_rbac fix (rbacMigration in the policy), review it, then apply."
     ),
 )
-def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def access_policy_escalation(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Reported where the path is seen (an assignment that may write the vault) or where the policy
     names the vault for migration (`rbacMigration.vaults`), so every access-policy vault of a tenant is
     not a finding of its own."""
@@ -123,8 +122,7 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
             else "whoever may write it can"
         )
         findings.append(
-            new_finding(
-                "access_policy_escalation",
+            rule.finding(
                 resource_id=vault.id,
                 principal=None,
                 message=(
@@ -146,21 +144,15 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy) -> list[Finding
     title="A role assignment for an identity that no longer exists in the directory",
     help_url=RBAC_HELP,
 )
-def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def orphaned_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for assignment in snapshot.role_assignments:
         if not _in_snapshot_scope(snapshot, assignment.scope):
             continue
-        if policy.is_break_glass(assignment.principal_id) or policy.excludes_identity(
-            assignment.principal_id
-        ):
-            continue
-        identity = snapshot.identity(assignment.principal_id)
-        if identity is None or identity.exists is not False:
+        if policy.leaves_alone(assignment.principal_id) or not snapshot.known_gone(assignment.principal_id):
             continue
         findings.append(
-            new_finding(
-                "orphaned_role_assignment",
+            rule.finding(
                 resource_id=assignment.scope,
                 principal=assignment.principal_id,
                 message=f"role assignment {assignment.name} at {assignment.scope} is for "
@@ -179,7 +171,7 @@ def orphaned_role_assignment(snapshot: Snapshot, policy: Policy) -> list[Finding
     evidence=UnresolvedPrincipalEvidence,
     title="A principal the directory could not resolve (reported, never fixed)",
 )
-def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def unresolved_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """The directory could not be asked: report, so nobody mistakes silence for health. Never a fix."""
     holders: dict[str, list[str]] = defaultdict(list)
     for vault in snapshot.vaults:
@@ -194,8 +186,7 @@ def unresolved_principal(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if identity.exists is not None or not where:
             continue
         findings.append(
-            new_finding(
-                "unresolved_principal",
+            rule.finding(
                 resource_id=sorted(where)[0],
                 principal=identity.object_id,
                 message=f"could not tell whether {identity.object_id} exists (directory lookup failed); "
@@ -222,7 +213,7 @@ def _readers(graph: ExposureGraph, vault: Vault) -> set[str]:
     evidence=OversizedVaultEvidence,
     title="A vault that flows reach holds several purposes' secrets: split it",
 )
-def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def oversized_vault(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """ "Don't have one massive vault": flows should reach vaults holding one purpose's secrets."""
     rules = policy.oversized_vault
     flow_ids = rbac.flow_identities(snapshot)
@@ -253,8 +244,7 @@ def oversized_vault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
         if too_many_secrets:
             reasons.append(f"{len(vault.secrets)} secrets (max {rules.max_secrets})")
         findings.append(
-            new_finding(
-                "oversized_vault",
+            rule.finding(
                 resource_id=vault.id,
                 principal=None,
                 message=f"vault {vault.name} is reachable by {len(reaching)} flow identities and holds "

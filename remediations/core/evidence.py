@@ -214,4 +214,3 @@ class SecretEvidence(Evidence):
     ticket_id: str | None = Field(default=None, alias="ticketId")
     alert_id: str | None = Field(default=None, alias="alertId")
     reason: str | None = None
-

@@ -6,56 +6,53 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.core.detect import new_finding
+from remediations.core.detect import DetectorInfo
 from remediations.core.evidence import FlowStepEvidence
 from remediations.core.flow_analysis import DefinitionAnalysis, KeyVaultAction
 from remediations.core.model import Finding, Frozen, Severity
 
-DETECTOR_INSECURE_GET = "flow_insecure_get_secret"
-DETECTOR_LISTS_SECRETS = "flow_lists_secrets"
-DETECTOR_HARDCODED_CREDENTIAL = "flow_hardcoded_credential"
-DETECTOR_SECURE_GET = "flow_secure_get_secret"
+
+def _rule(detector_id: str, *, severity: Severity, title: str, detail: str) -> DetectorInfo:
+    """A flow-definition detector's metadata (registered with its body by core/pp_detect.py)."""
+    return DetectorInfo(
+        id=detector_id,
+        severity=severity,  # the rule's default; a finding may raise it
+        title=title,
+        detail=detail,  # what to do about it
+        evidence=FlowStepEvidence,
+        platform="power_platform",
+    )
 
 
-class FlowRule(Frozen):
-    """A flow-definition detector's metadata (registered with the detectors by core/pp_detect.py)."""
-
-    id: str
-    severity: Severity  # the rule's default; a finding may raise it
-    title: str
-    detail: str  # what to do about it
-
-
-FLOW_RULES: tuple[FlowRule, ...] = (
-    FlowRule(
-        id=DETECTOR_INSECURE_GET,
-        severity="high",  # critical in a loop over List secrets
-        title="Key Vault Get secret without secure outputs",
-        detail="The secret value is shown in the flow's run history to everyone who can see its runs. "
-        "Turn on Secure outputs (and inputs) in the action's settings.",
-    ),
-    FlowRule(
-        id=DETECTOR_LISTS_SECRETS,
-        severity="high",  # critical when a Get secret iterates its output
-        title="Key Vault List secrets in a flow",
-        detail="Listing is the enumeration step of the vault dump: with a Get secret for each item the flow "
-        "reads every secret its connection can list. Read named secrets instead and remove the list "
-        "permission.",
-    ),
-    FlowRule(
-        id=DETECTOR_HARDCODED_CREDENTIAL,
-        severity="high",
-        title="Hard-coded credential in a flow definition",
-        detail="A literal credential is readable by every editor of the flow and in every export. Keep it in "
-        "Key Vault and read it with a secured Get secret, or use a managed identity.",
-    ),
-    FlowRule(
-        id=DETECTOR_SECURE_GET,
-        severity="low",  # informational: good practice seen
-        title="Key Vault Get secret with secure outputs (informational)",
-        detail="The flow reads this secret with secure outputs on; listed so its use is visible.",
-    ),
+INSECURE_GET = _rule(
+    "flow_insecure_get_secret",
+    severity="high",  # critical in a loop over List secrets
+    title="Key Vault Get secret without secure outputs",
+    detail="The secret value is shown in the flow's run history to everyone who can see its runs. "
+    "Turn on Secure outputs (and inputs) in the action's settings.",
 )
+LISTS_SECRETS = _rule(
+    "flow_lists_secrets",
+    severity="high",  # critical when a Get secret iterates its output
+    title="Key Vault List secrets in a flow",
+    detail="Listing is the enumeration step of the vault dump: with a Get secret for each item the flow "
+    "reads every secret its connection can list. Read named secrets instead and remove the list "
+    "permission.",
+)
+HARDCODED_CREDENTIAL = _rule(
+    "flow_hardcoded_credential",
+    severity="high",
+    title="Hard-coded credential in a flow definition",
+    detail="A literal credential is readable by every editor of the flow and in every export. Keep it in "
+    "Key Vault and read it with a secured Get secret, or use a managed identity.",
+)
+SECURE_GET = _rule(
+    "flow_secure_get_secret",
+    severity="low",  # informational: good practice seen
+    title="Key Vault Get secret with secure outputs (informational)",
+    detail="The flow reads this secret with secure outputs on; listed so its use is visible.",
+)
+FLOW_RULES: tuple[DetectorInfo, ...] = (INSECURE_GET, LISTS_SECRETS, HARDCODED_CREDENTIAL, SECURE_GET)
 FLOW_DETECTOR_IDS: tuple[str, ...] = tuple(rule.id for rule in FLOW_RULES)
 
 
@@ -99,10 +96,9 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
     label = flow.display_name or flow.resource_id
     findings: list[Finding] = []
 
-    def add(detector_id: str, severity: Severity | None, message: str, evidence: FlowStepEvidence) -> None:
+    def add(rule: DetectorInfo, severity: Severity | None, message: str, evidence: FlowStepEvidence) -> None:
         findings.append(
-            new_finding(
-                detector_id,
+            rule.finding(
                 severity=severity,  # None: the rule's (FLOW_RULES)
                 resource_id=flow.resource_id,
                 principal=flow.principal,
@@ -115,7 +111,7 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
         if action.operation == "list_secrets":
             readers = sorted(a.path for a in analysis.value_reads if a.list_action == action.name)
             add(
-                DETECTOR_LISTS_SECRETS,
+                LISTS_SECRETS,
                 "critical" if readers else None,
                 f"flow {label!r} lists the vault's secrets at {action.path}"
                 + (f" and reads each listed secret ({', '.join(readers)})" if readers else ""),
@@ -123,7 +119,7 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
             )
         elif action.reveals_value and not action.secure_outputs:
             add(
-                DETECTOR_INSECURE_GET,
+                INSECURE_GET,
                 "critical" if action.iterates_list_output else None,
                 f"flow {label!r} reads a secret at {action.path} without secure outputs: the value is "
                 "shown in the run history"
@@ -132,14 +128,14 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
             )
         elif action.reveals_value:
             add(
-                DETECTOR_SECURE_GET,
+                SECURE_GET,
                 None,
                 f"flow {label!r} reads a secret at {action.path} with secure outputs",
                 _evidence(flow, action, informational=True, iterates_list_output=action.iterates_list_output),
             )
     for credential in analysis.hardcoded_credentials:
         add(
-            DETECTOR_HARDCODED_CREDENTIAL,
+            HARDCODED_CREDENTIAL,
             None,
             f"flow {label!r} has a hard-coded credential ({credential.kind}, {credential.length} characters) "
             f"in {credential.path} {credential.field}",

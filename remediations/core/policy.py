@@ -222,6 +222,10 @@ class Policy(_PolicyModel):
             return False
         return object_id.lower() in {i.lower() for i in self.exclusions.identities}
 
+    def leaves_alone(self, object_id: str) -> bool:
+        """A break-glass or excluded identity: its access is never judged."""
+        return self.is_break_glass(object_id) or self.excludes_identity(object_id)
+
     def excludes_vault(self, vault: Vault) -> bool:
         if not self.exclusions.vaults:  # asked per vault by several detectors: skip the set when none
             return False

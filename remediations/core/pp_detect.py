@@ -8,23 +8,31 @@ by the share detectors (the service cannot remove a creator's ownership).
 
 from __future__ import annotations
 
-from remediations.core.detect import DLP_HELP, Detector, detector, new_finding
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal, TypeVar
+
+from remediations.core.detect import (
+    DLP_HELP,
+    DetectorInfo,
+    detector,
+    register_detector,
+)
 from remediations.core.evidence import (
     ConnectionShareEvidence,
     ConnectionUserEvidence,
     CustomizersEvidence,
     FlowOwnerEvidence,
     FlowShareEvidence,
-    FlowStepEvidence,
     FlowUsesKeyVaultEvidence,
 )
 from remediations.core.flow_allow_list import analyze_flows
 from remediations.core.flow_findings import FLOW_RULES, FlowRef, flow_findings
-from remediations.core.model import Connection, Finding, Flow, Snapshot
+from remediations.core.model import Connection, Finding, Flow, Share, Snapshot
 from remediations.core.policy import Policy
 
 _FLOW_SHARE_ROLES = frozenset({"owner", "canedit", "canview"})
 _CONNECTION_SHARE_ROLES = frozenset({"canedit", "canview", "canviewwithshare"})
+Shared = TypeVar("Shared")  # what a share is on: a flow (with its connections) or a connection
 
 
 def keyvault_connections(snapshot: Snapshot) -> dict[str, Connection]:
@@ -53,6 +61,29 @@ def connection_resource_id(connection: Connection) -> str:
     )
 
 
+def _shares_beyond_allowed(
+    snapshot: Snapshot,
+    policy: Policy,
+    kind: Literal["flow", "connection"],
+    resources: Mapping[str, Shared],
+    roles: frozenset[str],
+    creator: Callable[[Shared], str | None],
+    allowed: Callable[[str], bool],
+) -> Iterator[tuple[Share, Shared, str]]:
+    """The shares of `kind` on `resources` (by lower-case id) in one of `roles`, with the resource and
+    who (lower case), to anyone but its creator (judged as its owner), the `allowed` and break-glass."""
+    for share in snapshot.shares:
+        resource = resources.get(share.resource_id.lower()) if share.resource_kind == kind else None
+        if resource is None:
+            continue
+        who = share.principal_id.lower()
+        if share.role.lower() not in roles or who == (creator(resource) or "").lower():
+            continue
+        if allowed(who) or policy.is_break_glass(who):
+            continue
+        yield share, resource, who
+
+
 def _vaults(used: list[Connection]) -> list[str]:
     return sorted({c.parameters.get("vaultName", "") for c in used} - {""})
 
@@ -65,10 +96,9 @@ def _vaults(used: list[Connection]) -> list[str]:
     title="A flow uses a Key Vault connection (feeds the Key Vault DLP policy)",
     help_url=DLP_HELP,
 )
-def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     return [
-        new_finding(
-            "flow_uses_keyvault",
+        rule.finding(
             resource_id=flow_resource_id(flow),
             principal=None,
             message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
@@ -91,7 +121,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy) -> list[Finding]:
     platform="power_platform",
     title="A Key Vault connection authenticates as a person, not as an app identity",
 )
-def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def connection_runs_as_user(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Anyone who can edit a flow on such a connection acts with that person's Key Vault rights.
 
     One finding per flow that uses the connection (that is what an attacker edits), and one for the
@@ -132,8 +162,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
         ]
         for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
             findings.append(
-                new_finding(
-                    "connection_runs_as_user",
+                rule.finding(
                     severity="high" if administrator else None,
                     resource_id=resource_id,
                     principal=person,
@@ -153,7 +182,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy) -> list[Finding]
     platform="power_platform",
     title="A Key Vault flow is owned by a person, not by a configured service account",
 )
-def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Only judged when the policy names service accounts: without them there is no 'allowed owner'."""
     if not policy.service_accounts:
         return []
@@ -163,8 +192,7 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
         if owner and owner in policy.service_accounts:
             continue
         findings.append(
-            new_finding(
-                "flow_owned_by_personal_account",
+            rule.finding(
                 resource_id=flow_resource_id(flow),
                 principal=owner or None,
                 message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
@@ -188,21 +216,21 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy) -> list[F
     platform="power_platform",
     title="A Key Vault flow is shared (co-owner or run-only) beyond the allowed set",
 )
-def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     flows = {flow.id.lower(): (flow, used) for flow, used in keyvault_flows(snapshot)}
+    shares = _shares_beyond_allowed(
+        snapshot,
+        policy,
+        "flow",
+        flows,
+        _FLOW_SHARE_ROLES,
+        lambda found: found[0].creator,
+        policy.flow_editor_allowed,
+    )
     findings = []
-    for share in snapshot.shares:
-        if share.resource_kind != "flow" or share.resource_id.lower() not in flows:
-            continue
-        flow, used = flows[share.resource_id.lower()]
-        who = share.principal_id.lower()
-        if share.role.lower() not in _FLOW_SHARE_ROLES or who == (flow.creator or "").lower():
-            continue
-        if policy.flow_editor_allowed(who) or policy.is_break_glass(who):
-            continue
+    for share, (flow, used), who in shares:
         findings.append(
-            new_finding(
-                "flow_shared_beyond_allowed",
+            rule.finding(
                 severity="high" if share.role.lower() in {"owner", "canedit"} else None,
                 resource_id=flow_resource_id(flow),
                 principal=who,
@@ -227,21 +255,20 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Findi
     platform="power_platform",
     title="A Key Vault connection is shared beyond the allowed set",
 )
-def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list[Finding]:
-    connections = keyvault_connections(snapshot)
+def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
+    shares = _shares_beyond_allowed(
+        snapshot,
+        policy,
+        "connection",
+        keyvault_connections(snapshot),
+        _CONNECTION_SHARE_ROLES,
+        lambda connection: connection.created_by,
+        policy.connection_user_allowed,
+    )
     findings = []
-    for share in snapshot.shares:
-        if share.resource_kind != "connection" or share.resource_id.lower() not in connections:
-            continue
-        connection = connections[share.resource_id.lower()]
-        who = share.principal_id.lower()
-        if share.role.lower() not in _CONNECTION_SHARE_ROLES or who == (connection.created_by or "").lower():
-            continue
-        if policy.connection_user_allowed(who) or policy.is_break_glass(who):
-            continue
+    for share, connection, who in shares:
         findings.append(
-            new_finding(
-                "connection_shared_beyond_allowed",
+            rule.finding(
                 resource_id=connection_resource_id(connection),
                 principal=who,
                 message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
@@ -266,7 +293,7 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy) -> list
     platform="power_platform",
     title="An environment has more System Customizers / Administrators than the policy allows",
 )
-def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def environment_too_many_customizers(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     limit = policy.power_platform.max_system_customizers
     if limit is None:
         return []
@@ -276,8 +303,7 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
         if len(holders) <= limit:
             continue
         findings.append(
-            new_finding(
-                "environment_too_many_customizers",
+            rule.finding(
                 resource_id=environment.id,
                 principal=None,
                 message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
@@ -290,29 +316,21 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy) -> list
     return findings
 
 
-def _definition_detector(detector_id: str) -> Detector:
-    def detect_definitions(snapshot: Snapshot, policy: Policy) -> list[Finding]:
-        first: dict[str, Flow] = {}
-        for candidate in snapshot.flows:
-            first.setdefault(candidate.id, candidate)
-        findings = []
-        for flow_id, analysis in analyze_flows(snapshot).items():
-            flow = first[flow_id]
-            ref = FlowRef(
-                resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
-            )
-            findings += [f for f in flow_findings(ref, analysis) if f.detector_id == detector_id]
-        return findings
-
-    return detect_definitions
+def definition_findings(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
+    """The body of each flow-definition rule: `flow_findings` makes every rule's findings (offline
+    scans use it too, core/flow_findings.py), and a rule keeps its own."""
+    first: dict[str, Flow] = {}
+    for candidate in snapshot.flows:
+        first.setdefault(candidate.id, candidate)
+    findings = []
+    for flow_id, analysis in analyze_flows(snapshot).items():
+        flow = first[flow_id]
+        ref = FlowRef(
+            resource_id=flow_resource_id(flow), display_name=flow.display_name, principal=flow.creator
+        )
+        findings += [f for f in flow_findings(ref, analysis) if f.detector_id == rule.id]
+    return findings
 
 
 for _rule in FLOW_RULES:
-    detector(
-        _rule.id,
-        severity=_rule.severity,
-        title=_rule.title,
-        evidence=FlowStepEvidence,
-        platform="power_platform",
-        detail=_rule.detail,
-    )(_definition_detector(_rule.id))
+    register_detector(_rule, definition_findings)

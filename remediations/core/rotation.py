@@ -18,11 +18,11 @@ The tag vocabulary on secret versions lives here too; rotators and `rotate_secre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediations.core.detect import ROTATION_HELP, detect, detector, new_finding
+from remediations.core.detect import ROTATION_HELP, Detector, DetectorBody, DetectorInfo, detect, detector
 from remediations.core.evidence import (
     AccessPolicyEvidence,
     ConnectionUserEvidence,
@@ -35,7 +35,7 @@ from remediations.core.evidence import (
     VaultWritersEvidence,
 )
 from remediations.core.graph import ExposureGraph, Path, secret_node
-from remediations.core.model import Finding, SecretMeta, Snapshot, Vault
+from remediations.core.model import Finding, SecretMeta, Severity, Snapshot, Vault
 from remediations.core.policy import Policy
 from remediations.core.pp_detect import flow_resource_id
 
@@ -103,7 +103,7 @@ def secret_resource_id(vault: Vault | str, name: str) -> str:
 
 
 def _secret_finding(
-    detector_id: str,
+    rule: DetectorInfo,
     vault_id: str,
     vault_uri: str,
     name: str,
@@ -113,8 +113,7 @@ def _secret_finding(
 ) -> Finding:
     """A finding on one secret. Every rotation finding carries the same evidence keys (`rotate_secret`
     reads `vault_id`, `vault_uri`, `secret_name`); `extra` is what its source adds."""
-    return new_finding(
-        detector_id,
+    return rule.finding(
         resource_id=secret_resource_id(vault_id, name),
         principal=None,
         message=message,
@@ -125,7 +124,7 @@ def _secret_finding(
 
 
 def _listed_secret_finding(
-    detector_id: str,
+    rule: DetectorInfo,
     vault: Vault,
     secret: SecretMeta,
     message: str,
@@ -136,7 +135,7 @@ def _listed_secret_finding(
     """A finding on a secret of the vault's list; one planned from the stored deep inventory says how
     old that list is (its evidence and message)."""
     return _secret_finding(
-        detector_id,
+        rule,
         vault.id,
         vault.vault_uri,
         secret.name,
@@ -199,7 +198,8 @@ class _Exposure:
 
 
 def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Finding]) -> list[Finding]:
-    """`exposed_secret` findings for the secrets the exposing findings reveal and someone can read."""
+    """`exposed_secret` findings for the secrets the exposing findings reveal and someone can read (the
+    detector's body, also used on findings a caller already has)."""
     if not exposing:
         return []  # nothing revealed: no graph to build (a tenant-wide one, at 5,000 vaults)
     graph = ExposureGraph.build(snapshot)
@@ -256,7 +256,7 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
             continue
         findings.append(
             _listed_secret_finding(
-                EXPOSED_SECRET,
+                exposed_secret.info,
                 vault,
                 secret,
                 f"secret {secret.name} in vault {vault.name} was reachable through a leaking path "
@@ -271,43 +271,47 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
     return findings
 
 
-@detector(
-    EXPOSED_SECRET,
-    severity="high",
-    title="A secret was reachable through a leaking path: rotate it",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
+def _rotation_detector(
+    detector_id: str, *, severity: Severity, title: str
+) -> Callable[[DetectorBody], Detector]:
+    """A rotation detector: its findings are each on one secret, its help the rotation tutorial."""
+    return detector(
+        detector_id, severity=severity, title=title, evidence=SecretEvidence, help_url=ROTATION_HELP
+    )
+
+
+def _listed_secrets(snapshot: Snapshot, policy: Policy) -> Iterator[tuple[Vault, SecretMeta]]:
+    """Every listed secret of the vaults the policy does not exclude."""
+    for vault in snapshot.vaults:
+        if not policy.excludes_vault(vault):
+            yield from ((vault, secret) for secret in vault.secrets)
+
+
+@_rotation_detector(
+    EXPOSED_SECRET, severity="high", title="A secret was reachable through a leaking path: rotate it"
 )
-def exposed_secret(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def exposed_secret(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     exposing = {d for d in policy.rotation.exposing_detectors if d != EXPOSED_SECRET}
     if not exposing:
         return []
     return exposed_secrets(snapshot, policy, detect(snapshot, policy, only=exposing))
 
 
-@detector(
-    NEAR_EXPIRY,
-    severity="medium",
-    title="A secret expires within the rotation window (or has expired)",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
+@_rotation_detector(
+    NEAR_EXPIRY, severity="medium", title="A secret expires within the rotation window (or has expired)"
 )
-def secret_near_expiry(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def secret_near_expiry(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
     days = policy.rotation.near_expiry_days
     if days == 0:
         return []
     horizon = snapshot.taken_at + timedelta(days=days)
     findings = []
-    for vault in snapshot.vaults:
-        if policy.excludes_vault(vault):
-            continue
-        for secret in vault.secrets:
-            if secret.expires is None or not _readable(secret) or secret.expires > horizon:
-                continue
+    for vault, secret in _listed_secrets(snapshot, policy):
+        if secret.expires is not None and _readable(secret) and secret.expires <= horizon:
             findings.append(
                 _listed_secret_finding(
-                    NEAR_EXPIRY,
+                    rule,
                     vault,
                     secret,
                     f"secret {secret.name} in vault {vault.name} expires {iso(secret.expires)}, "
@@ -329,24 +333,14 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@detector(
-    FOLLOWUP_DUE,
-    severity="medium",
-    title="A secret rotation has a pending step due",
-    evidence=SecretEvidence,
-    help_url=ROTATION_HELP,
-)
-def rotation_followup_due(snapshot: Snapshot, policy: Policy) -> list[Finding]:
+@_rotation_detector(FOLLOWUP_DUE, severity="medium", title="A secret rotation has a pending step due")
+def rotation_followup_due(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
-    for vault in snapshot.vaults:
-        if policy.excludes_vault(vault):
-            continue
-        for secret in vault.secrets:
-            if not followup_due(secret.tags, snapshot.taken_at):
-                continue
+    for vault, secret in _listed_secrets(snapshot, policy):
+        if followup_due(secret.tags, snapshot.taken_at):
             findings.append(
                 _listed_secret_finding(
-                    FOLLOWUP_DUE,
+                    rule,
                     vault,
                     secret,
                     f"the last rotation of {secret.name} in vault {vault.name} has a pending step due",
@@ -369,7 +363,7 @@ def ticket_findings(
         vault = find_vault(snapshot, vault_ref)
         findings.append(
             _secret_finding(
-                EXPOSED_SECRET,
+                exposed_secret.info,
                 vault.id if vault is not None else vault_ref,
                 vault.vault_uri if vault is not None else vault_ref,
                 name,
@@ -391,7 +385,7 @@ def alert_findings(
         return []
     return [
         _secret_finding(
-            EXPOSED_SECRET,
+            exposed_secret.info,
             vault.id,
             vault.vault_uri,
             secret.name,

@@ -13,20 +13,23 @@ from remediations.ports import AzureCallFailed, ResourceGone
 
 def apply_share_revocations(
     action: Action,
-    delete: Callable[[list[ShareChange]], None],
-    read: Callable[[], list[Share]],
+    delete: Callable[[ShareChange, list[ShareChange]], None],
+    read: Callable[[ShareChange], list[Share]],
 ) -> Outcome:
+    """`delete` the action's shares of one flow or connection (named by its first change), then `read`
+    that resource's shares to verify."""
     changes = [c for c in action.changes if isinstance(c, ShareChange)]
     if len(changes) != len(action.changes) or not changes:
         return Outcome(action_id=action.id, status="failed", before=action.before, error="not a share action")
+    resource = changes[0]
     try:
-        delete(changes)
+        delete(resource, changes)
     except ResourceGone as gone:  # the flow/connection is gone: nothing is shared any more
         return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
     except AzureCallFailed as error:
         return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
     try:
-        remaining = read()
+        remaining = read(resource)
     except AzureCallFailed as error:
         return Outcome(
             action_id=action.id,

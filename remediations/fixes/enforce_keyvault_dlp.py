@@ -237,7 +237,7 @@ class EnforceKeyvaultDlp(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="DLP policy: block Key Vault ListSecrets where Key Vault flows run",
-        severity="high",
+        severity="high",  # above flow_uses_keyvault (low): blocks List secrets (seed attack) in every flow
         risk=(
             "Flows that call List secrets are suspended and cannot be saved; flows in environments where the "
             "connector is blocked stop working."

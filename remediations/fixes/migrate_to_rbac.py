@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Literal
 
 from remediations.core import rbac
+from remediations.core.detect import highest_severity
 from remediations.core.model import (
     Action,
     Finding,
@@ -78,7 +79,7 @@ class MigrateToRbac(Remediation):
     needs_secret_metadata = True  # per-secret scopes name the vault's secrets
     metadata = RemediationMetadata(
         title="Migrate an access-policy vault to Azure RBAC (least-privilege role assignments, then switch)",
-        severity="medium",
+        severity=highest_severity(handles),
         risk=(
             "After the switch Key Vault ignores the access policies: an identity whose access is not "
             "carried over gets 403 ForbiddenByRbac, and new role assignments take up to 10 minutes to "

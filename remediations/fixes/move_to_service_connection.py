@@ -72,7 +72,7 @@ class MoveToServiceConnection(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Move flows from a person's Key Vault connection to the service connection the policy names",
-        severity="high",
+        severity="high",  # above connection_runs_as_user (medium): ends runs as a person that editors abuse
         risk="The flow reads with the service principal's Key Vault rights: a secret it needs that the "
         "service principal cannot read makes its runs fail until that access is granted.",
         permissions_required=(

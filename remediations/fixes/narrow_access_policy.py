@@ -7,6 +7,7 @@ whole-list `replace`, so a concurrent change by someone else is not overwritten.
 from __future__ import annotations
 
 from remediations.core.access_policy import group_removals, plan_removals
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import ExcessPermissionsEvidence
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
@@ -21,7 +22,7 @@ class NarrowAccessPolicy(Remediation):
     handles = frozenset({"excess_secret_permissions"})
     metadata = RemediationMetadata(
         title="Narrow vault access policies to the secret permissions a purpose needs",
-        severity="medium",
+        severity=highest_severity(handles),
         risk="Callers that relied on the removed permissions (set, delete, list...) start getting 403.",
         permissions_required=(
             "Microsoft.KeyVault/vaults/read",

@@ -13,6 +13,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from remediations.core import rbac
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import RoleGrantEvidence
 from remediations.core.model import (
     Action,
@@ -66,7 +67,7 @@ class NarrowRoleAssignment(Remediation):
     needs_secret_metadata = True
     metadata = RemediationMetadata(
         title="Replace vault-wide secret roles with per-secret Key Vault Secrets User assignments",
-        severity="high",
+        severity=highest_severity(handles),
         risk=(
             "The identity can no longer read or list secrets outside its allow-list; flows that read "
             "other secrets start getting 403 ForbiddenByRbac. Per-secret assignments use the subscription's "

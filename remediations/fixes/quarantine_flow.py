@@ -44,7 +44,7 @@ class QuarantineFlow(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Turn off flows on a person's Key Vault connection that others can edit",
-        severity="high",
+        severity="high",  # above connection_runs_as_user (medium): only flows others can edit (seed attack)
         risk="The flow stops triggering until its owner turns it on again; scheduled work does not run.",
         permissions_required=(
             "Application user with a security role that can write workflows (System Administrator) in the "

@@ -54,7 +54,7 @@ class RemoveFlowEditingRole(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Remove System Customizer from people the policy does not allow to edit flows",
-        severity="high",
+        severity="high",  # above connection_runs_as_user (medium): the role edits every flow there
         risk="The person can no longer customise the environment (tables, apps, flows they do not own) "
         "until an administrator gives the role back.",
         permissions_required=(

@@ -7,6 +7,7 @@ One `PUT .../accessPolicies/remove` per identity with only the `list` spellings 
 from __future__ import annotations
 
 from remediations.core.access_policy import group_removals, plan_removals
+from remediations.core.detect import highest_severity
 from remediations.core.model import Action, Finding, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
@@ -20,7 +21,7 @@ class RemoveListPermission(Remediation):
     handles = frozenset({"secret_list_permission"})
     metadata = RemediationMetadata(
         title="Remove the secrets `list` permission from vault access policies",
-        severity="high",
+        severity=highest_severity(handles),
         risk=(
             "Flows or apps that enumerate the vault (List secrets) stop working; "
             "reading a named secret still works."

@@ -10,6 +10,7 @@ entry of another tenant (which our directory cannot resolve) is reported, not re
 from __future__ import annotations
 
 from remediations.core import rbac
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import AccessPolicyEvidence, OrphanedAssignmentEvidence
 from remediations.core.model import (
     AccessPolicyChange,
@@ -34,7 +35,7 @@ class RemoveOrphanedPrincipal(Remediation):
     handles = frozenset({"orphaned_principal", "orphaned_role_assignment"})
     metadata = RemediationMetadata(
         title="Remove access-policy entries and role assignments of deleted identities",
-        severity="medium",
+        severity=highest_severity(handles),
         risk=(
             "None for a truly deleted identity. A principal of another tenant or one created seconds ago "
             "(directory replication) could look deleted: foreign-tenant entries are reported, not removed."

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import FlowStepEvidence
-from remediations.core.flow_findings import DETECTOR_INSECURE_GET
+from remediations.core.flow_findings import INSECURE_GET
 from remediations.core.flow_secure import unsecured, with_secure_data
 from remediations.core.model import Action, Finding, FlowSecureDataChange, Outcome, Snapshot
 from remediations.core.policy import Policy
@@ -36,11 +37,11 @@ def _definition(client_data: dict[str, Any]) -> dict[str, Any]:
 @register
 class RestoreSecureOutputs(Remediation):
     id = "restore_secure_outputs"
-    handles = frozenset({DETECTOR_INSECURE_GET})
+    handles = frozenset({INSECURE_GET.id})
     power_platform = True
     metadata = RemediationMetadata(
         title="Turn secure inputs/outputs back on for Key Vault Get secret actions in flows",
-        severity="high",
+        severity=highest_severity(handles),
         risk="Later actions still get the value, but the run history no longer shows it to anyone, "
         "including whoever debugs the flow.",
         permissions_required=(

@@ -6,7 +6,8 @@ call per connection (deleting the permission ids as listed), then one permission
 
 from __future__ import annotations
 
-from remediations.core.model import Action, Finding, Outcome, ShareChange, Snapshot
+from remediations.core.detect import highest_severity
+from remediations.core.model import Action, Finding, Outcome, Share, ShareChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.core.shares import plan_share_revocations
@@ -21,7 +22,7 @@ class RevokeConnectionShares(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Revoke shares of Key Vault connections outside the allowed set",
-        severity="high",
+        severity=highest_severity(handles),
         risk="Flows those users built on the shared connection stop working until re-pointed.",
         permissions_required=(
             "Power Platform administrator (or a registered management app): POST api.powerapps.com/"
@@ -39,16 +40,17 @@ class RevokeConnectionShares(Remediation):
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         api = clients.power_platform()
-        first = action.changes[0]
-        if not isinstance(first, ShareChange):
-            return Outcome(action_id=action.id, status="failed", error="not a share action")
-        environment, connection = first.environment, first.resource_id
-        connector = first.api or "shared_keyvault"
 
-        def delete(changes: list[ShareChange]) -> None:
+        def delete(connection: ShareChange, changes: list[ShareChange]) -> None:
             ids = [c.permission_id or c.principal_id for c in changes]
-            api.modify_connection_permissions(environment, connector, connection, delete=ids)
+            api.modify_connection_permissions(*_connection(connection), delete=ids)
 
-        return apply_share_revocations(
-            action, delete, lambda: api.connection_permissions(environment, connector, connection)
-        )
+        def read(connection: ShareChange) -> list[Share]:
+            return api.connection_permissions(*_connection(connection))
+
+        return apply_share_revocations(action, delete, read)
+
+
+def _connection(share: ShareChange) -> tuple[str, str, str]:
+    """Environment, connector and connection of a connection share."""
+    return share.environment, share.api or "shared_keyvault", share.resource_id

@@ -21,7 +21,7 @@ class RevokeFlowShares(Remediation):
     power_platform = True
     metadata = RemediationMetadata(
         title="Revoke co-owners and run-only users of Key Vault flows outside the allowed set",
-        severity="high",
+        severity="high",  # as flow_shared_beyond_allowed of the co-owners it removes (run-only: medium)
         risk="People who edited or ran the flow lose access to it; re-share through the allowed accounts.",
         permissions_required=(
             "Application user with a security role that can share workflows (System Administrator) in the "
@@ -38,15 +38,12 @@ class RevokeFlowShares(Remediation):
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         api = clients.power_platform()
-        first = action.changes[0]
-        if not isinstance(first, ShareChange):
-            return Outcome(action_id=action.id, status="failed", error="not a share action")
-        environment, flow = first.environment, first.resource_id
 
-        def delete(changes: list[ShareChange]) -> None:
+        def delete(flow: ShareChange, changes: list[ShareChange]) -> None:
             # RevokeAccess names the Dataverse principal (listed as the share's permission id).
-            api.revoke_flow_access(
-                environment, flow, [(c.permission_id or c.principal_id, c.principal_kind) for c in changes]
-            )
+            principals = [(c.permission_id or c.principal_id, c.principal_kind) for c in changes]
+            api.revoke_flow_access(flow.environment, flow.resource_id, principals)
 
-        return apply_share_revocations(action, delete, lambda: api.flow_permissions(environment, flow))
+        return apply_share_revocations(
+            action, delete, lambda flow: api.flow_permissions(flow.environment, flow.resource_id)
+        )

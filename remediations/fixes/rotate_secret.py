@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from remediations.core.detect import highest_severity
 from remediations.core.evidence import SecretEvidence
 from remediations.core.model import Action, Finding, Outcome, SecretRotationChange, Snapshot
 from remediations.core.policy import Policy
@@ -214,7 +215,7 @@ class RotateSecret(Remediation):
     plans_targets = True
     metadata = RemediationMetadata(
         title="Rotate exposed or expiring secrets: new version, verified, old version disabled",
-        severity="high",
+        severity=highest_severity(handles),
         risk=(
             "Consumers pinned to the old version, or holding the old value (an app's client secret after "
             "the overlap, the old storage key), stop working; `manual` leaves the secret without an "

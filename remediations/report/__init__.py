@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
+from remediations.core.model import SEVERITIES
 from remediations.report.graph_view import GraphEdge, GraphNode, GraphView, compare, graph_view
 from remediations.report.guard import ForbiddenValueError, check_output
 from remediations.report.html import render_html
 from remediations.report.json_report import render_json
 from remediations.report.markdown import render_markdown
 from remediations.report.model import (
-    SEVERITIES,
     ActionCounts,
     AttackReplay,
     ReportData,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from html import escape
 
-from remediations.core.model import Action
+from remediations.core.model import SEVERITIES, Action
 from remediations.report.fmt import (
     MIGRATION_HEADERS,
     PERMISSION_KINDS,
@@ -22,7 +22,7 @@ from remediations.report.fmt import (
 )
 from remediations.report.graph_view import NODE_KINDS
 from remediations.report.guard import check_output
-from remediations.report.model import OUTCOME_STATES, SEVERITIES, ReportData
+from remediations.report.model import OUTCOME_STATES, ReportData
 from remediations.report.svg import EDGE_STYLE, KIND_COLOURS, layout, render_svg
 
 CSS = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from remediations.core.model import SEVERITIES
 from remediations.report.fmt import (
     MIGRATION_HEADERS,
     action_status,
@@ -21,7 +22,7 @@ from remediations.report.fmt import (
 )
 from remediations.report.graph_view import NODE_KINDS, GraphView
 from remediations.report.guard import check_output
-from remediations.report.model import OUTCOME_STATES, SEVERITIES, ReportData
+from remediations.report.model import OUTCOME_STATES, ReportData
 
 _ESCAPES = {
     "\\": "\\\\",

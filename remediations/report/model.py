@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,7 @@ from remediations.core.closure import PathLeft
 from remediations.core.detect import DEFAULT_HELP, detector_info
 from remediations.core.evidence import Evidence, FlowStepEvidence
 from remediations.core.model import (
+    SEVERITIES,
     Action,
     Finding,
     InventoryError,
@@ -26,6 +27,7 @@ from remediations.core.model import (
     Plan,
     Severity,
     Snapshot,
+    severity_rank,
 )
 from remediations.report.graph_view import (
     GraphView,
@@ -39,15 +41,9 @@ from remediations.report.graph_view import (
 from remediations.report.simulate import simulate
 from remediations.shell.audit import AuditRecord
 
-SEVERITIES: tuple[Severity, ...] = tuple(reversed(get_args(Severity)))  # most severe first
 OUTCOME_STATES = ("applied", "noop", "failed", "skipped", "deferred")
 
 AfterSource = Literal["re-read after apply", "applied outcomes", "planned (dry run)"]
-
-
-def severity_rank(severity: str) -> int:
-    """0 for critical ... 3 for low (unknown sorts last)."""
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
 def at_least(findings: Iterable[Finding], minimum: Severity | None) -> list[Finding]:

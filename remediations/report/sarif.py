@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remediations.core.evidence import FileLocation
-from remediations.core.model import Finding
+from remediations.core.model import Finding, severity_rank
 from remediations.report.guard import check_output
-from remediations.report.model import ReportData, evidence_of, is_informational, severity_rank
+from remediations.report.model import ReportData, evidence_of, is_informational
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_VERSION = "2.1.0"

@@ -20,7 +20,6 @@ is a 422 problem naming the field.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -80,8 +79,7 @@ class AlertSignal(BaseModel):
 
     def idempotency_key(self) -> str:
         """Fired and Resolved notifications share an alertId; they are different deliveries."""
-        raw = f"{self.alertId}|{self.monitorCondition}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:48]
+        return ids.delivery_key(self.alertId, self.monitorCondition)
 
 
 def parse_alert(payload: object) -> AlertSignal:

@@ -6,25 +6,43 @@ their run the same way (`DeliveryResult`).
 Both are received the same way too (`receive_once`): the delivery is reserved in the run store by its
 id, a redelivery returns the stored result instead of running again (unless the earlier handling failed
 or its worker died and left it unfinished), and the handling (acknowledged when there
-is nothing to do or its vault is out of scope, a failure recorded, never raised) is saved over it."""
+is nothing to do or its vault is out of scope, a failure recorded, never raised) is saved over it.
+
+And both run the same way: one pipeline run on the delivery's vault (`run_on_vault`), recorded by
+`record_run` (status, summary, plan, outcomes, notes, the run metric)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from remediations.core.policy import Policy
+from remediations.core.request import RunRequest
 from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_guard
 from remediations.triggers.alerts import AlertSignal
 from remediations.triggers.events import VaultEvent
 from remediations.triggers.runs import stale_after
+from remediations.triggers.service import (
+    azure_session,
+    closure_notes,
+    effective_policy,
+    inventory_notes,
+    outcomes_json,
+    plan_json,
+    run,
+    run_status,
+    summarise,
+)
 from remediations.triggers.tickets import TicketStatus
 
 if TYPE_CHECKING:
+    from remediations.adapters.clients import AzureClients
+    from remediations.shell.pipeline import RunResult
     from remediations.triggers.runs import RunStore
 
 DeliveryStatus = Literal["received", "acknowledged", "planned", "handled", "failed"]
@@ -151,3 +169,69 @@ def _handle_in_scope(
         return received.model_copy(
             update={"status": "failed", "message": f"Handling failed; correlation id {correlation_id}."}
         )
+
+
+@dataclass(frozen=True)
+class VaultRun:
+    """A delivery's pipeline run on its vault and the policy it ran under (the deployment's rails on)."""
+
+    result: RunResult
+    policy: Policy
+    forced: list[str]  # the rails that forced a dry run
+    own_change: bool = False  # the delivery reports a change the app's own identity made
+
+    @property
+    def compliant(self) -> bool:
+        """Nothing to write and no read that stopped the run (a refused secret list is only a note)."""
+        return not self.result.plan.writes and self.result.failures == 0
+
+
+def run_on_vault(
+    settings: AppSettings,
+    request_for: Callable[[Policy], RunRequest],
+    *,
+    own_change: Callable[[AzureClients], bool] | None = None,
+) -> VaultRun:
+    """The one pipeline on the delivery's vault, as `request_for` describes it under the effective
+    policy. Its live secret list refreshes the vault's stored deep inventory (what the quick sweep
+    plans from). `own_change` asks, with the run's clients, whether the app itself made the change."""
+    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
+
+    policy, forced = effective_policy(settings, load_policy(settings))
+    with azure_session(settings) as (clients, audit):
+        own = own_change(clients) if own_change is not None else False
+        result = run(
+            request_for(policy), policy, clients, audit, secret_store=TableSecretInventory.from_env()
+        )
+    return VaultRun(result, policy, forced, own)
+
+
+def record_run(
+    kind: DeliveryKind, received: Result, delivered: Delivered, done: VaultRun, notes: Sequence[str] = ()
+) -> Result:
+    """`received` with its run: status, summary, plan, outcomes and notes (first whether the vault was
+    already compliant or the change was the app's own, then `notes`, failed reads, closure paths);
+    the run metric recorded."""
+    summary = summarise([done.result])
+    status = run_status([done.result], done.policy.dry_run)
+    lead = []
+    if done.own_change:
+        lead.append(
+            "recognised the app's own change (the caller is vaultguard's identity); "
+            f"re-checked the vault: {summary.actions} action(s) planned"
+        )
+    elif done.compliant:
+        lead.append("the vault is already compliant: re-checked, 0 actions planned")
+    observability.record_run_metric(kind, status=status, dry_run=done.policy.dry_run, **summary.metric())
+    return received.model_copy(
+        update={
+            "status": delivery_status(status),
+            "message": delivered.reason,
+            "summary": summary.model_dump(),
+            "dryRun": done.policy.dry_run,
+            "dryRunForcedBy": done.forced,
+            "plan": plan_json([done.result]),
+            "outcomes": outcomes_json([done.result]),
+            "notes": [*lead, *notes, *inventory_notes([done.result]), *closure_notes([done.result])],
+        }
+    )

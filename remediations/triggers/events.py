@@ -22,7 +22,6 @@ leading one), so `data` keys are matched case- and space-insensitively and only 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -64,8 +63,7 @@ class VaultEvent(BaseModel):
 
     def idempotency_key(self) -> str:
         """Event Grid retries a delivery with the same id; id + source is unique per event (CloudEvents)."""
-        raw = f"{self.eventId}|{(self.vaultId or '').lower()}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:48]
+        return ids.delivery_key(self.eventId, (self.vaultId or "").lower())
 
 
 def parse_event(payload: object) -> VaultEvent:

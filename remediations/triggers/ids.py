@@ -7,6 +7,7 @@ documented shape (anchored, ASCII only), after a pre-check that rejects what cou
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
@@ -56,14 +57,23 @@ def _precheck(value: str, what: str) -> None:
         )
 
 
-def vault_id(value: str) -> str:
-    _precheck(value, "a vault id")
-    if not VAULT_ID.match(value):
-        raise ValueError(
-            "must be a Key Vault resource id: /subscriptions/{guid}/resourceGroups/{name}"
-            "/providers/Microsoft.KeyVault/vaults/{3-24 letters, digits, hyphens}"
-        )
+def _checked(value: str, what: str, shape: str, *patterns: re.Pattern[str]) -> str:
+    """`value` when it passes the pre-check and matches one of `patterns`; else a ValueError naming
+    the expected `shape` (never the input)."""
+    _precheck(value, what)
+    if not any(pattern.match(value) for pattern in patterns):
+        raise ValueError(f"must be {shape}")
     return value
+
+
+def vault_id(value: str) -> str:
+    return _checked(
+        value,
+        "a vault id",
+        "a Key Vault resource id: /subscriptions/{guid}/resourceGroups/{name}"
+        "/providers/Microsoft.KeyVault/vaults/{3-24 letters, digits, hyphens}",
+        VAULT_ID,
+    )
 
 
 def is_vault_id(value: str) -> bool:
@@ -75,45 +85,46 @@ def is_vault_id(value: str) -> bool:
 
 
 def secret_id(value: str) -> str:
-    _precheck(value, "a secret id")
-    if not (SECRET_ARM_ID.match(value) or SECRET_URL.match(value)):
-        raise ValueError(
-            "must be a secret resource id (<vault id>/secrets/{name}) "
-            "or a secret URL https://{vault}.vault.azure.net/secrets/{name}[/{version}]"
-        )
-    return value
+    return _checked(
+        value,
+        "a secret id",
+        "a secret resource id (<vault id>/secrets/{name}) "
+        "or a secret URL https://{vault}.vault.azure.net/secrets/{name}[/{version}]",
+        SECRET_ARM_ID,
+        SECRET_URL,
+    )
 
 
 def flow_id(value: str) -> str:
-    _precheck(value, "a flow id")
-    if not FLOW_ID.match(value):
-        raise ValueError(
-            "must be a flow id: /providers/Microsoft.ProcessSimple/environments/{environment}/flows/{guid}"
-        )
-    return value
+    return _checked(
+        value,
+        "a flow id",
+        "a flow id: /providers/Microsoft.ProcessSimple/environments/{environment}/flows/{guid}",
+        FLOW_ID,
+    )
 
 
 def connection_id(value: str) -> str:
-    _precheck(value, "a connection id")
-    if not CONNECTION_ID.match(value):
-        raise ValueError(
-            "must be a connection id: /providers/Microsoft.PowerApps/apis/shared_{api}/connections/{name}"
-        )
-    return value
+    return _checked(
+        value,
+        "a connection id",
+        "a connection id: /providers/Microsoft.PowerApps/apis/shared_{api}/connections/{name}",
+        CONNECTION_ID,
+    )
 
 
 def environment_name(value: str) -> str:
-    _precheck(value, "an environment name")
-    if not ENVIRONMENT_NAME.match(value):
-        raise ValueError("must be a Power Platform environment name (1-64 letters, digits, hyphens)")
-    return value
+    shape = "a Power Platform environment name (1-64 letters, digits, hyphens)"
+    return _checked(value, "an environment name", shape, ENVIRONMENT_NAME)
 
 
 def principal_id(value: str) -> str:
-    _precheck(value, "a principal id")
-    if not GUID.match(value):
-        raise ValueError("must be a principal object id (a GUID)")
-    return str(uuid.UUID(value))
+    return str(uuid.UUID(_checked(value, "a principal id", "a principal object id (a GUID)", GUID)))
+
+
+def delivery_key(*parts: str) -> str:
+    """A delivery's idempotency key: the same parts give the same 48 hex digits (a Table-safe key)."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:48]
 
 
 def vault_id_in(text: str) -> str | None:

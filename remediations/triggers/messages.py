@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -98,8 +97,7 @@ class ScopeMessage(BaseModel):
 
     def idempotency_key(self) -> str:
         """Equal for redeliveries of one scope of one sweep (whatever the enqueue time or requeues)."""
-        raw = f"{self.kind}|{self.id.lower()}|{self.sweepId}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:48]
+        return ids.delivery_key(self.kind, self.id.lower(), self.sweepId)
 
 
 def new_sweep_id() -> str:

@@ -11,36 +11,24 @@ died, runs again when Azure Monitor retries it. A handling that failed is answer
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from remediations.core.model import Scope
+from remediations.core.policy import Policy
 from remediations.core.request import RECONCILE_AFTER, RunRequest, Targets
-from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability
 from remediations.triggers.alerts import AlertSignal, parse_alert
-from remediations.triggers.deliveries import (
-    AlertResult,
-    Replay,
-    delivery_status,
-    receive_once,
-)
+from remediations.triggers.deliveries import AlertResult, Replay, receive_once, record_run, run_on_vault
 from remediations.triggers.http import json_response, read_json, run_store
 from remediations.triggers.observability import InvocationContext
 from remediations.triggers.problems import ProblemError, internal_error
 from remediations.triggers.runs import RunStore, stale_after
-from remediations.triggers.service import (
-    azure_session,
-    closure_notes,
-    effective_policy,
-    inventory_notes,
-    outcomes_json,
-    plan_json,
-    run,
-    run_status,
-    summarise,
-)
+
+if TYPE_CHECKING:
+    from remediations.adapters.clients import AzureClients
 
 
 def on_alert(req: func.HttpRequest, context: InvocationContext) -> func.HttpResponse:
@@ -60,7 +48,11 @@ def receive_alert(
     signal = parse_alert(payload)
     store = store or run_store()
     received = AlertResult(
-        alertId=signal.alertId, status="received", signal=signal, receivedAt=datetime.now(UTC).isoformat()
+        alertId=signal.alertId,
+        status="received",
+        signal=signal,
+        receivedAt=datetime.now(UTC).isoformat(),
+        correlationId=correlation_id,
     )
     observability.logger().info(
         "alert %s from %s: %s",
@@ -76,7 +68,11 @@ def receive_alert(
         received,
         correlation_id=correlation_id,
         run=lambda settings: handle_alert(
-            signal, settings=settings, correlation_id=correlation_id, reconcile_after=stale_after()
+            signal,
+            received=received,
+            settings=settings,
+            correlation_id=correlation_id,
+            reconcile_after=stale_after(),
         ),
     )
 
@@ -84,6 +80,7 @@ def receive_alert(
 def handle_alert(
     signal: AlertSignal,
     *,
+    received: AlertResult,
     settings: AppSettings,
     correlation_id: str,
     reconcile_after: timedelta = RECONCILE_AFTER,
@@ -96,68 +93,34 @@ def handle_alert(
 
     if signal.vaultId is None:  # the parser never makes an actionable signal without one
         raise ValueError("an actionable alert signal must name a vault")
-    policy, forced = effective_policy(settings, load_policy(settings))
+    vault_id = signal.vaultId
     caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
-    notes: list[str] = []
     # The alert is the run's target: a Defender alert names its vault exposed (rotated per policy
     # `rotation.onAlert`); a re-check names none, so what plans for targets (rotation) plans nothing.
-    exposed = (signal.vaultId,) if signal.kind == "revoke-and-rotate" else ()
-    targets = Targets(exposed_vaults=exposed, reason=signal.reason, reference=signal.alertId)
-    if exposed:
-        notes.append(
-            f"rotation of the vault's secrets per policy rotation.onAlert={policy.rotation.on_alert}"
-        )
-    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
+    exposed = (vault_id,) if signal.kind == "revoke-and-rotate" else ()
 
-    with azure_session(settings) as (clients, audit):
-        own_change = False
-        if signal.caller or signal.callerObjectId:
-            own_change = own_identity(clients.credential).is_caller(signal.callerObjectId, signal.caller)
-        result = run(
-            RunRequest(
-                trigger="alert",
-                scope=Scope.parse(signal.vaultId),
-                power_platform=policy.power_platform.scope(),
-                targets=targets,
-                correlation_id=correlation_id,
-                caller=caller,
-                ticket_id=signal.alertId,
-                reconcile_after=reconcile_after,
-            ),
-            policy,
-            clients,
-            audit,
-            # The alert's live secret list refreshes the vault's stored deep inventory.
-            secret_store=TableSecretInventory.from_env(),
+    def request(policy: Policy) -> RunRequest:
+        return RunRequest(
+            trigger="alert",
+            scope=Scope.parse(vault_id),
+            power_platform=policy.power_platform.scope(),
+            targets=Targets(exposed_vaults=exposed, reason=signal.reason, reference=signal.alertId),
+            correlation_id=correlation_id,
+            caller=caller,
+            ticket_id=signal.alertId,
+            reconcile_after=reconcile_after,
         )
-    summary = summarise([result])
-    # Compliant: nothing to write and no read that stopped the run (a refused secret list is in notes).
-    compliant = summary.actions == 0 and result.failures == 0
-    if own_change:
-        notes.insert(
-            0,
-            "recognised the app's own change (the caller is vaultguard's identity); "
-            f"re-checked the vault: {summary.actions} action(s) planned",
-        )
-    elif compliant:
-        notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
-    notes.extend(inventory_notes([result]))
-    notes.extend(closure_notes([result]))
-    status = delivery_status(run_status([result], policy.dry_run))
-    observability.record_run_metric("alert", status=status, dry_run=policy.dry_run, **summary.metric())
-    return AlertResult(
-        alertId=signal.alertId,
-        status=status,
-        signal=signal,
-        message=signal.reason,
-        receivedAt=datetime.now(UTC).isoformat(),
-        summary=summary.model_dump(),
-        dryRun=policy.dry_run,
-        dryRunForcedBy=forced,
-        ownChange=own_change,
-        alreadyCompliant=compliant,
-        plan=plan_json([result]),
-        outcomes=outcomes_json([result]),
-        notes=notes,
-        correlationId=correlation_id,
+
+    def own_change(clients: AzureClients) -> bool:
+        if not (signal.caller or signal.callerObjectId):
+            return False
+        return own_identity(clients.credential).is_caller(signal.callerObjectId, signal.caller)
+
+    done = run_on_vault(settings, request, own_change=own_change)
+    notes = (
+        [f"rotation of the vault's secrets per policy rotation.onAlert={done.policy.rotation.on_alert}"]
+        if exposed
+        else []
     )
+    handled = record_run("alert", received, signal, done, notes)
+    return handled.model_copy(update={"ownChange": done.own_change, "alreadyCompliant": done.compliant})

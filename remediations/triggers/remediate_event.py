@@ -19,30 +19,16 @@ from typing import Any
 
 import azure.functions as func
 
-from remediations.core.model import PowerPlatformScope, Scope
+from remediations.core.model import Scope
+from remediations.core.policy import Policy
 from remediations.core.request import RunRequest, SecretTarget, Targets
 from remediations.shell.pipeline import RunResult
-from remediations.shell.policy_file import load_policy
 from remediations.shell.settings import AppSettings
 from remediations.triggers import observability
-from remediations.triggers.deliveries import (
-    EventResult,
-    Replay,
-    delivery_status,
-    receive_once,
-)
+from remediations.triggers.deliveries import EventResult, Replay, receive_once, record_run, run_on_vault
 from remediations.triggers.events import VaultEvent, parse_event
 from remediations.triggers.runs import RunStore
-from remediations.triggers.service import (
-    azure_session,
-    effective_policy,
-    inventory_notes,
-    outcomes_json,
-    plan_json,
-    run,
-    run_status,
-    summarise,
-)
+from remediations.triggers.service import inventory_notes, summarise
 
 
 class EventHandlingFailed(RuntimeError):
@@ -115,35 +101,13 @@ def handle_event(
     vault's stored deep inventory (what the quick sweep plans from)."""
     if event.vaultId is None:  # the parser never makes an actionable event without one
         raise ValueError("an actionable event must name a vault")
-    from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
-
-    policy, forced = effective_policy(settings, load_policy(settings))
-    request = _request(event, policy.power_platform.scope(), correlation_id)
-    with azure_session(settings) as (clients, audit):
-        result = run(request, policy, clients, audit, secret_store=TableSecretInventory.from_env())
+    done = run_on_vault(settings, lambda policy: _request(event, policy, correlation_id))
     if event.kind == "refresh-inventory":
-        return _refreshed(received, result, event)
-    summary = summarise([result])
-    status = run_status([result], policy.dry_run)
-    notes = inventory_notes([result])
-    if summary.actions == 0 and result.failures == 0:
-        notes.insert(0, "the vault is already compliant: re-checked, 0 actions planned")
-    observability.record_run_metric("event", status=status, dry_run=policy.dry_run, **summary.metric())
-    return received.model_copy(
-        update={
-            "status": delivery_status(status),
-            "message": event.reason,
-            "summary": summary.model_dump(),
-            "dryRun": policy.dry_run,
-            "dryRunForcedBy": forced,
-            "plan": plan_json([result]),
-            "outcomes": outcomes_json([result]),
-            "notes": notes,
-        }
-    )
+        return _refreshed(received, done.result, event)
+    return record_run("event", received, event, done)
 
 
-def _request(event: VaultEvent, power_platform: PowerPlatformScope | None, correlation_id: str) -> RunRequest:
+def _request(event: VaultEvent, policy: Policy, correlation_id: str) -> RunRequest:
     """The event's run, bound to its vault exactly as an alert's (never environment-wide)."""
     assert event.vaultId is not None
     common: dict[str, Any] = {
@@ -159,7 +123,7 @@ def _request(event: VaultEvent, power_platform: PowerPlatformScope | None, corre
     secret = event.secretName if event.kind == "plan-rotation" else None
     return RunRequest(
         **common,
-        power_platform=power_platform,
+        power_platform=policy.power_platform.scope(),
         remediations=("rotate_secret",) if secret is not None else None,
         targets=Targets(
             secrets=(SecretTarget(vault=event.vaultId, name=secret),) if secret is not None else (),

@@ -59,7 +59,7 @@ def test_every_detector_is_registered_with_its_metadata() -> None:
 
 
 def test_a_detectors_severity_and_evidence_model_are_written_once_at_registration() -> None:
-    from remediations.core.detect import detector_info, new_finding
+    from remediations.core.detect import detector_info, registered
     from remediations.core.evidence import AccessPolicyEvidence, ExcessPermissionsEvidence, FlowStepEvidence
 
     lists, excess = detector_info("flow_lists_secrets"), detector_info("excess_secret_permissions")
@@ -69,7 +69,7 @@ def test_a_detectors_severity_and_evidence_model_are_written_once_at_registratio
 
     def finding(**kwargs: Any) -> Finding:
         args: dict[str, Any] = {"resource_id": "/f", "principal": None, "message": "m", "evidence": step}
-        return new_finding("flow_lists_secrets", **{**args, **kwargs})
+        return registered("flow_lists_secrets").info.finding(**{**args, **kwargs})
 
     assert finding().severity == "high"  # the registered default
     assert finding(severity="critical").severity == "critical"  # a finding may raise it ...
@@ -94,3 +94,51 @@ def test_the_readmes_detector_table_says_the_registered_severities() -> None:
     for detector_id, severity in rows.items():
         info = detector_info(detector_id)
         assert info is not None and info.severity == severity, detector_id
+
+
+def test_a_detectors_id_is_written_once_where_it_is_registered() -> None:
+    """A detector's body makes findings with the maker it is handed, so its id is not spelled again in
+    the modules that hold detectors (a typo there would only fail at run time)."""
+    import ast
+
+    from remediations.core.detect import DETECTOR_MODULES
+
+    modules = ("remediations.core.detect", "remediations.core.flow_findings", *DETECTOR_MODULES)
+    literals: list[str] = []
+    for module in modules:
+        tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+        literals += [
+            n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        ]
+    for detector_id in detector_ids():
+        assert literals.count(detector_id) == 1, detector_id
+
+
+def test_a_detector_makes_findings_of_its_own_id_at_no_less_than_its_severity() -> None:
+    """Every registered detector run alone on a seed-shaped snapshot: each finding is its own."""
+    from remediations.core.detect import registered
+    from remediations.core.model import severity_rank
+    from remediations.core.policy import Policy
+    from tests.unit.report_builders import seed_snapshot
+
+    snapshot, policy = seed_snapshot(), Policy()
+    seen = 0
+    for detector_id in detector_ids():
+        made = registered(detector_id)
+        for finding in made(snapshot, policy):
+            assert finding.detector_id == detector_id
+            assert severity_rank(finding.severity) <= severity_rank(made.info.severity)
+            seen += 1
+    assert seen
+
+
+def test_a_fixs_severity_is_never_below_the_findings_it_answers() -> None:
+    """A fix ranks at least as high as the worst registered default of what it handles (most derive it
+    with `highest_severity`; the others say why theirs is higher)."""
+    from remediations.core.detect import highest_severity
+    from remediations.core.model import severity_rank
+
+    for rid in remediation_ids():
+        remediation = get_remediation(rid)
+        worst = highest_severity(remediation.handles)
+        assert severity_rank(remediation.metadata.severity) <= severity_rank(worst), rid

@@ -14,9 +14,8 @@ import pytest
 from remediations.cli.scan_flows import main as scan_flows
 from remediations.core.detect import detector_info
 from remediations.core.evidence import ExcessPermissionsEvidence, FlowStepEvidence
-from remediations.core.model import Finding
+from remediations.core.model import Finding, severity_rank
 from remediations.report import ForbiddenValueError, build_report, render_sarif, sarif_document
-from remediations.report.model import severity_rank
 from tests.unit.report_builders import GENERATED, seed_report, vault_id
 
 FLOWS = Path(__file__).resolve().parents[1] / "fixtures" / "flows"

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from remediations.core import detect as detect_module
-from remediations.core.detect import detect, new_finding
+from remediations.core.detect import detect, registered
 from remediations.core.evidence import FlowShareEvidence, FlowStepEvidence
 from remediations.core.model import (
     Connection,
@@ -62,8 +62,7 @@ def _with_flow(base: Snapshot, flow_id: str = "flow-1", connection_id: str = "co
 def _leak(vault_ref: str | None = None, *names: str, flow: str = "flow-1") -> Finding:
     """A `flow_lists_secrets` finding as its detector makes it: on the flow's resource id, with the
     vault its List secrets step names (None: an expression) and the secret names it reads."""
-    return new_finding(
-        "flow_lists_secrets",
+    return registered("flow_lists_secrets").info.finding(
         resource_id=flow_resource_id(Flow(id=flow, environment="env")),
         principal=None,
         message="flow lists secrets",
@@ -75,8 +74,7 @@ def _leak(vault_ref: str | None = None, *names: str, flow: str = "flow-1") -> Fi
 
 def _shared_with(person: str) -> Finding:
     """A `flow_shared_beyond_allowed` finding about `person` (no vault: what they can read is exposed)."""
-    return new_finding(
-        "flow_shared_beyond_allowed",
+    return registered("flow_shared_beyond_allowed").info.finding(
         resource_id=flow_resource_id(Flow(id="flow-1", environment="env")),
         principal=person,
         message="flow shared",
@@ -160,7 +158,10 @@ def test_disabled_and_excluded_secrets_are_not_proposed() -> None:
 def test_the_detector_consumes_the_policys_exposing_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
     snap = snapshot(_vault(_secret("db-password")))
     leak = _leak("kv-pay", "db-password")
-    monkeypatch.setitem(detect_module._DETECTORS, "flow_lists_secrets", lambda s, p: [leak])
+    lists = detect_module.registered("flow_lists_secrets")
+    monkeypatch.setitem(
+        detect_module._DETECTORS, lists.info.id, detect_module.Detector(lists.info, lambda s, p, new: [leak])
+    )
     found = [f for f in detect(snap, Policy()) if f.detector_id == "exposed_secret"]
     assert [f.evidence["exposedBy"] for f in found] == [[leak.id]]
     quiet = parse_policy({"rotation": {"exposingDetectors": []}})

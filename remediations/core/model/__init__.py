@@ -40,7 +40,17 @@ from remediations.core.model.keyvault import (
     Vault,
     expand_secret_permissions,
 )
-from remediations.core.model.plan import Action, Finding, Outcome, OutcomeStatus, Plan, ScopeLevel, Severity
+from remediations.core.model.plan import (
+    SEVERITIES,
+    Action,
+    Finding,
+    Outcome,
+    OutcomeStatus,
+    Plan,
+    ScopeLevel,
+    Severity,
+    severity_rank,
+)
 from remediations.core.model.power_platform import (
     EDIT_ALL_FLOWS_ROLES,
     KEYVAULT_CONNECTOR_ID,
@@ -61,6 +71,7 @@ __all__ = [
     "SECRETS_AS_OF",
     "SECRET_MANAGEMENT_PERMISSIONS",
     "SECRET_PERMISSIONS",
+    "SEVERITIES",
     "AccessPolicy",
     "AccessPolicyChange",
     "Action",
@@ -103,6 +114,7 @@ __all__ = [
     "age_text",
     "arm_name",
     "expand_secret_permissions",
+    "severity_rank",
     "stable_id",
     "subscription_of",
 ]

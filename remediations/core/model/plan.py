@@ -4,7 +4,7 @@ derived from content, so the same problem seen twice, or a plan stored and appli
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -13,6 +13,14 @@ from remediations.core.model.changes import Change
 from remediations.core.model.keyvault import PROVENANCE_KEYS
 
 Severity = Literal["low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = tuple(reversed(get_args(Severity)))  # most severe first
+
+
+def severity_rank(severity: str) -> int:
+    """0 for critical ... 3 for low (unknown sorts last): the one order of severities."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
 # Where a role assignment sits relative to a vault (remediations/core/rbac.py).
 ScopeLevel = Literal["secret", "vault", "resource_group", "subscription", "above_subscription"]
 

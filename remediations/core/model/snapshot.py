@@ -99,6 +99,11 @@ class Snapshot(Frozen):
         )
         return found
 
+    def known_gone(self, object_id: str) -> bool:
+        """The directory says the identity no longer exists (not: it could not be asked)."""
+        identity = self.identity(object_id)
+        return identity is not None and identity.exists is False
+
     def vault(self, vault_id: str) -> Vault | None:
         found: Vault | None = self._index("vaults", self.vaults, lambda v: v.id).get(vault_id.lower())
         return found
