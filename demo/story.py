@@ -894,7 +894,8 @@ class Story:
         finally:
             sink.close()
         # closure over the fresh read after the fix, with the policy the app ran with
-        judged = closure(self.after_snapshot, parse_policy(json.loads(self.policy_file.read_text())))
+        policy = parse_policy(json.loads(self.policy_file.read_text()))
+        judged = closure(self.after_snapshot, policy, self.app_oid)  # the app fixes; "this app"
         data = build_report(
             findings=[Finding.model_validate(f) for f in ticket["findings"]],
             snapshot=self.before_snapshot,
