@@ -252,8 +252,22 @@ def test_a_solution_flow_is_moved_by_rebinding_its_connection_reference_and_the_
                 }
             }
         )
+        # a dry run plans the rebind and writes nothing
+        dry = RunRequest(
+            trigger="cli",
+            scope=Scope(subscription_id=data["subscriptions"][0]["subscriptionId"]),
+            power_platform=policy.power_platform.scope(),
+            remediations=("move_to_service_connection",),
+            dry_run=True,
+        )
+        with AzureClients() as clients:
+            planned = run(dry, policy, clients, MemoryAuditSink())
+        assert [o.error for o in planned.outcomes] == ["dry run"]
+        assert not [r for r in emu.requests if r.route == "dataverse.connectionreferences.update"]
+
         result, _ = _apply(data, policy, "solution-reference", "move_to_service_connection")
         (action,) = [a for a in result.plan.actions if "connectionReferences" in a.target]
+        assert action.id == planned.plan.actions[0].id  # the plan reviewed is the plan applied
         assert action.target.endswith("/connectionReferences/vg_PayrollKeyVault")
         change = action.changes[0].model_dump()
         assert list(change["flow_ids"]) == sorted([payroll["name"], "f0000000-0000-4000-8000-0000000000c2"])
