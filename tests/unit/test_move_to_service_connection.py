@@ -196,3 +196,24 @@ def test_a_vault_bound_run_keeps_the_row_of_its_vault() -> None:
         scope.model_copy(update={"vault_name": "other"}), snap, findings, plan, environment_wide=True
     )
     assert other.actions == ()
+
+
+def test_a_dry_run_picture_moves_the_flows_the_plan_would_move() -> None:
+    """report/simulate.py: the 'after' snapshot of a dry run has every flow naming the row (and a flow
+    naming the connection itself) on the service connection; the same as the applied result."""
+    from remediations.report.simulate import simulate
+
+    snap = _solution_snapshot("f1", "f2")
+    direct = flow("f3", ADMIN, "c-admin")
+    snap = snap.model_copy(update={"flows": (*snap.flows, direct)})
+    plan = _solution_plan(snap)
+    after = simulate(snap, plan.writes)
+    assert {f.id: f.reference_keys for f in after.flows} == {
+        f: {"shared_keyvault": "c-svc"} for f in ("f1", "f2", "f3")
+    }
+    assert all(f.connection_references == ("c-svc",) for f in after.flows)
+    refused = _solution_plan(snap, keep={"f1", "f3"})  # the row also binds f2: skipped, not simulated
+    moved = {
+        f.id for f in simulate(snap, refused.writes).flows if f.reference_keys["shared_keyvault"] == "c-svc"
+    }
+    assert moved == {"f3"}
