@@ -56,11 +56,13 @@ def _connection(reference: Any) -> dict[str, Any]:
 
 
 def _bound_to(data: dict[str, Any], connection_id: str) -> list[str]:
-    """Reference keys whose connection is `connection_id`."""
+    """Reference keys whose own clientdata names `connection_id`; a key naming a connection reference
+    row is bound by that row (rebound with it, never here), whatever `connection.name` it also carries."""
     return [
         key
         for key, reference in _references(data).items()
         if str(_connection(reference).get("name") or "").lower() == connection_id.lower()
+        and not _connection(reference).get("connectionReferenceLogicalName")
     ]
 
 

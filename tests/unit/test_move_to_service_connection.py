@@ -3,6 +3,9 @@ connection the policy names for its vault or environment, only when that one can
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from remediations.core.detect import detect
 from remediations.core.graph import ExposureGraph
 from remediations.core.model import ConnectionReferenceChange, FlowConnectionChange, Plan, Scope, Snapshot
@@ -217,3 +220,45 @@ def test_a_dry_run_picture_moves_the_flows_the_plan_would_move() -> None:
         f.id for f in simulate(snap, refused.writes).flows if f.reference_keys["shared_keyvault"] == "c-svc"
     }
     assert moved == {"f3"}
+
+
+def test_the_clientdata_edit_leaves_a_key_its_connection_reference_row_binds() -> None:
+    """A flow with its own key and a solution key (whose clientdata also carries `connection.name`, as
+    the recorded clientdata does): the clientdata edit rebinds its own key only; the row's key keeps
+    naming its row."""
+    snap = _with_service_connection()
+    both = flow("f1", ADMIN, "c-admin").model_copy(
+        update={
+            "reference_keys": {"shared_keyvault": "c-admin", "shared_keyvault_1": "c-admin"},
+            "solution_references": {"shared_keyvault_1": "vg_kv"},
+        }
+    )
+    snap = snap.model_copy(update={"flows": (both,)})
+    (direct,) = [a for a in _solution_plan(snap).actions if isinstance(a.changes[0], FlowConnectionChange)]
+    row = {"name": "c-admin", "connectionReferenceLogicalName": "vg_kv"}
+    data = {
+        "properties": {
+            "connectionReferences": {
+                "shared_keyvault": {"connection": {"name": "c-admin"}},
+                "shared_keyvault_1": {"connection": row},
+            },
+            "definition": {},
+        }
+    }
+
+    class ClientData:
+        def __init__(self) -> None:
+            self.data = data
+
+        def get_flow_client_data(self, environment: str, flow_id: str) -> dict[str, Any]:
+            return copy.deepcopy(self.data)
+
+        def update_flow_client_data(self, environment: str, flow_id: str, sent: dict[str, Any]) -> None:
+            self.data = sent
+
+    api = ClientData()
+    outcome = MoveToServiceConnection().apply(direct, PPClients(api))  # type: ignore[arg-type]
+    assert outcome.status == "applied" and outcome.verified
+    references = api.data["properties"]["connectionReferences"]
+    assert references["shared_keyvault"]["connection"] == {"name": "c-svc"}
+    assert references["shared_keyvault_1"]["connection"] == row  # the row's binding is left to the row
