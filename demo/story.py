@@ -521,29 +521,37 @@ class Story:
             "; ".join(f"{o['action_id']}: {o.get('error')}" for o in failed) or result["status"],
         )
         # Closure is judged on a fresh read after apply: every person -> flow -> secret path left,
-        # with its reason; one no reason accepts fails the ticket. Shown by name (the ticket result
-        # has the ids in brackets), one row per person and flow.
-        path = re.compile(r"^path left: (.+?) -> flow (.+?) \(([a-z_]+)\) -> (\S+): (.+)$")
+        # with its reason (one no reason accepts fails the ticket), and every chain still there that no
+        # longer reaches the secret, with why it is closed. Shown by name (the ticket result has the ids
+        # in brackets), one row per person, flow and reason.
+        path = re.compile(r"^path (left|closed): (.+?) -> flow (.+?) \(([a-z_]+)\) -> (\S+): (.+)$")
 
         def unbracket(text: str) -> str:  # "Casey [<id>]" -> "Casey"; "'Payroll' [<id>]" -> "Payroll"
             return re.sub(r" \[[^\]]*\]$", "", text).strip("'")
 
-        left = [m for n in result.get("notes", []) if (m := path.match(n))]
-        rows: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)  # -> secrets per vault
-        for m in left:
-            rows[(unbracket(m[1]), unbracket(m[2]), m[5])][m[4].split("/", 1)[0]] += 1
-        open_paths = [m for m in left if m[5].startswith("not accepted")]
-        c.info(f"after the fix: {len(left)} person -> flow -> secret path(s) left, {len(open_paths)} open")
+        found = [m for n in result.get("notes", []) if (m := path.match(n))]
+        left = [m for m in found if m[1] == "left"]
+        rows: dict[tuple[str, str, str, str], Counter[str]] = defaultdict(Counter)  # -> secrets per vault
+        for m in found:
+            rows[(m[1], unbracket(m[2]), unbracket(m[3]), m[6])][m[5].split("/", 1)[0]] += 1
+        open_paths = [m for m in left if m[6].startswith("not accepted")]
+        c.info(
+            f"after the fix: {len(left)} person -> flow -> secret path(s) left, {len(open_paths)} open; "
+            f"{len(found) - len(left)} closed"
+        )
         c.table(
-            ["who", "flow", "vault (secrets)", "why it is left"],
+            ["who", "flow", "vault (secrets)", "path", "why it is left or closed"],
             [
                 [
-                    who[:28],
-                    flow[:28],
-                    ", ".join(f"{v} ({n})" for v, n in sorted(vaults.items()))[:40],
-                    why[:24],
+                    who[:24],
+                    flow[:24],
+                    ", ".join(f"{v} ({n})" for v, n in sorted(vaults.items()))[:30],
+                    state,
+                    why,
                 ]
-                for (who, flow, why), vaults in sorted(rows.items(), key=lambda r: (r[0][2], r[0][0]))
+                for (state, who, flow, why), vaults in sorted(
+                    rows.items(), key=lambda r: (r[0][0] != "left", r[0][3], r[0][1])
+                )
             ],
         )
         self.check(
@@ -867,7 +875,7 @@ class Story:
         )
 
     def report(self) -> None:
-        from remediations.core.closure import paths_left
+        from remediations.core.closure import closure
         from remediations.core.model import Action, Finding, Outcome, Plan
         from remediations.core.policy import parse_policy
         from remediations.report import AttackReplay, build_report, write_reports
@@ -886,6 +894,9 @@ class Story:
             audit = sink.records(ticket["correlationId"])
         finally:
             sink.close()
+        # closure over the fresh read after the fix, with the policy the app ran with
+        policy = parse_policy(json.loads(self.policy_file.read_text()))
+        judged = closure(self.after_snapshot, policy, self.app_oid)  # the app fixes; "this app"
         data = build_report(
             findings=[Finding.model_validate(f) for f in ticket["findings"]],
             snapshot=self.before_snapshot,
@@ -899,10 +910,8 @@ class Story:
             remediators=(self.app_oid,),
             api_calls=self.r.api_calls,
             duration_seconds=round(self.r.seconds, 1),
-            # closure over the fresh read after the fix, with the policy the app ran with
-            paths_left=paths_left(
-                self.after_snapshot, parse_policy(json.loads(self.policy_file.read_text()))
-            ),
+            paths_left=judged.left,
+            paths_closed=judged.closed,
             attack_replay=AttackReplay(
                 attacker=self.names[self.customizer],
                 before=tuple(sorted(self.r.before)),

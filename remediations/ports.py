@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from remediations.core.model import (
     AccessPolicyChange,
+    ConnectionReference,
     Flow,
     Identity,
     InventoryError,
@@ -162,6 +163,10 @@ class PowerPlatformApi(Protocol):
     def get_flow_client_data(self, environment: str, flow: str) -> dict[str, Any]: ...
 
     def update_flow_client_data(self, environment: str, flow: str, data: dict[str, Any]) -> None: ...
+
+    def get_connection_reference(self, environment: str, logical_name: str) -> ConnectionReference | None: ...
+
+    def update_connection_reference(self, environment: str, reference_id: str, connection: str) -> None: ...
 
     def security_roles(self, environment: str, principal_id: str) -> tuple[str, ...]: ...
 

@@ -8,7 +8,8 @@ Dataverse shares, and security roles belong to users and (Entra group) teams.
     PATCH /api/data/v9.2/workflows({id})        {"statecode": 0, "statuscode": 1} turns a flow off
     GET   /api/data/v9.2/systemusers?$expand=systemuserroles_association(...)
     GET   /api/data/v9.2/teams?$expand=teamroles_association(...)
-    GET   /api/data/v9.2/connectionreferences                          solution connection references
+    GET   /api/data/v9.2/connectionreferences[?$filter=connectionreferencelogicalname eq '<name>']
+    PATCH /api/data/v9.2/connectionreferences({id})   {"connectionid": ...}  rebinds every flow naming it
     GET   /api/data/v9.2/RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={'@odata.id':'workflows({id})'}
     POST  /api/data/v9.2/RevokeAccess           {"Target": {workflowid}, "Revokee": {ownerid}}  204
     DELETE /api/data/v9.2/systemusers({id})/systemuserroles_association({roleid})/$ref          204
@@ -32,8 +33,9 @@ Administrator / System Customizer there; others get 403. A registered management
 application user is refused, as in a real tenant.
 Dataverse ids: `systemuserid` / `teamid` are derived from the environment and the Entra object id
 (`azureactivedirectoryobjectid`). **Emulator deviations:** `$skiptoken` is an offset, not Dataverse's
-paging cookie (clients follow `@odata.nextLink` as given); `$filter` understands `category eq N` and
-`statecode eq N` only.
+paging cookie (clients follow `@odata.nextLink` as given); `$filter` understands `category eq N`,
+`statecode eq N` and `connectionreferencelogicalname eq '<name>'` only. Connection reference rows are
+derived from the flows naming them (a row no flow names is not held).
 """
 
 from __future__ import annotations
@@ -371,26 +373,62 @@ def register(emulator: Emulator) -> None:
             _, directory = _caller(request)
             return _page(request, [_selected(r, request, "teamid") for r in directory.teams()], "teams")
 
+    def _connection_reference_rows(env: Environment) -> dict[str, dict[str, Any]]:
+        """Solution connection references of the environment's flows, by logical name (lower case): a
+        row binds every flow naming it to one connection."""
+        found: dict[str, dict[str, Any]] = {}
+        for flow in state.powerplatform.flows_in(env.name):
+            for reference in flow.connection_references.values():
+                name = reference.get("connectionReferenceLogicalName")
+                if name and str(name).lower() not in found:
+                    found[str(name).lower()] = {
+                        "@odata.etag": 'W/"1"',
+                        "connectionreferenceid": str(uuid.uuid5(_NS, f"{env.name}/reference/{name}")),
+                        "connectionreferencelogicalname": name,
+                        "connectionreferencedisplayname": name,
+                        "connectionid": reference.get("connectionName"),
+                        "connectorid": reference.get("id"),
+                        "statecode": 0,
+                    }
+        return found
+
     def list_connection_references(request: Request) -> Response:
-        """Solution connection references of the environment's flows: logical name -> connection."""
+        """`$filter=connectionreferencelogicalname eq '<name>'` picks one row (Dataverse compares strings
+        case-insensitively; a doubled quote is one quote)."""
         with state.lock:
             env, _ = _caller(request)
-            found: dict[str, dict[str, Any]] = {}
-            for flow in state.powerplatform.flows_in(env.name):
-                for reference in flow.connection_references.values():
-                    name = reference.get("connectionReferenceLogicalName")
-                    if name and str(name).lower() not in found:
-                        found[str(name).lower()] = {
-                            "@odata.etag": 'W/"1"',
-                            "connectionreferenceid": str(uuid.uuid5(_NS, f"{env.name}/reference/{name}")),
-                            "connectionreferencelogicalname": name,
-                            "connectionreferencedisplayname": name,
-                            "connectionid": reference.get("connectionName"),
-                            "connectorid": reference.get("id"),
-                            "statecode": 0,
-                        }
+            found = _connection_reference_rows(env)
+            wanted = re.search(
+                r"connectionreferencelogicalname\s+eq\s+'((?:[^']|'')*)'", request.query.get("$filter", "")
+            )
+            if wanted:
+                name = wanted.group(1).replace("''", "'").lower()
+                found = {k: v for k, v in found.items() if k == name}
             rows = [_selected(found[k], request, "connectionreferenceid") for k in sorted(found)]
             return _page(request, rows, "connectionreferences")
+
+    def patch_connection_reference(request: Request) -> Response:
+        """Update of `connectionid` (204): every flow of the environment naming the row now runs on that
+        connection. No check that the connection exists or that the caller may use it (no public
+        source; docs/fidelity.md)."""
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("connectionid"), str):
+            raise HttpError(400, "0x80040203", "The request body must be a JSON object with connectionid.")
+        with state.lock:
+            env, _ = _caller(request)
+            key = request.params["id"].lower()
+            row = next(
+                (r for r in _connection_reference_rows(env).values() if r["connectionreferenceid"] == key),
+                None,
+            )
+            if row is None:
+                raise _not_found("connectionreference", request.params["id"])
+            name = str(row["connectionreferencelogicalname"]).lower()
+            for flow in state.powerplatform.flows_in(env.name):
+                for reference in flow.connection_references.values():
+                    if str(reference.get("connectionReferenceLogicalName") or "").lower() == name:
+                        reference["connectionName"] = body["connectionid"]
+        return Response.empty(204)
 
     def shared_principals(request: Request) -> Response:
         target = re.search(r"workflows\(([^)]+)\)", request.query.get("@tid", ""))
@@ -455,6 +493,13 @@ def register(emulator: Emulator) -> None:
         rf"{_API}/connectionreferences",
         list_connection_references,
         "dataverse.connectionreferences.list",
+    )
+    add(
+        DATAVERSE_HOST,
+        "PATCH",
+        rf"{_API}/connectionreferences\((?P<id>[^)]+)\)",
+        patch_connection_reference,
+        "dataverse.connectionreferences.update",
     )
     add(
         DATAVERSE_HOST,

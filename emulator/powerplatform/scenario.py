@@ -21,7 +21,8 @@ Errors name the field path (`powerPlatform.flows[2].creator`).
       "flows": [{"name": "<guid>", "environment": "<env>", "displayName": "...", "creator": "<object id>",
                  "state": "Started", "definition": {<Logic Apps workflow definition>},
                  "connectionReferences": {"shared_keyvault": {"connectionName": "<connection name>",
-                                          "id": "/providers/Microsoft.PowerApps/apis/shared_keyvault"}},
+                                          "id": "/providers/Microsoft.PowerApps/apis/shared_keyvault",
+                                          "connectionReferenceLogicalName": "<solution flows: the row>"}},
                  "shares": [{"principal": "<object id>", "role": "CanEdit|CanView", "type": "User|Group"}]}],
       "dlpPolicies": [<v2 policy: {"policyDefinition": {...}, "connectorConfigurationsDefinition": {...}}>]
     }
@@ -305,7 +306,8 @@ def load(state: State, data: Any) -> None:
             raise _fail(f"{where}.connectionReferences", "must be an object")
         for key, reference in references.items():
             rwhere = f"{where}.connectionReferences.{key}"
-            _object(reference, rwhere, {"connectionName", "id", "source", "tier"}, {"connectionName", "id"})
+            allowed = {"connectionName", "id", "source", "tier", "connectionReferenceLogicalName"}
+            _object(reference, rwhere, allowed, {"connectionName", "id"})
             if reference["connectionName"] not in pp.connections:
                 raise _fail(f"{rwhere}.connectionName", f"unknown connection '{reference['connectionName']}'")
         state_ = item.get("state", "Started")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from remediations.core.model import Flow, PrincipalKind, Share
+from remediations.core.model import ConnectionReference, Flow, PrincipalKind, Share
 
 WEB_API = "/api/data/v9.2"
 # Dataverse pages at most 5,000 rows (`Prefer: odata.maxpagesize`); fewer round trips than the default.
@@ -33,7 +33,7 @@ WORKFLOW_COLUMNS = "workflowid,name,clientdata,statecode,statuscode,_ownerid_val
 USER_COLUMNS = "systemuserid,azureactivedirectoryobjectid,applicationid,fullname,isdisabled"
 TEAM_COLUMNS = "teamid,azureactivedirectoryobjectid,teamtype,name"
 ROLE_COLUMNS = "roleid,name"
-CONNECTION_REFERENCE_COLUMNS = "connectionreferencelogicalname,connectionid,connectorid"
+CONNECTION_REFERENCE_COLUMNS = "connectionreferenceid,connectionreferencelogicalname,connectionid,connectorid"
 # statecode (manage-flows-with-code.md): 0 Draft (off), 1 Activated (on), 2 Suspended.
 FLOW_STATES = {0: "Stopped", 1: "Started", 2: "Suspended"}
 OFF = {"statecode": 0, "statuscode": 1}  # Draft / Draft: the flow stops triggering
@@ -121,15 +121,25 @@ def client_data(row: dict[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def _logical_name(reference: dict[str, Any]) -> str | None:
+    """The `connectionreferences` row a solution flow's reference names
+    (`connection.connectionReferenceLogicalName`), if any."""
+    raw = reference.get("connection")
+    name = raw.get("connectionReferenceLogicalName") if isinstance(raw, dict) else None
+    return str(name) if name else None
+
+
 def _connection_name(reference: dict[str, Any], logical_names: dict[str, str]) -> str | None:
-    """`connection.name` (clientdata in manage-flows-with-code.md), or `connectionName` (the older form
-    the same docs describe), or, for a solution flow whose reference names only
-    `connection.connectionReferenceLogicalName`, the `connectionid` of that `connectionreference` row."""
+    """For a reference naming a `connectionreference` row, that row's `connectionid`: the row binds the
+    flow, and rebinding it moves every flow naming it (docs/fidelity.md), so a `connection.name` the
+    clientdata also carries (the recorded clientdata in manage-flows-with-code.md has both) may be
+    stale. Else, or when the row is not known, `connection.name` (the same article), or
+    `connectionName` (the older form it describes)."""
     raw = reference.get("connection")
     connection: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    name = connection.get("name") or reference.get("connectionName")
-    if not name and connection.get("connectionReferenceLogicalName"):
-        name = logical_names.get(str(connection["connectionReferenceLogicalName"]).lower())
+    logical = _logical_name(reference)
+    name = (logical_names.get(logical.lower()) if logical else None) or connection.get("name")
+    name = name or reference.get("connectionName")
     return str(name) if name else None
 
 
@@ -140,13 +150,8 @@ def _references(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def needs_connection_references(row: dict[str, Any]) -> bool:
-    """Whether a reference names only a solution connection reference (its connection is elsewhere)."""
-    return any(
-        isinstance(r, dict)
-        and _connection_name(r, {}) is None
-        and (r.get("connection") or {}).get("connectionReferenceLogicalName")
-        for r in _references(row).values()
-    )
+    """Whether a reference names a solution connection reference (its row binds the connection)."""
+    return any(isinstance(r, dict) and _logical_name(r) for r in _references(row).values())
 
 
 def connection_references_from_api(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -156,6 +161,23 @@ def connection_references_from_api(rows: list[dict[str, Any]]) -> dict[str, str]
         for r in rows
         if r.get("connectionreferencelogicalname") and r.get("connectionid")
     }
+
+
+def connection_reference_from_api(row: dict[str, Any]) -> ConnectionReference:
+    """One `connectionreferences` row (columns of the Dataverse table reference `connectionreference`)."""
+    return ConnectionReference(
+        id=str(row["connectionreferenceid"]),
+        logical_name=str(row.get("connectionreferencelogicalname") or ""),
+        connection_id=str(row["connectionid"]) if row.get("connectionid") else None,
+        connector_id=str(row.get("connectorid") or ""),
+    )
+
+
+def connection_reference_query(logical_name: str) -> str:
+    """The row of one logical name (OData string literal: a quote is doubled)."""
+    literal = logical_name.replace("'", "''")
+    wanted = quote(f"connectionreferencelogicalname eq '{literal}'", safe="")
+    return f"{WEB_API}/connectionreferences?$select={CONNECTION_REFERENCE_COLUMNS}&$filter={wanted}"
 
 
 def flow_from_workflow(
@@ -172,6 +194,11 @@ def flow_from_workflow(
         for key, reference in _references(row).items()
         if isinstance(reference, dict) and (name := _connection_name(reference, logical_names or {}))
     }
+    solution = {
+        str(key): logical
+        for key, reference in _references(row).items()
+        if isinstance(reference, dict) and (logical := _logical_name(reference))
+    }
     owner = row.get("_ownerid_value")
     definition = properties.get("definition")
     return Flow(
@@ -183,6 +210,7 @@ def flow_from_workflow(
         definition=definition if isinstance(definition, dict) else {},
         state=FLOW_STATES.get(int(row.get("statecode") or 0), "Stopped"),
         reference_keys=keys,
+        solution_references=solution,
     )
 
 

@@ -40,6 +40,8 @@ from remediations.adapters.dataverse import (
     DataverseInstance,
     DataversePrincipals,
     client_data,
+    connection_reference_from_api,
+    connection_reference_query,
     connection_references_from_api,
     flow_from_workflow,
     flow_shares_from_api,
@@ -56,6 +58,7 @@ from remediations.adapters.powerapps_shapes import connection_share_from_api
 from remediations.adapters.rest import bearer_pipeline
 from remediations.adapters.retry import with_retry
 from remediations.core.model import (
+    ConnectionReference,
     Flow,
     PrincipalKind,
     Share,
@@ -279,6 +282,28 @@ class PowerPlatform:
         url = f"{self._instance(environment)}{WEB_API}/workflows({_q(flow)})"
         body = {"clientdata": json.dumps(data)}
         self._send(f"update flow {flow}", "PATCH", url, body, {"If-Match": "*"})
+
+    def get_connection_reference(self, environment: str, logical_name: str) -> ConnectionReference | None:
+        """The `connectionreferences` row of one logical name, fresh (a filtered list: the row's id is
+        not in the flows' clientdata); None when the environment has no such row."""
+        rows = self._dataverse_list(
+            f"get connection reference {logical_name}", environment, connection_reference_query(logical_name)
+        )
+        wanted = logical_name.lower()
+        found = [r for r in rows if str(r.get("connectionreferencelogicalname") or "").lower() == wanted]
+        return connection_reference_from_api(found[0]) if found else None
+
+    def update_connection_reference(self, environment: str, reference_id: str, connection: str) -> None:
+        """PATCH only `connectionid` of the row ("Update and delete table rows using the Web API": the
+        columns to change, `If-Match: *` so it never creates one; 204): every flow naming it moves."""
+        url = f"{self._instance(environment)}{WEB_API}/connectionreferences({_q(reference_id)})"
+        self._send(
+            f"update connection reference {reference_id}",
+            "PATCH",
+            url,
+            {"connectionid": connection},
+            {"If-Match": "*"},
+        )
 
     def flow_permissions(self, environment: str, flow: str) -> list[Share]:
         """The owner and every share (`RetrieveSharedPrincipalsAndAccess`) of one flow. The owner comes

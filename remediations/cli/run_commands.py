@@ -194,6 +194,7 @@ def cmd_apply(args: argparse.Namespace, policy: Policy) -> int:
         scope=result.scope.resource_id,
         duration_seconds=time.monotonic() - started,
         paths_left=result.paths_left,
+        paths_closed=result.paths_closed,
     )
     return _report_run(result, args.json)
 

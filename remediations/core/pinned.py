@@ -20,10 +20,14 @@ from pydantic import BaseModel, ConfigDict
 
 from remediations.core.model import (
     Action,
+    ConnectionReferenceChange,
     DlpPolicyChange,
+    FlowConnectionChange,
+    FlowSecureDataChange,
     FlowStateChange,
     Plan,
     Scope,
+    SecurityRoleChange,
     ShareChange,
     Snapshot,
     VaultAuthorizationChange,
@@ -226,12 +230,24 @@ def covering_scope(plan: Plan) -> Scope | None:
     return Scope(subscription_id=sub, resource_group=group, vault_name=vault)
 
 
+# Power Platform changes made in one environment (its flows, shares, roles, connection references).
+_ENVIRONMENT_CHANGES = (
+    ShareChange,
+    FlowStateChange,
+    SecurityRoleChange,
+    FlowSecureDataChange,
+    FlowConnectionChange,
+    ConnectionReferenceChange,
+)
+
+
 def environments_of(plan: Plan) -> tuple[str, ...]:
-    """The Power Platform environments the plan's changes are made in (shares, flows, DLP policies)."""
+    """The Power Platform environments the plan's changes are made in (shares, flows, roles, connection
+    references, DLP policies): a stored plan is checked against a fresh read of them."""
     found: set[str] = set()
     for action in (*plan.actions, *plan.deferred):
         for change in action.changes:
-            if isinstance(change, ShareChange | FlowStateChange):
+            if isinstance(change, _ENVIRONMENT_CHANGES):
                 found.add(change.environment)
             elif isinstance(change, DlpPolicyChange):
                 found.update(change.environments)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from remediations.core.connection_references import connection_reference_resource_id, reference_bindings
 from remediations.core.detect import detector_ids_on
 from remediations.core.model import Finding, Plan, Scope, Snapshot, stable_id
 from remediations.core.pp_detect import (
@@ -20,27 +21,33 @@ from remediations.core.pp_detect import (
 )
 from remediations.core.registry import get_remediation
 
-_SHARED_RESOURCE = re.compile(r"/(flows|connections)/", re.IGNORECASE)  # a flow's or a connection's id
+# a flow's, a connection's or a connection reference's id
+_SHARED_RESOURCE = re.compile(r"/(flows|connections|connectionReferences)/", re.IGNORECASE)
 
 
 def vault_resources(snapshot: Snapshot, vault_name: str) -> frozenset[str]:
-    """Lower-case resource ids of the Key Vault connections to `vault_name` and the flows using them."""
+    """Lower-case resource ids of the Key Vault connections to `vault_name`, the flows using them and the
+    connection reference rows binding them."""
     wanted = vault_name.lower()
 
     def to_vault(parameters: dict[str, str]) -> bool:
         return parameters.get("vaultName", "").lower() == wanted
 
-    connections = {
-        connection_resource_id(c).lower()
-        for c in keyvault_connections(snapshot).values()
-        if to_vault(c.parameters)
+    to_this_vault = {
+        c.id.lower(): c for c in keyvault_connections(snapshot).values() if to_vault(c.parameters)
+    }
+    connections = {connection_resource_id(c).lower() for c in to_this_vault.values()}
+    references = {
+        connection_reference_resource_id(row.environment, row.logical_name).lower()
+        for row in reference_bindings(snapshot).values()
+        if row.connections & set(to_this_vault)
     }
     flows = {
         flow_resource_id(flow).lower()
         for flow, used in keyvault_flows(snapshot)
         if any(to_vault(c.parameters) for c in used)
     }
-    return frozenset(connections | flows)
+    return frozenset(connections | flows | references)
 
 
 def bound_to_vault(

@@ -22,7 +22,7 @@ from remediations.report.fmt import (
 )
 from remediations.report.graph_view import NODE_KINDS, GraphView
 from remediations.report.guard import check_output
-from remediations.report.model import OUTCOME_STATES, ReportData
+from remediations.report.model import OUTCOME_STATES, PathClosedRow, PathLeftRow, ReportData
 
 _ESCAPES = {
     "\\": "\\\\",
@@ -46,6 +46,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return lines
+
+
+def _path_table(why: str, paths: Sequence[PathLeftRow | PathClosedRow]) -> list[str]:
+    """Person -> flow -> secret chains, names first, with why each is left or closed."""
+    return table(
+        ["Person", "Flow", "Via", "Secret", why], [[p.person, p.flow, p.via, p.secret, p.why] for p in paths]
+    )
 
 
 def _graph_section(report: ReportData) -> list[str]:
@@ -202,13 +209,14 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
         failed = sum(1 for p in report.paths_left if p.reason is None)
         out += [f"## Paths left after the fix ({len(report.paths_left)}, {failed} not accepted)", ""]
         out += (
-            table(
-                ["Person", "Flow", "Via", "Secret", "Why it remains"],
-                [[p.person, p.flow, p.via, p.secret, p.why] for p in report.paths_left],
-            )
+            _path_table("Why it remains", report.paths_left)
             if report.paths_left
             else ["_None: every path was closed._"]
         )
+        out.append("")
+    if report.paths_closed:
+        out += [f"## Paths closed by the fix ({len(report.paths_closed)})", ""]
+        out += _path_table("Why it is closed", report.paths_closed)
         out.append("")
 
     out += ["## Audit trail (excerpt)", ""]

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 import remediations
-from remediations.core.closure import PathLeft
+from remediations.core.closure import FlowPath, PathClosed, PathLeft
 from remediations.core.detect import DEFAULT_HELP, detector_info
 from remediations.core.evidence import Evidence, FlowStepEvidence
 from remediations.core.model import (
@@ -112,18 +112,35 @@ class PathLeftRow(_Frozen):
         return self.reason or "not accepted by the policy (a failure of the run)"
 
 
-def _path_rows(paths: Sequence[PathLeft], snapshot: Snapshot | None) -> tuple[PathLeftRow, ...]:
-    rows = {
-        PathLeftRow(
-            person=label_of(snapshot, f"principal:{p.person.lower()}"),
-            flow=p.flow_name or label_of(snapshot, f"flow:{p.flow}"),
-            secret=label_of(snapshot, p.secret),
-            via=p.via,
-            reason=p.reason,
-        )
-        for p in paths
+class PathClosedRow(_Frozen):
+    """One person -> flow -> secret chain a fresh read after apply still shows that no longer reaches the
+    secret (core/closure.py), labelled, with why it is closed."""
+
+    person: str
+    flow: str
+    secret: str
+    via: str
+    why: str
+
+
+def _path_labels(path: FlowPath, snapshot: Snapshot | None) -> dict[str, str]:
+    """Names first, as the rest of the report: the person's and the secret's labels, the flow's name."""
+    return {
+        "person": label_of(snapshot, f"principal:{path.person.lower()}"),
+        "flow": path.flow_name or label_of(snapshot, f"flow:{path.flow}"),
+        "secret": label_of(snapshot, path.secret),
+        "via": path.via,
     }
+
+
+def _path_rows(paths: Sequence[PathLeft], snapshot: Snapshot | None) -> tuple[PathLeftRow, ...]:
+    rows = {PathLeftRow(**_path_labels(p, snapshot), reason=p.reason) for p in paths}
     return tuple(sorted(rows, key=lambda r: (r.reason is not None, r.person, r.flow, r.secret)))
+
+
+def _closed_rows(paths: Sequence[PathClosed], snapshot: Snapshot | None) -> tuple[PathClosedRow, ...]:
+    rows = {PathClosedRow(**_path_labels(p, snapshot), why=p.why) for p in paths}
+    return tuple(sorted(rows, key=lambda r: (r.person, r.flow, r.secret)))
 
 
 class RuleInfo(_Frozen):
@@ -172,6 +189,7 @@ class ReportData(_Frozen):
     attack_replay: AttackReplay | None = None
     inventory_errors: tuple[InventoryError, ...] = ()
     paths_left: tuple[PathLeftRow, ...] | None = None  # None: closure was not verified for this report
+    paths_closed: tuple[PathClosedRow, ...] | None = None  # the chains closure found closed, with why
     # Raw id (lower case) -> display name: tables show names first and keep the id for hover.
     names: dict[str, str] = Field(default_factory=dict)
 
@@ -265,12 +283,14 @@ def build_report(
     audit_limit: int = 50,
     inventory_errors: Sequence[InventoryError] = (),
     paths_left: Sequence[PathLeft] | None = None,
+    paths_closed: Sequence[PathClosed] | None = None,
     remediators: Collection[str] = (),
 ) -> ReportData:
     """Pure: assemble the report. The "after" graph is, in order of preference: `snapshot_after`
     (re-read after apply), the snapshot with the actions whose outcome is applied/noop simulated,
     or (dry run, no outcomes) the snapshot with every planned write simulated. `paths_left`: the
-    closure check's person -> flow -> secret paths after apply (listed with their reasons).
+    closure check's person -> flow -> secret paths after apply (listed with their reasons);
+    `paths_closed`: the chains it found closed, each with why.
     `remediators`: vaultguard's own object id(s), left out of the graphs (it is the fixer, not a
     reach path)."""
     kept = sort_findings(at_least(_distinct(findings), min_severity))
@@ -329,5 +349,6 @@ def build_report(
         attack_replay=attack_replay,
         inventory_errors=tuple(errors),
         paths_left=None if paths_left is None else _path_rows(paths_left, snapshot_after or snapshot),
+        paths_closed=None if paths_closed is None else _closed_rows(paths_closed, snapshot_after or snapshot),
         names=display_names(snapshot) if snapshot is not None else {},
     )

@@ -1,7 +1,7 @@
 """The snapshot a plan would leave (pure): `simulate(snapshot, actions)` applies the graph-relevant
-changes of a plan (access policies, role assignments, the vault's permission model, shares) to a copy
-of the snapshot, so a dry run can show what the fix would cut (report/graph_view.py draws it and
-`compare` marks what was removed)."""
+changes of a plan (access policies, role assignments, the vault's permission model, shares, a flow's
+connection and a solution's connection reference) to a copy of the snapshot, so a dry run can show
+what the fix would cut (report/graph_view.py draws it and `compare` marks what was removed)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from remediations.core.access_policy import apply_change
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
+    ConnectionReferenceChange,
+    Flow,
+    FlowConnectionChange,
     RoleAssignment,
     RoleAssignmentChange,
     Share,
@@ -22,12 +25,14 @@ from remediations.core.role_changes import assignment_matches
 
 
 def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
-    """The snapshot after `actions` (access policy, role assignment, vault switch and share changes; DLP and
-    rotation changes cut no edge of this graph). Pure: used for dry-run "after" pictures."""
+    """The snapshot after `actions` (access policy, role assignment, vault switch, share, flow connection
+    and connection reference changes; DLP and rotation changes cut no edge of this graph). Pure: used
+    for dry-run "after" pictures."""
     vaults = {v.id.lower(): v for v in snapshot.vaults}
     order = [v.id.lower() for v in snapshot.vaults]
     role_assignments = list(snapshot.role_assignments)
     shares = list(snapshot.shares)
+    flows = list(snapshot.flows)
     for action in actions:
         for change in action.changes:
             if isinstance(change, AccessPolicyChange):
@@ -54,6 +59,8 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
                     vaults[key] = vaults[key].model_copy(
                         update={"enable_rbac_authorization": change.enable_rbac_authorization}
                     )
+            elif isinstance(change, FlowConnectionChange | ConnectionReferenceChange):
+                flows = [_moved(flow, change) for flow in flows]
             elif isinstance(change, ShareChange):
                 if change.operation == "delete":
                     shares = [s for s in shares if not _same_share(s, change)]
@@ -72,7 +79,31 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
             "vaults": tuple(vaults[k] for k in order),
             "role_assignments": tuple(role_assignments),
             "shares": tuple(shares),
+            "flows": tuple(flows),
         }
+    )
+
+
+def _moved(flow: Flow, change: FlowConnectionChange | ConnectionReferenceChange) -> Flow:
+    """The flow with the references the change rebinds pointing at its new connection: a flow's own
+    (`FlowConnectionChange`), or every flow naming the connection reference row."""
+    if flow.environment.lower() != change.environment.lower():
+        return flow
+    if isinstance(change, FlowConnectionChange):
+        if flow.id.lower() != change.flow_id.lower():
+            return flow
+        keys = {k for k in flow.reference_keys if k not in flow.solution_references}
+    else:
+        wanted = change.logical_name.lower()
+        keys = {k for k, name in flow.solution_references.items() if name.lower() == wanted}
+    bound = {
+        k: change.to_connection if k in keys and c.lower() == change.from_connection.lower() else c
+        for k, c in flow.reference_keys.items()
+    }
+    if bound == flow.reference_keys:
+        return flow
+    return flow.model_copy(
+        update={"reference_keys": bound, "connection_references": tuple(sorted(set(bound.values())))}
     )
 
 

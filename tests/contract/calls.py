@@ -66,14 +66,19 @@ def team_page(recorded: Any) -> Any:
     }
 
 
+CONNECTION_REFERENCE_ID = "a5b0e2c4-0000-4000-8000-00000000c0de"  # a made-up primary key (no recording)
+
+
 def connection_reference_page(recorded: Any) -> Any:
     """A `connectionreferences` row for the logical name the recorded clientdata names (table columns
-    from the Dataverse table reference; no recorded response exists)."""
+    from the Dataverse table reference, `connectionreferenceid` its primary key; no recorded response
+    exists)."""
     data = json.loads(recorded["clientdata"])
     (reference,) = data["properties"]["connectionReferences"].values()
     return {
         "value": [
             {
+                "connectionreferenceid": CONNECTION_REFERENCE_ID,
                 "connectionreferencelogicalname": reference["connection"]["connectionReferenceLogicalName"],
                 "connectionid": reference["connection"]["name"],
                 "connectorid": f"/providers/Microsoft.PowerApps/apis/{reference['api']['name']}",
@@ -213,6 +218,16 @@ CALLS: tuple[Call, ...] = (
         "dataverse-workflow-clientdata.docs.json",
         connection_reference_page,
         recorded=False,
+    ),
+    Call(
+        "Dataverse PATCH connectionreferences({id})",
+        "PATCH",
+        rf"{_DV}connectionreferences\([^)]+\)$",
+        "dataverse-workflow-statecode.request.docs.json",  # the closest: a documented Dataverse PATCH
+        _nothing,
+        status=204,
+        recorded=False,
+        body_keys=frozenset({"connectionid"}),
     ),
     Call(
         "Dataverse GET RetrieveSharedPrincipalsAndAccess",

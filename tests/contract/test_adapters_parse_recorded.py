@@ -48,7 +48,7 @@ from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.dlp_shape import dlp_from_api
 from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope
 from remediations.core.secret_value import SecretValue
-from tests.contract.calls import RoutedTransport, team_page
+from tests.contract.calls import CONNECTION_REFERENCE_ID, RoutedTransport, team_page
 from tests.contract.recorded import RecordedTransport, StaticCredential
 from tests.contract.shapes import fixture, values_at
 
@@ -541,3 +541,25 @@ def test_clientdata_update_sends_the_documented_column_as_a_json_string() -> Non
     (sent,) = [b for (m, _), b in zip(transport.requests, transport.sent, strict=True) if m == "PATCH"]
     assert set(sent) == {"clientdata"} and isinstance(sent["clientdata"], str)
     assert json.loads(sent["clientdata"]) == data
+
+
+def test_connection_reference_rebind_reads_the_row_and_patches_only_its_connection() -> None:
+    """move_to_service_connection on a solution flow: the row of the logical name the recorded clientdata
+    names (a filtered `connectionreferences` list: its id, its `connectionid`), then a PATCH of only
+    `connectionid` on `connectionreferences(<id>)` ("Update and delete table rows using the Web API":
+    the columns to change, `If-Match: *`, 204)."""
+    recorded = json.loads(fixture("dataverse-workflow-clientdata.docs.json")["clientdata"])
+    (reference,) = recorded["properties"]["connectionReferences"].values()
+    logical_name = reference["connection"]["connectionReferenceLogicalName"]
+    transport = RoutedTransport()
+    api = _dataverse_api(transport)
+    row = api.get_connection_reference(ENVIRONMENT, logical_name)
+    assert row is not None and row.logical_name == logical_name
+    assert row.connection_id == reference["connection"]["name"] and row.id == CONNECTION_REFERENCE_ID
+    (listed,) = [u for m, u in transport.requests if "connectionreferences" in u]
+    assert "$filter=connectionreferencelogicalname%20eq%20%27crdcb_" in listed
+    api.update_connection_reference(ENVIRONMENT, row.id, "shared-keyvault-service")
+    (url,) = [u for m, u in transport.requests if m == "PATCH"]
+    assert url.endswith(f"/api/data/v9.2/connectionreferences({CONNECTION_REFERENCE_ID})")
+    assert transport.sent[-1] == {"connectionid": "shared-keyvault-service"}
+    assert transport.served[-1] == "Dataverse PATCH connectionreferences({id})"

@@ -720,6 +720,56 @@ def test_dataverse_connection_references_page(emu: Emulator, seed: dict[str, Any
     assert row["connectionid"] == reference["connectionName"]
 
 
+def test_dataverse_connection_reference_patch_rebinds_every_flow_naming_it(
+    emu: Emulator, seed: dict[str, Any]
+) -> None:
+    """The row of one logical name (`$filter`), then `PATCH connectionreferences(<id>)` with only
+    `connectionid` (the documented update: 204, no body): both flows naming the row now run on the new
+    connection, and a re-read shows it. A body without `connectionid` is 400, an unknown row 404."""
+    first, second = seed["powerPlatform"]["flows"][1:3]  # both on the service principal's connection
+    analyst_connection = seed["powerPlatform"]["flows"][3]["connectionReferences"]["shared_keyvault"]
+    with emu.state.lock:
+        references = [
+            emu.state.powerplatform.flows[f["name"]].connection_references["shared_keyvault"]
+            for f in (first, second)
+        ]
+        for reference in references:
+            reference["connectionReferenceLogicalName"] = "vg_Contract_Probe"
+    try:
+        client, base = _dataverse(emu, first["environment"])
+        query = (
+            f"{base}/api/data/v9.2/connectionreferences?$select=connectionreferenceid,connectionid"
+            "&$filter=connectionreferencelogicalname eq 'vg_contract_probe'"
+        )
+        (row,) = client.call("GET", query).json()["value"]
+        url = f"{base}/api/data/v9.2/connectionreferences({row['connectionreferenceid']})"
+        moved = client.call(
+            "PATCH",
+            url,
+            json={"connectionid": analyst_connection["connectionName"]},
+            headers={"If-Match": "*"},
+        )
+        assert moved.status_code == 204 and not moved.content
+        assert [r["connectionName"] for r in references] == [analyst_connection["connectionName"]] * 2
+        (again,) = client.call("GET", query).json()["value"]
+        assert again["connectionid"] == analyst_connection["connectionName"]
+        assert client.call("PATCH", url, json={"name": "x"}, headers={"If-Match": "*"}).status_code == 400
+        unknown = client.call(
+            "PATCH",
+            url.replace(row["connectionreferenceid"], "00000000-0000-0000-0000-000000000000"),
+            json={"connectionid": "c"},
+            headers={"If-Match": "*"},
+        )
+        assert unknown.status_code == 404
+    finally:  # the module shares one emulator: restore the seed
+        with emu.state.lock:
+            for reference, flow in zip(references, (first, second), strict=True):
+                reference.pop("connectionReferenceLogicalName")
+                reference["connectionName"] = flow["connectionReferences"]["shared_keyvault"][
+                    "connectionName"
+                ]
+
+
 def test_storage_keys_list_and_regenerate(emu: Emulator, seed: dict[str, Any]) -> None:
     """`listKeys` and `regenerateKey` (the storage-key rotator) answer the recorded `keys[]` shape; a
     regenerated key differs from the one listed before."""

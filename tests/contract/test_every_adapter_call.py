@@ -29,7 +29,7 @@ from remediations.adapters.powerplatform import PowerPlatform
 from remediations.adapters.storage_keys import StorageKeys
 from remediations.core.model import AccessPolicyChange, Permissions, RoleAssignmentChange, Scope
 from remediations.core.secret_value import SecretValue
-from tests.contract.calls import CALLS, RoutedTransport
+from tests.contract.calls import CALLS, CONNECTION_REFERENCE_ID, RoutedTransport
 from tests.contract.recorded import StaticCredential
 from tests.contract.shapes import FIXTURES, fixture
 
@@ -40,6 +40,7 @@ ENV = "00000000-0000-0000-0000-000000000001"  # the recorded environment with a 
 FLOW = "d9e875bf-1c9b-ea11-a811-000d3a122b89"  # the recorded workflows row
 USER = fixture("dataverse-systemuser.tf-provider.json")
 KEYVAULT = "shared_keyvault"
+REFERENCE = "crdcb_sharedcommondataserviceforapps_109ea"  # the logical name the recorded clientdata names
 
 ADAPTERS: dict[type, Callable[[RoutedTransport], Any]] = {
     Directory: lambda t: Directory(StaticCredential(), transport=t),
@@ -146,6 +147,10 @@ DRIVERS: dict[str, Callable[[Any, RoutedTransport], Any]] = {
     "PowerPlatform.get_flow_client_data": lambda a, _: a.get_flow_client_data(ENV, FLOW),
     "PowerPlatform.update_flow_client_data": lambda a, _: (
         a.update_flow_client_data(ENV, FLOW, {"properties": {"definition": {}}}) or "done"
+    ),
+    "PowerPlatform.get_connection_reference": lambda a, _: a.get_connection_reference(ENV, REFERENCE),
+    "PowerPlatform.update_connection_reference": lambda a, _: (
+        a.update_connection_reference(ENV, CONNECTION_REFERENCE_ID, "c1") or "done"
     ),
     "PowerPlatform.flow_permissions": lambda a, _: a.flow_permissions(ENV, FLOW),
     "PowerPlatform.revoke_flow_access": lambda a, _: (

@@ -14,6 +14,7 @@ import pytest
 
 from emulator import Emulator
 from emulator.powerplatform import definitions as defs
+from emulator.scenario import load_scenario
 from remediations.adapters.clients import AzureClients
 from remediations.core.model import Scope
 from remediations.core.policy import Policy, parse_policy
@@ -197,3 +198,100 @@ def test_move_to_service_connection_rebinds_the_flow_and_its_runs_read_as_the_se
     assert owner.post(f"{base}/triggers/manual/run", params=V, json={}).status_code == 202
     asked = emu.requests.filter(host="kv-svc-flows.vault.azure.net")[mark:]
     assert asked and {r.caller_oid for r in asked} == {service["identity"]}
+
+
+def _solution_seed(seed: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The seed with 'Nightly payroll export' and a copy of it as solution flows naming one connection
+    reference row bound to the admin's kv-shared-prod connection, and a service principal's connection to
+    that vault whose identity may only get secrets (no list). Returns the scenario and that connection."""
+    data = json.loads(json.dumps(seed))
+    pp = data["powerPlatform"]
+    payroll = next(f for f in pp["flows"] if f["displayName"] == "Nightly payroll export")
+    payroll["connectionReferences"]["shared_keyvault"]["connectionReferenceLogicalName"] = (
+        "vg_PayrollKeyVault"
+    )
+    copy = json.loads(json.dumps(payroll)) | {
+        "name": "f0000000-0000-4000-8000-0000000000c2",
+        "displayName": "Payroll audit (same solution)",
+        "shares": [],
+    }
+    sp = data["servicePrincipals"][0]["id"]
+    service = {
+        "name": "shared-keyvault-50c0e1a2b3c4d5e6f708192a3b4c5d6e",
+        "environment": payroll["environment"],
+        "displayName": "kv-shared-prod (service principal)",
+        "createdBy": _who(seed, "svc-flows@"),
+        "authType": "servicePrincipal",
+        "identity": sp,
+        "parameters": {"vaultName": "kv-shared-prod"},
+    }
+    pp["flows"].append(copy)
+    pp["connections"].append(service)
+    vault = next(v for v in data["vaults"] if v["name"] == "kv-shared-prod")
+    vault["accessPolicies"].append({"objectId": sp, "permissions": {"secrets": ["Get"]}})
+    return data, service
+
+
+def test_a_solution_flow_is_moved_by_rebinding_its_connection_reference_and_the_attack_is_refused(
+    seed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Solution flows name a connection reference row, not the admin's connection: one action rebinds
+    the row (Dataverse PATCH of `connectionid`, verified by a re-read) and names both flows it moves;
+    afterwards the System Customizer's List + for-each edit of the flow runs as the service principal,
+    and Key Vault refuses the List (403): the dump through the admin's rights is gone."""
+    data, service = _solution_seed(seed)
+    payroll = next(f for f in data["powerPlatform"]["flows"] if f["displayName"] == "Nightly payroll export")
+    with Emulator(load_scenario(data)) as emu:
+        for name, value in emu.env.items():
+            monkeypatch.setenv(name, value)
+        policy = parse_policy(
+            {
+                "powerPlatform": {
+                    "environments": ["*"],
+                    "serviceConnections": {"kv-shared-prod": service["name"]},
+                }
+            }
+        )
+        # a dry run plans the rebind and writes nothing
+        dry = RunRequest(
+            trigger="cli",
+            scope=Scope(subscription_id=data["subscriptions"][0]["subscriptionId"]),
+            power_platform=policy.power_platform.scope(),
+            remediations=("move_to_service_connection",),
+            dry_run=True,
+        )
+        with AzureClients() as clients:
+            planned = run(dry, policy, clients, MemoryAuditSink())
+        assert [o.error for o in planned.outcomes] == ["dry run"]
+        assert not [r for r in emu.requests if r.route == "dataverse.connectionreferences.update"]
+
+        result, _ = _apply(data, policy, "solution-reference", "move_to_service_connection")
+        (action,) = [a for a in result.plan.actions if "connectionReferences" in a.target]
+        assert action.id == planned.plan.actions[0].id  # the plan reviewed is the plan applied
+        assert action.target.endswith("/connectionReferences/vg_PayrollKeyVault")
+        change = action.changes[0].model_dump()
+        assert list(change["flow_ids"]) == sorted([payroll["name"], "f0000000-0000-4000-8000-0000000000c2"])
+        assert not [a for a in result.plan.actions if payroll["name"] in a.target]  # no clientdata edit
+        (outcome,) = [o for o in result.outcomes if o.action_id == action.id]
+        assert outcome.status == "applied" and outcome.verified
+        patches = [r for r in emu.requests if r.route == "dataverse.connectionreferences.update"]
+        assert [r.status for r in patches] == [204]
+        assert [json.loads(r.body) for r in patches] == [{"connectionid": service["name"]}]
+        flows = emu.state.powerplatform.flows
+        for flow_id in change["flow_ids"]:
+            assert (
+                flows[flow_id].connection_references["shared_keyvault"]["connectionName"] == service["name"]
+            )
+
+        # the customizer's dump through the flow now reads as the service principal: List is refused
+        attack = Attack(emu, data)
+        assert attack.edit(defs.dump_vault_definition()).status_code == 200
+        mark = len(emu.requests.filter(host="kv-shared-prod.vault.azure.net"))
+        after = attack.run()
+        assert after["properties"]["status"] == "Failed"
+        listed = after["properties"]["actions"]["List_secrets"]
+        assert listed["status"] == "Failed" and listed["code"] == "Forbidden"
+        asked = emu.requests.filter(host="kv-shared-prod.vault.azure.net")[mark:]
+        assert asked and {r.caller_oid for r in asked} == {data["servicePrincipals"][0]["id"]}
+        values = {s["value"] for v in data["vaults"] for s in v["secrets"]}
+        assert not any(v in json.dumps(after) for v in values)

@@ -13,6 +13,7 @@ from remediations.adapters.errors import ResourceGone
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
     Connection,
+    ConnectionReference,
     Environment,
     Flow,
     Share,
@@ -137,6 +138,34 @@ class MemoryPowerPlatform:
         self.roles = {(e.name, p): set(r) for e in snap.environments for p, r in e.role_holders.items()}
         self.ignore_role_removal = False
         self.ignore_updates = False
+        # connectionreferences rows by logical name (lower case): a solution flow's binding
+        self.references = {
+            name.lower(): ConnectionReference(
+                id=f"cr-{name.lower()}", logical_name=name, connection_id=f.reference_keys[key]
+            )
+            for f in snap.flows
+            for key, name in f.solution_references.items()
+        }
+
+    def get_connection_reference(self, environment: str, logical_name: str) -> ConnectionReference | None:
+        self.calls.append(("get_connection_reference", logical_name))
+        return self.references.get(logical_name.lower())
+
+    def update_connection_reference(self, environment: str, reference_id: str, connection: str) -> None:
+        """PATCH connectionid: every flow naming the row now runs on `connection`."""
+        self.calls.append(("update_connection_reference", reference_id))
+        if self.ignore_updates:
+            return
+        name, row = next((n, r) for n, r in self.references.items() if r.id == reference_id)
+        self.references[name] = row.model_copy(update={"connection_id": connection})
+        for flow_id, found in self.flows.items():
+            keys = {
+                k: connection if found.solution_references.get(k, "").lower() == name else c
+                for k, c in found.reference_keys.items()
+            }
+            self.flows[flow_id] = found.model_copy(
+                update={"reference_keys": keys, "connection_references": tuple(sorted(set(keys.values())))}
+            )
 
     def get_flow_client_data(self, environment: str, flow_id: str) -> dict[str, Any]:
         """`clientdata` as Dataverse holds it: the definition and the connection references."""

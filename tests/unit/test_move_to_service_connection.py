@@ -3,14 +3,27 @@ connection the policy names for its vault or environment, only when that one can
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from remediations.core.detect import detect
 from remediations.core.graph import ExposureGraph
-from remediations.core.model import FlowConnectionChange, Snapshot
+from remediations.core.model import ConnectionReferenceChange, FlowConnectionChange, Plan, Scope, Snapshot
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
+from remediations.core.vault_bound import bound_to_vault
 from remediations.fixes.move_to_service_connection import MoveToServiceConnection
 from tests.unit.kv_builders import policy_entry
-from tests.unit.pp_builders import ENV, SVC, MemoryPowerPlatform, PPClients, connection, seed_like
+from tests.unit.pp_builders import (
+    ADMIN,
+    ENV,
+    SVC,
+    MemoryPowerPlatform,
+    PPClients,
+    connection,
+    flow,
+    seed_like,
+)
 
 BY_VAULT = {"powerPlatform": {"serviceConnections": {"kv": "c-svc"}}}
 BY_ENV = {"powerPlatform": {"serviceConnections": {ENV: "c-svc"}}}
@@ -81,3 +94,171 @@ def test_apply_fails_when_the_update_did_not_stick() -> None:
     api.ignore_updates = True
     outcome = MoveToServiceConnection().apply(plan.actions[0], PPClients(api))  # type: ignore[arg-type]
     assert outcome.status == "failed" and "still uses" in (outcome.error or "")
+
+
+# -- solution flows: a connection reference row binds every flow naming it --------------------------------
+
+
+def _solution_snapshot(*flow_ids: str) -> Snapshot:
+    """Solution flows naming one connection reference row (`vg_kv`) bound to the admin's connection."""
+    snap = _with_service_connection()
+    flows = tuple(
+        flow(f, ADMIN, "c-admin").model_copy(update={"solution_references": {"shared_keyvault": "vg_kv"}})
+        for f in flow_ids
+    )
+    return snap.model_copy(update={"flows": flows})
+
+
+def _solution_plan(snap: Snapshot, keep: set[str] | None = None) -> Plan:
+    policy = parse_policy(BY_VAULT)
+    findings = [
+        f
+        for f in detect(snap, policy)
+        if keep is None or f.evidence.get("flow") is None or f.evidence.get("flow") in keep
+    ]
+    return build_plan(findings, snap, policy, remediation_ids={"move_to_service_connection"}, dry_run=False)
+
+
+def test_a_shared_connection_reference_is_rebound_once_naming_every_flow_it_moves() -> None:
+    plan = _solution_plan(_solution_snapshot("f1", "f2"))
+    (action,) = plan.actions  # one row, not one clientdata edit per flow
+    assert action.skip_reason is None
+    assert action.target == "/providers/Microsoft.PowerApps/environments/env-1/connectionReferences/vg_kv"
+    assert action.changes == (
+        ConnectionReferenceChange(
+            environment=ENV,
+            logical_name="vg_kv",
+            from_connection="c-admin",
+            to_connection="c-svc",
+            flow_ids=("f1", "f2"),
+        ),
+    )
+    assert "'flow f1', 'flow f2'" in action.reason and len(action.finding_ids) == 2
+    assert action.before == {"connection": ["c-admin"], "flows": ["f1", "f2"]}
+    assert action.after == {"connection": ["c-svc"], "flows": ["f1", "f2"]}
+
+
+def test_refused_when_the_row_also_binds_a_flow_this_run_does_not_move() -> None:
+    plan = _solution_plan(_solution_snapshot("f1", "f2"), keep={"f1"})
+    (action,) = plan.actions
+    assert action.skip_reason is not None
+    assert "also binds flow(s) f2" in action.skip_reason and "would move them too" in action.skip_reason
+    assert plan.writes == ()
+
+
+def test_a_flow_naming_its_connection_itself_keeps_the_clientdata_edit() -> None:
+    snap = _solution_snapshot("f1")
+    direct = flow("f2", ADMIN, "c-admin")
+    plan = _solution_plan(snap.model_copy(update={"flows": (*snap.flows, direct)}))
+    kinds = sorted(type(a.changes[0]).__name__ for a in plan.actions)
+    assert kinds == ["ConnectionReferenceChange", "FlowConnectionChange"]
+
+
+def test_apply_rebinds_the_row_verifies_it_and_every_flow_moves() -> None:
+    snap = _solution_snapshot("f1", "f2")
+    (action,) = _solution_plan(snap).actions
+    api = MemoryPowerPlatform(snap)
+    outcome = MoveToServiceConnection().apply(action, PPClients(api))  # type: ignore[arg-type]
+    assert outcome.status == "applied" and outcome.verified
+    assert api.calls == [
+        ("get_connection_reference", "vg_kv"),
+        ("update_connection_reference", "cr-vg_kv"),
+        ("get_connection_reference", "vg_kv"),
+    ]
+    assert {f.id: f.reference_keys for f in api.flows.values()} == {
+        "f1": {"shared_keyvault": "c-svc"},
+        "f2": {"shared_keyvault": "c-svc"},
+    }
+    again = MoveToServiceConnection().apply(action, PPClients(api))  # type: ignore[arg-type]
+    assert again.status == "noop" and again.verified  # idempotent: already bound to the service connection
+
+
+def test_apply_leaves_a_row_changed_since_the_plan_and_fails_an_update_that_did_not_take() -> None:
+    snap = _solution_snapshot("f1")
+    (action,) = _solution_plan(snap).actions
+    api = MemoryPowerPlatform(snap)
+    api.references["vg_kv"] = api.references["vg_kv"].model_copy(update={"connection_id": "c-other"})
+    drifted = MoveToServiceConnection().apply(action, PPClients(api))  # type: ignore[arg-type]
+    assert drifted.status == "failed" and "changed since the plan" in (drifted.error or "")
+    assert ("update_connection_reference", "cr-vg_kv") not in api.calls  # never overwritten
+    stuck = MemoryPowerPlatform(snap)
+    stuck.ignore_updates = True
+    outcome = MoveToServiceConnection().apply(action, PPClients(stuck))  # type: ignore[arg-type]
+    assert outcome.status == "failed" and "still binds" in (outcome.error or "")
+
+
+def test_a_vault_bound_run_keeps_the_row_of_its_vault() -> None:
+    snap = _solution_snapshot("f1", "f2")
+    policy = parse_policy(BY_VAULT)
+    findings = detect(snap, policy)
+    plan = _solution_plan(snap)
+    scope = Scope(subscription_id="sub", vault_name="kv")
+    _, kept = bound_to_vault(scope, snap, findings, plan, environment_wide=False)
+    assert kept.actions == plan.actions
+    _, other = bound_to_vault(
+        scope.model_copy(update={"vault_name": "other"}), snap, findings, plan, environment_wide=True
+    )
+    assert other.actions == ()
+
+
+def test_a_dry_run_picture_moves_the_flows_the_plan_would_move() -> None:
+    """report/simulate.py: the 'after' snapshot of a dry run has every flow naming the row (and a flow
+    naming the connection itself) on the service connection; the same as the applied result."""
+    from remediations.report.simulate import simulate
+
+    snap = _solution_snapshot("f1", "f2")
+    direct = flow("f3", ADMIN, "c-admin")
+    snap = snap.model_copy(update={"flows": (*snap.flows, direct)})
+    plan = _solution_plan(snap)
+    after = simulate(snap, plan.writes)
+    assert {f.id: f.reference_keys for f in after.flows} == {
+        f: {"shared_keyvault": "c-svc"} for f in ("f1", "f2", "f3")
+    }
+    assert all(f.connection_references == ("c-svc",) for f in after.flows)
+    refused = _solution_plan(snap, keep={"f1", "f3"})  # the row also binds f2: skipped, not simulated
+    moved = {
+        f.id for f in simulate(snap, refused.writes).flows if f.reference_keys["shared_keyvault"] == "c-svc"
+    }
+    assert moved == {"f3"}
+
+
+def test_the_clientdata_edit_leaves_a_key_its_connection_reference_row_binds() -> None:
+    """A flow with its own key and a solution key (whose clientdata also carries `connection.name`, as
+    the recorded clientdata does): the clientdata edit rebinds its own key only; the row's key keeps
+    naming its row."""
+    snap = _with_service_connection()
+    both = flow("f1", ADMIN, "c-admin").model_copy(
+        update={
+            "reference_keys": {"shared_keyvault": "c-admin", "shared_keyvault_1": "c-admin"},
+            "solution_references": {"shared_keyvault_1": "vg_kv"},
+        }
+    )
+    snap = snap.model_copy(update={"flows": (both,)})
+    (direct,) = [a for a in _solution_plan(snap).actions if isinstance(a.changes[0], FlowConnectionChange)]
+    row = {"name": "c-admin", "connectionReferenceLogicalName": "vg_kv"}
+    data = {
+        "properties": {
+            "connectionReferences": {
+                "shared_keyvault": {"connection": {"name": "c-admin"}},
+                "shared_keyvault_1": {"connection": row},
+            },
+            "definition": {},
+        }
+    }
+
+    class ClientData:
+        def __init__(self) -> None:
+            self.data = data
+
+        def get_flow_client_data(self, environment: str, flow_id: str) -> dict[str, Any]:
+            return copy.deepcopy(self.data)
+
+        def update_flow_client_data(self, environment: str, flow_id: str, sent: dict[str, Any]) -> None:
+            self.data = sent
+
+    api = ClientData()
+    outcome = MoveToServiceConnection().apply(direct, PPClients(api))  # type: ignore[arg-type]
+    assert outcome.status == "applied" and outcome.verified
+    references = api.data["properties"]["connectionReferences"]
+    assert references["shared_keyvault"]["connection"] == {"name": "c-svc"}
+    assert references["shared_keyvault_1"]["connection"] == row  # the row's binding is left to the row

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
+    ConnectionReferenceChange,
     Permissions,
     Plan,
     ShareChange,
@@ -114,6 +115,21 @@ def test_the_scope_a_stored_plan_is_read_again_on() -> None:
     )
     assert environments_of(_plan(share)) == ("env-1",)
     assert covering_scope(_plan(share)) is None
+    # a stored plan rebinding a solution's connection reference is checked against its environment
+    rebind = share.model_copy(
+        update={
+            "changes": (
+                ConnectionReferenceChange(
+                    environment="env-2",
+                    logical_name="vg_kv",
+                    from_connection="c-person",
+                    to_connection="c-service",
+                    flow_ids=("f",),
+                ),
+            )
+        }
+    )
+    assert environments_of(_plan(rebind)) == ("env-2",)
 
 
 def test_a_long_state_that_drifted_names_what_was_added_and_removed_only() -> None:

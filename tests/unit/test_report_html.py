@@ -172,3 +172,45 @@ def test_paths_left_are_listed_with_labels_and_why_they_remain() -> None:
     assert "## Paths left after the fix" in markdown and "| Mallory Maker | Payroll sync |" in markdown
     # a report without closure verification has no such section
     assert "Paths left" not in render_html(seed_report())
+
+
+def test_paths_closed_are_listed_by_name_with_why_after_the_paths_left() -> None:
+    """A run's closed chains (core/closure.py: the flow is off and a run-only user cannot turn it on)
+    get their own section after the paths left, by name with why, in HTML and Markdown."""
+    from remediations.core.closure import closure
+    from remediations.core.model import Identity
+    from remediations.core.policy import Policy
+    from remediations.report import build_report, render_markdown
+    from tests.unit.report_builders import applied_outcomes, seed_snapshot
+
+    snap, findings, plan = seed_run()
+    after = seed_snapshot()
+    viewer = Identity(object_id="viewer", kind="user", display_name="Vic Viewer", exists=True)
+    after = after.model_copy(
+        update={
+            "flows": tuple(f.model_copy(update={"state": "Stopped"}) for f in after.flows),
+            "identities": (*after.identities, viewer),
+        }
+    )
+    judged = closure(after, Policy())
+    report = build_report(
+        findings=findings,
+        snapshot=snap,
+        snapshot_after=after,
+        plan=plan,
+        outcomes=applied_outcomes(plan),
+        paths_left=judged.left,
+        paths_closed=judged.closed,
+    )
+    assert report.paths_closed is not None
+    rows = {(r.person, r.flow, r.why) for r in report.paths_closed}
+    assert rows == {("Vic Viewer", "Payroll sync", "flow off; a run-only user cannot turn it on")}
+    assert len(report.paths_closed) == len({p.secret for p in judged.closed})  # one row per secret
+    page = render_html(report)
+    assert page.index("Paths left after the fix") < page.index("Paths closed by the fix (")
+    assert "<td>Vic Viewer</td><td>Payroll sync</td>" in page and "a run-only user cannot turn it on" in page
+    markdown = render_markdown(report)
+    assert "## Paths closed by the fix" in markdown
+    assert "| Vic Viewer | Payroll sync | can_run |" in markdown
+    # no closed chain, no section
+    assert "Paths closed" not in render_html(build_report(findings=findings, snapshot=snap, paths_closed=()))

@@ -185,6 +185,24 @@ class FlowConnectionChange(Frozen):
         return f"move flow {self.flow_id} from connection {self.from_connection} to {self.to_connection}"
 
 
+class ConnectionReferenceChange(Frozen):
+    """Rebind a solution's connection reference (Dataverse `connectionreferences` row, `connectionid`)
+    from one Key Vault connection (a person's) to another: every flow naming the row moves with it."""
+
+    type: Literal["connectionReference"] = "connectionReference"
+    environment: str
+    logical_name: str
+    from_connection: str
+    to_connection: str
+    flow_ids: tuple[str, ...]  # the flows bound through the row when planned (all of them move)
+
+    def describe(self) -> str:
+        return (
+            f"rebind connection reference {self.logical_name} (flows {', '.join(self.flow_ids)}) from "
+            f"connection {self.from_connection} to {self.to_connection}"
+        )
+
+
 Change = Annotated[
     AccessPolicyChange
     | RoleAssignmentChange
@@ -195,6 +213,7 @@ Change = Annotated[
     | FlowStateChange
     | SecurityRoleChange
     | FlowSecureDataChange
-    | FlowConnectionChange,
+    | FlowConnectionChange
+    | ConnectionReferenceChange,
     Field(discriminator="type"),
 ]

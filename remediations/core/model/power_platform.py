@@ -50,6 +50,19 @@ class Flow(Frozen):
     # connectionReferences as the definition names them: reference key (e.g. "shared_keyvault") ->
     # connection id, so an action's `inputs.host.connectionName` can be followed to its connection.
     reference_keys: dict[str, str] = Field(default_factory=dict)
+    # Solution flows: reference key -> the logical name of the Dataverse `connectionreferences` row that
+    # binds it (its connection, in `reference_keys`, is that row's `connectionid`, shared by every flow
+    # naming the row). Keys not here name their connection in the flow's own clientdata.
+    solution_references: dict[str, str] = Field(default_factory=dict)
+
+
+class ConnectionReference(Frozen):
+    """A Dataverse `connectionreferences` row: a solution's named binding to one connection."""
+
+    id: str  # connectionreferenceid
+    logical_name: str  # connectionreferencelogicalname, what a solution flow's clientdata names
+    connection_id: str | None = None  # connectionid: the connection name it binds (None: unbound)
+    connector_id: str = ""
 
 
 class Connection(Frozen):
