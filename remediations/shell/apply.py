@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from remediations.adapters.clients import Clients
-from remediations.core.model import Action, Change, Outcome, Plan, Snapshot
+from remediations.core.model import Action, Change, Outcome, Plan, RoleDefinition, Snapshot
 from remediations.core.registry import StepState, get_remediation
 from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigger
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
@@ -115,6 +115,7 @@ def apply_plan(
     leases: VaultLeases = PROCESS_LEASES,
     pinned: bool = False,
     inherited: Mapping[str, tuple[Change, ...]] | None = None,
+    roles: Mapping[str, RoleDefinition] | None = None,
 ) -> list[Outcome]:
     """Apply each action (never in a dry run). An audit failure stops the run before the next write.
 
@@ -126,8 +127,10 @@ def apply_plan(
     made is not sent again, and the last-manager rail is judged on the vault as it is now. `pinned`:
     a reviewed plan; an access-policy entry that no longer shows the action's `before` under the
     lease is skipped as drifted. The access-policy writes are verified by one read of the vault
-    after them, and their outcomes audited then. `inherited`: by action id, the changes an interrupted
-    attempt of it left (reconcile), for its fix.
+    after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
+    and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
+    skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
+    interrupted attempt of it left (reconcile), for its fix.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -176,7 +179,7 @@ def apply_plan(
         writes = not plan.dry_run and any(plan.actions[i].skip_reason is None for i in indices)
         # One lease for all of the target's actions, so one read under it judges them all.
         with leases.hold(target) if writes else contextlib.nullcontext():
-            vault = LeasedVault(target, clients, pinned=pinned)
+            vault = LeasedVault(target, clients, pinned=pinned, roles=roles)
             waiting: dict[int, Outcome] = {}  # written; audited once the read after the writes says
             try:
                 for index in indices:

@@ -14,6 +14,7 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.detect import detect
 from remediations.core.model import (
+    AccessPolicy,
     RoleAssignment,
     RoleAssignmentChange,
     VaultAuthorizationChange,
@@ -22,7 +23,15 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.rbac_migration import rollback_changes, unverified_access
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
-from tests.unit.kv_builders import MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+from tests.unit.kv_builders import (
+    MemoryClients,
+    apply_actions,
+    owner_at,
+    policy_entry,
+    snapshot,
+    vault,
+    vault_id,
+)
 
 FLOW = "11111111-0000-0000-0000-0000000000f1"
 ADMIN = "11111111-0000-0000-0000-0000000000ad"
@@ -253,3 +262,57 @@ def test_the_report_s_after_picture_has_the_vault_switched_and_the_new_assignmen
     assert after.vaults[0].enable_rbac_authorization
     granted = {(g.assignment.principal_id, g.secret_name) for g in rbac.secret_grants(after, after.vaults[0])}
     assert granted == {(FLOW, "a"), (ADMIN, None)}  # the flow's identity reads one secret, no longer lists
+
+
+def test_under_the_lease_an_unchanged_vault_is_migrated_after_one_read_of_it_and_its_assignments() -> None:
+    owner = owner_at(vault_id("kv"))
+    action = _action(_policy(), owner)
+    assert action.before["role assignments"] == [f"Owner for admin-group at {KV}"]  # a name, not a GUID
+    clients = MemoryClients(_vault(), assignments=(owner,))
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "applied" and clients.mgmt.switches == [("kv", True)]
+    assert clients.mgmt.reads == ["kv"]  # the vault read once under the lease, before the first create
+    assert [op for op, _ in clients.authz.calls] == ["list", "list", "create", "create", "list"]
+
+
+@pytest.mark.parametrize(
+    ("now", "assignments", "named"),
+    [
+        # someone was given secret access since: the switch would take it away
+        (policy_entry("intruder", "get"), (), "intruder: access policy secrets: get"),
+        # a role assignment bearing on the vault was made since (named by its role)
+        (None, (owner_at(KV, "intruder"),), "owner for intruder at"),
+    ],
+)
+def test_under_the_lease_a_vault_changed_since_the_plan_is_skipped_as_drifted_before_any_write(
+    now: AccessPolicy | None, assignments: tuple[RoleAssignment, ...], named: str
+) -> None:
+    action = _action(_policy())
+    current = _vault()
+    if now is not None:
+        current = current.model_copy(update={"access_policies": (*current.access_policies, now)})
+    clients = MemoryClients(current, assignments=assignments)
+    [outcome] = apply_actions(clients, action)  # not a reviewed plan: drift is checked all the same
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert named in (outcome.error or "").casefold()
+    assert [op for op, _ in clients.authz.calls] == ["list"] and clients.mgmt.switches == []
+
+
+def test_under_the_lease_a_vault_switched_since_is_named_as_such() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault().model_copy(update={"enable_rbac_authorization": True}))
+    [outcome] = apply_actions(clients, action, pinned=True)
+    assert outcome.status == "skipped"
+    assert (outcome.error or "").startswith("drifted: the vault was switched to Azure RBAC since")
+    assert clients.mgmt.switches == [] and not [c for c in clients.authz.calls if c[0] == "create"]
+
+
+def test_under_the_lease_a_failed_read_writes_nothing() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault())
+    clients.authz.fail_on["list"] = AzureCallFailed(
+        "list role assignments", 503, "ServiceUnavailable", "busy"
+    )
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "failed" and "under its lease" in (outcome.error or "")
+    assert "nothing written" in (outcome.error or "") and clients.mgmt.switches == []
