@@ -249,7 +249,14 @@ def reconcile_dangling(
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
     steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
     rows = reconcile(
-        dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan, steps=steps
+        dangling,
+        snapshot,
+        planned,
+        context.correlation_id,
+        complete_plan=complete_plan,
+        steps=steps,
+        attempted={a.id for a in plan.writes},
+        deferred={a.id for a in plan.deferred},
     )
     if not plan.dry_run:
         for row in rows:
