@@ -17,13 +17,17 @@ from remediations.core.model import (
     AccessPolicy,
     RoleAssignment,
     RoleAssignmentChange,
+    RoleDefinition,
+    Scope,
     VaultAuthorizationChange,
 )
 from remediations.core.planning import build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.rbac_migration import rollback_changes, unverified_access
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
+from remediations.shell.inventory import inventory
 from tests.unit.kv_builders import (
+    OWNER_ROLE,
     MemoryClients,
     apply_actions,
     owner_at,
@@ -32,6 +36,7 @@ from tests.unit.kv_builders import (
     vault,
     vault_id,
 )
+from tests.unit.rbac_builders import assignment
 
 FLOW = "11111111-0000-0000-0000-0000000000f1"
 ADMIN = "11111111-0000-0000-0000-0000000000ad"
@@ -225,7 +230,8 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     snap_file, policy_file, out = tmp_path / "snap.json", tmp_path / "policy.json", tmp_path / "reports"
-    snap_file.write_text(snapshot(_vault()).model_dump_json())
+    contributor = assignment(KV, "b24988ac-6180-42a0-ab88-20f7382dd24c", principal="ops-group")
+    snap_file.write_text(snapshot(_vault(), role_assignments=(contributor,)).model_dump_json())
     policy_file.write_text(
         json.dumps({"allowedSecretNames": {FLOW: ["a"]}, "rbacMigration": {"vaults": ["kv"]}})
     )
@@ -247,10 +253,14 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
         and f"-> Key Vault Secrets Officer at {KV}\n" in printed
     )
     assert "['" not in printed
+    # every role by its name: the assignments kept as they are, and those the migration creates
+    assert f"role assignments: Contributor for ops-group at {KV} -> Contributor for ops-group" in printed
+    assert f"create role assignment role=Key Vault Secrets User principal={FLOW} at {KV}/secrets/a" in printed
     assert "PATCH properties.enableRbacAuthorization = true" in printed and OPT_IN in printed
     markdown = (out / "report.md").read_text()
     assert "## Access-policy -> RBAC migration" in markdown
     assert f"| {FLOW} | access policy secrets: get, list | Key Vault Secrets User at kv/a;" in markdown
+    assert f"| role assignments | Contributor for ops-group at {KV} |" in markdown
     assert "RBAC migration</h2>" in (out / "report.html").read_text()
 
 
@@ -316,3 +326,34 @@ def test_under_the_lease_a_failed_read_writes_nothing() -> None:
     [outcome] = apply_actions(clients, action)
     assert outcome.status == "failed" and "under its lease" in (outcome.error or "")
     assert "nothing written" in (outcome.error or "") and clients.mgmt.switches == []
+
+
+CUSTOM = "5d1f0e2c-0000-4000-8000-00000000c0de"
+
+
+@pytest.mark.parametrize(
+    ("role", "reads_definitions", "shown"),
+    [
+        (OWNER_ROLE, False, "Owner"),  # built-in: named from the app's table, no extra read
+        (CUSTOM, True, "Vault Operators"),  # custom: the inventory lists the definitions to name it
+    ],
+)
+def test_the_migration_names_every_role_bearing_on_the_vault(
+    role: str, reads_definitions: bool, shown: str
+) -> None:
+    on_vault = assignment(KV, role, principal="ops-group")
+    clients = MemoryClients(_vault(), assignments=(on_vault,))
+    clients.authz.definitions = [
+        RoleDefinition(
+            id=CUSTOM,
+            role_name="Vault Operators",
+            role_type="CustomRole",
+            actions=("Microsoft.KeyVault/vaults/*",),
+        )
+    ]
+    snap = inventory(Scope.parse(KV), clients, include_secrets=False)
+    assert (("definitions", "") in clients.authz.calls) is reads_definitions
+    snap = snap.model_copy(update={"vaults": (_vault(),)})  # the secrets the flows name, as a deep read
+    policy = _policy()
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    assert action.before["role assignments"] == [f"{shown} for ops-group at {KV}"]
