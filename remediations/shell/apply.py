@@ -21,7 +21,7 @@ from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigge
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
-from remediations.shell.reconcile import reconcile
+from remediations.shell.reconcile import named_changes, reconcile
 from remediations.shell.write_guard import PROCESS_LEASES, LeasedVault, VaultLeases
 
 
@@ -158,13 +158,17 @@ def apply_plan(
                 error="dry run",
             )
             return dry, False
+        left = (inherited or {}).get(action.id, ())
         settled = vault.settle(action)
         if settled is not None:
+            if left and settled.status in ("skipped", "failed"):  # not adopted after all: never silent
+                why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
+                settled = settled.model_copy(update={"error": why})
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
             return settled, False
         _audit(audit, context, action, sequence=0, state="pending")
         pacer.acquire(max(1, len(action.changes)))
-        steps = AuditedSteps(audit, context, action, (inherited or {}).get(action.id, ()))
+        steps = AuditedSteps(audit, context, action, left)
         outcome = get_remediation(action.remediation_id).apply_in_steps(action, clients, steps)
         if vault.wrote(action, outcome):
             return outcome, True

@@ -139,13 +139,13 @@ def _settle_steps(
     if undoing:
         state: AuditState = "failed"
         note = f"interrupted while rolling back ({done})"
-        error = f"rollback interrupted; left in place: {_names(left)}" if left else "rollback interrupted"
+        error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
         left = ()
     elif switched:
         state, note = "failed", f"switched with assignments missing ({done})"
-        error = "the vault is in RBAC mode without " + _names([c for c in creates if c not in made])
+        error = "the vault is in RBAC mode without " + named_changes([c for c in creates if c not in made])
     elif row.action_id in attempted:
         state = "noop"
         note = f"interrupted before the switch ({done}); planned again by this run, which adopts them"
@@ -154,7 +154,9 @@ def _settle_steps(
         return rows  # pending still: what is left goes to the run that attempts the action
     else:
         state, note = ("failed", f"interrupted before the switch ({done})") if made else ("noop", done)
-        error = f"not switched; left in place: {_names(made)}" if made else "interrupted before any change"
+        error = (
+            f"not switched; left in place: {named_changes(made)}" if made else "interrupted before any change"
+        )
     outcome = _outcome(row, state, run_id, note, error)
     return [*rows, outcome.model_copy(update={"changes": left})]
 
@@ -162,7 +164,8 @@ def _settle_steps(
 NAMED = 10  # changes named in an error; the step rows name every one
 
 
-def _names(changes: Iterable[Change]) -> str:
+def named_changes(changes: Iterable[Change]) -> str:
+    """The changes described for an error: the first NAMED, then how many more."""
     described = [c.describe() for c in changes]
     more = f"; and {len(described) - NAMED} more (see the step rows)" if len(described) > NAMED else ""
     return "; ".join(described[:NAMED]) + more or "nothing"

@@ -5,6 +5,7 @@ verification or switch rolls back what the run did (switch back first, then its 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,12 @@ from remediations.core.model import (
     Scope,
     VaultAuthorizationChange,
 )
-from remediations.core.planning import build_plan
+from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.rbac_migration import rollback_changes, unverified_access
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
+from remediations.shell.apply import RunContext, apply_plan
+from remediations.shell.audit import MemoryAuditSink
 from remediations.shell.inventory import inventory
 from tests.unit.kv_builders import (
     OWNER_ROLE,
@@ -357,3 +360,20 @@ def test_the_migration_names_every_role_bearing_on_the_vault(
     policy = _policy()
     [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
     assert action.before["role assignments"] == [f"{shown} for ops-group at {KV}"]
+
+
+def test_under_the_lease_a_drifted_migration_names_what_an_interrupted_attempt_left() -> None:
+    """Reconcile handed this attempt an earlier one's assignment; the drift check then skips it, so the
+    skip names that assignment instead of leaving it unmentioned."""
+    action = _action(_policy())
+    [first, *_] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    drifted = _vault().model_copy(
+        update={"access_policies": (*_vault().access_policies, policy_entry("x", "get"))}
+    )
+    plan = assemble_plan([action], parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
+    audit = MemoryAuditSink()
+    context = RunContext(correlation_id="next", trigger="ticket")
+    [outcome] = apply_plan(plan, MemoryClients(drifted), audit, context, inherited={action.id: (first,)})  # type: ignore[arg-type]
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted")
+    assert (outcome.error or "").endswith(f"; left in place by an interrupted attempt: {first.describe()}")
+    assert audit.records("next")[-1].error == outcome.error  # the audit row says so too
