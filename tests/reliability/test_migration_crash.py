@@ -133,9 +133,11 @@ def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_i
     assert "switched after verification" in rows[-1].reason
 
 
-def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
-    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
-) -> None:
+def _killed_between_two_creates(
+    app_env: dict[str, str], cloud: Emulator
+) -> tuple[dict[str, str], str, dict[str, Any], str]:
+    """The runner killed as the migration's second create arrives (it never takes effect): one
+    assignment made, the rows say so. The runner's settings, the action id, the ticket, the killed run."""
     env, action_id, body = _prepared(app_env)
     puts: list[str] = []
 
@@ -148,9 +150,12 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
     assert len(_below_vault(cloud)) == 1 and not _switched(cloud)  # one assignment made, then the kill
     [(crashed, rows)] = _rows_of(action_id).items()
     assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
+    return env, action_id, body, crashed
 
-    # The re-sent ticket adopts the interrupted run's assignment; its switch is refused after it took
-    # effect, so it switches back and deletes every assignment of the migration, both runs'.
+
+def _resent_with_the_switch_refused(cloud: Emulator, env: dict[str, str], body: dict[str, Any]) -> Any:
+    """Re-send the ticket; the switch is refused after it took effect, so the run switches back and
+    deletes every assignment of the migration, those it adopted included. Its outcome."""
     cloud.faults.status(403, path=f"/vaults/{VAULT_NAME}$", method="PATCH", count=1, after=True)
     with runner(env) as (port, _):
         status, result = send(port, "POST", "/api/remediations", body)
@@ -158,6 +163,15 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
     [outcome] = result["outcomes"]
     assert outcome["status"] == "failed" and outcome["error"].endswith("; rolled back"), outcome
     assert not _switched(cloud) and _below_vault(cloud) == []
+    return outcome
+
+
+def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    # The re-sent ticket adopts the interrupted run's assignment and rolls it back with its own.
+    _resent_with_the_switch_refused(cloud, env, body)
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-3:] == [(2, "pending"), (2, "noop"), (None, "noop")]
     assert "1 of 2 assignment(s) in place" in settled[-1].reason  # handed on, rolled back above
@@ -192,17 +206,8 @@ def _another_vault(cloud: Emulator) -> Iterator[str]:
 def test_killed_between_two_creates_then_deferred_by_the_cap_still_hands_what_is_left_to_the_next_attempt(
     app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
 ) -> None:
-    env, action_id, body = _prepared(app_env)
-    puts: list[str] = []
-
-    def second_create(request: Request) -> bool:
-        if request.method == "PUT" and ASSIGNMENT_PUT in request.path:
-            puts.append(request.path)
-        return len(puts) == 2
-
-    kill_runner_at(cloud, env, body, second_create, reaches=False)
-    [left] = _below_vault(cloud)  # one assignment made, then the kill
-    [(crashed, _)] = _rows_of(action_id).items()
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    [left] = _below_vault(cloud)
 
     # Another ticket over both vaults, one write allowed: the other vault's migration takes it and the
     # sample vault's, planned again, is deferred. Its interrupted row stays pending, not handed on.
@@ -221,15 +226,9 @@ def test_killed_between_two_creates_then_deferred_by_the_cap_still_hands_what_is
     assert _trail(settled)[-2:] == [(2, "pending"), (2, "noop")]  # the unfinished step settled...
     assert settled[-1].step is not None  # ...and the action itself still pending, for its next attempt
 
-    # The re-sent ticket attempts it: it adopts the assignment the killed run left, its switch is refused
-    # after taking effect, so it rolls back every assignment of the migration, the killed run's too.
-    cloud.faults.status(403, path=f"/vaults/{VAULT_NAME}$", method="PATCH", count=1, after=True)
-    with runner(env) as (port, _):
-        status, result = send(port, "POST", "/api/remediations", body)
-    assert status == 202, result
-    [outcome] = result["outcomes"]
-    assert outcome["status"] == "failed" and outcome["error"].endswith("; rolled back"), outcome
+    # The re-sent ticket attempts it: it adopts the assignment the killed run left and, its switch
+    # refused, rolls back every assignment of the migration, the killed run's too.
+    outcome = _resent_with_the_switch_refused(cloud, env, body)
     assert "adopted 1 assignment(s)" in outcome["after"]["steps"][0]
-    assert not _switched(cloud) and _below_vault(cloud) == []
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason
