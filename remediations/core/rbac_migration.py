@@ -183,10 +183,8 @@ def state_before(
     permission model, the role assignments bearing on it (at, above or below it; kept as they are),
     and each identity's secret rights in the access policies. A read showing anything else since is
     drift: the plan would carry over the wrong access (core/pinned.py `drift_reason`)."""
-    model = f"{switch_step(vault.enable_rbac_authorization)} (" + (
-        "Azure RBAC)" if vault.enable_rbac_authorization else "access policies)"
-    )
-    state: dict[str, list[str]] = {VAULT: [model]}
+    model = "Azure RBAC" if vault.enable_rbac_authorization else "access policies"
+    state: dict[str, list[str]] = {VAULT: [f"{switch_step(vault.enable_rbac_authorization)} ({model})"]}
     bearing = sorted(assignment_line(a, roles) for a in assignments if level(a.scope, vault) is not None)
     if bearing:
         state[ROLE_ASSIGNMENTS] = bearing
