@@ -28,6 +28,7 @@ from remediations.cli.common import (
 from remediations.core.model import Plan, Scope, Snapshot
 from remediations.core.pinned import covering_scope, environments_of, of_file, refusal, remediations_of
 from remediations.core.policy import Policy, PolicyError
+from remediations.core.rbac import definitions
 from remediations.core.request import RunRequest, Stage
 from remediations.report import build_report, write_reports
 from remediations.report.fmt import short_resource
@@ -63,6 +64,13 @@ def _show_plan(plan: Plan, names: dict[str, str]) -> None:
             print(f"         {readable(change.describe())}")
         print(f"         why: {readable(action.skip_reason or action.reason)}")
     print(f"plan {plan.id}: {len(plan.writes)} change(s), {len(plan.deferred)} deferred (dry run)")
+
+
+def _names(snapshot: Snapshot) -> dict[str, str]:
+    """What `_show_plan` says instead of an id: people, flows, vaults, and roles (a role assignment's
+    role GUID) by name."""
+    roles = {guid: role.role_name for guid, role in definitions(snapshot).items() if role.role_name}
+    return {**roles, **display_names(snapshot)}
 
 
 def _write_reports(args: argparse.Namespace, **report: Any) -> None:
@@ -135,7 +143,7 @@ def cmd_plan(args: argparse.Namespace, policy: Policy) -> int:
         }
         print_json({**shown, "planHash": stored_hash} if stored_hash else shown)
     else:
-        _show_plan(plan, display_names(snapshot) if snapshot is not None else {})
+        _show_plan(plan, _names(snapshot) if snapshot is not None else {})
         if stored_hash:
             print(f"plan hash {stored_hash}: apply exactly this plan with")
             print(f"  apply --plan {args.out} --plan-hash {stored_hash}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from remediations.core.flow_allow_list import secrets_needed_by_identity
 from remediations.core.model import (
@@ -97,6 +97,22 @@ CONTROL_PLANE_BUILT_INS: tuple[RoleDefinition, ...] = (
         ),
     ),
 )
+# Other built-in roles often assigned over a vault, known by name here (they neither write a vault nor
+# read secrets): Reader, User Access Administrator (Azure built-in roles reference).
+OTHER_BUILT_INS: tuple[RoleDefinition, ...] = (
+    RoleDefinition(
+        id="acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        role_name="Reader",
+        role_type="BuiltInRole",
+        actions=("*/read",),
+    ),
+    RoleDefinition(
+        id="18d7d88d-d35e-4fb5-a5c3-7773c4a72d9d",
+        role_name="User Access Administrator",
+        role_type="BuiltInRole",
+        actions=("*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"),
+    ),
+)
 
 
 def action_matches(pattern: str, action: str) -> bool:
@@ -136,10 +152,23 @@ def secrets_only(definition: RoleDefinition) -> bool:
 
 
 def definitions(snapshot: Snapshot) -> dict[str, RoleDefinition]:
-    """Role definitions by lower-case GUID: the snapshot's, with the built-in Key Vault roles as fallback."""
-    known = {d.guid: d for d in BUILT_IN_DEFINITIONS}
-    known.update({d.guid: d for d in snapshot.role_definitions})
+    """Role definitions by lower-case GUID: the snapshot's, with the built-in roles known here as fallback."""
+    return known_definitions(snapshot.role_definitions)
+
+
+def known_definitions(listed: Iterable[RoleDefinition] = ()) -> dict[str, RoleDefinition]:
+    """Role definitions by lower-case GUID: `listed` (the subscription's list, custom roles included)
+    over the built-in roles known here (Key Vault's and the control-plane ones), so a role the
+    inventory did not list still has its name."""
+    known = {d.guid: d for d in (*BUILT_IN_DEFINITIONS, *CONTROL_PLANE_BUILT_INS, *OTHER_BUILT_INS)}
+    known.update({d.guid: d for d in listed})
     return known
+
+
+def role_label(roles: Mapping[str, RoleDefinition], role_guid: str) -> str:
+    """The role's name; its GUID only when no definition names it."""
+    role = roles.get(role_guid.lower())
+    return role.role_name if role is not None and role.role_name else role_guid
 
 
 def _grants(definition: RoleDefinition, action: str) -> bool:

@@ -23,7 +23,7 @@ made by `fixes/migrate_to_rbac.py`; the decisions it takes (verified or not, wha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from remediations.core.model import (
     Change,
@@ -42,7 +42,9 @@ from remediations.core.rbac import (
     KEY_VAULT_SECRETS_USER,
     assignment_name,
     covers,
+    level,
     needed_secret_names,
+    role_label,
     secret_permissions,
     subscription_assignment_count,
 )
@@ -144,11 +146,7 @@ def _plan_vault(snapshot: Snapshot, policy: Policy, vault: Vault, *, per_secret:
             blocked.append(
                 f"{entry.object_id}: {'; '.join(other)} need roles beyond secrets (migrate by hand)"
             )
-        secrets = tuple(
-            sorted(
-                {p.lower() for p in perms.secrets} - {"all"} | (_ALL if _has_all(perms.secrets) else set())
-            )
-        )
+        secrets = _secret_rights(perms.secrets)
         if secrets:
             identities.append(_plan_identity(snapshot, policy, vault, entry.object_id, secrets, per_secret))
     return VaultMigration(vault_id=vault.id, identities=tuple(identities), blocked=tuple(blocked))
@@ -157,8 +155,44 @@ def _plan_vault(snapshot: Snapshot, policy: Policy, vault: Vault, *, per_secret:
 _ALL = {"get", "list", "set", "delete", "recover", "backup", "restore", "purge"}
 
 
-def _has_all(values: Iterable[str]) -> bool:
-    return any(v.lower() == "all" for v in values)
+def _secret_rights(granted: Iterable[str]) -> tuple[str, ...]:
+    """An entry's secret permissions in lower case, sorted, `all` spelled out."""
+    names = {p.lower() for p in granted}
+    return tuple(sorted(names - {"all"} | (_ALL if "all" in names else set())))
+
+
+# -- the state a migration is planned from (its action's `before`), and judged against under the lease -
+
+ROLE_ASSIGNMENTS = "role assignments"  # the `before` key of the role assignments bearing on the vault
+VAULT = "vault"  # the `before` key of the vault's permission model
+
+
+def switch_step(on: bool) -> str:
+    return f"enableRbacAuthorization={str(on).lower()}"
+
+
+def assignment_line(assignment: RoleAssignment, roles: Mapping[str, RoleDefinition]) -> str:
+    """`<role name> for <principal> at <scope>`; the role's GUID only when no definition names it."""
+    return f"{role_label(roles, assignment.role_guid)} for {assignment.principal_id} at {assignment.scope}"
+
+
+def state_before(
+    vault: Vault, assignments: Iterable[RoleAssignment], roles: Mapping[str, RoleDefinition]
+) -> dict[str, list[str]]:
+    """What a migration of `vault` is planned from, as its action's `before` holds it: the vault's
+    permission model, the role assignments bearing on it (at, above or below it; kept as they are),
+    and each identity's secret rights in the access policies. A read showing anything else since is
+    drift: the plan would carry over the wrong access (core/pinned.py `drift_reason`)."""
+    model = "Azure RBAC" if vault.enable_rbac_authorization else "access policies"
+    state: dict[str, list[str]] = {VAULT: [f"{switch_step(vault.enable_rbac_authorization)} ({model})"]}
+    bearing = sorted(assignment_line(a, roles) for a in assignments if level(a.scope, vault) is not None)
+    if bearing:
+        state[ROLE_ASSIGNMENTS] = bearing
+    for entry in vault.access_policies:
+        secrets = _secret_rights(entry.permissions.secrets)
+        if secrets:
+            state[entry.object_id] = [f"access policy secrets: {', '.join(secrets)}"]
+    return state
 
 
 def _non_secret(

@@ -1,14 +1,17 @@
-"""What a vault read under its write lease says about each access-policy action (pure).
+"""What a vault read under its write lease says about each access-policy action and each migration to
+RBAC (pure).
 
 Under the vault's lease (shell/write_guard.py) the vault is read once; each action is judged against
 that read with the actions written before it in the same lease made (`after_writes`), and after the
 vault's writes one more read confirms them all (`confirm`). The `accessPolicies/add|remove` PUT answers with
-the request's entries echoed, not with what the vault now holds, so only that read verifies.
+the request's entries echoed, not with what the vault now holds, so only that read verifies. A migration
+that switches the vault to RBAC is judged on the vault as first read under the lease and the role
+assignments bearing on it (`migration_drift`) before its first create.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from remediations.core.access_policy import (
@@ -24,12 +27,15 @@ from remediations.core.model import (
     Action,
     Outcome,
     RoleAssignment,
+    RoleDefinition,
     Scope,
     Snapshot,
     Vault,
+    VaultAuthorizationChange,
     VaultRef,
 )
-from remediations.core.pinned import drift_reason
+from remediations.core.pinned import drift_reason, switched_since
+from remediations.core.rbac_migration import state_before
 
 ALREADY_APPLIED = "already applied: the vault already shows this change (made by another run)"
 
@@ -97,6 +103,38 @@ def last_manager_skip(
     if reason is None:
         return None
     return Outcome(action_id=action.id, status="skipped", before=entry.permissions.as_dict(), error=reason)
+
+
+def switches_to_rbac(action: Action) -> bool:
+    """A migration that switches its vault to Azure RBAC: the switch takes away every access its role
+    assignments do not carry over, so it is judged again under the lease before its first write."""
+    return any(
+        isinstance(c, VaultAuthorizationChange) and c.enable_rbac_authorization for c in action.changes
+    )
+
+
+def migration_drift(
+    action: Action,
+    vault: Vault | None,
+    assignments: Iterable[RoleAssignment],
+    roles: Mapping[str, RoleDefinition],
+    *,
+    read_at: datetime,
+) -> Outcome | None:
+    """Skipped as drifted when the vault and the role assignments bearing on it, as read under the
+    lease, no longer show what the migration was planned from (its `before`, `state_before`): switched
+    since, an access-policy entry or a role assignment added, removed or changed. None: go ahead."""
+    if vault is None:
+        return Outcome(action_id=action.id, status="skipped", before={}, error=drift_reason(action, None))
+    assignments = tuple(assignments)
+    now = Snapshot(
+        scope=Scope.parse(vault.id), taken_at=read_at, vaults=(vault,), role_assignments=assignments
+    )
+    state = state_before(vault, assignments, roles)
+    reason = switched_since(action, now) or drift_reason(action, state)
+    if reason is None:
+        return None
+    return Outcome(action_id=action.id, status="skipped", before=state, error=reason)
 
 
 def after_writes(vault: Vault, action: Action) -> Vault:

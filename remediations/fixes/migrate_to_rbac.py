@@ -29,9 +29,7 @@ from remediations.core.model import (
     Action,
     Finding,
     Outcome,
-    RoleAssignment,
     RoleAssignmentChange,
-    RoleDefinition,
     Snapshot,
     Vault,
     VaultAuthorizationChange,
@@ -39,9 +37,13 @@ from remediations.core.model import (
 )
 from remediations.core.policy import Policy
 from remediations.core.rbac_migration import (
+    ROLE_ASSIGNMENTS,
+    VAULT,
     VaultMigration,
     plan_migration,
     rollback_changes,
+    state_before,
+    switch_step,
     unverified_access,
 )
 from remediations.core.registry import (
@@ -57,19 +59,6 @@ from remediations.ports import AzureCallFailed, Clients
 # The planned roles are built-in; a custom role on another assignment is not counted (conservative).
 _ROLES = {d.guid: d for d in rbac.BUILT_IN_DEFINITIONS}
 OPT_IN = "review only: set rbacMigration.enabled and list the vault in rbacMigration.vaults to apply"
-
-
-ROLE_ASSIGNMENTS = "role assignments"
-
-
-def _assignment_line(assignment: RoleAssignment, roles: dict[str, RoleDefinition]) -> str:
-    role = roles.get(assignment.role_guid)
-    name = role.role_name if role is not None and role.role_name else assignment.role_guid
-    return f"{name} for {assignment.principal_id} at {assignment.scope}"
-
-
-def _switch_step(on: bool) -> str:
-    return f"enableRbacAuthorization={str(on).lower()}"
 
 
 @register
@@ -142,17 +131,13 @@ class MigrateToRbac(Remediation):
         seconds = policy.rbac.propagation_grace_seconds
         if seconds and not _propagated(snapshot, migration, timedelta(seconds=seconds)):
             note = f"; the vault is switched in a later run, {seconds}s after every assignment exists"
-        before: dict[str, list[str]] = {"vault": [_switch_step(False) + " (access policies)"]}
-        # What an approval of this plan was reviewed against: a change to them since is drift.
-        roles = rbac.definitions(snapshot)
-        bearing = sorted(
-            _assignment_line(a, roles) for a in snapshot.role_assignments if rbac.level(a.scope, vault)
-        )
-        after: dict[str, list[str]] = {"vault": [_switch_step(True)] if not note else [_switch_step(False)]}
-        if bearing:  # kept as they are: the migration adds its own, per identity below
-            before[ROLE_ASSIGNMENTS] = after[ROLE_ASSIGNMENTS] = bearing
+        # What the plan is reviewed against, and judged against again under the vault's lease: a
+        # change to it since is drift (shell/write_guard.py).
+        before = state_before(vault, snapshot.role_assignments, rbac.definitions(snapshot))
+        after: dict[str, list[str]] = {VAULT: [switch_step(True)] if not note else [switch_step(False)]}
+        if ROLE_ASSIGNMENTS in before:  # kept as they are: the migration adds its own, per identity below
+            after[ROLE_ASSIGNMENTS] = before[ROLE_ASSIGNMENTS]
         for identity in migration.identities:
-            before[identity.object_id] = [f"access policy secrets: {', '.join(identity.secret_permissions)}"]
             after[identity.object_id] = [f"{a.role_name} at {a.scope}" for a in identity.assignments] + [
                 f"not carried over: {d}" for d in identity.dropped
             ]
@@ -254,7 +239,7 @@ class _Migration:
         if self.switch is None:
             return self._outcome("applied", None)  # switched by a later run, once these have propagated
         self.switched = True  # from here a failure may leave it switched: switching back is harmless
-        step = self.log.begin(f"switch: {_switch_step(True)}", self.switch)
+        step = self.log.begin(f"switch: {switch_step(True)}", self.switch)
         try:
             now = self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, True)
         except AzureCallFailed as error:
@@ -264,7 +249,7 @@ class _Migration:
             self.log.end(step, "failed", "the vault still reads enableRbacAuthorization=false")
             return self._roll_back("switch not verified: the vault still reads enableRbacAuthorization=false")
         self.log.end(step, "applied")
-        self.steps.append(f"switched and re-read: {_switch_step(True)}")
+        self.steps.append(f"switched and re-read: {switch_step(True)}")
         return self._outcome("applied", None)
 
     def _roll_back(self, reason: str) -> Outcome:
@@ -276,7 +261,7 @@ class _Migration:
                 if isinstance(change, VaultAuthorizationChange):
                     if self.vaults.set_rbac_authorization(self.ref.resource_group, self.ref.name, False):
                         raise AzureCallFailed("switch back", None, None, "the vault still reads true")
-                    self.steps.append(f"rolled back: {_switch_step(False)}")
+                    self.steps.append(f"rolled back: {switch_step(False)}")
                 elif isinstance(change, RoleAssignmentChange):
                     self.roles.delete_role_assignment(change)
                     self.steps.append(f"rolled back: deleted {describe(change)}")

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from remediations.adapters.clients import Clients
-from remediations.core.model import Action, Change, Outcome, Plan, Snapshot
+from remediations.core.model import Action, Change, Outcome, Plan, RoleDefinition, Snapshot
 from remediations.core.registry import StepState, get_remediation
 from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigger
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
-from remediations.shell.reconcile import reconcile
+from remediations.shell.reconcile import named_changes, reconcile
 from remediations.shell.write_guard import PROCESS_LEASES, LeasedVault, VaultLeases
 
 
@@ -115,6 +115,7 @@ def apply_plan(
     leases: VaultLeases = PROCESS_LEASES,
     pinned: bool = False,
     inherited: Mapping[str, tuple[Change, ...]] | None = None,
+    roles: Mapping[str, RoleDefinition] | None = None,
 ) -> list[Outcome]:
     """Apply each action (never in a dry run). An audit failure stops the run before the next write.
 
@@ -126,8 +127,10 @@ def apply_plan(
     made is not sent again, and the last-manager rail is judged on the vault as it is now. `pinned`:
     a reviewed plan; an access-policy entry that no longer shows the action's `before` under the
     lease is skipped as drifted. The access-policy writes are verified by one read of the vault
-    after them, and their outcomes audited then. `inherited`: by action id, the changes an interrupted
-    attempt of it left (reconcile), for its fix.
+    after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
+    and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
+    skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
+    interrupted attempt of it left (reconcile), for its fix.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -155,13 +158,17 @@ def apply_plan(
                 error="dry run",
             )
             return dry, False
+        left = (inherited or {}).get(action.id, ())
         settled = vault.settle(action)
         if settled is not None:
+            if left and settled.status in ("skipped", "failed"):  # not adopted after all: never silent
+                why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
+                settled = settled.model_copy(update={"error": why})
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
             return settled, False
         _audit(audit, context, action, sequence=0, state="pending")
         pacer.acquire(max(1, len(action.changes)))
-        steps = AuditedSteps(audit, context, action, (inherited or {}).get(action.id, ()))
+        steps = AuditedSteps(audit, context, action, left)
         outcome = get_remediation(action.remediation_id).apply_in_steps(action, clients, steps)
         if vault.wrote(action, outcome):
             return outcome, True
@@ -176,7 +183,7 @@ def apply_plan(
         writes = not plan.dry_run and any(plan.actions[i].skip_reason is None for i in indices)
         # One lease for all of the target's actions, so one read under it judges them all.
         with leases.hold(target) if writes else contextlib.nullcontext():
-            vault = LeasedVault(target, clients, pinned=pinned)
+            vault = LeasedVault(target, clients, pinned=pinned, roles=roles)
             waiting: dict[int, Outcome] = {}  # written; audited once the read after the writes says
             try:
                 for index in indices:
@@ -246,7 +253,14 @@ def reconcile_dangling(
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
     steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
     rows = reconcile(
-        dangling, snapshot, planned, context.correlation_id, complete_plan=complete_plan, steps=steps
+        dangling,
+        snapshot,
+        planned,
+        context.correlation_id,
+        complete_plan=complete_plan,
+        steps=steps,
+        attempted={a.id for a in plan.writes},
+        deferred={a.id for a in plan.deferred},
     )
     if not plan.dry_run:
         for row in rows:

@@ -16,12 +16,14 @@ from remediations.core.model import (
     Identity,
     InventoryError,
     PowerPlatformScope,
+    RoleAssignment,
     RoleDefinition,
     Scope,
     SecretMeta,
     Snapshot,
     Vault,
 )
+from remediations.core.rbac import known_definitions, level
 from remediations.core.request import SECRET_LIST_CONCURRENCY
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 
@@ -192,7 +194,7 @@ def _inventory_azure(
         except AzureCallFailed as error:
             role_assignments = []
             errors.append(_error(subscription.resource_id, "list role assignments", error))
-        role_definitions = _role_definitions(vaults, clients, scope, errors)
+        role_definitions = _role_definitions(vaults, role_assignments, clients, scope, errors)
 
         if include_secrets:
             vaults = _with_secrets(vaults, clients, errors, progress, concurrency, keep_secrets, on_listed)
@@ -251,10 +253,19 @@ class _EarlyLookup:
 
 
 def _role_definitions(
-    vaults: list[Vault], clients: Clients, scope: Scope, errors: list[InventoryError]
+    vaults: list[Vault],
+    assignments: list[RoleAssignment],
+    clients: Clients,
+    scope: Scope,
+    errors: list[InventoryError],
 ) -> list[RoleDefinition]:
-    """Once per subscription, only when an RBAC vault needs them (no GET per assignment)."""
-    if not any(v.enable_rbac_authorization for v in vaults):
+    """Once per subscription (no GET per assignment), only when needed: an RBAC vault (its data roles),
+    or a role the built-in table does not know bearing on an access-policy vault (a custom role: whether
+    it may write the vault, and its name in a migration's plan)."""
+    known = known_definitions()
+    unknown = [a for a in assignments if a.role_guid not in known]  # few: built-in roles are the rule
+    custom = any(level(a.scope, v) is not None for a in unknown for v in vaults)
+    if not custom and not any(v.enable_rbac_authorization for v in vaults):
         return []
     try:
         return clients.authorization(scope.subscription_id).list_role_definitions()

@@ -30,6 +30,7 @@ from remediations.core.model import (
 from remediations.core.pinned import pin
 from remediations.core.planning import build_plan, limit_writes
 from remediations.core.policy import Policy
+from remediations.core.rbac import definitions
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
@@ -335,6 +336,7 @@ def run(
             leases=leases,
             pinned=pinned is not None,
             inherited=left_by_interrupted(reconciled),
+            roles=definitions(snapshot),
         )
         stages.done("apply")
         if request.part == "all":  # a sweep's vault and environment messages each see half the fix

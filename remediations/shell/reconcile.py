@@ -17,11 +17,14 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   deletes and switch back; shell/apply.py `AuditedSteps`): its step rows say which calls began, the
   re-read says which are in place (the assignment exists? the vault in RBAC mode?). Switched with every
   created assignment present -> `applied` (the switch comes only after verification). Not switched ->
-  the attempt stopped half-way: `noop` when this run plans it again (the run adopts the assignments
-  left and finishes or rolls them back with its own), else `failed` naming them; a rollback that was
-  interrupted -> `failed` with what is left. The outcome row returned names the changes left in place
-  (`changes`, for the new attempt; recorded without them, as the step rows name each one), and each
-  step begun without a result gets one from the re-read.
+  the attempt stopped half-way: `noop` when this run attempts it again (the run adopts the assignments
+  left and finishes or rolls them back with its own); left `pending` when this run plans it but defers
+  it (over the write cap), so the run that attempts it adopts them (else a later failure of that
+  attempt would roll back only its own and leave these behind); else (not planned, or skipped)
+  `failed` naming them. A rollback that was interrupted -> `failed` with what is left. The outcome
+  row returned names the changes left in place (`changes`, for the new attempt; recorded without
+  them, as the step rows name each one), and each step begun without a result gets one from the
+  re-read.
 """
 
 from __future__ import annotations
@@ -106,9 +109,16 @@ def _undoes(change: Change) -> bool:
 
 
 def _settle_steps(
-    row: AuditRecord, steps: list[AuditRecord], snapshot: Snapshot, planned: Collection[str], run_id: str
+    row: AuditRecord,
+    steps: list[AuditRecord],
+    snapshot: Snapshot,
+    run_id: str,
+    *,
+    attempted: Collection[str],
+    deferred: Collection[str],
 ) -> list[AuditRecord]:
-    """The outcome rows of an action audited in steps: each unfinished step's, then the action's."""
+    """The outcome rows of an action audited in steps: each unfinished step's, then the action's (none
+    when this run defers the action: its row stays pending for the run that attempts it)."""
     begun = [s for s in steps if s.sequence == 0]
     ended = {s.step for s in steps if s.sequence == 1}
     rows = [
@@ -129,20 +139,24 @@ def _settle_steps(
     if undoing:
         state: AuditState = "failed"
         note = f"interrupted while rolling back ({done})"
-        error = f"rollback interrupted; left in place: {_names(left)}" if left else "rollback interrupted"
+        error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
         left = ()
     elif switched:
         state, note = "failed", f"switched with assignments missing ({done})"
-        error = "the vault is in RBAC mode without " + _names([c for c in creates if c not in made])
-    elif row.action_id in planned:
+        error = "the vault is in RBAC mode without " + named_changes([c for c in creates if c not in made])
+    elif row.action_id in attempted:
         state = "noop"
         note = f"interrupted before the switch ({done}); planned again by this run, which adopts them"
         error = "interrupted before the switch"
+    elif row.action_id in deferred:
+        return rows  # pending still: what is left goes to the run that attempts the action
     else:
         state, note = ("failed", f"interrupted before the switch ({done})") if made else ("noop", done)
-        error = f"not switched; left in place: {_names(made)}" if made else "interrupted before any change"
+        error = (
+            f"not switched; left in place: {named_changes(made)}" if made else "interrupted before any change"
+        )
     outcome = _outcome(row, state, run_id, note, error)
     return [*rows, outcome.model_copy(update={"changes": left})]
 
@@ -150,7 +164,8 @@ def _settle_steps(
 NAMED = 10  # changes named in an error; the step rows name every one
 
 
-def _names(changes: Iterable[Change]) -> str:
+def named_changes(changes: Iterable[Change]) -> str:
+    """The changes described for an error: the first NAMED, then how many more."""
     described = [c.describe() for c in changes]
     more = f"; and {len(described) - NAMED} more (see the step rows)" if len(described) > NAMED else ""
     return "; ".join(described[:NAMED]) + more or "nothing"
@@ -164,10 +179,15 @@ def reconcile(
     *,
     complete_plan: bool = True,
     steps: Mapping[tuple[str, str], list[AuditRecord]] | None = None,
+    attempted: Collection[str] | None = None,
+    deferred: Collection[str] = (),
 ) -> list[AuditRecord]:
     """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope. With an
     incomplete plan (filtered by remediation or principal), only access-policy rows and actions audited
-    in steps (`steps`, by run and action id) are judged."""
+    in steps (`steps`, by run and action id) are judged. `planned`: every action id of this run's plan,
+    deferred ones included; `attempted`: those it writes (default: all planned); `deferred`: those over
+    the write cap, left for a later run."""
+    attempted = planned if attempted is None else attempted
     rows: list[AuditRecord] = []
     for row in dangling:
         if not in_scope(row.target, snapshot.scope.resource_id) or _unreadable(snapshot, row):
@@ -177,7 +197,7 @@ def reconcile(
             if snapshot.vault(row.target) is None:
                 rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
             else:
-                rows += _settle_steps(row, stepped, snapshot, planned, run_id)
+                rows += _settle_steps(row, stepped, snapshot, run_id, attempted=attempted, deferred=deferred)
         elif _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
             if current == _normalised(row.after):
                 rows.append(_outcome(row, "applied", run_id, "the change is in place (re-read)", None))

@@ -8,7 +8,10 @@ keeps this app's other writers out), and each access-policy action is judged aga
 (`LeasedVault`, rules in core/write_check.py): already made (by another run) -> recorded as a
 `noop` "already applied", one write in all; drifted from a reviewed plan -> `skipped`; would now
 remove the last manager (role assignments over the vault read once, only when an action takes
-management) -> `skipped`. One read after the vault's writes verifies them.
+management) -> `skipped`. A migration to RBAC (core/rbac_migration.py) is judged on the vault as first
+read under the lease and the role assignments bearing on it, read once: anything but what it was
+planned from (its `before`) -> `skipped` as drifted, before its first create, for any plan (the switch
+takes away every access the plan does not carry over). One read after the vault's writes verifies them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,13 +29,24 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from remediations.core.model import Action, Outcome, RoleAssignment, Scope, Vault, VaultRef
+from remediations.core.model import (
+    Action,
+    Outcome,
+    RoleAssignment,
+    RoleDefinition,
+    Scope,
+    Vault,
+    VaultRef,
+)
+from remediations.core.rbac import known_definitions
 from remediations.core.write_check import (
     after_writes,
     confirm,
     last_manager_skip,
+    migration_drift,
     policy_changes,
     settle,
+    switches_to_rbac,
     takes_management,
 )
 from remediations.ports import AzureCallFailed, Clients
@@ -172,12 +186,21 @@ class LeasedVault:
     the vault's actions; only a failed write (its effect unknown) makes the next judgement read again.
     A read taken after writes is their verification."""
 
-    def __init__(self, target: str, clients: Clients, *, pinned: bool = False) -> None:
+    def __init__(
+        self,
+        target: str,
+        clients: Clients,
+        *,
+        pinned: bool = False,
+        roles: Mapping[str, RoleDefinition] | None = None,
+    ) -> None:
         self._target = target  # any plan target; parsed as a vault only for access-policy actions
         self._clients = clients
         self._pinned = pinned
+        self._roles = roles if roles is not None else known_definitions()  # names a migration's `before`
         self._vault: Vault | None = None
         self._read_at: datetime | None = None
+        self._found: tuple[Vault | None, datetime] | None = None  # the first read, before any write
         self._assignments: list[RoleAssignment] | None = None
         self._sent: list[tuple[Action, Outcome]] = []  # written, not verified yet
         self._verified: dict[str, Outcome] = {}
@@ -190,6 +213,8 @@ class LeasedVault:
         listed = self._clients.keyvault_management(ref.subscription_id).list_vaults(scope)
         vault = next((v for v in listed if v.id.lower() == self._target.lower()), None)
         self._vault, self._read_at = vault, datetime.now(UTC)
+        if self._found is None:
+            self._found = (vault, self._read_at)
         for action, sent in self._sent:
             self._verified[action.id] = confirm(action, sent, vault)
         self._sent = []
@@ -197,24 +222,43 @@ class LeasedVault:
 
     def settle(self, action: Action) -> Outcome | None:
         """The outcome the vault as it is now calls for (already applied, drifted, or skipped by the
-        last-manager rail), or None when the write should go ahead."""
+        last-manager rail; a migration that drifted), or None when the write should go ahead."""
+        if switches_to_rbac(action):
+            return self._settle_migration(action)
         if not policy_changes(action):
             return None
         vault = self._vault if self._read_at is not None else self._read()
         settled = settle(action, vault, pinned=self._pinned)
         if settled is not None or vault is None or not takes_management(action, vault):
             return settled
-        if self._assignments is None:  # the role assignments over the vault: once per lease
+        read_at = self._read_at or datetime.now(UTC)
+        return last_manager_skip(action, vault, self._role_assignments(vault), read_at=read_at)
+
+    def _role_assignments(self, vault: Vault) -> list[RoleAssignment]:
+        """The role assignments at, above and below the vault: read once per lease."""
+        if self._assignments is None:
             api = self._clients.authorization(VaultRef.parse(vault.id).subscription_id)
             self._assignments = api.list_role_assignments_at(vault.id)
-        read_at = self._read_at or datetime.now(UTC)
-        return last_manager_skip(action, vault, self._assignments, read_at=read_at)
+        return self._assignments
+
+    def _settle_migration(self, action: Action) -> Outcome | None:
+        """The migration judged on the vault as found under the lease (before this lease's writes: an
+        earlier action of the same plan is not drift) and the role assignments bearing on it."""
+        try:
+            vault, read_at = self._found if self._found is not None else (self._read(), datetime.now(UTC))
+            assignments = self._role_assignments(vault) if vault is not None else []
+        except AzureCallFailed as error:
+            why = f"re-read the vault under its lease: {error}; nothing written"
+            return Outcome(action_id=action.id, status="failed", before=action.before, error=why)
+        return migration_drift(action, vault, assignments, self._roles, read_at=read_at)
 
     def wrote(self, action: Action, outcome: Outcome) -> bool:
         """Record the fix's outcome; True when it waits for the read after the writes: sent deltas (to
         verify) and failed ones (some steps may have gone through: the read says what the entry holds).
         After anything but a clean send the vault's state is unknown: the next judgement reads again."""
         if not policy_changes(action):
+            if switches_to_rbac(action):
+                self._read_at = None  # the vault changed its permission model: judge the next on a new read
             return False
         if outcome.verified or outcome.status not in ("applied", "failed"):
             self._read_at = None  # e.g. the vault was gone: whatever comes next reads it again

@@ -2,25 +2,30 @@
 """Approval of a reviewed access-policy -> RBAC migration through `POST /api/remediations/{id}/approve`
 (in-process function app, Azurite, the emulator): applied as reviewed when nothing changed; skipped as
 drifted, nothing written, when the vault was switched or a role assignment bearing on it changed since
-the dry run."""
+the dry run, or changed after the run's own read, just before the writes (judged again under the
+vault's lease, for an approved plan and a ticket applied at once alike)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from emulator import Emulator
-from emulator.azure.state import RoleAssignment
+from emulator.azure.state import AccessPolicy, RoleAssignment
+from emulator.wire import Request, Response
 from remediations.core import rbac
-from tests.functions.conftest import VAULT, VAULT_NAME, Call, ticket_body
+from tests.functions.conftest import SUBSCRIPTION, VAULT, VAULT_NAME, Call, ticket_body
 from tests.functions.test_approval import APPROVER, REQUESTER, approvals  # noqa: F401 - fixture reused
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - fixture reused
     _below_vault,
     _expected,
     _switched,
+    _ticket,
     _writes,
     migrate,
 )
@@ -97,3 +102,80 @@ def test_a_role_assignment_granted_since_the_review_is_drift_not_a_new_plan(
     assert outcome["error"].startswith("drifted: the target changed since the plan was made")
     assert f"Key Vault Secrets User for {OTHER_SP} at {VAULT}".casefold() in outcome["error"]
     assert _writes(cloud, mark) == [] and not _switched(cloud)
+
+
+@contextmanager
+def _changed_after_the_read(cloud: Emulator, change: Callable[[], None]) -> Iterator[list[int]]:
+    """Make `change` once the run's inventory has read the vault and the role assignments: when it
+    resolves the identities it found (Graph getByIds, its last read), so the run's fresh read and its
+    pinned-plan check at the start still see the state the plan was made from. Yields the request
+    log's mark just after the change."""
+    marks: list[int] = []
+
+    def on_resolve(request: Request) -> Response | None:
+        if not marks and request.method == "POST" and request.path.endswith("/directoryObjects/getByIds"):
+            change()
+            marks.append(cloud.requests.mark())
+        return None
+
+    cloud.middlewares.insert(0, on_resolve)
+    try:
+        yield marks
+    finally:
+        cloud.middlewares.remove(on_resolve)
+
+
+def _vault_reads(cloud: Emulator, mark: int) -> list[str]:
+    return [r.path for r in cloud.requests.since(mark) if r.method == "GET" and "/vaults" in r.path]
+
+
+def test_an_access_policy_added_after_the_approvals_read_is_drift_under_the_lease(
+    call: Call, reviewed: dict[str, str], cloud: Emulator
+) -> None:
+    planned = _dry_run(call)
+
+    def grant() -> None:  # someone gives another identity secret access while the approval runs
+        with cloud.state.lock:
+            az = cloud.state.azure
+            az.vaults[VAULT_NAME].access_policies.append(
+                AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
+            )
+
+    mark = cloud.requests.mark()
+    with _changed_after_the_read(cloud, grant) as changed:
+        [outcome] = _approve(call, planned)["outcomes"]
+    # Switched, the new entry would be ignored: OTHER_SP would lose access the plan never carried over.
+    assert changed and outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made")
+    assert f"{OTHER_SP}: access policy secrets: get" in outcome["error"]
+    assert outcome["before"][OTHER_SP] == ["access policy secrets: get"]  # the vault as read under the lease
+    assert _vault_reads(cloud, changed[0]), "the vault is read again under its lease"
+    assert _writes(cloud, mark) == [] and _below_vault(cloud) == [] and not _switched(cloud)
+
+
+def test_a_role_assignment_made_after_the_tickets_read_is_drift_under_the_lease_named_by_role(
+    call: Call, reviewed: dict[str, str], cloud: Emulator
+) -> None:
+    name = str(uuid.uuid4())
+    subscription = f"/subscriptions/{SUBSCRIPTION}"
+
+    def own() -> None:  # someone makes another identity Owner of the subscription during the run
+        with cloud.state.lock:
+            cloud.state.azure.role_assignments[name] = RoleAssignment(
+                name, subscription, "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", OTHER_SP
+            )
+
+    mark = cloud.requests.mark()
+    try:
+        with _changed_after_the_read(cloud, own) as changed:  # a ticket applied at once, no approval
+            [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
+    finally:
+        with cloud.state.lock:
+            cloud.state.azure.role_assignments.pop(name, None)
+    assert changed and outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made")
+    # The new assignment named by its role (drift reasons compare and show states case-folded).
+    was, _, now = outcome["error"].partition(", now role assignments: ")
+    added = f"owner for {OTHER_SP} at {subscription}"
+    assert added in now and added not in was, outcome["error"]
+    assert _writes(cloud, mark) == [] and _below_vault(cloud) == [] and not _switched(cloud)

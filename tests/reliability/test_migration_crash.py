@@ -3,17 +3,28 @@
 the emulator SIGKILLs the runner when one of the migration's writes arrives. Every step began is in the
 audit (intent before, result after); the re-sent ticket reconciles the interrupted run from those rows
 and a re-read (assignment exists? vault in RBAC mode?), then finishes the migration or rolls it back,
-the interrupted run's assignments included. Never half-applied without a row saying so."""
+the interrupted run's assignments included, also when a run in between deferred it over the write cap.
+Never half-applied without a row saying so."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from emulator import Emulator
+from emulator.azure.state import AccessPolicy, Vault
 from emulator.wire import Request
-from tests.functions.conftest import VAULT_NAME, app_env, cloud, ticket_body  # noqa: F401 - fixtures reused
+from tests.functions.conftest import (  # noqa: F401 - fixtures reused
+    FLOW_SP,
+    VAULT,
+    VAULT_NAME,
+    app_env,
+    cloud,
+    ticket_body,
+)
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
     POLICY,
     _below_vault,
@@ -122,9 +133,11 @@ def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_i
     assert "switched after verification" in rows[-1].reason
 
 
-def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
-    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
-) -> None:
+def _killed_between_two_creates(
+    app_env: dict[str, str], cloud: Emulator
+) -> tuple[dict[str, str], str, dict[str, Any], str]:
+    """The runner killed as the migration's second create arrives (it never takes effect): one
+    assignment made, the rows say so. The runner's settings, the action id, the ticket, the killed run."""
     env, action_id, body = _prepared(app_env)
     puts: list[str] = []
 
@@ -137,9 +150,12 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
     assert len(_below_vault(cloud)) == 1 and not _switched(cloud)  # one assignment made, then the kill
     [(crashed, rows)] = _rows_of(action_id).items()
     assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
+    return env, action_id, body, crashed
 
-    # The re-sent ticket adopts the interrupted run's assignment; its switch is refused after it took
-    # effect, so it switches back and deletes every assignment of the migration, both runs'.
+
+def _resent_with_the_switch_refused(cloud: Emulator, env: dict[str, str], body: dict[str, Any]) -> Any:
+    """Re-send the ticket; the switch is refused after it took effect, so the run switches back and
+    deletes every assignment of the migration, those it adopted included. Its outcome."""
     cloud.faults.status(403, path=f"/vaults/{VAULT_NAME}$", method="PATCH", count=1, after=True)
     with runner(env) as (port, _):
         status, result = send(port, "POST", "/api/remediations", body)
@@ -147,6 +163,72 @@ def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_run
     [outcome] = result["outcomes"]
     assert outcome["status"] == "failed" and outcome["error"].endswith("; rolled back"), outcome
     assert not _switched(cloud) and _below_vault(cloud) == []
+    return outcome
+
+
+def test_killed_between_two_creates_then_a_resend_that_fails_rolls_back_both_runs_assignments(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    # The re-sent ticket adopts the interrupted run's assignment and rolls it back with its own.
+    _resent_with_the_switch_refused(cloud, env, body)
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-3:] == [(2, "pending"), (2, "noop"), (None, "noop")]
     assert "1 of 2 assignment(s) in place" in settled[-1].reason  # handed on, rolled back above
+
+
+OTHER_VAULT = "kv-fin-other"
+
+
+@contextmanager
+def _another_vault(cloud: Emulator) -> Iterator[str]:
+    """A second access-policy vault beside the sample one (the flow's identity reads it, the app's
+    lists it), removed afterwards with any role assignment made on it. Yields its resource id."""
+    with cloud.state.lock:
+        az = cloud.state.azure
+        group = VAULT.split("/resourceGroups/")[1].split("/")[0]
+        other = Vault(OTHER_VAULT, az.subscription_id, group, az.tenant_id)
+        other.access_policies += [
+            AccessPolicy(az.tenant_id, FLOW_SP, permissions={"secrets": ["Get"]}),
+            AccessPolicy(az.tenant_id, az.admin_object_id, permissions={"secrets": ["List"]}),
+        ]
+        az.vaults[OTHER_VAULT] = other
+    try:
+        yield other.arm_id
+    finally:
+        with cloud.state.lock:
+            az = cloud.state.azure
+            del az.vaults[OTHER_VAULT]
+            for name in [n for n, a in az.role_assignments.items() if OTHER_VAULT in a.scope.lower()]:
+                del az.role_assignments[name]
+
+
+def test_killed_between_two_creates_then_deferred_by_the_cap_still_hands_what_is_left_to_the_next_attempt(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    [left] = _below_vault(cloud)
+
+    # Another ticket over both vaults, one write allowed: the other vault's migration takes it and the
+    # sample vault's, planned again, is deferred. Its interrupted row stays pending, not handed on.
+    capped = {**POLICY, "maxActionsPerRun": 1}
+    capped["rbacMigration"] = {**POLICY["rbacMigration"], "vaults": [VAULT_NAME, OTHER_VAULT]}  # type: ignore[dict-item]
+    with _another_vault(cloud) as other:
+        both = ticket_body(remediations=MIGRATE, dryRun=False, targets={"vaults": [other, VAULT]})
+        with runner({**env, "VAULTGUARD_POLICY_JSON": json.dumps(capped)}) as (port, _):
+            status, result = send(port, "POST", "/api/remediations", both)
+        assert status == 202, result
+        by_status = {o["status"]: o for o in result["outcomes"]}
+        assert set(by_status) == {"applied", "deferred"}, result["outcomes"]
+        assert by_status["deferred"]["action_id"] == action_id
+    assert _below_vault(cloud) == [left] and not _switched(cloud)  # nothing written on the sample vault
+    settled = _rows_of(action_id)[crashed]
+    assert _trail(settled)[-2:] == [(2, "pending"), (2, "noop")]  # the unfinished step settled...
+    assert settled[-1].step is not None  # ...and the action itself still pending, for its next attempt
+
+    # The re-sent ticket attempts it: it adopts the assignment the killed run left and, its switch
+    # refused, rolls back every assignment of the migration, the killed run's too.
+    outcome = _resent_with_the_switch_refused(cloud, env, body)
+    assert "adopted 1 assignment(s)" in outcome["after"]["steps"][0]
+    settled = _rows_of(action_id)[crashed]
+    assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason

@@ -5,6 +5,7 @@ verification or switch rolls back what the run did (switch back first, then its 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,31 @@ from remediations.adapters.errors import AzureCallFailed
 from remediations.core import rbac
 from remediations.core.detect import detect
 from remediations.core.model import (
+    AccessPolicy,
     RoleAssignment,
     RoleAssignmentChange,
+    RoleDefinition,
+    Scope,
     VaultAuthorizationChange,
 )
-from remediations.core.planning import build_plan
+from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import Policy, parse_policy
 from remediations.core.rbac_migration import rollback_changes, unverified_access
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
-from tests.unit.kv_builders import MemoryClients, owner_at, policy_entry, snapshot, vault, vault_id
+from remediations.shell.apply import RunContext, apply_plan
+from remediations.shell.audit import MemoryAuditSink
+from remediations.shell.inventory import inventory
+from tests.unit.kv_builders import (
+    OWNER_ROLE,
+    MemoryClients,
+    apply_actions,
+    owner_at,
+    policy_entry,
+    snapshot,
+    vault,
+    vault_id,
+)
+from tests.unit.rbac_builders import assignment
 
 FLOW = "11111111-0000-0000-0000-0000000000f1"
 ADMIN = "11111111-0000-0000-0000-0000000000ad"
@@ -216,7 +233,8 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     snap_file, policy_file, out = tmp_path / "snap.json", tmp_path / "policy.json", tmp_path / "reports"
-    snap_file.write_text(snapshot(_vault()).model_dump_json())
+    contributor = assignment(KV, "b24988ac-6180-42a0-ab88-20f7382dd24c", principal="ops-group")
+    snap_file.write_text(snapshot(_vault(), role_assignments=(contributor,)).model_dump_json())
     policy_file.write_text(
         json.dumps({"allowedSecretNames": {FLOW: ["a"]}, "rbacMigration": {"vaults": ["kv"]}})
     )
@@ -238,10 +256,14 @@ def test_cli_plan_prints_each_identity_s_access_policy_to_role_and_the_reports_h
         and f"-> Key Vault Secrets Officer at {KV}\n" in printed
     )
     assert "['" not in printed
+    # every role by its name: the assignments kept as they are, and those the migration creates
+    assert f"role assignments: Contributor for ops-group at {KV} -> Contributor for ops-group" in printed
+    assert f"create role assignment role=Key Vault Secrets User principal={FLOW} at {KV}/secrets/a" in printed
     assert "PATCH properties.enableRbacAuthorization = true" in printed and OPT_IN in printed
     markdown = (out / "report.md").read_text()
     assert "## Access-policy -> RBAC migration" in markdown
     assert f"| {FLOW} | access policy secrets: get, list | Key Vault Secrets User at kv/a;" in markdown
+    assert f"| role assignments | Contributor for ops-group at {KV} |" in markdown
     assert "RBAC migration</h2>" in (out / "report.html").read_text()
 
 
@@ -253,3 +275,105 @@ def test_the_report_s_after_picture_has_the_vault_switched_and_the_new_assignmen
     assert after.vaults[0].enable_rbac_authorization
     granted = {(g.assignment.principal_id, g.secret_name) for g in rbac.secret_grants(after, after.vaults[0])}
     assert granted == {(FLOW, "a"), (ADMIN, None)}  # the flow's identity reads one secret, no longer lists
+
+
+def test_under_the_lease_an_unchanged_vault_is_migrated_after_one_read_of_it_and_its_assignments() -> None:
+    owner = owner_at(vault_id("kv"))
+    action = _action(_policy(), owner)
+    assert action.before["role assignments"] == [f"Owner for admin-group at {KV}"]  # a name, not a GUID
+    clients = MemoryClients(_vault(), assignments=(owner,))
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "applied" and clients.mgmt.switches == [("kv", True)]
+    assert clients.mgmt.reads == ["kv"]  # the vault read once under the lease, before the first create
+    assert [op for op, _ in clients.authz.calls] == ["list", "list", "create", "create", "list"]
+
+
+@pytest.mark.parametrize(
+    ("now", "assignments", "named"),
+    [
+        # someone was given secret access since: the switch would take it away
+        (policy_entry("intruder", "get"), (), "intruder: access policy secrets: get"),
+        # a role assignment bearing on the vault was made since (named by its role)
+        (None, (owner_at(KV, "intruder"),), "owner for intruder at"),
+    ],
+)
+def test_under_the_lease_a_vault_changed_since_the_plan_is_skipped_as_drifted_before_any_write(
+    now: AccessPolicy | None, assignments: tuple[RoleAssignment, ...], named: str
+) -> None:
+    action = _action(_policy())
+    current = _vault()
+    if now is not None:
+        current = current.model_copy(update={"access_policies": (*current.access_policies, now)})
+    clients = MemoryClients(current, assignments=assignments)
+    [outcome] = apply_actions(clients, action)  # not a reviewed plan: drift is checked all the same
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert named in (outcome.error or "").casefold()
+    assert [op for op, _ in clients.authz.calls] == ["list"] and clients.mgmt.switches == []
+
+
+def test_under_the_lease_a_vault_switched_since_is_named_as_such() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault().model_copy(update={"enable_rbac_authorization": True}))
+    [outcome] = apply_actions(clients, action, pinned=True)
+    assert outcome.status == "skipped"
+    assert (outcome.error or "").startswith("drifted: the vault was switched to Azure RBAC since")
+    assert clients.mgmt.switches == [] and not [c for c in clients.authz.calls if c[0] == "create"]
+
+
+def test_under_the_lease_a_failed_read_writes_nothing() -> None:
+    action = _action(_policy())
+    clients = MemoryClients(_vault())
+    clients.authz.fail_on["list"] = AzureCallFailed(
+        "list role assignments", 503, "ServiceUnavailable", "busy"
+    )
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "failed" and "under its lease" in (outcome.error or "")
+    assert "nothing written" in (outcome.error or "") and clients.mgmt.switches == []
+
+
+CUSTOM = "5d1f0e2c-0000-4000-8000-00000000c0de"
+
+
+@pytest.mark.parametrize(
+    ("role", "reads_definitions", "shown"),
+    [
+        (OWNER_ROLE, False, "Owner"),  # built-in: named from the app's table, no extra read
+        (CUSTOM, True, "Vault Operators"),  # custom: the inventory lists the definitions to name it
+    ],
+)
+def test_the_migration_names_every_role_bearing_on_the_vault(
+    role: str, reads_definitions: bool, shown: str
+) -> None:
+    on_vault = assignment(KV, role, principal="ops-group")
+    clients = MemoryClients(_vault(), assignments=(on_vault,))
+    clients.authz.definitions = [
+        RoleDefinition(
+            id=CUSTOM,
+            role_name="Vault Operators",
+            role_type="CustomRole",
+            actions=("Microsoft.KeyVault/vaults/*",),
+        )
+    ]
+    snap = inventory(Scope.parse(KV), clients, include_secrets=False)
+    assert (("definitions", "") in clients.authz.calls) is reads_definitions
+    snap = snap.model_copy(update={"vaults": (_vault(),)})  # the secrets the flows name, as a deep read
+    policy = _policy()
+    [action] = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}).actions
+    assert action.before["role assignments"] == [f"{shown} for ops-group at {KV}"]
+
+
+def test_under_the_lease_a_drifted_migration_names_what_an_interrupted_attempt_left() -> None:
+    """Reconcile handed this attempt an earlier one's assignment; the drift check then skips it, so the
+    skip names that assignment instead of leaving it unmentioned."""
+    action = _action(_policy())
+    [first, *_] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    drifted = _vault().model_copy(
+        update={"access_policies": (*_vault().access_policies, policy_entry("x", "get"))}
+    )
+    plan = assemble_plan([action], parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
+    audit = MemoryAuditSink()
+    context = RunContext(correlation_id="next", trigger="ticket")
+    [outcome] = apply_plan(plan, MemoryClients(drifted), audit, context, inherited={action.id: (first,)})  # type: ignore[arg-type]
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted")
+    assert (outcome.error or "").endswith(f"; left in place by an interrupted attempt: {first.describe()}")
+    assert audit.records("next")[-1].error == outcome.error  # the audit row says so too

@@ -79,7 +79,13 @@ def _vault(*, switched: bool) -> Vault:
 
 
 def _settle(
-    sink: MemoryAuditSink, *, switched: bool, present: int, planned: bool = False
+    sink: MemoryAuditSink,
+    *,
+    switched: bool,
+    present: int,
+    planned: bool = False,
+    attempted: bool = True,
+    deferred: bool = False,
 ) -> list[AuditRecord]:
     made = tuple(
         assignment(c.scope, c.role_definition_id.rsplit("/", 1)[-1], c.principal_id, c.assignment_name)
@@ -89,7 +95,16 @@ def _settle(
     dangling = sink.dangling(datetime.now(UTC))
     assert [(r.step, r.state) for r in dangling] == [(None, "pending")]  # step rows are not actions
     steps = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
-    return reconcile(dangling, snap, {ACTION.id} if planned else set(), "next", steps=steps)
+    ids = {ACTION.id} if planned else set()
+    return reconcile(
+        dangling,
+        snap,
+        ids,
+        "next",
+        steps=steps,
+        attempted=ids if attempted else set(),
+        deferred=ids if deferred else set(),
+    )
 
 
 def test_a_crash_after_the_switch_took_effect_is_recorded_applied() -> None:
@@ -108,6 +123,29 @@ def test_a_crash_before_the_switch_is_adopted_by_a_run_that_plans_it_again() -> 
     assert [(s.step, s.state, s.error) for s in steps] == [(4, "noop", "interrupted")]
     assert outcome.state == "noop" and outcome.changes == CREATES
     assert left_by_interrupted([*steps, outcome]) == {ACTION.id: CREATES}
+
+
+def test_a_crash_before_the_switch_stays_pending_when_this_run_defers_the_action() -> None:
+    """Over the write cap, the action is not attempted now: its row stays pending, so the run that does
+    attempt it adopts the assignments left (and rolls them back with its own on a failure)."""
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=True)
+    steps = _settle(sink, switched=False, present=2, planned=True, attempted=False, deferred=True)
+    assert [(s.step, s.state) for s in steps] == [(4, "noop")]  # the unfinished step settled from the re-read
+    for row in steps:
+        sink.record(row)
+    # The next run that attempts it finds the action still pending, and is handed what is left.
+    *later, outcome = _settle(sink, switched=False, present=2, planned=True)
+    assert later == [] and outcome.state == "noop" and "which adopts them" in outcome.reason
+    assert left_by_interrupted([outcome]) == {ACTION.id: CREATES}
+
+
+def test_a_crash_before_the_switch_is_failed_naming_what_is_left_when_this_run_skips_the_action() -> None:
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=False)
+    [outcome] = _settle(sink, switched=False, present=2, planned=True, attempted=False)
+    assert outcome.state == "failed" and outcome.changes == CREATES  # nobody adopts them: said so
+    assert outcome.error is not None and outcome.error.startswith("not switched; left in place: ")
 
 
 def test_a_half_migration_no_run_plans_again_is_failed_with_what_is_left_never_silent() -> None:
