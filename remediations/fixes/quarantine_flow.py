@@ -73,7 +73,7 @@ class QuarantineFlow(Remediation):
                 changes=(FlowStateChange(environment=flow.environment, flow_id=flow.id),),
                 before={"state": [flow.state]},
                 after={"state": ["Stopped"]},
-                reason=f"flow {flow.display_name or flow.id!r} runs on a person's Key Vault connection and "
+                reason=f"flow {flow.label!r} runs on a person's Key Vault connection and "
                 f"{len(editors)} people besides its owner can edit it: {editors}",
                 finding_ids=(finding.id,),
             )

@@ -41,8 +41,8 @@ def _environments_with_exposed_flows(snapshot: Snapshot, findings: list[Finding]
         if flow is None:
             continue
         entry = exposed.setdefault(flow.environment.lower(), _Exposed())
-        if (flow.display_name or flow.id) not in entry.flow_names:
-            entry.flow_names.append(flow.display_name or flow.id)
+        if flow.label not in entry.flow_names:
+            entry.flow_names.append(flow.label)
         entry.finding_ids.append(finding.id)
     return exposed
 
@@ -76,7 +76,7 @@ class RemoveFlowEditingRole(Remediation):
             found = exposed.get(environment.name.lower())
             if found is None:
                 continue
-            where = environment.display_name or environment.name
+            where = environment.label
             flows = ", ".join(found.flow_names[:3]) + (", ..." if len(found.flow_names) > 3 else "")
             for principal, roles in sorted(environment.role_holders.items()):
                 if FLOW_EDITING_ROLE not in roles or self._allowed(principal, policy):
