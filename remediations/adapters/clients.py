@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -74,49 +74,38 @@ class AzureClients:
         self._lock = threading.Lock()  # inventory reads vaults concurrently
         self._session = EnvOnceSession()
         # One client per service (and subscription), made on first use and closed with the rest.
-        self._made: dict[tuple[str, str], _Closable] = {}
+        self._made: dict[tuple[Callable[..., _Closable], tuple[str, ...]], _Closable] = {}
 
-    def _once(self, service: str, key: str, make: Callable[[], Made]) -> Made:
+    def _new(self, adapter: Callable[..., Made], *args: str) -> Made:
+        """Every adapter takes the credential, then its subscription or vault URL, then SDK options."""
+        return adapter(self.credential, *args, transport=shared_transport(self._session))
+
+    def _once(self, adapter: Callable[..., Made], *args: str) -> Made:
         with self._lock:
-            if (service, key) not in self._made:
-                self._made[service, key] = make()
-            return cast(Made, self._made[service, key])
-
-    def _transport(self) -> dict[str, Any]:
-        return {"transport": shared_transport(self._session)}
+            if (adapter, args) not in self._made:
+                self._made[adapter, args] = self._new(adapter, *args)
+            return cast(Made, self._made[adapter, args])
 
     def keyvault_management(self, subscription_id: str) -> KeyVaultManagement:
-        return self._once(
-            "keyvault",
-            subscription_id,
-            lambda: KeyVaultManagement(self.credential, subscription_id, **self._transport()),
-        )
+        return self._once(KeyVaultManagement, subscription_id)
 
     def keyvault_secrets(self, vault_uri: str) -> KeyVaultSecrets:
-        return KeyVaultSecrets(self.credential, vault_uri, **self._transport())
+        return self._new(KeyVaultSecrets, vault_uri)
 
     def authorization(self, subscription_id: str) -> Authorization:
-        return self._once(
-            "authorization",
-            subscription_id,
-            lambda: Authorization(self.credential, subscription_id, **self._transport()),
-        )
+        return self._once(Authorization, subscription_id)
 
     def directory(self) -> Directory:
-        return self._once("directory", "", lambda: Directory(self.credential, **self._transport()))
+        return self._once(Directory)
 
     def applications(self) -> Applications:
-        return self._once("applications", "", lambda: Applications(self.credential, **self._transport()))
+        return self._once(Applications)
 
     def storage(self, subscription_id: str) -> StorageKeys:
-        return self._once(
-            "storage",
-            subscription_id,
-            lambda: StorageKeys(self.credential, subscription_id, **self._transport()),
-        )
+        return self._once(StorageKeys, subscription_id)
 
     def power_platform(self) -> PowerPlatform:
-        return self._once("power_platform", "", lambda: PowerPlatform(self.credential, **self._transport()))
+        return self._once(PowerPlatform)
 
     def own_object_id(self) -> str | None:
         """From the claims of the credential's ARM token (cached by the credential)."""

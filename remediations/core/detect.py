@@ -198,6 +198,15 @@ def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> 
 _REVIEWABLE: list[tuple[tuple[Vault, ...], Policy, list[tuple[Vault, AccessPolicy]]]] = []
 
 
+def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[Vault]:
+    """The vaults the policy does not exclude that use Azure RBAC (`rbac`) or access policies."""
+    return [
+        vault
+        for vault in snapshot.vaults
+        if vault.enable_rbac_authorization == rbac and not policy.excludes_vault(vault)
+    ]
+
+
 def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault, AccessPolicy]]:
     """Access policies we may judge: access-policy vaults, not excluded, not break-glass."""
     last = _REVIEWABLE[-1] if _REVIEWABLE else None
@@ -205,8 +214,7 @@ def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault,
         return last[2]
     found = [
         (vault, entry)
-        for vault in snapshot.vaults
-        if not vault.enable_rbac_authorization and not policy.excludes_vault(vault)
+        for vault in reviewed_vaults(snapshot, policy, rbac=False)
         for entry in vault.access_policies
         if not policy.leaves_alone(entry.object_id)
     ]
@@ -223,6 +231,26 @@ def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
     )
 
 
+def _entry_findings(
+    rule: DetectorInfo,
+    snapshot: Snapshot,
+    policy: Policy,
+    selects: Callable[[Vault, AccessPolicy], bool],
+    message: Callable[[Vault, AccessPolicy], str],
+) -> list[Finding]:
+    """One finding per reviewable access-policy entry that `selects` picks, the entry its evidence."""
+    return [
+        rule.finding(
+            resource_id=vault.id,
+            principal=entry.object_id,
+            message=message(vault, entry),
+            evidence=_evidence(vault, entry),
+        )
+        for vault, entry in reviewable_policies(snapshot, policy)
+        if selects(vault, entry)
+    ]
+
+
 @detector(
     "secret_list_permission",
     severity="high",
@@ -236,21 +264,16 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy, rule: DetectorInf
     Only for identities with no allow-list rule; where a rule exists, `excess_secret_permissions`
     covers `list` together with the other excess, so a vault gets one write per identity.
     """
-    findings = []
-    for vault, entry in reviewable_policies(snapshot, policy):
-        if "list" not in expand_secret_permissions(entry.permissions.secrets):
-            continue
-        if policy.allowed_secret_permissions(entry.object_id, vault) is not None:
-            continue
-        findings.append(
-            rule.finding(
-                resource_id=vault.id,
-                principal=entry.object_id,
-                message=f"{entry.object_id} can list every secret in vault {vault.name}",
-                evidence=_evidence(vault, entry),
-            )
-        )
-    return findings
+    return _entry_findings(
+        rule,
+        snapshot,
+        policy,
+        lambda vault, entry: (
+            "list" in expand_secret_permissions(entry.permissions.secrets)
+            and policy.allowed_secret_permissions(entry.object_id, vault) is None
+        ),
+        lambda vault, entry: f"{entry.object_id} can list every secret in vault {vault.name}",
+    )
 
 
 @detector(
@@ -301,17 +324,12 @@ def _excess_evidence(
 )
 def orphaned_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
-    findings = []
-    for vault, entry in reviewable_policies(snapshot, policy):
-        if not snapshot.known_gone(entry.object_id):
-            continue
-        findings.append(
-            rule.finding(
-                resource_id=vault.id,
-                principal=entry.object_id,
-                message=f"vault {vault.name} grants access to {entry.object_id}, "
-                "which no longer exists in the directory",
-                evidence=_evidence(vault, entry),
-            )
-        )
-    return findings
+    return _entry_findings(
+        rule,
+        snapshot,
+        policy,
+        lambda vault, entry: snapshot.known_gone(entry.object_id),
+        lambda vault, entry: (
+            f"vault {vault.name} grants access to {entry.object_id}, which no longer exists in the directory"
+        ),
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from remediations.core import rbac
-from remediations.core.detect import RBAC_HELP, DetectorInfo, detector
+from remediations.core.detect import RBAC_HELP, DetectorInfo, detector, reviewed_vaults
 from remediations.core.evidence import (
     OrphanedAssignmentEvidence,
     OversizedVaultEvidence,
@@ -45,9 +45,7 @@ def _in_snapshot_scope(snapshot: Snapshot, scope: str) -> bool:
 )
 def wide_secret_role_assignment(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
-    for vault in snapshot.vaults:
-        if not vault.enable_rbac_authorization or policy.excludes_vault(vault):
-            continue
+    for vault in reviewed_vaults(snapshot, policy, rbac=True):
         for grant in rbac.secret_grants(snapshot, vault):
             principal = grant.assignment.principal_id
             if grant.level == "secret" or "get" not in grant.permissions:
@@ -107,9 +105,7 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy, rule: DetectorI
     not a finding of its own."""
     findings = []
     may_write = rbac.vault_write_roles(snapshot)
-    for vault in snapshot.vaults:
-        if vault.enable_rbac_authorization or policy.excludes_vault(vault):
-            continue
+    for vault in reviewed_vaults(snapshot, policy, rbac=False):
         writers = sorted(
             f"{assignment.principal_id} ({role} at {assignment.scope})"
             for assignment, role in rbac.vault_writers(snapshot, vault, may_write)

@@ -63,10 +63,15 @@ class FlowRef(Frozen):
     display_name: str = ""
     principal: str | None = None  # the flow's owner/creator, when known
 
+    @property
+    def label(self) -> str:
+        """What people call it: its display name, else its resource id or path."""
+        return self.display_name or self.resource_id
+
 
 def _evidence(flow: FlowRef, action: KeyVaultAction, **extra: Any) -> FlowStepEvidence:
     return FlowStepEvidence(
-        flow=flow.display_name or flow.resource_id,
+        flow=flow.label,
         action_path=action.path,
         vault=action.vault,
         secret_names=(action.secret_name,) if action.secret_name else (),
@@ -93,7 +98,7 @@ def flow_findings(flow_ref: FlowRef | str, analysis: DefinitionAnalysis) -> list
       intended pattern; reported so the secrets a flow reads are visible (least privilege), never an alarm.
     """
     flow = FlowRef(resource_id=flow_ref) if isinstance(flow_ref, str) else flow_ref
-    label = flow.display_name or flow.resource_id
+    label = flow.label
     findings: list[Finding] = []
 
     def add(rule: DetectorInfo, severity: Severity | None, message: str, evidence: FlowStepEvidence) -> None:

@@ -101,7 +101,7 @@ def flow_uses_keyvault(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -
         rule.finding(
             resource_id=flow_resource_id(flow),
             principal=None,
-            message=f"flow {flow.display_name or flow.id!r} uses Key Vault connection(s) "
+            message=f"flow {flow.label!r} uses Key Vault connection(s) "
             f"{', '.join(sorted(c.id for c in used))}",
             evidence=FlowUsesKeyVaultEvidence(
                 environment=flow.environment,
@@ -149,7 +149,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy, rule: DetectorIn
         administrator = person in administrators
         admin_note = " (an environment administrator)" if administrator else ""
         using = using_by_connection.get(connection.id.lower(), [])
-        label = connection.display_name or connection.id
+        label = connection.label
         evidence = ConnectionUserEvidence(
             environment=connection.environment,
             connection=connection.id,
@@ -157,9 +157,7 @@ def connection_runs_as_user(snapshot: Snapshot, policy: Policy, rule: DetectorIn
             identity_kind=connection.identity_kind,
             administrator=administrator,
         )
-        targets = [
-            (flow_resource_id(f), f"flow {f.display_name or f.id!r} uses", {"flow": f.id}) for f in using
-        ]
+        targets = [(flow_resource_id(f), f"flow {f.label!r} uses", {"flow": f.id}) for f in using]
         for resource_id, subject, extra in targets or [(connection_resource_id(connection), "", {})]:
             findings.append(
                 rule.finding(
@@ -195,7 +193,7 @@ def flow_owned_by_personal_account(snapshot: Snapshot, policy: Policy, rule: Det
             rule.finding(
                 resource_id=flow_resource_id(flow),
                 principal=owner or None,
-                message=f"Key Vault flow {flow.display_name or flow.id!r} is owned by "
+                message=f"Key Vault flow {flow.label!r} is owned by "
                 f"{owner or 'nobody known'}, not by a configured service account",
                 evidence=FlowOwnerEvidence(
                     environment=flow.environment,
@@ -234,7 +232,7 @@ def flow_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: Detecto
                 severity="high" if share.role.lower() in {"owner", "canedit"} else None,
                 resource_id=flow_resource_id(flow),
                 principal=who,
-                message=f"{who} is {share.role} of Key Vault flow {flow.display_name or flow.id!r} "
+                message=f"{who} is {share.role} of Key Vault flow {flow.label!r} "
                 "and is not in the allowed flow editors",
                 evidence=FlowShareEvidence(
                     environment=flow.environment,
@@ -271,7 +269,7 @@ def connection_shared_beyond_allowed(snapshot: Snapshot, policy: Policy, rule: D
             rule.finding(
                 resource_id=connection_resource_id(connection),
                 principal=who,
-                message=f"Key Vault connection {connection.display_name or connection.id!r} is shared "
+                message=f"Key Vault connection {connection.label!r} is shared "
                 f"({share.role}) with {who}, who is not in the allowed connection users",
                 evidence=ConnectionShareEvidence(
                     environment=connection.environment,
@@ -306,7 +304,7 @@ def environment_too_many_customizers(snapshot: Snapshot, policy: Policy, rule: D
             rule.finding(
                 resource_id=environment.id,
                 principal=None,
-                message=f"environment {environment.display_name or environment.name!r} has {len(holders)} "
+                message=f"environment {environment.label!r} has {len(holders)} "
                 f"System Customizers/Administrators (limit {limit}); each can edit every flow in it",
                 evidence=CustomizersEvidence(
                     environment=environment.name, holders=tuple(holders), limit=limit

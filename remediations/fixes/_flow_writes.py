@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from remediations.core.model import Action, Outcome
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._verified_writes import read_write_verify
+from remediations.ports import Clients
 
 # data -> the new clientdata; None: already as wanted (noop); a string: why it cannot be done (failed)
 Edit = Callable[[dict[str, Any]], "dict[str, Any] | str | None"]
@@ -19,20 +20,10 @@ def rewrite_client_data(
     action: Action, clients: Clients, environment: str, flow_id: str, edit: Edit, check: Check
 ) -> Outcome:
     api = clients.power_platform()
-    try:
-        edited = edit(api.get_flow_client_data(environment, flow_id))
-        if edited is None:
-            return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
-        if isinstance(edited, str):
-            return Outcome(action_id=action.id, status="failed", before=action.before, error=edited)
-        api.update_flow_client_data(environment, flow_id, edited)
-        problem = check(api.get_flow_client_data(environment, flow_id))  # verify from a fresh read
-    except ResourceGone as gone:  # the flow is gone: nothing runs with it any more
-        return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-    except AzureCallFailed as exc:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error=str(exc))
-    if problem:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error=problem)
-    return Outcome(
-        action_id=action.id, status="applied", before=action.before, after=action.after, verified=True
+    return read_write_verify(
+        action,
+        read=lambda: api.get_flow_client_data(environment, flow_id),
+        edit=edit,
+        write=lambda edited: api.update_flow_client_data(environment, flow_id, edited),
+        check=check,
     )

@@ -87,7 +87,7 @@ def _usable(target: Connection | None, source: Connection) -> bool:
 
 
 def _label(item: Flow | Connection) -> str:
-    return repr(item.display_name or item.id)
+    return repr(item.label)
 
 
 def _bindings(flow: Flow, connection_id: str) -> list[str | None]:

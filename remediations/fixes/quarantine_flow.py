@@ -15,7 +15,8 @@ from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import Action, Finding, FlowStateChange, Outcome, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._verified_writes import read_write_verify
+from remediations.ports import Clients
 
 _EDIT_ROLES = {"owner", "canedit"}
 
@@ -73,7 +74,7 @@ class QuarantineFlow(Remediation):
                 changes=(FlowStateChange(environment=flow.environment, flow_id=flow.id),),
                 before={"state": [flow.state]},
                 after={"state": ["Stopped"]},
-                reason=f"flow {flow.display_name or flow.id!r} runs on a person's Key Vault connection and "
+                reason=f"flow {flow.label!r} runs on a person's Key Vault connection and "
                 f"{len(editors)} people besides its owner can edit it: {editors}",
                 finding_ids=(finding.id,),
             )
@@ -84,19 +85,10 @@ class QuarantineFlow(Remediation):
         if not isinstance(change, FlowStateChange):
             return Outcome(action_id=action.id, status="failed", error="not a flow state action")
         api = clients.power_platform()
-        try:
-            if api.get_flow(change.environment, change.flow_id).state == "Stopped":
-                return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
-            api.turn_off_flow(change.environment, change.flow_id)
-            state = api.get_flow(change.environment, change.flow_id).state  # verify from a fresh read
-        except ResourceGone as gone:  # the flow is gone: nothing runs any more
-            return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-        except AzureCallFailed as exc:
-            return Outcome(action_id=action.id, status="failed", before=action.before, error=str(exc))
-        if state != "Stopped":
-            return Outcome(
-                action_id=action.id, status="failed", before=action.before, error=f"flow is still {state}"
-            )
-        return Outcome(
-            action_id=action.id, status="applied", before=action.before, after=action.after, verified=True
+        return read_write_verify(
+            action,
+            read=lambda: api.get_flow(change.environment, change.flow_id).state,
+            edit=lambda state: None if state == "Stopped" else change,
+            write=lambda _: api.turn_off_flow(change.environment, change.flow_id),
+            check=lambda state: None if state == "Stopped" else f"flow is still {state}",
         )

@@ -21,7 +21,8 @@ from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import Action, Finding, Outcome, SecurityRoleChange, Snapshot
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._verified_writes import read_write_verify
+from remediations.ports import Clients
 
 FLOW_EDITING_ROLE = "System Customizer"
 
@@ -41,8 +42,8 @@ def _environments_with_exposed_flows(snapshot: Snapshot, findings: list[Finding]
         if flow is None:
             continue
         entry = exposed.setdefault(flow.environment.lower(), _Exposed())
-        if (flow.display_name or flow.id) not in entry.flow_names:
-            entry.flow_names.append(flow.display_name or flow.id)
+        if flow.label not in entry.flow_names:
+            entry.flow_names.append(flow.label)
         entry.finding_ids.append(finding.id)
     return exposed
 
@@ -76,7 +77,7 @@ class RemoveFlowEditingRole(Remediation):
             found = exposed.get(environment.name.lower())
             if found is None:
                 continue
-            where = environment.display_name or environment.name
+            where = environment.label
             flows = ", ".join(found.flow_names[:3]) + (", ..." if len(found.flow_names) > 3 else "")
             for principal, roles in sorted(environment.role_holders.items()):
                 if FLOW_EDITING_ROLE not in roles or self._allowed(principal, policy):
@@ -115,26 +116,12 @@ class RemoveFlowEditingRole(Remediation):
         if not isinstance(change, SecurityRoleChange):
             return Outcome(action_id=action.id, status="failed", error="not a security role action")
         api = clients.power_platform()
-        try:
-            if change.role not in api.security_roles(change.environment, change.principal_id):
-                return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
-            api.remove_security_role(change.environment, change.principal_id, change.role)
-            roles = api.security_roles(change.environment, change.principal_id)  # verify: fresh read
-        except ResourceGone as gone:  # the environment or the user is gone: nobody holds the role there
-            return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-        except AzureCallFailed as exc:
-            return Outcome(action_id=action.id, status="failed", before=action.before, error=str(exc))
-        if change.role in roles:
-            return Outcome(
-                action_id=action.id,
-                status="failed",
-                before=action.before,
-                error=f"{change.principal_id} still holds {change.role!r}",
-            )
-        return Outcome(
-            action_id=action.id,
-            status="applied",
-            before=action.before,
-            after={"roles": sorted(roles)},
-            verified=True,
+        held = f"{change.principal_id} still holds {change.role!r}"
+        return read_write_verify(
+            action,
+            read=lambda: api.security_roles(change.environment, change.principal_id),
+            edit=lambda roles: change if change.role in roles else None,
+            write=lambda _: api.remove_security_role(change.environment, change.principal_id, change.role),
+            check=lambda roles: held if change.role in roles else None,
+            after=lambda roles: {"roles": sorted(roles)},
         )

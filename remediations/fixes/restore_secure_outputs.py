@@ -86,7 +86,7 @@ class RestoreSecureOutputs(Remediation):
                     ),
                     before={"unsecured": sorted(paths[flow.id])},
                     after={"unsecured": []},
-                    reason=f"flow {flow.display_name or flow.id!r} reads secrets without secure outputs at "
+                    reason=f"flow {flow.label!r} reads secrets without secure outputs at "
                     f"{', '.join(sorted(paths[flow.id]))}: the values show in its run history",
                     finding_ids=tuple(finding_ids[flow.id]),
                 )

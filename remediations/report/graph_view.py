@@ -86,7 +86,7 @@ def _labels(snapshot: Snapshot) -> dict[str, str]:
             people[identity.object_id.lower()] = identity.display_name
             labels[f"principal:{identity.object_id.lower()}"] = identity.display_name
     for flow in snapshot.flows:
-        labels[f"flow:{flow.id}"] = flow.display_name or flow.id
+        labels[f"flow:{flow.id}"] = flow.label
     connection_labels: dict[str, str] = {}
     owners: dict[str, str] = {}
     for connection in snapshot.connections:
@@ -149,8 +149,8 @@ def display_names(snapshot: Snapshot) -> dict[str, str]:
         if not core_id.startswith("secret:")
     }
     for environment in snapshot.environments:
-        names[environment.id.lower()] = environment.display_name or environment.name
-        names[environment.name.lower()] = environment.display_name or environment.name
+        names[environment.id.lower()] = environment.label
+        names[environment.name.lower()] = environment.label
     return names
 
 

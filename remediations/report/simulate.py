@@ -5,7 +5,8 @@ what the fix would cut (report/graph_view.py draws it and `compare` marks what w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from remediations.core.access_policy import apply_change
 from remediations.core.model import (
@@ -24,6 +25,15 @@ from remediations.core.model import (
 from remediations.core.role_changes import assignment_matches
 
 
+class _Operation(Protocol):
+    @property
+    def operation(self) -> str: ...
+
+
+Item = TypeVar("Item")  # a role assignment or a share
+ChangeOf = TypeVar("ChangeOf", bound=_Operation)  # the change that deletes or adds one
+
+
 def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
     """The snapshot after `actions` (access policy, role assignment, vault switch, share, flow connection
     and connection reference changes; DLP and rotation changes cut no edge of this graph). Pure: used
@@ -40,19 +50,7 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
                 if key in vaults:
                     vaults[key] = apply_change(vaults[key], change)
             elif isinstance(change, RoleAssignmentChange):
-                if change.operation == "delete":
-                    role_assignments = [ra for ra in role_assignments if not assignment_matches(ra, change)]
-                else:
-                    role_assignments.append(
-                        RoleAssignment(
-                            id=f"{change.scope}/providers/Microsoft.Authorization/roleAssignments/"
-                            f"{change.assignment_name}",
-                            scope=change.scope,
-                            role_definition_id=change.role_definition_id,
-                            principal_id=change.principal_id,
-                            principal_type=change.principal_type,
-                        )
-                    )
+                role_assignments = _after(role_assignments, change, assignment_matches, _created_assignment)
             elif isinstance(change, VaultAuthorizationChange):
                 key = change.vault_id.lower()
                 if key in vaults:  # switched: the access policies stop counting, role assignments decide
@@ -62,18 +60,7 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
             elif isinstance(change, FlowConnectionChange | ConnectionReferenceChange):
                 flows = [_moved(flow, change) for flow in flows]
             elif isinstance(change, ShareChange):
-                if change.operation == "delete":
-                    shares = [s for s in shares if not _same_share(s, change)]
-                else:
-                    shares.append(
-                        Share(
-                            resource_kind=change.resource_kind,
-                            resource_id=change.resource_id,
-                            principal_id=change.principal_id,
-                            principal_kind=change.principal_kind,
-                            role=change.role,
-                        )
-                    )
+                shares = _after(shares, change, _same_share, _granted_share)
     return snapshot.model_copy(
         update={
             "vaults": tuple(vaults[k] for k in order),
@@ -81,6 +68,38 @@ def simulate(snapshot: Snapshot, actions: Iterable[Action]) -> Snapshot:
             "shares": tuple(shares),
             "flows": tuple(flows),
         }
+    )
+
+
+def _after(
+    items: list[Item],
+    change: ChangeOf,
+    matches: Callable[[Item, ChangeOf], bool],
+    made: Callable[[ChangeOf], Item],
+) -> list[Item]:
+    """A delete drops the items the change matches; a create or put adds the item it makes."""
+    if change.operation == "delete":
+        return [item for item in items if not matches(item, change)]
+    return [*items, made(change)]
+
+
+def _created_assignment(change: RoleAssignmentChange) -> RoleAssignment:
+    return RoleAssignment(
+        id=f"{change.scope}/providers/Microsoft.Authorization/roleAssignments/{change.assignment_name}",
+        scope=change.scope,
+        role_definition_id=change.role_definition_id,
+        principal_id=change.principal_id,
+        principal_type=change.principal_type,
+    )
+
+
+def _granted_share(change: ShareChange) -> Share:
+    return Share(
+        resource_kind=change.resource_kind,
+        resource_id=change.resource_id,
+        principal_id=change.principal_id,
+        principal_kind=change.principal_kind,
+        role=change.role,
     )
 
 

@@ -72,29 +72,6 @@ class ScopeMessage(BaseModel):
             depth=depth,
         )
 
-    @classmethod
-    def for_subscription(
-        cls, subscription_id: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
-    ) -> ScopeMessage:
-        return cls.for_scope("subscription", subscription_id, sweep_id, dry_run, correlation_id)
-
-    @classmethod
-    def for_vault(
-        cls,
-        vault_id: str,
-        sweep_id: str,
-        dry_run: bool,
-        correlation_id: str | None = None,
-        depth: SweepDepth = "deep",
-    ) -> ScopeMessage:
-        return cls.for_scope("vault", vault_id, sweep_id, dry_run, correlation_id, depth)
-
-    @classmethod
-    def for_environment(
-        cls, environment: str, sweep_id: str, dry_run: bool, correlation_id: str | None = None
-    ) -> ScopeMessage:
-        return cls.for_scope("environment", environment, sweep_id, dry_run, correlation_id)
-
     def idempotency_key(self) -> str:
         """Equal for redeliveries of one scope of one sweep (whatever the enqueue time or requeues)."""
         return ids.delivery_key(self.kind, self.id.lower(), self.sweepId)

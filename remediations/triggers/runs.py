@@ -157,24 +157,11 @@ class RunStore:
         """Insert the record if absent and return None; if present, return what is stored (unchanged)."""
         now = datetime.now(UTC)
         index_key = f"{_INVERT_BASE - int(now.timestamp() * 1000):013d}-{kind}-{key[:200]}"
-        head, parts = _entities(kind, key, body)
-        head.update(
-            {
-                "Kind": kind,
-                "Key": key,
-                "Fingerprint": fingerprint,
-                "Status": status,
-                "CreatedAt": now,
-                "UpdatedAt": now,
-                "IndexKey": index_key,
-                "Parts": len(parts),
-            }
-        )
+        columns = {"Fingerprint": fingerprint, "Status": status, "CreatedAt": now, "UpdatedAt": now}
+        head, parts = _entities(kind, key, body, {**columns, "IndexKey": index_key})
         try:
             if parts:
-                self._table.submit_transaction(
-                    [("create", head)] + [("upsert", part, {"mode": UpdateMode.REPLACE}) for part in parts]
-                )
+                self._table.submit_transaction([("create", head), *_replacing(parts)])
             else:
                 self._table.create_entity(head)
         except ResourceExistsError:
@@ -213,37 +200,26 @@ class RunStore:
         """Replace the record's body and status (after the run); created time and index row kept."""
         partition = _partition(kind, key)
         current = self._table.get_entity(partition, "head")
-        head, parts = _entities(kind, key, body)
         now = datetime.now(UTC)
-        head.update(
-            {
-                "Kind": kind,
-                "Key": key,
-                "Fingerprint": fingerprint,
-                "Status": status,
-                "CreatedAt": current.get("CreatedAt", now),
-                "UpdatedAt": now,
-                "IndexKey": current.get("IndexKey", ""),
-                "Parts": len(parts),
-            }
-        )
-        operations: list[Any] = [("upsert", head, {"mode": UpdateMode.REPLACE})]
-        operations.extend(("upsert", part, {"mode": UpdateMode.REPLACE}) for part in parts)
-        self._table.submit_transaction(operations)
         index_key = str(current.get("IndexKey", ""))
+        columns = {
+            "Fingerprint": fingerprint,
+            "Status": status,
+            "CreatedAt": current.get("CreatedAt", now),
+            "UpdatedAt": now,
+            "IndexKey": index_key,
+        }
+        head, parts = _entities(kind, key, body, columns)
+        self._table.submit_transaction(_replacing([head, *parts]))
         if index_key:
             self._write_index(index_key, kind, key, status, _as_datetime(head["CreatedAt"]), dry_run)
 
     def keep(self, kind: RunKind, key: str, body: Mapping[str, Any]) -> None:
         """Store a document (a pinned plan) under the same chunked layout, without an index row: it is
         part of its ticket's record, not a run of its own. Replaces what was kept before."""
-        head, parts = _entities(kind, key, body)
         now = datetime.now(UTC)
-        head.update({"Kind": kind, "Key": key, "Status": "kept", "CreatedAt": now, "UpdatedAt": now})
-        head["Parts"] = len(parts)
-        operations: list[Any] = [("upsert", head, {"mode": UpdateMode.REPLACE})]
-        operations.extend(("upsert", part, {"mode": UpdateMode.REPLACE}) for part in parts)
-        self._table.submit_transaction(operations)
+        head, parts = _entities(kind, key, body, {"Status": "kept", "CreatedAt": now, "UpdatedAt": now})
+        self._table.submit_transaction(_replacing([head, *parts]))
 
     # --- index ------------------------------------------------------------------------------
 
@@ -294,9 +270,15 @@ def _partition(kind: RunKind, key: str) -> str:
     return f"{kind}-{key}"
 
 
+def _replacing(entities: list[dict[str, Any]]) -> list[Any]:
+    """Batch operations that write each entity whole (a shorter body leaves no stale chunk behind)."""
+    return [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in entities]
+
+
 def _entities(
-    kind: RunKind, key: str, body: Mapping[str, Any]
+    kind: RunKind, key: str, body: Mapping[str, Any], columns: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The record's head (`columns`, its kind, key and part count, the first chunks) and its parts."""
     raw = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
     compressed = zlib.compress(raw, 6)
     if len(compressed) > MAX_COMPRESSED_BYTES:
@@ -319,6 +301,7 @@ def _entities(
         for index, chunk in enumerate(group):
             part[f"Body{index:02d}"] = chunk
         parts.append(part)
+    head.update({**columns, "Kind": kind, "Key": key, "Parts": len(parts)})
     return head, parts
 
 

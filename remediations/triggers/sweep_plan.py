@@ -52,13 +52,14 @@ def plan_sweep(
                 failures.append(subscription)
                 continue
             messages.extend(
-                ScopeMessage.for_vault(v.id, sweep_id, policy.dry_run, correlation_id, depth)
+                ScopeMessage.for_scope("vault", v.id, sweep_id, policy.dry_run, correlation_id, depth)
                 for v in vaults
                 if not policy.excludes_vault(v)
             )
         environments = _sweep_environments(policy, clients, failures) if depth == "quick" else []
     messages.extend(
-        ScopeMessage.for_environment(e, sweep_id, policy.dry_run, correlation_id) for e in environments
+        ScopeMessage.for_scope("environment", e, sweep_id, policy.dry_run, correlation_id)
+        for e in environments
     )
     return SweepPlan(messages, policy.dry_run, policy.max_actions_per_run, failures)
 

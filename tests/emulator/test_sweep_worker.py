@@ -210,7 +210,7 @@ def _one_vault_message(cloud: Emulator) -> tuple[bytes, str]:
 
     with cloud.state.lock:
         vault = next(v for v in cloud.state.azure.vaults.values() if v.access_policies)
-    message = ScopeMessage.for_vault(vault.arm_id, "sweep-test-1", dry_run=False)
+    message = ScopeMessage.for_scope("vault", vault.arm_id, "sweep-test-1", dry_run=False)
     return message.model_dump_json().encode(), vault.name
 
 

@@ -146,7 +146,9 @@ def test_an_environment_scope_when_the_policy_names_no_environments_is_acknowled
     from remediations.triggers.messages import ScopeMessage
 
     caplog.set_level("INFO", logger="vaultguard")
-    message = ScopeMessage.for_environment("Default-7c6b5a49-3827-4160-9f8e-d7c6b5a49382", "s1", True)
+    message = ScopeMessage.for_scope(
+        "environment", "Default-7c6b5a49-3827-4160-9f8e-d7c6b5a49382", "s1", True
+    )
     functions["remediate_worker"].get_user_function()(
         func.QueueMessage(id="env", body=message.model_dump_json().encode())
     )

@@ -34,6 +34,11 @@ class Environment(Frozen):
     # principal id -> UPN or full name, as the environment's user and team rows give them (for reports)
     principal_names: dict[str, str] = Field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """What people call it: its display name, else its name."""
+        return self.display_name or self.name
+
     def editors_of_all_flows(self) -> tuple[str, ...]:
         """System Customizers and Administrators: they can edit every flow in the environment."""
         return tuple(sorted(p for p, roles in self.role_holders.items() if set(roles) & EDIT_ALL_FLOWS_ROLES))
@@ -55,6 +60,11 @@ class Flow(Frozen):
     # naming the row). Keys not here name their connection in the flow's own clientdata.
     solution_references: dict[str, str] = Field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """What people call it: its display name, else its id."""
+        return self.display_name or self.id
+
 
 class ConnectionReference(Frozen):
     """A Dataverse `connectionreferences` row: a solution's named binding to one connection."""
@@ -74,6 +84,11 @@ class Connection(Frozen):
     parameters: dict[str, str] = Field(default_factory=dict)  # e.g. {"vaultName": "kv-payroll"}
     display_name: str = ""
     created_by: str | None = None  # principal object id of the connection's creator (its owner)
+
+    @property
+    def label(self) -> str:
+        """What people call it: its display name, else its id."""
+        return self.display_name or self.id
 
     @property
     def is_keyvault(self) -> bool:
