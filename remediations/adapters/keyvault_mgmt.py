@@ -11,9 +11,11 @@ case-sensitively and answers 200 without change on a mismatch (azure-rest-api-sp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
+from queue import Queue
 from typing import Any
 from urllib.parse import quote
 
@@ -183,22 +185,38 @@ class KeyVaultManagement:
         return page
 
     def _list_pages(self, path: str, on_page: VaultPage | None = None) -> list[Vault]:
-        """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. The next page is
-        requested as soon as this one's `nextLink` is read, so mapping a page overlaps the next
-        round trip instead of adding to the chain."""
+        """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. One thread reads the
+        pages back to back, each requested as soon as the last one's `nextLink` is parsed, and hands them
+        over; this one maps them meanwhile, so mapping never delays the chain (nor does a handover
+        between threads between two pages of it)."""
+        pages: Queue[dict[str, Any] | Exception | None] = Queue()
+        stop = threading.Event()  # the mapping failed: read no further page
+
+        def read_all() -> None:
+            url: str | None = f"{path}?api-version={self._api_version}"
+            try:
+                while url and not stop.is_set():
+                    page = self._page(url)
+                    url = page.get("nextLink")
+                    pages.put(page)
+            except Exception as error:  # noqa: BLE001 - re-raised where the pages are mapped (and retried)
+                pages.put(error)
+                return
+            pages.put(None)
+
         found: list[Vault] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-pages") as fetcher:
-            pending: Future[dict[str, Any]] | None = fetcher.submit(
-                self._page, f"{path}?api-version={self._api_version}"
-            )
-            while pending is not None:
-                page = pending.result()
-                next_link = page.get("nextLink")
-                pending = fetcher.submit(self._page, next_link) if next_link else None
-                mapped = vaults_from_json(page.get("value") or (), self.subscription_id)
-                if on_page is not None:
-                    on_page(mapped, pending is not None)
-                found.extend(mapped)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-pages") as reader:
+            reader.submit(read_all)
+            try:
+                while (page := pages.get()) is not None:
+                    if isinstance(page, Exception):
+                        raise page
+                    mapped = vaults_from_json(page.get("value") or (), self.subscription_id)
+                    if on_page is not None:
+                        on_page(mapped, bool(page.get("nextLink")))
+                    found.extend(mapped)
+            finally:
+                stop.set()
         return found
 
     def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:

@@ -23,6 +23,7 @@ from remediations.core.model import (
     Vault,
 )
 from remediations.core.request import SECRET_LIST_CONCURRENCY
+from remediations.ports import VaultPage
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -53,6 +54,7 @@ def inventory(
     keep_secrets: bool = True,
     power_platform: Callable[[], PowerPlatformInventory] | None = None,
     on_listed: Listed | None = None,
+    on_vault_page: VaultPage | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -65,7 +67,8 @@ def inventory(
     snapshot; nothing is silently dropped. `power_platform`, when given, supplies the Power Platform
     half instead of reading it (a sweep's vault workers share one read, shell/read_once.py).
     `on_listed` is handed each vault's secret metadata as it is listed (the deep sweep stores it), so
-    it is kept even when `keep_secrets` is False.
+    it is kept even when `keep_secrets` is False. `on_vault_page` is handed each page of the vault
+    list as it is mapped (a quick run joins the stored inventory meanwhile, shell/secret_inventory.py).
     """
 
     def azure() -> Snapshot:
@@ -77,6 +80,7 @@ def inventory(
             concurrency=concurrency,
             keep_secrets=keep_secrets,
             on_listed=on_listed,
+            on_vault_page=on_vault_page,
         )
 
     if pp_scope is None or pp_scope.empty:
@@ -166,6 +170,7 @@ def _inventory_azure(
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
     on_listed: Listed | None = None,
+    on_vault_page: VaultPage | None = None,
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
@@ -178,10 +183,14 @@ def _inventory_azure(
             clients.authorization(scope.subscription_id).list_role_assignments, subscription
         )
         directory = _EarlyLookup(clients, pool)
+
+        def on_page(page: list[Vault], more: bool) -> None:
+            directory.page(page, more)
+            if on_vault_page is not None:
+                on_vault_page(page, more)
+
         try:
-            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(
-                scope, on_page=directory.page
-            )
+            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope, on_page=on_page)
         except AzureCallFailed as error:
             assignments.cancel()
             return Snapshot(
