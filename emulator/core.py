@@ -7,6 +7,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -14,9 +15,9 @@ from emulator import azure, powerplatform
 from emulator.azure.eventgrid import EventGrid
 from emulator.azure.throttling import Limits
 from emulator.ca import LocalCA
-from emulator.faults import ConnectionReset, Faults
+from emulator.faults import ConnectionReset, FaultRule, Faults
 from emulator.log import LoggedRequest, RequestLog
-from emulator.server import ProxyServer
+from emulator.server import ProxyServer, sleep
 from emulator.state import State
 from emulator.tokens import bearer_claims
 from emulator.wire import HttpError, Request, Response, Router
@@ -114,42 +115,50 @@ class Emulator:
 
     # -- request handling --------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
+        """The response to `request`, answered no sooner than the latency its fault rules model.
+
+        Latency is time to answer (docs/fidelity.md, "Latency"): a real service's latency already
+        includes its own work, so only what is left of the modelled delay after building the response
+        is slept, never less than 0. A response that takes longer to build than the model is late by
+        that much, as an overloaded service is."""
         started = time.perf_counter()
         decision = self.faults.decide(request.method, request.host, request.path)
-        if decision.delay_s:
-            time.sleep(decision.delay_s)
-        fault: str | None = None
-        route_name: str | None = None
-        rule = decision.rule
+        answer = self._answer(request, decision.rule)
+        sleep(decision.delay_s - (time.perf_counter() - started))
+        self._log(request, answer.status, started, answer.fault, answer.route)
+        if answer.response is None:
+            raise ConnectionReset()
+        return answer.response
+
+    def _answer(self, request: Request, rule: FaultRule | None) -> _Answer:
+        """The handler's response, or the injected fault's (`response` None: reset the connection)."""
         if rule is not None and not rule.after:
             if rule.kind == "reset":
-                self._log(request, 0, started, "reset", None)
-                raise ConnectionReset()
-            fault = f"status:{rule.status}"
-            response = _fault_response(rule.status, rule.retry_after)
-        else:
-            try:
-                response = self._run_middlewares(request)
-                if response is None:
-                    route, params = self.router.resolve(request)
-                    route_name = route.name
-                    request.params = params
-                    response = route.handler(request)
-            except HttpError as error:
-                response = error.to_response()
-            except Exception:  # an emulator bug: say so loudly, answer like a server fault
-                traceback.print_exc(file=sys.stderr)
-                response = HttpError(500, "InternalServerError", "Emulator error.").to_response()
-            if request.response_headers:
-                response.headers.update(request.response_headers)
-            if rule is not None:  # handled (a write took effect); the client never sees the answer
-                if rule.kind == "reset":
-                    self._log(request, 0, started, "reset-after", route_name)
-                    raise ConnectionReset()
-                fault = f"status-after:{rule.status}"
-                response = _fault_response(rule.status, rule.retry_after)
-        self._log(request, response.status, started, fault, route_name)
-        return response
+                return _Answer(None, 0, "reset", None)
+            return _Answer(_fault_response(rule.status, rule.retry_after), rule.status,
+                           f"status:{rule.status}", None)
+        route_name: str | None = None
+        try:
+            response = self._run_middlewares(request)
+            if response is None:
+                route, params = self.router.resolve(request)
+                route_name = route.name
+                request.params = params
+                response = route.handler(request)
+        except HttpError as error:
+            response = error.to_response()
+        except Exception:  # an emulator bug: say so loudly, answer like a server fault
+            traceback.print_exc(file=sys.stderr)
+            response = HttpError(500, "InternalServerError", "Emulator error.").to_response()
+        if request.response_headers:
+            response.headers.update(request.response_headers)
+        if rule is None:
+            return _Answer(response, response.status, None, route_name)
+        # Handled (a write took effect); the client never sees the answer.
+        if rule.kind == "reset":
+            return _Answer(None, 0, "reset-after", route_name)
+        return _Answer(_fault_response(rule.status, rule.retry_after), rule.status,
+                       f"status-after:{rule.status}", route_name)
 
     def _run_middlewares(self, request: Request) -> Response | None:
         for middleware in self.middlewares:
@@ -174,6 +183,16 @@ class Emulator:
             fault=fault,
             route=route,
         ))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What `dispatch` sends (None: the connection is reset) and what it logs."""
+
+    response: Response | None
+    status: int
+    fault: str | None
+    route: str | None
 
 
 def _fault_response(status: int, retry_after: float | None) -> Response:

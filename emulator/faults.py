@@ -1,6 +1,7 @@
 """Fault injection per host and route, configurable at run time: latency, status codes (429 with
 Retry-After, 500, 503), connection resets. Rules are checked in order; every matching latency rule
-adds its delay, and the first matching failure rule (by probability and remaining count) fires."""
+adds its delay (the answer comes no sooner than their sum, the handler's own work included: time to
+answer, emulator/core.py), and the first matching failure rule (by probability and remaining count) fires."""
 
 from __future__ import annotations
 

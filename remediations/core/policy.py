@@ -238,7 +238,12 @@ class Policy(_PolicyModel):
         explicit = rules.by_identity.get(object_id.lower())
         if explicit is not None:
             return expand_secret_permissions(explicit)
-        derived = self.derived_secret_permissions.get(f"{object_id}|{vault.name}".lower())
+        # Asked per access-policy entry: no key to build when no flow derived any (`allowList: fromFlows`).
+        derived = (
+            self.derived_secret_permissions.get(f"{object_id}|{vault.name}".lower())
+            if self.derived_secret_permissions
+            else None
+        )
         if derived is not None:
             return expand_secret_permissions(derived)
         tags = (f"{k}={v}".lower() for k, v in vault.tags.items()) if rules.by_vault_tag else ()

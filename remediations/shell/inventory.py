@@ -25,6 +25,7 @@ from remediations.core.model import (
 )
 from remediations.core.rbac import known_definitions, level
 from remediations.core.request import SECRET_LIST_CONCURRENCY
+from remediations.ports import VaultPage
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -55,6 +56,7 @@ def inventory(
     keep_secrets: bool = True,
     power_platform: Callable[[], PowerPlatformInventory] | None = None,
     on_listed: Listed | None = None,
+    on_vault_page: VaultPage | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -67,7 +69,8 @@ def inventory(
     snapshot; nothing is silently dropped. `power_platform`, when given, supplies the Power Platform
     half instead of reading it (a sweep's vault workers share one read, shell/read_once.py).
     `on_listed` is handed each vault's secret metadata as it is listed (the deep sweep stores it), so
-    it is kept even when `keep_secrets` is False.
+    it is kept even when `keep_secrets` is False. `on_vault_page` is handed each page of the vault
+    list as it is mapped (a quick run joins the stored inventory meanwhile, shell/secret_inventory.py).
     """
 
     def azure() -> Snapshot:
@@ -79,6 +82,7 @@ def inventory(
             concurrency=concurrency,
             keep_secrets=keep_secrets,
             on_listed=on_listed,
+            on_vault_page=on_vault_page,
         )
 
     if pp_scope is None or pp_scope.empty:
@@ -168,6 +172,7 @@ def _inventory_azure(
     concurrency: int = SECRET_LIST_CONCURRENCY,
     keep_secrets: bool = True,
     on_listed: Listed | None = None,
+    on_vault_page: VaultPage | None = None,
 ) -> Snapshot:
     taken_at = datetime.now(UTC)
     errors: list[InventoryError] = []
@@ -180,10 +185,14 @@ def _inventory_azure(
             clients.authorization(scope.subscription_id).list_role_assignments, subscription
         )
         directory = _EarlyLookup(clients, pool)
+
+        def on_page(page: list[Vault], more: bool) -> None:
+            directory.page(page, more)
+            if on_vault_page is not None:
+                on_vault_page(page, more)
+
         try:
-            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(
-                scope, on_page=directory.page
-            )
+            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope, on_page=on_page)
         except AzureCallFailed as error:
             assignments.cancel()
             return Snapshot(

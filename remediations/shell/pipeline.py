@@ -34,6 +34,7 @@ from remediations.core.rbac import definitions
 from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
+from remediations.ports import VaultPage
 from remediations.shell.apply import RunContext, apply_plan, reconcile_dangling
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.closure import verify_closure
@@ -45,8 +46,8 @@ from remediations.shell.reconcile import left_by_interrupted
 from remediations.shell.secret_inventory import (
     DeepInventory,
     SecretInventoryStore,
+    StoredJoin,
     stored_for,
-    with_stored_secrets,
 )
 from remediations.shell.write_guard import PROCESS_LEASES, VaultLeases
 
@@ -180,7 +181,7 @@ def _read(
     stored = wanted and store is not None and request.secrets_from == "store"
     deep = DeepInventory(store) if wanted and store is not None and not stored else None
 
-    def read() -> Snapshot:
+    def read(on_vault_page: VaultPage | None = None) -> Snapshot:
         return inventory(
             scope,
             clients,
@@ -191,14 +192,16 @@ def _read(
             keep_secrets=request.keep_secrets,
             power_platform=shared,
             on_listed=deep.listed if deep is not None else None,
+            on_vault_page=on_vault_page,
         )
 
     if stored and store is not None:
-        # The stored inventory does not depend on the vault list: both reads run side by side.
+        # The stored inventory does not depend on the vault list: both reads run side by side, and each
+        # vault page is joined with it as it arrives.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-secrets") as pool:
             answer = pool.submit(stored_for, scope, store, with_lists=request.keep_secrets)
-            snapshot = read()
-            return with_stored_secrets(snapshot, answer.result(), keep_secrets=request.keep_secrets)
+            join = StoredJoin(answer.result, keep_secrets=request.keep_secrets)
+            return join.snapshot(read(join.page))
     snapshot = read()
     if deep is not None:
         deep.refused(snapshot)

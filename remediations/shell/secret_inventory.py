@@ -9,7 +9,7 @@ remediations that need secret metadata skip it with a reason, as they do for a r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -106,33 +106,84 @@ def stored_for(
     return store.get_all(with_lists=with_lists)
 
 
+# A listed vault, the same vault with its stored secrets, and the error when it has none.
+_Joined = tuple[Vault, Vault, InventoryError | None]
+
+
 def with_stored_secrets(
-    snapshot: Snapshot, stored: Mapping[str, StoredSecrets], *, keep_secrets: bool = True
+    snapshot: Snapshot,
+    stored: Mapping[str, StoredSecrets],
+    *,
+    keep_secrets: bool = True,
+    joined: Mapping[int, _Joined] | None = None,
 ) -> Snapshot:
     """Pure over the store's answer (by lower-cased vault id): a quick snapshot (no secret list) with
     each vault's stored secrets, and a partial error (skipped by the remediations that need them) where
     there are none. `keep_secrets=False` fills counts only, as a deep read with the same option keeps
-    them."""
+    them. `joined`: vaults already joined as their page arrived (`StoredJoin`), by `id()` of the vault
+    object they were made from; a vault the snapshot holds in another object is joined again."""
     vaults: list[Vault] = []
     errors: list[InventoryError] = []
     for vault in snapshot.vaults:
-        found = stored.get(vault.id.lower())
-        if found is None or found.refused is not None:
-            missing = InventoryError(
-                resource_id=vault.id, operation="list secrets", message=NO_DEEP_INVENTORY, partial=True
-            )
-            errors.append(missing if found is None or found.refused is None else found.refused)
-            vaults.append(vault)
-            continue
-        update = {
-            "secrets": found.secrets if keep_secrets else (),
-            "secret_count": found.count,
-            "secrets_as_of": found.taken_at,
-        }
-        vaults.append(vault.model_copy(update=update))
+        earlier = joined.get(id(vault)) if joined is not None else None
+        if earlier is not None and earlier[0] is vault:
+            result, error = earlier[1], earlier[2]
+        else:
+            result, error = _join(vault, stored, keep_secrets)
+        vaults.append(result)
+        if error is not None:
+            errors.append(error)
     return snapshot.model_copy(
         update={"vaults": tuple(vaults), "errors": snapshot.errors + tuple(errors), "secrets_listed": True}
     )
+
+
+def _join(
+    vault: Vault, stored: Mapping[str, StoredSecrets], keep_secrets: bool
+) -> tuple[Vault, InventoryError | None]:
+    found = stored.get(vault.id.lower())
+    if found is None:
+        missing = InventoryError(
+            resource_id=vault.id, operation="list secrets", message=NO_DEEP_INVENTORY, partial=True
+        )
+        return vault, missing
+    if found.refused is not None:
+        return vault, found.refused
+    update = {
+        "secrets": found.secrets if keep_secrets else (),
+        "secret_count": found.count,
+        "secrets_as_of": found.taken_at,
+    }
+    return vault.model_copy(update=update), None
+
+
+class StoredJoin:
+    """Joins each page of the vault list with the stored inventory as the page is mapped, while the next
+    page is in flight, so that after the last page only that page's vaults are left to join. `stored`
+    answers the store's read, made side by side with the list: it is asked once, at the first page."""
+
+    def __init__(self, stored: Callable[[], Mapping[str, StoredSecrets]], *, keep_secrets: bool) -> None:
+        self._read = stored
+        self._stored: Mapping[str, StoredSecrets] | None = None
+        self._keep_secrets = keep_secrets
+        self._joined: dict[int, _Joined] = {}
+
+    def _answer(self) -> Mapping[str, StoredSecrets]:
+        if self._stored is None:
+            self._stored = self._read()
+        return self._stored
+
+    def page(self, vaults: list[Vault], more: bool) -> None:
+        """A `VaultPage` hook (ports.py)."""
+        stored = self._answer()
+        for vault in vaults:
+            self._joined[id(vault)] = (vault, *_join(vault, stored, self._keep_secrets))
+
+    def snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """`snapshot` with every vault's stored secrets (`with_stored_secrets`), reusing the pages'."""
+        return with_stored_secrets(
+            snapshot, self._answer(), keep_secrets=self._keep_secrets, joined=self._joined
+        )
 
 
 def inventory_ages(snapshot: Snapshot, now: datetime | None = None) -> list[str]:

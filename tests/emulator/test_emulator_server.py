@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +123,37 @@ def test_injected_latency(emu: Emulator) -> None:
     undelayed = min(took("https://management.azure.com/echo") for _ in range(3))
     assert delayed >= 0.4
     assert delayed - undelayed >= 0.2, (delayed, undelayed)
+
+
+def test_latency_is_time_to_answer_the_handlers_own_work_is_part_of_it(emu: Emulator) -> None:
+    """A real service's latency includes its own work (docs/fidelity.md, "Latency"): a handler that works
+    0.4 s under a modelled 0.6 s answers in about 0.6 s, not 1.0 s; one that works 0.5 s under a modelled
+    0.4 s answers when it is done (late by 0.1 s, as an overloaded service is), not after 0.9 s."""
+
+    def slow(seconds: float) -> Callable[[Request], Response]:
+        def handler(request: Request) -> Response:
+            time.sleep(seconds)  # the service's work: I/O or CPU, it is all time before the answer
+            return Response.json(200, {"worked": seconds})
+
+        return handler
+
+    emu.router.add(r"management\.azure\.com", "GET", r"/work-short", slow(0.4))
+    emu.router.add(r"management\.azure\.com", "GET", r"/work-long", slow(0.5))
+    session = _session(emu)
+    session.get("https://management.azure.com/echo")  # the tunnel's TLS setup is not what is measured
+    emu.faults.latency(600, path="/work-short")
+    emu.faults.latency(400, path="/work-long")
+
+    def took(path: str) -> float:
+        started = time.perf_counter()
+        assert session.get(f"https://management.azure.com{path}").status_code == 200
+        return time.perf_counter() - started
+
+    short, long = took("/work-short"), took("/work-long")
+    assert 0.6 <= short < 0.9, short  # the modelled latency, not latency + work (1.0 s)
+    assert 0.5 <= long < 0.8, long  # the work, not work + latency (0.9 s)
+    logged = [r.latency_ms for r in list(emu.requests)[-2:]]  # the log's latency is the same answer time
+    assert logged[0] >= 600 and logged[1] >= 500, logged
 
 
 def test_plain_http_to_the_proxy_is_refused(emu: Emulator) -> None:

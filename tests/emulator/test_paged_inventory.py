@@ -11,8 +11,9 @@ import pytest
 
 from emulator import Emulator
 from emulator.azure.generator import Generated, generate
+from emulator.wire import HttpError, Request, Response
 from remediations.adapters.clients import AzureClients
-from remediations.core.model import Scope
+from remediations.core.model import Scope, Vault
 from remediations.shell.inventory import inventory
 
 
@@ -63,3 +64,53 @@ def test_a_paged_list_reads_what_one_page_does_and_asks_the_directory_once_per_i
     assert sorted(asked) == sorted(one_page[0]) and len(set(asked)) == len(asked)
     first_two = {p.object_id.lower() for v in whole.vaults[:10] for p in v.access_policies}
     assert set(by_page[0]) | set(by_page[1]) == first_two and not set(by_page[2]) & first_two
+
+
+
+def test_a_failed_page_is_read_again_with_its_list_and_a_failed_page_hook_stops_the_reading(
+    cloud: Emulator, tenant: Generated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter reads the pages in one thread and maps them in the caller's: a page that fails there
+    (a 503 on the second page, once) reaches the caller, whose retry reads the list again, whole; a
+    caller that fails on a page (its hook raises) leaves the pages after it unread."""
+    for name, value in cloud.env.items():
+        monkeypatch.setenv(name, value)
+    scope = Scope(subscription_id=tenant.state.azure.subscription_id)
+    failed: list[str] = []
+
+    def second_page_fails_once(request: Request) -> Response | None:
+        if failed or "$skiptoken" not in request.query or not request.path.endswith("/vaults"):
+            return None
+        failed.append(request.query["$skiptoken"])
+        return HttpError(503, "ServiceUnavailable", "try again", {"Retry-After": "0"}).to_response()
+
+    def refuse(vaults: list[Vault], more: bool) -> None:
+        raise ValueError("the caller stops at the first page")
+
+    pages: list[int] = []
+    cloud.limits.arm_page_size = 5  # 12 vaults: pages of 5, 5 and 2
+    cloud.middlewares.insert(0, second_page_fails_once)
+    try:
+        with AzureClients() as clients:
+            api = clients.keyvault_management(scope.subscription_id)
+            mark = cloud.requests.mark()
+            listed = api.list_vaults(scope, on_page=lambda vaults, more: pages.append(len(vaults)))
+            reads = [r for r in cloud.requests.since(mark) if r.path.endswith("/vaults")]
+            # A page takes 0.3 s to answer: the refusal is made while the second page is in flight.
+            cloud.faults.latency(300, host=r"management\.azure\.com", path=r"/vaults$")
+            mark = cloud.requests.mark()
+            with pytest.raises(ValueError, match="first page"):
+                api.list_vaults(scope, on_page=refuse)
+            after_refusal = [r for r in cloud.requests.since(mark) if r.path.endswith("/vaults")]
+    finally:
+        cloud.limits.arm_page_size = 1000
+        cloud.middlewares.remove(second_page_fails_once)
+        cloud.faults.clear()
+
+    assert sorted(v.name for v in listed) == sorted(v.name for v in tenant.state.azure.vaults.values())
+    assert len(listed) == 12 and len(failed) == 1
+    # Page 1, the failed page 2, then the list again: pages 1, 2 and 3.
+    assert [r.status for r in reads] == [200, 503, 200, 200, 200]
+    assert pages == [5, 5, 5, 2]  # the first attempt's page 1 was handed on before page 2 failed
+    # The reader asked for the second page before the first was refused, never for the third.
+    assert len(after_refusal) == 2

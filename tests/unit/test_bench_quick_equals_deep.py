@@ -6,7 +6,7 @@ In memory, no emulator and no HTTP: a read-only `Clients` hands the generated te
 `inventory` in the shapes the emulator serves (`Vault.to_arm`, the secret list's items, Graph
 `getByIds` items, role assignments), parsed by the adapters' own functions. Then the pipeline's steps
 (shell/pipeline.py `_read`): the deep read saves each vault's list (`DeepInventory`, into the bench's
-file store), the quick read lists no secret and takes them from the store (`with_stored_secrets`),
+file store), the quick read lists no secret and takes them from the store, page by page (`StoredJoin`),
 and both go through `detect` and `build_plan`. As in `make bench`: Azure only, counts kept
 (`keep_secrets=False`), the bench's policy. `make bench` keeps the same check through the emulator
 (`same_plan_as_deep*` in out/bench.json).
@@ -47,7 +47,7 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.ports import VaultPage
 from remediations.shell.inventory import inventory
-from remediations.shell.secret_inventory import DeepInventory, stored_for, with_stored_secrets
+from remediations.shell.secret_inventory import DeepInventory, StoredJoin, stored_for
 
 LARGE = {**{k: SIZES["large"][k] for k in AZURE_KEYS}, "noncompliant_share": 0.1}
 
@@ -160,10 +160,10 @@ def _sweeps(tenant: Generated, store_file: Path) -> tuple[Plan, Plan]:
     deep = inventory(scope, clients, keep_secrets=False, on_listed=saving.listed)  # type: ignore[arg-type]
     saving.refused(deep)
     assert len(clients.secret_calls) == len(az.vaults)
-    quick = with_stored_secrets(
-        inventory(scope, clients, include_secrets=False),  # type: ignore[arg-type]
-        stored_for(scope, store, with_lists=False),
-        keep_secrets=False,
+    # As the pipeline joins them: each vault page with the store's answer as the page is mapped.
+    join = StoredJoin(lambda: stored_for(scope, store, with_lists=False), keep_secrets=False)
+    quick = join.snapshot(
+        inventory(scope, clients, include_secrets=False, on_vault_page=join.page)  # type: ignore[arg-type]
     )
     assert len(clients.secret_calls) == len(az.vaults), "the quick sweep made a data-plane call"
     assert [(v.id, v.secret_count) for v in quick.vaults] == [(v.id, v.secret_count) for v in deep.vaults]

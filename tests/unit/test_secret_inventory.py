@@ -11,6 +11,7 @@ from remediations.shell.secret_inventory import (
     NO_DEEP_INVENTORY,
     DeepInventory,
     MemorySecretInventory,
+    StoredJoin,
     StoredSecrets,
     inventory_ages,
     stored_for,
@@ -131,3 +132,36 @@ def test_a_vault_run_reads_its_row_and_a_subscription_run_the_whole_store_before
 
     assert store.asked == [[Scope.parse(a.id.upper()).resource_id], "all"]
     assert set(one) == {a.id.lower()} and set(every) == {a.id.lower(), b.id.lower()}
+
+
+def test_pages_joined_as_they_arrive_give_the_snapshot_a_whole_join_gives_asking_the_store_once() -> None:
+    """The quick run joins each vault page while the next is read (StoredJoin); the snapshot after the
+    last page keeps those joins, and joins again only a vault held in another object than its page's."""
+    first, second, copied = _vault("kv-a"), _vault("kv-b"), _vault("kv-c")
+    store = MemorySecretInventory()
+    for vault in (first, copied):
+        store.put(StoredSecrets(vault_id=vault.id, taken_at=NOW, secrets=(_secret(vault, "db"),)))
+    asked: list[int] = []
+
+    def stored() -> dict[str, StoredSecrets]:
+        asked.append(1)
+        return store.get_all()
+
+    join = StoredJoin(stored, keep_secrets=False)
+    join.page([first, second], True)
+    join.page([copied], False)
+    early = join.snapshot(
+        Snapshot(scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=(first, second), secrets_listed=False)
+    )
+    joined_first = early.vaults[0]
+    # The inventory handed on another object for kv-c than the page it joined: that one is joined again.
+    listed = (first, second, copied.model_copy(update={"tags": {"env": "prod"}}))
+    snapshot = Snapshot(scope=Scope(subscription_id=SUB), taken_at=NOW, vaults=listed, secrets_listed=False)
+
+    filled = join.snapshot(snapshot)
+
+    assert asked == [1]
+    assert filled == with_stored_secrets(snapshot, store.get_all(), keep_secrets=False)
+    assert filled.vaults[0] is joined_first and filled.vaults[0].secret_count == 1
+    assert filled.vaults[2].tags == {"env": "prod"} and filled.vaults[2].secret_count == 1
+    assert [e.resource_id for e in filled.errors] == [second.id]

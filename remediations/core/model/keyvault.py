@@ -4,6 +4,7 @@ definitions, identities. No field can hold a secret value."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
@@ -30,6 +31,12 @@ PROVENANCE_KEYS: frozenset[str] = frozenset({SECRETS_AS_OF})
 
 def expand_secret_permissions(granted: tuple[str, ...] | list[str]) -> frozenset[str]:
     """Lower-case effective secret permissions, with `all` expanded to every secret permission."""
+    return _expanded(tuple(granted))
+
+
+# Detectors ask for every access-policy entry (10,000s per sweep) and entries repeat a few permission sets.
+@lru_cache(maxsize=1024)
+def _expanded(granted: tuple[str, ...]) -> frozenset[str]:
     lowered = {p.lower() for p in granted}
     if "all" in lowered:
         lowered.discard("all")
