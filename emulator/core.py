@@ -31,8 +31,15 @@ class Emulator:
     `emu.state` is the live state, `emu.requests` the request log, `emu.faults` the fault rules.
     """
 
-    def __init__(self, state: State | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 seed: int | None = None, keep_log: bool = True) -> None:
+    def __init__(
+        self,
+        state: State | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        keep_log: bool = True,
+    ) -> None:
         self.state = state if state is not None else State()
         self.router = Router()
         self.requests = RequestLog(keep=keep_log)
@@ -70,8 +77,9 @@ class Emulator:
     def __enter__(self) -> Emulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -135,8 +143,9 @@ class Emulator:
         if rule is not None and not rule.after:
             if rule.kind == "reset":
                 return _Answer(None, 0, "reset", None)
-            return _Answer(_fault_response(rule.status, rule.retry_after), rule.status,
-                           f"status:{rule.status}", None)
+            return _Answer(
+                _fault_response(rule.status, rule.retry_after), rule.status, f"status:{rule.status}", None
+            )
         route_name: str | None = None
         try:
             response = self._run_middlewares(request)
@@ -157,8 +166,12 @@ class Emulator:
         # Handled (a write took effect); the client never sees the answer.
         if rule.kind == "reset":
             return _Answer(None, 0, "reset-after", route_name)
-        return _Answer(_fault_response(rule.status, rule.retry_after), rule.status,
-                       f"status-after:{rule.status}", route_name)
+        return _Answer(
+            _fault_response(rule.status, rule.retry_after),
+            rule.status,
+            f"status-after:{rule.status}",
+            route_name,
+        )
 
     def _run_middlewares(self, request: Request) -> Response | None:
         for middleware in self.middlewares:
@@ -167,22 +180,28 @@ class Emulator:
                 return response
         return None
 
-    def _log(self, request: Request, status: int, started: float, fault: str | None,
-             route: str | None) -> None:
-        claims = request.caller if request.caller is not None else bearer_claims(
-            request.headers.get("authorization"))
-        self.requests.add(LoggedRequest(
-            method=request.method,
-            host=request.host,
-            path=request.path,
-            query=request.query,
-            caller_oid=(claims or {}).get("oid"),
-            status=status,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            body=request.body if request.method != "GET" else b"",
-            fault=fault,
-            route=route,
-        ))
+    def _log(
+        self, request: Request, status: int, started: float, fault: str | None, route: str | None
+    ) -> None:
+        claims = (
+            request.caller
+            if request.caller is not None
+            else bearer_claims(request.headers.get("authorization"))
+        )
+        self.requests.add(
+            LoggedRequest(
+                method=request.method,
+                host=request.host,
+                path=request.path,
+                query=request.query,
+                caller_oid=(claims or {}).get("oid"),
+                status=status,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                body=request.body if request.method != "GET" else b"",
+                fault=fault,
+                route=route,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -201,5 +220,10 @@ def _fault_response(status: int, retry_after: float | None) -> Response:
 
 
 def _fault_code(status: int) -> str:
-    return {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
-            503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(status, "InjectedFault")
+    return {
+        429: "TooManyRequests",
+        500: "InternalServerError",
+        502: "BadGateway",
+        503: "ServiceUnavailable",
+        504: "GatewayTimeout",
+    }.get(status, "InjectedFault")

@@ -81,17 +81,38 @@ class Faults:
     ) -> FaultRule:
         return self.add(
             FaultRule(
-                "status", host=host, path=path, method=method, probability=probability,
-                count=count, status=status, retry_after=retry_after, after=after,
+                "status",
+                host=host,
+                path=path,
+                method=method,
+                probability=probability,
+                count=count,
+                status=status,
+                retry_after=retry_after,
+                after=after,
             )
         )
 
     def reset(
-        self, host: str = ".*", path: str = ".*", probability: float = 1.0, count: int | None = None,
-        method: str | None = None, after: bool = False,
+        self,
+        host: str = ".*",
+        path: str = ".*",
+        probability: float = 1.0,
+        count: int | None = None,
+        method: str | None = None,
+        after: bool = False,
     ) -> FaultRule:
-        return self.add(FaultRule("reset", host=host, path=path, method=method, probability=probability,
-                                  count=count, after=after))
+        return self.add(
+            FaultRule(
+                "reset",
+                host=host,
+                path=path,
+                method=method,
+                probability=probability,
+                count=count,
+                after=after,
+            )
+        )
 
     def clear(self) -> None:
         with self._lock:

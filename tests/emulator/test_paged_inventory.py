@@ -66,7 +66,6 @@ def test_a_paged_list_reads_what_one_page_does_and_asks_the_directory_once_per_i
     assert set(by_page[0]) | set(by_page[1]) == first_two and not set(by_page[2]) & first_two
 
 
-
 def test_a_failed_page_is_read_again_with_its_list_and_a_failed_page_hook_stops_the_reading(
     cloud: Emulator, tenant: Generated, monkeypatch: pytest.MonkeyPatch
 ) -> None:

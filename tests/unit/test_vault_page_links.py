@@ -27,9 +27,9 @@ BODIES = {
     "last page": Response.json(200, {"value": [VAULT]}).body,
     "link null": Response.json(200, {"value": [VAULT], "nextLink": None}).body,
     "link first": Response.json(200, {"nextLink": LINK, "value": [VAULT]}).body,
-    "link escaped": json.dumps({"value": [VAULT], "nextLink": LINK.replace("/", "\\/")}).replace(
-        "\\\\/", "\\/"
-    ).encode(),
+    "link escaped": json.dumps({"value": [VAULT], "nextLink": LINK.replace("/", "\\/")})
+    .replace("\\\\/", "\\/")
+    .encode(),
     # Not the page's link: a tag named nextLink, last in the last vault, and a link-like text in a tag.
     "tag named nextLink": Response.json(200, {"value": [_tagged({"nextLink": "x"})]}).body,
     "nested last member": Response.json(200, {"value": [VAULT], "x": {"nextLink": "x"}}).body,
