@@ -1,5 +1,5 @@
 """Every call the adapters make has a public recording it is tested against, or an explicit row saying
-there is none (issue 21).
+there is none.
 
 Every public method of every adapter class is driven through `RoutedTransport` (tests/contract/calls.py):
 each HTTP request it sends must match exactly one registered call, which answers with its recording, and

@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - the emulator and app fixtures of tests/functions are imported, then requested by name
-"""Issue 19 through the real local runner (`python -m remediations serve`, its own process) with the
-emulator and Azurite: overlapping tickets on one vault, forged caller headers in each auth
+"""The safety scenarios through the real local runner (`python -m remediations serve`, its own process)
+with the emulator and Azurite: overlapping tickets on one vault, forged caller headers in each auth
 configuration, SIGKILL of the runner mid-apply then a re-send, and out-of-scope targets."""
 
 from __future__ import annotations

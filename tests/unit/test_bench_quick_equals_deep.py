@@ -1,4 +1,4 @@
-"""Issue 24: on the bench's large tenant (bench/__main__.py SIZES["large"]: 5,000 vaults, 200,000
+"""On the bench's large tenant (bench/__main__.py SIZES["large"]: 5,000 vaults, 200,000
 secrets, built by the bench's own generator, bench/emulator_proc.py `azure_tenant`), the quick sweep
 (paged lists + the stored deep inventory) finds and plans exactly what the deep sweep does.
 

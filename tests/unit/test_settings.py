@@ -59,7 +59,7 @@ def test_authenticated_callers_are_off_by_default_and_headers_untrusted() -> Non
 
 
 def test_requiring_callers_without_easy_auth_trusts_no_header_and_says_why() -> None:
-    """Issue 19.3: requiring callers does not make client-sent principal headers true; without App
+    """Requiring callers does not make client-sent principal headers true; without App
     Service Authentication the deployment fails closed and the health problems say so."""
     required = AppSettings.from_env({**STORAGE, "VAULTGUARD_REQUIRE_AUTHENTICATED_CALLER": "true"})
     assert required.callers_required and not required.trusts_principal_headers
