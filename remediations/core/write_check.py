@@ -32,7 +32,6 @@ from remediations.core.model import (
     Snapshot,
     Vault,
     VaultAuthorizationChange,
-    VaultRef,
 )
 from remediations.core.pinned import drift_reason, switched_since
 from remediations.core.rbac_migration import state_before
@@ -96,9 +95,7 @@ def last_manager_skip(
     entry = entry_of(vault.access_policies, changes[0]) if changes else None
     if entry is None:
         return None
-    ref = VaultRef.parse(vault.id)
-    scope = Scope(subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name)
-    now = Snapshot(scope=scope, taken_at=read_at, role_assignments=tuple(assignments))
+    now = Snapshot(scope=Scope.parse(vault.id), taken_at=read_at, role_assignments=tuple(assignments))
     reason = last_manager_reason(vault, list(vault.access_policies), now, entry, simulate(entry, changes))
     if reason is None:
         return None

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
@@ -154,10 +153,8 @@ class TableLeases:
 
     def _release(self, key: str, etag: str) -> None:
         free = {"PartitionKey": "vault", "RowKey": key, "Holder": "", "Expires": datetime.now(UTC)}
-        with contextlib.suppress(HttpResponseError):  # 412: it expired and someone else holds it now
-            self._table.update_entity(
-                free, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+        with contextlib.suppress(HttpResponseError):  # a 412 is None: it expired and someone else holds it
+            update_if_unchanged(self._table, free, etag, mode=UpdateMode.REPLACE)
 
 
 def table_leases(
@@ -206,11 +203,8 @@ class LeasedVault:
         self._verified: dict[str, Outcome] = {}
 
     def _read(self) -> Vault | None:
-        ref = VaultRef.parse(self._target)
-        scope = Scope(
-            subscription_id=ref.subscription_id, resource_group=ref.resource_group, vault_name=ref.name
-        )
-        listed = self._clients.keyvault_management(ref.subscription_id).list_vaults(scope)
+        scope = Scope.parse(self._target)
+        listed = self._clients.keyvault_management(scope.subscription_id).list_vaults(scope)
         vault = next((v for v in listed if v.id.lower() == self._target.lower()), None)
         self._vault, self._read_at = vault, datetime.now(UTC)
         if self._found is None:
@@ -231,8 +225,8 @@ class LeasedVault:
         settled = settle(action, vault, pinned=self._pinned)
         if settled is not None or vault is None or not takes_management(action, vault):
             return settled
-        read_at = self._read_at or datetime.now(UTC)
-        return last_manager_skip(action, vault, self._role_assignments(vault), read_at=read_at)
+        assert self._read_at is not None  # set by the read above
+        return last_manager_skip(action, vault, self._role_assignments(vault), read_at=self._read_at)
 
     def _role_assignments(self, vault: Vault) -> list[RoleAssignment]:
         """The role assignments at, above and below the vault: read once per lease."""

@@ -26,7 +26,7 @@ from remediations.shell.settings import AppSettings
 from remediations.triggers import observability, scope_guard
 from remediations.triggers.alerts import AlertSignal
 from remediations.triggers.events import VaultEvent
-from remediations.triggers.runs import stale_after
+from remediations.triggers.runs import UNFINISHED, stale_after
 from remediations.triggers.service import (
     azure_session,
     closure_notes,
@@ -134,7 +134,8 @@ def receive_once(
     key = delivered.idempotency_key()
     existing = store.reserve(kind, key, key, received.model_dump(mode="json"), "received")
     if existing is not None and existing.status != "failed" and existing.body is not None:
-        if not store.claim_stale(kind, key, stale_after()):
+        # Only an unfinished record can be stale: a finished one is replayed without another read.
+        if existing.status not in UNFINISHED or not store.claim_stale(kind, key, stale_after()):
             observability.logger().info("%s redelivered: returning the stored handling", kind)
             return Replay(existing.body)
         observability.logger().warning("%s handled again: its stored handling was left unfinished", kind)
