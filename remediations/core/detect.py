@@ -196,6 +196,8 @@ class VaultFindings:
     vaults: tuple[Vault, ...]
     policy: Policy
     by_detector: dict[str, tuple[Finding, ...]]
+    # `reviewable_policies` of these vaults: the cross-vault access-policy detectors start from it.
+    reviewable: tuple[tuple[Vault, AccessPolicy], ...] = ()
 
     def then(self, more: VaultFindings) -> VaultFindings:
         """These vaults' findings followed by `more`'s (the next page), under the same policy."""
@@ -205,6 +207,7 @@ class VaultFindings:
             vaults=self.vaults + more.vaults,
             policy=self.policy,
             by_detector={d: found + more.by_detector[d] for d, found in self.by_detector.items()},
+            reviewable=self.reviewable + more.reviewable,
         )
 
     def covers(self, snapshot: Snapshot, policy: Policy) -> bool:
@@ -228,6 +231,7 @@ def detect_vaults(snapshot: Snapshot, policy: Policy) -> VaultFindings:
         by_detector={
             i: tuple(made(snapshot, policy)) for i, made in sorted(_DETECTORS.items()) if made.info.per_vault
         },
+        reviewable=tuple(reviewable_policies(snapshot, policy)),
     )
 
 
@@ -239,7 +243,10 @@ def detect(
     instead of running them again when they cover this snapshot under its effective policy."""
     load_detectors()
     policy = effective_policy(policy, snapshot)  # `allowList: fromFlows` -> allow-lists from definitions
-    reuse = early.by_detector if early is not None and early.covers(snapshot, policy) else {}
+    reuse: dict[str, tuple[Finding, ...]] = {}
+    if early is not None and early.covers(snapshot, policy):
+        reuse = early.by_detector
+        _REVIEWABLE[:] = [(snapshot.vaults, policy, list(early.reviewable))]  # per vault, so they add up
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
