@@ -57,6 +57,7 @@ def inventory(
     power_platform: Callable[[], PowerPlatformInventory] | None = None,
     on_listed: Listed | None = None,
     on_vault_page: VaultPage | None = None,
+    taken_at: datetime | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -71,6 +72,8 @@ def inventory(
     `on_listed` is handed each vault's secret metadata as it is listed (the deep sweep stores it), so
     it is kept even when `keep_secrets` is False. `on_vault_page` is handed each page of the vault
     list as it is mapped (a quick run joins the stored inventory meanwhile, shell/secret_inventory.py).
+    `taken_at`: the snapshot's time when the caller chose it first (a quick run's page detection judges
+    expiry against it); else the time the read starts.
     """
 
     def azure() -> Snapshot:
@@ -83,6 +86,7 @@ def inventory(
             keep_secrets=keep_secrets,
             on_listed=on_listed,
             on_vault_page=on_vault_page,
+            taken_at=taken_at,
         )
 
     if pp_scope is None or pp_scope.empty:
@@ -173,8 +177,9 @@ def _inventory_azure(
     keep_secrets: bool = True,
     on_listed: Listed | None = None,
     on_vault_page: VaultPage | None = None,
+    taken_at: datetime | None = None,
 ) -> Snapshot:
-    taken_at = datetime.now(UTC)
+    taken_at = taken_at or datetime.now(UTC)
     errors: list[InventoryError] = []
     # Subscription-wide: one paged list gives every assignment at, above and below any vault in it,
     # and the count the 4,000-per-subscription budget of RBAC narrowing needs. It does not depend on

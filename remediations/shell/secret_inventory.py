@@ -160,13 +160,21 @@ def _join(
 class StoredJoin:
     """Joins each page of the vault list with the stored inventory as the page is mapped, while the next
     page is in flight, so that after the last page only that page's vaults are left to join. `stored`
-    answers the store's read, made side by side with the list: it is asked once, at the first page."""
+    answers the store's read, made side by side with the list: it is asked once, at the first page.
+    `on_joined` is handed each page's joined vaults (a quick run detects on them, shell/page_detection.py)."""
 
-    def __init__(self, stored: Callable[[], Mapping[str, StoredSecrets]], *, keep_secrets: bool) -> None:
+    def __init__(
+        self,
+        stored: Callable[[], Mapping[str, StoredSecrets]],
+        *,
+        keep_secrets: bool,
+        on_joined: Callable[[list[Vault]], None] | None = None,
+    ) -> None:
         self._read = stored
         self._stored: Mapping[str, StoredSecrets] | None = None
         self._keep_secrets = keep_secrets
         self._joined: dict[int, _Joined] = {}
+        self._on_joined = on_joined
 
     def _answer(self) -> Mapping[str, StoredSecrets]:
         if self._stored is None:
@@ -176,8 +184,12 @@ class StoredJoin:
     def page(self, vaults: list[Vault], more: bool) -> None:
         """A `VaultPage` hook (ports.py)."""
         stored = self._answer()
+        joined = []
         for vault in vaults:
-            self._joined[id(vault)] = (vault, *_join(vault, stored, self._keep_secrets))
+            row = self._joined[id(vault)] = (vault, *_join(vault, stored, self._keep_secrets))
+            joined.append(row[1])
+        if self._on_joined is not None:
+            self._on_joined(joined)
 
     def snapshot(self, snapshot: Snapshot) -> Snapshot:
         """`snapshot` with every vault's stored secrets (`with_stored_secrets`), reusing the pages'."""

@@ -7,9 +7,9 @@ In memory, no emulator and no HTTP: a read-only `Clients` hands the generated te
 `getByIds` items, role assignments), parsed by the adapters' own functions. Then the pipeline's steps
 (shell/pipeline.py `_read`): the deep read saves each vault's list (`DeepInventory`, into the bench's
 file store), the quick read lists no secret and takes them from the store, page by page (`StoredJoin`),
-and both go through `detect` and `build_plan`. As in `make bench`: Azure only, counts kept
-(`keep_secrets=False`), the bench's policy. `make bench` keeps the same check through the emulator
-(`same_plan_as_deep*` in out/bench.json).
+the per-vault detectors run on each joined page (`PageDetection`), and both go through `detect` and
+`build_plan`. As in `make bench`: Azure only, counts kept (`keep_secrets=False`), the bench's policy.
+`make bench` keeps the same check through the emulator (`same_plan_as_deep*` in out/bench.json).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.ports import VaultPage
 from remediations.shell.inventory import inventory
+from remediations.shell.page_detection import PageDetection
 from remediations.shell.secret_inventory import DeepInventory, StoredJoin, stored_for
 
 LARGE = {**{k: SIZES["large"][k] for k in AZURE_KEYS}, "noncompliant_share": 0.1}
@@ -160,15 +161,26 @@ def _sweeps(tenant: Generated, store_file: Path) -> tuple[Plan, Plan]:
     deep = inventory(scope, clients, keep_secrets=False, on_listed=saving.listed)  # type: ignore[arg-type]
     saving.refused(deep)
     assert len(clients.secret_calls) == len(az.vaults)
-    # As the pipeline joins them: each vault page with the store's answer as the page is mapped.
-    join = StoredJoin(lambda: stored_for(scope, store, with_lists=False), keep_secrets=False)
-    quick = join.snapshot(
-        inventory(scope, clients, include_secrets=False, on_vault_page=join.page)  # type: ignore[arg-type]
+    # As the pipeline joins them: each vault page with the store's answer as the page is mapped, and
+    # the per-vault detectors run on the joined page (shell/page_detection.py).
+    pages = PageDetection(scope, policy)
+    join = StoredJoin(
+        lambda: stored_for(scope, store, with_lists=False), keep_secrets=False, on_joined=pages.page
     )
+    read = inventory(
+        scope,
+        clients,  # type: ignore[arg-type]
+        include_secrets=False,
+        on_vault_page=join.page,
+        taken_at=pages.taken_at,
+    )
+    quick = join.snapshot(read)
     assert len(clients.secret_calls) == len(az.vaults), "the quick sweep made a data-plane call"
     assert [(v.id, v.secret_count) for v in quick.vaults] == [(v.id, v.secret_count) for v in deep.vaults]
     assert all(v.secrets_as_of is not None for v in quick.vaults) and quick.errors == deep.errors == ()
-    deep_findings, quick_findings = detect(deep, policy), detect(quick, policy)
+    deep_findings, quick_findings = detect(deep, policy), detect(quick, policy, early=pages.found)
+    assert pages.found is not None and pages.found.covers(quick, policy)
+    assert quick_findings == detect(quick, policy)  # the pages' findings are the whole snapshot's
     assert _ids(quick_findings) == _ids(deep_findings)
     return build_plan(deep_findings, deep, policy, dry_run=True), build_plan(
         quick_findings, quick, policy, dry_run=True
