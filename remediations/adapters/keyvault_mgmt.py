@@ -25,7 +25,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters, VaultPatchParameters, VaultPatchProperties
-from pydantic import TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from remediations.adapters.errors import ResourceGone
@@ -113,14 +113,72 @@ def _vault_fields(item: dict[str, Any], subscription_id: str) -> dict[str, Any]:
     }
 
 
-# A page is validated in one pydantic-core call: building Permissions, AccessPolicy and Vault one
-# constructor at a time cost about 57 ms of CPU per 1,000 vaults, one call about 10 ms.
+# The lenient mapping above validated in one pydantic-core call: building Permissions, AccessPolicy and
+# Vault one constructor at a time cost about 57 ms of CPU per 1,000 vaults, one call about 10 ms.
 _VAULTS = TypeAdapter(list[Vault])
 
 
 def vaults_from_json(items: Iterable[dict[str, Any]], subscription_id: str) -> list[Vault]:
-    """Items of the ARM vault list (`value` of a page), mapped and validated as one batch."""
+    """Items of the ARM vault list (`value` of a page), mapped field by field (any missing or null field
+    read as empty) and validated as one batch."""
     return _VAULTS.validate_python([_vault_fields(item, subscription_id) for item in items])
+
+
+class _ArmVaultProperties(BaseModel):
+    """The part of a vault's `properties` a `Vault` keeps (the rest is ignored)."""
+
+    tenant_id: str = Field("", alias="tenantId")
+    vault_uri: str = Field("", alias="vaultUri")
+    enable_rbac_authorization: bool = Field(False, alias="enableRbacAuthorization")
+    access_policies: tuple[AccessPolicy, ...] = Field((), alias="accessPolicies")
+
+
+class _ArmVault(BaseModel):
+    id: str
+    name: str
+    location: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    properties: _ArmVaultProperties = _ArmVaultProperties()
+
+    def vault(self, subscription_id: str) -> Vault:
+        props = self.properties
+        return Vault(
+            id=self.id,
+            name=self.name,
+            resource_group=arm_name(self.id, "resourceGroups") or "",
+            subscription_id=subscription_id,
+            location=self.location,
+            tenant_id=props.tenant_id,
+            vault_uri=props.vault_uri,
+            enable_rbac_authorization=props.enable_rbac_authorization,
+            tags=self.tags,
+            access_policies=props.access_policies,
+        )
+
+
+class _ArmVaultPage(BaseModel):
+    value: list[_ArmVault] = Field(default_factory=list)
+    next_link: str | None = Field(None, alias="nextLink")
+
+
+def vault_page_from_json(
+    body: bytes | dict[str, Any], subscription_id: str
+) -> tuple[list[Vault], str | None]:
+    """One page of the ARM vault list (its bytes, or its parsed JSON) as vaults and its `nextLink`.
+    A page in the documented shape is read straight into the models in one pydantic-core pass (parsing
+    included: about 20 ms of CPU per 1,000 vaults, against 35 for parsing, then mapping field by field);
+    a page that does not fit it (a null where a list or text is documented) is mapped by
+    `vaults_from_json`, which reads missing or null fields as empty."""
+    try:
+        page = (
+            _ArmVaultPage.model_validate_json(body)
+            if isinstance(body, bytes)
+            else _ArmVaultPage.model_validate(body)
+        )
+    except ValidationError:
+        parsed: dict[str, Any] = from_json(body) if isinstance(body, bytes) else body
+        return vaults_from_json(parsed.get("value") or (), subscription_id), parsed.get("nextLink") or None
+    return [item.vault(subscription_id) for item in page.value], page.next_link or None
 
 
 def vault_from_json(item: dict[str, Any], subscription_id: str) -> Vault:
@@ -232,12 +290,9 @@ class KeyVaultManagement:
                     if isinstance(item, Exception):
                         raise item
                     body, followed = item
-                    # pydantic-core's parser: a 1,000-vault page (about 1 MB) in 5-8 ms, json.loads about 15.
-                    page: dict[str, Any] = from_json(body) if isinstance(body, bytes) else body
-                    link = page.get("nextLink") or None
+                    mapped, link = vault_page_from_json(body, self.subscription_id)
                     if link != followed:  # never, for a valid body: said loudly if it were
                         raise ValueError(f"vault list page: nextLink {link!r}, but {followed!r} followed")
-                    mapped = vaults_from_json(page.get("value") or (), self.subscription_id)
                     if on_page is not None:
                         on_page(mapped, followed is not None)
                     found.extend(mapped)

@@ -103,8 +103,10 @@ def access_policy_escalation(snapshot: Snapshot, policy: Policy, rule: DetectorI
     """Reported where the path is seen (an assignment that may write the vault) or where the policy
     names the vault for migration (`rbacMigration.vaults`), so every access-policy vault of a tenant is
     not a finding of its own."""
-    findings = []
+    findings: list[Finding] = []
     may_write = rbac.vault_write_roles(snapshot)
+    if not may_write and not policy.rbac_migration.vaults:  # no vault can be reported
+        return findings
     for vault in reviewed_vaults(snapshot, policy, rbac=False):
         writers = sorted(
             f"{assignment.principal_id} ({role} at {assignment.scope})"

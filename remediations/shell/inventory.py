@@ -186,8 +186,10 @@ def _inventory_azure(
     # the vault list, so both lists are read side by side.
     subscription = Scope(subscription_id=scope.subscription_id)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="inventory-lists") as pool:
+        # The vault list binds the run: its client is made and its first page asked for before this
+        # list's client (built in the worker meanwhile, not ahead of the vault list on this thread).
         assignments = pool.submit(
-            clients.authorization(scope.subscription_id).list_role_assignments, subscription
+            lambda: clients.authorization(scope.subscription_id).list_role_assignments(subscription)
         )
         directory = _EarlyLookup(clients, pool)
 

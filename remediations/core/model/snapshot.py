@@ -3,6 +3,7 @@ detectors make on it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -101,8 +102,18 @@ class Snapshot(Frozen):
 
     def known_gone(self, object_id: str) -> bool:
         """The directory says the identity no longer exists (not: it could not be asked)."""
-        identity = self.identity(object_id)
-        return identity is not None and identity.exists is False
+        return object_id.lower() in self.gone_identities()
+
+    def gone_identities(self) -> Mapping[str, Identity]:
+        """The identities the directory says no longer exist, by lower-cased object id: usually none,
+        so a detector that asks about every access-policy entry can stop before the first."""
+        gone: Mapping[str, Identity] = self._index(
+            "gone",
+            self.identities,
+            lambda i: i.object_id,
+            lambda i: i.exists is False and self.identity(i.object_id) is i,  # the one `identity` finds
+        )
+        return gone
 
     def vault(self, vault_id: str) -> Vault | None:
         found: Vault | None = self._index("vaults", self.vaults, lambda v: v.id).get(vault_id.lower())
