@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from queue import Queue
@@ -219,6 +219,18 @@ def next_link_of(body: bytes) -> tuple[str | None, dict[str, Any] | None]:
     return (str(link) if link else None), page
 
 
+class _Once:
+    """Calls `hook` the first time it is called (a retried list starts its reads beside only once)."""
+
+    def __init__(self, hook: Callable[[], None] | None) -> None:
+        self._hook = hook
+
+    def __call__(self) -> None:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook()
+
+
 class KeyVaultManagement:
     """Thin adapter over `KeyVaultManagementClient` for one subscription."""
 
@@ -228,11 +240,18 @@ class KeyVaultManagement:
         self._client = KeyVaultManagementClient(credential, subscription_id, retry_total=0, **client_kwargs)
         self._api_version: str = self._client._config.api_version  # the version the SDK's own calls use
 
-    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+    def list_vaults(
+        self, scope: Scope, on_page: VaultPage | None = None, on_started: Callable[[], None] | None = None
+    ) -> list[Vault]:
         """Vaults in the scope with their access policies (no secrets yet). `on_page` is handed each
-        page of a list as it is mapped (not the single vault of a vault scope)."""
+        page of a list as it is mapped (not the single vault of a vault scope). `on_started` is called
+        once, on this thread, as soon as the list's first page is being read: a caller starts there the
+        reads that run beside the list, so they do not hold up its first request (the list binds a
+        sweep: a chain of pages)."""
         vaults = self._client.vaults
+        started = _Once(on_started)
         if scope.vault_name is not None:
+            started()
             rg, name = scope.resource_group or "", scope.vault_name
             try:
                 return with_retry(
@@ -246,12 +265,14 @@ class KeyVaultManagement:
             return with_retry(
                 f"list vaults in {rg}",
                 lambda: self._list_pages(
-                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults", on_page
+                    f"{base}/resourceGroups/{quote(rg, safe='')}/providers/Microsoft.KeyVault/vaults",
+                    on_page,
+                    started,
                 ),
             )
         return with_retry(
             f"list vaults in subscription {self.subscription_id}",
-            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults", on_page),
+            lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults", on_page, started),
         )
 
     def _body(self, url: str) -> bytes:
@@ -262,7 +283,9 @@ class KeyVaultManagement:
             raise HttpResponseError(response=response)
         return body
 
-    def _list_pages(self, path: str, on_page: VaultPage | None = None) -> list[Vault]:
+    def _list_pages(
+        self, path: str, on_page: VaultPage | None = None, started: Callable[[], None] = lambda: None
+    ) -> list[Vault]:
         """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. One thread reads the
         pages back to back, each requested as soon as the last one's `nextLink` is known (read off the
         end of its body, `next_link_of`), and hands the bodies over; this one parses and maps them
@@ -285,6 +308,7 @@ class KeyVaultManagement:
         found: list[Vault] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-pages") as reader:
             reader.submit(read_all)
+            started()
             try:
                 while (item := pages.get()) is not None:
                     if isinstance(item, Exception):

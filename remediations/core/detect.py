@@ -24,6 +24,7 @@ from remediations.core.model import (
     Severity,
     Snapshot,
     Vault,
+    derived,
     expand_secret_permissions,
     severity_rank,
 )
@@ -196,8 +197,6 @@ class VaultFindings:
     vaults: tuple[Vault, ...]
     policy: Policy
     by_detector: dict[str, tuple[Finding, ...]]
-    # `reviewable_policies` of these vaults: the cross-vault access-policy detectors start from it.
-    reviewable: tuple[tuple[Vault, AccessPolicy], ...] = ()
 
     def then(self, more: VaultFindings) -> VaultFindings:
         """These vaults' findings followed by `more`'s (the next page), under the same policy."""
@@ -207,7 +206,6 @@ class VaultFindings:
             vaults=self.vaults + more.vaults,
             policy=self.policy,
             by_detector={d: found + more.by_detector[d] for d, found in self.by_detector.items()},
-            reviewable=self.reviewable + more.reviewable,
         )
 
     def covers(self, snapshot: Snapshot, policy: Policy) -> bool:
@@ -231,7 +229,6 @@ def detect_vaults(snapshot: Snapshot, policy: Policy) -> VaultFindings:
         by_detector={
             i: tuple(made(snapshot, policy)) for i, made in sorted(_DETECTORS.items()) if made.info.per_vault
         },
-        reviewable=tuple(reviewable_policies(snapshot, policy)),
     )
 
 
@@ -246,7 +243,6 @@ def detect(
     reuse: dict[str, tuple[Finding, ...]] = {}
     if early is not None and early.covers(snapshot, policy):
         reuse = early.by_detector
-        _REVIEWABLE[:] = [(snapshot.vaults, policy, list(early.reviewable))]  # per vault, so they add up
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
@@ -255,11 +251,6 @@ def detect(
         for finding in made if made is not None else _DETECTORS[detector_id](snapshot, policy):
             findings.setdefault(finding.id, finding)  # the same problem seen twice is one finding
     return sorted(findings.values(), key=lambda f: (f.resource_id.lower(), f.principal or "", f.detector_id))
-
-
-# The last answer of `reviewable_policies`, with the vaults tuple and policy it was made from (held, so
-# their ids cannot be reused meanwhile): three detectors ask for the same one in a row.
-_REVIEWABLE: list[tuple[tuple[Vault, ...], Policy, list[tuple[Vault, AccessPolicy]]]] = []
 
 
 def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[Vault]:
@@ -272,18 +263,18 @@ def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[V
 
 
 def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault, AccessPolicy]]:
-    """Access policies we may judge: access-policy vaults, not excluded, not break-glass."""
-    last = _REVIEWABLE[-1] if _REVIEWABLE else None
-    if last is not None and last[0] is snapshot.vaults and last[1] is policy:
-        return last[2]
-    found = [
-        (vault, entry)
-        for vault in reviewed_vaults(snapshot, policy, rbac=False)
-        for entry in vault.access_policies
-        if not policy.leaves_alone(entry.object_id)
-    ]
-    _REVIEWABLE[:] = [(snapshot.vaults, policy, found)]
-    return found
+    """Access policies we may judge: access-policy vaults, not excluded, not break-glass. Made once per
+    vaults and policy: several detectors ask for it in a row."""
+    return derived(
+        "reviewable policies",
+        (snapshot.vaults, policy),
+        lambda: [
+            (vault, entry)
+            for vault in reviewed_vaults(snapshot, policy, rbac=False)
+            for entry in vault.access_policies
+            if not policy.leaves_alone(entry.object_id)
+        ],
+    )
 
 
 def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:

@@ -184,7 +184,7 @@ def _read(
     stored = wanted and store is not None and request.secrets_from == "store"
     deep = DeepInventory(store) if wanted and store is not None and not stored else None
 
-    def read(on_vault_page: VaultPage | None = None) -> Snapshot:
+    def read(on_vault_page: VaultPage | None = None, beside: Callable[[], None] | None = None) -> Snapshot:
         return inventory(
             scope,
             clients,
@@ -197,19 +197,20 @@ def _read(
             on_listed=deep.listed if deep is not None else None,
             on_vault_page=on_vault_page,
             taken_at=pages.taken_at if pages is not None else None,
+            beside=beside,
         )
 
     if stored and store is not None:
         # The stored inventory does not depend on the vault list: both reads run side by side, and each
         # vault page is joined with it as it arrives.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-secrets") as pool:
-            answer = pool.submit(stored_for, scope, store, with_lists=request.keep_secrets)
             join = StoredJoin(
-                answer.result,
+                lambda: stored_for(scope, store, with_lists=request.keep_secrets),
+                pool,
                 keep_secrets=request.keep_secrets,
                 on_joined=pages.page if pages is not None else None,
             )
-            return join.snapshot(read(join.page))
+            return join.snapshot(read(join.page, beside=join.start))
     snapshot = read()
     if deep is not None:
         deep.refused(snapshot)

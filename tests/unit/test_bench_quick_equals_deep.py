@@ -14,6 +14,8 @@ the per-vault detectors run on each joined page (`PageDetection`), and both go t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,8 @@ from remediations.shell.inventory import inventory
 from remediations.shell.page_detection import PageDetection
 from remediations.shell.secret_inventory import DeepInventory, StoredJoin, stored_for
 
+_STORE_READS = ThreadPoolExecutor(max_workers=1)  # where StoredJoin runs the store's read
+
 LARGE = {**{k: SIZES["large"][k] for k in AZURE_KEYS}, "noncompliant_share": 0.1}
 
 
@@ -57,7 +61,11 @@ class _Vaults:
     def __init__(self, tenant: Generated) -> None:
         self._tenant = tenant
 
-    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+    def list_vaults(
+        self, scope: Scope, on_page: VaultPage | None = None, on_started: Callable[[], None] | None = None
+    ) -> list[Vault]:
+        if on_started is not None:
+            on_started()
         az = self._tenant.state.azure
         vaults = [vault_from_json(v.to_arm(), az.subscription_id) for v in az.vaults.values()]
         if on_page is not None:  # in ARM's pages of 1,000, as the adapter hands them on
@@ -165,7 +173,10 @@ def _sweeps(tenant: Generated, store_file: Path) -> tuple[Plan, Plan]:
     # the per-vault detectors run on the joined page (shell/page_detection.py).
     pages = PageDetection(scope, policy)
     join = StoredJoin(
-        lambda: stored_for(scope, store, with_lists=False), keep_secrets=False, on_joined=pages.page
+        lambda: stored_for(scope, store, with_lists=False),
+        _STORE_READS,
+        keep_secrets=False,
+        on_joined=pages.page,
     )
     read = inventory(
         scope,

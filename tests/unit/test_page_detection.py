@@ -4,6 +4,7 @@ find itself on the whole snapshot: same findings, same order."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 
@@ -14,6 +15,8 @@ from remediations.core.rotation import TAG_PENDING_REGENERATE
 from remediations.shell.page_detection import PageDetection
 from remediations.shell.secret_inventory import MemorySecretInventory, StoredJoin, StoredSecrets
 from tests.unit.kv_builders import SUB, policy_entry, snapshot, vault
+
+_STORE_READS = ThreadPoolExecutor(max_workers=1)  # where StoredJoin runs the store's read
 
 TAKEN_AT = datetime(2026, 1, 1, tzinfo=UTC)
 PER_VAULT = {d for d in detector_ids() if registered(d).info.per_vault}
@@ -129,7 +132,7 @@ def test_the_stored_join_hands_each_joined_page_to_the_page_detection() -> None:
         store.put(StoredSecrets(vault_id=v.id, taken_at=TAKEN_AT - timedelta(hours=3), secrets=v.secrets))
     listed = [v.model_copy(update={"secrets": ()}) for v in vaults]
     pages = PageDetection(Scope(subscription_id=SUB), policy)
-    join = StoredJoin(store.get_all, keep_secrets=True, on_joined=pages.page)
+    join = StoredJoin(store.get_all, _STORE_READS, keep_secrets=True, on_joined=pages.page)
     for start in range(0, len(listed), 3):
         join.page(listed[start : start + 3], start + 3 < len(listed))
     read = _whole(listed).model_copy(update={"taken_at": pages.taken_at})
