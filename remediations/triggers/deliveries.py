@@ -120,9 +120,10 @@ class Replay:
 
 @dataclass(frozen=True)
 class InScope:
-    """A delivery found in scope: the app settings and the policy its scope was checked against, as
-    read (the deployment's rails are applied by `run_on_vault`)."""
+    """A delivery found in scope: its vault, the app settings and the policy its scope was checked
+    against, as read (the deployment's rails are applied by `run_on_vault`)."""
 
+    vault_id: str
     settings: AppSettings
     policy: Policy
 
@@ -164,16 +165,17 @@ def _handle_in_scope(
     Acknowledged instead (nothing read) when it is not actionable (its reason recorded) or its vault
     is out of scope; a run that raised is recorded failed (logged with its traceback; the body names
     only the correlation id)."""
-    if not delivered.actionable or delivered.vaultId is None:
+    vault_id = delivered.vaultId
+    if not delivered.actionable or vault_id is None:  # the parsers make no actionable one without a vault
         return received.model_copy(update={"status": "acknowledged", "message": delivered.reason})
     try:
         settings = AppSettings.from_env()
         policy = load_policy(settings)
-        ignored = scope_guard.ignored_out_of_scope(delivered.vaultId, settings.subscription_ids, policy)
+        ignored = scope_guard.ignored_out_of_scope(vault_id, settings.subscription_ids, policy)
         if ignored is not None:
             observability.logger().warning("%s %s", kind, ignored)
             return received.model_copy(update={"status": "acknowledged", "message": ignored})
-        return run(InScope(settings, policy))
+        return run(InScope(vault_id, settings, policy))
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
         observability.logger().exception("%s handling failed", kind)
         observability.record_run_metric(kind, failures=1, status="failed")

@@ -97,9 +97,7 @@ def handle_alert(
     is recognised (caller = the app's identity): the re-check then plans 0 actions."""
     from remediations.adapters.identity import own_identity  # noqa: PLC0415
 
-    if signal.vaultId is None:  # the parser never makes an actionable signal without one
-        raise ValueError("an actionable alert signal must name a vault")
-    vault_id = signal.vaultId
+    vault_id = target.vault_id
     caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
     # The alert is the run's target: a Defender alert names its vault exposed (rotated per policy
     # `rotation.onAlert`); a re-check names none, so what plans for targets (rotation) plans nothing.
