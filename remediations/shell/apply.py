@@ -140,6 +140,24 @@ def apply_plan(
     raised: list[BaseException] = []
     done = 0
 
+    def undo_left(action: Action, settled: Outcome, left: tuple[Change, ...]) -> Outcome:
+        """The skipped action's outcome once its fix has undone (each step audited, under the lease)
+        what interrupted attempts of it left, or named what stays."""
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(len(left))
+        steps = AuditedSteps(audit, context, action, left)
+        undone = get_remediation(action.remediation_id).undo_inherited(action, clients, steps)
+        if undone is None:
+            why = f"left in place by an interrupted attempt: {named_changes(left)}"
+            return settled.model_copy(update={"error": f"{settled.error}; {why}"})
+        return settled.model_copy(
+            update={
+                "status": "failed" if undone.failed else settled.status,
+                "error": f"{settled.error}; {undone.summary}",
+                "after": {"steps": list(undone.steps)} if undone.steps else settled.after,
+            }
+        )
+
     def one(action: Action, vault: LeasedVault) -> tuple[Outcome, bool]:
         """The action's outcome, and whether it waits for the vault's verifying read (its outcome is
         audited then)."""
@@ -161,7 +179,9 @@ def apply_plan(
         left = (inherited or {}).get(action.id, ())
         settled = vault.settle(action)
         if settled is not None:
-            if left and settled.status in ("skipped", "failed"):  # not adopted after all: never silent
+            if left and settled.status == "skipped":  # drifted: the fix undoes what it may of what is left
+                settled = undo_left(action, settled, left)
+            elif left and settled.status == "failed":  # not adopted after all: never silent
                 why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
                 settled = settled.model_copy(update={"error": why})
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
