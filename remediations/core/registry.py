@@ -6,7 +6,9 @@ signature introspection and no `**kwargs`.
 
 A fix whose action is several writes that must not be audited as one (the RBAC migration: each role
 assignment, the verification, the switch, each rollback step) overrides `apply_in_steps` and records
-every step through the `StepLog` the shell passes: intent before the call, result after.
+every step through the `StepLog` the shell passes: intent before the call, result after. When the shell
+skips such an action (drifted) while an interrupted attempt of it left changes, `undo_inherited` lets
+the fix undo them, step by step.
 """
 
 from __future__ import annotations

@@ -6,16 +6,19 @@ per named secret or on the vault, Secrets Officer for writers) and the switch of
 policy lists (`rbacMigration.enabled` + `rbacMigration.vaults`), and a sweep or an alert plans it only
 with `rbacMigration.inSweeps`.
 
-Apply, in order: list the vault's assignments (what exists is never rolled back), create each planned
-assignment (deterministic names: a re-run creates nothing twice), re-read the assignments and check
+Apply, in order: list the vault's assignments (what exists is never written again nor rolled back),
+create each planned assignment not there yet (deterministic names: a re-run creates nothing twice; only
+these get a create step), re-read the assignments and check
 each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
 vault. Any failure rolls back what this run did: switch back first (the access policies are still on
 the vault, so access returns at once), then delete the assignments it created. Every step (each create,
 the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
 intent before the call and result after, so a crash mid-migration leaves rows that say which steps
 happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
-interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. The steps
-are also in the outcome (`after["steps"]`).
+interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. When the
+shell skips the migration as drifted under the vault's lease, `undo_inherited` rolls back what such an
+attempt created the same way, step by step, unless the vault reads Azure RBAC by then (they may be the
+access its identities rely on: kept and named). The steps are also in the outcome (`after["steps"]`).
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ def apply_plan(
     after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
     and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
     skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
-    interrupted attempt of it left (reconcile), for its fix.
+    interrupted attempt of it left (reconcile), for its fix; for an action skipped as drifted, its fix
+    undoes them there (`undo_inherited`), each write audited as a step.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)

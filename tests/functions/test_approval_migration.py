@@ -127,6 +127,15 @@ def _changed_after_the_read(cloud: Emulator, change: Callable[[], None]) -> Iter
         cloud.middlewares.remove(on_resolve)
 
 
+def grant_other(cloud: Emulator) -> None:
+    """Another identity given `get` on the sample vault by an access policy (by someone, not the app)."""
+    with cloud.state.lock:
+        az = cloud.state.azure
+        az.vaults[VAULT_NAME].access_policies.append(
+            AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
+        )
+
+
 def _vault_reads(cloud: Emulator, mark: int) -> list[str]:
     return [r.path for r in cloud.requests.since(mark) if r.method == "GET" and "/vaults" in r.path]
 
@@ -135,16 +144,8 @@ def test_an_access_policy_added_after_the_approvals_read_is_drift_under_the_leas
     call: Call, reviewed: dict[str, str], cloud: Emulator
 ) -> None:
     planned = _dry_run(call)
-
-    def grant() -> None:  # someone gives another identity secret access while the approval runs
-        with cloud.state.lock:
-            az = cloud.state.azure
-            az.vaults[VAULT_NAME].access_policies.append(
-                AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
-            )
-
-    mark = cloud.requests.mark()
-    with _changed_after_the_read(cloud, grant) as changed:
+    mark = cloud.requests.mark()  # someone gives another identity secret access while the approval runs
+    with _changed_after_the_read(cloud, lambda: grant_other(cloud)) as changed:
         [outcome] = _approve(call, planned)["outcomes"]
     # Switched, the new entry would be ignored: OTHER_SP would lose access the plan never carried over.
     assert changed and outcome["status"] == "skipped", outcome
@@ -191,16 +192,8 @@ def test_a_run_that_only_creates_is_judged_under_the_lease_too(
     them as drifted, nothing written, like a run that switches."""
     policy = {**POLICY, "rbac": {"propagationGraceSeconds": 600}}
     monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(policy))
-
-    def grant() -> None:
-        with cloud.state.lock:
-            az = cloud.state.azure
-            az.vaults[VAULT_NAME].access_policies.append(
-                AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
-            )
-
     mark = cloud.requests.mark()
-    with _changed_after_the_read(cloud, grant) as changed:
+    with _changed_after_the_read(cloud, lambda: grant_other(cloud)) as changed:
         [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
     assert changed and outcome["status"] == "skipped", outcome
     assert outcome["error"].startswith("drifted: the target changed since the plan was made")

@@ -27,7 +27,7 @@ from tests.functions.conftest import (  # noqa: F401 - fixtures reused
     cloud,
     ticket_body,
 )
-from tests.functions.test_approval_migration import OTHER_SP, _changed_after_the_read
+from tests.functions.test_approval_migration import _changed_after_the_read, grant_other
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
     POLICY,
     _below_vault,
@@ -259,15 +259,7 @@ def test_killed_between_two_creates_then_a_drifted_resend_rolls_back_what_the_ki
     now) is deleted by its own name there, an intent row before the delete and a result row after."""
     env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
     [left] = _below_vault(cloud)
-
-    def grant() -> None:
-        with cloud.state.lock:
-            az = cloud.state.azure
-            az.vaults[VAULT_NAME].access_policies.append(
-                AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
-            )
-
-    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, grant)
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, lambda: grant_other(cloud))
     assert outcome["status"] == "skipped", outcome
     assert outcome["error"].startswith("drifted: the target changed since the plan was made"), outcome
     assert "; rolled back what an interrupted attempt left: " in outcome["error"]
