@@ -27,7 +27,12 @@ from remediations.core.model import (
 )
 from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import Policy, parse_policy
-from remediations.core.rbac_migration import rollback_changes, unverified_access
+from remediations.core.rbac_migration import (
+    is_migration,
+    left_to_roll_back,
+    rollback_changes,
+    unverified_access,
+)
 from remediations.core.role_changes import describe
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
 from remediations.shell.apply import RunContext, apply_plan
@@ -468,3 +473,28 @@ def test_a_create_only_migration_of_an_unchanged_vault_creates_and_verifies_with
     assert outcome.status == "applied", outcome.error
     assert [op for op, _ in clients.authz.calls] == ["list", "list", "create", "create", "list"]
     assert clients.mgmt.switches == [] and len(clients.authz.assignments) == 2
+
+
+@pytest.mark.parametrize(
+    ("rbac_now", "gone", "rolled_back"),
+    [(False, False, True), (False, True, True), (True, False, False)],
+)
+def test_what_a_drifted_migration_rolls_back_of_what_an_interrupted_attempt_left(
+    rbac_now: bool, gone: bool, rolled_back: bool
+) -> None:
+    """Pure: the creates left, newest first, as deletes of the same names, unless the vault reads RBAC
+    now (then kept, with the reason); a vault that is gone would hand them to one re-created under its
+    name. A switch left by the attempt is never undone here."""
+    action = _action(_policy())
+    creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    switch = next(c for c in action.changes if isinstance(c, VaultAuthorizationChange))
+    now = None if gone else _vault().model_copy(update={"enable_rbac_authorization": rbac_now})
+    deletes, kept = left_to_roll_back((*creates, switch), now)
+    if rolled_back:
+        assert kept is None
+        assert [(c.operation, c.assignment_name) for c in deletes] == [
+            ("delete", c.assignment_name) for c in reversed(creates)
+        ]
+    else:
+        assert deletes == () and kept is not None and "Azure RBAC" in kept
+    assert is_migration(action) and not is_migration(action.model_copy(update={"before": {}}))
