@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from remediations.core.model import (
+    Action,
     Change,
     Frozen,
     RoleAssignment,
@@ -165,6 +166,22 @@ def _secret_rights(granted: Iterable[str]) -> tuple[str, ...]:
 
 ROLE_ASSIGNMENTS = "role assignments"  # the `before` key of the role assignments bearing on the vault
 VAULT = "vault"  # the `before` key of the vault's permission model
+
+
+def is_migration(action: Action) -> bool:
+    """A vault's migration as planned here: role-assignment creates, then the switch unless a later run
+    makes it (`propagationGraceSeconds`), planned from `state_before` (its `before` names the vault's
+    permission model). Judged again under the vault's lease either way: a run that only creates lays
+    down the access the later switch relies on, so it must be made from the state it was planned from."""
+    return (
+        bool(action.changes)
+        and VAULT in action.before
+        and all(
+            (isinstance(c, RoleAssignmentChange) and c.operation == "create")
+            or (isinstance(c, VaultAuthorizationChange) and c.enable_rbac_authorization)
+            for c in action.changes
+        )
+    )
 
 
 def switch_step(on: bool) -> str:
@@ -313,3 +330,24 @@ def rollback_changes(
     # A create names the assignment it made (deterministic name): the same change deletes it.
     undo += [c.model_copy(update={"operation": "delete"}) for c in reversed(list(created))]
     return tuple(undo)
+
+
+def left_to_roll_back(
+    left: Iterable[Change], vault: Vault | None
+) -> tuple[tuple[RoleAssignmentChange, ...], str | None]:
+    """Of what interrupted attempts of a migration left in place (their own step rows name it), what a
+    run that skips the migration (drifted) rolls back, and why the rest stays (None: nothing stays).
+
+    The role assignments they created are extra grants nothing asked for any more: on a vault still on
+    access policies (or gone: a vault re-created under the same name would inherit them) they are rolled
+    back, newest first, each deleted by the deterministic name the attempt created it under, so an
+    assignment someone else made (any other name) is never touched. On a vault that reads Azure RBAC
+    now they may be the access its identities rely on (switched by the attempt, or by a person since):
+    they stay, and are named."""
+    creates = [c for c in left if isinstance(c, RoleAssignmentChange) and c.operation == "create"]
+    if not creates:
+        return (), None
+    if vault is not None and vault.enable_rbac_authorization:
+        return (), "kept: the vault reads Azure RBAC now, they may be the access its identities rely on"
+    deletes = rollback_changes(creates, None)
+    return tuple(c for c in deletes if isinstance(c, RoleAssignmentChange)), None

@@ -130,7 +130,8 @@ def apply_plan(
     after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
     and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
     skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
-    interrupted attempt of it left (reconcile), for its fix.
+    interrupted attempt of it left (reconcile), for its fix; for an action skipped as drifted, its fix
+    undoes them there (`undo_inherited`), each write audited as a step.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -139,6 +140,24 @@ def apply_plan(
     stop = threading.Event()
     raised: list[BaseException] = []
     done = 0
+
+    def undo_left(action: Action, settled: Outcome, left: tuple[Change, ...]) -> Outcome:
+        """The skipped action's outcome once its fix has undone (each step audited, under the lease)
+        what interrupted attempts of it left, or named what stays."""
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(len(left))
+        steps = AuditedSteps(audit, context, action, left)
+        undone = get_remediation(action.remediation_id).undo_inherited(action, clients, steps)
+        if undone is None:
+            why = f"left in place by an interrupted attempt: {named_changes(left)}"
+            return settled.model_copy(update={"error": f"{settled.error}; {why}"})
+        return settled.model_copy(
+            update={
+                "status": "failed" if undone.failed else settled.status,
+                "error": f"{settled.error}; {undone.summary}",
+                "after": {"steps": list(undone.steps)} if undone.steps else settled.after,
+            }
+        )
 
     def one(action: Action, vault: LeasedVault) -> tuple[Outcome, bool]:
         """The action's outcome, and whether it waits for the vault's verifying read (its outcome is
@@ -161,7 +180,9 @@ def apply_plan(
         left = (inherited or {}).get(action.id, ())
         settled = vault.settle(action)
         if settled is not None:
-            if left and settled.status in ("skipped", "failed"):  # not adopted after all: never silent
+            if left and settled.status == "skipped":  # drifted: the fix undoes what it may of what is left
+                settled = undo_left(action, settled, left)
+            elif left and settled.status == "failed":  # not adopted after all: never silent
                 why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
                 settled = settled.model_copy(update={"error": why})
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)

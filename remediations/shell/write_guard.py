@@ -11,7 +11,9 @@ remove the last manager (role assignments over the vault read once, only when an
 management) -> `skipped`. A migration to RBAC (core/rbac_migration.py) is judged on the vault as first
 read under the lease and the role assignments bearing on it, read once: anything but what it was
 planned from (its `before`) -> `skipped` as drifted, before its first create, for any plan (the switch
-takes away every access the plan does not carry over). One read after the vault's writes verifies them.
+takes away every access the plan does not carry over), also when the run only creates and leaves the
+switch to a later run (those creates are what the switch will rely on). One read after the vault's
+writes verifies them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from remediations.core.model import (
     VaultRef,
 )
 from remediations.core.rbac import known_definitions
+from remediations.core.rbac_migration import is_migration
 from remediations.core.write_check import (
     EntryCheck,
     after_writes,
@@ -223,7 +226,7 @@ class LeasedVault:
     def settle(self, action: Action) -> Outcome | None:
         """The outcome the vault as it is now calls for (already applied, drifted, or skipped by the
         last-manager rail; a migration that drifted), or None when the write should go ahead."""
-        if switches_to_rbac(action):
+        if is_migration(action):  # the switch, or the creates a later run's switch relies on
             return self._settle_migration(action)
         changes = self._policy_changes(action)
         if not changes:

@@ -4,13 +4,15 @@ the emulator SIGKILLs the runner when one of the migration's writes arrives. Eve
 audit (intent before, result after); the re-sent ticket reconciles the interrupted run from those rows
 and a re-read (assignment exists? vault in RBAC mode?), then finishes the migration or rolls it back,
 the interrupted run's assignments included, also when a run in between deferred it over the write cap.
+A re-sent ticket that finds the vault changed under its lease skips the migration as drifted and rolls
+back what the killed run created (kept and named when the vault reads Azure RBAC by then).
 Never half-applied without a row saying so."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +27,7 @@ from tests.functions.conftest import (  # noqa: F401 - fixtures reused
     cloud,
     ticket_body,
 )
+from tests.functions.test_approval_migration import _changed_after_the_read, grant_other
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
     POLICY,
     _below_vault,
@@ -232,3 +235,61 @@ def test_killed_between_two_creates_then_deferred_by_the_cap_still_hands_what_is
     assert "adopted 1 assignment(s)" in outcome["after"]["steps"][0]
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason
+
+
+def _resent_with_a_change_after_its_read(
+    cloud: Emulator, env: dict[str, str], body: dict[str, Any], change: Callable[[], None]
+) -> tuple[Any, int]:
+    """Re-send the ticket; `change` is made once the run has read the vault and its assignments (so it
+    plans again and adopts what the killed run left), before the vault's lease. Its outcome and the
+    request log's mark before it."""
+    mark = cloud.requests.mark()
+    with _changed_after_the_read(cloud, change) as changed, runner(env) as (port, _):
+        status, result = send(port, "POST", "/api/remediations", body)
+    assert status == 202 and changed, result
+    [outcome] = result["outcomes"]
+    return outcome, mark
+
+
+def test_killed_between_two_creates_then_a_drifted_resend_rolls_back_what_the_killed_run_created(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """Someone gives another identity `get` while the re-sent ticket runs: the migration is skipped as
+    drifted under the lease, and the assignment the killed run made (an extra grant nothing asks for
+    now) is deleted by its own name there, an intent row before the delete and a result row after."""
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    [left] = _below_vault(cloud)
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, lambda: grant_other(cloud))
+    assert outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made"), outcome
+    assert "; rolled back what an interrupted attempt left: " in outcome["error"]
+    assert _below_vault(cloud) == [] and not _switched(cloud)
+    [delete] = [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}]
+    assert delete.method == "DELETE" and ASSIGNMENT_PUT in delete.path
+    runs = _rows_of(action_id)
+    assert _trail(runs[crashed])[-1] == (None, "noop")  # handed on to the re-sent ticket
+    [resent] = [rows for run, rows in runs.items() if run != crashed]
+    assert _trail(resent) == [(None, "pending"), (1, "pending"), (1, "applied"), (None, "skipped")]
+    [undo] = resent[1].changes
+    assert undo.type == "roleAssignment" and undo.operation == "delete"  # type: ignore[union-attr]
+    assert resent[1].reason.startswith("roll back: ") and resent[-1].error == outcome["error"]
+    assert resent[-1].error.endswith(left[2])  # the leftover named by its scope
+
+
+def test_killed_between_two_creates_then_switched_by_hand_keeps_and_names_what_the_killed_run_created(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """Someone switches the vault to RBAC while the re-sent ticket runs: the killed run's assignment may
+    now be the access its identity relies on, so it stays, named in the skipped outcome."""
+    env, _, body, _ = _killed_between_two_creates(app_env, cloud)
+    left = _below_vault(cloud)
+
+    def switch() -> None:
+        with cloud.state.lock:
+            cloud.state.azure.vaults[VAULT_NAME].enable_rbac_authorization = True
+
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, switch)
+    assert outcome["status"] == "skipped" and outcome["error"].startswith("drifted"), outcome
+    assert "kept: the vault reads Azure RBAC now" in outcome["error"]
+    assert _below_vault(cloud) == left
+    assert [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}] == []
