@@ -251,7 +251,7 @@ def reconcile_dangling(
     """
     dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
+    steps = steps_of(audit, dangling)  # each interrupted run's partition read once
     rows = reconcile(
         dangling,
         snapshot,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -95,10 +96,16 @@ def without_outcome(rows: list[AuditRecord], older_than: datetime) -> list[Audit
     ]
 
 
-def steps_of(sink: AuditSink, row: AuditRecord) -> list[AuditRecord]:
-    """The step rows of `row`'s action in its run, in the order recorded."""
-    rows = sink.records(row.correlation_id)
-    return [r for r in rows if r.action_id == row.action_id and r.step is not None]
+def steps_of(sink: AuditSink, rows: Iterable[AuditRecord]) -> dict[tuple[str, str], list[AuditRecord]]:
+    """The step rows of each of `rows`' actions in its run, in the order recorded, by (run, action id).
+    Each run's partition is read once, however many of its actions are asked about."""
+    steps: dict[tuple[str, str], list[AuditRecord]] = {(r.correlation_id, r.action_id): [] for r in rows}
+    for correlation_id in sorted({run for run, _ in steps}):
+        for row in sink.records(correlation_id):
+            key = (row.correlation_id, row.action_id)
+            if row.step is not None and key in steps:
+                steps[key].append(row)
+    return steps
 
 
 class MemoryAuditSink:

@@ -94,7 +94,7 @@ def _settle(
     snap = snapshot(_vault(switched=switched), role_assignments=made)
     dangling = sink.dangling(datetime.now(UTC))
     assert [(r.step, r.state) for r in dangling] == [(None, "pending")]  # step rows are not actions
-    steps = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
+    steps = steps_of(sink, dangling)
     ids = {ACTION.id} if planned else set()
     return reconcile(
         dangling,
@@ -178,7 +178,7 @@ def test_the_error_names_ten_changes_and_counts_the_rest() -> None:
         assignment(c.scope, rbac.KEY_VAULT_SECRETS_USER, c.principal_id, c.assignment_name) for c in many
     )
     dangling = sink.dangling(datetime.now(UTC))
-    stepped = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
+    stepped = steps_of(sink, dangling)
     [outcome] = reconcile(
         dangling, snapshot(_vault(switched=False), role_assignments=made), set(), "next", steps=stepped
     )
