@@ -33,6 +33,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from remediations.core.model import Change, RoleAssignmentChange, Snapshot, VaultAuthorizationChange
+from remediations.core.role_changes import assignment_matches
 from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
 PERMISSION_KINDS = frozenset({"secrets", "keys", "certificates", "storage"})
@@ -84,14 +85,8 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
 def _in_place(change: Change, snapshot: Snapshot) -> bool | None:
     """Whether the re-read shows `change` made (None: this kind of change is not judged here)."""
     if isinstance(change, RoleAssignmentChange):
-        role = change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
         present = any(
-            a.name.lower() == change.assignment_name.lower()
-            or (
-                a.principal_id.lower() == change.principal_id.lower()
-                and a.role_guid == role
-                and a.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
-            )
+            a.name.lower() == change.assignment_name.lower() or assignment_matches(a, change)
             for a in snapshot.role_assignments
         )
         return present if change.operation == "create" else not present

@@ -184,3 +184,24 @@ def test_the_error_names_ten_changes_and_counts_the_rest() -> None:
     )
     assert outcome.error is not None and outcome.error.endswith("; and 2 more (see the step rows)")
     assert len(outcome.changes) == 12
+
+
+def test_an_assignment_listed_under_another_name_and_scope_spelling_counts_as_in_place() -> None:
+    """ARM compares scopes without case or a trailing slash; an assignment made by someone else has its
+    own name. Either way the step's assignment is there (core/role_changes.assignment_matches)."""
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=True)
+    made = tuple(
+        assignment(c.scope.upper() + "/", c.role_definition_id.rsplit("/", 1)[-1], c.principal_id.upper())
+        for c in CREATES
+    )
+    dangling = sink.dangling(datetime.now(UTC))
+    snap = snapshot(_vault(switched=True), role_assignments=made)
+    *_, outcome = reconcile(dangling, snap, set(), "next", steps=steps_of(sink, dangling))
+    assert outcome.state == "applied" and "2 of 2 assignment(s) in place" in outcome.reason
+    other_role = tuple(
+        a.model_copy(update={"role_definition_id": a.role_definition_id[:-4] + "0000"}) for a in made
+    )
+    snap = snapshot(_vault(switched=True), role_assignments=other_role)
+    *_, outcome = reconcile(dangling, snap, set(), "next", steps=steps_of(sink, dangling))
+    assert outcome.state == "failed" and "0 of 2 assignment(s) in place" in outcome.reason
