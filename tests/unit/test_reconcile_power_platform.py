@@ -6,7 +6,7 @@ changes as a real run's do."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,6 +16,7 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.pp_reread import reread_power_platform
 from remediations.core.registry import get_remediation
+from remediations.shell.apply import RunContext, _audit
 from remediations.shell.audit import AuditRecord, MemoryAuditSink
 from remediations.shell.reconcile import reconcile, scopes
 from tests.unit.kv_builders import policy_entry
@@ -77,21 +78,11 @@ def _actions(snap: Snapshot) -> list[Action]:
 
 
 def _pending(action: Action) -> AuditRecord:
-    """The `pending` row the shell writes before the action (shell/apply.py), an hour old."""
-    return AuditRecord(
-        correlation_id="crashed",
-        action_id=action.id,
-        sequence=0,
-        state="pending",
-        remediation_id=action.remediation_id,
-        target=action.target,
-        principal=action.principal,
-        before=action.before,
-        after=action.after,
-        reason=action.reason,
-        trigger="timer",
-        recorded_at=datetime.now(UTC) - timedelta(hours=1),
-    )
+    """The `pending` row the shell writes before the action, written by the shell's own code."""
+    sink = MemoryAuditSink()
+    _audit(sink, RunContext(correlation_id="crashed", trigger="timer"), action, sequence=0, state="pending")
+    [row] = sink.entries
+    return row
 
 
 def _reread(snap: Snapshot, api: MemoryPowerPlatform) -> Snapshot:
