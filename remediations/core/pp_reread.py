@@ -14,7 +14,9 @@ change is named the way its action and audit row name it: the target's resource 
   a `connectionReferences` target, read through the flows naming the row (the inventory resolves
   each reference to the row's `connectionid`);
 - a flow's or connection's shares (`revoke_flow_shares`, `revoke_connection_shares`): the labels in
-  `before["shares"]` missing from `after["shares"]` are the revoked ones; in place when none is held.
+  `before["shares"]` missing from `after["shares"]` are the revoked ones; in place when none is held;
+- a principal's security roles in an environment (`remove_flow_editing_role`): `{"roles": [...]}` on
+  the environment, in place when the principal holds none of the roles `before` has and `after` not.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Protocol
 
 from remediations.core.connection_references import reference_bindings, reference_key
 from remediations.core.flow_secure import unsecured
-from remediations.core.model import Flow, Snapshot
+from remediations.core.model import Environment, Flow, Snapshot
 from remediations.core.model.scope import arm_name
 from remediations.core.pp_detect import keyvault_connections
 from remediations.core.shares import share_label
@@ -145,6 +147,17 @@ class Planned(Protocol):
     def before(self) -> Sets: ...
     @property
     def after(self) -> Sets: ...
+    @property
+    def principal(self) -> str | None: ...
+
+
+def _roles_change(environment: Environment, change: Planned) -> Reread | None:
+    if "roles" not in change.after or not change.principal:
+        return None
+    taken = {r.lower() for r in change.before.get("roles", [])} - {r.lower() for r in change.after["roles"]}
+    held = next((r for p, r in environment.role_holders.items() if p.lower() == change.principal.lower()), ())
+    still = sorted(r for r in held if r.lower() in taken)
+    return Reread(left=f"{change.principal} still holds {still}") if still else IN_PLACE
 
 
 def reread_power_platform(snapshot: Snapshot, change: Planned) -> Reread | None:
@@ -152,6 +165,9 @@ def reread_power_platform(snapshot: Snapshot, change: Planned) -> Reread | None:
     target is not a Power Platform resource of an environment the snapshot read, or the change is not
     one of the kinds above (the caller then has no re-read of it)."""
     target, before, after = change.target, change.before, change.after
+    read = next((e for e in snapshot.environments if e.id.lower() == target.rstrip("/").lower()), None)
+    if read is not None:
+        return _roles_change(read, change)
     environment = arm_name(target, "environments")
     if environment is None or not any(e.name.lower() == environment.lower() for e in snapshot.environments):
         return None

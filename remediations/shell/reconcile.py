@@ -11,9 +11,9 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   pending for a later run; an unknown truth is not recorded.
 - A flow, connection or connection reference (`core/pp_reread.py`: a flow's state, its secure outputs,
   the connection its own clientdata names, a connection reference row's connection, a flow's or
-  connection's shares), in an environment the snapshot read: the change in place -> `applied`; the
-  target gone -> `noop`; not in place -> `noop` when this run writes it again (or defers it over the
-  write cap), else `failed` naming what is left.
+  connection's shares) or a principal's security roles, in an environment the snapshot read: the
+  change in place -> `applied`; the target gone -> `noop`; not in place -> `noop` when this run writes
+  it again (or defers it over the write cap), else `failed` naming what is left.
 - Any other target: if this run plans the same action again (same content id), its detectors re-read
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
@@ -91,7 +91,8 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
 def scopes(snapshot: Snapshot, *, power_platform: bool = True) -> tuple[str, ...]:
     """Where this run reconciles: its Azure scope and, with `power_platform`, the environments it read."""
     environments = snapshot.environments if power_platform else ()
-    return (snapshot.scope.resource_id, *(p for e in environments for p in power_platform_prefixes(e.name)))
+    read = (p for e in environments for p in (e.id, *power_platform_prefixes(e.name)))
+    return (snapshot.scope.resource_id, *read)
 
 
 def _settle_reread(

@@ -37,11 +37,13 @@ POLICY = parse_policy(
             "environments": ["*"],
             "quarantineFlows": True,
             "restoreSecureOutputs": True,
+            "removeFlowEditingRoles": True,
             "serviceConnections": {"kv": "c-svc"},
         }
     }
 )
 FIXES = {
+    "remove_flow_editing_role",
     "quarantine_flow",
     "restore_secure_outputs",
     "move_to_service_connection",
@@ -91,7 +93,15 @@ def _reread(snap: Snapshot, api: MemoryPowerPlatform) -> Snapshot:
         *(s for v in api.flow_shares.values() for s in v),
         *(s for v in api.connection_shares.values() for s in v),
     )
-    return snap.model_copy(update={"flows": tuple(api.flows.values()), "shares": shares})
+    environments = tuple(
+        e.model_copy(
+            update={"role_holders": {p: tuple(sorted(r)) for (n, p), r in api.roles.items() if n == e.name}}
+        )
+        for e in snap.environments
+    )
+    return snap.model_copy(
+        update={"flows": tuple(api.flows.values()), "shares": shares, "environments": environments}
+    )
 
 
 def _settle(snap: Snapshot, actions: list[Action], planned: set[str] | None = None) -> dict[str, AuditRecord]:
@@ -132,6 +142,8 @@ def test_writes_that_did_not_take_effect_are_noop_when_planned_again_else_failed
         "revoke_flow_shares": "interrupted before the change took effect; still shared: ['analyst:CanEdit']",
         "revoke_connection_shares": "interrupted before the change took effect; still shared: "
         "['analyst:CanView']",
+        "remove_flow_editing_role": "interrupted before the change took effect; customizer still holds "
+        "['System Customizer']",
     }
     for row in (*again.values(), *left.values()):  # the definition never reaches the audit trail
         assert SECRET_VALUE not in row.model_dump_json()
@@ -175,7 +187,7 @@ def test_a_deleted_flow_or_connection_is_a_noop() -> None:
     snap = _tenant()
     actions = _actions(snap)
     emptied = snap.model_copy(update={"flows": (), "connections": (), "shares": ()})
-    settled = _settle(emptied, actions)
+    settled = _settle(emptied, [a for a in actions if a.remediation_id != "remove_flow_editing_role"])
     assert {(r.state, r.error) for r in settled.values()} == {("noop", "target no longer exists")}
 
 
