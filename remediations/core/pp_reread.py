@@ -40,10 +40,6 @@ class Reread:
     gone: bool = False
     left: str | None = None
 
-    @property
-    def in_place(self) -> bool:
-        return not self.gone and self.left is None
-
 
 Sets = dict[str, list[str]]  # an action's `before` / `after`
 GONE = Reread(gone=True)
