@@ -21,7 +21,7 @@ from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigge
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
-from remediations.shell.reconcile import named_changes, reconcile
+from remediations.shell.reconcile import named_changes, reconcile, scopes
 from remediations.shell.write_guard import PROCESS_LEASES, LeasedVault, VaultLeases
 
 
@@ -263,16 +263,19 @@ def reconcile_dangling(
     *,
     older_than: timedelta = RECONCILE_AFTER,
     complete_plan: bool = True,
+    power_platform: bool = True,
 ) -> list[AuditRecord]:
-    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
+    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope
+    and, with `power_platform`, in the Power Platform environments the snapshot read (False: a sweep's
+    vault message, whose environment messages settle those).
 
     Runs after inventory and planning (the snapshot is the re-read), before this run writes anything.
     The rows go into the interrupted run's partition. A dry run returns them without recording them
     (a dry run writes no audit rows): it reports what a real run would settle.
     """
-    dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
+    dangling = audit.dangling(datetime.now(UTC) - older_than, scopes(snapshot, power_platform=power_platform))
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
+    steps = steps_of(audit, dangling)  # each interrupted run's partition read once
     rows = reconcile(
         dangling,
         snapshot,

@@ -327,6 +327,7 @@ def run(
                 context,
                 older_than=request.reconcile_after,
                 complete_plan=not request.filtered,
+                power_platform=request.part != "key_vault",
             )
         stages.done("reconcile")
         outcomes = apply_plan(

@@ -9,6 +9,11 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   this run plans it again); anything else -> `failed` with both sets named.
 - A failed read covering the target (other than secret metadata for an access-policy row): left
   pending for a later run; an unknown truth is not recorded.
+- A flow, connection or connection reference (`core/pp_reread.py`: a flow's state, its secure outputs,
+  the connection its own clientdata names, a connection reference row's connection, a flow's or
+  connection's shares) or a principal's security roles, in an environment the snapshot read: the
+  change in place -> `applied`; the target gone -> `noop`; not in place -> `noop` when this run writes
+  it again (or defers it over the write cap), else `failed` naming what is left.
 - Any other target: if this run plans the same action again (same content id), its detectors re-read
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
@@ -33,6 +38,8 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from remediations.core.model import Change, RoleAssignmentChange, Snapshot, VaultAuthorizationChange
+from remediations.core.pp_reread import Reread, power_platform_prefixes, reread_power_platform
+from remediations.core.role_changes import assignment_matches
 from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
 PERMISSION_KINDS = frozenset({"secrets", "keys", "certificates", "storage"})
@@ -81,17 +88,37 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
     )
 
 
+def scopes(snapshot: Snapshot, *, power_platform: bool = True) -> tuple[str, ...]:
+    """Where this run reconciles: its Azure scope and, with `power_platform`, the environments it read."""
+    environments = snapshot.environments if power_platform else ()
+    read = (p for e in environments for p in (e.id, *power_platform_prefixes(e.name)))
+    return (snapshot.scope.resource_id, *read)
+
+
+def _settle_reread(
+    row: AuditRecord, reread: Reread, run_id: str, *, attempted: Collection[str], deferred: Collection[str]
+) -> AuditRecord:
+    """The outcome of a Power Platform change from the snapshot's re-read of its target."""
+    if reread.gone:
+        return _outcome(row, "noop", run_id, "the target is gone", "target no longer exists")
+    if reread.left is None:
+        return _outcome(row, "applied", run_id, "the change is in place (re-read)", None)
+    interrupted = f"interrupted before the change took effect; {reread.left}"
+    if row.action_id in attempted:
+        note = "the change is not in place; planned again by this run"
+    elif row.action_id in deferred:
+        note = "the change is not in place; planned again, deferred over this run's write cap"
+    else:
+        note = "the change is not in place (re-read); this run does not make it"
+        return _outcome(row, "failed", run_id, note, interrupted)
+    return _outcome(row, "noop", run_id, note, interrupted)
+
+
 def _in_place(change: Change, snapshot: Snapshot) -> bool | None:
     """Whether the re-read shows `change` made (None: this kind of change is not judged here)."""
     if isinstance(change, RoleAssignmentChange):
-        role = change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
         present = any(
-            a.name.lower() == change.assignment_name.lower()
-            or (
-                a.principal_id.lower() == change.principal_id.lower()
-                and a.role_guid == role
-                and a.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
-            )
+            a.name.lower() == change.assignment_name.lower() or assignment_matches(a, change)
             for a in snapshot.role_assignments
         )
         return present if change.operation == "create" else not present
@@ -190,7 +217,9 @@ def reconcile(
     attempted = planned if attempted is None else attempted
     rows: list[AuditRecord] = []
     for row in dangling:
-        if not in_scope(row.target, snapshot.scope.resource_id) or _unreadable(snapshot, row):
+        reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
+        covered = reread is not None or in_scope(row.target, snapshot.scope.resource_id)
+        if not covered or _unreadable(snapshot, row):
             continue
         stepped = (steps or {}).get((row.correlation_id, row.action_id))
         if stepped:
@@ -208,6 +237,8 @@ def reconcile(
                 held = {k: sorted(v) for k, v in sorted(current.items())}
                 error = f"interrupted; the principal now holds {held}, neither the before nor the after set"
                 rows.append(_outcome(row, "failed", run_id, "state changed by someone else", error))
+        elif reread is not None:
+            rows.append(_settle_reread(row, reread, run_id, attempted=attempted, deferred=deferred))
         elif not _is_access_policy_row(row) and not complete_plan:
             continue
         elif row.action_id in planned:
