@@ -221,8 +221,7 @@ class _Migration:
             return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
         adopted = {c.assignment_name.lower() for c in self.created}
         existing = {a.name.lower() for a in listed} - adopted
-        if adopted:
-            self.steps.append(f"adopted {len(adopted)} assignment(s) an interrupted attempt created")
+        self._adopt()
         for change in self.creates:
             name = change.assignment_name.lower()
             if name in existing:  # made before this attempt (an earlier run): no write, no step to undo
@@ -279,6 +278,7 @@ class _Migration:
         as a step (core/rbac_migration.py `left_to_roll_back` decides)."""
         if not self.created:
             return None
+        self._adopt()
         try:
             listed = self.vaults.list_vaults(Scope.parse(self.action.target))
         except AzureCallFailed as error:
@@ -294,6 +294,16 @@ class _Migration:
             return Undone(failed=True, summary=summary, steps=tuple(self.steps))
         summary = f"rolled back what an interrupted attempt left: {_named(self.created)}"
         return Undone(failed=False, summary=summary, steps=tuple(self.steps))
+
+    def _adopt(self) -> None:
+        """Make what interrupted attempts created this attempt's own in the trail: a step row naming
+        each create (no call is made), so if this attempt is killed in turn (a rollback cut short
+        included) its own rows still name them and reconcile hands them on to the next run."""
+        for change in self.created:
+            step = self.log.begin(f"adopt {describe(change)}: an interrupted attempt created it", change)
+            self.log.end(step, "applied")
+        if self.created:
+            self.steps.append(f"adopted {len(self.created)} assignment(s) an interrupted attempt created")
 
     def _roll_back(self, reason: str) -> Outcome:
         self.steps.append(f"failed: {reason}")
