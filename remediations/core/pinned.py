@@ -7,7 +7,8 @@ action whose target no longer shows its `before` is skipped as drifted, not repl
 plan would do. The shell re-reads (shell/pipeline.py for the whole scope, shell/write_guard.py for
 an access-policy entry under the vault's lease); the comparisons here are pure. A migration to RBAC
 (VaultAuthorizationChange) has drifted when the vault was switched since, or when the role assignments
-bearing on the vault (part of the migration's `before`) changed.
+bearing on the vault (part of the migration's `before`) changed, other than those an interrupted
+attempt of the same migration created (read from its step rows before the check: it resumes).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ the vault, so access returns at once), then delete the assignments it created. E
 the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
 intent before the call and result after, so a crash mid-migration leaves rows that say which steps
 happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
-interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. When the
+interrupted attempt left (`steps.inherited`), each recorded as an `adopt` step first (killed in turn,
+its own rows still name them, so they are handed on again): it rolls them back with its own on a
+failure. When the
 shell skips the migration as drifted under the vault's lease, `undo_inherited` rolls back what such an
 attempt created the same way, step by step, unless the vault reads Azure RBAC by then (they may be the
 access its identities rely on: kept and named). The steps are also in the outcome (`after["steps"]`).

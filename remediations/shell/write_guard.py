@@ -12,8 +12,9 @@ management) -> `skipped`. A migration to RBAC (core/rbac_migration.py) is judged
 read under the lease and the role assignments bearing on it, read once: anything but what it was
 planned from (its `before`) -> `skipped` as drifted, before its first create, for any plan (the switch
 takes away every access the plan does not carry over), also when the run only creates and leaves the
-switch to a later run (those creates are what the switch will rely on). One read after the vault's
-writes verifies them.
+switch to a later run (those creates are what the switch will rely on); the assignments interrupted
+attempts of the same migration created (handed on by reconcile) are not counted as drift, so a
+reviewed migration resumes after a crash. One read after the vault's writes verifies them.
 """
 
 from __future__ import annotations

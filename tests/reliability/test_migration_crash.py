@@ -5,7 +5,9 @@ audit (intent before, result after); the re-sent ticket reconciles the interrupt
 and a re-read (assignment exists? vault in RBAC mode?), then finishes the migration or rolls it back,
 the interrupted run's assignments included, also when a run in between deferred it over the write cap.
 A re-sent ticket that finds the vault changed under its lease skips the migration as drifted and rolls
-back what the killed run created (kept and named when the vault reads Azure RBAC by then).
+back what the killed run created (kept and named when the vault reads Azure RBAC by then); killed in
+turn mid-rollback, the next drifted run finishes it. An approved migration killed half-way resumes when
+approved again (its own assignments are not drift), unless something else changed.
 Never half-applied without a row saying so."""
 
 from __future__ import annotations
