@@ -23,7 +23,8 @@ made by `fixes/migrate_to_rbac.py`; the decisions it takes (verified or not, wha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from remediations.core.model import (
     Action,
@@ -210,6 +211,34 @@ def state_before(
         if secrets:
             state[entry.object_id] = [f"access policy secrets: {', '.join(secrets)}"]
     return state
+
+
+def state_now(
+    before: Mapping[str, Sequence[str]],
+    vault: Vault,
+    assignments: Iterable[RoleAssignment],
+    roles: Mapping[str, RoleDefinition],
+    own: Iterable[Change] = (),
+) -> dict[str, list[str]]:
+    """The state a migration planned from `before` is judged against now (`state_before` of the vault
+    as read), not counting the role assignments interrupted attempts of this same migration created
+    (`own`, from their step rows; the attempt that resumes adopts them): each matched by the name it
+    was created under, so an assignment someone else made counts, and only when `before` does not
+    name it already (a plan made after the attempt saw it). Anything else changed is still drift."""
+    names = {c.assignment_name.lower() for c in own if isinstance(c, RoleAssignmentChange)}
+    assignments = tuple(assignments)
+    theirs = [a for a in assignments if a.name.lower() not in names]
+    # Lines `before` names that the other assignments do not account for: an own assignment the plan
+    # was made with (so it counts); any other own one is new since the plan was made (not counted).
+    spare = Counter(line.casefold() for line in before.get(ROLE_ASSIGNMENTS, ()))
+    spare.subtract(assignment_line(a, roles).casefold() for a in theirs)
+    counted = list(theirs)
+    for assignment in (a for a in assignments if a.name.lower() in names):
+        line = assignment_line(assignment, roles).casefold()
+        if spare[line] > 0:
+            spare[line] -= 1
+            counted.append(assignment)
+    return state_before(vault, counted, roles)
 
 
 def _non_secret(

@@ -61,7 +61,9 @@ class StepLog(Protocol):
     `begin` is called before the step's call and returns the step's number, `end` after it with the
     result, so a crash in between leaves an intent that reconcile settles by re-reading `change`.
     `inherited`: changes an interrupted earlier attempt of the same action made that a re-read found
-    still in place (shell/reconcile.py); the fix owns them, e.g. undoes them with its own on a failure.
+    still in place (shell/reconcile.py); the fix owns them, e.g. undoes them with its own on a failure,
+    and records each as a step of its own (no call between intent and result) so that, interrupted
+    in turn, its rows still name them.
     """
 
     @property

@@ -28,6 +28,7 @@ from remediations.core.model import (
     AccessPolicy,
     AccessPolicyChange,
     Action,
+    Change,
     Outcome,
     RoleAssignment,
     RoleDefinition,
@@ -37,7 +38,7 @@ from remediations.core.model import (
     VaultAuthorizationChange,
 )
 from remediations.core.pinned import drift_reason, switched_since
-from remediations.core.rbac_migration import state_before
+from remediations.core.rbac_migration import state_now
 
 ALREADY_APPLIED = "already applied: the vault already shows this change (made by another run)"
 
@@ -135,17 +136,19 @@ def migration_drift(
     roles: Mapping[str, RoleDefinition],
     *,
     read_at: datetime,
+    own: Iterable[Change] = (),
 ) -> Outcome | None:
     """Skipped as drifted when the vault and the role assignments bearing on it, as read under the
-    lease, no longer show what the migration was planned from (its `before`, `state_before`): switched
-    since, an access-policy entry or a role assignment added, removed or changed. None: go ahead."""
+    lease, no longer show what the migration was planned from (its `before`, `state_now`): switched
+    since, an access-policy entry or a role assignment added, removed or changed, other than the
+    assignments interrupted attempts of it created (`own`, which this attempt adopts). None: go ahead."""
     if vault is None:
         return Outcome(action_id=action.id, status="skipped", before={}, error=drift_reason(action, None))
     assignments = tuple(assignments)
     now = Snapshot(
         scope=Scope.parse(vault.id), taken_at=read_at, vaults=(vault,), role_assignments=assignments
     )
-    state = state_before(vault, assignments, roles)
+    state = state_now(action.before, vault, assignments, roles, own)
     reason = switched_since(action, now) or drift_reason(action, state)
     if reason is None:
         return None

@@ -15,7 +15,9 @@ the vault, so access returns at once), then delete the assignments it created. E
 the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
 intent before the call and result after, so a crash mid-migration leaves rows that say which steps
 happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
-interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. When the
+interrupted attempt left (`steps.inherited`), each recorded as an `adopt` step first (killed in turn,
+its own rows still name them, so they are handed on again): it rolls them back with its own on a
+failure. When the
 shell skips the migration as drifted under the vault's lease, `undo_inherited` rolls back what such an
 attempt created the same way, step by step, unless the vault reads Azure RBAC by then (they may be the
 access its identities rely on: kept and named). The steps are also in the outcome (`after["steps"]`).
@@ -221,8 +223,7 @@ class _Migration:
             return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
         adopted = {c.assignment_name.lower() for c in self.created}
         existing = {a.name.lower() for a in listed} - adopted
-        if adopted:
-            self.steps.append(f"adopted {len(adopted)} assignment(s) an interrupted attempt created")
+        self._adopt()
         for change in self.creates:
             name = change.assignment_name.lower()
             if name in existing:  # made before this attempt (an earlier run): no write, no step to undo
@@ -279,6 +280,7 @@ class _Migration:
         as a step (core/rbac_migration.py `left_to_roll_back` decides)."""
         if not self.created:
             return None
+        self._adopt()
         try:
             listed = self.vaults.list_vaults(Scope.parse(self.action.target))
         except AzureCallFailed as error:
@@ -294,6 +296,16 @@ class _Migration:
             return Undone(failed=True, summary=summary, steps=tuple(self.steps))
         summary = f"rolled back what an interrupted attempt left: {_named(self.created)}"
         return Undone(failed=False, summary=summary, steps=tuple(self.steps))
+
+    def _adopt(self) -> None:
+        """Make what interrupted attempts created this attempt's own in the trail: a step row naming
+        each create (no call is made), so if this attempt is killed in turn (a rollback cut short
+        included) its own rows still name them and reconcile hands them on to the next run."""
+        for change in self.created:
+            step = self.log.begin(f"adopt {describe(change)}: an interrupted attempt created it", change)
+            self.log.end(step, "applied")
+        if self.created:
+            self.steps.append(f"adopted {len(self.created)} assignment(s) an interrupted attempt created")
 
     def _roll_back(self, reason: str) -> Outcome:
         self.steps.append(f"failed: {reason}")

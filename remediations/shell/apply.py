@@ -10,6 +10,7 @@ import contextlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -178,7 +179,7 @@ def apply_plan(
             )
             return dry, False
         left = (inherited or {}).get(action.id, ())
-        settled = vault.settle(action)
+        settled = vault.settle(action, left)
         if settled is not None:
             if left and settled.status == "skipped":  # drifted: the fix undoes what it may of what is left
                 settled = undo_left(action, settled, left)
@@ -255,6 +256,27 @@ def apply_plan(
     return outcomes
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """The writes earlier runs left `pending` in a run's scope and their actions' step rows, read once:
+    a reviewed plan is checked with them (what their steps created is not drift), then reconciled."""
+
+    dangling: list[AuditRecord]
+    steps: dict[tuple[str, str], list[AuditRecord]]
+
+
+def read_interrupted(
+    snapshot: Snapshot,
+    audit: AuditSink,
+    *,
+    older_than: timedelta = RECONCILE_AFTER,
+    power_platform: bool = True,
+) -> Interrupted:
+    """The pending rows older than `older_than` in the snapshot's scope (`scopes`), with their steps."""
+    dangling = audit.dangling(datetime.now(UTC) - older_than, scopes(snapshot, power_platform=power_platform))
+    return Interrupted(dangling, steps_of(audit, dangling))  # each run's partition read once
+
+
 def reconcile_dangling(
     snapshot: Snapshot,
     plan: Plan,
@@ -264,6 +286,7 @@ def reconcile_dangling(
     older_than: timedelta = RECONCILE_AFTER,
     complete_plan: bool = True,
     power_platform: bool = True,
+    interrupted: Interrupted | None = None,
 ) -> list[AuditRecord]:
     """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope
     and, with `power_platform`, in the Power Platform environments the snapshot read (False: a sweep's
@@ -271,18 +294,19 @@ def reconcile_dangling(
 
     Runs after inventory and planning (the snapshot is the re-read), before this run writes anything.
     The rows go into the interrupted run's partition. A dry run returns them without recording them
-    (a dry run writes no audit rows): it reports what a real run would settle.
+    (a dry run writes no audit rows): it reports what a real run would settle. `interrupted`: those
+    rows as read already (`read_interrupted`, for a reviewed plan's check), else read here.
     """
-    dangling = audit.dangling(datetime.now(UTC) - older_than, scopes(snapshot, power_platform=power_platform))
+    if interrupted is None:
+        interrupted = read_interrupted(snapshot, audit, older_than=older_than, power_platform=power_platform)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    steps = steps_of(audit, dangling)  # each interrupted run's partition read once
     rows = reconcile(
-        dangling,
+        interrupted.dangling,
         snapshot,
         planned,
         context.correlation_id,
         complete_plan=complete_plan,
-        steps=steps,
+        steps=interrupted.steps,
         attempted={a.id for a in plan.writes},
         deferred={a.id for a in plan.deferred},
     )

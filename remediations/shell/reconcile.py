@@ -26,7 +26,9 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   left and finishes or rolls them back with its own); left `pending` when this run plans it but defers
   it (over the write cap), so the run that attempts it adopts them (else a later failure of that
   attempt would roll back only its own and leave these behind); else (not planned, or skipped)
-  `failed` naming them. A rollback that was interrupted -> `failed` with what is left. The outcome
+  `failed` naming them. A rollback that was interrupted -> `failed` with what is left, handed on like
+  a half-way attempt's (kept `pending` when this run defers the action); the attempt's step rows name
+  every assignment it owned, those it adopted from an earlier attempt included. The outcome
   row returned names the changes left in place (`changes`, for the new attempt; recorded without
   them, as the step rows name each one), and each step begun without a result gets one from the
   re-read.
@@ -163,9 +165,13 @@ def _settle_steps(
     undoing = any(_undoes(c) for c in changes)
     left: tuple[Change, ...] = (*made, *switched) if undoing else tuple(made)
     done = f"{len(begun)} step(s) began, {len(made)} of {len(creates)} assignment(s) in place"
-    if undoing:
+    if undoing:  # the attempt failed; what its rollback did not undo goes to the next attempt, if any
+        if left and row.action_id in deferred:
+            return rows  # pending still: the run that attempts the action finishes the rollback
         state: AuditState = "failed"
         note = f"interrupted while rolling back ({done})"
+        if left and row.action_id in attempted:
+            note += "; planned again by this run, which adopts what is left"
         error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
@@ -247,6 +253,25 @@ def reconcile(
         elif _is_access_policy_row(row):
             rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
     return rows
+
+
+def created_in_place(
+    steps: Mapping[tuple[str, str], list[AuditRecord]], snapshot: Snapshot
+) -> dict[str, tuple[Change, ...]]:
+    """By action id, the role assignments interrupted attempts created (their create step rows) that
+    the re-read shows in place: a reviewed migration resuming them is not drifted by them."""
+    created: dict[str, tuple[Change, ...]] = {}
+    for (_, action_id), rows in steps.items():
+        made = tuple(
+            c
+            for r in rows
+            if r.sequence == 0
+            for c in r.changes
+            if isinstance(c, RoleAssignmentChange) and c.operation == "create" and _in_place(c, snapshot)
+        )
+        if made:
+            created[action_id] = (*created.get(action_id, ()), *made)
+    return created
 
 
 def left_by_interrupted(reconciled: Iterable[AuditRecord]) -> dict[str, tuple[Change, ...]]:

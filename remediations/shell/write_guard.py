@@ -12,8 +12,9 @@ management) -> `skipped`. A migration to RBAC (core/rbac_migration.py) is judged
 read under the lease and the role assignments bearing on it, read once: anything but what it was
 planned from (its `before`) -> `skipped` as drifted, before its first create, for any plan (the switch
 takes away every access the plan does not carry over), also when the run only creates and leaves the
-switch to a later run (those creates are what the switch will rely on). One read after the vault's
-writes verifies them.
+switch to a later run (those creates are what the switch will rely on); the assignments interrupted
+attempts of the same migration created (handed on by reconcile) are not counted as drift, so a
+reviewed migration resumes after a crash. One read after the vault's writes verifies them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from azure.data.tables import UpdateMode
 from remediations.core.model import (
     AccessPolicyChange,
     Action,
+    Change,
     Outcome,
     RoleAssignment,
     RoleDefinition,
@@ -223,11 +225,12 @@ class LeasedVault:
             self._changes[action.id] = policy_changes(action)
         return self._changes[action.id]
 
-    def settle(self, action: Action) -> Outcome | None:
+    def settle(self, action: Action, own: tuple[Change, ...] = ()) -> Outcome | None:
         """The outcome the vault as it is now calls for (already applied, drifted, or skipped by the
-        last-manager rail; a migration that drifted), or None when the write should go ahead."""
+        last-manager rail; a migration that drifted, not counting `own`: what interrupted attempts of
+        it created), or None when the write should go ahead."""
         if is_migration(action):  # the switch, or the creates a later run's switch relies on
-            return self._settle_migration(action)
+            return self._settle_migration(action, own)
         changes = self._policy_changes(action)
         if not changes:
             return None
@@ -248,7 +251,7 @@ class LeasedVault:
             self._assignments = api.list_role_assignments_at(vault.id)
         return self._assignments
 
-    def _settle_migration(self, action: Action) -> Outcome | None:
+    def _settle_migration(self, action: Action, own: tuple[Change, ...]) -> Outcome | None:
         """The migration judged on the vault as found under the lease (before this lease's writes: an
         earlier action of the same plan is not drift) and the role assignments bearing on it."""
         try:
@@ -257,7 +260,7 @@ class LeasedVault:
         except AzureCallFailed as error:
             why = f"re-read the vault under its lease: {error}; nothing written"
             return Outcome(action_id=action.id, status="failed", before=action.before, error=why)
-        return migration_drift(action, vault, assignments, self._roles, read_at=read_at)
+        return migration_drift(action, vault, assignments, self._roles, read_at=read_at, own=own)
 
     def wrote(self, action: Action, outcome: Outcome) -> bool:
         """Record the fix's outcome; True when it waits for the read after the writes: sent deltas (to

@@ -136,6 +136,13 @@ def grant_other(cloud: Emulator) -> None:
         )
 
 
+def take_back_grant(cloud: Emulator) -> None:
+    """The grant of `grant_other` taken away again: the vault is as the plan is made from."""
+    with cloud.state.lock:
+        vault = cloud.state.azure.vaults[VAULT_NAME]
+        vault.access_policies = [p for p in vault.access_policies if p.object_id != OTHER_SP]
+
+
 def _vault_reads(cloud: Emulator, mark: int) -> list[str]:
     return [r.path for r in cloud.requests.since(mark) if r.method == "GET" and "/vaults" in r.path]
 
@@ -201,9 +208,7 @@ def test_a_run_that_only_creates_is_judged_under_the_lease_too(
     assert _vault_reads(cloud, changed[0]), "the vault is read again under its lease"
     assert _writes(cloud, mark) == [] and _below_vault(cloud) == [] and not _switched(cloud)
 
-    with cloud.state.lock:  # the grant taken away again: the vault is as the plan is made from
-        vault = cloud.state.azure.vaults[VAULT_NAME]
-        vault.access_policies = [p for p in vault.access_policies if p.object_id != OTHER_SP]
+    take_back_grant(cloud)
     mark = cloud.requests.mark()
     [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
     assert outcome["status"] == "applied", outcome  # judged under the lease, unchanged: created

@@ -388,11 +388,16 @@ def _left_by_an_interrupted_attempt(
 
 
 def _applied_with(
-    clients: MemoryClients, action: Action, left: tuple[Change, ...], audit: MemoryAuditSink
+    clients: MemoryClients,
+    action: Action,
+    left: tuple[Change, ...],
+    audit: MemoryAuditSink,
+    *,
+    pinned: bool = False,
 ) -> Outcome:
     plan = assemble_plan([action], parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
     context = RunContext(correlation_id="next", trigger="ticket")
-    [outcome] = apply_plan(plan, clients, audit, context, inherited={action.id: left})  # type: ignore[arg-type]
+    [outcome] = apply_plan(plan, clients, audit, context, pinned=pinned, inherited={action.id: left})  # type: ignore[arg-type]
     return outcome
 
 
@@ -406,7 +411,8 @@ def _drift(clients: MemoryClients, **update: object) -> None:
 def test_a_drifted_migration_rolls_back_what_an_interrupted_attempt_created_audited_in_steps() -> None:
     """Reconcile handed this attempt an earlier one's assignment; the drift check skips the migration,
     so that extra grant is deleted by its own name under the lease, an intent row before the delete and
-    a result row after it. Someone else's assignment of the same role (another name) stays."""
+    a result row after it (after a row adopting it: this attempt's rows name all it owns). Someone
+    else's assignment of the same role (another name) stays."""
     theirs = assignment(f"{KV}/secrets/b", USER, FLOW, name="their-own-grant")
     clients, action, first, leftover = _left_by_an_interrupted_attempt(theirs)
     _drift(clients)
@@ -422,9 +428,12 @@ def test_a_drifted_migration_rolls_back_what_an_interrupted_attempt_created_audi
         (None, "pending"),
         (1, "pending"),
         (1, "applied"),
+        (2, "pending"),
+        (2, "applied"),
         (None, "skipped"),
     ]
-    assert rows[1].changes == (first.model_copy(update={"operation": "delete"}),)
+    assert rows[1].changes == (first,) and rows[1].reason.startswith("adopt ")
+    assert rows[3].changes == (first.model_copy(update={"operation": "delete"}),)
     assert rows[-1].error == outcome.error  # the audit row says so too
 
 
@@ -449,7 +458,7 @@ def test_a_leftover_that_cannot_be_deleted_fails_the_skipped_migration_and_names
     assert outcome.status == "failed" and "drifted" in (outcome.error or "")
     assert "rollback of what an interrupted attempt left incomplete" in (outcome.error or "")
     assert clients.authz.assignments == [leftover]
-    assert [(r.step, r.state) for r in audit.records("next")][1:3] == [(1, "pending"), (1, "failed")]
+    assert [(r.step, r.state) for r in audit.records("next")][3:5] == [(2, "pending"), (2, "failed")]
 
 
 def test_a_create_only_migration_is_judged_under_the_lease_and_skipped_as_drifted_before_any_create() -> None:
