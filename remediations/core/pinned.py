@@ -7,7 +7,8 @@ action whose target no longer shows its `before` is skipped as drifted, not repl
 plan would do. The shell re-reads (shell/pipeline.py for the whole scope, shell/write_guard.py for
 an access-policy entry under the vault's lease); the comparisons here are pure. A migration to RBAC
 (VaultAuthorizationChange) has drifted when the vault was switched since, or when the role assignments
-bearing on the vault (part of the migration's `before`) changed.
+bearing on the vault (part of the migration's `before`) changed, other than those an interrupted
+attempt of the same migration created (read from its step rows before the check: it resumes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from remediations.core.model import (
     Action,
+    Change,
     ConnectionReferenceChange,
     DlpPolicyChange,
     FlowConnectionChange,
@@ -33,6 +35,8 @@ from remediations.core.model import (
     VaultAuthorizationChange,
     arm_name,
 )
+from remediations.core.rbac import definitions
+from remediations.core.rbac_migration import is_migration, state_now
 
 DRIFTED = "drifted"
 
@@ -176,12 +180,19 @@ def switched_since(pinned: Action, snapshot: Snapshot) -> str | None:
     return None
 
 
-def pin(pinned: Plan, fresh: Plan, snapshot: Snapshot | None = None) -> Plan:
+def pin(
+    pinned: Plan,
+    fresh: Plan,
+    snapshot: Snapshot | None = None,
+    own: Mapping[str, tuple[Change, ...]] | None = None,
+) -> Plan:
     """The pinned plan as it may be applied now: its actions, in its order, each compared with the
     action a fresh plan from a fresh read makes for the same change (same id: same fix, target,
     principal and changes). One that drifted, or that a rail now stops, is kept, marked skipped with
     the reason. With the fresh read (`snapshot`), a switch of a vault that was switched since is
-    named as such (a fresh plan has no migration for it at all)."""
+    named as such (a fresh plan has no migration for it at all), and a migration is judged without
+    the role assignments interrupted attempts of it created (`own`, by action id, from their step
+    rows): the attempt that resumes it adopts them."""
     fresh_actions = (*fresh.actions, *fresh.deferred)
     by_id = {a.id: a for a in fresh_actions}
     by_subject = {_subject(a): a for a in fresh_actions}
@@ -194,13 +205,26 @@ def pin(pinned: Plan, fresh: Plan, snapshot: Snapshot | None = None) -> Plan:
         # `before` is the target's state now, which says how it drifted.
         current = by_id.get(action.id) or by_subject.get(_subject(action))
         reason = switched_since(action, snapshot) if snapshot is not None else None
-        reason = reason or drift_reason(action, current.before if current is not None else None)
+        now = current.before if current is not None else None
+        left = (own or {}).get(action.id, ())
+        if left and now is not None and snapshot is not None and is_migration(action):
+            now = _without_own(action, snapshot, left) or now
+        reason = reason or drift_reason(action, now)
         if reason is None and current is not None and current.id != action.id:
             reason = f"{DRIFTED}: a plan made now would make another change on this target"
         if reason is None and current is not None:
             reason = current.skip_reason  # a rail the state now calls for (e.g. the last manager)
         checked.append(action if reason is None else action.model_copy(update={"skip_reason": reason}))
     return pinned.model_copy(update={"actions": tuple(checked), "dry_run": fresh.dry_run})
+
+
+def _without_own(action: Action, snapshot: Snapshot, own: tuple[Change, ...]) -> dict[str, list[str]] | None:
+    """The migration's vault as the fresh read shows it, less what interrupted attempts of it created
+    (None: the vault is not in the read)."""
+    vault = snapshot.vault(action.target)
+    if vault is None:
+        return None
+    return state_now(action.before, vault, snapshot.role_assignments, definitions(snapshot), own)
 
 
 def covering_scope(plan: Plan) -> Scope | None:

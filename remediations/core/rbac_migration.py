@@ -23,9 +23,11 @@ made by `fixes/migrate_to_rbac.py`; the decisions it takes (verified or not, wha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from remediations.core.model import (
+    Action,
     Change,
     Frozen,
     RoleAssignment,
@@ -167,6 +169,22 @@ ROLE_ASSIGNMENTS = "role assignments"  # the `before` key of the role assignment
 VAULT = "vault"  # the `before` key of the vault's permission model
 
 
+def is_migration(action: Action) -> bool:
+    """A vault's migration as planned here: role-assignment creates, then the switch unless a later run
+    makes it (`propagationGraceSeconds`), planned from `state_before` (its `before` names the vault's
+    permission model). Judged again under the vault's lease either way: a run that only creates lays
+    down the access the later switch relies on, so it must be made from the state it was planned from."""
+    return (
+        bool(action.changes)
+        and VAULT in action.before
+        and all(
+            (isinstance(c, RoleAssignmentChange) and c.operation == "create")
+            or (isinstance(c, VaultAuthorizationChange) and c.enable_rbac_authorization)
+            for c in action.changes
+        )
+    )
+
+
 def switch_step(on: bool) -> str:
     return f"enableRbacAuthorization={str(on).lower()}"
 
@@ -193,6 +211,34 @@ def state_before(
         if secrets:
             state[entry.object_id] = [f"access policy secrets: {', '.join(secrets)}"]
     return state
+
+
+def state_now(
+    before: Mapping[str, Sequence[str]],
+    vault: Vault,
+    assignments: Iterable[RoleAssignment],
+    roles: Mapping[str, RoleDefinition],
+    own: Iterable[Change] = (),
+) -> dict[str, list[str]]:
+    """The state a migration planned from `before` is judged against now (`state_before` of the vault
+    as read), not counting the role assignments interrupted attempts of this same migration created
+    (`own`, from their step rows; the attempt that resumes adopts them): each matched by the name it
+    was created under, so an assignment someone else made counts, and only when `before` does not
+    name it already (a plan made after the attempt saw it). Anything else changed is still drift."""
+    names = {c.assignment_name.lower() for c in own if isinstance(c, RoleAssignmentChange)}
+    assignments = tuple(assignments)
+    theirs = [a for a in assignments if a.name.lower() not in names]
+    # Lines `before` names that the other assignments do not account for: an own assignment the plan
+    # was made with (so it counts); any other own one is new since the plan was made (not counted).
+    spare = Counter(line.casefold() for line in before.get(ROLE_ASSIGNMENTS, ()))
+    spare.subtract(assignment_line(a, roles).casefold() for a in theirs)
+    counted = list(theirs)
+    for assignment in (a for a in assignments if a.name.lower() in names):
+        line = assignment_line(assignment, roles).casefold()
+        if spare[line] > 0:
+            spare[line] -= 1
+            counted.append(assignment)
+    return state_before(vault, counted, roles)
 
 
 def _non_secret(
@@ -313,3 +359,24 @@ def rollback_changes(
     # A create names the assignment it made (deterministic name): the same change deletes it.
     undo += [c.model_copy(update={"operation": "delete"}) for c in reversed(list(created))]
     return tuple(undo)
+
+
+def left_to_roll_back(
+    left: Iterable[Change], vault: Vault | None
+) -> tuple[tuple[RoleAssignmentChange, ...], str | None]:
+    """Of what interrupted attempts of a migration left in place (their own step rows name it), what a
+    run that skips the migration (drifted) rolls back, and why the rest stays (None: nothing stays).
+
+    The role assignments they created are extra grants nothing asked for any more: on a vault still on
+    access policies (or gone: a vault re-created under the same name would inherit them) they are rolled
+    back, newest first, each deleted by the deterministic name the attempt created it under, so an
+    assignment someone else made (any other name) is never touched. On a vault that reads Azure RBAC
+    now they may be the access its identities rely on (switched by the attempt, or by a person since):
+    they stay, and are named."""
+    creates = [c for c in left if isinstance(c, RoleAssignmentChange) and c.operation == "create"]
+    if not creates:
+        return (), None
+    if vault is not None and vault.enable_rbac_authorization:
+        return (), "kept: the vault reads Azure RBAC now, they may be the access its identities rely on"
+    deletes = rollback_changes(creates, None)
+    return tuple(c for c in deletes if isinstance(c, RoleAssignmentChange)), None

@@ -6,7 +6,9 @@ signature introspection and no `**kwargs`.
 
 A fix whose action is several writes that must not be audited as one (the RBAC migration: each role
 assignment, the verification, the switch, each rollback step) overrides `apply_in_steps` and records
-every step through the `StepLog` the shell passes: intent before the call, result after.
+every step through the `StepLog` the shell passes: intent before the call, result after. When the shell
+skips such an action (drifted) while an interrupted attempt of it left changes, `undo_inherited` lets
+the fix undo them, step by step.
 """
 
 from __future__ import annotations
@@ -42,13 +44,26 @@ class RemediationMetadata(BaseModel):
 StepState = Literal["applied", "failed"]
 
 
+class Undone(BaseModel):
+    """What became of the changes interrupted attempts of an action left, once the action itself is
+    skipped (e.g. drifted): `failed` when some could not be undone, `summary` for the outcome."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failed: bool
+    summary: str
+    steps: tuple[str, ...] = ()
+
+
 class StepLog(Protocol):
     """Where a multi-step fix records each step of one action (the shell audits each as its own row).
 
     `begin` is called before the step's call and returns the step's number, `end` after it with the
     result, so a crash in between leaves an intent that reconcile settles by re-reading `change`.
     `inherited`: changes an interrupted earlier attempt of the same action made that a re-read found
-    still in place (shell/reconcile.py); the fix owns them, e.g. undoes them with its own on a failure.
+    still in place (shell/reconcile.py); the fix owns them, e.g. undoes them with its own on a failure,
+    and records each as a step of its own (no call between intent and result) so that, interrupted
+    in turn, its rows still name them.
     """
 
     @property
@@ -118,6 +133,13 @@ class Remediation(ABC):
         """`apply`, each write recorded in `steps`. One step by default: the shell's own pending and
         outcome rows already audit a single write."""
         return self.apply(action, clients)
+
+    def undo_inherited(self, action: Action, clients: Clients, steps: StepLog) -> Undone | None:
+        """Called under the target's lease instead of `apply_in_steps` when the action is skipped there
+        (drifted) while interrupted attempts of it left changes in place (`steps.inherited`): undo those
+        this fix may undo, each write recorded in `steps`. None (the default): nothing is undone, the
+        shell names what is left."""
+        return None
 
 
 _REGISTRY: dict[str, type[Remediation]] = {}

@@ -6,20 +6,26 @@ per named secret or on the vault, Secrets Officer for writers) and the switch of
 policy lists (`rbacMigration.enabled` + `rbacMigration.vaults`), and a sweep or an alert plans it only
 with `rbacMigration.inSweeps`.
 
-Apply, in order: list the vault's assignments (what exists is never rolled back), create each planned
-assignment (deterministic names: a re-run creates nothing twice), re-read the assignments and check
+Apply, in order: list the vault's assignments (what exists is never written again nor rolled back),
+create each planned assignment not there yet (deterministic names: a re-run creates nothing twice; only
+these get a create step), re-read the assignments and check
 each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
 vault. Any failure rolls back what this run did: switch back first (the access policies are still on
 the vault, so access returns at once), then delete the assignments it created. Every step (each create,
 the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
 intent before the call and result after, so a crash mid-migration leaves rows that say which steps
 happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
-interrupted attempt left (`steps.inherited`): it rolls them back with its own on a failure. The steps
-are also in the outcome (`after["steps"]`).
+interrupted attempt left (`steps.inherited`), each recorded as an `adopt` step first (killed in turn,
+its own rows still name them, so they are handed on again): it rolls them back with its own on a
+failure. When the
+shell skips the migration as drifted under the vault's lease, `undo_inherited` rolls back what such an
+attempt created the same way, step by step, unless the vault reads Azure RBAC by then (they may be the
+access its identities rely on: kept and named). The steps are also in the outcome (`after["steps"]`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Literal
 
@@ -27,9 +33,11 @@ from remediations.core import rbac
 from remediations.core.detect import highest_severity
 from remediations.core.model import (
     Action,
+    Change,
     Finding,
     Outcome,
     RoleAssignmentChange,
+    Scope,
     Snapshot,
     Vault,
     VaultAuthorizationChange,
@@ -40,6 +48,7 @@ from remediations.core.rbac_migration import (
     ROLE_ASSIGNMENTS,
     VAULT,
     VaultMigration,
+    left_to_roll_back,
     plan_migration,
     rollback_changes,
     state_before,
@@ -50,6 +59,7 @@ from remediations.core.registry import (
     Remediation,
     RemediationMetadata,
     StepLog,
+    Undone,
     UnrecordedSteps,
     register,
 )
@@ -167,6 +177,13 @@ class MigrateToRbac(Remediation):
     def apply_in_steps(self, action: Action, clients: Clients, steps: StepLog) -> Outcome:
         return _Migration(action, clients, steps).run()
 
+    def undo_inherited(self, action: Action, clients: Clients, steps: StepLog) -> Undone | None:
+        return _Migration(action, clients, steps).abandon()
+
+
+def _named(changes: Iterable[RoleAssignmentChange]) -> str:
+    return "; ".join(describe(c) for c in changes)
+
 
 def _propagated(snapshot: Snapshot, migration: VaultMigration, grace: timedelta) -> bool:
     """Every planned assignment exists already and is older than the grace (Key Vault sees it)."""
@@ -206,24 +223,29 @@ class _Migration:
             return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
         adopted = {c.assignment_name.lower() for c in self.created}
         existing = {a.name.lower() for a in listed} - adopted
-        if adopted:
-            self.steps.append(f"adopted {len(adopted)} assignment(s) an interrupted attempt created")
+        self._adopt()
         for change in self.creates:
+            name = change.assignment_name.lower()
+            if name in existing:  # made before this attempt (an earlier run): no write, no step to undo
+                self.steps.append(f"already there: {describe(change)}")
+                continue
+            # A create step row names an assignment this attempt (or one it adopted) makes: what a
+            # later run may roll back (reconcile hands it on), never an assignment that was there.
             step = self.log.begin(f"create {describe(change)}", change)
             try:
                 made = self.roles.create_role_assignment(change)
             except AzureCallFailed as error:
                 self.log.end(step, "failed", str(error))
-                if change.assignment_name.lower() not in existing | adopted:
+                if name not in adopted:
                     self.created.append(change)  # the answer may be lost after the write: delete it too
                 return self._roll_back(f"create {describe(change)}: {error}")
             self.log.end(step, "applied")
-            if made is not None and change.assignment_name.lower() not in existing:
-                if change.assignment_name.lower() not in adopted:
-                    self.created.append(change)
-                self.steps.append(f"created {describe(change)}")
-            else:
-                self.steps.append(f"already there: {describe(change)}")
+            if made is None:  # the same grant under another name (someone else's): kept, never deleted
+                self.steps.append(f"already there under another name: {describe(change)}")
+                continue
+            if name not in adopted:
+                self.created.append(change)
+            self.steps.append(f"created {describe(change)}")
         step = self.log.begin(f"verify the effective secret rights of {len(self.creates)} assignment(s)")
         try:
             listed = self.roles.list_role_assignments_at(self.action.target)
@@ -252,10 +274,49 @@ class _Migration:
         self.steps.append(f"switched and re-read: {switch_step(True)}")
         return self._outcome("applied", None)
 
+    def abandon(self) -> Undone | None:
+        """The migration is skipped (drifted) under the lease: roll back the assignments interrupted
+        attempts created (`log.inherited`) unless the vault reads Azure RBAC now, each delete audited
+        as a step (core/rbac_migration.py `left_to_roll_back` decides)."""
+        if not self.created:
+            return None
+        self._adopt()
+        try:
+            listed = self.vaults.list_vaults(Scope.parse(self.action.target))
+        except AzureCallFailed as error:
+            kept = f"kept: the vault could not be read to decide ({error})"
+            return Undone(failed=True, summary=f"{kept}: {_named(self.created)}")
+        vault = next((v for v in listed if v.id.lower() == self.action.target.lower()), None)
+        deletes, kept_because = left_to_roll_back(self.created, vault)
+        if kept_because is not None:
+            return Undone(failed=False, summary=f"{kept_because}: {_named(self.created)}")
+        errors = self._undo(deletes)
+        if errors:
+            summary = f"rollback of what an interrupted attempt left incomplete: {'; '.join(errors)}"
+            return Undone(failed=True, summary=summary, steps=tuple(self.steps))
+        summary = f"rolled back what an interrupted attempt left: {_named(self.created)}"
+        return Undone(failed=False, summary=summary, steps=tuple(self.steps))
+
+    def _adopt(self) -> None:
+        """Make what interrupted attempts created this attempt's own in the trail: a step row naming
+        each create (no call is made), so if this attempt is killed in turn (a rollback cut short
+        included) its own rows still name them and reconcile hands them on to the next run."""
+        for change in self.created:
+            step = self.log.begin(f"adopt {describe(change)}: an interrupted attempt created it", change)
+            self.log.end(step, "applied")
+        if self.created:
+            self.steps.append(f"adopted {len(self.created)} assignment(s) an interrupted attempt created")
+
     def _roll_back(self, reason: str) -> Outcome:
         self.steps.append(f"failed: {reason}")
+        errors = self._undo(rollback_changes(self.created, self.switch if self.switched else None))
+        undone = f"; rollback incomplete: {'; '.join(errors)}" if errors else "; rolled back"
+        return self._outcome("failed", reason + undone)
+
+    def _undo(self, changes: Iterable[Change]) -> list[str]:
+        """Make each rollback change in order, each audited as a step; the errors of those that failed."""
         errors: list[str] = []
-        for change in rollback_changes(self.created, self.switch if self.switched else None):
+        for change in changes:
             step = self.log.begin(f"roll back: {change.describe()}", change)
             try:
                 if isinstance(change, VaultAuthorizationChange):
@@ -270,8 +331,7 @@ class _Migration:
                 errors.append(f"{change.describe()}: {error}")
             else:
                 self.log.end(step, "applied")
-        undone = f"; rollback incomplete: {'; '.join(errors)}" if errors else "; rolled back"
-        return self._outcome("failed", reason + undone)
+        return errors
 
     def _outcome(self, status: Literal["applied", "failed"], error: str | None) -> Outcome:
         after = dict(self.action.after) if status == "applied" else {}

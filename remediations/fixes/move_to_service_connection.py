@@ -31,6 +31,7 @@ from remediations.core.evidence import ConnectionUserEvidence
 from remediations.core.model import (
     Action,
     Connection,
+    ConnectionReference,
     ConnectionReferenceChange,
     Finding,
     Flow,
@@ -41,7 +42,8 @@ from remediations.core.model import (
 from remediations.core.policy import Policy
 from remediations.core.registry import Remediation, RemediationMetadata, register
 from remediations.fixes._flow_writes import rewrite_client_data
-from remediations.ports import AzureCallFailed, Clients, ResourceGone
+from remediations.fixes._verified_writes import read_write_verify
+from remediations.ports import Clients
 
 
 def _references(data: dict[str, Any]) -> dict[str, Any]:
@@ -173,35 +175,35 @@ def _rebind_row(row: ReferenceBinding, moves: list[_Move]) -> Action:
 
 def _rebind_reference(action: Action, change: ConnectionReferenceChange, clients: Clients) -> Outcome:
     """Read the row fresh; PATCH its `connectionid` only while it still binds the person's connection
-    (another change since the plan is not overwritten); read it again to verify."""
+    (another change since the plan is not overwritten); read it again to verify. A row deleted before
+    the write is a noop (no flow binds anything through it any more); after it, the write did not take."""
     api = clients.power_platform()
 
-    def failed(error: str) -> Outcome:
-        return Outcome(action_id=action.id, status="failed", before=action.before, error=error)
+    def binds(row: ConnectionReference | None, connection: str) -> bool:
+        return row is not None and (row.connection_id or "").lower() == connection.lower()
 
-    try:
-        row = api.get_connection_reference(change.environment, change.logical_name)
-        if row is None:  # deleted: no flow binds anything through it any more
-            error = f"no connection reference {change.logical_name} in the environment"
-            return Outcome(action_id=action.id, status="noop", before=action.before, error=error)
-        bound = (row.connection_id or "").lower()
-        if bound == change.to_connection.lower():
-            return Outcome(action_id=action.id, status="noop", after=action.after, verified=True)
-        if bound != change.from_connection.lower():
-            return failed(
-                f"connection reference {change.logical_name} now binds {row.connection_id or 'nothing'}, "
-                f"not {change.from_connection}: changed since the plan, left as it is"
-            )
-        api.update_connection_reference(change.environment, row.id, change.to_connection)
-        fresh = api.get_connection_reference(change.environment, change.logical_name)
-    except ResourceGone as gone:
-        return Outcome(action_id=action.id, status="noop", before=action.before, error=str(gone))
-    except AzureCallFailed as exc:
-        return failed(str(exc))
-    if fresh is None or (fresh.connection_id or "").lower() != change.to_connection.lower():
-        return failed(f"connection reference {change.logical_name} still binds the connection")
-    return Outcome(
-        action_id=action.id, status="applied", before=action.before, after=action.after, verified=True
+    def edit(row: ConnectionReference | None) -> ConnectionReference | str | None:
+        if binds(row, change.to_connection):
+            return None
+        if row is not None and binds(row, change.from_connection):
+            return row
+        held = (row.connection_id if row is not None else None) or "nothing"
+        return (
+            f"connection reference {change.logical_name} now binds {held}, not {change.from_connection}: "
+            "changed since the plan, left as it is"
+        )
+
+    def check(fresh: ConnectionReference | None) -> str | None:
+        still = f"connection reference {change.logical_name} still binds the connection"
+        return None if binds(fresh, change.to_connection) else still
+
+    return read_write_verify(
+        action,
+        read=lambda: api.get_connection_reference(change.environment, change.logical_name),
+        edit=edit,
+        write=lambda row: api.update_connection_reference(change.environment, row.id, change.to_connection),
+        check=check,
+        missing=f"no connection reference {change.logical_name} in the environment",
     )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -21,7 +22,7 @@ from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigge
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
 from remediations.shell.inventory import Progress, no_progress
 from remediations.shell.pacing import TokenBucket, arm_write_pacer
-from remediations.shell.reconcile import named_changes, reconcile
+from remediations.shell.reconcile import named_changes, reconcile, scopes
 from remediations.shell.write_guard import PROCESS_LEASES, LeasedVault, VaultLeases
 
 
@@ -130,7 +131,8 @@ def apply_plan(
     after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
     and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
     skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
-    interrupted attempt of it left (reconcile), for its fix.
+    interrupted attempt of it left (reconcile), for its fix; for an action skipped as drifted, its fix
+    undoes them there (`undo_inherited`), each write audited as a step.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -139,6 +141,24 @@ def apply_plan(
     stop = threading.Event()
     raised: list[BaseException] = []
     done = 0
+
+    def undo_left(action: Action, settled: Outcome, left: tuple[Change, ...]) -> Outcome:
+        """The skipped action's outcome once its fix has undone (each step audited, under the lease)
+        what interrupted attempts of it left, or named what stays."""
+        _audit(audit, context, action, sequence=0, state="pending")
+        pacer.acquire(len(left))
+        steps = AuditedSteps(audit, context, action, left)
+        undone = get_remediation(action.remediation_id).undo_inherited(action, clients, steps)
+        if undone is None:
+            why = f"left in place by an interrupted attempt: {named_changes(left)}"
+            return settled.model_copy(update={"error": f"{settled.error}; {why}"})
+        return settled.model_copy(
+            update={
+                "status": "failed" if undone.failed else settled.status,
+                "error": f"{settled.error}; {undone.summary}",
+                "after": {"steps": list(undone.steps)} if undone.steps else settled.after,
+            }
+        )
 
     def one(action: Action, vault: LeasedVault) -> tuple[Outcome, bool]:
         """The action's outcome, and whether it waits for the vault's verifying read (its outcome is
@@ -159,9 +179,11 @@ def apply_plan(
             )
             return dry, False
         left = (inherited or {}).get(action.id, ())
-        settled = vault.settle(action)
+        settled = vault.settle(action, left)
         if settled is not None:
-            if left and settled.status in ("skipped", "failed"):  # not adopted after all: never silent
+            if left and settled.status == "skipped":  # drifted: the fix undoes what it may of what is left
+                settled = undo_left(action, settled, left)
+            elif left and settled.status == "failed":  # not adopted after all: never silent
                 why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
                 settled = settled.model_copy(update={"error": why})
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
@@ -234,6 +256,27 @@ def apply_plan(
     return outcomes
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """The writes earlier runs left `pending` in a run's scope and their actions' step rows, read once:
+    a reviewed plan is checked with them (what their steps created is not drift), then reconciled."""
+
+    dangling: list[AuditRecord]
+    steps: dict[tuple[str, str], list[AuditRecord]]
+
+
+def read_interrupted(
+    snapshot: Snapshot,
+    audit: AuditSink,
+    *,
+    older_than: timedelta = RECONCILE_AFTER,
+    power_platform: bool = True,
+) -> Interrupted:
+    """The pending rows older than `older_than` in the snapshot's scope (`scopes`), with their steps."""
+    dangling = audit.dangling(datetime.now(UTC) - older_than, scopes(snapshot, power_platform=power_platform))
+    return Interrupted(dangling, steps_of(audit, dangling))  # each run's partition read once
+
+
 def reconcile_dangling(
     snapshot: Snapshot,
     plan: Plan,
@@ -242,23 +285,28 @@ def reconcile_dangling(
     *,
     older_than: timedelta = RECONCILE_AFTER,
     complete_plan: bool = True,
+    power_platform: bool = True,
+    interrupted: Interrupted | None = None,
 ) -> list[AuditRecord]:
-    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope.
+    """Record the truth for writes an earlier run left `pending` (crash, kill, timeout) in this scope
+    and, with `power_platform`, in the Power Platform environments the snapshot read (False: a sweep's
+    vault message, whose environment messages settle those).
 
     Runs after inventory and planning (the snapshot is the re-read), before this run writes anything.
     The rows go into the interrupted run's partition. A dry run returns them without recording them
-    (a dry run writes no audit rows): it reports what a real run would settle.
+    (a dry run writes no audit rows): it reports what a real run would settle. `interrupted`: those
+    rows as read already (`read_interrupted`, for a reviewed plan's check), else read here.
     """
-    dangling = audit.dangling(datetime.now(UTC) - older_than, snapshot.scope.resource_id)
+    if interrupted is None:
+        interrupted = read_interrupted(snapshot, audit, older_than=older_than, power_platform=power_platform)
     planned = {a.id for a in (*plan.actions, *plan.deferred)}
-    steps = {(r.correlation_id, r.action_id): steps_of(audit, r) for r in dangling}
     rows = reconcile(
-        dangling,
+        interrupted.dangling,
         snapshot,
         planned,
         context.correlation_id,
         complete_plan=complete_plan,
-        steps=steps,
+        steps=interrupted.steps,
         attempted={a.id for a in plan.writes},
         deferred={a.id for a in plan.deferred},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -68,8 +69,8 @@ class AuditSink(Protocol):
 
     def records(self, correlation_id: str) -> list[AuditRecord]: ...
 
-    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
-        """`pending` rows for targets under `scope_id`, recorded before `older_than` (within
+    def dangling(self, older_than: datetime, scopes: tuple[str, ...] = ("/",)) -> list[AuditRecord]:
+        """`pending` rows for targets under one of `scopes`, recorded before `older_than` (within
         DANGLING_LOOKBACK), with no outcome row in their run: writes interrupted between intent and
         result."""
         ...
@@ -78,6 +79,10 @@ class AuditSink(Protocol):
 def in_scope(target: str, scope_id: str) -> bool:
     target, scope_id = target.rstrip("/").lower(), scope_id.rstrip("/").lower()
     return scope_id in ("", target) or target.startswith(scope_id + "/")
+
+
+def in_any(target: str, scopes: tuple[str, ...]) -> bool:
+    return any(in_scope(target, scope_id) for scope_id in scopes)
 
 
 def without_outcome(rows: list[AuditRecord], older_than: datetime) -> list[AuditRecord]:
@@ -95,10 +100,16 @@ def without_outcome(rows: list[AuditRecord], older_than: datetime) -> list[Audit
     ]
 
 
-def steps_of(sink: AuditSink, row: AuditRecord) -> list[AuditRecord]:
-    """The step rows of `row`'s action in its run, in the order recorded."""
-    rows = sink.records(row.correlation_id)
-    return [r for r in rows if r.action_id == row.action_id and r.step is not None]
+def steps_of(sink: AuditSink, rows: Iterable[AuditRecord]) -> dict[tuple[str, str], list[AuditRecord]]:
+    """The step rows of each of `rows`' actions in its run, in the order recorded, by (run, action id).
+    Each run's partition is read once, however many of its actions are asked about."""
+    steps: dict[tuple[str, str], list[AuditRecord]] = {(r.correlation_id, r.action_id): [] for r in rows}
+    for correlation_id in sorted({run for run, _ in steps}):
+        for row in sink.records(correlation_id):
+            key = (row.correlation_id, row.action_id)
+            if row.step is not None and key in steps:
+                steps[key].append(row)
+    return steps
 
 
 class MemoryAuditSink:
@@ -118,10 +129,10 @@ class MemoryAuditSink:
                 (e for e in self.entries if e.correlation_id == correlation_id), key=lambda e: e.row_key
             )
 
-    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+    def dangling(self, older_than: datetime, scopes: tuple[str, ...] = ("/",)) -> list[AuditRecord]:
         with self._lock:
             rows = without_outcome(list(self.entries), older_than)
-        return [r for r in rows if in_scope(r.target, scope_id)]
+        return [r for r in rows if in_any(r.target, scopes)]
 
 
 class AttributedAuditSink:
@@ -148,8 +159,8 @@ class AttributedAuditSink:
     def records(self, correlation_id: str) -> list[AuditRecord]:
         return self._inner.records(correlation_id)
 
-    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
-        return self._inner.dangling(older_than, scope_id)
+    def dangling(self, older_than: datetime, scopes: tuple[str, ...] = ("/",)) -> list[AuditRecord]:
+        return self._inner.dangling(older_than, scopes)
 
 
 _JSON_FIELDS = ("before", "after", "changes")
@@ -215,7 +226,7 @@ class TableAuditSink:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
         return sorted((from_entity(dict(r)) for r in rows), key=lambda e: e.row_key)
 
-    def dangling(self, older_than: datetime, scope_id: str = "/") -> list[AuditRecord]:
+    def dangling(self, older_than: datetime, scopes: tuple[str, ...] = ("/",)) -> list[AuditRecord]:
         # Server side: pending rows of the look-back window (the row's Timestamp). Then, only for those
         # in scope, the outcome rows of the same action (one range query each): a crash leaves few.
         self._ensure_table()
@@ -226,7 +237,7 @@ class TableAuditSink:
         ]
         rows: list[AuditRecord] = []
         for row in pending:
-            if row.step is not None or not in_scope(row.target, scope_id) or row.recorded_at >= older_than:
+            if row.step is not None or not in_any(row.target, scopes) or row.recorded_at >= older_than:
                 continue
             rows.append(row)
             prefix = f"{row.action_id}-01-"

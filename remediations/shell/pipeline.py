@@ -35,7 +35,13 @@ from remediations.core.registry import get_remediation, remediation_ids
 from remediations.core.request import EVENT_DRIVEN, RunRequest
 from remediations.core.vault_bound import bound_to_vault
 from remediations.ports import VaultPage
-from remediations.shell.apply import RunContext, apply_plan, reconcile_dangling
+from remediations.shell.apply import (
+    Interrupted,
+    RunContext,
+    apply_plan,
+    read_interrupted,
+    reconcile_dangling,
+)
 from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.closure import verify_closure
 from remediations.shell.collector import collector_paused
@@ -43,7 +49,7 @@ from remediations.shell.inventory import Progress, inventory, inventory_power_pl
 from remediations.shell.page_detection import PageDetection
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
-from remediations.shell.reconcile import left_by_interrupted
+from remediations.shell.reconcile import created_in_place, left_by_interrupted
 from remediations.shell.secret_inventory import (
     DeepInventory,
     SecretInventoryStore,
@@ -323,8 +329,18 @@ def run(
             findings, plan = bound_to_vault(
                 request.scope, snapshot, findings, plan, environment_wide=request.trigger not in EVENT_DRIVEN
             )
+        interrupted: Interrupted | None = None
         if pinned is not None:
-            plan = pin(pinned, plan, snapshot)
+            # What interrupted attempts of a reviewed migration created is not drift: read them first.
+            if request.reconcile and request.stop_after == "apply":
+                interrupted = read_interrupted(
+                    snapshot,
+                    audit,
+                    older_than=request.reconcile_after,
+                    power_platform=request.part != "key_vault",
+                )
+            own = created_in_place(interrupted.steps, snapshot) if interrupted is not None else None
+            plan = pin(pinned, plan, snapshot, own)
         if budget is not None and not plan.dry_run and plan.writes:
             plan = limit_writes(plan, budget(len(plan.writes)))
         stages.done("plan")
@@ -340,6 +356,8 @@ def run(
                 context,
                 older_than=request.reconcile_after,
                 complete_plan=not request.filtered,
+                power_platform=request.part != "key_vault",
+                interrupted=interrupted,
             )
         stages.done("reconcile")
         outcomes = apply_plan(

@@ -9,6 +9,11 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   this run plans it again); anything else -> `failed` with both sets named.
 - A failed read covering the target (other than secret metadata for an access-policy row): left
   pending for a later run; an unknown truth is not recorded.
+- A flow, connection or connection reference (`core/pp_reread.py`: a flow's state, its secure outputs,
+  the connection its own clientdata names, a connection reference row's connection, a flow's or
+  connection's shares) or a principal's security roles, in an environment the snapshot read: the
+  change in place -> `applied`; the target gone -> `noop`; not in place -> `noop` when this run writes
+  it again (or defers it over the write cap), else `failed` naming what is left.
 - Any other target: if this run plans the same action again (same content id), its detectors re-read
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
@@ -21,7 +26,9 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   left and finishes or rolls them back with its own); left `pending` when this run plans it but defers
   it (over the write cap), so the run that attempts it adopts them (else a later failure of that
   attempt would roll back only its own and leave these behind); else (not planned, or skipped)
-  `failed` naming them. A rollback that was interrupted -> `failed` with what is left. The outcome
+  `failed` naming them. A rollback that was interrupted -> `failed` with what is left, handed on like
+  a half-way attempt's (kept `pending` when this run defers the action); the attempt's step rows name
+  every assignment it owned, those it adopted from an earlier attempt included. The outcome
   row returned names the changes left in place (`changes`, for the new attempt; recorded without
   them, as the step rows name each one), and each step begun without a result gets one from the
   re-read.
@@ -33,6 +40,8 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 from remediations.core.model import Change, RoleAssignmentChange, Snapshot, VaultAuthorizationChange
+from remediations.core.pp_reread import Reread, power_platform_prefixes, reread_power_platform
+from remediations.core.role_changes import assignment_matches
 from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
 PERMISSION_KINDS = frozenset({"secrets", "keys", "certificates", "storage"})
@@ -81,17 +90,37 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
     )
 
 
+def scopes(snapshot: Snapshot, *, power_platform: bool = True) -> tuple[str, ...]:
+    """Where this run reconciles: its Azure scope and, with `power_platform`, the environments it read."""
+    environments = snapshot.environments if power_platform else ()
+    read = (p for e in environments for p in (e.id, *power_platform_prefixes(e.name)))
+    return (snapshot.scope.resource_id, *read)
+
+
+def _settle_reread(
+    row: AuditRecord, reread: Reread, run_id: str, *, attempted: Collection[str], deferred: Collection[str]
+) -> AuditRecord:
+    """The outcome of a Power Platform change from the snapshot's re-read of its target."""
+    if reread.gone:
+        return _outcome(row, "noop", run_id, "the target is gone", "target no longer exists")
+    if reread.left is None:
+        return _outcome(row, "applied", run_id, "the change is in place (re-read)", None)
+    interrupted = f"interrupted before the change took effect; {reread.left}"
+    if row.action_id in attempted:
+        note = "the change is not in place; planned again by this run"
+    elif row.action_id in deferred:
+        note = "the change is not in place; planned again, deferred over this run's write cap"
+    else:
+        note = "the change is not in place (re-read); this run does not make it"
+        return _outcome(row, "failed", run_id, note, interrupted)
+    return _outcome(row, "noop", run_id, note, interrupted)
+
+
 def _in_place(change: Change, snapshot: Snapshot) -> bool | None:
     """Whether the re-read shows `change` made (None: this kind of change is not judged here)."""
     if isinstance(change, RoleAssignmentChange):
-        role = change.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
         present = any(
-            a.name.lower() == change.assignment_name.lower()
-            or (
-                a.principal_id.lower() == change.principal_id.lower()
-                and a.role_guid == role
-                and a.scope.rstrip("/").lower() == change.scope.rstrip("/").lower()
-            )
+            a.name.lower() == change.assignment_name.lower() or assignment_matches(a, change)
             for a in snapshot.role_assignments
         )
         return present if change.operation == "create" else not present
@@ -136,9 +165,13 @@ def _settle_steps(
     undoing = any(_undoes(c) for c in changes)
     left: tuple[Change, ...] = (*made, *switched) if undoing else tuple(made)
     done = f"{len(begun)} step(s) began, {len(made)} of {len(creates)} assignment(s) in place"
-    if undoing:
+    if undoing:  # the attempt failed; what its rollback did not undo goes to the next attempt, if any
+        if left and row.action_id in deferred:
+            return rows  # pending still: the run that attempts the action finishes the rollback
         state: AuditState = "failed"
         note = f"interrupted while rolling back ({done})"
+        if left and row.action_id in attempted:
+            note += "; planned again by this run, which adopts what is left"
         error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
@@ -190,7 +223,9 @@ def reconcile(
     attempted = planned if attempted is None else attempted
     rows: list[AuditRecord] = []
     for row in dangling:
-        if not in_scope(row.target, snapshot.scope.resource_id) or _unreadable(snapshot, row):
+        reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
+        covered = reread is not None or in_scope(row.target, snapshot.scope.resource_id)
+        if not covered or _unreadable(snapshot, row):
             continue
         stepped = (steps or {}).get((row.correlation_id, row.action_id))
         if stepped:
@@ -208,6 +243,8 @@ def reconcile(
                 held = {k: sorted(v) for k, v in sorted(current.items())}
                 error = f"interrupted; the principal now holds {held}, neither the before nor the after set"
                 rows.append(_outcome(row, "failed", run_id, "state changed by someone else", error))
+        elif reread is not None:
+            rows.append(_settle_reread(row, reread, run_id, attempted=attempted, deferred=deferred))
         elif not _is_access_policy_row(row) and not complete_plan:
             continue
         elif row.action_id in planned:
@@ -216,6 +253,25 @@ def reconcile(
         elif _is_access_policy_row(row):
             rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
     return rows
+
+
+def created_in_place(
+    steps: Mapping[tuple[str, str], list[AuditRecord]], snapshot: Snapshot
+) -> dict[str, tuple[Change, ...]]:
+    """By action id, the role assignments interrupted attempts created (their create step rows) that
+    the re-read shows in place: a reviewed migration resuming them is not drifted by them."""
+    created: dict[str, tuple[Change, ...]] = {}
+    for (_, action_id), rows in steps.items():
+        made = tuple(
+            c
+            for r in rows
+            if r.sequence == 0
+            for c in r.changes
+            if isinstance(c, RoleAssignmentChange) and c.operation == "create" and _in_place(c, snapshot)
+        )
+        if made:
+            created[action_id] = (*created.get(action_id, ()), *made)
+    return created
 
 
 def left_by_interrupted(reconciled: Iterable[AuditRecord]) -> dict[str, tuple[Change, ...]]:

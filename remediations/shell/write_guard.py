@@ -11,7 +11,10 @@ remove the last manager (role assignments over the vault read once, only when an
 management) -> `skipped`. A migration to RBAC (core/rbac_migration.py) is judged on the vault as first
 read under the lease and the role assignments bearing on it, read once: anything but what it was
 planned from (its `before`) -> `skipped` as drifted, before its first create, for any plan (the switch
-takes away every access the plan does not carry over). One read after the vault's writes verifies them.
+takes away every access the plan does not carry over), also when the run only creates and leaves the
+switch to a later run (those creates are what the switch will rely on); the assignments interrupted
+attempts of the same migration created (handed on by reconcile) are not counted as drift, so a
+reviewed migration resumes after a crash. One read after the vault's writes verifies them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import UpdateMode
 
 from remediations.core.model import (
+    AccessPolicyChange,
     Action,
+    Change,
     Outcome,
     RoleAssignment,
     RoleDefinition,
@@ -38,15 +43,14 @@ from remediations.core.model import (
     VaultRef,
 )
 from remediations.core.rbac import known_definitions
+from remediations.core.rbac_migration import is_migration
 from remediations.core.write_check import (
+    EntryCheck,
     after_writes,
     confirm,
-    last_manager_skip,
     migration_drift,
     policy_changes,
-    settle,
     switches_to_rbac,
-    takes_management,
 )
 from remediations.ports import AzureCallFailed, Clients
 from remediations.shell.tables import update_if_unchanged
@@ -199,6 +203,7 @@ class LeasedVault:
         self._read_at: datetime | None = None
         self._found: tuple[Vault | None, datetime] | None = None  # the first read, before any write
         self._assignments: list[RoleAssignment] | None = None
+        self._changes: dict[str, tuple[AccessPolicyChange, ...]] = {}  # by action id: its deltas
         self._sent: list[tuple[Action, Outcome]] = []  # written, not verified yet
         self._verified: dict[str, Outcome] = {}
 
@@ -210,23 +215,34 @@ class LeasedVault:
         if self._found is None:
             self._found = (vault, self._read_at)
         for action, sent in self._sent:
-            self._verified[action.id] = confirm(action, sent, vault)
+            self._verified[action.id] = confirm(self._policy_changes(action), sent, vault)
         self._sent = []
         return vault
 
-    def settle(self, action: Action) -> Outcome | None:
+    def _policy_changes(self, action: Action) -> tuple[AccessPolicyChange, ...]:
+        """The action's access-policy deltas, picked out once for its judgement, write and verification."""
+        if action.id not in self._changes:
+            self._changes[action.id] = policy_changes(action)
+        return self._changes[action.id]
+
+    def settle(self, action: Action, own: tuple[Change, ...] = ()) -> Outcome | None:
         """The outcome the vault as it is now calls for (already applied, drifted, or skipped by the
-        last-manager rail; a migration that drifted), or None when the write should go ahead."""
-        if switches_to_rbac(action):
-            return self._settle_migration(action)
-        if not policy_changes(action):
+        last-manager rail; a migration that drifted, not counting `own`: what interrupted attempts of
+        it created), or None when the write should go ahead."""
+        if is_migration(action):  # the switch, or the creates a later run's switch relies on
+            return self._settle_migration(action, own)
+        changes = self._policy_changes(action)
+        if not changes:
             return None
         vault = self._vault if self._read_at is not None else self._read()
-        settled = settle(action, vault, pinned=self._pinned)
-        if settled is not None or vault is None or not takes_management(action, vault):
-            return settled
+        if vault is None:  # gone: the fix's own apply records that
+            return None
         assert self._read_at is not None  # set by the read above
-        return last_manager_skip(action, vault, self._role_assignments(vault), read_at=self._read_at)
+        check = EntryCheck(action, changes, vault, self._read_at)
+        settled = check.settle(pinned=self._pinned)
+        if settled is not None or not check.takes_management():
+            return settled
+        return check.last_manager_skip(self._role_assignments(vault))
 
     def _role_assignments(self, vault: Vault) -> list[RoleAssignment]:
         """The role assignments at, above and below the vault: read once per lease."""
@@ -235,7 +251,7 @@ class LeasedVault:
             self._assignments = api.list_role_assignments_at(vault.id)
         return self._assignments
 
-    def _settle_migration(self, action: Action) -> Outcome | None:
+    def _settle_migration(self, action: Action, own: tuple[Change, ...]) -> Outcome | None:
         """The migration judged on the vault as found under the lease (before this lease's writes: an
         earlier action of the same plan is not drift) and the role assignments bearing on it."""
         try:
@@ -244,13 +260,14 @@ class LeasedVault:
         except AzureCallFailed as error:
             why = f"re-read the vault under its lease: {error}; nothing written"
             return Outcome(action_id=action.id, status="failed", before=action.before, error=why)
-        return migration_drift(action, vault, assignments, self._roles, read_at=read_at)
+        return migration_drift(action, vault, assignments, self._roles, read_at=read_at, own=own)
 
     def wrote(self, action: Action, outcome: Outcome) -> bool:
         """Record the fix's outcome; True when it waits for the read after the writes: sent deltas (to
         verify) and failed ones (some steps may have gone through: the read says what the entry holds).
         After anything but a clean send the vault's state is unknown: the next judgement reads again."""
-        if not policy_changes(action):
+        changes = self._policy_changes(action)
+        if not changes:
             if switches_to_rbac(action):
                 self._read_at = None  # the vault changed its permission model: judge the next on a new read
             return False
@@ -259,7 +276,7 @@ class LeasedVault:
             return False
         self._sent.append((action, outcome))
         if outcome.status == "applied" and self._vault is not None:
-            self._vault = after_writes(self._vault, action)
+            self._vault = after_writes(self._vault, changes)
         else:
             self._read_at = None
         return True

@@ -118,6 +118,16 @@ class Replay:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class InScope:
+    """A delivery found in scope: its vault, the app settings and the policy its scope was checked
+    against, as read (the deployment's rails are applied by `run_on_vault`)."""
+
+    vault_id: str
+    settings: AppSettings
+    policy: Policy
+
+
 def receive_once(
     store: RunStore,
     kind: DeliveryKind,
@@ -125,7 +135,7 @@ def receive_once(
     received: Result,
     *,
     correlation_id: str,
-    run: Callable[[AppSettings], Result],
+    run: Callable[[InScope], Result],
 ) -> Result | Replay:
     """Reserve the delivery by its idempotency key (recorded `received`), or replay what an earlier
     one stored; otherwise handle it (`_handle_in_scope`) and save the result. A failed earlier handling
@@ -149,21 +159,23 @@ def _handle_in_scope(
     delivered: Delivered,
     received: Result,
     correlation_id: str,
-    run: Callable[[AppSettings], Result],
+    run: Callable[[InScope], Result],
 ) -> Result:
-    """`run` the delivery on its vault. Acknowledged instead (nothing read) when it is not actionable
-    (its reason recorded) or its vault is out of scope; a run that raised is recorded failed (logged
-    with its traceback; the body names only the correlation id)."""
-    if not delivered.actionable or delivered.vaultId is None:
+    """`run` the delivery on its vault, under the policy its scope was checked against (read once).
+    Acknowledged instead (nothing read) when it is not actionable (its reason recorded) or its vault
+    is out of scope; a run that raised is recorded failed (logged with its traceback; the body names
+    only the correlation id)."""
+    vault_id = delivered.vaultId
+    if not delivered.actionable or vault_id is None:  # the parsers make no actionable one without a vault
         return received.model_copy(update={"status": "acknowledged", "message": delivered.reason})
     try:
         settings = AppSettings.from_env()
         policy = load_policy(settings)
-        ignored = scope_guard.ignored_out_of_scope(delivered.vaultId, settings.subscription_ids, policy)
+        ignored = scope_guard.ignored_out_of_scope(vault_id, settings.subscription_ids, policy)
         if ignored is not None:
             observability.logger().warning("%s %s", kind, ignored)
             return received.model_copy(update={"status": "acknowledged", "message": ignored})
-        return run(settings)
+        return run(InScope(vault_id, settings, policy))
     except Exception:  # noqa: BLE001 - logged with traceback; the delivery is recorded as failed
         observability.logger().exception("%s handling failed", kind)
         observability.record_run_metric(kind, failures=1, status="failed")
@@ -188,18 +200,19 @@ class VaultRun:
 
 
 def run_on_vault(
-    settings: AppSettings,
+    target: InScope,
     request_for: Callable[[Policy], RunRequest],
     *,
     own_change: Callable[[AzureClients], bool] | None = None,
 ) -> VaultRun:
     """The one pipeline on the delivery's vault, as `request_for` describes it under the effective
-    policy. Its live secret list refreshes the vault's stored deep inventory (what the quick sweep
-    plans from). `own_change` asks, with the run's clients, whether the app itself made the change."""
+    policy (the target's, with the deployment's rails). Its live secret list refreshes the vault's
+    stored deep inventory (what the quick sweep plans from). `own_change` asks, with the run's
+    clients, whether the app itself made the change."""
     from remediations.triggers.secret_table import TableSecretInventory  # noqa: PLC0415 - SDK import
 
-    policy, forced = effective_policy(settings, load_policy(settings))
-    with azure_session(settings) as (clients, audit):
+    policy, forced = effective_policy(target.settings, target.policy)
+    with azure_session(target.settings) as (clients, audit):
         own = own_change(clients) if own_change is not None else False
         result = run(
             request_for(policy), policy, clients, audit, secret_store=TableSecretInventory.from_env()

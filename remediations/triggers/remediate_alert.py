@@ -18,10 +18,16 @@ import azure.functions as func
 from remediations.core.model import Scope
 from remediations.core.policy import Policy
 from remediations.core.request import RECONCILE_AFTER, RunRequest, Targets
-from remediations.shell.settings import AppSettings
 from remediations.triggers import observability
 from remediations.triggers.alerts import AlertSignal, parse_alert
-from remediations.triggers.deliveries import AlertResult, Replay, receive_once, record_run, run_on_vault
+from remediations.triggers.deliveries import (
+    AlertResult,
+    InScope,
+    Replay,
+    receive_once,
+    record_run,
+    run_on_vault,
+)
 from remediations.triggers.http import json_response, read_json, run_store
 from remediations.triggers.observability import InvocationContext
 from remediations.triggers.problems import ProblemError, internal_error
@@ -67,10 +73,10 @@ def receive_alert(
         signal,
         received,
         correlation_id=correlation_id,
-        run=lambda settings: handle_alert(
+        run=lambda target: handle_alert(
             signal,
             received=received,
-            settings=settings,
+            target=target,
             correlation_id=correlation_id,
             reconcile_after=stale_after(),
         ),
@@ -81,7 +87,7 @@ def handle_alert(
     signal: AlertSignal,
     *,
     received: AlertResult,
-    settings: AppSettings,
+    target: InScope,
     correlation_id: str,
     reconcile_after: timedelta = RECONCILE_AFTER,
 ) -> AlertResult:
@@ -91,9 +97,7 @@ def handle_alert(
     is recognised (caller = the app's identity): the re-check then plans 0 actions."""
     from remediations.adapters.identity import own_identity  # noqa: PLC0415
 
-    if signal.vaultId is None:  # the parser never makes an actionable signal without one
-        raise ValueError("an actionable alert signal must name a vault")
-    vault_id = signal.vaultId
+    vault_id = target.vault_id
     caller = signal.caller or signal.callerObjectId or f"azure-monitor:{signal.alertRule or signal.source}"
     # The alert is the run's target: a Defender alert names its vault exposed (rotated per policy
     # `rotation.onAlert`); a re-check names none, so what plans for targets (rotation) plans nothing.
@@ -116,7 +120,7 @@ def handle_alert(
             return False
         return own_identity(clients.credential).is_caller(signal.callerObjectId, signal.caller)
 
-    done = run_on_vault(settings, request, own_change=own_change)
+    done = run_on_vault(target, request, own_change=own_change)
     notes = (
         [f"rotation of the vault's secrets per policy rotation.onAlert={done.policy.rotation.on_alert}"]
         if exposed

@@ -23,9 +23,15 @@ from remediations.core.model import Scope
 from remediations.core.policy import Policy
 from remediations.core.request import RunRequest, SecretTarget, Targets
 from remediations.shell.pipeline import RunResult
-from remediations.shell.settings import AppSettings
 from remediations.triggers import observability
-from remediations.triggers.deliveries import EventResult, Replay, receive_once, record_run, run_on_vault
+from remediations.triggers.deliveries import (
+    EventResult,
+    InScope,
+    Replay,
+    receive_once,
+    record_run,
+    run_on_vault,
+)
 from remediations.triggers.events import VaultEvent, parse_event
 from remediations.triggers.runs import RunStore
 from remediations.triggers.service import inventory_notes, summarise
@@ -84,7 +90,7 @@ def receive_event(payload: object, *, correlation_id: str, store: RunStore | Non
         event,
         received,
         correlation_id=correlation_id,
-        run=lambda settings: handle_event(event, received, settings=settings, correlation_id=correlation_id),
+        run=lambda target: handle_event(event, received, target=target, correlation_id=correlation_id),
     )
     if isinstance(result, Replay):
         return EventResult.model_validate(result.body)
@@ -94,25 +100,22 @@ def receive_event(payload: object, *, correlation_id: str, store: RunStore | Non
 
 
 def handle_event(
-    event: VaultEvent, received: EventResult, *, settings: AppSettings, correlation_id: str
+    event: VaultEvent, received: EventResult, *, target: InScope, correlation_id: str
 ) -> EventResult:
     """One pipeline run on the event's vault: every remediation (re-check), rotation of the secret, or
     a read-only refresh of the vault's secret list. Each run's live secret list is saved as the
     vault's stored deep inventory (what the quick sweep plans from)."""
-    if event.vaultId is None:  # the parser never makes an actionable event without one
-        raise ValueError("an actionable event must name a vault")
-    done = run_on_vault(settings, lambda policy: _request(event, policy, correlation_id))
+    done = run_on_vault(target, lambda policy: _request(event, target.vault_id, policy, correlation_id))
     if event.kind == "refresh-inventory":
         return _refreshed(received, done.result, event)
     return record_run("event", received, event, done)
 
 
-def _request(event: VaultEvent, policy: Policy, correlation_id: str) -> RunRequest:
+def _request(event: VaultEvent, vault_id: str, policy: Policy, correlation_id: str) -> RunRequest:
     """The event's run, bound to its vault exactly as an alert's (never environment-wide)."""
-    assert event.vaultId is not None
     common: dict[str, Any] = {
         "trigger": "event",
-        "scope": Scope.parse(event.vaultId),
+        "scope": Scope.parse(vault_id),
         "correlation_id": correlation_id,
         "caller": f"event-grid:{event.eventType}",
         "ticket_id": event.eventId,
@@ -126,7 +129,7 @@ def _request(event: VaultEvent, policy: Policy, correlation_id: str) -> RunReque
         power_platform=policy.power_platform.scope(),
         remediations=("rotate_secret",) if secret is not None else None,
         targets=Targets(
-            secrets=(SecretTarget(vault=event.vaultId, name=secret),) if secret is not None else (),
+            secrets=(SecretTarget(vault=vault_id, name=secret),) if secret is not None else (),
             reason=event.reason,
             reference=event.eventId,
         ),

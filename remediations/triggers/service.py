@@ -1,8 +1,8 @@
 """What the trigger jobs share between them and the pipeline. The jobs, one module each:
 
     remediate_ticket.run_ticket(request, *, settings, correlation_id, attribution=None) -> TicketResult
-    remediate_alert.handle_alert(signal, *, received, settings, correlation_id) -> AlertResult
-    remediate_event.handle_event(event, received, *, settings, correlation_id) -> EventResult
+    remediate_alert.handle_alert(signal, *, received, target, correlation_id) -> AlertResult
+    remediate_event.handle_event(event, received, *, target, correlation_id) -> EventResult
     sweep_plan.plan_sweep(settings, *, sweep_id, correlation_id=None) -> SweepPlan
     scope_work.work(message, *, settings, correlation_id, budget=None) -> WorkOutcome
 

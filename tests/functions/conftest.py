@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -21,6 +22,8 @@ import pytest
 from emulator import Emulator
 from emulator.azure.state import AccessPolicy, Secret, SecretVersion
 from emulator.scenario import load_scenario
+from remediations.core.policy import Policy
+from remediations.shell import policy_file
 
 SUBSCRIPTION = "5f1c2b3a-8d4e-4f60-9a7b-1c2d3e4f5a6b"
 SUBSCRIPTIONS = (SUBSCRIPTION,)
@@ -123,6 +126,29 @@ def app_env(storage_env: dict[str, str], cloud: Emulator, monkeypatch: pytest.Mo
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("VAULTGUARD_POLICY_FILE", raising=False)
     return env
+
+
+@pytest.fixture
+def policy_file_reads(
+    app_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[dict[str, Any]], list[str]]:
+    """policy_file_reads(policy) -> the list of policy file reads from then on: the deployment's policy
+    is `policy`, in the file `VAULTGUARD_POLICY_FILE` names, and each read of it is appended."""
+    reads: list[str] = []
+    read = policy_file.load_policy_file
+
+    def counted(path: str | Path) -> Policy:
+        reads.append(str(path))
+        return read(path)
+
+    def use(policy: dict[str, Any]) -> list[str]:
+        file = tmp_path / "policy.json"
+        file.write_text(json.dumps(policy))
+        monkeypatch.setenv("VAULTGUARD_POLICY_FILE", str(file))
+        monkeypatch.setattr(policy_file, "load_policy_file", counted)
+        return reads
+
+    return use
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,19 @@ def test_engine_is_called_once_per_alert(
         call("alerts", "POST", "/api/alerts", body=sample("activity_log_security"))
     call("alerts", "POST", "/api/alerts", body=sample("metric"))
     assert seen == ["revoke-and-rotate"]
+
+
+def test_the_policy_is_read_once_per_alert(
+    call: Call, policy_file_reads: Callable[[dict[str, Any]], list[str]], cloud: Emulator
+) -> None:
+    """The scope check and the run share one read of the policy file: the run is under the policy the
+    scope was checked against (its dry run), and a replay reads it not at all."""
+    reads = policy_file_reads({"dryRun": True})
+    body = json.loads(call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2")).get_body())
+    assert body["status"] == "planned" and "policy.dryRun" in body["dryRunForcedBy"]
+    assert len(reads) == 1
+    call("alerts", "POST", "/api/alerts", body=sample("log_alerts_v2"))
+    assert len(reads) == 1
 
 
 def test_unknown_schema_is_a_400_problem(call: Call, app_env: dict[str, str]) -> None:

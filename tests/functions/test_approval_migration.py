@@ -3,7 +3,8 @@
 (in-process function app, Azurite, the emulator): applied as reviewed when nothing changed; skipped as
 drifted, nothing written, when the vault was switched or a role assignment bearing on it changed since
 the dry run, or changed after the run's own read, just before the writes (judged again under the
-vault's lease, for an approved plan and a ticket applied at once alike)."""
+vault's lease, for an approved plan and a ticket applied at once alike, and for a run that only creates
+the assignments and leaves the switch to a later run)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from remediations.core import rbac
 from tests.functions.conftest import SUBSCRIPTION, VAULT, VAULT_NAME, Call, ticket_body
 from tests.functions.test_approval import APPROVER, REQUESTER, approvals  # noqa: F401 - fixture reused
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - fixture reused
+    POLICY,
     _below_vault,
     _expected,
     _switched,
@@ -125,6 +127,22 @@ def _changed_after_the_read(cloud: Emulator, change: Callable[[], None]) -> Iter
         cloud.middlewares.remove(on_resolve)
 
 
+def grant_other(cloud: Emulator) -> None:
+    """Another identity given `get` on the sample vault by an access policy (by someone, not the app)."""
+    with cloud.state.lock:
+        az = cloud.state.azure
+        az.vaults[VAULT_NAME].access_policies.append(
+            AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
+        )
+
+
+def take_back_grant(cloud: Emulator) -> None:
+    """The grant of `grant_other` taken away again: the vault is as the plan is made from."""
+    with cloud.state.lock:
+        vault = cloud.state.azure.vaults[VAULT_NAME]
+        vault.access_policies = [p for p in vault.access_policies if p.object_id != OTHER_SP]
+
+
 def _vault_reads(cloud: Emulator, mark: int) -> list[str]:
     return [r.path for r in cloud.requests.since(mark) if r.method == "GET" and "/vaults" in r.path]
 
@@ -133,16 +151,8 @@ def test_an_access_policy_added_after_the_approvals_read_is_drift_under_the_leas
     call: Call, reviewed: dict[str, str], cloud: Emulator
 ) -> None:
     planned = _dry_run(call)
-
-    def grant() -> None:  # someone gives another identity secret access while the approval runs
-        with cloud.state.lock:
-            az = cloud.state.azure
-            az.vaults[VAULT_NAME].access_policies.append(
-                AccessPolicy(az.tenant_id, OTHER_SP, permissions={"secrets": ["Get"]})
-            )
-
-    mark = cloud.requests.mark()
-    with _changed_after_the_read(cloud, grant) as changed:
+    mark = cloud.requests.mark()  # someone gives another identity secret access while the approval runs
+    with _changed_after_the_read(cloud, lambda: grant_other(cloud)) as changed:
         [outcome] = _approve(call, planned)["outcomes"]
     # Switched, the new entry would be ignored: OTHER_SP would lose access the plan never carried over.
     assert changed and outcome["status"] == "skipped", outcome
@@ -179,3 +189,28 @@ def test_a_role_assignment_made_after_the_tickets_read_is_drift_under_the_lease_
     added = f"owner for {OTHER_SP} at {subscription}"
     assert added in now and added not in was, outcome["error"]
     assert _writes(cloud, mark) == [] and _below_vault(cloud) == [] and not _switched(cloud)
+
+
+def test_a_run_that_only_creates_is_judged_under_the_lease_too(
+    call: Call, reviewed: dict[str, str], cloud: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `propagationGraceSeconds` the run creates the assignments and leaves the switch to a later
+    run; those creates are the access that switch will rely on, so a change after the run's read skips
+    them as drifted, nothing written, like a run that switches."""
+    policy = {**POLICY, "rbac": {"propagationGraceSeconds": 600}}
+    monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(policy))
+    mark = cloud.requests.mark()
+    with _changed_after_the_read(cloud, lambda: grant_other(cloud)) as changed:
+        [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
+    assert changed and outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made")
+    assert f"{OTHER_SP}: access policy secrets: get" in outcome["error"]
+    assert _vault_reads(cloud, changed[0]), "the vault is read again under its lease"
+    assert _writes(cloud, mark) == [] and _below_vault(cloud) == [] and not _switched(cloud)
+
+    take_back_grant(cloud)
+    mark = cloud.requests.mark()
+    [outcome] = _ticket(call, dryRun=False)["outcomes"]  # type: ignore[misc]
+    assert outcome["status"] == "applied", outcome  # judged under the lease, unchanged: created
+    assert [w.split(" ")[0] for w in _writes(cloud, mark)] == ["PUT"] * 3 and not _switched(cloud)
+    assert _below_vault(cloud) == _expected(cloud)

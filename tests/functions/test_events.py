@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,20 @@ def test_an_out_of_scope_vault_is_acknowledged_and_nothing_is_read(
     body = stored(event)
     assert body["status"] == "acknowledged" and "out of scope" in body["message"]
     assert cloud.requests.since(mark) == []
+
+
+@pytest.mark.parametrize("name", ["vault_access_policy_changed", "secret_new_version_created"])
+def test_the_policy_is_read_once_per_event(
+    functions: dict[str, Any], policy_file_reads: Callable[[dict[str, Any]], list[str]], name: str
+) -> None:
+    """The scope check and the run share one read of the policy file; a redelivery reads it not at all."""
+    reads = policy_file_reads({"dryRun": True})
+    event = sample(name, id=str(uuid.uuid4()))
+    deliver(functions, event)
+    assert stored(event)["status"] in {"planned", "handled"}
+    assert len(reads) == 1
+    deliver(functions, event)
+    assert len(reads) == 1
 
 
 @pytest.mark.parametrize("name", ["secret_near_expiry", "secret_expired_cloudevent"])

@@ -4,13 +4,17 @@ the emulator SIGKILLs the runner when one of the migration's writes arrives. Eve
 audit (intent before, result after); the re-sent ticket reconciles the interrupted run from those rows
 and a re-read (assignment exists? vault in RBAC mode?), then finishes the migration or rolls it back,
 the interrupted run's assignments included, also when a run in between deferred it over the write cap.
+A re-sent ticket that finds the vault changed under its lease skips the migration as drifted and rolls
+back what the killed run created (kept and named when the vault reads Azure RBAC by then); killed in
+turn mid-rollback, the next drifted run finishes it. An approved migration killed half-way resumes when
+approved again (its own assignments are not drift), unless something else changed.
 Never half-applied without a row saying so."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +29,7 @@ from tests.functions.conftest import (  # noqa: F401 - fixtures reused
     cloud,
     ticket_body,
 )
+from tests.functions.test_approval_migration import _changed_after_the_read, grant_other, take_back_grant
 from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `migrate` fixture reused
     POLICY,
     _below_vault,
@@ -32,6 +37,7 @@ from tests.functions.test_rbac_migration_ticket import (  # noqa: F401 - the `mi
     _switched,
     migrate,
 )
+from tests.security.test_approval_over_http import ALICE, BOB
 from tests.security.test_safety_over_http import kill_runner_at, runner, send
 
 VAULT_PATCH = "/providers/Microsoft.KeyVault/vaults/"
@@ -133,12 +139,8 @@ def test_killed_after_the_switch_took_effect_is_reconciled_applied_and_nothing_i
     assert "switched after verification" in rows[-1].reason
 
 
-def _killed_between_two_creates(
-    app_env: dict[str, str], cloud: Emulator
-) -> tuple[dict[str, str], str, dict[str, Any], str]:
-    """The runner killed as the migration's second create arrives (it never takes effect): one
-    assignment made, the rows say so. The runner's settings, the action id, the ticket, the killed run."""
-    env, action_id, body = _prepared(app_env)
+def _second_create() -> Callable[[Request], bool]:
+    """Selects the migration's second role-assignment PUT."""
     puts: list[str] = []
 
     def second_create(request: Request) -> bool:
@@ -146,7 +148,16 @@ def _killed_between_two_creates(
             puts.append(request.path)
         return len(puts) == 2
 
-    kill_runner_at(cloud, env, body, second_create, reaches=False)
+    return second_create
+
+
+def _killed_between_two_creates(
+    app_env: dict[str, str], cloud: Emulator
+) -> tuple[dict[str, str], str, dict[str, Any], str]:
+    """The runner killed as the migration's second create arrives (it never takes effect): one
+    assignment made, the rows say so. The runner's settings, the action id, the ticket, the killed run."""
+    env, action_id, body = _prepared(app_env)
+    kill_runner_at(cloud, env, body, _second_create(), reaches=False)
     assert len(_below_vault(cloud)) == 1 and not _switched(cloud)  # one assignment made, then the kill
     [(crashed, rows)] = _rows_of(action_id).items()
     assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
@@ -232,3 +243,156 @@ def test_killed_between_two_creates_then_deferred_by_the_cap_still_hands_what_is
     assert "adopted 1 assignment(s)" in outcome["after"]["steps"][0]
     settled = _rows_of(action_id)[crashed]
     assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason
+
+
+def _resent_with_a_change_after_its_read(
+    cloud: Emulator, env: dict[str, str], body: dict[str, Any], change: Callable[[], None]
+) -> tuple[Any, int]:
+    """Re-send the ticket; `change` is made once the run has read the vault and its assignments (so it
+    plans again and adopts what the killed run left), before the vault's lease. Its outcome and the
+    request log's mark before it."""
+    mark = cloud.requests.mark()
+    with _changed_after_the_read(cloud, change) as changed, runner(env) as (port, _):
+        status, result = send(port, "POST", "/api/remediations", body)
+    assert status == 202 and changed, result
+    [outcome] = result["outcomes"]
+    return outcome, mark
+
+
+def test_killed_between_two_creates_then_a_drifted_resend_rolls_back_what_the_killed_run_created(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """Someone gives another identity `get` while the re-sent ticket runs: the migration is skipped as
+    drifted under the lease, and the assignment the killed run made (an extra grant nothing asks for
+    now) is deleted by its own name there, an intent row before the delete and a result row after."""
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    [left] = _below_vault(cloud)
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, lambda: grant_other(cloud))
+    assert outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made"), outcome
+    assert "; rolled back what an interrupted attempt left: " in outcome["error"]
+    assert _below_vault(cloud) == [] and not _switched(cloud)
+    [delete] = [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}]
+    assert delete.method == "DELETE" and ASSIGNMENT_PUT in delete.path
+    runs = _rows_of(action_id)
+    assert _trail(runs[crashed])[-1] == (None, "noop")  # handed on to the re-sent ticket
+    [resent] = [rows for run, rows in runs.items() if run != crashed]
+    adopt, delete_steps = [(1, "pending"), (1, "applied")], [(2, "pending"), (2, "applied")]
+    assert _trail(resent) == [(None, "pending"), *adopt, *delete_steps, (None, "skipped")]
+    [adopted] = resent[1].changes  # the re-sent ticket's own rows name what it took over
+    assert adopted.operation == "create" and resent[1].reason.startswith("adopt ")  # type: ignore[union-attr]
+    [undo] = resent[3].changes
+    assert undo.type == "roleAssignment" and undo.operation == "delete"  # type: ignore[union-attr]
+    assert resent[3].reason.startswith("roll back: ") and resent[-1].error == outcome["error"]
+    assert resent[-1].error.endswith(left[2])  # the leftover named by its scope
+
+
+def test_killed_between_two_creates_then_switched_by_hand_keeps_and_names_what_the_killed_run_created(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """Someone switches the vault to RBAC while the re-sent ticket runs: the killed run's assignment may
+    now be the access its identity relies on, so it stays, named in the skipped outcome."""
+    env, _, body, _ = _killed_between_two_creates(app_env, cloud)
+    left = _below_vault(cloud)
+
+    def switch() -> None:
+        with cloud.state.lock:
+            cloud.state.azure.vaults[VAULT_NAME].enable_rbac_authorization = True
+
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, switch)
+    assert outcome["status"] == "skipped" and outcome["error"].startswith("drifted"), outcome
+    assert "kept: the vault reads Azure RBAC now" in outcome["error"]
+    assert _below_vault(cloud) == left
+    assert [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}] == []
+
+
+def _delete(request: Request) -> bool:
+    return request.method == "DELETE" and ASSIGNMENT_PUT in request.path
+
+
+def test_killed_while_rolling_back_what_a_killed_run_left_then_the_next_drifted_run_finishes_it(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """The re-sent ticket skips the migration as drifted and is killed in turn at the DELETE of the
+    assignment the first killed run left: its own rows name that assignment (it adopted it), so the
+    next run is handed it and, skipping the migration as drifted too, deletes it by its name."""
+    env, action_id, body, crashed = _killed_between_two_creates(app_env, cloud)
+    [left] = _below_vault(cloud)
+    with _changed_after_the_read(cloud, lambda: grant_other(cloud)) as changed:
+        kill_runner_at(cloud, env, body, _delete, reaches=False)
+    assert changed and _below_vault(cloud) == [left]  # killed before the delete took effect
+    [killed] = [run for run in _rows_of(action_id) if run != crashed]
+    rows = _rows_of(action_id)[killed]
+    assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
+    assert rows[1].reason.startswith("adopt ") and rows[-1].reason.startswith("roll back: ")
+
+    take_back_grant(cloud)  # the next ticket plans the same migration, and the vault changes again
+    outcome, mark = _resent_with_a_change_after_its_read(cloud, env, body, lambda: grant_other(cloud))
+    assert outcome["status"] == "skipped" and outcome["error"].startswith("drifted"), outcome
+    assert "; rolled back what an interrupted attempt left: " in outcome["error"]
+    assert _below_vault(cloud) == [] and not _switched(cloud)
+    [delete] = [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}]
+    assert delete.method == "DELETE" and ASSIGNMENT_PUT in delete.path
+    settled = _rows_of(action_id)[killed]
+    assert _trail(settled)[-3:] == [(2, "pending"), (2, "noop"), (None, "failed")]
+    assert settled[-1].error.startswith("rollback interrupted; left in place: ")
+    assert "planned again by this run, which adopts what is left" in settled[-1].reason
+
+
+def _approval_killed_between_two_creates(
+    app_env: dict[str, str], cloud: Emulator
+) -> tuple[dict[str, str], str, dict[str, Any], str, str]:
+    """A dry run reviewed by one caller, approved by another; the runner applying the approval killed
+    as the second create arrives (one assignment made). The runner's settings, the approval's path and
+    body, the action id, the killed run."""
+    env = {**_env(app_env), "WEBSITE_AUTH_ENABLED": "true"}
+    with runner(env) as (port, _):
+        dry_run = ticket_body(requester=None, remediations=MIGRATE, dryRun=True)
+        status, planned = send(port, "POST", "/api/remediations", dry_run, ALICE)
+    assert status == 200 and planned["status"] == "planned", planned
+    [action] = planned["plan"]
+    path, approval = f"/api/remediations/{planned['ticketId']}/approve", {"planHash": planned["planHash"]}
+    kill_runner_at(cloud, env, approval, _second_create(), reaches=False, path=path, headers=BOB)
+    assert len(_below_vault(cloud)) == 1 and not _switched(cloud)
+    [(crashed, rows)] = _rows_of(str(action["id"])).items()
+    assert _trail(rows) == [(None, "pending"), (1, "pending"), (1, "applied"), (2, "pending")]
+    return env, path, approval, str(action["id"]), crashed
+
+
+def test_an_approved_migration_killed_between_two_creates_resumes_when_approved_again(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """The assignment the killed approval created is new since the review, but it is this migration's
+    own (its step rows name it): not drift. The approval sent again adopts it and finishes."""
+    env, path, approval, action_id, crashed = _approval_killed_between_two_creates(app_env, cloud)
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", path, approval, BOB)
+    assert status == 202, result
+    [outcome] = result["outcomes"]
+    assert outcome["status"] == "applied", outcome
+    assert "adopted 1 assignment(s)" in outcome["after"]["steps"][0]
+    assert _switched(cloud) and _below_vault(cloud) == _expected(cloud)
+    settled = _rows_of(action_id)[crashed]
+    assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason
+
+
+def test_an_approved_migration_killed_then_changed_by_someone_is_still_skipped_as_drifted(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """Only the killed attempt's own assignments are discounted: another identity given `get` since
+    skips the approved migration at the start of the run, nothing written, the leftover named."""
+    env, path, approval, action_id, crashed = _approval_killed_between_two_creates(app_env, cloud)
+    left = _below_vault(cloud)
+    grant_other(cloud)
+    mark = cloud.requests.mark()
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", path, approval, BOB)
+    assert status == 202, result
+    [outcome] = result["outcomes"]
+    assert outcome["status"] == "skipped", outcome
+    assert outcome["error"].startswith("drifted: the target changed since the plan was made"), outcome
+    assert "access policy secrets: get" in outcome["error"]
+    assert [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}] == []
+    assert _below_vault(cloud) == left and not _switched(cloud)
+    settled = _rows_of(action_id)[crashed][-1]  # nobody adopts the leftover: said so, named
+    assert settled.state == "failed" and settled.error.startswith("not switched; left in place: ")

@@ -84,10 +84,13 @@ def kill_runner_at(
     hit: Callable[[Request], bool],
     *,
     reaches: bool,
+    path: str = "/api/remediations",
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """POST the ticket to a runner the emulator SIGKILLs when the first request `hit` selects arrives;
-    with `reaches` that write takes effect (nobody is left to read the answer), else it never does.
-    Returns once the run is stale (VAULTGUARD_STALE_RUN_SECONDS=1 in `env`)."""
+    """POST the ticket (or `body` to `path`, e.g. an approval) to a runner the emulator SIGKILLs when
+    the first request `hit` selects arrives; with `reaches` that write takes effect (nobody is left to
+    read the answer), else it never does. Returns once the run is stale (VAULTGUARD_STALE_RUN_SECONDS=1
+    in `env`)."""
     killed: list[int] = []
     process: list[subprocess.Popen[str]] = []
 
@@ -104,7 +107,7 @@ def kill_runner_at(
         with runner(env) as (port, started):
             process.append(started)
             with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
-                send(port, "POST", "/api/remediations", body, timeout=60)
+                send(port, "POST", path, body, headers, timeout=60)
     finally:
         cloud.middlewares.remove(kill)
     assert killed and process[0].returncode == -signal.SIGKILL

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from remediations.adapters.errors import AzureCallFailed
 from remediations.core.detect import detect
-from remediations.core.model import Action, Scope, Vault
+from remediations.core.model import AccessPolicyChange, Action, Permissions, Scope, Vault
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.write_check import ALREADY_APPLIED
@@ -59,6 +59,44 @@ def test_the_lease_counts_its_own_earlier_write_when_judging_the_next() -> None:
         "u1": ("get",),
         "u2": ("get", "set"),
     }
+
+
+def _removal(principal: str, *names: str, before: tuple[str, ...]) -> Action:
+    """One `accessPolicies/remove` of `names` from the principal's entry in vault kv."""
+    kv = vault("kv")
+    change = AccessPolicyChange(
+        operation="remove",
+        tenant_id=kv.tenant_id,
+        object_id=principal,
+        permissions=Permissions(secrets=names),
+    )
+    kept = [p for p in before if p not in names]
+    return Action.create(
+        remediation_id="narrow_access_policy",
+        target=kv.id,
+        principal=principal,
+        changes=(change,),
+        before={"secrets": list(before)},
+        after={"secrets": kept},
+        reason="test",
+        finding_ids=(),
+    )
+
+
+def test_two_actions_on_one_entry_the_second_judged_on_the_entry_the_first_left() -> None:
+    """u1 is the vault's only manager, through `set` and `delete`. Taking `set` leaves it managing;
+    taking `delete` next would leave no manager, which only the entry as the first write left it shows:
+    judged on the entry as first read (`set` still there) the second removal would go through."""
+    clients = MemoryClients(vault("kv", policy_entry("u1", "get", "set", "delete")))
+    first = _removal("u1", "set", before=("get", "set", "delete"))
+    second = _removal("u1", "delete", before=("get", "delete"))
+    outcomes = apply_actions(clients, first, second)
+    assert [(o.status, o.verified) for o in outcomes] == [("applied", True), ("skipped", False)]
+    assert "last identity" in (outcomes[1].error or "")
+    assert outcomes[1].before["secrets"] == ["get", "delete"]  # the entry as the first write left it
+    assert [c[2].permissions.secrets for c in clients.mgmt.calls] == [("set",)]
+    assert clients.mgmt.reads == ["kv", "kv"] and [op for op, _ in clients.authz.calls] == ["list"]
+    assert clients.mgmt.vaults["kv"].access_policies[0].permissions.secrets == ("get", "delete")
 
 
 def test_a_change_already_made_is_not_sent_and_drift_of_a_reviewed_plan_is_skipped() -> None:

@@ -16,6 +16,9 @@ from remediations.core import rbac
 from remediations.core.detect import detect
 from remediations.core.model import (
     AccessPolicy,
+    Action,
+    Change,
+    Outcome,
     RoleAssignment,
     RoleAssignmentChange,
     RoleDefinition,
@@ -24,7 +27,13 @@ from remediations.core.model import (
 )
 from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import Policy, parse_policy
-from remediations.core.rbac_migration import rollback_changes, unverified_access
+from remediations.core.rbac_migration import (
+    is_migration,
+    left_to_roll_back,
+    rollback_changes,
+    unverified_access,
+)
+from remediations.core.role_changes import describe
 from remediations.fixes.migrate_to_rbac import OPT_IN, MigrateToRbac
 from remediations.shell.apply import RunContext, apply_plan
 from remediations.shell.audit import MemoryAuditSink
@@ -124,9 +133,13 @@ def test_apply_creates_verifies_then_switches() -> None:
     assert ops == ["list", "create", "create", "list"]  # every create and its check before the switch
     assert clients.mgmt.switches == [("kv", True)] and clients.mgmt.vaults["kv"].enable_rbac_authorization
     assert outcome.after["steps"][-1] == "switched and re-read: enableRbacAuthorization=true"
+    clients.authz.calls.clear()
     again = MigrateToRbac().apply(action, clients)  # deterministic names: nothing is created twice
     assert again.status == "applied" and len(clients.authz.assignments) == 2
-    assert any(s.startswith("already there") for s in again.after["steps"])
+    assert [s for s in again.after["steps"] if s.startswith("already there")] and not again.after["steps"][
+        0
+    ].startswith("created")
+    assert [op for op, _ in clients.authz.calls] == ["list", "list"]  # what exists is not written again
 
 
 def test_a_create_missing_from_the_re_read_rolls_back_and_never_switches() -> None:
@@ -362,18 +375,135 @@ def test_the_migration_names_every_role_bearing_on_the_vault(
     assert action.before["role assignments"] == [f"{shown} for ops-group at {KV}"]
 
 
-def test_under_the_lease_a_drifted_migration_names_what_an_interrupted_attempt_left() -> None:
-    """Reconcile handed this attempt an earlier one's assignment; the drift check then skips it, so the
-    skip names that assignment instead of leaving it unmentioned."""
-    action = _action(_policy())
-    [first, *_] = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
-    drifted = _vault().model_copy(
-        update={"access_policies": (*_vault().access_policies, policy_entry("x", "get"))}
-    )
+def _left_by_an_interrupted_attempt(
+    *others: RoleAssignment,
+) -> tuple[MemoryClients, RoleAssignmentChange, RoleAssignmentChange, RoleAssignment]:
+    """The flow identity's per-secret assignment, made by an interrupted attempt (so in the snapshot the
+    new plan is made from, and handed to it by reconcile), plus `others`. The clients, the new attempt's
+    action, the leftover's create, the leftover."""
+    [first, *_] = [c for c in _action(_policy()).changes if isinstance(c, RoleAssignmentChange)]
+    leftover = assignment(first.scope, USER, FLOW, name=first.assignment_name)
+    clients = MemoryClients(_vault(), assignments=(leftover, *others))
+    return clients, _action(_policy(), leftover, *others), first, leftover
+
+
+def _applied_with(
+    clients: MemoryClients,
+    action: Action,
+    left: tuple[Change, ...],
+    audit: MemoryAuditSink,
+    *,
+    pinned: bool = False,
+) -> Outcome:
     plan = assemble_plan([action], parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
-    audit = MemoryAuditSink()
     context = RunContext(correlation_id="next", trigger="ticket")
-    [outcome] = apply_plan(plan, MemoryClients(drifted), audit, context, inherited={action.id: (first,)})  # type: ignore[arg-type]
+    [outcome] = apply_plan(plan, clients, audit, context, pinned=pinned, inherited={action.id: left})  # type: ignore[arg-type]
+    return outcome
+
+
+def _drift(clients: MemoryClients, **update: object) -> None:
+    """Someone changes the vault after the run's read, before its lease: an identity given `get`."""
+    current = clients.mgmt.vaults["kv"]
+    entries = (*current.access_policies, policy_entry("x", "get"))
+    clients.mgmt.vaults["kv"] = current.model_copy(update={"access_policies": entries, **update})
+
+
+def test_a_drifted_migration_rolls_back_what_an_interrupted_attempt_created_audited_in_steps() -> None:
+    """Reconcile handed this attempt an earlier one's assignment; the drift check skips the migration,
+    so that extra grant is deleted by its own name under the lease, an intent row before the delete and
+    a result row after it (after a row adopting it: this attempt's rows name all it owns). Someone
+    else's assignment of the same role (another name) stays."""
+    theirs = assignment(f"{KV}/secrets/b", USER, FLOW, name="their-own-grant")
+    clients, action, first, leftover = _left_by_an_interrupted_attempt(theirs)
+    _drift(clients)
+    audit = MemoryAuditSink()
+    outcome = _applied_with(clients, action, (first,), audit)
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert "rolled back what an interrupted attempt left: " in (outcome.error or "")
+    assert clients.authz.assignments == [theirs]  # the leftover deleted, theirs kept
+    assert [c for c in clients.authz.calls if c[0] != "list"] == [("delete", leftover.name)]
+    assert clients.mgmt.switches == []
+    rows = audit.records("next")
+    assert [(r.step, r.state) for r in rows] == [
+        (None, "pending"),
+        (1, "pending"),
+        (1, "applied"),
+        (2, "pending"),
+        (2, "applied"),
+        (None, "skipped"),
+    ]
+    assert rows[1].changes == (first,) and rows[1].reason.startswith("adopt ")
+    assert rows[3].changes == (first.model_copy(update={"operation": "delete"}),)
+    assert rows[-1].error == outcome.error  # the audit row says so too
+
+
+def test_a_migration_drifted_to_rbac_keeps_and_names_what_an_interrupted_attempt_created() -> None:
+    """Switched since (by the attempt or a person), the assignments may be the access identities rely
+    on now: nothing is deleted, they are named."""
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    _drift(clients, enable_rbac_authorization=True)
+    outcome = _applied_with(clients, action, (first,), MemoryAuditSink())
     assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted")
-    assert (outcome.error or "").endswith(f"; left in place by an interrupted attempt: {first.describe()}")
-    assert audit.records("next")[-1].error == outcome.error  # the audit row says so too
+    assert (outcome.error or "").endswith(f"they may be the access its identities rely on: {describe(first)}")
+    assert clients.authz.assignments == [leftover]
+    assert not [c for c in clients.authz.calls if c[0] == "delete"]
+
+
+def test_a_leftover_that_cannot_be_deleted_fails_the_skipped_migration_and_names_it() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    _drift(clients)
+    clients.authz.fail_on["delete"] = AzureCallFailed("delete role assignment", 403, "Forbidden", "denied")
+    audit = MemoryAuditSink()
+    outcome = _applied_with(clients, action, (first,), audit)
+    assert outcome.status == "failed" and "drifted" in (outcome.error or "")
+    assert "rollback of what an interrupted attempt left incomplete" in (outcome.error or "")
+    assert clients.authz.assignments == [leftover]
+    assert [(r.step, r.state) for r in audit.records("next")][3:5] == [(2, "pending"), (2, "failed")]
+
+
+def test_a_create_only_migration_is_judged_under_the_lease_and_skipped_as_drifted_before_any_create() -> None:
+    """With `propagationGraceSeconds` the run only creates (the switch waits for a later run): those
+    creates are the access the switch will rely on, so a change since the plan skips them too."""
+    action = _action(_policy(rbac={"propagationGraceSeconds": 600}))
+    assert ("switch", True) not in _kinds(action)
+    clients = MemoryClients(_vault())
+    _drift(clients)
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert "x: access policy secrets: get" in (outcome.error or "")
+    assert clients.mgmt.reads == ["kv"]  # the vault read under the lease
+    assert [op for op, _ in clients.authz.calls] == ["list"] and clients.authz.assignments == []
+
+
+def test_a_create_only_migration_of_an_unchanged_vault_creates_and_verifies_without_switching() -> None:
+    action = _action(_policy(rbac={"propagationGraceSeconds": 600}))
+    clients = MemoryClients(_vault())
+    [outcome] = apply_actions(clients, action)
+    assert outcome.status == "applied", outcome.error
+    assert [op for op, _ in clients.authz.calls] == ["list", "list", "create", "create", "list"]
+    assert clients.mgmt.switches == [] and len(clients.authz.assignments) == 2
+
+
+@pytest.mark.parametrize(
+    ("rbac_now", "gone", "rolled_back"),
+    [(False, False, True), (False, True, True), (True, False, False)],
+)
+def test_what_a_drifted_migration_rolls_back_of_what_an_interrupted_attempt_left(
+    rbac_now: bool, gone: bool, rolled_back: bool
+) -> None:
+    """Pure: the creates left, newest first, as deletes of the same names, unless the vault reads RBAC
+    now (then kept, with the reason); a vault that is gone would hand them to one re-created under its
+    name. A switch left by the attempt is never undone here."""
+    action = _action(_policy())
+    creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    switch = next(c for c in action.changes if isinstance(c, VaultAuthorizationChange))
+    now = None if gone else _vault().model_copy(update={"enable_rbac_authorization": rbac_now})
+    deletes, kept = left_to_roll_back((*creates, switch), now)
+    if rolled_back:
+        assert kept is None
+        assert [(c.operation, c.assignment_name) for c in deletes] == [
+            ("delete", c.assignment_name) for c in reversed(creates)
+        ]
+    else:
+        assert deletes == () and kept is not None and "Azure RBAC" in kept
+    assert is_migration(action) and not is_migration(action.model_copy(update={"before": {}}))

@@ -187,6 +187,37 @@ def test_apply_leaves_a_row_changed_since_the_plan_and_fails_an_update_that_did_
     assert outcome.status == "failed" and "still binds" in (outcome.error or "")
 
 
+def test_a_row_deleted_before_the_write_is_a_noop_and_after_it_the_write_did_not_take() -> None:
+    """The row, looked up by name, is not found. At the first read no flow binds anything through it any
+    more: a noop, nothing sent. At the verifying read (deleted right after the PATCH) the rebinding is
+    not shown to have taken: failed."""
+    snap = _solution_snapshot("f1")
+    (action,) = _solution_plan(snap).actions
+    api = MemoryPowerPlatform(snap)
+    del api.references["vg_kv"]
+    deleted = MoveToServiceConnection().apply(action, PPClients(api))  # type: ignore[arg-type]
+    assert (deleted.status, deleted.verified) == ("noop", False) and deleted.before == action.before
+    assert deleted.error == "no connection reference vg_kv in the environment"
+    assert api.calls == [("get_connection_reference", "vg_kv")]
+
+    racing = MemoryPowerPlatform(snap)
+    update = racing.update_connection_reference
+
+    def update_then_delete(environment: str, reference_id: str, connection: str) -> None:
+        update(environment, reference_id, connection)
+        del racing.references["vg_kv"]
+
+    racing.update_connection_reference = update_then_delete  # type: ignore[method-assign]
+    outcome = MoveToServiceConnection().apply(action, PPClients(racing))  # type: ignore[arg-type]
+    assert (outcome.status, outcome.verified) == ("failed", False) and outcome.before == action.before
+    assert outcome.error == "connection reference vg_kv still binds the connection"
+    assert [call for call, _ in racing.calls] == [
+        "get_connection_reference",
+        "update_connection_reference",
+        "get_connection_reference",
+    ]
+
+
 def test_a_vault_bound_run_keeps_the_row_of_its_vault() -> None:
     snap = _solution_snapshot("f1", "f2")
     policy = parse_policy(BY_VAULT)

@@ -94,7 +94,7 @@ def _settle(
     snap = snapshot(_vault(switched=switched), role_assignments=made)
     dangling = sink.dangling(datetime.now(UTC))
     assert [(r.step, r.state) for r in dangling] == [(None, "pending")]  # step rows are not actions
-    steps = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
+    steps = steps_of(sink, dangling)
     ids = {ACTION.id} if planned else set()
     return reconcile(
         dangling,
@@ -178,9 +178,30 @@ def test_the_error_names_ten_changes_and_counts_the_rest() -> None:
         assignment(c.scope, rbac.KEY_VAULT_SECRETS_USER, c.principal_id, c.assignment_name) for c in many
     )
     dangling = sink.dangling(datetime.now(UTC))
-    stepped = {(r.correlation_id, r.action_id): steps_of(sink, r) for r in dangling}
+    stepped = steps_of(sink, dangling)
     [outcome] = reconcile(
         dangling, snapshot(_vault(switched=False), role_assignments=made), set(), "next", steps=stepped
     )
     assert outcome.error is not None and outcome.error.endswith("; and 2 more (see the step rows)")
     assert len(outcome.changes) == 12
+
+
+def test_an_assignment_listed_under_another_name_and_scope_spelling_counts_as_in_place() -> None:
+    """ARM compares scopes without case or a trailing slash; an assignment made by someone else has its
+    own name. Either way the step's assignment is there (core/role_changes.assignment_matches)."""
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=True)
+    made = tuple(
+        assignment(c.scope.upper() + "/", c.role_definition_id.rsplit("/", 1)[-1], c.principal_id.upper())
+        for c in CREATES
+    )
+    dangling = sink.dangling(datetime.now(UTC))
+    snap = snapshot(_vault(switched=True), role_assignments=made)
+    *_, outcome = reconcile(dangling, snap, set(), "next", steps=steps_of(sink, dangling))
+    assert outcome.state == "applied" and "2 of 2 assignment(s) in place" in outcome.reason
+    other_role = tuple(
+        a.model_copy(update={"role_definition_id": a.role_definition_id[:-4] + "0000"}) for a in made
+    )
+    snap = snapshot(_vault(switched=True), role_assignments=other_role)
+    *_, outcome = reconcile(dangling, snap, set(), "next", steps=steps_of(sink, dangling))
+    assert outcome.state == "failed" and "0 of 2 assignment(s) in place" in outcome.reason

@@ -1,0 +1,152 @@
+"""A migration an interrupted attempt left half-done, picked up again: a reviewed (pinned) migration is
+not drifted by the assignments its own interrupted attempt created (from its step rows, by name), at
+the start of the run and under the vault's lease, while any other change still is; and a rollback of
+leftovers that is itself cut short hands what it did not delete to the next run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from remediations.core.model import Action, Plan, RoleAssignment, RoleAssignmentChange
+from remediations.core.pinned import pin
+from remediations.core.planning import assemble_plan
+from remediations.core.policy import parse_policy
+from remediations.core.rbac_migration import state_before, state_now
+from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
+from remediations.shell.reconcile import left_by_interrupted, reconcile
+from tests.unit.kv_builders import MemoryClients, policy_entry, snapshot
+from tests.unit.rbac_builders import assignment
+from tests.unit.test_migrate_to_rbac import (
+    ROLES,
+    _action,
+    _applied_with,
+    _drift,
+    _left_by_an_interrupted_attempt,
+    _policy,
+    _vault,
+)
+
+
+def _plan(action: Action) -> Plan:
+    return assemble_plan([action], parse_policy({}), created_at=datetime.now(UTC), dry_run=False)
+
+
+def _theirs(leftover: RoleAssignment) -> RoleAssignment:
+    """Someone else's grant of the same role to the same identity at the same scope, under its own name."""
+    return assignment(leftover.scope, leftover.role_guid, leftover.principal_id, name="their-own-grant")
+
+
+def test_a_reviewed_migration_is_not_drifted_by_what_its_interrupted_attempt_created() -> None:
+    reviewed = _action(_policy())  # planned before any attempt
+    _, fresh, first, leftover = _left_by_an_interrupted_attempt()
+    assert fresh.id == reviewed.id  # the same changes: the same action
+    snap = snapshot(_vault(), role_assignments=(leftover,))
+    [as_read] = pin(_plan(reviewed), _plan(fresh), snap).actions
+    assert (as_read.skip_reason or "").startswith("drifted")  # the attempt's own grant, unless discounted
+    [resumed] = pin(_plan(reviewed), _plan(fresh), snap, {reviewed.id: (first,)}).actions
+    assert resumed.skip_reason is None
+
+
+def _access_policy_for_another(snap_vault):  # type: ignore[no-untyped-def]
+    return snap_vault.model_copy(
+        update={"access_policies": (*snap_vault.access_policies, policy_entry("x", "get"))}
+    )
+
+
+@pytest.mark.parametrize("change", ["their assignment", "access policy", "switched"])
+def test_any_other_change_after_the_crash_still_skips_the_reviewed_migration(change: str) -> None:
+    reviewed = _action(_policy())
+    _, _, first, leftover = _left_by_an_interrupted_attempt()
+    vault, assignments = _vault(), (leftover,)
+    if change == "their assignment":  # by name: the same role, principal and scope do not make it ours
+        assignments = (leftover, _theirs(leftover))
+    elif change == "access policy":
+        vault = _access_policy_for_another(vault)
+    else:
+        vault = vault.model_copy(update={"enable_rbac_authorization": True})
+    snap = snapshot(vault, role_assignments=assignments)
+    fresh = _action(_policy(), *assignments) if change != "switched" else reviewed
+    [checked] = pin(_plan(reviewed), _plan(fresh), snap, {reviewed.id: (first,)}).actions
+    assert (checked.skip_reason or "").startswith("drifted"), checked.skip_reason
+
+
+def test_an_own_assignment_the_plan_already_named_still_counts() -> None:
+    """A plan made after the attempt (its `before` names the leftover) is judged with it: discounting it
+    there would read as a removal."""
+    _, fresh, first, leftover = _left_by_an_interrupted_attempt()
+    vault = _vault()
+    assert state_now(fresh.before, vault, (leftover,), ROLES, (first,)) == fresh.before
+    assert state_now(fresh.before, vault, (), ROLES, (first,)) != fresh.before  # deleted since: drift
+    assert state_now({}, vault, (leftover,), ROLES, (first,)) == state_before(vault, (), ROLES)
+
+
+def test_under_the_lease_a_resumed_reviewed_migration_adopts_its_attempt_s_assignment_and_finishes() -> None:
+    reviewed = _action(_policy())
+    clients, _, first, leftover = _left_by_an_interrupted_attempt()
+    audit = MemoryAuditSink()
+    outcome = _applied_with(clients, reviewed, (first,), audit, pinned=True)
+    assert outcome.status == "applied", outcome.error
+    planned = [c.assignment_name for c in reviewed.changes if isinstance(c, RoleAssignmentChange)]
+    assert sorted(a.name for a in clients.authz.assignments) == sorted(planned)  # the leftover among them
+    assert clients.mgmt.switches == [("kv", True)] and leftover in clients.authz.assignments
+    adopted = audit.records("next")[1]
+    assert adopted.reason.startswith("adopt ") and adopted.changes == (first,)
+
+
+def test_under_the_lease_their_grant_beside_the_attempt_s_is_drift_only_the_attempt_s_rolled_back() -> None:
+    reviewed = _action(_policy())
+    theirs_base = _left_by_an_interrupted_attempt()[3]
+    clients, _, first, _ = _left_by_an_interrupted_attempt(_theirs(theirs_base))
+    outcome = _applied_with(clients, reviewed, (first,), MemoryAuditSink(), pinned=True)
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert "rolled back what an interrupted attempt left" in (outcome.error or "")
+    assert [a.name for a in clients.authz.assignments] == ["their-own-grant"]
+    assert clients.mgmt.switches == []
+
+
+class _Killed(BaseException):
+    """The run dies (a kill between the intent row of a write and the write)."""
+
+
+class _DiesAtTheDelete(MemoryAuditSink):
+    def record(self, entry: AuditRecord) -> None:
+        super().record(entry)
+        deletes = [
+            c for c in entry.changes if isinstance(c, RoleAssignmentChange) and c.operation == "delete"
+        ]
+        if entry.step is not None and entry.sequence == 0 and deletes:
+            raise _Killed
+
+
+def _settled(
+    audit: MemoryAuditSink, clients: MemoryClients, action: Action, **ids: set[str]
+) -> list[AuditRecord]:
+    dangling = audit.dangling(datetime.now(UTC))
+    snap = snapshot(clients.mgmt.vaults["kv"], role_assignments=tuple(clients.authz.assignments))
+    return reconcile(dangling, snap, {action.id}, "third", steps=steps_of(audit, dangling), **ids)
+
+
+def test_a_rollback_of_leftovers_cut_short_is_handed_on_and_finished_by_the_next_drifted_run() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    _drift(clients)
+    audit = _DiesAtTheDelete()
+    with pytest.raises(_Killed):
+        _applied_with(clients, action, (first,), audit)
+    assert clients.authz.assignments == [leftover]  # killed before the delete
+    # The killed run's rows name what it owned (the adoption), so the next run is handed it...
+    deferred = _settled(audit, clients, action, attempted=set(), deferred={action.id})
+    assert [(r.step, r.state) for r in deferred] == [(2, "noop")]  # ...the action row left for its attempt
+    *steps, outcome = _settled(audit, clients, action, attempted={action.id})
+    assert (
+        outcome.state == "failed"
+        and outcome.error == f"rollback interrupted; left in place: {first.describe()}"
+    )
+    assert "planned again by this run, which adopts what is left" in outcome.reason
+    left = left_by_interrupted([*steps, outcome])
+    assert left == {action.id: (first,)}
+    # ...and, skipping the migration as drifted too, deletes it by the name it was created under.
+    again = _applied_with(clients, action, left[action.id], MemoryAuditSink())
+    assert again.status == "skipped" and "rolled back what an interrupted attempt left" in (again.error or "")
+    assert clients.authz.assignments == []
