@@ -155,6 +155,16 @@ def emulated_chain(run: dict[str, Any], limit: LowerLimit, latency: Latency) -> 
     }
 
 
+# The quick sweep takes a third of a second, so one run is at the mercy of what else the 2 cores do for
+# that moment: it is run this many times on the same tenant, and the median run is reported (with all).
+QUICK_RUNS = 5
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median inventory+plan wall time (the middle one of an odd number)."""
+    return sorted(runs, key=lambda r: r["inventory_plan_s"])[len(runs) // 2]
+
+
 def cold_start(runs: int = 5) -> dict[str, Any]:
     """Median of `python -c "import function_app"` (whole process) and of the import alone."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -335,8 +345,12 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         FileSecretInventory(store_file).unlink()
         print(f"[{name}] compliant re-run, deep sweep...", file=sys.stderr, flush=True)
         compliant = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file)})
-        print(f"[{name}] compliant re-run, quick sweep...", file=sys.stderr, flush=True)
-        quick = run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file), "depth": "quick"})
+        print(f"[{name}] compliant re-run, quick sweep (x{QUICK_RUNS})...", file=sys.stderr, flush=True)
+        quicks = [
+            run_engine(emu, {**common, "phase": "apply", "store_file": str(store_file), "depth": "quick"})
+            for _ in range(QUICK_RUNS)
+        ]
+        quick = median_run(quicks)
         FileSecretInventory(store_file).unlink()
         report["state_after"] = emu.state()
     for run in (plan, quick_plan, apply, compliant, quick):
@@ -394,9 +408,13 @@ def run_size(name: str, args: argparse.Namespace, lat_ms: dict[str, float], out_
         # The chain as emulated: a chained page answers no sooner than the emulator can build it (its CPU
         # per call in this run, an estimate); only a build longer than the latency lengthens the chain.
         "emulated_chain": emulated_chain(quick, quick_limit, lat),
-        # Same finding ids and planned changes, not only the same counts.
-        "same_plan_as_deep": (quick["findings_digest"], quick["plan_digest"])
-        == (compliant["findings_digest"], compliant["plan_digest"]),
+        "runs_s": [round(q["inventory_plan_s"], 3) for q in quicks],
+        # Same finding ids and planned changes, not only the same counts (in every run).
+        "same_plan_as_deep": all(
+            (q["findings_digest"], q["plan_digest"])
+            == (compliant["findings_digest"], compliant["plan_digest"])
+            for q in quicks
+        ),
         "same_plan_as_deep_before_apply": {
             "same": (quick_plan["findings_digest"], quick_plan["plan_digest"])
             == (apply["findings_digest"], apply["plan_digest"]),
@@ -464,8 +482,9 @@ def targets(size: str, report: dict[str, Any], cold: dict[str, Any]) -> list[dic
             and reads["recheck_reads_per_vault"] <= 1,
         },
         {
-            "target": f"{size}: compliant quick sweep within 1.5x of its lower limit",
-            "value": f"{quick['ratio']:.2f}x; this machine's floor (engine CPU "
+            "target": f"{size}: compliant quick sweep within 1.5x of its lower limit (median of the runs)",
+            "value": f"{quick['ratio']:.2f}x (runs {min(quick['runs_s']):.2f}-{max(quick['runs_s']):.2f} s); "
+            f"this machine's floor (engine CPU "
             f"{quick['machine_bound']['engine_cpu_s']:.1f} s) is "
             f"{quick['machine_bound']['bound_s'] / quick['lower_limit']['read_s']:.2f}x",
             "met": quick["ratio"] <= 1.5 if size == "large" else None,
@@ -592,8 +611,9 @@ def print_report(result: dict[str, Any]) -> None:
                 f"{compliant['writes_planned']} changes planned; calls {_fmt_calls(compliant['calls'])}",
             ],
             [
-                "compliant re-run: quick sweep (stored deep inventory)",
-                f"{quick['inventory_plan_s']:.2f} s (inventory {quick['inventory_s']:.2f}, detect "
+                f"compliant re-run: quick sweep (stored deep inventory; median of {len(quick['runs_s'])})",
+                f"{quick['inventory_plan_s']:.2f} s (runs {', '.join(f'{r:.2f}' for r in quick['runs_s'])}; "
+                f"inventory {quick['inventory_s']:.2f}, detect "
                 f"{quick['detect_s']:.2f}, plan {quick['plan_s']:.2f}), {quick['arm_writes']} writes, "
                 f"{quick['writes_planned']} changes planned; calls {_fmt_calls(quick['calls'])}; "
                 f"engine CPU {quick['inventory_plan_cpu_s']:.2f} s, emulator CPU "

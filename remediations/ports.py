@@ -75,7 +75,12 @@ VaultPage = Callable[[list[Vault], bool], None]
 
 
 class KeyVaultManagementApi(Protocol):
-    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]: ...
+    def list_vaults(
+        self, scope: Scope, on_page: VaultPage | None = None, on_started: Callable[[], None] | None = None
+    ) -> list[Vault]:
+        """`on_page`: each page as it is mapped. `on_started`: called once, on the calling thread, when
+        the list's first request is under way (start the reads that run beside it there)."""
+        ...
 
     def update_access_policy(self, resource_group: str, vault_name: str, change: AccessPolicyChange) -> None:
         """PUT one delta; its response echoes the request, so `list_vaults` on the vault verifies."""

@@ -35,6 +35,10 @@ from urllib3.util.ssl_ import create_urllib3_context
 
 POOL_HOSTS = 128
 POOL_PER_HOST = 64
+# Bodies are read in blocks of this size (azure-core's default is 4,096 bytes: 256 reads, each taking
+# the interpreter lock back, for one 1 MB ARM list page, and a page's reader waits on the lock while
+# the previous page is parsed). Most answers (a Key Vault list page, a Graph batch) fit in one block.
+READ_BLOCK_BYTES = 64 * 1024
 
 
 def _bypassed(host: str, no_proxy: tuple[str, ...]) -> bool:
@@ -118,4 +122,6 @@ class EnvOnceSession(requests.Session):
 
 def shared_transport(session: requests.Session) -> RequestsTransport:
     """A transport over `session` that does not close it when its SDK client is closed."""
-    return RequestsTransport(session=session, session_owner=False)
+    return RequestsTransport(
+        session=session, session_owner=False, connection_data_block_size=READ_BLOCK_BYTES
+    )

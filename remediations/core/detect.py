@@ -24,6 +24,7 @@ from remediations.core.model import (
     Severity,
     Snapshot,
     Vault,
+    derived,
     expand_secret_permissions,
     severity_rank,
 )
@@ -53,6 +54,10 @@ class DetectorInfo(BaseModel):
     detail: str = ""  # what to do about it (SARIF fullDescription/help), where a sentence beats the link
     # The model its findings' evidence is built from and read back with (`Evidence.of`).
     evidence: type[Evidence] = Field(exclude=True, repr=False)
+    # Its findings on a vault depend only on that vault, the policy and the snapshot's time (no role
+    # assignment, identity, flow or other vault): a quick run detects them on each vault page as it
+    # arrives (`detect_vaults`), while the next page is read.
+    per_vault: bool = Field(default=False, exclude=True)
 
     def finding(
         self,
@@ -128,6 +133,7 @@ def detector(
     platform: Platform = "azure",
     help_url: str = DEFAULT_HELP,
     detail: str = "",
+    per_vault: bool = False,
 ) -> Callable[[DetectorBody], Detector]:
     """Register a detector with its metadata (the title is the SARIF rule's short description): the one
     place its id is written."""
@@ -139,6 +145,7 @@ def detector(
         platform=platform,
         help_url=help_url,
         detail=detail,
+        per_vault=per_vault,
     )
     return lambda body: register_detector(info, body)
 
@@ -181,21 +188,69 @@ def detector_ids_on(platform: Platform) -> frozenset[str]:
     return frozenset(i for i, found in _DETECTORS.items() if found.info.platform == platform)
 
 
-def detect(snapshot: Snapshot, policy: Policy, only: set[str] | None = None) -> list[Finding]:
+@dataclass(frozen=True)
+class VaultFindings:
+    """What the per-vault detectors found on some vaults, under a policy: made page by page while a
+    vault list is still being read, and reused by `detect` only on a snapshot holding exactly these
+    vault objects, in this order, under the same effective policy."""
+
+    vaults: tuple[Vault, ...]
+    policy: Policy
+    by_detector: dict[str, tuple[Finding, ...]]
+
+    def then(self, more: VaultFindings) -> VaultFindings:
+        """These vaults' findings followed by `more`'s (the next page), under the same policy."""
+        if more.policy is not self.policy:
+            raise ValueError("vault findings made under different policies do not add up")
+        return VaultFindings(
+            vaults=self.vaults + more.vaults,
+            policy=self.policy,
+            by_detector={d: found + more.by_detector[d] for d, found in self.by_detector.items()},
+        )
+
+    def covers(self, snapshot: Snapshot, policy: Policy) -> bool:
+        """Made from `snapshot`'s very vault objects, in order, under `policy`."""
+        vaults = snapshot.vaults
+        return (
+            policy is self.policy
+            and len(vaults) == len(self.vaults)
+            and all(a is b for a, b in zip(vaults, self.vaults, strict=True))
+        )
+
+
+def detect_vaults(snapshot: Snapshot, policy: Policy) -> VaultFindings:
+    """The per-vault detectors' findings on `snapshot`'s vaults (e.g. one page of the vault list, with
+    the run's time and no other data). `policy` must already be the effective one (`effective_policy`
+    of the whole snapshot), as `detect` checks before reusing them."""
+    load_detectors()
+    return VaultFindings(
+        vaults=snapshot.vaults,
+        policy=policy,
+        by_detector={
+            i: tuple(made(snapshot, policy)) for i, made in sorted(_DETECTORS.items()) if made.info.per_vault
+        },
+    )
+
+
+def detect(
+    snapshot: Snapshot, policy: Policy, only: set[str] | None = None, early: VaultFindings | None = None
+) -> list[Finding]:
+    """Every registered detector's findings (or those `only` names), once each, in a stable order.
+    `early`: the per-vault detectors' findings already made on these vaults (page by page), used
+    instead of running them again when they cover this snapshot under its effective policy."""
     load_detectors()
     policy = effective_policy(policy, snapshot)  # `allowList: fromFlows` -> allow-lists from definitions
+    reuse: dict[str, tuple[Finding, ...]] = {}
+    if early is not None and early.covers(snapshot, policy):
+        reuse = early.by_detector
     findings: dict[str, Finding] = {}
     for detector_id in sorted(_DETECTORS):
         if only is not None and detector_id not in only:
             continue
-        for finding in _DETECTORS[detector_id](snapshot, policy):
+        made = reuse.get(detector_id)
+        for finding in made if made is not None else _DETECTORS[detector_id](snapshot, policy):
             findings.setdefault(finding.id, finding)  # the same problem seen twice is one finding
     return sorted(findings.values(), key=lambda f: (f.resource_id.lower(), f.principal or "", f.detector_id))
-
-
-# The last answer of `reviewable_policies`, with the vaults tuple and policy it was made from (held, so
-# their ids cannot be reused meanwhile): three detectors ask for the same one in a row.
-_REVIEWABLE: list[tuple[tuple[Vault, ...], Policy, list[tuple[Vault, AccessPolicy]]]] = []
 
 
 def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[Vault]:
@@ -208,18 +263,18 @@ def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[V
 
 
 def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault, AccessPolicy]]:
-    """Access policies we may judge: access-policy vaults, not excluded, not break-glass."""
-    last = _REVIEWABLE[-1] if _REVIEWABLE else None
-    if last is not None and last[0] is snapshot.vaults and last[1] is policy:
-        return last[2]
-    found = [
-        (vault, entry)
-        for vault in reviewed_vaults(snapshot, policy, rbac=False)
-        for entry in vault.access_policies
-        if not policy.leaves_alone(entry.object_id)
-    ]
-    _REVIEWABLE[:] = [(snapshot.vaults, policy, found)]
-    return found
+    """Access policies we may judge: access-policy vaults, not excluded, not break-glass. Made once per
+    vaults and policy: several detectors ask for it in a row."""
+    return derived(
+        "reviewable policies",
+        (snapshot.vaults, policy),
+        lambda: [
+            (vault, entry)
+            for vault in reviewed_vaults(snapshot, policy, rbac=False)
+            for entry in vault.access_policies
+            if not policy.leaves_alone(entry.object_id)
+        ],
+    )
 
 
 def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:
@@ -253,6 +308,7 @@ def _entry_findings(
 
 @detector(
     "secret_list_permission",
+    per_vault=True,
     severity="high",
     title="An identity can list every secret in a vault (enumeration: the seed attack)",
     evidence=AccessPolicyEvidence,
@@ -278,6 +334,7 @@ def secret_list_permission(snapshot: Snapshot, policy: Policy, rule: DetectorInf
 
 @detector(
     "excess_secret_permissions",
+    per_vault=True,
     severity="medium",  # high when the excess includes `list`
     title="An identity holds secret permissions beyond its purpose's allow-list",
     evidence=ExcessPermissionsEvidence,
@@ -324,11 +381,14 @@ def _excess_evidence(
 )
 def orphaned_principal(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """An access policy for an identity the directory says is gone (not: could not be asked)."""
+    gone = snapshot.gone_identities()
+    if not gone:  # the rule: no entry to look at
+        return []
     return _entry_findings(
         rule,
         snapshot,
         policy,
-        lambda vault, entry: snapshot.known_gone(entry.object_id),
+        lambda vault, entry: entry.object_id.lower() in gone,
         lambda vault, entry: (
             f"vault {vault.name} grants access to {entry.object_id}, which no longer exists in the directory"
         ),

@@ -272,11 +272,16 @@ def exposed_secrets(snapshot: Snapshot, policy: Policy, exposing: Sequence[Findi
 
 
 def _rotation_detector(
-    detector_id: str, *, severity: Severity, title: str
+    detector_id: str, *, severity: Severity, title: str, per_vault: bool = False
 ) -> Callable[[DetectorBody], Detector]:
     """A rotation detector: its findings are each on one secret, its help the rotation tutorial."""
     return detector(
-        detector_id, severity=severity, title=title, evidence=SecretEvidence, help_url=ROTATION_HELP
+        detector_id,
+        severity=severity,
+        title=title,
+        evidence=SecretEvidence,
+        help_url=ROTATION_HELP,
+        per_vault=per_vault,
     )
 
 
@@ -298,7 +303,10 @@ def exposed_secret(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> li
 
 
 @_rotation_detector(
-    NEAR_EXPIRY, severity="medium", title="A secret expires within the rotation window (or has expired)"
+    NEAR_EXPIRY,
+    severity="medium",
+    title="A secret expires within the rotation window (or has expired)",
+    per_vault=True,  # each vault's own secrets against the snapshot's time
 )
 def secret_near_expiry(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     """Secrets whose expiry is within the window (expired ones included): rotate before they break."""
@@ -333,7 +341,9 @@ def followup_due(tags: Mapping[str, str], now: datetime) -> bool:
     return False
 
 
-@_rotation_detector(FOLLOWUP_DUE, severity="medium", title="A secret rotation has a pending step due")
+@_rotation_detector(
+    FOLLOWUP_DUE, severity="medium", title="A secret rotation has a pending step due", per_vault=True
+)
 def rotation_followup_due(snapshot: Snapshot, policy: Policy, rule: DetectorInfo) -> list[Finding]:
     findings = []
     for vault, secret in _listed_secrets(snapshot, policy):

@@ -57,6 +57,8 @@ def inventory(
     power_platform: Callable[[], PowerPlatformInventory] | None = None,
     on_listed: Listed | None = None,
     on_vault_page: VaultPage | None = None,
+    taken_at: datetime | None = None,
+    beside: Callable[[], None] | None = None,
 ) -> Snapshot:
     """Read-only: vaults (with access policies), role assignments, secret metadata, identities, and,
     when `pp_scope` names environments, their flows, Key Vault connections, shares and DLP policies.
@@ -71,6 +73,9 @@ def inventory(
     `on_listed` is handed each vault's secret metadata as it is listed (the deep sweep stores it), so
     it is kept even when `keep_secrets` is False. `on_vault_page` is handed each page of the vault
     list as it is mapped (a quick run joins the stored inventory meanwhile, shell/secret_inventory.py).
+    `taken_at`: the snapshot's time when the caller chose it first (a quick run's page detection judges
+    expiry against it); else the time the read starts. `beside` starts a read the caller runs beside
+    the vault list (a quick run's stored inventory): called once the list's first page is asked for.
     """
 
     def azure() -> Snapshot:
@@ -83,6 +88,8 @@ def inventory(
             keep_secrets=keep_secrets,
             on_listed=on_listed,
             on_vault_page=on_vault_page,
+            taken_at=taken_at,
+            beside=beside,
         )
 
     if pp_scope is None or pp_scope.empty:
@@ -173,17 +180,29 @@ def _inventory_azure(
     keep_secrets: bool = True,
     on_listed: Listed | None = None,
     on_vault_page: VaultPage | None = None,
+    taken_at: datetime | None = None,
+    beside: Callable[[], None] | None = None,
 ) -> Snapshot:
-    taken_at = datetime.now(UTC)
+    taken_at = taken_at or datetime.now(UTC)
     errors: list[InventoryError] = []
     # Subscription-wide: one paged list gives every assignment at, above and below any vault in it,
     # and the count the 4,000-per-subscription budget of RBAC narrowing needs. It does not depend on
     # the vault list, so both lists are read side by side.
     subscription = Scope(subscription_id=scope.subscription_id)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="inventory-lists") as pool:
-        assignments = pool.submit(
-            clients.authorization(scope.subscription_id).list_role_assignments, subscription
-        )
+        started: list[Future[list[RoleAssignment]]] = []
+
+        def start_beside() -> None:
+            # The vault list binds the run (a chain of pages): the reads beside it start once its first
+            # page is asked for, not ahead of it.
+            started.append(
+                pool.submit(
+                    lambda: clients.authorization(scope.subscription_id).list_role_assignments(subscription)
+                )
+            )
+            if beside is not None:
+                beside()
+
         directory = _EarlyLookup(clients, pool)
 
         def on_page(page: list[Vault], more: bool) -> None:
@@ -192,14 +211,19 @@ def _inventory_azure(
                 on_vault_page(page, more)
 
         try:
-            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(scope, on_page=on_page)
+            vaults = clients.keyvault_management(scope.subscription_id).list_vaults(
+                scope, on_page=on_page, on_started=start_beside
+            )
         except AzureCallFailed as error:
-            assignments.cancel()
+            for read in started:
+                read.cancel()
             return Snapshot(
                 scope=scope, taken_at=taken_at, errors=(_error(scope.resource_id, "list vaults", error),)
             )
+        if not started:  # a list that did not say when it started
+            start_beside()
         try:
-            role_assignments = assignments.result()
+            role_assignments = started[0].result()
         except AzureCallFailed as error:
             role_assignments = []
             errors.append(_error(subscription.resource_id, "list role assignments", error))

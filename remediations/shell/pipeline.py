@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
 from remediations.core.closure import Closure, PathClosed, PathLeft, unaccepted
-from remediations.core.detect import detect, detector_ids_on
+from remediations.core.detect import VaultFindings, detect, detector_ids_on
 from remediations.core.model import (
     Finding,
     InventoryError,
@@ -46,6 +46,7 @@ from remediations.shell.audit import AuditRecord, AuditSink
 from remediations.shell.closure import verify_closure
 from remediations.shell.collector import collector_paused
 from remediations.shell.inventory import Progress, inventory, inventory_power_platform_only
+from remediations.shell.page_detection import PageDetection
 from remediations.shell.pp_inventory import PowerPlatformInventory, inventory_powerplatform
 from remediations.shell.read_once import ReadOnce
 from remediations.shell.reconcile import created_in_place, left_by_interrupted
@@ -171,7 +172,9 @@ def _read(
     clients: Clients,
     progress: Progress,
     store: SecretInventoryStore | None = None,
+    pages: PageDetection | None = None,
 ) -> Snapshot:
+    """The run's snapshot. `pages`: detect on each vault page of a stored-inventory read as it arrives."""
     pp_scope = request.power_platform
     if request.scope is None:
         if pp_scope is None or pp_scope.empty:
@@ -187,7 +190,7 @@ def _read(
     stored = wanted and store is not None and request.secrets_from == "store"
     deep = DeepInventory(store) if wanted and store is not None and not stored else None
 
-    def read(on_vault_page: VaultPage | None = None) -> Snapshot:
+    def read(on_vault_page: VaultPage | None = None, beside: Callable[[], None] | None = None) -> Snapshot:
         return inventory(
             scope,
             clients,
@@ -199,27 +202,35 @@ def _read(
             power_platform=shared,
             on_listed=deep.listed if deep is not None else None,
             on_vault_page=on_vault_page,
+            taken_at=pages.taken_at if pages is not None else None,
+            beside=beside,
         )
 
     if stored and store is not None:
         # The stored inventory does not depend on the vault list: both reads run side by side, and each
         # vault page is joined with it as it arrives.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stored-secrets") as pool:
-            answer = pool.submit(stored_for, scope, store, with_lists=request.keep_secrets)
-            join = StoredJoin(answer.result, keep_secrets=request.keep_secrets)
-            return join.snapshot(read(join.page))
+            join = StoredJoin(
+                lambda: stored_for(scope, store, with_lists=request.keep_secrets),
+                pool,
+                keep_secrets=request.keep_secrets,
+                on_joined=pages.page if pages is not None else None,
+            )
+            return join.snapshot(read(join.page, beside=join.start))
     snapshot = read()
     if deep is not None:
         deep.refused(snapshot)
     return snapshot
 
 
-def _findings(request: RunRequest, snapshot: Snapshot, policy: Policy) -> list[Finding]:
+def _findings(
+    request: RunRequest, snapshot: Snapshot, policy: Policy, early: VaultFindings | None = None
+) -> list[Finding]:
     power_platform = detector_ids_on("power_platform")
     if request.part == "power_platform":
         findings = detect(snapshot, policy, only=set(power_platform))
     else:
-        findings = detect(snapshot, policy)
+        findings = detect(snapshot, policy, early=early)
     if request.part == "key_vault":  # the environment messages of the same sweep own these, once
         findings = [f for f in findings if f.detector_id not in power_platform]
     if request.principals is not None:
@@ -293,14 +304,16 @@ def run(
     # cyclic garbage would pile up for its whole length.
     with ExitStack() as paused:
         lists_only = snapshot is None and _reads_lists_only(request)
+        # A lists-only read detects per vault on each page as it arrives (shell/page_detection.py).
+        pages = PageDetection(request.scope, policy) if lists_only and request.scope is not None else None
         if lists_only:
             paused.enter_context(collector_paused())
         if snapshot is None:
-            snapshot = _read(request, selected, clients, progress, secret_store)
+            snapshot = _read(request, selected, clients, progress, secret_store, pages)
         stages.done("inventory")
         if not lists_only:
             paused.enter_context(collector_paused())
-        findings = _findings(request, snapshot, policy)
+        findings = _findings(request, snapshot, policy, pages.found if pages is not None else None)
         stages.done("detect")
         plan = build_plan(
             findings,

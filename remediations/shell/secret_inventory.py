@@ -10,6 +10,7 @@ remediations that need secret metadata skip it with a reason, as they do for a r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -160,24 +161,43 @@ def _join(
 class StoredJoin:
     """Joins each page of the vault list with the stored inventory as the page is mapped, while the next
     page is in flight, so that after the last page only that page's vaults are left to join. `stored`
-    answers the store's read, made side by side with the list: it is asked once, at the first page."""
+    reads the store; `start` runs it on `pool`, beside the list (asked once the list's first page is
+    requested), and the first page waits for its answer if it is not in yet.
+    `on_joined` is handed each page's joined vaults (a quick run detects on them, shell/page_detection.py)."""
 
-    def __init__(self, stored: Callable[[], Mapping[str, StoredSecrets]], *, keep_secrets: bool) -> None:
-        self._read = stored
-        self._stored: Mapping[str, StoredSecrets] | None = None
+    def __init__(
+        self,
+        stored: Callable[[], Mapping[str, StoredSecrets]],
+        pool: Executor,
+        *,
+        keep_secrets: bool,
+        on_joined: Callable[[list[Vault]], None] | None = None,
+    ) -> None:
+        self._read, self._pool = stored, pool
+        self._stored: Future[Mapping[str, StoredSecrets]] | None = None
         self._keep_secrets = keep_secrets
         self._joined: dict[int, _Joined] = {}
+        self._on_joined = on_joined
+
+    def start(self) -> None:
+        """Starts the store's read (once)."""
+        if self._stored is None:
+            self._stored = self._pool.submit(self._read)
 
     def _answer(self) -> Mapping[str, StoredSecrets]:
-        if self._stored is None:
-            self._stored = self._read()
-        return self._stored
+        self.start()
+        assert self._stored is not None
+        return self._stored.result()
 
     def page(self, vaults: list[Vault], more: bool) -> None:
         """A `VaultPage` hook (ports.py)."""
         stored = self._answer()
+        joined = []
         for vault in vaults:
-            self._joined[id(vault)] = (vault, *_join(vault, stored, self._keep_secrets))
+            row = self._joined[id(vault)] = (vault, *_join(vault, stored, self._keep_secrets))
+            joined.append(row[1])
+        if self._on_joined is not None:
+            self._on_joined(joined)
 
     def snapshot(self, snapshot: Snapshot) -> Snapshot:
         """`snapshot` with every vault's stored secrets (`with_stored_secrets`), reusing the pages'."""

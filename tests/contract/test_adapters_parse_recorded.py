@@ -37,6 +37,7 @@ from remediations.adapters.keyvault_mgmt import (
     access_policy_from_json,
     vault_from_json,
     vault_from_sdk,
+    vault_page_from_json,
 )
 from remediations.adapters.powerapps_shapes import (
     connection_from_api,
@@ -196,6 +197,9 @@ def test_keyvault_list_and_access_policy_put_parse() -> None:
         "list",
     )
     assert page["nextLink"]  # the adapter follows `nextLink` (keyvault_mgmt._list_pages)
+    # The inventory reads each page's bytes in one pass: the same vaults and link.
+    one_pass = vault_page_from_json(json.dumps(page).encode(), "00000000-0000-0000-0000-000000000000")
+    assert one_pass == ([vault], page["nextLink"])
     example = fixture("keyvault-updateAccessPoliciesAdd.json")
     sent = example["parameters"]["parameters"]["properties"]["accessPolicies"]
     echoed = example["responses"]["200"]["body"]["properties"]["accessPolicies"]

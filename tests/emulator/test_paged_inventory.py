@@ -71,7 +71,8 @@ def test_a_failed_page_is_read_again_with_its_list_and_a_failed_page_hook_stops_
 ) -> None:
     """The adapter reads the pages in one thread and maps them in the caller's: a page that fails there
     (a 503 on the second page, once) reaches the caller, whose retry reads the list again, whole; a
-    caller that fails on a page (its hook raises) leaves the pages after it unread."""
+    caller that fails on a page (its hook raises) leaves the pages after it unread. `on_started` is
+    called once, before the first page, however often the list is read."""
     for name, value in cloud.env.items():
         monkeypatch.setenv(name, value)
     scope = Scope(subscription_id=tenant.state.azure.subscription_id)
@@ -87,13 +88,18 @@ def test_a_failed_page_is_read_again_with_its_list_and_a_failed_page_hook_stops_
         raise ValueError("the caller stops at the first page")
 
     pages: list[int] = []
+    events: list[str] = []
     cloud.limits.arm_page_size = 5  # 12 vaults: pages of 5, 5 and 2
     cloud.middlewares.insert(0, second_page_fails_once)
     try:
         with AzureClients() as clients:
             api = clients.keyvault_management(scope.subscription_id)
             mark = cloud.requests.mark()
-            listed = api.list_vaults(scope, on_page=lambda vaults, more: pages.append(len(vaults)))
+            listed = api.list_vaults(
+                scope,
+                on_page=lambda vaults, more: (pages.append(len(vaults)), events.append("page")),
+                on_started=lambda: events.append("started"),
+            )
             reads = [r for r in cloud.requests.since(mark) if r.path.endswith("/vaults")]
             # A page takes 0.3 s to answer: the refusal is made while the second page is in flight.
             cloud.faults.latency(300, host=r"management\.azure\.com", path=r"/vaults$")
@@ -111,5 +117,7 @@ def test_a_failed_page_is_read_again_with_its_list_and_a_failed_page_hook_stops_
     # Page 1, the failed page 2, then the list again: pages 1, 2 and 3.
     assert [r.status for r in reads] == [200, 503, 200, 200, 200]
     assert pages == [5, 5, 5, 2]  # the first attempt's page 1 was handed on before page 2 failed
+    # The reads beside the list are started once its first page is asked for, once, not per attempt.
+    assert events == ["started", "page", "page", "page", "page"]
     # The reader asked for the second page before the first was refused, never for the third.
     assert len(after_refusal) == 2

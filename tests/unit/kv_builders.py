@@ -103,7 +103,10 @@ class MemoryKeyVaultManagement:
         self.switches: list[tuple[str, bool]] = []  # (vault name, enableRbacAuthorization) per PATCH
         self.ignore_switches = False  # simulate a PATCH that answers 200 and leaves the vault as it was
 
-    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+    def list_vaults(
+        self, scope: Scope, on_page: VaultPage | None = None, on_started: Callable[[], None] | None = None
+    ) -> list[Vault]:
+        # Says nothing of its start: the inventory then starts the reads beside it after it.
         self.reads.append(scope.vault_name or scope.resource_id)
         return [v.model_copy(update={"secrets": ()}) for v in self.vaults.values()]
 

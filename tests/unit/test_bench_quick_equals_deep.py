@@ -7,13 +7,15 @@ In memory, no emulator and no HTTP: a read-only `Clients` hands the generated te
 `getByIds` items, role assignments), parsed by the adapters' own functions. Then the pipeline's steps
 (shell/pipeline.py `_read`): the deep read saves each vault's list (`DeepInventory`, into the bench's
 file store), the quick read lists no secret and takes them from the store, page by page (`StoredJoin`),
-and both go through `detect` and `build_plan`. As in `make bench`: Azure only, counts kept
-(`keep_secrets=False`), the bench's policy. `make bench` keeps the same check through the emulator
-(`same_plan_as_deep*` in out/bench.json).
+the per-vault detectors run on each joined page (`PageDetection`), and both go through `detect` and
+`build_plan`. As in `make bench`: Azure only, counts kept (`keep_secrets=False`), the bench's policy.
+`make bench` keeps the same check through the emulator (`same_plan_as_deep*` in out/bench.json).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,10 @@ from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.ports import VaultPage
 from remediations.shell.inventory import inventory
+from remediations.shell.page_detection import PageDetection
 from remediations.shell.secret_inventory import DeepInventory, StoredJoin, stored_for
+
+_STORE_READS = ThreadPoolExecutor(max_workers=1)  # where StoredJoin runs the store's read
 
 LARGE = {**{k: SIZES["large"][k] for k in AZURE_KEYS}, "noncompliant_share": 0.1}
 
@@ -56,7 +61,11 @@ class _Vaults:
     def __init__(self, tenant: Generated) -> None:
         self._tenant = tenant
 
-    def list_vaults(self, scope: Scope, on_page: VaultPage | None = None) -> list[Vault]:
+    def list_vaults(
+        self, scope: Scope, on_page: VaultPage | None = None, on_started: Callable[[], None] | None = None
+    ) -> list[Vault]:
+        if on_started is not None:
+            on_started()
         az = self._tenant.state.azure
         vaults = [vault_from_json(v.to_arm(), az.subscription_id) for v in az.vaults.values()]
         if on_page is not None:  # in ARM's pages of 1,000, as the adapter hands them on
@@ -160,15 +169,29 @@ def _sweeps(tenant: Generated, store_file: Path) -> tuple[Plan, Plan]:
     deep = inventory(scope, clients, keep_secrets=False, on_listed=saving.listed)  # type: ignore[arg-type]
     saving.refused(deep)
     assert len(clients.secret_calls) == len(az.vaults)
-    # As the pipeline joins them: each vault page with the store's answer as the page is mapped.
-    join = StoredJoin(lambda: stored_for(scope, store, with_lists=False), keep_secrets=False)
-    quick = join.snapshot(
-        inventory(scope, clients, include_secrets=False, on_vault_page=join.page)  # type: ignore[arg-type]
+    # As the pipeline joins them: each vault page with the store's answer as the page is mapped, and
+    # the per-vault detectors run on the joined page (shell/page_detection.py).
+    pages = PageDetection(scope, policy)
+    join = StoredJoin(
+        lambda: stored_for(scope, store, with_lists=False),
+        _STORE_READS,
+        keep_secrets=False,
+        on_joined=pages.page,
     )
+    read = inventory(
+        scope,
+        clients,  # type: ignore[arg-type]
+        include_secrets=False,
+        on_vault_page=join.page,
+        taken_at=pages.taken_at,
+    )
+    quick = join.snapshot(read)
     assert len(clients.secret_calls) == len(az.vaults), "the quick sweep made a data-plane call"
     assert [(v.id, v.secret_count) for v in quick.vaults] == [(v.id, v.secret_count) for v in deep.vaults]
     assert all(v.secrets_as_of is not None for v in quick.vaults) and quick.errors == deep.errors == ()
-    deep_findings, quick_findings = detect(deep, policy), detect(quick, policy)
+    deep_findings, quick_findings = detect(deep, policy), detect(quick, policy, early=pages.found)
+    assert pages.found is not None and pages.found.covers(quick, policy)
+    assert quick_findings == detect(quick, policy)  # the pages' findings are the whole snapshot's
     assert _ids(quick_findings) == _ids(deep_findings)
     return build_plan(deep_findings, deep, policy, dry_run=True), build_plan(
         quick_findings, quick, policy, dry_run=True

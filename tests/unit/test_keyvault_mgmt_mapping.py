@@ -9,7 +9,12 @@ from azure.mgmt.keyvault._utils.model_base import SdkJSONEncoder
 from azure.mgmt.keyvault.models import Vault as SdkVault
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
-from remediations.adapters.keyvault_mgmt import change_body, vault_from_json, vault_from_sdk
+from remediations.adapters.keyvault_mgmt import (
+    change_body,
+    vault_from_json,
+    vault_from_sdk,
+    vault_page_from_json,
+)
 from remediations.core.model import AccessPolicyChange, Permissions
 
 VAULT_ID = "/subscriptions/s1/resourceGroups/RG-Pay/providers/Microsoft.KeyVault/vaults/kv-pay"
@@ -51,6 +56,31 @@ def test_list_json_maps_exactly_as_the_sdk_model_does() -> None:
     bare = {"id": "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv", "name": "kv"}
     vault = vault_from_json(bare, "s1")
     assert vault.resource_group == "rg" and vault.access_policies == () and vault.vault_uri == ""
+
+
+BARE = {"id": "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv", "name": "kv"}
+
+
+def test_a_page_read_in_one_pass_maps_as_field_by_field() -> None:
+    # The list's pages are validated straight from their bytes; the result is the field-by-field one.
+    body = json.dumps({"value": [ARM_VAULT, BARE], "nextLink": "https://next"}).encode()
+    vaults, link = vault_page_from_json(body, "s1")
+    assert vaults == [vault_from_json(ARM_VAULT, "s1"), vault_from_json(BARE, "s1")]
+    assert link == "https://next"
+    assert vault_page_from_json(json.loads(body), "s1") == (vaults, link)  # a page parsed already
+    assert vault_page_from_json(b'{"value": []}', "s1") == ([], None)
+
+
+def test_a_page_with_nulls_is_mapped_leniently() -> None:
+    # Nulls where the spec documents lists or text do not fit the one-pass models: the page is mapped
+    # field by field instead, reading them as empty, as before (never an error for the whole list).
+    odd = json.loads(json.dumps(ARM_VAULT))
+    odd["tags"] = None
+    odd["properties"]["accessPolicies"][0]["permissions"]["keys"] = None
+    odd["properties"]["vaultUri"] = None
+    vaults, link = vault_page_from_json(json.dumps({"value": [odd, BARE]}).encode(), "s1")
+    assert vaults == [vault_from_json(odd, "s1"), vault_from_json(BARE, "s1")] and link is None
+    assert vaults[0].tags == {} and vaults[0].access_policies[0].permissions.keys == ()
 
 
 def test_delta_body_is_only_the_changed_permissions_as_given() -> None:

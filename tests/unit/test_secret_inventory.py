@@ -4,6 +4,7 @@ filled from it (pure over the store's answer)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from remediations.core.model import InventoryError, Scope, SecretMeta, Snapshot, Vault
@@ -17,6 +18,8 @@ from remediations.shell.secret_inventory import (
     stored_for,
     with_stored_secrets,
 )
+
+_STORE_READS = ThreadPoolExecutor(max_workers=1)  # where StoredJoin runs the store's read
 
 SUB = "00000000-0000-0000-0000-000000000001"
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -147,7 +150,7 @@ def test_pages_joined_as_they_arrive_give_the_snapshot_a_whole_join_gives_asking
         asked.append(1)
         return store.get_all()
 
-    join = StoredJoin(stored, keep_secrets=False)
+    join = StoredJoin(stored, _STORE_READS, keep_secrets=False)
     join.page([first, second], True)
     join.page([copied], False)
     early = join.snapshot(

@@ -9,7 +9,7 @@ One module per part: `base` (frozen data, ids), `scope`, `keyvault` (Key Vault a
 plans, outcomes). Import the names from here: `from remediations.core.model import Snapshot`.
 """
 
-from remediations.core.model.base import Frozen, age_text, stable_id
+from remediations.core.model.base import Frozen, age_text, derived, stable_id
 from remediations.core.model.changes import (
     AccessPolicyChange,
     Change,
@@ -117,6 +117,7 @@ __all__ = [
     "VaultRef",
     "age_text",
     "arm_name",
+    "derived",
     "expand_secret_permissions",
     "severity_rank",
     "stable_id",

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from remediations.core.model.base import Frozen, age_text
 
@@ -62,9 +62,13 @@ class Permissions(Frozen):
 
 
 class AccessPolicy(Frozen):
-    tenant_id: str
-    object_id: str
-    application_id: str | None = None
+    """One `properties.accessPolicies[]` entry. It validates from ARM's JSON (camelCase) as well as by
+    field name, so a vault list page is read into these in one pydantic-core pass
+    (adapters/keyvault_mgmt.py)."""
+
+    tenant_id: str = Field(validation_alias=AliasChoices("tenant_id", "tenantId"))
+    object_id: str = Field(validation_alias=AliasChoices("object_id", "objectId"))
+    application_id: str | None = Field(None, validation_alias=AliasChoices("application_id", "applicationId"))
     permissions: Permissions = Permissions()
 
 

@@ -3,12 +3,13 @@ detectors make on it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
-from remediations.core.model.base import Frozen
+from remediations.core.model.base import Frozen, derived
 from remediations.core.model.keyvault import Identity, RoleAssignment, RoleDefinition, Vault
 from remediations.core.model.power_platform import (
     Connection,
@@ -42,11 +43,6 @@ class InventoryError(Frozen):
         return self.message if self.partial else "no response"
 
 
-# Snapshot lookup indexes: (name, id(tuple)) -> (tuple, index); a few snapshots live at a time.
-_INDEX_CACHE_SIZE = 32
-_INDEXES: dict[tuple[str, int], tuple[tuple[Any, ...], dict[str, Any]]] = {}
-
-
 class Snapshot(Frozen):
     scope: Scope
     taken_at: datetime
@@ -68,21 +64,16 @@ class Snapshot(Frozen):
 
     def _index(self, name: str, items: tuple[Any, ...], key: Any, keep: Any = None) -> dict[str, Any]:
         """A lower-cased lookup over `items`, built once per tuple (detectors look up every vault and
-        identity per access-policy entry: a scan each time is quadratic at 5,000 vaults). Cached by
-        the tuple's identity (the cache holds the tuple, so its id cannot be reused meanwhile), so a
-        `model_copy(update=...)` that replaces the tuple gets a fresh index."""
-        cache_key = (name, id(items))
-        cached = _INDEXES.get(cache_key)
-        if cached is not None and cached[0] is items:
-            return cached[1]
-        index: dict[str, Any] = {}
-        for item in items:
-            if keep is None or keep(item):
-                index.setdefault(key(item).lower(), item)  # the first one wins, as the scans did
-        if len(_INDEXES) >= _INDEX_CACHE_SIZE:
-            _INDEXES.pop(next(iter(_INDEXES)))
-        _INDEXES[cache_key] = (items, index)
-        return index
+        identity per access-policy entry: a scan each time is quadratic at 5,000 vaults)."""
+
+        def build() -> dict[str, Any]:
+            index: dict[str, Any] = {}
+            for item in items:
+                if keep is None or keep(item):
+                    index.setdefault(key(item).lower(), item)  # the first one wins, as the scans did
+            return index
+
+        return derived(name, (items,), build)
 
     def secret_list_error(self, vault_id: str) -> InventoryError | None:
         """The failed secret list of this vault, if its listing failed."""
@@ -101,8 +92,18 @@ class Snapshot(Frozen):
 
     def known_gone(self, object_id: str) -> bool:
         """The directory says the identity no longer exists (not: it could not be asked)."""
-        identity = self.identity(object_id)
-        return identity is not None and identity.exists is False
+        return object_id.lower() in self.gone_identities()
+
+    def gone_identities(self) -> Mapping[str, Identity]:
+        """The identities the directory says no longer exist, by lower-cased object id: usually none,
+        so a detector that asks about every access-policy entry can stop before the first."""
+        gone: Mapping[str, Identity] = self._index(
+            "gone",
+            self.identities,
+            lambda i: i.object_id,
+            lambda i: i.exists is False and self.identity(i.object_id) is i,  # the one `identity` finds
+        )
+        return gone
 
     def vault(self, vault_id: str) -> Vault | None:
         found: Vault | None = self._index("vaults", self.vaults, lambda v: v.id).get(vault_id.lower())
