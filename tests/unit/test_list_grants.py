@@ -4,6 +4,8 @@ names is one the app then leaves in place."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from remediations.adapters.errors import AzureCallFailed
@@ -13,6 +15,8 @@ from remediations.core.model import InventoryError, Scope, SecretMeta
 from remediations.core.planning import build_plan
 from remediations.core.policy import parse_policy
 from remediations.report import build_report
+from remediations.report.html import render_html
+from remediations.report.markdown import render_markdown
 from remediations.report.sarif import sarif_document
 from remediations.shell.inventory import inventory
 from tests.unit.kv_builders import SUB, MemoryClients, policy_entry, snapshot, vault
@@ -98,5 +102,9 @@ def test_the_report_names_the_grant_for_the_unknown_vault() -> None:
     assert report.summary.exposure_unknown == (
         f"unknown: cannot list secrets in kv-prod (HTTP 403); grant {secret_list_grant(kv, APP)}",
     )
+    grant_html = html.escape(f"; grant {secret_list_grant(kv, APP)}")
+    assert f"Forbidden{grant_html}</td>" in render_html(report)  # the inventory errors table
+    markdown = render_markdown(report).replace("\\", "")  # its escapes of ` and [ ] taken out
+    assert f"| 403 | Forbidden; grant {secret_list_grant(kv, APP)} |" in markdown
     [notification] = sarif_document(report)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert notification["message"]["text"].endswith(f"; grant {secret_list_grant(kv, APP)}")
