@@ -366,7 +366,7 @@ def _errors(report: ReportData) -> str:
     rows = [
         f"<tr><td>{e(x.operation)}</td><td>{_resource(report, x.resource_id)}</td>"
         f"<td>{e(x.status or '-')}</td>"
-        f"<td>{e(x.message)}</td></tr>"
+        f"<td>{e(x.message + x.remedy_note)}</td></tr>"
         for x in report.inventory_errors
     ]
     return (

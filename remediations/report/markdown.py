@@ -249,7 +249,10 @@ def render_markdown(report: ReportData, *, forbidden_values: Collection[str] | N
             "",
             *table(
                 ["Operation", "Resource", "Status", "Message"],
-                [[e.operation, e.resource_id, e.status, e.message] for e in report.inventory_errors],
+                [
+                    [e.operation, e.resource_id, e.status, e.message + e.remedy_note]
+                    for e in report.inventory_errors
+                ],
             ),
             "",
         ]

@@ -247,12 +247,12 @@ def _counts(plan: Plan | None, outcomes: Sequence[Outcome]) -> ActionCounts:
 def unlisted_vaults(snapshot: Snapshot) -> dict[str, str]:
     """Vault name (lower case) -> `unknown: cannot list secrets in kv-x (HTTP 403)` for each vault whose
     secret list was refused or failed: the graph has none of its secrets, so "0 read paths" would claim
-    what nobody checked."""
+    what nobody checked. A refusal that says what is missing adds `; grant ...` (core/list_grants.py)."""
     names = {v.id.lower(): v.name for v in snapshot.vaults}
     return {
-        names[
-            e.resource_id.lower()
-        ].lower(): f"unknown: cannot list secrets in {names[e.resource_id.lower()]} ({e.label})"
+        names[e.resource_id.lower()].lower(): (
+            f"unknown: cannot list secrets in {names[e.resource_id.lower()]} ({e.label}){e.remedy_note}"
+        )
         for e in sorted(snapshot.errors, key=lambda e: e.resource_id)
         if e.operation == "list secrets" and e.resource_id.lower() in names
     }

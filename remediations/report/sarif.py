@@ -120,7 +120,10 @@ def sarif_document(report: ReportData) -> dict[str, Any]:
                 **(
                     {
                         "toolExecutionNotifications": [
-                            {"level": "error", "message": {"text": f"{e.resource_id}: {e.message}"}}
+                            {
+                                "level": "error",
+                                "message": {"text": f"{e.resource_id}: {e.message}{e.remedy_note}"},
+                            }
                             for e in report.inventory_errors
                         ]
                     }

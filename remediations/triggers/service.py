@@ -172,7 +172,7 @@ def outcomes_json(results: Collection[RunResult]) -> list[dict[str, Any]]:
 
 def inventory_notes(results: Collection[RunResult]) -> list[str]:
     return [
-        f"read failed: {e.operation} {e.resource_id}: {e.label}"
+        f"read failed: {e.operation} {e.resource_id}: {e.label}{e.remedy_note}"
         + (
             "; the scope's other remediations still ran, those needing this read were skipped"
             if e.partial

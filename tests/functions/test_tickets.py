@@ -453,4 +453,10 @@ def test_a_ticket_naming_a_secret_the_app_cannot_list_fails_and_says_why(
     assert [o["status"] for o in result["outcomes"]] == ["skipped"]
     assert result["status"] == "failed"
     assert result["summary"]["readErrors"] == 1 and result["summary"]["failures"] == 1
-    assert any(n.startswith(f"read failed: list secrets {VAULT}: HTTP 403") for n in result["notes"])
+    [note] = [n for n in result["notes"] if n.startswith(f"read failed: list secrets {VAULT}: HTTP 403")]
+    # The note says what to grant: the vault uses access policies, so a list-only entry for the app's own
+    # identity (Key Vault Reader would not reach it), and the policy rule that keeps it.
+    app = cloud.state.azure.admin_object_id
+    command = f"az keyvault set-policy --name {VAULT_NAME} --object-id {app} --secret-permissions list"
+    assert f"; grant an access policy entry with secret permission list only, never get: `{command}`" in note
+    assert "secretPermissions.byIdentity" in note and "Key Vault Reader" in note

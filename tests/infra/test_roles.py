@@ -37,9 +37,11 @@ EXPECTED: dict[tuple[str, str], tuple[str, str | None]] = {
     ("app/rbac.bicep", "monitoringMetricsPublisher"): (MONITORING_METRICS_PUBLISHER, "appInsights"),
     ("app/target-roles.bicep", "keyVaultContributor"): (KEY_VAULT_CONTRIBUTOR, None),
     ("app/target-roles.bicep", "rbacAdministrator"): (RBAC_ADMINISTRATOR, None),
+    ("app/target-roles.bicep", "keyVaultReader"): (KEY_VAULT_READER, None),
     ("app/vault-roles.bicep", "keyVaultSecretsOfficer"): (KEY_VAULT_SECRETS_OFFICER, "vault"),
     ("main.bicep", "subscriptionKeyVaultContributor"): (KEY_VAULT_CONTRIBUTOR, None),
     ("main.bicep", "subscriptionRbacAdministrator"): (RBAC_ADMINISTRATOR, None),
+    ("main.bicep", "subscriptionKeyVaultReader"): (KEY_VAULT_READER, None),
 }
 
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
@@ -126,7 +128,11 @@ def test_rbac_administrator_may_only_assign_and_delete_key_vault_data_roles(key:
 
 def test_subscription_wide_roles_only_when_the_target_is_the_subscription() -> None:
     main = template("main.bicep")
-    for name in ("subscriptionKeyVaultContributor", "subscriptionRbacAdministrator"):
+    for name in (
+        "subscriptionKeyVaultContributor",
+        "subscriptionRbacAdministrator",
+        "subscriptionKeyVaultReader",
+    ):
         assert condition(main["resources"][name]) == "wholeSubscription"
     assert "subscription" in json.dumps(main["variables"]["wholeSubscription"]["value"])
     assert main["parameters"]["targetScopeKind"]["default"] == "resourceGroups"
@@ -136,3 +142,28 @@ def test_app_roles_module_gets_the_identity_and_its_own_resources() -> None:
     params = body(template("main.bicep")["modules"]["appRoles"])["params"]
     assert json.dumps(params["principalId"]).count("identity") == 1
     assert set(params) == {"principalId", "storageAccountName", "appInsightsName"}
+
+
+def _assignments_of(role: str) -> dict[tuple[str, str], dict[str, object]]:
+    return {
+        key: entry
+        for key, entry in _all_assignments().items()
+        if role_definition_guid(template(key[0]), body(entry)) == role
+    }
+
+
+def test_key_vault_reader_goes_wherever_key_vault_contributor_goes() -> None:
+    """The deep sweep lists secret metadata in every RBAC-mode vault the inventory reads: Key Vault
+    Reader at the same scopes (files, conditions) as Key Vault Contributor, each with its own
+    deterministic name (a second assignment of the same role and principal at a scope is refused)."""
+    readers, contributors = _assignments_of(KEY_VAULT_READER), _assignments_of(KEY_VAULT_CONTRIBUTOR)
+    scopes = {key[0]: (condition(entry), body(entry).get("scope")) for key, entry in contributors.items()}
+    assert {key[0]: (condition(entry), body(entry).get("scope")) for key, entry in readers.items()} == scopes
+    for relative in scopes:
+        [reader] = [body(e) for k, e in readers.items() if k[0] == relative]
+        [contributor] = [body(e) for k, e in contributors.items() if k[0] == relative]
+        reader_name, contributor_name = json.dumps(reader["name"]), json.dumps(contributor["name"])
+        assert (
+            "keyVaultReaderRoleId" in reader_name
+            and reader_name.replace("keyVaultReaderRoleId", "keyVaultContributorRoleId") == contributor_name
+        )

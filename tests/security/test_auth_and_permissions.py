@@ -100,6 +100,28 @@ def test_infra_assigns_only_roles_we_know() -> None:
     assert assigned and assigned <= known, assigned - known
 
 
+def test_every_role_infra_assigns_is_in_the_roles_table() -> None:
+    """docs/permissions.md "Roles infra/ assigns" names each role infra/ assigns, so a role added to the
+    Bicep (Key Vault Reader for the secret lists) is documented with its scope and use."""
+    section = DOC.read_text().split("## Roles infra/ assigns", 1)[1].split("\n## ", 1)[0]
+    names = {d.id.lower(): d.role_name for d in ROLES}
+    assert [g for g in sorted(_infra_role_guids()) if names[g] not in section] == []
+
+
+def test_secret_lists_are_granted_in_rbac_vaults_and_manual_only_in_access_policy_vaults() -> None:
+    """The deep sweep's `Key Vault GET secrets` is covered by a role infra/ assigns at the target scopes
+    (not only the rotation vaults' Secrets Officer); access-policy vaults stay a documented manual grant."""
+    rows = _table(DOC.read_text(), "## Per call")
+    _, granted_by = rows["Key Vault GET secrets"]
+    assert "Key Vault Reader" in granted_by and "access-policy vaults: manual grant" in granted_by
+    [reader] = [d for d in ROLES if d.role_name == "Key Vault Reader"]
+    assert reader.id.lower() in _infra_role_guids()
+    assert _allows(reader.id.lower(), "Microsoft.KeyVault/vaults/secrets/readMetadata/action")
+    assert not _allows(reader.id.lower(), "Microsoft.KeyVault/vaults/secrets/getSecret/action")
+    manual = DOC.read_text().split("## Manual grants", 1)[1]
+    assert "--secret-permissions list`" in manual and "secretPermissions.byIdentity" in manual
+
+
 def _manual_grants() -> set[str]:
     section = DOC.read_text().split("## Manual grants", 1)[1]
     return {line.strip()[3:-1] for line in section.splitlines() if line.strip().startswith("- `")}

@@ -33,6 +33,8 @@ class InventoryError(Frozen):
     # True when the rest of the scope was still inventoried and planned: only the remediations that need
     # this read are skipped for the resource (a refused secret list). False: the run as a whole failed.
     partial: bool = False
+    # The grant that would let the read through, when a refusal says what is missing (core/list_grants.py).
+    remedy: str | None = None
 
     @property
     def label(self) -> str:
@@ -41,6 +43,11 @@ class InventoryError(Frozen):
         if self.status is not None:
             return f"HTTP {self.status}"
         return self.message if self.partial else "no response"
+
+    @property
+    def remedy_note(self) -> str:
+        """`; grant ...` where a failed read is reported, when the refusal said what is missing."""
+        return f"; grant {self.remedy}" if self.remedy else ""
 
 
 class Snapshot(Frozen):
