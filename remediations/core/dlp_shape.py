@@ -11,6 +11,29 @@ from typing import Any
 
 from remediations.core.model import DlpPolicy
 
+# Where the admin API keeps DLP policies: an action on one names its target under this path.
+DLP_POLICIES = "/providers/PowerPlatform.Governance/v2/policies"
+
+
+def dlp_target(name: str) -> str:
+    """The target of an action on DLP policy `name` (its id, or the display name of one to create)."""
+    return f"{DLP_POLICIES}/{name}"
+
+
+def dlp_state(policy: DlpPolicy | None) -> dict[str, list[str]]:
+    """A policy as an action's `before` / `after` name it: environments (`*` for all), blocked actions
+    (`connector:action`) and blocked connectors, by the connectors' short names."""
+    if policy is None:
+        return {"environments": [], "blockedActions": [], "blockedConnectors": []}
+    envs = ["*"] if policy.environment_type == "AllEnvironments" else sorted(policy.environments)
+    return {
+        "environments": envs,
+        "blockedActions": sorted(
+            f"{k.rsplit('/', 1)[-1]}:{a}" for k, v in policy.blocked_actions.items() for a in v
+        ),
+        "blockedConnectors": sorted(c.rsplit("/", 1)[-1] for c in policy.blocked_connectors),
+    }
+
 
 def normalised_api_id(api_id: str) -> str:
     """`/providers/Microsoft.PowerApps/scopes/admin/environments/{env}/apis/x` -> `/providers/.../apis/x`."""

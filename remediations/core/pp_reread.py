@@ -16,7 +16,15 @@ change is named the way its action and audit row name it: the target's resource 
 - a flow's or connection's shares (`revoke_flow_shares`, `revoke_connection_shares`): the labels in
   `before["shares"]` missing from `after["shares"]` are the revoked ones; in place when none is held;
 - a principal's security roles in an environment (`remove_flow_editing_role`): `{"roles": [...]}` on
-  the environment, in place when the principal holds none of the roles `before` has and `after` not.
+  the environment, in place when the principal holds none of the roles `before` has and `after` not;
+- a DLP policy (`enforce_keyvault_dlp`): the policy the target names (by id, or by display name for
+  one the fix creates) holds what `after` adds to `before`: it covers the environments, blocks the
+  connector actions (`connector:action`) and keeps the connectors in its Blocked group. The policy
+  list is tenant-wide: a change is judged by the run that read its first added environment (or every
+  environment), so the environment workers of one sweep do not each record an outcome for it.
+
+A share revocation on a flow that no longer uses a Key Vault connection is moot: the inventory reads
+shares only for Key Vault flows, and nothing is exposed through the others' shares.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from remediations.core.connection_references import reference_bindings, reference_key
+from remediations.core.dlp_shape import DLP_POLICIES, dlp_state
 from remediations.core.flow_secure import unsecured
-from remediations.core.model import Environment, Flow, Snapshot
+from remediations.core.model import DlpPolicy, Environment, Flow, Snapshot
 from remediations.core.model.scope import arm_name
 from remediations.core.pp_detect import keyvault_connections
 from remediations.core.shares import share_label
@@ -34,16 +43,21 @@ from remediations.core.shares import share_label
 
 @dataclass(frozen=True)
 class Reread:
-    """What the fresh read shows of one change: gone (nothing is left to change on the target), in
-    place (`left` None), or not in place with what is `left` to do."""
+    """What the fresh read shows of one change: gone (nothing is left to change on the target), moot
+    (the change no longer matters, for the reason given), in place (`left` None), or not in place with
+    what is `left` to do."""
 
     gone: bool = False
     left: str | None = None
+    moot: str | None = None
 
 
 Sets = dict[str, list[str]]  # an action's `before` / `after`
 GONE = Reread(gone=True)
 IN_PLACE = Reread()
+NO_KEYVAULT = Reread(
+    moot="the flow no longer uses a Key Vault connection; nothing is exposed through its shares"
+)
 
 
 def power_platform_prefixes(environment: str) -> tuple[str, ...]:
@@ -105,9 +119,12 @@ def _flow_change(
             return IN_PLACE
         return Reread(left=f"the flow's own connection references name {sorted(own) or 'nothing'}")
     if "shares" in after:
-        if not set(flow.connection_references) & set(keyvault_connections(snapshot)):
-            return None  # shares are read only for Key Vault flows: unknown here
-        return _shares_left(snapshot, "flow", flow.id, before, after)
+        keyvault = {c.id for c in keyvault_connections(snapshot).values()}
+        if set(flow.connection_references) & keyvault:  # the inventory's test: it read the shares
+            return _shares_left(snapshot, "flow", flow.id, before, after)
+        if not {c.lower() for c in flow.connection_references} & {c.lower() for c in keyvault}:
+            return NO_KEYVAULT
+        return None  # a Key Vault connection named in another case: shares not read, unknown here
     return None
 
 
@@ -134,6 +151,60 @@ def _connection_change(snapshot: Snapshot, connection_id: str, before: Sets, aft
     return _shares_left(snapshot, "connection", connection_id, before, after)
 
 
+def _added(before: Sets, after: Sets, key: str) -> list[str]:
+    """What the change adds under `key` (case-insensitive)."""
+    held = {v.lower() for v in before.get(key, [])}
+    return [v for v in after.get(key, []) if v.lower() not in held]
+
+
+def _dlp_owner(before: Sets, after: Sets) -> str | None:
+    """The environment whose run judges a DLP change: the first it adds, else the first it names."""
+    added = [e for e in _added(before, after, "environments") if e != "*"]
+    named = added or [e for e in after.get("environments", []) if e != "*"]
+    return min(named, key=str.lower) if named else None
+
+
+def _judges_dlp(snapshot: Snapshot, before: Sets, after: Sets) -> bool:
+    scope = snapshot.power_platform_scope
+    if scope is not None and scope.all_environments:
+        return True
+    owner = _dlp_owner(before, after)
+    return owner is not None and any(e.name.lower() == owner.lower() for e in snapshot.environments)
+
+
+def _dlp_missing(policy: DlpPolicy, before: Sets, after: Sets) -> list[str]:
+    """What `after` adds to `before` that `policy` does not hold, described."""
+    held = {k: {v.lower() for v in vs} for k, vs in dlp_state(policy).items()}
+    blocked = held["blockedConnectors"]
+    missing = [
+        f"does not cover {e}"
+        for e in _added(before, after, "environments")
+        if not (policy.environment_type == "AllEnvironments" if e == "*" else policy.covers(e))
+    ]
+    for rule in _added(before, after, "blockedActions"):
+        connector = rule.split(":", 1)[0].lower()
+        if not {rule.lower(), f"{connector}:*"} & held["blockedActions"] and connector not in blocked:
+            missing.append(f"does not block {rule}")
+    missing += [
+        f"does not block {c}" for c in _added(before, after, "blockedConnectors") if c.lower() not in blocked
+    ]
+    return missing
+
+
+def _dlp_change(snapshot: Snapshot, name: str, before: Sets, after: Sets) -> Reread | None:
+    if not _judges_dlp(snapshot, before, after):
+        return None
+    policy = next((p for p in snapshot.dlp_policies if p.id.lower() == name.lower()), None) or next(
+        (p for p in snapshot.dlp_policies if p.display_name == name), None
+    )
+    if policy is None:  # a policy the fix updated is gone; one it creates was not made
+        return GONE if any(before.values()) else Reread(left=f"no DLP policy named {name}")
+    missing = _dlp_missing(policy, before, after)
+    return (
+        Reread(left=f"DLP policy {policy.display_name or name} {'; '.join(missing)}") if missing else IN_PLACE
+    )
+
+
 class Planned(Protocol):
     """A change as an action or its audit row names it."""
 
@@ -156,11 +227,18 @@ def _roles_change(environment: Environment, change: Planned) -> Reread | None:
     return Reread(left=f"{change.principal} still holds {still}") if still else IN_PLACE
 
 
+def is_dlp_target(target: str) -> bool:
+    return target.lower().startswith(DLP_POLICIES.lower() + "/")
+
+
 def reread_power_platform(snapshot: Snapshot, change: Planned) -> Reread | None:
     """The change to its target from `before` to `after` as the snapshot shows it; None when the
-    target is not a Power Platform resource of an environment the snapshot read, or the change is not
-    one of the kinds above (the caller then has no re-read of it)."""
+    target is not a Power Platform resource of an environment the snapshot read (a DLP change: not
+    this run's to judge), or the change is not one of the kinds above (the caller then has no re-read
+    of it)."""
     target, before, after = change.target, change.before, change.after
+    if is_dlp_target(target):
+        return _dlp_change(snapshot, target[len(DLP_POLICIES) + 1 :], before, after)
     read = next((e for e in snapshot.environments if e.id.lower() == target.rstrip("/").lower()), None)
     if read is not None:
         return _roles_change(read, change)

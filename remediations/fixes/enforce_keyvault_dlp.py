@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediations.core.dlp_shape import dlp_from_api
+from remediations.core.dlp_shape import dlp_from_api, dlp_state, dlp_target
 from remediations.core.evidence import FlowUsesKeyVaultEvidence
 from remediations.core.model import (
     KEYVAULT_CONNECTOR_ID,
@@ -41,19 +41,6 @@ def _blocks_action(policy: DlpPolicy, action: str) -> bool:
 
 def _blocks_connector(policy: DlpPolicy) -> bool:
     return KEYVAULT_CONNECTOR_ID in policy.blocked_connectors
-
-
-def _state(policy: DlpPolicy | None) -> dict[str, list[str]]:
-    if policy is None:
-        return {"environments": [], "blockedActions": [], "blockedConnectors": []}
-    envs = ["*"] if policy.environment_type == "AllEnvironments" else sorted(policy.environments)
-    return {
-        "environments": envs,
-        "blockedActions": sorted(
-            f"{k.rsplit('/', 1)[-1]}:{a}" for k, v in policy.blocked_actions.items() for a in v
-        ),
-        "blockedConnectors": sorted(c.rsplit("/", 1)[-1] for c in policy.blocked_connectors),
-    }
 
 
 def plan_dlp(
@@ -103,11 +90,11 @@ def plan_dlp(
         actions.append(
             Action.create(
                 remediation_id=remediation_id,
-                target=f"/providers/PowerPlatform.Governance/v2/policies/{ours.id if ours else display_name}",
+                target=dlp_target(ours.id if ours else display_name),
                 principal=None,
                 changes=(change,),
-                before=_state(ours),
-                after=_state(after),
+                before=dlp_state(ours),
+                after=dlp_state(after),
                 reason=f"{what} environments {', '.join(uncovered)}, which no DLP policy covers yet",
                 finding_ids=ids,
             )
@@ -218,7 +205,7 @@ def apply_dlp(action: Action, api: PowerPlatformApi) -> Outcome:
     except AzureCallFailed as error:
         return Outcome(action_id=action.id, status="failed", before=action.before, error=str(error))
     written = dlp_from_api(result)
-    after = _state(written)
+    after = dlp_state(written)
     if not satisfies(written, change):
         return Outcome(
             action_id=action.id,

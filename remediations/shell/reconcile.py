@@ -7,13 +7,20 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
 - Access-policy targets (a vault in the snapshot, permission sets in before/after): the principal's
   current permissions decide: equal to `after` -> `applied`; equal to `before` -> `noop` (nothing changed;
   this run plans it again); anything else -> `failed` with both sets named.
-- A failed read covering the target (other than secret metadata for an access-policy row): left
-  pending for a later run; an unknown truth is not recorded.
+- A failed read the row's judgement needs: left pending for a later run; an unknown truth is not
+  recorded. An Azure read covers the rows under its resource (a vault's, or a subscription's lists;
+  an access-policy row does not need the vault's secret metadata); a Power Platform read the rows of
+  its environment (a flow's or connection's shares: the environment of that flow or connection); a
+  DLP read the DLP rows; the environment list every Power Platform row. A directory read re-reads
+  nothing, but detectors need it: while one failed, "this run does not make it" proves nothing, so
+  a row it would settle as failed (a change not in place, an interrupted migration not attempted) is
+  left pending. A read this module does not know of covers every row.
 - A flow, connection or connection reference (`core/pp_reread.py`: a flow's state, its secure outputs,
   the connection its own clientdata names, a connection reference row's connection, a flow's or
-  connection's shares) or a principal's security roles, in an environment the snapshot read: the
-  change in place -> `applied`; the target gone -> `noop`; not in place -> `noop` when this run writes
-  it again (or defers it over the write cap), else `failed` naming what is left.
+  connection's shares) or a principal's security roles, in an environment the snapshot read, or a DLP
+  policy the snapshot read: the change in place -> `applied`; the target gone -> `noop`; moot (a share
+  revocation on a flow that no longer uses a Key Vault connection) -> `noop`; not in place -> `noop`
+  when this run writes it again (or defers it over the write cap), else `failed` naming what is left.
 - Any other target: if this run plans the same action again (same content id), its detectors re-read
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
@@ -39,8 +46,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
-from remediations.core.model import Change, RoleAssignmentChange, Snapshot, VaultAuthorizationChange
-from remediations.core.pp_reread import Reread, power_platform_prefixes, reread_power_platform
+from remediations.core.dlp_shape import DLP_POLICIES
+from remediations.core.model import (
+    Change,
+    InventoryError,
+    RoleAssignmentChange,
+    Snapshot,
+    VaultAuthorizationChange,
+)
+from remediations.core.model.scope import arm_name
+from remediations.core.pp_reread import Reread, is_dlp_target, power_platform_prefixes, reread_power_platform
 from remediations.core.role_changes import assignment_matches
 from remediations.shell.audit import AuditRecord, AuditState, in_scope
 
@@ -69,13 +84,64 @@ def _current(snapshot: Snapshot, row: AuditRecord) -> dict[str, frozenset[str]] 
     return {k: frozenset(v) for k, v in merged.items() if v}
 
 
+# Reads the inventory names by something other than an ARM id (shell/inventory.py, pp_inventory.py).
+DIRECTORY_READS = frozenset(
+    {
+        "resolve identities",
+        "resolve Power Platform principals",
+        "map connection client ids to object ids",
+        "list group members",
+    }
+)
+DLP_READS = frozenset({"list DLP policies", "get DLP policy"})
+ENVIRONMENT_READS = frozenset(  # the error names the environment
+    {"get environment", "list environment role assignments", "list Key Vault connections", "list flows"}
+)
+# the error names the flow or the connection
+SHARE_READS = frozenset({"list flow shares", "list connection permissions"})
+ENVIRONMENT_LIST = "list environments"
+
+
+def _environment_of(snapshot: Snapshot, error: InventoryError) -> str | None:
+    """The environment a Power Platform read was about (None: not found in the snapshot)."""
+    if error.operation in ENVIRONMENT_READS:
+        return error.resource_id
+    named = [(f.id, f.environment) for f in snapshot.flows] + [
+        (c.id, c.environment) for c in snapshot.connections
+    ]
+    return next((env for id_, env in named if id_.lower() == error.resource_id.lower()), None)
+
+
+def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord) -> bool:
+    """Whether a failed read is one the row's judgement reads; when unsure, it is."""
+    if error.resource_id.startswith("/"):  # an Azure read: the vault's, or a list above it
+        covers = in_scope(row.target, error.resource_id)
+        return covers and not (error.operation == "list secrets" and _is_access_policy_row(row))
+    if error.operation in DIRECTORY_READS:
+        return False  # no re-read reads the directory; `reconcile` keeps plan-based judgements back
+    dlp = is_dlp_target(row.target)
+    environment = None if dlp else arm_name(row.target, "environments")
+    if error.operation in DLP_READS:
+        return dlp
+    if error.operation == ENVIRONMENT_LIST:
+        return dlp or environment is not None
+    if error.operation in ENVIRONMENT_READS | SHARE_READS:
+        about = _environment_of(snapshot, error)
+        if environment is None or about is None:
+            return environment is not None  # a Power Platform read of an unknown environment
+        return environment.lower() == about.lower()
+    return True  # a read this code does not know of
+
+
 def _unreadable(snapshot: Snapshot, row: AuditRecord) -> bool:
-    """A read covering the target failed: the truth is unknown; leave the row for a later run."""
-    for error in snapshot.errors:
-        covers = in_scope(row.target, error.resource_id) or not error.resource_id.startswith("/")
-        if covers and not (error.operation == "list secrets" and _is_access_policy_row(row)):
-            return True
-    return False
+    """A read the row's judgement needs failed: the truth is unknown; leave the row for a later run."""
+    return any(_bears_on(snapshot, error, row) for error in snapshot.errors)
+
+
+def _plan_blind(snapshot: Snapshot) -> bool:
+    """A directory read failed: detectors that need it (an orphaned principal, the readers of a vault)
+    may have left an action out of this run's plan, so "this run does not make it" proves nothing."""
+    return any(e.operation in DIRECTORY_READS for e in snapshot.errors)
 
 
 def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error: str | None) -> AuditRecord:
@@ -91,18 +157,30 @@ def _outcome(row: AuditRecord, state: AuditState, run_id: str, note: str, error:
 
 
 def scopes(snapshot: Snapshot, *, power_platform: bool = True) -> tuple[str, ...]:
-    """Where this run reconciles: its Azure scope and, with `power_platform`, the environments it read."""
+    """Where this run reconciles: its Azure scope and, with `power_platform`, the environments it read
+    and the tenant's DLP policies (read with them; `reread_power_platform` picks the changes it judges)."""
     environments = snapshot.environments if power_platform else ()
     read = (p for e in environments for p in (e.id, *power_platform_prefixes(e.name)))
-    return (snapshot.scope.resource_id, *read)
+    pp_scope = snapshot.power_platform_scope
+    dlp = power_platform and pp_scope is not None and not pp_scope.empty
+    return (snapshot.scope.resource_id, *read, *((DLP_POLICIES,) if dlp else ()))
 
 
 def _settle_reread(
-    row: AuditRecord, reread: Reread, run_id: str, *, attempted: Collection[str], deferred: Collection[str]
-) -> AuditRecord:
-    """The outcome of a Power Platform change from the snapshot's re-read of its target."""
+    row: AuditRecord,
+    reread: Reread,
+    run_id: str,
+    *,
+    attempted: Collection[str],
+    deferred: Collection[str],
+    plan_blind: bool = False,
+) -> AuditRecord | None:
+    """The outcome of a Power Platform change from the snapshot's re-read of its target (None: left
+    pending, when it would rest on a plan that may have missed the action)."""
     if reread.gone:
         return _outcome(row, "noop", run_id, "the target is gone", "target no longer exists")
+    if reread.moot is not None:
+        return _outcome(row, "noop", run_id, reread.moot, "not re-read: the change no longer matters")
     if reread.left is None:
         return _outcome(row, "applied", run_id, "the change is in place (re-read)", None)
     interrupted = f"interrupted before the change took effect; {reread.left}"
@@ -110,6 +188,8 @@ def _settle_reread(
         note = "the change is not in place; planned again by this run"
     elif row.action_id in deferred:
         note = "the change is not in place; planned again, deferred over this run's write cap"
+    elif plan_blind:
+        return None
     else:
         note = "the change is not in place (re-read); this run does not make it"
         return _outcome(row, "failed", run_id, note, interrupted)
@@ -221,6 +301,7 @@ def reconcile(
     deferred ones included; `attempted`: those it writes (default: all planned); `deferred`: those over
     the write cap, left for a later run."""
     attempted = planned if attempted is None else attempted
+    blind = _plan_blind(snapshot)
     rows: list[AuditRecord] = []
     for row in dangling:
         reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
@@ -231,8 +312,9 @@ def reconcile(
         if stepped:
             if snapshot.vault(row.target) is None:
                 rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
-            else:
-                rows += _settle_steps(row, stepped, snapshot, run_id, attempted=attempted, deferred=deferred)
+            else:  # not attempted by a plan that may have missed it: left, like a deferred one
+                waits = {*deferred, row.action_id} if blind and row.action_id not in attempted else deferred
+                rows += _settle_steps(row, stepped, snapshot, run_id, attempted=attempted, deferred=waits)
         elif _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
             if current == _normalised(row.after):
                 rows.append(_outcome(row, "applied", run_id, "the change is in place (re-read)", None))
@@ -244,7 +326,10 @@ def reconcile(
                 error = f"interrupted; the principal now holds {held}, neither the before nor the after set"
                 rows.append(_outcome(row, "failed", run_id, "state changed by someone else", error))
         elif reread is not None:
-            rows.append(_settle_reread(row, reread, run_id, attempted=attempted, deferred=deferred))
+            settled = _settle_reread(
+                row, reread, run_id, attempted=attempted, deferred=deferred, plan_blind=blind
+            )
+            rows += [settled] if settled is not None else []
         elif not _is_access_policy_row(row) and not complete_plan:
             continue
         elif row.action_id in planned:

@@ -1,7 +1,8 @@
-"""A crash mid flow write through the real local runner (`python -m remediations serve`, its own
-process): the emulator SIGKILLs the runner when the write of a flow fix arrives (Dataverse `PATCH
-workflows({id})` of quarantine_flow, `RevokeAccess` of revoke_flow_shares), after its `pending` audit
-row. The re-sent ticket re-reads the flow and closes that row: `applied` when the write took effect
+"""A crash mid Power Platform write through the real local runner (`python -m remediations serve`, its
+own process): the emulator SIGKILLs the runner when the write of a fix arrives (Dataverse `PATCH
+workflows({id})` of quarantine_flow, `RevokeAccess` of revoke_flow_shares, the DLP policy create of
+enforce_keyvault_dlp), after its `pending` audit row. The re-sent ticket re-reads the target and
+closes that row: `applied` when the write took effect
 (and nothing is written again), `noop` when it did not (the re-sent ticket makes it, once). No secret
 value of the tenant appears in any audit row."""
 
@@ -76,6 +77,16 @@ def _shared(emu: Emulator) -> bool:
         return ANALYST in emu.state.powerplatform.flows[PAYROLL].shares
 
 
+def _dlp_write(request: Request) -> bool:
+    return request.method in ("POST", "PATCH") and "/PowerPlatform.Governance/v2/policies" in request.path
+
+
+def _list_secrets_blocked(emu: Emulator) -> bool:
+    with emu.state.lock:
+        policies = list(emu.state.powerplatform.dlp_policies.values())
+    return any("ListSecrets" in json.dumps(p) for p in policies)
+
+
 def _writes(emu: Emulator, mark: int, hit: Callable[[Request], bool]) -> int:
     return len([r for r in emu.requests.since(mark) if hit(r)])
 
@@ -83,12 +94,13 @@ def _writes(emu: Emulator, mark: int, hit: Callable[[Request], bool]) -> int:
 CASES = {
     "quarantine_flow": (_flow_patch, lambda emu: _state(emu) == "Stopped"),
     "revoke_flow_shares": (_revoke, lambda emu: not _shared(emu)),
+    "enforce_keyvault_dlp": (_dlp_write, _list_secrets_blocked),
 }
 
 
 @pytest.mark.parametrize("reaches", [True, False], ids=["write-took-effect", "write-never-arrived"])
 @pytest.mark.parametrize("fix", sorted(CASES))
-def test_a_runner_killed_at_a_flow_write_is_reconciled_by_the_resent_ticket(
+def test_a_runner_killed_at_a_power_platform_write_is_reconciled_by_the_resent_ticket(
     seed: tuple[Emulator, dict[str, str]], fix: str, reaches: bool
 ) -> None:
     emu, env = seed
@@ -99,7 +111,7 @@ def test_a_runner_killed_at_a_flow_write_is_reconciled_by_the_resent_ticket(
             port, "POST", "/api/remediations", {**body, "ticketId": body["ticketId"] + "-dry", "dryRun": True}
         )
     assert status == 200, planned
-    [action] = [a for a in planned["plan"] if a["target"].endswith(PAYROLL)]
+    [action] = [a for a in planned["plan"] if a["target"].endswith(PAYROLL) or "/v2/policies/" in a["target"]]
 
     mark = emu.requests.mark()
     kill_runner_at(emu, env, body, hit, reaches=reaches)

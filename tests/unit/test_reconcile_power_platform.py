@@ -191,6 +191,32 @@ def test_a_deleted_flow_or_connection_is_a_noop() -> None:
     assert {(r.state, r.error) for r in settled.values()} == {("noop", "target no longer exists")}
 
 
+def test_a_share_revocation_on_a_flow_without_a_key_vault_connection_any_more_is_a_noop() -> None:
+    """The inventory reads shares only for flows that use a Key Vault connection: for another flow the
+    revocation is not re-read, and nothing is exposed through its shares any more."""
+    snap = _tenant()
+    [action] = [a for a in _actions(snap) if a.remediation_id == "revoke_flow_shares"]
+    elsewhere = connection("c-sql", ADMIN).model_copy(update={"connector_id": "/providers/x/apis/shared_sql"})
+    moved = snap.model_copy(
+        update={
+            "flows": tuple(f.model_copy(update={"connection_references": ("c-sql",)}) for f in snap.flows),
+            "connections": (*snap.connections, elsewhere),
+        }
+    )
+    [row] = reconcile([_pending(action)], moved, set(), "next")
+    assert (row.state, row.error) == ("noop", "not re-read: the change no longer matters")
+    assert row.reason.endswith(
+        "the flow no longer uses a Key Vault connection; nothing is exposed through its shares"
+    )
+    # The same connection spelled in another case: the shares were not read, and it is Key Vault: unknown.
+    upper = snap.model_copy(
+        update={
+            "flows": tuple(f.model_copy(update={"connection_references": ("C-ADMIN",)}) for f in snap.flows)
+        }
+    )
+    assert reconcile([_pending(action)], upper, set(), "next") == []
+
+
 @pytest.mark.parametrize("why", ["environment not read", "a read failed"])
 def test_rows_stay_pending_when_the_run_cannot_tell(why: str) -> None:
     snap = _tenant()

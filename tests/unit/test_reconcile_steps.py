@@ -6,7 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from remediations.core import rbac
-from remediations.core.model import Action, RoleAssignmentChange, Vault, VaultAuthorizationChange
+from remediations.core.model import (
+    Action,
+    InventoryError,
+    RoleAssignmentChange,
+    Vault,
+    VaultAuthorizationChange,
+)
 from remediations.shell.apply import AuditedSteps, RunContext
 from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
 from remediations.shell.reconcile import left_by_interrupted, reconcile
@@ -86,12 +92,13 @@ def _settle(
     planned: bool = False,
     attempted: bool = True,
     deferred: bool = False,
+    errors: tuple[InventoryError, ...] = (),
 ) -> list[AuditRecord]:
     made = tuple(
         assignment(c.scope, c.role_definition_id.rsplit("/", 1)[-1], c.principal_id, c.assignment_name)
         for c in CREATES[:present]
     )
-    snap = snapshot(_vault(switched=switched), role_assignments=made)
+    snap = snapshot(_vault(switched=switched), role_assignments=made).model_copy(update={"errors": errors})
     dangling = sink.dangling(datetime.now(UTC))
     assert [(r.step, r.state) for r in dangling] == [(None, "pending")]  # step rows are not actions
     steps = steps_of(sink, dangling)
@@ -146,6 +153,20 @@ def test_a_crash_before_the_switch_is_failed_naming_what_is_left_when_this_run_s
     [outcome] = _settle(sink, switched=False, present=2, planned=True, attempted=False)
     assert outcome.state == "failed" and outcome.changes == CREATES  # nobody adopts them: said so
     assert outcome.error is not None and outcome.error.startswith("not switched; left in place: ")
+
+
+def test_a_half_migration_stays_pending_while_the_directory_could_not_be_read() -> None:
+    """Not attempted by a run whose directory read failed: its plan may have missed the migration, so
+    the row is left, as a deferred one, for the run that attempts it to adopt what is left."""
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=True)
+    error = InventoryError(
+        resource_id="directoryObjects/getByIds", operation="resolve identities", message="x"
+    )
+    steps = _settle(sink, switched=False, present=2, errors=(error,))
+    assert [(s.step, s.state) for s in steps] == [(4, "noop")]  # only the unfinished step, from the re-read
+    *_, outcome = _settle(sink, switched=False, present=2, planned=True, errors=(error,))
+    assert outcome.state == "noop" and outcome.changes == CREATES  # attempted: adopted as ever
 
 
 def test_a_half_migration_no_run_plans_again_is_failed_with_what_is_left_never_silent() -> None:
