@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from queue import Queue
-from typing import Any
+from typing import Any, Required
 from urllib.parse import quote
 
 from azure.core.credentials import TokenCredential
@@ -25,8 +25,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters, VaultPatchParameters, VaultPatchProperties
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
+from typing_extensions import TypedDict  # pydantic reads TypedDicts only from here on Python < 3.12
 
 from remediations.adapters.errors import ResourceGone
 from remediations.adapters.retry import with_retry
@@ -109,41 +110,46 @@ def _documented_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _ArmVaultProperties(BaseModel):
-    """The part of a vault's `properties` a `Vault` keeps (the rest is ignored)."""
-
-    tenant_id: str = Field("", alias="tenantId")
-    vault_uri: str = Field("", alias="vaultUri")
-    enable_rbac_authorization: bool = Field(False, alias="enableRbacAuthorization")
-    access_policies: tuple[AccessPolicy, ...] = Field((), alias="accessPolicies")
-
-
-class _ArmVault(BaseModel):
-    id: str
-    name: str
-    location: str = ""
-    tags: dict[str, str] = Field(default_factory=dict)
-    properties: _ArmVaultProperties = _ArmVaultProperties()
-
-    def vault(self, subscription_id: str) -> Vault:
-        props = self.properties
-        return Vault(
-            id=self.id,
-            name=self.name,
-            resource_group=arm_name(self.id, "resourceGroups") or "",
-            subscription_id=subscription_id,
-            location=self.location,
-            tenant_id=props.tenant_id,
-            vault_uri=props.vault_uri,
-            enable_rbac_authorization=props.enable_rbac_authorization,
-            tags=self.tags,
-            access_policies=props.access_policies,
-        )
+# The documented shape of a vault list page, as far as a `Vault` reads it (other members are ignored).
+# TypedDicts, not models: pydantic-core builds dicts for them, cheaper than model objects that are only
+# read once, while the access policies become the model's own objects in the same pass.
+class _ArmVaultProperties(TypedDict, total=False):
+    tenantId: str
+    vaultUri: str
+    enableRbacAuthorization: bool
+    accessPolicies: tuple[AccessPolicy, ...]
 
 
-class _ArmVaultPage(BaseModel):
-    value: list[_ArmVault] = Field(default_factory=list)
-    next_link: str | None = Field(None, alias="nextLink")
+class _ArmVault(TypedDict, total=False):
+    id: Required[str]
+    name: Required[str]
+    location: str
+    tags: dict[str, str]
+    properties: _ArmVaultProperties
+
+
+class _ArmVaultPage(TypedDict, total=False):
+    value: list[_ArmVault]
+    nextLink: str | None
+
+
+_PAGE = TypeAdapter(_ArmVaultPage)
+
+
+def _vault(item: _ArmVault, subscription_id: str) -> Vault:
+    props = item.get("properties") or _ArmVaultProperties()
+    return Vault(
+        id=item["id"],
+        name=item["name"],
+        resource_group=arm_name(item["id"], "resourceGroups") or "",
+        subscription_id=subscription_id,
+        location=item.get("location", ""),
+        tenant_id=props.get("tenantId", ""),
+        vault_uri=props.get("vaultUri", ""),
+        enable_rbac_authorization=props.get("enableRbacAuthorization", False),
+        tags=item.get("tags", {}),
+        access_policies=props.get("accessPolicies", ()),
+    )
 
 
 def vault_page_from_json(
@@ -155,25 +161,22 @@ def vault_page_from_json(
     35); a page that does not fit it (a null where text or a list is documented) is read again with its
     missing or null fields read as empty."""
     try:
-        page = (
-            _ArmVaultPage.model_validate_json(body)
-            if isinstance(body, bytes)
-            else _ArmVaultPage.model_validate(body)
-        )
+        page = _PAGE.validate_json(body) if isinstance(body, bytes) else _PAGE.validate_python(body)
     except ValidationError:
         parsed: dict[str, Any] = from_json(body) if isinstance(body, bytes) else body
-        page = _ArmVaultPage.model_validate(
+        page = _PAGE.validate_python(
             {
                 "value": [_documented_item(item) for item in parsed.get("value") or ()],
                 "nextLink": parsed.get("nextLink") or None,
             }
         )
-    return [item.vault(subscription_id) for item in page.value], page.next_link or None
+    return [_vault(item, subscription_id) for item in page.get("value", ())], page.get("nextLink") or None
 
 
 def vault_from_json(item: dict[str, Any], subscription_id: str) -> Vault:
     """One item of the ARM vault list (the same fields `vault_from_sdk` reads from the SDK model)."""
-    return _ArmVault.model_validate(_documented_item(item)).vault(subscription_id)
+    vaults, _ = vault_page_from_json({"value": [_documented_item(item)]}, subscription_id)
+    return vaults[0]
 
 
 def change_body(change: AccessPolicyChange) -> dict[str, Any]:
@@ -265,9 +268,13 @@ class KeyVaultManagement:
             lambda: self._list_pages(f"{base}/providers/Microsoft.KeyVault/vaults", on_page, started),
         )
 
-    def _body(self, url: str) -> bytes:
+    def _body(self, url: str, asked: Callable[[], None] = lambda: None) -> bytes:
+        """The body of one GET. `asked` is called once the request has been through the pipeline's
+        policies, right before it is sent (azure-core's `raw_request_hook`)."""
         # stream=True: the pipeline leaves the body alone (otherwise it json.loads every page once more).
-        response = self._client.send_request(HttpRequest("GET", url), stream=True)
+        response = self._client.send_request(
+            HttpRequest("GET", url), stream=True, raw_request_hook=lambda _request: asked()
+        )
         body = response.read()
         if response.status_code != 200:
             raise HttpResponseError(response=response)
@@ -279,18 +286,28 @@ class KeyVaultManagement:
         """Every page of an ARM vault list (`nextLink` followed), mapped from JSON. One thread reads the
         pages back to back, each requested as soon as the last one's `nextLink` is known (read off the
         end of its body, `next_link_of`), and hands the bodies over; this one parses and maps them
-        meanwhile, so neither parsing nor mapping a page delays the chain."""
+        meanwhile, so neither parsing nor mapping a page delays the chain. A page is handed over once
+        the next one's request is on its way: its parse is one long call that holds the interpreter,
+        and started first it would hold that request back by as long."""
         pages: Queue[tuple[bytes | dict[str, Any], str | None] | Exception | None] = Queue()
         stop = threading.Event()  # the mapping failed: read no further page
 
         def read_all() -> None:
             url: str | None = f"{path}?api-version={self._api_version}"
+            read: list[tuple[bytes | dict[str, Any], str | None]] = []  # the last page, not handed over
+
+            def hand_over() -> None:
+                if read:
+                    pages.put(read.pop())
+
             try:
                 while url and not stop.is_set():
-                    body = self._body(url)
+                    body = self._body(url, asked=hand_over)
                     url, parsed = next_link_of(body)
-                    pages.put((body if parsed is None else parsed, url))
+                    read.append((body if parsed is None else parsed, url))
+                hand_over()
             except Exception as error:  # noqa: BLE001 - re-raised where the pages are mapped (and retried)
+                hand_over()
                 pages.put(error)
                 return
             pages.put(None)
