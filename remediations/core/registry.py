@@ -129,6 +129,12 @@ class Remediation(ABC):
         Access-policy deltas come back `applied` but not verified: their PUT's response only echoes
         the request, and the shell verifies them with one read of the vault after all its writes."""
 
+    def lease_key(self, action: Action) -> str:
+        """What the shell's write lease (shell/write_guard.py) holds while the action is applied: runs
+        writing under the same key write one at a time, each re-reading its target under the lease.
+        The action's target by default (a vault); a fix whose target has two names overrides it."""
+        return action.target
+
     def apply_in_steps(self, action: Action, clients: Clients, steps: StepLog) -> Outcome:
         """`apply`, each write recorded in `steps`. One step by default: the shell's own pending and
         outcome rows already audit a single write."""

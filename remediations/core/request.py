@@ -94,15 +94,3 @@ class RunRequest(BaseModel):
     secrets_from: Literal["read", "store"] = "read"
     read_concurrency: int = Field(default=SECRET_LIST_CONCURRENCY, ge=1)
     write_concurrency: int = Field(default=WRITE_CONCURRENCY, ge=1)
-
-    @property
-    def filtered(self) -> bool:
-        """Whether the plan covers less than every remediation on every finding of the scope: then it
-        cannot say a dangling write is "no longer planned" (reconcile judges only re-read rows)."""
-        return (
-            self.remediations is not None
-            or self.principals is not None
-            or self.part != "all"
-            or self.targets is not None
-            or self.min_severity is not None
-        )

@@ -8,6 +8,12 @@ display name: the plan creates it or adds environments/rules to it, never remove
 never puts the connector in a business/non-business group (which would break flows that mix it with
 other connectors). Apply re-reads the policies first, so applying the same plan twice is a no-op;
 the create/update response returns the whole policy, which is the verification.
+
+The policy is tenant-wide while a sweep's environment workers run side by side: each may plan to
+create it (none saw it) or to update it (by its id). The write lease is keyed by the display name
+(`lease_key`), whichever name the action's target has, so they write one at a time, and the re-read
+under the lease turns a create into an update of the policy another worker made meanwhile (or a noop),
+and an update into one of the policy as it is now, so no worker's environments are lost.
 """
 
 from __future__ import annotations
@@ -245,3 +251,8 @@ class EnforceKeyvaultDlp(Remediation):
 
     def apply(self, action: Action, clients: Clients) -> Outcome:
         return apply_dlp(action, clients.power_platform())
+
+    def lease_key(self, action: Action) -> str:
+        """The policy by its display name: a create names it so, an update by its id."""
+        changes = [c for c in action.changes if isinstance(c, DlpPolicyChange)]
+        return dlp_target(changes[0].display_name) if changes else action.target

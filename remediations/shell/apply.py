@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -123,7 +123,8 @@ def apply_plan(
     Vaults are worked on `concurrency` at a time; the actions on one vault run in plan order (their
     last-manager checks were simulated in that order). Every write takes a token from `pacer`
     (default: ARM's write bucket), so a large apply is paced instead of throttled. Outcomes come back
-    in plan order. A target's writes are made under its lease (`leases`), held once for all of them;
+    in plan order. A target's writes are made under its lease (`leases`, keyed by the fix's
+    `lease_key`: the target, or a DLP policy's display name), held once for all of them;
     under it the vault is read once (shell/write_guard.py `LeasedVault`): a change another run already
     made is not sent again, and the last-manager rail is judged on the vault as it is now. `pinned`:
     a reviewed plan; an access-policy entry that no longer shows the action's `before` under the
@@ -201,10 +202,12 @@ def apply_plan(
         nonlocal done
         if stop.is_set():
             return
-        target = plan.actions[indices[0]].target
+        first = plan.actions[indices[0]]
+        target = first.target
         writes = not plan.dry_run and any(plan.actions[i].skip_reason is None for i in indices)
         # One lease for all of the target's actions, so one read under it judges them all.
-        with leases.hold(target) if writes else contextlib.nullcontext():
+        lease = get_remediation(first.remediation_id).lease_key(first)
+        with leases.hold(lease) if writes else contextlib.nullcontext():
             vault = LeasedVault(target, clients, pinned=pinned, roles=roles)
             waiting: dict[int, Outcome] = {}  # written; audited once the read after the writes says
             try:
@@ -229,9 +232,10 @@ def apply_plan(
                     raised.append(error)
                 stop.set()
 
-    by_target: dict[str, list[int]] = {}
+    by_target: dict[tuple[str, str], list[int]] = {}  # by lease key and target
     for index, action in enumerate(plan.actions):
-        by_target.setdefault(action.target.lower(), []).append(index)
+        key = get_remediation(action.remediation_id).lease_key(action).lower()
+        by_target.setdefault((key, action.target.lower()), []).append(index)
     groups = list(by_target.values())
     workers = max(1, min(concurrency, len(groups)))
     if workers == 1 or plan.dry_run:
@@ -284,7 +288,7 @@ def reconcile_dangling(
     context: RunContext,
     *,
     older_than: timedelta = RECONCILE_AFTER,
-    complete_plan: bool = True,
+    complete_for: Collection[str] | None = None,
     power_platform: bool = True,
     interrupted: Interrupted | None = None,
 ) -> list[AuditRecord]:
@@ -305,7 +309,7 @@ def reconcile_dangling(
         snapshot,
         planned,
         context.correlation_id,
-        complete_plan=complete_plan,
+        complete_for=complete_for,
         steps=interrupted.steps,
         attempted={a.id for a in plan.writes},
         deferred={a.id for a in plan.deferred},

@@ -145,6 +145,17 @@ def selected_remediations(request: RunRequest, policy: Policy | None = None) -> 
     return [r for r in wanted if get_remediation(r).power_platform == power_platform]
 
 
+def complete_for(request: RunRequest) -> frozenset[str] | None:
+    """The remediations whose every action over the scope this run plans (None: all of them), so
+    reconcile may read "not planned" as "no longer wanted" for their rows: those the request selects
+    within its part (a sweep's environment message: every Power Platform fix), none when it narrows
+    the findings (principals, targets, severity)."""
+    if request.principals is not None or request.targets is not None or request.min_severity is not None:
+        return frozenset()
+    selected = selected_remediations(request)
+    return None if selected is None else frozenset(selected)
+
+
 def lists_secrets(request: RunRequest, selected: list[str] | None = None) -> bool:
     """Whether the inventory lists secret metadata: when a selected remediation plans from it. A
     remediation that plans for named targets needs it only when the request names some."""
@@ -283,8 +294,10 @@ def run(
     "store") or saved to (a run that lists secrets).
 
     Writes an earlier run left pending for longer than `request.reconcile_after` are reconciled before
-    this run writes (reported, not recorded, in a dry run); a filtered plan (named remediations,
-    principals, one part, targets) cannot say "no longer planned", so only re-read rows are judged then.
+    this run writes (reported, not recorded, in a dry run); a plan filtered for a row's remediation
+    (named remediations, principals, one part, targets; `complete_for`) cannot say "no longer planned",
+    so a row is judged then only from its re-read (in place, gone, an access-policy entry back at its
+    `before`), never as not made by this run.
 
     `pinned`: a reviewed plan to apply instead of the plan this run makes. The run still reads and
     plans, but only to compare: each pinned action whose target no longer shows the state it was
@@ -355,7 +368,7 @@ def run(
                 audit,
                 context,
                 older_than=request.reconcile_after,
-                complete_plan=not request.filtered,
+                complete_for=complete_for(request),
                 power_platform=request.part != "key_vault",
                 interrupted=interrupted,
             )

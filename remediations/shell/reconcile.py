@@ -20,7 +20,9 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   connection's shares) or a principal's security roles, in an environment the snapshot read, or a DLP
   policy the snapshot read: the change in place -> `applied`; the target gone -> `noop`; moot (a share
   revocation on a flow that no longer uses a Key Vault connection) -> `noop`; not in place -> `noop`
-  when this run writes it again (or defers it over the write cap), else `failed` naming what is left.
+  when this run writes it again (or defers it over the write cap), else `failed` naming what is left
+  when this run's plan is complete for the row's remediation; under a plan filtered for it (a ticket
+  naming other fixes or targets) the row stays pending: that plan cannot say "no longer planned".
 - Any other target: if this run plans the same action again (same content id), its detectors re-read
   the target and still see what the action fixes -> `noop` (not in place; this run writes it). Otherwise
   this run has no re-read of it (e.g. a rotation only a ticket or alert plans): left pending, never
@@ -290,20 +292,24 @@ def reconcile(
     planned: Collection[str],
     run_id: str,
     *,
-    complete_plan: bool = True,
+    complete_for: Collection[str] | None = None,
     steps: Mapping[tuple[str, str], list[AuditRecord]] | None = None,
     attempted: Collection[str] | None = None,
     deferred: Collection[str] = (),
 ) -> list[AuditRecord]:
-    """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope. With an
-    incomplete plan (filtered by remediation or principal), only access-policy rows and actions audited
-    in steps (`steps`, by run and action id) are judged. `planned`: every action id of this run's plan,
-    deferred ones included; `attempted`: those it writes (default: all planned); `deferred`: those over
-    the write cap, left for a later run."""
+    """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope.
+    `complete_for`: the remediations this run planned over every finding of its scope (None: all). A
+    plan filtered for a row's remediation (by remediation, principal, part, target or severity) cannot
+    say it is "no longer planned": only access-policy rows, actions audited in steps (`steps`, by run
+    and action id) and re-read rows in place or gone are judged; a Power Platform or DLP change not in
+    place stays pending. `planned`: every action id of this run's plan, deferred ones included;
+    `attempted`: those it writes (default: all planned); `deferred`: those over the write cap, left
+    for a later run."""
     attempted = planned if attempted is None else attempted
     blind = _plan_blind(snapshot)
     rows: list[AuditRecord] = []
     for row in dangling:
+        complete = complete_for is None or row.remediation_id in complete_for
         reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
         covered = reread is not None or in_scope(row.target, snapshot.scope.resource_id)
         if not covered or _unreadable(snapshot, row):
@@ -327,10 +333,10 @@ def reconcile(
                 rows.append(_outcome(row, "failed", run_id, "state changed by someone else", error))
         elif reread is not None:
             settled = _settle_reread(
-                row, reread, run_id, attempted=attempted, deferred=deferred, plan_blind=blind
+                row, reread, run_id, attempted=attempted, deferred=deferred, plan_blind=blind or not complete
             )
             rows += [settled] if settled is not None else []
-        elif not _is_access_policy_row(row) and not complete_plan:
+        elif not _is_access_policy_row(row) and not complete:
             continue
         elif row.action_id in planned:
             note = "the change is not in place; planned again by this run"

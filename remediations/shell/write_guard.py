@@ -88,7 +88,8 @@ PROCESS_LEASES = LocalLeases()
 
 
 class TableLeases:
-    """One writer per vault across instances: a row per vault in the app's Table storage.
+    """One writer per vault across instances: a row per vault in the app's Table storage. Any lease
+    key a fix names is held the same way (a DLP policy by its display name; `Remediation.lease_key`).
 
     Taking the lease is an insert (free vault) or an If-Match replace of a released or expired row;
     a 409/412 means another holder won, so wait and try again. Release is an If-Match replace with

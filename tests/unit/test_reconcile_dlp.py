@@ -137,3 +137,25 @@ def test_the_run_reads_the_pending_dlp_rows_when_it_read_power_platform() -> Non
     assert len(sink.dangling(now, scopes(snap))) == 1
     assert sink.dangling(now, scopes(snap, power_platform=False)) == []
     assert sink.dangling(now, scopes(snap.model_copy(update={"power_platform_scope": None}))) == []
+
+
+def test_a_plan_filtered_for_the_fix_leaves_a_dlp_change_not_in_place_pending() -> None:
+    snap = _tenant()
+    action = _action(snap)
+    row = _pending(action)
+    assert reconcile([row], snap, set(), "next", complete_for={"revoke_flow_shares"}) == []
+    [applied] = reconcile([row], _applied(snap, action), set(), "next", complete_for=frozenset())
+    assert applied.state == "applied"
+    [failed] = reconcile([row], snap, set(), "next", complete_for={"enforce_keyvault_dlp"})
+    assert failed.state == "failed"
+
+
+def test_a_create_and_an_update_of_our_policy_take_the_same_write_lease() -> None:
+    """Two workers of a sweep: one planned the create (it saw no policy: the target is the display
+    name), the other the update (by the policy's id); both write under the display name's lease."""
+    fix = get_remediation("enforce_keyvault_dlp")
+    create = _action(_tenant())
+    ours = DlpPolicy(id="p9", display_name=NAME, environments=("env-0",))
+    update = _action(_tenant(ours))
+    assert (create.target, update.target) == (f"{DLP_POLICIES}/{NAME}", f"{DLP_POLICIES}/p9")
+    assert fix.lease_key(create) == fix.lease_key(update) == f"{DLP_POLICIES}/{NAME}"

@@ -237,3 +237,19 @@ def test_the_run_reads_the_pending_rows_of_the_environments_it_read() -> None:
     now = datetime.now(UTC)
     assert len(sink.dangling(now, scopes(snap))) == len(FIXES)
     assert sink.dangling(now, scopes(snap, power_platform=False)) == []
+
+
+def test_a_plan_filtered_for_a_fix_leaves_its_changes_not_in_place_pending_and_judges_the_rest() -> None:
+    """A ticket naming other fixes does not plan these actions only because of its filter: a change not
+    in place stays pending (a later run that plans the fix settles it); one in place is still applied."""
+    snap = _tenant()
+    actions = _actions(snap)
+    rows = [_pending(a) for a in actions]
+    assert reconcile(rows, snap, set(), "next", complete_for={"remove_list_permission"}) == []
+    api = MemoryPowerPlatform(snap)
+    for action in actions:
+        assert get_remediation(action.remediation_id).apply(action, PPClients(api)).status == "applied"  # type: ignore[arg-type]
+    settled = reconcile(rows, _reread(snap, api), set(), "next", complete_for=frozenset())
+    assert sorted(r.state for r in settled) == ["applied"] * len(actions)
+    unfiltered = reconcile(rows, snap, set(), "next", complete_for=FIXES)
+    assert sorted(r.state for r in unfiltered) == ["failed"] * len(actions)
