@@ -1,7 +1,9 @@
 """A migration an interrupted attempt left half-done, picked up again: a reviewed (pinned) migration is
 not drifted by the assignments its own interrupted attempt created (from its step rows, by name), at
 the start of the run and under the vault's lease, while any other change still is; and a rollback of
-leftovers that is itself cut short hands what it did not delete to the next run."""
+leftovers that is itself cut short hands what it did not delete to the next run. The attempt that
+resumes names what it adopted when its first read fails, and does not send again the create of an
+adopted assignment the read shows in place."""
 
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from remediations.core.model import Action, Plan, RoleAssignment, RoleAssignmentChange
+from remediations.adapters.errors import AzureCallFailed
+from remediations.core.model import Action, Outcome, Plan, RoleAssignment, RoleAssignmentChange
 from remediations.core.pinned import pin
 from remediations.core.planning import assemble_plan
 from remediations.core.policy import parse_policy
 from remediations.core.rbac_migration import state_before, state_now
+from remediations.core.role_changes import describe
+from remediations.fixes.migrate_to_rbac import MigrateToRbac
+from remediations.shell.apply import AuditedSteps, RunContext
 from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
 from remediations.shell.reconcile import left_by_interrupted, reconcile
 from tests.unit.kv_builders import MemoryClients, policy_entry, snapshot
@@ -150,3 +156,53 @@ def test_a_rollback_of_leftovers_cut_short_is_handed_on_and_finished_by_the_next
     again = _applied_with(clients, action, left[action.id], MemoryAuditSink())
     assert again.status == "skipped" and "rolled back what an interrupted attempt left" in (again.error or "")
     assert clients.authz.assignments == []
+
+
+def _resumed(clients: MemoryClients, action: Action, left: tuple[RoleAssignmentChange, ...]) -> Outcome:
+    """The fix applied in audited steps with `left` handed to it, as the shell calls it under the lease."""
+    steps = AuditedSteps(MemoryAuditSink(), RunContext(correlation_id="next", trigger="ticket"), action, left)
+    return MigrateToRbac().apply_in_steps(action, clients, steps)
+
+
+def test_a_resumed_attempt_whose_first_read_fails_names_the_assignments_it_adopted() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    clients.authz.fail_on["list"] = AzureCallFailed("list role assignments", 503, "ServiceUnavailable", "busy")
+    outcome = _resumed(clients, action, (first,))
+    assert outcome.status == "failed", outcome
+    error = outcome.error or ""
+    assert error.startswith("read the vault's role assignments: ") and "nothing written" in error
+    assert error.endswith(f"left in place by an interrupted attempt: {describe(first)}")
+    assert clients.authz.assignments == [leftover] and [c[0] for c in clients.authz.calls] == ["list"]
+    # Nothing adopted, nothing said about it: an attempt with no leftovers keeps its short answer.
+    fresh = MemoryClients(_vault())
+    fresh.authz.fail_on["list"] = AzureCallFailed("list role assignments", 503, "ServiceUnavailable", "busy")
+    alone = _resumed(fresh, _action(_policy()), ())
+    assert (alone.error or "").endswith("; nothing written")
+
+
+def test_a_resumed_attempt_does_not_send_again_the_create_of_an_adopted_assignment_in_place() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    assert len(creates) == 2 and first in creates
+    audit = MemoryAuditSink()
+    outcome = _applied_with(clients, action, (first,), audit)
+    assert outcome.status == "applied", outcome.error
+    # One create in all (the other planned assignment), none for the adopted one; the verification
+    # read still judges both.
+    [create] = [c for c in clients.authz.calls if c[0] == "create"]
+    assert create == ("create", next(c for c in creates if c != first).scope)
+    assert sorted(a.name for a in clients.authz.assignments) == sorted(c.assignment_name for c in creates)
+    assert leftover in clients.authz.assignments and clients.mgmt.switches == [("kv", True)]
+    steps = [r for r in audit.records("next") if r.step is not None and r.sequence == 0]
+    assert [r.reason.split(" ", 1)[0] for r in steps] == ["adopt", "create", "verify", "switch:"]
+    assert steps[0].changes == (first,)  # audited as adopted: a later rollback still owns it
+    assert f"adopted, in place: {describe(first)}" in outcome.after["steps"]
+
+
+def test_a_resumed_attempt_that_fails_later_still_rolls_back_the_adopted_assignment_it_did_not_send() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    clients.mgmt.ignore_switches = True  # the switch answers but the vault still reads false
+    outcome = _applied_with(clients, action, (first,), MemoryAuditSink())
+    assert outcome.status == "failed", outcome
+    assert clients.authz.assignments == []  # its own create and the adopted leftover, both deleted
+    assert [c[0] for c in clients.authz.calls if c[0] != "list"] == ["create", "delete", "delete"]
