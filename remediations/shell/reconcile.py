@@ -225,9 +225,11 @@ def _settle_steps(
     *,
     attempted: Collection[str],
     deferred: Collection[str],
+    undone: Collection[str] = (),
 ) -> list[AuditRecord]:
     """The outcome rows of an action audited in steps: each unfinished step's, then the action's (none
-    when this run defers the action: its row stays pending for the run that attempts it)."""
+    when this run defers the action: its row stays pending for the run that attempts it). `undone`:
+    actions this run skips as drifted and rolls back what their attempts left (it adopts that too)."""
     begun = [s for s in steps if s.sequence == 0]
     ended = {s.step for s in steps if s.sequence == 1}
     rows = [
@@ -252,6 +254,8 @@ def _settle_steps(
         note = f"interrupted while rolling back ({done})"
         if left and row.action_id in attempted:
             note += "; planned again by this run, which adopts what is left"
+        elif left and row.action_id in undone:
+            note += f"; {ROLLS_BACK}"
         error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
@@ -259,9 +263,10 @@ def _settle_steps(
     elif switched:
         state, note = "failed", f"switched with assignments missing ({done})"
         error = "the vault is in RBAC mode without " + named_changes([c for c in creates if c not in made])
-    elif row.action_id in attempted:
+    elif row.action_id in attempted or (made and row.action_id in undone):
         state = "noop"
-        note = f"interrupted before the switch ({done}); planned again by this run, which adopts them"
+        taken = "planned again by this run, which adopts them" if row.action_id in attempted else ROLLS_BACK
+        note = f"interrupted before the switch ({done}); {taken}"
         error = "interrupted before the switch"
     elif row.action_id in deferred:
         return rows  # pending still: what is left goes to the run that attempts the action
@@ -275,6 +280,7 @@ def _settle_steps(
 
 
 NAMED = 10  # changes named in an error; the step rows name every one
+ROLLS_BACK = "skipped as drifted by this run, which adopts what is left and rolls it back"
 
 
 def named_changes(changes: Iterable[Change]) -> str:
@@ -294,12 +300,14 @@ def reconcile(
     steps: Mapping[tuple[str, str], list[AuditRecord]] | None = None,
     attempted: Collection[str] | None = None,
     deferred: Collection[str] = (),
+    undone: Collection[str] = (),
 ) -> list[AuditRecord]:
     """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope. With an
     incomplete plan (filtered by remediation or principal), only access-policy rows and actions audited
     in steps (`steps`, by run and action id) are judged. `planned`: every action id of this run's plan,
     deferred ones included; `attempted`: those it writes (default: all planned); `deferred`: those over
-    the write cap, left for a later run."""
+    the write cap, left for a later run; `undone`: those skipped as drifted before the lease whose
+    interrupted attempts' leftovers this run rolls back (apply_plan takes the lease for them)."""
     attempted = planned if attempted is None else attempted
     blind = _plan_blind(snapshot)
     rows: list[AuditRecord] = []
@@ -313,8 +321,11 @@ def reconcile(
             if snapshot.vault(row.target) is None:
                 rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
             else:  # not attempted by a plan that may have missed it: left, like a deferred one
-                waits = {*deferred, row.action_id} if blind and row.action_id not in attempted else deferred
-                rows += _settle_steps(row, stepped, snapshot, run_id, attempted=attempted, deferred=waits)
+                taken = row.action_id in attempted or row.action_id in undone
+                waits = {*deferred, row.action_id} if blind and not taken else deferred
+                rows += _settle_steps(
+                    row, stepped, snapshot, run_id, attempted=attempted, deferred=waits, undone=undone
+                )
         elif _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
             if current == _normalised(row.after):
                 rows.append(_outcome(row, "applied", run_id, "the change is in place (re-read)", None))

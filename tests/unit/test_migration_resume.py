@@ -7,21 +7,28 @@ adopted assignment the read shows in place."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from remediations.adapters.errors import AzureCallFailed
+from remediations.core.detect import detect
 from remediations.core.model import Action, Outcome, Plan, RoleAssignment, RoleAssignmentChange
-from remediations.core.pinned import pin
-from remediations.core.planning import assemble_plan
+from remediations.core.pinned import pin, undoes_left
+from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.rbac_migration import state_before, state_now
 from remediations.core.role_changes import describe
 from remediations.fixes.migrate_to_rbac import MigrateToRbac
-from remediations.shell.apply import AuditedSteps, RunContext
+from remediations.shell.apply import (
+    AuditedSteps,
+    RunContext,
+    apply_plan,
+    read_interrupted,
+    reconcile_dangling,
+)
 from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
-from remediations.shell.reconcile import left_by_interrupted, reconcile
+from remediations.shell.reconcile import ROLLS_BACK, created_in_place, left_by_interrupted, reconcile
 from tests.unit.kv_builders import MemoryClients, policy_entry, snapshot
 from tests.unit.rbac_builders import assignment
 from tests.unit.test_migrate_to_rbac import (
@@ -166,7 +173,9 @@ def _resumed(clients: MemoryClients, action: Action, left: tuple[RoleAssignmentC
 
 def test_a_resumed_attempt_whose_first_read_fails_names_the_assignments_it_adopted() -> None:
     clients, action, first, leftover = _left_by_an_interrupted_attempt()
-    clients.authz.fail_on["list"] = AzureCallFailed("list role assignments", 503, "ServiceUnavailable", "busy")
+    clients.authz.fail_on["list"] = AzureCallFailed(
+        "list role assignments", 503, "ServiceUnavailable", "busy"
+    )
     outcome = _resumed(clients, action, (first,))
     assert outcome.status == "failed", outcome
     error = outcome.error or ""
@@ -200,9 +209,65 @@ def test_a_resumed_attempt_does_not_send_again_the_create_of_an_adopted_assignme
 
 
 def test_a_resumed_attempt_that_fails_later_still_rolls_back_the_adopted_assignment_it_did_not_send() -> None:
-    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    clients, action, first, _ = _left_by_an_interrupted_attempt()
     clients.mgmt.ignore_switches = True  # the switch answers but the vault still reads false
     outcome = _applied_with(clients, action, (first,), MemoryAuditSink())
     assert outcome.status == "failed", outcome
     assert clients.authz.assignments == []  # its own create and the adopted leftover, both deleted
     assert [c[0] for c in clients.authz.calls if c[0] != "list"] == ["create", "delete", "delete"]
+
+
+class _DiesAtTheSecondCreate(MemoryAuditSink):
+    def record(self, entry: AuditRecord) -> None:
+        super().record(entry)
+        creates = [
+            c for c in entry.changes if isinstance(c, RoleAssignmentChange) and c.operation == "create"
+        ]
+        if entry.step == 2 and entry.sequence == 0 and creates:
+            raise _Killed
+
+
+def test_a_reviewed_migration_drifted_at_the_start_of_the_run_rolls_back_what_its_attempt_left() -> None:
+    """An approved migration killed between its two creates; someone then changes the vault, so the
+    approval sent again skips it as drifted before the vault's lease (`pin`). The run still takes the
+    lease for it and deletes the killed attempt's assignment by its own name: an adopt row, an intent
+    row before the delete and a result row after it. Reconcile hands the assignment on, saying so."""
+    reviewed = _action(_policy())
+    clients = MemoryClients(_vault())
+    audit = _DiesAtTheSecondCreate()
+    with pytest.raises(_Killed):
+        apply_plan(_plan(reviewed), clients, audit, RunContext(correlation_id="killed", trigger="ticket"))
+    [leftover] = clients.authz.assignments
+    _drift(clients)
+
+    snap = snapshot(clients.mgmt.vaults["kv"], role_assignments=tuple(clients.authz.assignments))
+    interrupted = read_interrupted(snap, audit, older_than=timedelta(0))
+    own = created_in_place(interrupted.steps, snap)
+    policy = _policy()
+    fresh = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}, dry_run=False)
+    plan = pin(_plan(reviewed), fresh, snap, own)
+    [checked] = plan.actions
+    assert undoes_left(checked) and (checked.skip_reason or "").startswith("drifted"), checked.skip_reason
+    context = RunContext(correlation_id="again", trigger="ticket")
+    reconciled = reconcile_dangling(snap, plan, audit, context, interrupted=interrupted)
+    settled = reconciled[-1]
+    assert settled.state == "noop" and settled.reason.endswith(ROLLS_BACK), settled
+
+    mark = len(clients.authz.calls)
+    [outcome] = apply_plan(
+        plan, clients, audit, context, pinned=True, inherited=left_by_interrupted(reconciled)
+    )
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert "; rolled back what an interrupted attempt left: " in (outcome.error or "")
+    assert clients.authz.assignments == [] and clients.mgmt.switches == []
+    assert [c for c in clients.authz.calls[mark:] if c[0] != "list"] == [("delete", leftover.name)]
+    rows = audit.records("again")
+    assert [(r.step, r.state) for r in rows] == [
+        (None, "pending"),
+        (1, "pending"),
+        (1, "applied"),
+        (2, "pending"),
+        (2, "applied"),
+        (None, "skipped"),
+    ]
+    assert rows[1].reason.startswith("adopt ") and rows[3].reason.startswith("roll back: ")
