@@ -9,7 +9,8 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   this run plans it again); anything else -> `failed` with both sets named.
 - A failed read the row's judgement needs: left pending for a later run; an unknown truth is not
   recorded. An Azure read covers the rows under its resource (a vault's, or a subscription's lists;
-  an access-policy row does not need the vault's secret metadata); a Power Platform read the rows of
+  neither an access-policy row nor a migration's steps need the vault's secret metadata, which an
+  RBAC vault refuses an app without a data role); a Power Platform read the rows of
   its environment (a flow's or connection's shares: the environment of that flow or connection); a
   DLP read the DLP rows; the environment list every Power Platform row. A directory read re-reads
   nothing, but detectors need it: while one failed, "this run does not make it" proves nothing, so
@@ -112,11 +113,13 @@ def _environment_of(snapshot: Snapshot, error: InventoryError) -> str | None:
     return next((env for id_, env in named if id_.lower() == error.resource_id.lower()), None)
 
 
-def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord) -> bool:
-    """Whether a failed read is one the row's judgement reads; when unsure, it is."""
+def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord, *, stepped: bool) -> bool:
+    """Whether a failed read is one the row's judgement reads; when unsure, it is. `stepped`: the row
+    is judged from its step rows (role assignments and the vault's permission model)."""
     if error.resource_id.startswith("/"):  # an Azure read: the vault's, or a list above it
         covers = in_scope(row.target, error.resource_id)
-        return covers and not (error.operation == "list secrets" and _is_access_policy_row(row))
+        metadata = error.operation == "list secrets" and (stepped or _is_access_policy_row(row))
+        return covers and not metadata
     if error.operation in DIRECTORY_READS:
         return False  # no re-read reads the directory; `reconcile` keeps plan-based judgements back
     dlp = is_dlp_target(row.target)
@@ -133,9 +136,9 @@ def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord) -> bo
     return True  # a read this code does not know of
 
 
-def _unreadable(snapshot: Snapshot, row: AuditRecord) -> bool:
+def _unreadable(snapshot: Snapshot, row: AuditRecord, *, stepped: bool = False) -> bool:
     """A read the row's judgement needs failed: the truth is unknown; leave the row for a later run."""
-    return any(_bears_on(snapshot, error, row) for error in snapshot.errors)
+    return any(_bears_on(snapshot, error, row, stepped=stepped) for error in snapshot.errors)
 
 
 def _plan_blind(snapshot: Snapshot) -> bool:
@@ -280,7 +283,10 @@ def _settle_steps(
 
 
 NAMED = 10  # changes named in an error; the step rows name every one
-ROLLS_BACK = "skipped as drifted by this run, which adopts what is left and rolls it back"
+ROLLS_BACK = (
+    "skipped as drifted by this run, which adopts what is left (rolled back, or kept and named on a "
+    "vault in RBAC mode)"
+)
 
 
 def named_changes(changes: Iterable[Change]) -> str:
@@ -314,9 +320,9 @@ def reconcile(
     for row in dangling:
         reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
         covered = reread is not None or in_scope(row.target, snapshot.scope.resource_id)
-        if not covered or _unreadable(snapshot, row):
-            continue
         stepped = (steps or {}).get((row.correlation_id, row.action_id))
+        if not covered or _unreadable(snapshot, row, stepped=bool(stepped)):
+            continue
         if stepped:
             if snapshot.vault(row.target) is None:
                 rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
