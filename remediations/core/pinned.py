@@ -288,3 +288,9 @@ def _subject(action: Action) -> tuple[str, str, str]:
 
 def is_drifted(reason: str | None) -> bool:
     return reason is not None and reason.startswith(DRIFTED)
+
+
+def undoes_left(action: Action) -> bool:
+    """A reviewed migration skipped as drifted before the vault's lease (`pin`): the run still takes
+    the lease for it, to roll back what interrupted attempts of it left (as under the lease)."""
+    return is_migration(action) and is_drifted(action.skip_reason)

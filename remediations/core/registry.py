@@ -141,8 +141,9 @@ class Remediation(ABC):
         return self.apply(action, clients)
 
     def undo_inherited(self, action: Action, clients: Clients, steps: StepLog) -> Undone | None:
-        """Called under the target's lease instead of `apply_in_steps` when the action is skipped there
-        (drifted) while interrupted attempts of it left changes in place (`steps.inherited`): undo those
+        """Called under the target's lease instead of `apply_in_steps` when the action is skipped as
+        drifted (there, or a reviewed migration at the start of the run: core/pinned.py `undoes_left`)
+        while interrupted attempts of it left changes in place (`steps.inherited`): undo those
         this fix may undo, each write recorded in `steps`. None (the default): nothing is undone, the
         shell names what is left."""
         return None

@@ -8,19 +8,20 @@ with `rbacMigration.inSweeps`.
 
 Apply, in order: list the vault's assignments (what exists is never written again nor rolled back),
 create each planned assignment not there yet (deterministic names: a re-run creates nothing twice; only
-these get a create step), re-read the assignments and check
-each identity's effective secret rights at each planned scope, then PATCH the switch and re-read the
-vault. Any failure rolls back what this run did: switch back first (the access policies are still on
-the vault, so access returns at once), then delete the assignments it created. Every step (each create,
-the verification, the switch, each rollback step) is audited on its own through the shell's `StepLog`,
-intent before the call and result after, so a crash mid-migration leaves rows that say which steps
-happened; the next run reconciles them (shell/reconcile.py) and this fix adopts the assignments an
-interrupted attempt left (`steps.inherited`), each recorded as an `adopt` step first (killed in turn,
-its own rows still name them, so they are handed on again): it rolls them back with its own on a
-failure. When the
-shell skips the migration as drifted under the vault's lease, `undo_inherited` rolls back what such an
-attempt created the same way, step by step, unless the vault reads Azure RBAC by then (they may be the
-access its identities rely on: kept and named). The steps are also in the outcome (`after["steps"]`).
+these get a create step; one an interrupted attempt created and this one adopted is not sent again
+while the list shows it), re-read the assignments and check each identity's effective secret rights at
+each planned scope, then PATCH the switch and re-read the vault. Any failure rolls back what this run
+did: switch back first (the access policies are still on the vault, so access returns at once), then
+delete the assignments it created. Every step (each create, the verification, the switch, each rollback
+step) is audited on its own through the shell's `StepLog`, intent before the call and result after, so
+a crash mid-migration leaves rows that say which steps happened; the next run reconciles them
+(shell/reconcile.py) and this fix adopts the assignments an interrupted attempt left
+(`steps.inherited`), each recorded as an `adopt` step first (killed in turn, its own rows still name
+them, so they are handed on again): it rolls them back with its own on a failure. When the shell skips
+the migration as drifted (under the vault's lease, or a reviewed plan at the start of the run),
+`undo_inherited` rolls back under the vault's lease what such an attempt created the same way, step by
+step, unless the vault reads Azure RBAC by then (they may be the access its identities rely on: kept
+and named). The steps are also in the outcome (`after["steps"]`).
 """
 
 from __future__ import annotations
@@ -220,14 +221,21 @@ class _Migration:
         try:
             listed = self.roles.list_role_assignments_at(self.action.target)
         except AzureCallFailed as error:
-            return self._outcome("failed", f"read the vault's role assignments: {error}; nothing written")
+            why = f"read the vault's role assignments: {error}; nothing written"
+            if self.created:  # what an interrupted attempt left stays: never silent
+                why += f"; left in place by an interrupted attempt: {_named(self.created)}"
+            return self._outcome("failed", why)
         adopted = {c.assignment_name.lower() for c in self.created}
-        existing = {a.name.lower() for a in listed} - adopted
+        in_place = {a.name.lower() for a in listed}
+        existing = in_place - adopted
         self._adopt()
         for change in self.creates:
             name = change.assignment_name.lower()
             if name in existing:  # made before this attempt (an earlier run): no write, no step to undo
                 self.steps.append(f"already there: {describe(change)}")
+                continue
+            if name in adopted and name in in_place:  # its adopt step row names it; no second write
+                self.steps.append(f"adopted, in place: {describe(change)}")
                 continue
             # A create step row names an assignment this attempt (or one it adopted) makes: what a
             # later run may roll back (reconcile hands it on), never an assignment that was there.
@@ -275,9 +283,9 @@ class _Migration:
         return self._outcome("applied", None)
 
     def abandon(self) -> Undone | None:
-        """The migration is skipped (drifted) under the lease: roll back the assignments interrupted
-        attempts created (`log.inherited`) unless the vault reads Azure RBAC now, each delete audited
-        as a step (core/rbac_migration.py `left_to_roll_back` decides)."""
+        """The migration is skipped (drifted), this run holding the vault's lease: roll back the
+        assignments interrupted attempts created (`log.inherited`) unless the vault reads Azure RBAC
+        now, each delete audited as a step (core/rbac_migration.py `left_to_roll_back` decides)."""
         if not self.created:
             return None
         self._adopt()

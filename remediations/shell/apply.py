@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from remediations.adapters.clients import Clients
 from remediations.core.model import Action, Change, Outcome, Plan, RoleDefinition, Snapshot
+from remediations.core.pinned import undoes_left
 from remediations.core.registry import StepState, get_remediation
 from remediations.core.request import RECONCILE_AFTER, WRITE_CONCURRENCY, Trigger
 from remediations.shell.audit import AuditRecord, AuditSink, AuditState, steps_of
@@ -132,8 +133,9 @@ def apply_plan(
     after them, and their outcomes audited then. A migration to RBAC is judged there too, on the vault
     and the role assignments bearing on it, named with `roles` (the inventory's role definitions), and
     skipped as drifted when they no longer show its `before`. `inherited`: by action id, the changes an
-    interrupted attempt of it left (reconcile), for its fix; for an action skipped as drifted, its fix
-    undoes them there (`undo_inherited`), each write audited as a step.
+    interrupted attempt of it left (reconcile), for its fix; for an action skipped as drifted (there,
+    or a reviewed migration at the start of the run: its vault's lease is taken for it all the same),
+    its fix undoes them under the lease (`undo_inherited`), each write audited as a step.
     """
     pacer = pacer if pacer is not None else arm_write_pacer()
     total = len(plan.actions) + len(plan.deferred)
@@ -143,6 +145,10 @@ def apply_plan(
     raised: list[BaseException] = []
     done = 0
 
+    def may_write(action: Action) -> bool:
+        """Whether the action may write: not skipped, or skipped as drifted with leftovers to undo."""
+        return action.skip_reason is None or (undoes_left(action) and bool((inherited or {}).get(action.id)))
+
     def undo_left(action: Action, settled: Outcome, left: tuple[Change, ...]) -> Outcome:
         """The skipped action's outcome once its fix has undone (each step audited, under the lease)
         what interrupted attempts of it left, or named what stays."""
@@ -151,8 +157,7 @@ def apply_plan(
         steps = AuditedSteps(audit, context, action, left)
         undone = get_remediation(action.remediation_id).undo_inherited(action, clients, steps)
         if undone is None:
-            why = f"left in place by an interrupted attempt: {named_changes(left)}"
-            return settled.model_copy(update={"error": f"{settled.error}; {why}"})
+            return still_left(settled, left)
         return settled.model_copy(
             update={
                 "status": "failed" if undone.failed else settled.status,
@@ -164,11 +169,16 @@ def apply_plan(
     def one(action: Action, vault: LeasedVault) -> tuple[Outcome, bool]:
         """The action's outcome, and whether it waits for the vault's verifying read (its outcome is
         audited then)."""
+        left = (inherited or {}).get(action.id, ())
         if action.skip_reason is not None:
             outcome = Outcome(
                 action_id=action.id, status="skipped", before=action.before, error=action.skip_reason
             )
-            _audit(audit, context, action, sequence=1, state="skipped", outcome=outcome)
+            if left and not plan.dry_run and undoes_left(action):  # drifted before the lease, now held
+                outcome = undo_left(action, outcome, left)
+            elif left:  # not attempted: never silent
+                outcome = still_left(outcome, left)
+            _audit(audit, context, action, sequence=1, state=outcome.status, outcome=outcome)
             return outcome, False
         if plan.dry_run:
             dry = Outcome(
@@ -179,14 +189,12 @@ def apply_plan(
                 error="dry run",
             )
             return dry, False
-        left = (inherited or {}).get(action.id, ())
         settled = vault.settle(action, left)
         if settled is not None:
             if left and settled.status == "skipped":  # drifted: the fix undoes what it may of what is left
                 settled = undo_left(action, settled, left)
             elif left and settled.status == "failed":  # not adopted after all: never silent
-                why = f"{settled.error}; left in place by an interrupted attempt: {named_changes(left)}"
-                settled = settled.model_copy(update={"error": why})
+                settled = still_left(settled, left)
             _audit(audit, context, action, sequence=1, state=settled.status, outcome=settled)
             return settled, False
         _audit(audit, context, action, sequence=0, state="pending")
@@ -204,7 +212,7 @@ def apply_plan(
             return
         first = plan.actions[indices[0]]
         target = first.target
-        writes = not plan.dry_run and any(plan.actions[i].skip_reason is None for i in indices)
+        writes = not plan.dry_run and any(may_write(plan.actions[i]) for i in indices)
         # One lease for all of the target's actions, so one read under it judges them all.
         lease = get_remediation(first.remediation_id).lease_key(first)
         with leases.hold(lease) if writes else contextlib.nullcontext():
@@ -260,6 +268,12 @@ def apply_plan(
     return outcomes
 
 
+def still_left(outcome: Outcome, left: tuple[Change, ...]) -> Outcome:
+    """The outcome naming what interrupted attempts of its action left in place and nobody undid."""
+    why = f"left in place by an interrupted attempt: {named_changes(left)}"
+    return outcome.model_copy(update={"error": f"{outcome.error}; {why}"})
+
+
 @dataclass(frozen=True)
 class Interrupted:
     """The writes earlier runs left `pending` in a run's scope and their actions' step rows, read once:
@@ -313,6 +327,7 @@ def reconcile_dangling(
         steps=interrupted.steps,
         attempted={a.id for a in plan.writes},
         deferred={a.id for a in plan.deferred},
+        undone={a.id for a in plan.actions if undoes_left(a)},
     )
     if not plan.dry_run:
         for row in rows:

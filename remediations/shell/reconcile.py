@@ -9,7 +9,8 @@ Pure: `reconcile(dangling, snapshot, planned, run_id)` -> the outcome rows to wr
   this run plans it again); anything else -> `failed` with both sets named.
 - A failed read the row's judgement needs: left pending for a later run; an unknown truth is not
   recorded. An Azure read covers the rows under its resource (a vault's, or a subscription's lists;
-  an access-policy row does not need the vault's secret metadata); a Power Platform read the rows of
+  neither an access-policy row nor a migration's steps need the vault's secret metadata, which an
+  RBAC vault refuses an app without a data role); a Power Platform read the rows of
   its environment (a flow's or connection's shares: the environment of that flow or connection); a
   DLP read the DLP rows; the environment list every Power Platform row. A directory read re-reads
   nothing, but detectors need it: while one failed, "this run does not make it" proves nothing, so
@@ -114,11 +115,13 @@ def _environment_of(snapshot: Snapshot, error: InventoryError) -> str | None:
     return next((env for id_, env in named if id_.lower() == error.resource_id.lower()), None)
 
 
-def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord) -> bool:
-    """Whether a failed read is one the row's judgement reads; when unsure, it is."""
+def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord, *, stepped: bool) -> bool:
+    """Whether a failed read is one the row's judgement reads; when unsure, it is. `stepped`: the row
+    is judged from its step rows (role assignments and the vault's permission model)."""
     if error.resource_id.startswith("/"):  # an Azure read: the vault's, or a list above it
         covers = in_scope(row.target, error.resource_id)
-        return covers and not (error.operation == "list secrets" and _is_access_policy_row(row))
+        metadata = error.operation == "list secrets" and (stepped or _is_access_policy_row(row))
+        return covers and not metadata
     if error.operation in DIRECTORY_READS:
         return False  # no re-read reads the directory; `reconcile` keeps plan-based judgements back
     dlp = is_dlp_target(row.target)
@@ -135,9 +138,9 @@ def _bears_on(snapshot: Snapshot, error: InventoryError, row: AuditRecord) -> bo
     return True  # a read this code does not know of
 
 
-def _unreadable(snapshot: Snapshot, row: AuditRecord) -> bool:
+def _unreadable(snapshot: Snapshot, row: AuditRecord, *, stepped: bool = False) -> bool:
     """A read the row's judgement needs failed: the truth is unknown; leave the row for a later run."""
-    return any(_bears_on(snapshot, error, row) for error in snapshot.errors)
+    return any(_bears_on(snapshot, error, row, stepped=stepped) for error in snapshot.errors)
 
 
 def _plan_blind(snapshot: Snapshot) -> bool:
@@ -227,9 +230,11 @@ def _settle_steps(
     *,
     attempted: Collection[str],
     deferred: Collection[str],
+    undone: Collection[str] = (),
 ) -> list[AuditRecord]:
     """The outcome rows of an action audited in steps: each unfinished step's, then the action's (none
-    when this run defers the action: its row stays pending for the run that attempts it)."""
+    when this run defers the action: its row stays pending for the run that attempts it). `undone`:
+    actions this run skips as drifted and rolls back what their attempts left (it adopts that too)."""
     begun = [s for s in steps if s.sequence == 0]
     ended = {s.step for s in steps if s.sequence == 1}
     rows = [
@@ -254,6 +259,8 @@ def _settle_steps(
         note = f"interrupted while rolling back ({done})"
         if left and row.action_id in attempted:
             note += "; planned again by this run, which adopts what is left"
+        elif left and row.action_id in undone:
+            note += f"; {ROLLS_BACK}"
         error = "rollback interrupted" + (f"; left in place: {named_changes(left)}" if left else "")
     elif switched and len(made) == len(creates):
         state, note, error = "applied", f"switched after verification, {done} (re-read)", None
@@ -261,9 +268,10 @@ def _settle_steps(
     elif switched:
         state, note = "failed", f"switched with assignments missing ({done})"
         error = "the vault is in RBAC mode without " + named_changes([c for c in creates if c not in made])
-    elif row.action_id in attempted:
+    elif row.action_id in attempted or (made and row.action_id in undone):
         state = "noop"
-        note = f"interrupted before the switch ({done}); planned again by this run, which adopts them"
+        taken = "planned again by this run, which adopts them" if row.action_id in attempted else ROLLS_BACK
+        note = f"interrupted before the switch ({done}); {taken}"
         error = "interrupted before the switch"
     elif row.action_id in deferred:
         return rows  # pending still: what is left goes to the run that attempts the action
@@ -277,6 +285,10 @@ def _settle_steps(
 
 
 NAMED = 10  # changes named in an error; the step rows name every one
+ROLLS_BACK = (
+    "skipped as drifted by this run, which adopts what is left (rolled back, or kept and named on a "
+    "vault in RBAC mode)"
+)
 
 
 def named_changes(changes: Iterable[Change]) -> str:
@@ -296,6 +308,7 @@ def reconcile(
     steps: Mapping[tuple[str, str], list[AuditRecord]] | None = None,
     attempted: Collection[str] | None = None,
     deferred: Collection[str] = (),
+    undone: Collection[str] = (),
 ) -> list[AuditRecord]:
     """Outcome rows for `dangling` pending rows whose target is in the snapshot's scope.
     `complete_for`: the remediations this run planned over every finding of its scope (None: all). A
@@ -304,7 +317,8 @@ def reconcile(
     and action id) and re-read rows in place or gone are judged; a Power Platform or DLP change not in
     place stays pending. `planned`: every action id of this run's plan, deferred ones included;
     `attempted`: those it writes (default: all planned); `deferred`: those over the write cap, left
-    for a later run."""
+    for a later run; `undone`: those skipped as drifted before the lease whose interrupted attempts'
+    leftovers this run rolls back (apply_plan takes the lease for them)."""
     attempted = planned if attempted is None else attempted
     blind = _plan_blind(snapshot)
     rows: list[AuditRecord] = []
@@ -312,15 +326,18 @@ def reconcile(
         complete = complete_for is None or row.remediation_id in complete_for
         reread = None if _is_access_policy_row(row) else reread_power_platform(snapshot, row)
         covered = reread is not None or in_scope(row.target, snapshot.scope.resource_id)
-        if not covered or _unreadable(snapshot, row):
-            continue
         stepped = (steps or {}).get((row.correlation_id, row.action_id))
+        if not covered or _unreadable(snapshot, row, stepped=bool(stepped)):
+            continue
         if stepped:
             if snapshot.vault(row.target) is None:
                 rows.append(_outcome(row, "noop", run_id, "the vault is gone", "target no longer exists"))
             else:  # not attempted by a plan that may have missed it: left, like a deferred one
-                waits = {*deferred, row.action_id} if blind and row.action_id not in attempted else deferred
-                rows += _settle_steps(row, stepped, snapshot, run_id, attempted=attempted, deferred=waits)
+                taken = row.action_id in attempted or row.action_id in undone
+                waits = {*deferred, row.action_id} if blind and not taken else deferred
+                rows += _settle_steps(
+                    row, stepped, snapshot, run_id, attempted=attempted, deferred=waits, undone=undone
+                )
         elif _is_access_policy_row(row) and (current := _current(snapshot, row)) is not None:
             if current == _normalised(row.after):
                 rows.append(_outcome(row, "applied", run_id, "the change is in place (re-read)", None))

@@ -7,7 +7,9 @@ the interrupted run's assignments included, also when a run in between deferred 
 A re-sent ticket that finds the vault changed under its lease skips the migration as drifted and rolls
 back what the killed run created (kept and named when the vault reads Azure RBAC by then); killed in
 turn mid-rollback, the next drifted run finishes it. An approved migration killed half-way resumes when
-approved again (its own assignments are not drift), unless something else changed.
+approved again (its own assignments are not drift); when something else changed, the approval sent
+again skips it as drifted at the start of the run and rolls back what the killed run created all the
+same, under the vault's lease.
 Never half-applied without a row saying so."""
 
 from __future__ import annotations
@@ -376,13 +378,15 @@ def test_an_approved_migration_killed_between_two_creates_resumes_when_approved_
     assert _trail(settled)[-1] == (None, "noop") and "which adopts them" in settled[-1].reason
 
 
-def test_an_approved_migration_killed_then_changed_by_someone_is_still_skipped_as_drifted(
+def test_an_approved_migration_killed_then_changed_by_someone_is_skipped_and_its_leftover_rolled_back(
     app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
 ) -> None:
     """Only the killed attempt's own assignments are discounted: another identity given `get` since
-    skips the approved migration at the start of the run, nothing written, the leftover named."""
+    skips the approved migration at the start of the run. The run still takes the vault's lease for it
+    and deletes the assignment the killed attempt created (an extra grant nothing asks for now) by its
+    own name: an adopt row, an intent row before the delete, a result row after it."""
     env, path, approval, action_id, crashed = _approval_killed_between_two_creates(app_env, cloud)
-    left = _below_vault(cloud)
+    [left] = _below_vault(cloud)
     grant_other(cloud)
     mark = cloud.requests.mark()
     with runner(env) as (port, _):
@@ -392,7 +396,35 @@ def test_an_approved_migration_killed_then_changed_by_someone_is_still_skipped_a
     assert outcome["status"] == "skipped", outcome
     assert outcome["error"].startswith("drifted: the target changed since the plan was made"), outcome
     assert "access policy secrets: get" in outcome["error"]
+    assert "; rolled back what an interrupted attempt left: " in outcome["error"]
+    [delete] = [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}]
+    assert delete.method == "DELETE" and ASSIGNMENT_PUT in delete.path
+    assert _below_vault(cloud) == [] and not _switched(cloud)
+    runs = _rows_of(action_id)
+    settled = runs[crashed][-1]  # handed on to the approval sent again, which says what it does with it
+    assert settled.state == "noop" and "skipped as drifted by this run" in settled.reason
+    [again] = [rows for run, rows in runs.items() if run != crashed]
+    adopt, delete_steps = [(1, "pending"), (1, "applied")], [(2, "pending"), (2, "applied")]
+    assert _trail(again) == [(None, "pending"), *adopt, *delete_steps, (None, "skipped")]
+    assert again[1].reason.startswith("adopt ") and again[3].reason.startswith("roll back: ")
+    assert again[-1].error == outcome["error"] and again[-1].error.endswith(left[2])
+
+
+def test_an_approved_migration_killed_then_switched_by_hand_keeps_and_names_its_leftover(
+    app_env: dict[str, str], migrate: dict[str, str], cloud: Emulator
+) -> None:
+    """The vault switched to RBAC by a person since: the approval sent again skips the migration as
+    drifted, and the killed attempt's assignment, maybe the access its identity relies on now, stays."""
+    env, path, approval, _, _ = _approval_killed_between_two_creates(app_env, cloud)
+    left = _below_vault(cloud)
+    with cloud.state.lock:
+        cloud.state.azure.vaults[VAULT_NAME].enable_rbac_authorization = True
+    mark = cloud.requests.mark()
+    with runner(env) as (port, _):
+        status, result = send(port, "POST", path, approval, BOB)
+    assert status == 202, result
+    [outcome] = result["outcomes"]
+    assert outcome["status"] == "skipped" and outcome["error"].startswith("drifted: the vault was switched")
+    assert "kept: the vault reads Azure RBAC now" in outcome["error"], outcome
+    assert _below_vault(cloud) == left
     assert [r for r in cloud.requests.since(mark) if r.method in {"PUT", "PATCH", "DELETE"}] == []
-    assert _below_vault(cloud) == left and not _switched(cloud)
-    settled = _rows_of(action_id)[crashed][-1]  # nobody adopts the leftover: said so, named
-    assert settled.state == "failed" and settled.error.startswith("not switched; left in place: ")

@@ -408,6 +408,18 @@ def _drift(clients: MemoryClients, **update: object) -> None:
     clients.mgmt.vaults["kv"] = current.model_copy(update={"access_policies": entries, **update})
 
 
+# The rows of a skipped migration that rolls back one leftover: the action's intent, the adopt step,
+# the delete step (intent, result), the skipped outcome.
+ADOPTED_THEN_DELETED = [
+    (None, "pending"),
+    (1, "pending"),
+    (1, "applied"),
+    (2, "pending"),
+    (2, "applied"),
+    (None, "skipped"),
+]
+
+
 def test_a_drifted_migration_rolls_back_what_an_interrupted_attempt_created_audited_in_steps() -> None:
     """Reconcile handed this attempt an earlier one's assignment; the drift check skips the migration,
     so that extra grant is deleted by its own name under the lease, an intent row before the delete and
@@ -424,14 +436,7 @@ def test_a_drifted_migration_rolls_back_what_an_interrupted_attempt_created_audi
     assert [c for c in clients.authz.calls if c[0] != "list"] == [("delete", leftover.name)]
     assert clients.mgmt.switches == []
     rows = audit.records("next")
-    assert [(r.step, r.state) for r in rows] == [
-        (None, "pending"),
-        (1, "pending"),
-        (1, "applied"),
-        (2, "pending"),
-        (2, "applied"),
-        (None, "skipped"),
-    ]
+    assert [(r.step, r.state) for r in rows] == ADOPTED_THEN_DELETED
     assert rows[1].changes == (first,) and rows[1].reason.startswith("adopt ")
     assert rows[3].changes == (first.model_copy(update={"operation": "delete"}),)
     assert rows[-1].error == outcome.error  # the audit row says so too

@@ -1,24 +1,38 @@
 """A migration an interrupted attempt left half-done, picked up again: a reviewed (pinned) migration is
 not drifted by the assignments its own interrupted attempt created (from its step rows, by name), at
 the start of the run and under the vault's lease, while any other change still is; and a rollback of
-leftovers that is itself cut short hands what it did not delete to the next run."""
+leftovers that is itself cut short hands what it did not delete to the next run. The attempt that
+resumes names what it adopted when its first read fails, and does not send again the create of an
+adopted assignment the read shows in place."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from remediations.core.model import Action, Plan, RoleAssignment, RoleAssignmentChange
-from remediations.core.pinned import pin
-from remediations.core.planning import assemble_plan
+from remediations.adapters.errors import AzureCallFailed
+from remediations.core.detect import detect
+from remediations.core.model import Action, Outcome, Plan, RoleAssignment, RoleAssignmentChange
+from remediations.core.pinned import pin, undoes_left
+from remediations.core.planning import assemble_plan, build_plan
 from remediations.core.policy import parse_policy
 from remediations.core.rbac_migration import state_before, state_now
+from remediations.core.role_changes import describe
+from remediations.fixes.migrate_to_rbac import MigrateToRbac
+from remediations.shell.apply import (
+    AuditedSteps,
+    RunContext,
+    apply_plan,
+    read_interrupted,
+    reconcile_dangling,
+)
 from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
-from remediations.shell.reconcile import left_by_interrupted, reconcile
+from remediations.shell.reconcile import ROLLS_BACK, created_in_place, left_by_interrupted, reconcile
 from tests.unit.kv_builders import MemoryClients, policy_entry, snapshot
 from tests.unit.rbac_builders import assignment
 from tests.unit.test_migrate_to_rbac import (
+    ADOPTED_THEN_DELETED,
     ROLES,
     _action,
     _applied_with,
@@ -150,3 +164,104 @@ def test_a_rollback_of_leftovers_cut_short_is_handed_on_and_finished_by_the_next
     again = _applied_with(clients, action, left[action.id], MemoryAuditSink())
     assert again.status == "skipped" and "rolled back what an interrupted attempt left" in (again.error or "")
     assert clients.authz.assignments == []
+
+
+def _resumed(clients: MemoryClients, action: Action, left: tuple[RoleAssignmentChange, ...]) -> Outcome:
+    """The fix applied in audited steps with `left` handed to it, as the shell calls it under the lease."""
+    steps = AuditedSteps(MemoryAuditSink(), RunContext(correlation_id="next", trigger="ticket"), action, left)
+    return MigrateToRbac().apply_in_steps(action, clients, steps)
+
+
+def test_a_resumed_attempt_whose_first_read_fails_names_the_assignments_it_adopted() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    clients.authz.fail_on["list"] = AzureCallFailed(
+        "list role assignments", 503, "ServiceUnavailable", "busy"
+    )
+    outcome = _resumed(clients, action, (first,))
+    assert outcome.status == "failed", outcome
+    error = outcome.error or ""
+    assert error.startswith("read the vault's role assignments: ") and "nothing written" in error
+    assert error.endswith(f"left in place by an interrupted attempt: {describe(first)}")
+    assert clients.authz.assignments == [leftover] and [c[0] for c in clients.authz.calls] == ["list"]
+    # Nothing adopted, nothing said about it: an attempt with no leftovers keeps its short answer.
+    fresh = MemoryClients(_vault())
+    fresh.authz.fail_on["list"] = AzureCallFailed("list role assignments", 503, "ServiceUnavailable", "busy")
+    alone = _resumed(fresh, _action(_policy()), ())
+    assert (alone.error or "").endswith("; nothing written")
+
+
+def test_a_resumed_attempt_does_not_send_again_the_create_of_an_adopted_assignment_in_place() -> None:
+    clients, action, first, leftover = _left_by_an_interrupted_attempt()
+    creates = [c for c in action.changes if isinstance(c, RoleAssignmentChange)]
+    assert len(creates) == 2 and first in creates
+    audit = MemoryAuditSink()
+    outcome = _applied_with(clients, action, (first,), audit)
+    assert outcome.status == "applied", outcome.error
+    # One create in all (the other planned assignment), none for the adopted one; the verification
+    # read still judges both.
+    [create] = [c for c in clients.authz.calls if c[0] == "create"]
+    assert create == ("create", next(c for c in creates if c != first).scope)
+    assert sorted(a.name for a in clients.authz.assignments) == sorted(c.assignment_name for c in creates)
+    assert leftover in clients.authz.assignments and clients.mgmt.switches == [("kv", True)]
+    steps = [r for r in audit.records("next") if r.step is not None and r.sequence == 0]
+    assert [r.reason.split(" ", 1)[0] for r in steps] == ["adopt", "create", "verify", "switch:"]
+    assert steps[0].changes == (first,)  # audited as adopted: a later rollback still owns it
+    assert f"adopted, in place: {describe(first)}" in outcome.after["steps"]
+
+
+def test_a_resumed_attempt_that_fails_later_still_rolls_back_the_adopted_assignment_it_did_not_send() -> None:
+    clients, action, first, _ = _left_by_an_interrupted_attempt()
+    clients.mgmt.ignore_switches = True  # the switch answers but the vault still reads false
+    outcome = _applied_with(clients, action, (first,), MemoryAuditSink())
+    assert outcome.status == "failed", outcome
+    assert clients.authz.assignments == []  # its own create and the adopted leftover, both deleted
+    assert [c[0] for c in clients.authz.calls if c[0] != "list"] == ["create", "delete", "delete"]
+
+
+class _DiesAtTheSecondCreate(MemoryAuditSink):
+    def record(self, entry: AuditRecord) -> None:
+        super().record(entry)
+        creates = [
+            c for c in entry.changes if isinstance(c, RoleAssignmentChange) and c.operation == "create"
+        ]
+        if entry.step == 2 and entry.sequence == 0 and creates:
+            raise _Killed
+
+
+def test_a_reviewed_migration_drifted_at_the_start_of_the_run_rolls_back_what_its_attempt_left() -> None:
+    """An approved migration killed between its two creates; someone then changes the vault, so the
+    approval sent again skips it as drifted before the vault's lease (`pin`). The run still takes the
+    lease for it and deletes the killed attempt's assignment by its own name: an adopt row, an intent
+    row before the delete and a result row after it. Reconcile hands the assignment on, saying so."""
+    reviewed = _action(_policy())
+    clients = MemoryClients(_vault())
+    audit = _DiesAtTheSecondCreate()
+    with pytest.raises(_Killed):
+        apply_plan(_plan(reviewed), clients, audit, RunContext(correlation_id="killed", trigger="ticket"))
+    [leftover] = clients.authz.assignments
+    _drift(clients)
+
+    snap = snapshot(clients.mgmt.vaults["kv"], role_assignments=tuple(clients.authz.assignments))
+    interrupted = read_interrupted(snap, audit, older_than=timedelta(0))
+    own = created_in_place(interrupted.steps, snap)
+    policy = _policy()
+    fresh = build_plan(detect(snap, policy), snap, policy, remediation_ids={"migrate_to_rbac"}, dry_run=False)
+    plan = pin(_plan(reviewed), fresh, snap, own)
+    [checked] = plan.actions
+    assert undoes_left(checked) and (checked.skip_reason or "").startswith("drifted"), checked.skip_reason
+    context = RunContext(correlation_id="again", trigger="ticket")
+    reconciled = reconcile_dangling(snap, plan, audit, context, interrupted=interrupted)
+    settled = reconciled[-1]
+    assert settled.state == "noop" and settled.reason.endswith(ROLLS_BACK), settled
+
+    mark = len(clients.authz.calls)
+    [outcome] = apply_plan(
+        plan, clients, audit, context, pinned=True, inherited=left_by_interrupted(reconciled)
+    )
+    assert outcome.status == "skipped" and (outcome.error or "").startswith("drifted"), outcome
+    assert "; rolled back what an interrupted attempt left: " in (outcome.error or "")
+    assert clients.authz.assignments == [] and clients.mgmt.switches == []
+    assert [c for c in clients.authz.calls[mark:] if c[0] != "list"] == [("delete", leftover.name)]
+    rows = audit.records("again")
+    assert [(r.step, r.state) for r in rows] == ADOPTED_THEN_DELETED
+    assert rows[1].reason.startswith("adopt ") and rows[3].reason.startswith("roll back: ")

@@ -15,7 +15,7 @@ from remediations.core.model import (
 )
 from remediations.shell.apply import AuditedSteps, RunContext
 from remediations.shell.audit import AuditRecord, MemoryAuditSink, steps_of
-from remediations.shell.reconcile import left_by_interrupted, reconcile
+from remediations.shell.reconcile import ROLLS_BACK, left_by_interrupted, reconcile
 from tests.unit.kv_builders import SUB, policy_entry, snapshot, vault, vault_id
 from tests.unit.rbac_builders import FLOW, assignment
 
@@ -92,6 +92,7 @@ def _settle(
     planned: bool = False,
     attempted: bool = True,
     deferred: bool = False,
+    undone: bool = False,
     errors: tuple[InventoryError, ...] = (),
 ) -> list[AuditRecord]:
     made = tuple(
@@ -111,6 +112,7 @@ def _settle(
         steps=steps,
         attempted=ids if attempted else set(),
         deferred=ids if deferred else set(),
+        undone={ACTION.id} if undone else set(),
     )
 
 
@@ -167,6 +169,37 @@ def test_a_half_migration_stays_pending_while_the_directory_could_not_be_read() 
     assert [(s.step, s.state) for s in steps] == [(4, "noop")]  # only the unfinished step, from the re-read
     *_, outcome = _settle(sink, switched=False, present=2, planned=True, errors=(error,))
     assert outcome.state == "noop" and outcome.changes == CREATES  # attempted: adopted as ever
+
+
+def test_a_crash_before_the_switch_is_handed_to_the_run_that_skips_it_as_drifted_to_roll_back() -> None:
+    """A reviewed migration this run skips as drifted before the lease: not attempted, but this run
+    takes what is left, to roll it back under the lease (or keep and name it)."""
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=False)
+    [outcome] = _settle(sink, switched=False, present=2, planned=True, attempted=False, undone=True)
+    assert outcome.state == "noop" and outcome.reason.endswith(ROLLS_BACK)
+    assert left_by_interrupted([outcome]) == {ACTION.id: CREATES}
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=False)  # nothing in place: nothing to hand on, said so
+    [outcome] = _settle(sink, switched=False, present=0, planned=True, attempted=False, undone=True)
+    assert outcome.state == "noop" and outcome.changes == () and ROLLS_BACK not in outcome.reason
+
+
+def test_a_refused_secret_list_does_not_hold_back_a_migration_s_steps() -> None:
+    """Its judgement reads the role assignments and the vault's model, never the secret metadata (an
+    RBAC vault refuses that list to an app without a data role); any other failed read of the vault does."""
+    refused = InventoryError(resource_id=VAULT, operation="list secrets", message="HTTP 403")
+    sink = MemoryAuditSink()
+    _crash_after(sink, switch_begun=False)
+    [outcome] = _settle(
+        sink, switched=True, present=2, planned=True, attempted=False, undone=True, errors=(refused,)
+    )
+    assert outcome.state == "noop" and outcome.changes == CREATES, outcome
+    other = refused.model_copy(update={"operation": "list role assignments"})
+    assert (
+        _settle(sink, switched=True, present=2, planned=True, attempted=False, undone=True, errors=(other,))
+        == []
+    )
 
 
 def test_a_half_migration_no_run_plans_again_is_failed_with_what_is_left_never_silent() -> None:
