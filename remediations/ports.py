@@ -39,14 +39,20 @@ class AzureCallFailed(Exception):
         code: str | None,
         message: str,
         retry_after: float | None = None,
+        inner_code: str | None = None,
     ) -> None:
         self.operation = operation
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # The service's finer reason under `code` (`error.innererror.code`): Key Vault's 403 `Forbidden`
+        # is `AccessDenied` / `ForbiddenByPolicy` / `ForbiddenByRbac` (a missing grant) or
+        # `ForbiddenByFirewall` / `ForbiddenByConnection` (the network, which no grant fixes).
+        self.inner_code = inner_code
         label = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{operation}: {label}{f' {code}' if code else ''}: {message}")
+        codes = "/".join(c for c in (code, inner_code) if c)
+        super().__init__(f"{operation}: {label}{f' {codes}' if codes else ''}: {message}")
 
     @property
     def transient(self) -> bool:

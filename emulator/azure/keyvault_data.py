@@ -8,10 +8,18 @@ case-insensitively, `all` included) and answer 403 `Forbidden` / innererror `For
 RBAC vaults check role assignments at subscription, resource group, vault or secret scope against
 the role definitions' dataActions (403 innererror `ForbiddenByRbac`). Assignments younger than
 `limits.rbac_propagation_s` are not effective yet.
+
+Network rules come first, before any authorization: `publicNetworkAccess: Disabled` answers 403
+`Forbidden` / innererror `ForbiddenByConnection` (no private link exists here), and
+`networkAcls.defaultAction: Deny` answers 403 innererror `ForbiddenByFirewall` unless an `ipRules`
+entry holds `CLIENT_ADDRESS`, the public address the emulated vault sees its callers come from (the
+app's outbound address); trusted-service bypass never applies (the app is not a trusted service).
+Bodies as recorded in public issues (docs/fidelity.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from typing import Any
@@ -25,6 +33,43 @@ from emulator.wire import HttpError, Request, Response
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 MAX_RESULTS = 25
 DATA_ACTION = "Microsoft.KeyVault/vaults/secrets/{}"
+# The caller's public address as the emulated vault's firewall sees it (a documentation range address).
+CLIENT_ADDRESS = "203.0.113.10"
+
+
+def _allowed_by(ip_rules: Any) -> bool:
+    """Whether a firewall `ipRules` entry (`{"value": address or CIDR range}`) holds CLIENT_ADDRESS."""
+    client = ipaddress.ip_address(CLIENT_ADDRESS)
+    for rule in ip_rules or ():
+        try:
+            if client in ipaddress.ip_network(str(rule.get("value", "")), strict=False):
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
+
+
+def network_refusal(request: Request, vault: Vault) -> HttpError | None:
+    """The vault's network rules refusing the call, checked before authorization."""
+    where = f"Caller: {caller_text(request)}\r\nVault: {vault.name};location={vault.location}"
+    if vault.public_network_access.lower() == "disabled":
+        return HttpError(
+            403,
+            "Forbidden",
+            "Public network access is disabled and request is not from a trusted service nor via an "
+            f"approved private link.\r\n{where}",
+            inner={"code": "ForbiddenByConnection"},
+        )
+    acls = vault.extra_properties.get("networkAcls") or {}
+    if str(acls.get("defaultAction", "Allow")).lower() == "deny" and not _allowed_by(acls.get("ipRules")):
+        return HttpError(
+            403,
+            "Forbidden",
+            "Client address is not authorized and caller is not a trusted service.\r\n"
+            f"Client address: {CLIENT_ADDRESS}\r\n{where}",
+            inner={"code": "ForbiddenByFirewall"},
+        )
+    return None
 
 
 def _secret_not_found(name: str) -> HttpError:
@@ -56,6 +101,9 @@ class KeyVaultData:
     def authorize(
         self, request: Request, vault: Vault, permission: str, action: str, secret: str | None = None
     ) -> None:
+        refused = network_refusal(request, vault)
+        if refused is not None:
+            raise refused
         oid = caller_oid(request)
         if vault.enable_rbac_authorization:
             target = vault.arm_id + (f"/secrets/{secret}" if secret else "")

@@ -40,10 +40,12 @@ def failure_from_response(operation: str, response: HttpResponse) -> AzureCallFa
     Error bodies carry no secret values (a Graph `secretText` only comes in a 200)."""
     text = response.text()
     code: str | None = None
+    inner: str | None = None
     message = text[:300]
     try:
         error = json.loads(text).get("error") or {}
         code = error.get("code")
+        inner = _inner_code(error.get("innererror"))
         message = str(error.get("message") or message)[:300]
     except (ValueError, AttributeError):
         pass
@@ -54,7 +56,14 @@ def failure_from_response(operation: str, response: HttpResponse) -> AzureCallFa
         code,
         message or f"HTTP {response.status_code}",
         retry_after_seconds(response.headers),
+        inner,
     )
+
+
+def _inner_code(innererror: Any) -> str | None:
+    """`error.innererror.code` of an error body, when it has one."""
+    code = innererror.get("code") if isinstance(innererror, dict) else None
+    return str(code) if code else None
 
 
 def translate(operation: str, error: Exception) -> AzureCallFailed:
@@ -64,9 +73,10 @@ def translate(operation: str, error: Exception) -> AzureCallFailed:
     if isinstance(error, HttpResponseError):
         status = error.status_code
         code = error.error.code if error.error is not None else None
+        inner = _inner_code(getattr(error.error, "innererror", None))
         message = (error.error.message if error.error is not None else None) or error.reason or str(error)
         cls = ResourceGone if isinstance(error, ResourceNotFoundError) or status == 404 else AzureCallFailed
-        return cls(operation, status, code, str(message), _retry_after(error))
+        return cls(operation, status, code, str(message), _retry_after(error), inner)
     if isinstance(error, ServiceRequestError):
         return AzureCallFailed(operation, None, None, str(error))
     return AzureCallFailed(operation, None, type(error).__name__, str(error))

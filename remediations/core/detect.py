@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.core.evidence import AccessPolicyEvidence, Evidence, ExcessPermissionsEvidence
 from remediations.core.flow_allow_list import effective_policy
+from remediations.core.list_grants import is_own_list_entry
 from remediations.core.model import (
     AccessPolicy,
     Finding,
@@ -263,18 +264,32 @@ def reviewed_vaults(snapshot: Snapshot, policy: Policy, *, rbac: bool) -> list[V
 
 
 def reviewable_policies(snapshot: Snapshot, policy: Policy) -> list[tuple[Vault, AccessPolicy]]:
-    """Access policies we may judge: access-policy vaults, not excluded, not break-glass. Made once per
-    vaults and policy: several detectors ask for it in a row."""
+    """Access policies we may judge: access-policy vaults, not excluded, not break-glass, not the app's
+    own list-only entry (the grant its deep sweep needs, `own_list_entries`). Made once per vaults,
+    policy and app identity: several detectors ask for it in a row."""
+    app = snapshot.app_object_id
     return derived(
         "reviewable policies",
-        (snapshot.vaults, policy),
+        (snapshot.vaults, policy, app),
         lambda: [
             (vault, entry)
             for vault in reviewed_vaults(snapshot, policy, rbac=False)
             for entry in vault.access_policies
-            if not policy.leaves_alone(entry.object_id)
+            if not policy.leaves_alone(entry.object_id) and not is_own_list_entry(entry, app)
         ],
     )
+
+
+def own_list_notes(snapshot: Snapshot, policy: Policy) -> list[str]:
+    """One note per reviewed access-policy vault where the app's own identity holds secret `list` only:
+    the detectors leave that entry alone, and the run says so."""
+    app = snapshot.app_object_id
+    return [
+        f"left alone: the app's own identity {app} holds secret list only on vault {vault.name} (the grant "
+        "its deep sweep needs to read secret names; no flow connection runs as the app's managed identity)"
+        for vault in reviewed_vaults(snapshot, policy, rbac=False)
+        if any(is_own_list_entry(entry, app) for entry in vault.access_policies)
+    ]
 
 
 def _evidence(vault: Vault, entry: AccessPolicy) -> AccessPolicyEvidence:

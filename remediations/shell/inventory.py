@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from remediations.adapters.clients import Clients
 from remediations.adapters.errors import AzureCallFailed
-from remediations.core.list_grants import secret_list_grant
+from remediations.core.list_grants import secret_list_remedy
 from remediations.core.model import (
     Identity,
     InventoryError,
@@ -254,6 +254,7 @@ def _inventory_azure(
         identities=tuple(identities),
         errors=tuple(errors),
         secrets_listed=include_secrets,
+        app_object_id=clients.own_object_id(),
     )
 
 
@@ -331,15 +332,16 @@ def _with_secrets(
                 on_listed(vault, tuple(secrets))
                 secrets = secrets if keep_secrets else len(secrets)
         except AzureCallFailed as error:
-            # A refusal (403: an access-policy vault with no `list` entry for the app, or an RBAC vault
-            # outside infra's Key Vault Reader) does not stop the vault's other fixes: it is reported
-            # with the grant it lacks, and the remediations that need secret metadata skip this vault.
+            # A refusal (403: an access-policy vault with no `list` entry for the app, an RBAC vault
+            # outside infra's Key Vault Reader, or the vault's firewall / private link) does not stop the
+            # vault's other fixes: it is reported with what would let it through (the grant it lacks, or
+            # network access), and the remediations that need secret metadata skip this vault.
             # A transient failure (5xx, no response) fails the run so it is retried; 429 is counted as
             # throttling by the callers either way.
             failed = _error(vault.id, "list secrets", error, partial=not error.transient)
             if error.status == 403:
-                grant = secret_list_grant(vault, clients.own_object_id())
-                failed = failed.model_copy(update={"remedy": grant})
+                remedy = secret_list_remedy(vault, clients.own_object_id(), error.inner_code)
+                failed = failed.model_copy(update={"remedy": remedy})
             return failed
         if isinstance(secrets, int):
             return vault.model_copy(update={"secrets": (), "secret_count": secrets})

@@ -21,13 +21,16 @@ class PageDetection:
     the per-vault detectors found on all of them, in list order. `taken_at` is the snapshot's time, which
     the inventory must be given, as the expiry detectors judge against it."""
 
-    def __init__(self, scope: Scope, policy: Policy) -> None:
+    def __init__(self, scope: Scope, policy: Policy, app_object_id: str | None = None) -> None:
         self.taken_at = datetime.now(UTC)
-        self._scope, self._policy = scope, policy
+        self._scope, self._policy, self._app = scope, policy, app_object_id
         self.found: VaultFindings | None = None
 
     def page(self, vaults: list[Vault]) -> None:
-        page = Snapshot(scope=self._scope, taken_at=self.taken_at, vaults=tuple(vaults))
+        # The app's object id as the snapshot will hold it: its own list-only entries are left alone.
+        page = Snapshot(
+            scope=self._scope, taken_at=self.taken_at, vaults=tuple(vaults), app_object_id=self._app
+        )
         # A page holds no flow, so this is the policy as configured; `detect` compares it with the
         # whole snapshot's and detects again when flows derived other allow-lists.
         found = detect_vaults(page, effective_policy(self._policy, page))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remediations.adapters.clients import Clients
 from remediations.core.closure import Closure, PathClosed, PathLeft, unaccepted
-from remediations.core.detect import VaultFindings, detect, detector_ids_on
+from remediations.core.detect import VaultFindings, detect, detector_ids_on, own_list_notes
 from remediations.core.model import (
     Finding,
     InventoryError,
@@ -92,6 +92,8 @@ class RunResult(BaseModel):
     # that close most paths, so its paths left are reported, not failures (the sweep or a ticket
     # closes them; failing would only make Event Grid or the alert's sender retry the same run).
     closure_required: bool = True
+    # What the run noticed and deliberately left alone, for the caller's notes (information, no failure).
+    notes: tuple[str, ...] = ()
     # Kept for the caller's report; never serialised with the result (it holds the whole inventory).
     snapshot: Snapshot | None = Field(default=None, exclude=True, repr=False)
     # Wall and CPU seconds of each stage (inventory, detect, plan, reconcile, apply), for `make bench`.
@@ -318,7 +320,11 @@ def run(
     with ExitStack() as paused:
         lists_only = snapshot is None and _reads_lists_only(request)
         # A lists-only read detects per vault on each page as it arrives (shell/page_detection.py).
-        pages = PageDetection(request.scope, policy) if lists_only and request.scope is not None else None
+        pages = (
+            PageDetection(request.scope, policy, clients.own_object_id())
+            if lists_only and request.scope is not None
+            else None
+        )
         if lists_only:
             paused.enter_context(collector_paused())
         if snapshot is None:
@@ -402,6 +408,7 @@ def run(
         paths_left=None if verified is None else verified.left,
         paths_closed=None if verified is None else verified.closed,
         closure_required=request.trigger not in EVENT_DRIVEN,
+        notes=tuple(own_list_notes(snapshot, policy)),
         snapshot=snapshot,
         stage_seconds=stages.wall,
         stage_cpu_seconds=stages.cpu,

@@ -171,7 +171,8 @@ def outcomes_json(results: Collection[RunResult]) -> list[dict[str, Any]]:
 
 
 def inventory_notes(results: Collection[RunResult]) -> list[str]:
-    return [
+    """The failed reads, each with what would let it through, then what the runs left alone on purpose."""
+    failed = [
         f"read failed: {e.operation} {e.resource_id}: {e.label}{e.remedy_note}"
         + (
             "; the scope's other remediations still ran, those needing this read were skipped"
@@ -181,6 +182,7 @@ def inventory_notes(results: Collection[RunResult]) -> list[str]:
         for r in results
         for e in r.inventory_errors
     ]
+    return failed + [note for r in results for note in r.notes]
 
 
 def closure_notes(results: Collection[RunResult]) -> list[str]:

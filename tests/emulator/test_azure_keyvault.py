@@ -284,3 +284,59 @@ def test_delete_and_recover_a_secret(emu: Emulator, env: dict[str, str], arm: Ra
         secrets.get_secret("gone")
     secrets.begin_recover_deleted_secret("gone").result()
     assert secrets.get_secret("gone").value == "v"
+
+
+def test_network_rules_refuse_before_authorization_with_the_documented_inner_codes(
+    emu: Emulator, env: dict[str, str], arm: Raw
+) -> None:
+    """A vault whose firewall denies by default refuses even a caller its access policy allows (403
+    innererror ForbiddenByFirewall) until an ipRules entry holds the caller's address; with public
+    network access disabled, ForbiddenByConnection. The app's adapter keeps the inner code."""
+    from remediations.adapters.errors import AzureCallFailed, translate
+    from remediations.adapters.keyvault_data import KeyVaultSecrets
+
+    sub = emu.state.azure.subscription_id
+    az = emu.state.azure
+    create_resource_group(arm, sub, "rg-net")
+    credential = DefaultAzureCredential(exclude_managed_identity_credential=True)
+    mgmt = KeyVaultManagementClient(credential, sub)
+    body = _vault_body(emu, [_policy(emu, az.admin_object_id, ["List"])])
+
+    def network(**properties: object) -> None:
+        update = {**body, "properties": {**body["properties"], **properties}}  # type: ignore[dict-item]
+        mgmt.vaults.begin_create_or_update("rg-net", "kv-net", update).result()  # type: ignore[arg-type]
+
+    def refusal() -> HttpResponseError:
+        with pytest.raises(HttpResponseError) as refused:
+            next(
+                iter(SecretClient("https://kv-net.vault.azure.net/", credential).list_properties_of_secrets())
+            )
+        return refused.value
+
+    network(networkAcls={"defaultAction": "Deny", "bypass": "AzureServices", "ipRules": []})
+    denied = refusal()
+    error = denied.response.json()["error"]
+    assert (denied.status_code, error["code"], error["innererror"]["code"]) == (
+        403,
+        "Forbidden",
+        "ForbiddenByFirewall",
+    )
+    assert error["message"].startswith(
+        "Client address is not authorized and caller is not a trusted service."
+    )
+    assert f"oid={az.admin_object_id}" in error["message"] and "Vault: kv-net;location=" in error["message"]
+    failed = translate("list secrets", denied)
+    assert (failed.status, failed.code, failed.inner_code) == (403, "Forbidden", "ForbiddenByFirewall")
+    with pytest.raises(AzureCallFailed) as through_adapter:  # the adapter's own page reads
+        KeyVaultSecrets(credential, "https://kv-net.vault.azure.net/").list_secret_metadata()
+    assert through_adapter.value.inner_code == "ForbiddenByFirewall"
+
+    network(networkAcls={"defaultAction": "Deny", "ipRules": [{"value": "203.0.113.0/24"}]})
+    assert (
+        list(SecretClient("https://kv-net.vault.azure.net/", credential).list_properties_of_secrets()) == []
+    )
+
+    network(publicNetworkAccess="Disabled")
+    closed = refusal().response.json()["error"]
+    assert closed["innererror"]["code"] == "ForbiddenByConnection"
+    assert closed["message"].startswith("Public network access is disabled and request is not from a trusted")

@@ -208,10 +208,12 @@ def test_the_timer_sweep_never_migrates_unless_the_policy_says_in_sweeps(
     monkeypatch.setenv("VAULTGUARD_POLICY_JSON", json.dumps(in_sweeps))
     swept = _sweep_and_work(functions)
     assert "migrate_to_rbac" in {a["remediation_id"] for a in swept["plan"]}
-    # The first sweep enforced remove_list_permission (the app's list-only entry is gone, the flow keeps
-    # `get`); the sweep reads no secret names, so the flow's identity gets Secrets User on the vault.
+    # The first sweep enforced remove_list_permission on the flow's identity (it keeps `get`) and left the
+    # app's own list-only entry alone, which migrates to Key Vault Reader (names, no values); the sweep
+    # reads no secret names, so the flow's identity gets Secrets User on the vault.
     assert _switched(cloud)
     assert {(p, role) for p, role, _ in _below_vault(cloud)} == {
         (FLOW_SP, rbac.KEY_VAULT_SECRETS_USER),
         (ADMIN_USER, rbac.KEY_VAULT_SECRETS_OFFICER),
+        (cloud.state.azure.admin_object_id, rbac.KEY_VAULT_READER),
     }

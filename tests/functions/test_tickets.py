@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
+from emulator.azure.state import AccessPolicy
 from tests.functions.conftest import (
     ADMIN_USER,
     FLOW_SP,
@@ -455,8 +456,68 @@ def test_a_ticket_naming_a_secret_the_app_cannot_list_fails_and_says_why(
     assert result["summary"]["readErrors"] == 1 and result["summary"]["failures"] == 1
     [note] = [n for n in result["notes"] if n.startswith(f"read failed: list secrets {VAULT}: HTTP 403")]
     # The note says what to grant: the vault uses access policies, so a list-only entry for the app's own
-    # identity (Key Vault Reader would not reach it), and the policy rule that keeps it.
+    # identity (Key Vault Reader would not reach it), which the app then leaves in place by itself.
     app = cloud.state.azure.admin_object_id
     command = f"az keyvault set-policy --name {VAULT_NAME} --object-id {app} --secret-permissions list"
     assert f"; grant an access policy entry with secret permission list only, never get: `{command}`" in note
-    assert "secretPermissions.byIdentity" in note and "Key Vault Reader" in note
+    assert "list-only entry of its own identity in place" in note and "Key Vault Reader" in note
+    assert "byIdentity" not in note
+
+
+def test_a_list_refused_by_the_vault_firewall_says_network_access_not_a_grant(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """The vault's firewall denies by default and the app's address is not in its rules: Key Vault
+    refuses the list with innererror ForbiddenByFirewall even though the app may list secrets, and
+    the run's note asks for network access (outbound IPs or a private endpoint), not a role."""
+    az = cloud.state.azure
+    with cloud.state.lock:
+        vault = az.vaults[VAULT_NAME]
+        vault.access_policies.append(
+            AccessPolicy(az.tenant_id, az.admin_object_id, permissions={"secrets": ["List"]})
+        )
+        vault.extra_properties["networkAcls"] = {
+            "defaultAction": "Deny",
+            "bypass": "AzureServices",
+            "ipRules": [],
+        }
+    try:
+        body = ticket_body(
+            remediations=["rotate_secret"],
+            targets={"secrets": [f"{VAULT}/secrets/sql-password"]},
+            dryRun=False,
+        )
+        response = call("tickets", "POST", "/api/remediations", body=body)
+    finally:
+        with cloud.state.lock:
+            vault.extra_properties.pop("networkAcls", None)
+    assert response.status_code == 202, response.get_body()
+    result = json.loads(response.get_body())
+    assert [o["status"] for o in result["outcomes"]] == ["skipped"]
+    [note] = [n for n in result["notes"] if n.startswith(f"read failed: list secrets {VAULT}: HTTP 403")]
+    assert f"; allow the app's network access to {VAULT_NAME}: its firewall refused" in note
+    assert "(innererror ForbiddenByFirewall)" in note and "outbound IP addresses" in note
+    assert "grant" not in note and "set-policy" not in note
+
+
+def test_the_apps_own_list_only_entry_is_left_alone_with_a_note(
+    call: Call, enforce: dict[str, str], cloud: Emulator
+) -> None:
+    """The app's identity holds secret list only on the vault (the grant its deep sweep needs) and the
+    policy has no rule for it: an applied ticket takes list from the flow's identity, leaves the app's
+    entry in place and says so in its notes."""
+    az = cloud.state.azure
+    with cloud.state.lock:
+        az.vaults[VAULT_NAME].access_policies.append(
+            AccessPolicy(az.tenant_id, az.admin_object_id, permissions={"secrets": ["List"]})
+        )
+    response = call("tickets", "POST", "/api/remediations", body=ticket_body(dryRun=False))
+    assert response.status_code == 202, response.get_body()
+    result = json.loads(response.get_body())
+    assert [(a["remediation_id"], a["principal"]) for a in result["plan"]] == [
+        ("remove_list_permission", FLOW_SP)
+    ]
+    assert [o["status"] for o in result["outcomes"]] == ["applied"]
+    assert secrets_of(cloud, FLOW_SP) == ["Get"] and secrets_of(cloud, az.admin_object_id) == ["List"]
+    left = f"left alone: the app's own identity {az.admin_object_id} holds secret list only on vault "
+    assert f"{left}{VAULT_NAME}" in " ".join(result["notes"])

@@ -139,6 +139,9 @@ class TenantClients:
     def directory(self) -> _Directory:
         return _Directory(self._tenant)
 
+    def own_object_id(self) -> str | None:
+        return None  # the generated tenant holds no entry of the app's own identity
+
 
 def _planned(plan: Plan) -> list[str]:
     """Each planned change: fix, target, principal, changes and skip reason (not ids or times)."""

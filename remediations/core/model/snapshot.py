@@ -33,7 +33,8 @@ class InventoryError(Frozen):
     # True when the rest of the scope was still inventoried and planned: only the remediations that need
     # this read are skipped for the resource (a refused secret list). False: the run as a whole failed.
     partial: bool = False
-    # The grant that would let the read through, when a refusal says what is missing (core/list_grants.py).
+    # What would let the read through, when a refusal says what is missing (core/list_grants.py): a
+    # phrase that starts with its verb (`grant ...`, `allow the app's network access ...`).
     remedy: str | None = None
 
     @property
@@ -46,8 +47,9 @@ class InventoryError(Frozen):
 
     @property
     def remedy_note(self) -> str:
-        """`; grant ...` where a failed read is reported, when the refusal said what is missing."""
-        return f"; grant {self.remedy}" if self.remedy else ""
+        """`; grant ...` (or `; allow ...`) where a failed read is reported, when the refusal said what
+        is missing."""
+        return f"; {self.remedy}" if self.remedy else ""
 
 
 class Snapshot(Frozen):
@@ -68,6 +70,9 @@ class Snapshot(Frozen):
     # False when the inventory did not ask for secret metadata at all: vaults then list no secrets, and
     # a remediation that needs them must not read that as "the vault has none".
     secrets_listed: bool = True
+    # The object id the app signs in as, when the run could tell (its token's oid): detectors leave its
+    # own list-only access policy entries alone (core/list_grants.py `is_own_list_entry`).
+    app_object_id: str | None = None
 
     def _index(self, name: str, items: tuple[Any, ...], key: Any, keep: Any = None) -> dict[str, Any]:
         """A lower-cased lookup over `items`, built once per tuple (detectors look up every vault and
